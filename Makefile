@@ -1,0 +1,78 @@
+# callmap's two commands: `make demo` runs the main job, `make test` runs the
+# tests. Both set up everything they need first. Downloads and builds (the
+# virtual environment, Kafka's jars, broker data) live in $(CACHE), outside the
+# repository, so a second run reuses them.
+
+SHELL := /bin/bash
+CACHE ?= $(or $(CALLMAP_CACHE),$(HOME)/.cache/callmap)
+PYTHON ?= python3
+VENV ?= $(CACHE)/venv
+PY := $(VENV)/bin/python
+export CALLMAP_CACHE := $(CACHE)
+
+# The environment is reinstalled when pyproject.toml or the checkout's path
+# changes (the project is installed editable, so the path matters).
+ENV_KEY := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(ENV_KEY)
+
+.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars clean-cache
+
+help:
+	@echo "make demo   - start a local Kafka broker and run callmap's real path"
+	@echo "make test   - set up everything, then lint, types, import contracts and pytest"
+	@echo "make bench  - run the benchmarks and print their tables"
+
+demo: $(STAMP) kafka-jars
+	$(PY) -m callmap demo
+
+test: $(STAMP) kafka-jars lint types imports
+	$(PY) -m pytest tests
+
+# Tools the project needs from the operating system. A fresh machine of this
+# kind has them; anything missing is installed from Debian's packages.
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	@mkdir -p $(CACHE)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+kafka-jars: $(STAMP)
+	@$(PY) -m callmap dev kafka fetch
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy callmap capture streams sinks
+
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP) kafka-jars
+	$(PY) -m pytest tests/integration
+
+bench: $(STAMP) kafka-jars
+	@set -e; for script in tests/bench/bench_*.py; do \
+	  echo "== $$script"; $(PY) $$script; \
+	done
+
+schemas: $(STAMP)
+	$(PY) -m callmap dev schemas
+
+clean-cache:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from callmap.cli import main
+
+main()

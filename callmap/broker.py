@@ -1,0 +1,160 @@
+"""The Kafka adapter every callmap process shares: clients, topics, errors.
+
+aiokafka's exceptions stop here: callers see :class:`TemporaryError` for faults
+that may pass (unreachable broker, timeouts) and :class:`PermanentError` for
+those that will not (authentication, authorisation, bad requests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
+
+from callmap.config import KafkaSettings, TopicSettings
+from callmap.errors import PermanentError, TemporaryError
+from callmap.wire.topics import ALL_TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+_TEMPORARY = (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError)
+_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+
+@contextmanager
+def map_kafka_errors(action: str) -> Iterator[None]:
+    """Translate aiokafka exceptions raised while doing ``action``."""
+    try:
+        yield
+    except _TEMPORARY as exc:
+        raise TemporaryError(f"{action}: Kafka unreachable or slow: {exc}") from exc
+    except KafkaError as exc:
+        raise PermanentError(f"{action}: {exc}") from exc
+
+
+@asynccontextmanager
+async def admin_client(kafka: KafkaSettings, timeout_ms: int = 15_000) -> AsyncIterator[Any]:
+    client = AIOKafkaAdminClient(request_timeout_ms=timeout_ms, **kafka.client_kwargs())
+    with map_kafka_errors("connect to Kafka"):
+        await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic as the broker has it."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+    created: bool = False
+
+
+async def ensure_topics(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+) -> list[TopicState]:
+    """Create every topic of ``specs`` that does not exist yet; describe them all.
+
+    Existing topics are left as they are: changing partitions or configs of a
+    live topic is an operator's decision, not a side effect of starting up.
+    """
+    specs = list(specs)
+    async with admin_client(kafka) as admin:
+        with map_kafka_errors("create topics"):
+            existing = set(await admin.list_topics())
+            missing = [spec for spec in specs if spec.name not in existing]
+            if missing:
+                replication = topics.replication or await _default_replication(admin)
+                response = await admin.create_topics(
+                    [_new_topic(spec, topics, replication) for spec in missing]
+                )
+                _raise_for_topic_errors(response)
+                log.info("created topics %s", ", ".join(spec.name for spec in missing))
+            states = await _describe(admin, [spec.name for spec in specs])
+    created = {spec.name for spec in missing}
+    return [TopicState(s.name, s.partitions, s.configs, created=s.name in created) for s in states]
+
+
+async def describe_topics(kafka: KafkaSettings, names: Iterable[str]) -> list[TopicState]:
+    """Partition count and topic-level configs of each named topic."""
+    async with admin_client(kafka) as admin:
+        with map_kafka_errors("describe topics"):
+            return await _describe(admin, list(names))
+
+
+async def _default_replication(admin: Any) -> int:
+    """Three replicas where the cluster has three brokers, else as many as it has."""
+    cluster = await admin.describe_cluster()
+    return max(1, min(3, len(cluster.get("brokers", []))))
+
+
+def _new_topic(spec: TopicSpec, topics: TopicSettings, replication: int) -> NewTopic:
+    return NewTopic(
+        name=spec.name,
+        num_partitions=topics.partitions_for(spec),
+        replication_factor=replication,
+        topic_configs=spec.configs(),
+    )
+
+
+def _raise_for_topic_errors(response: Any) -> None:
+    for entry in response.to_object().get("topic_errors", []):
+        code = entry.get("error_code", 0)
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            message = entry.get("error_message") or f"error code {code}"
+            raise PermanentError(f"cannot create topic {entry.get('topic')}: {message}")
+
+
+async def _describe(admin: Any, names: list[str]) -> list[TopicState]:
+    metadata = {t["topic"]: t for t in await admin.describe_topics(names)}
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            configs[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"]
+                for entry in resource["config_entries"]
+                if entry["config_value"] is not None
+            }
+    states = []
+    for name in names:
+        topic = metadata.get(name)
+        if topic is None or topic.get("error_code", 0) != 0:
+            raise PermanentError(f"topic {name} does not exist")
+        states.append(TopicState(name, len(topic["partitions"]), configs.get(name, {})))
+    return states
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer with callmap's delivery defaults: idempotent, acks from all replicas."""
+    options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+    options.update(overrides)
+    return AIOKafkaProducer(**kafka.client_kwargs(), **options)
+
+
+def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer of ``topics``; pass ``group_id`` for a committed consumer group."""
+    options: dict[str, Any] = {"auto_offset_reset": "earliest", "enable_auto_commit": False}
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **kafka.client_kwargs(), **options)

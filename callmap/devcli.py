@@ -1,0 +1,134 @@
+"""``callmap dev ...`` and ``callmap topics ...``: tools for developers and operators."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from callmap.broker import TopicState, describe_topics, ensure_topics
+from callmap.config import load_settings
+from callmap.devkafka import DEFAULT_PORT, DevBroker, resolve_jars
+from callmap.wire.schemas import render_schemas, write_schemas
+from callmap.wire.topics import ALL_TOPICS
+
+console = Console()
+
+
+@click.group()
+def dev() -> None:
+    """Development helpers: a local Kafka broker, generated schema files."""
+
+
+@dev.group()
+def kafka() -> None:
+    """A single-node Apache Kafka 4.x (KRaft) broker on loopback."""
+
+
+_name = click.option("--name", default="dev", show_default=True, help="Broker instance name.")
+_port = click.option("--port", default=DEFAULT_PORT, show_default=True, help="Client port.")
+
+
+@kafka.command()
+@_name
+@_port
+def start(name: str, port: int) -> None:
+    """Start the broker (resolving its jars with Maven the first time); idempotent."""
+    broker = DevBroker.named(name, port)
+    before = broker.status()
+    if not before.running:
+        console.print(f"resolving Kafka jars into {resolve_jars().parent} ...")
+    status = broker.start()
+    verb = "already running" if before.running else "started"
+    console.print(f"Kafka {verb}: bootstrap {status.bootstrap} (pid {status.pid})")
+    console.print(f"  data and log in {status.directory}")
+    console.print(f"  use it with: export CALLMAP_KAFKA_BOOTSTRAP={status.bootstrap}")
+
+
+@kafka.command()
+def fetch() -> None:
+    """Resolve Kafka's jars from Maven Central into the cache (once)."""
+    console.print(f"Kafka jars in {resolve_jars()}")
+
+
+@kafka.command()
+@_name
+@_port
+def stop(name: str, port: int) -> None:
+    """Stop the broker this machine's callmap started."""
+    stopped = DevBroker.named(name, port).stop()
+    console.print("Kafka stopped" if stopped else "Kafka was not running")
+
+
+@kafka.command()
+@_name
+@_port
+def status(name: str, port: int) -> None:
+    """Say whether the broker runs; exit 1 if it does not."""
+    state = DevBroker.named(name, port).status()
+    console.print(
+        f"Kafka {state.detail}: bootstrap {state.bootstrap}"
+        + (f" (pid {state.pid})" if state.pid else "")
+    )
+    if not state.running:
+        sys.exit(1)
+
+
+@dev.command()
+@click.option("--directory", type=click.Path(path_type=Path), default=Path("docs/schemas"))
+@click.option("--check", is_flag=True, help="Fail if the files differ from the code.")
+def schemas(directory: Path, check: bool) -> None:
+    """Write the JSON Schema of every wire record into docs/schemas/."""
+    if check:
+        stale = [
+            name
+            for name, text in render_schemas().items()
+            if not (directory / name).exists() or (directory / name).read_text() != text
+        ]
+        if stale:
+            console.print(f"stale schema files: {', '.join(stale)}; run `callmap dev schemas`")
+            sys.exit(1)
+        console.print("schema files are current")
+        return
+    for path in write_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+@click.group()
+def topics() -> None:
+    """Create and describe callmap's Kafka topics (settings from CALLMAP_* variables)."""
+
+
+@topics.command()
+def create() -> None:
+    """Create every missing callmap topic with its partitions and cleanup policy."""
+    settings = load_settings()
+    states = asyncio.run(ensure_topics(settings.kafka, settings.topics))
+    console.print(_topic_table(states))
+
+
+@topics.command()
+def describe() -> None:
+    """Show partitions and cleanup settings of callmap's topics."""
+    settings = load_settings()
+    states = asyncio.run(describe_topics(settings.kafka, [s.name for s in ALL_TOPICS]))
+    console.print(_topic_table(states))
+
+
+def _topic_table(states: list[TopicState]) -> Table:
+    table = Table(title="callmap topics")
+    for column in ("topic", "partitions", "cleanup.policy", "retention.ms", "state"):
+        table.add_column(column)
+    for state in states:
+        table.add_row(
+            state.name,
+            str(state.partitions),
+            state.configs.get("cleanup.policy", "?"),
+            state.configs.get("retention.ms", "?"),
+            "created" if state.created else "exists",
+        )
+    return table

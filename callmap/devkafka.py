@@ -1,0 +1,335 @@
+"""A real single-node Apache Kafka 4.x broker (KRaft) on loopback, for development and tests.
+
+The official jars (``org.apache.kafka:kafka_2.13`` and its runtime
+dependencies) are resolved from Maven Central with Maven into the cache
+directory once; each broker instance keeps its configuration, data and log in
+a directory of its own, outside the repository. Starting is idempotent, and
+stopping only ever signals the process id this module started and recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from callmap.errors import CallmapError, TemporaryError
+from callmap.paths import cache_dir
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.24.3"
+DEFAULT_PORT = 9092
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.callmap.dev</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.ready.name = kafka.server.KafkaRaftServer
+logger.ready.level = INFO
+"""
+
+# Small, fast settings for one broker on a development machine: one replica,
+# few offsets partitions, no rebalance delay, and no topic auto-creation, as
+# on production clusters, so that a missing topic is a bug we see.
+_SERVER_PROPERTIES = """process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.cleaner.backoff.ms=2000
+"""
+
+_JVM_OPTIONS = [
+    "-Xms256m",
+    "-Xmx768m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+]
+
+
+class DevKafkaError(CallmapError):
+    """The development broker could not be provided."""
+
+
+def kafka_home(version: str = KAFKA_VERSION) -> Path:
+    return cache_dir() / "kafka" / version
+
+
+def resolve_jars(version: str = KAFKA_VERSION) -> Path:
+    """The directory with Kafka's runtime jars, resolving them with Maven if needed."""
+    home = kafka_home(version)
+    libs = home / "libs"
+    stamp = home / "resolved"
+    if stamp.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise DevKafkaError("Maven (mvn) is needed to fetch Kafka's jars; install it first")
+    home.mkdir(parents=True, exist_ok=True)
+    with _locked(home / ".lock"):
+        if stamp.exists():  # another process resolved them while we waited
+            return libs
+        (home / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+        shutil.rmtree(libs, ignore_errors=True)
+        command = [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(home / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise DevKafkaError(f"mvn could not resolve Kafka {version}:\n{result.stdout[-4000:]}")
+        stamp.write_text(json.dumps(sorted(p.name for p in libs.glob("*.jar"))))
+    return libs
+
+
+@contextlib.contextmanager
+def _locked(path: Path):  # type: ignore[no-untyped-def]
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    directory: Path
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevBroker:
+    """One broker instance: its directory, client port and controller port."""
+
+    directory: Path
+    port: int = DEFAULT_PORT
+    controller_port: int | None = None
+
+    @classmethod
+    def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevBroker:
+        return cls(cache_dir() / "kafka" / "instances" / name, port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.directory / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "broker.log"
+
+    def status(self) -> BrokerStatus:
+        pid = self._recorded_pid()
+        if pid is None:
+            return BrokerStatus(False, None, self.bootstrap, self.directory, "not started")
+        if not _accepts_connections(self.port):
+            return BrokerStatus(False, pid, self.bootstrap, self.directory, "not listening")
+        return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
+
+    def start(self, timeout: float = 90.0) -> BrokerStatus:
+        """Start the broker unless it runs already; return once it accepts clients."""
+        current = self.status()
+        if current.running:
+            return current
+        if current.pid is not None:  # started earlier but not ready yet, or wedged
+            return self._wait_ready(current.pid, timeout)
+        if _accepts_connections(self.port):
+            raise DevKafkaError(f"port {self.port} is taken by a process callmap did not start")
+        libs = resolve_jars()
+        java = shutil.which("java")
+        if java is None:
+            raise DevKafkaError("Java 17 or newer is needed to run Kafka; install it first")
+        controller_port = self.controller_port or free_port()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = self.directory / "data"
+        properties = self.directory / "server.properties"
+        properties.write_text(
+            _SERVER_PROPERTIES.format(port=self.port, controller_port=controller_port, data=data)
+        )
+        log4j = self.directory / "log4j2.properties"
+        log4j.write_text(_LOG4J2.format(log=self.log_file))
+        base = [java, *_JVM_OPTIONS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+        if not (data / "meta.properties").exists():
+            shutil.rmtree(data, ignore_errors=True)
+            format_command = [
+                *base,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(properties),
+            ]
+            result = subprocess.run(format_command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise DevKafkaError(
+                    f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
+                )
+        with (self.directory / "broker.out").open("ab") as out:
+            process = subprocess.Popen(
+                [*base, "kafka.Kafka", str(properties)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the shell that started it does not stop it
+            )
+        self._pid_file.write_text(str(process.pid))
+        return self._wait_ready(process.pid, timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker this instance started; False if none was running."""
+        pid = self._recorded_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+        self._pid_file.unlink(missing_ok=True)
+        return True
+
+    def _wait_ready(self, pid: int, timeout: float) -> BrokerStatus:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                self._pid_file.unlink(missing_ok=True)
+                raise DevKafkaError(f"Kafka exited during start-up; see {self.log_file}")
+            if _accepts_connections(self.port) and _answers_clients(self.bootstrap):
+                return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
+            time.sleep(0.25)
+        raise TemporaryError(f"Kafka did not accept clients within {timeout:.0f}s", delay=5)
+
+    def _recorded_pid(self) -> int | None:
+        """The recorded pid, if that process still runs this instance's broker."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if b"kafka.Kafka" not in cmdline or str(self.directory).encode() not in cmdline:
+            self._pid_file.unlink(missing_ok=True)  # stale: the pid now belongs to another process
+            return None
+        return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: fall back to probing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().split(") ", 1)[1][0] != "Z"
+    return True
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers_clients(bootstrap: str) -> bool:
+    """True once the broker answers a metadata request with itself in it."""
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            return bool(cluster.get("brokers"))
+        except KafkaError:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

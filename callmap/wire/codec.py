@@ -1,0 +1,154 @@
+"""JSON encoding and decoding of wire records, and batching of raw records.
+
+Decoding is strict about what matters and lenient about what does not: unknown
+fields are ignored and optional fields filled with their defaults (so older
+consumers read newer producers), while a missing required field, a wrong type,
+non-JSON bytes or another schema version raise :class:`WireDecodeError` naming
+the topic and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from functools import cache
+from typing import Any, TypeVar
+
+import msgspec
+
+from callmap.errors import WireDecodeError
+from callmap.wire.records import (
+    CaptureStats,
+    DeadLetter,
+    DnsAnswer,
+    DnsAnswerBatch,
+    Edge,
+    NodeIdentity,
+    PodIdentity,
+    Record,
+    ServiceIdentity,
+    SocketBatch,
+    SocketObservation,
+)
+from callmap.wire.topics import MAX_BATCH_BYTES, TopicSpec
+
+R = TypeVar("R", bound=Record)
+
+_encoder = msgspec.json.Encoder()
+
+# msgspec reports where validation failed as a JSON path: "... - at `$.a[0].b`".
+_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`")
+
+
+def encode(record: Record) -> bytes:
+    """The JSON bytes of a record, as they go on the wire."""
+    return _encoder.encode(record)
+
+
+@cache
+def _decoder(record_type: type[Record]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(record_type)
+
+
+def decode(spec: TopicSpec, data: bytes) -> Record:
+    """Decode a message value of ``spec``'s topic into its record type."""
+    return decode_as(spec.record, data, topic=spec.name)
+
+
+def decode_as(record_type: type[R], data: bytes, *, topic: str) -> R:
+    """Decode ``data`` as ``record_type``; ``topic`` names the origin in errors."""
+    try:
+        record: R = _decoder(record_type).decode(data)
+    except msgspec.ValidationError as exc:
+        # Another version may differ in shape; say so rather than name a field.
+        _check_raw_version(data, topic, record_type.version)
+        raise WireDecodeError(topic, *_locate(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(topic, None, f"not JSON: {exc}") from None
+    _check_version(record, topic, "v")
+    if isinstance(record, DnsAnswerBatch | SocketBatch):
+        for index, inner in enumerate(record.records):
+            _check_version(inner, topic, f"records[{index}].v")
+    return record
+
+
+def _check_version(record: Record, topic: str, field: str) -> None:
+    if record.v != record.version:
+        raise WireDecodeError(
+            topic, field, f"schema version {record.v}, this callmap reads {record.version}"
+        )
+
+
+def _check_raw_version(data: bytes, topic: str, expected: int) -> None:
+    """On the error path only: report a foreign version before any field."""
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return  # not JSON as a whole: the typed decoder's message says more
+    version = value.get("v") if isinstance(value, dict) else None
+    if version is not None and version != expected:
+        raise WireDecodeError(
+            topic, "v", f"schema version {version!r}, this callmap reads {expected}"
+        )
+
+
+def _locate(message: str) -> tuple[str | None, str]:
+    """Split a msgspec validation message into (field path, reason)."""
+    match = _PATH.search(message)
+    path = match.group("path") if match else ""
+    reason = message[: match.start()] if match else message
+    missing = _MISSING.match(reason)
+    if missing:
+        path = f"{path}.{missing.group('name')}" if path else missing.group("name")
+    return (path or None), reason
+
+
+def message_key(record: Record) -> bytes | None:
+    """The Kafka message key of a record, as its topic defines it."""
+    match record:
+        case DnsAnswerBatch() | SocketBatch() | CaptureStats() | DnsAnswer() | SocketObservation():
+            return record.node.encode()
+        case PodIdentity():
+            return record.uid.encode()
+        case ServiceIdentity():
+            return f"{record.namespace}/{record.name}".encode()
+        case NodeIdentity():
+            return record.name.encode()
+        case Edge():
+            return record.edge_id.encode()
+        case DeadLetter():
+            return None
+    raise TypeError(f"no key defined for {type(record).__name__}")
+
+
+def encode_batches(
+    batch_type: type[DnsAnswerBatch] | type[SocketBatch],
+    *,
+    cluster: str,
+    node: str,
+    records: Iterable[DnsAnswer] | Iterable[SocketObservation],
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> Iterator[bytes]:
+    """Encode one node's records as batch messages of at most ``max_bytes`` each.
+
+    Each record is encoded once; batches are assembled from those bytes, so
+    splitting costs no second encoding. A single record larger than
+    ``max_bytes`` still goes out alone (the broker decides whether to take it).
+    """
+    envelope = _encoder.encode(batch_type(cluster=cluster, node=node, records=()))
+    # Field order is declaration order, and ``records`` is the last field.
+    assert envelope.endswith(b"[]}"), envelope
+    head, tail = envelope[:-2], b"]}"
+    budget = max_bytes - len(head) - len(tail)
+    parts: list[bytes] = []
+    size = 0
+    for record in records:
+        part = _encoder.encode(record)
+        if parts and size + len(part) + 1 > budget:
+            yield head + b",".join(parts) + tail
+            parts, size = [], 0
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield head + b",".join(parts) + tail

@@ -1,0 +1,243 @@
+"""Every record callmap puts on Kafka, as frozen msgspec structs.
+
+These classes *are* the wire contract: their field names are the JSON keys,
+their defaults are what a decoder fills in when an older producer left a field
+out, and ``docs/schemas/*.json`` is generated from them. Every record carries
+``v``, its schema version; a record whose shape changes incompatibly gets a new
+version and a new topic (``callmap.<kind>.v2``), never a silent reinterpretation.
+
+Times are float seconds since the Unix epoch (UTC). IPs are strings in the
+canonical text form of Python's ``ipaddress`` (IPv4-mapped IPv6 is written as
+plain IPv4).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Transport = Literal["udp", "tcp"]
+QType = Literal["A", "AAAA"]
+Role = Literal["client", "server"]
+ServiceType = Literal["ClusterIP", "Headless", "NodePort", "LoadBalancer", "ExternalName"]
+EndpointType = Literal["workload", "service", "external", "node", "apiserver", "ip"]
+EdgeEvent = Literal["new", "refresh", "expired"]
+EdgeSource = Literal["dns", "socket-client", "socket-server"]
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Base of every wire record: immutable, keyword-only, versioned."""
+
+    # The version this code writes and accepts; a decoder rejects any other.
+    version: ClassVar[int] = SCHEMA_VERSION
+    v: int = SCHEMA_VERSION
+
+
+# --- raw capture events -------------------------------------------------------
+
+
+class DnsAnswer(Record, frozen=True, kw_only=True):
+    """One DNS response a node saw, after following CNAMEs (topic callmap.dns.v1)."""
+
+    cluster: str
+    node: str
+    ts: float
+    client_ip: str
+    server_ip: str
+    transport: Transport
+    qname: str
+    qtype: QType
+    answers: tuple[str, ...]
+    cnames: tuple[str, ...] = ()
+    ttl: int
+    count: int = 1
+
+
+class SocketObservation(Record, frozen=True, kw_only=True):
+    """One established TCP connection seen in a node's socket tables."""
+
+    cluster: str
+    node: str
+    ts: float
+    netns: int
+    pod_uid: str | None = None
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    role: Role
+    first_seen: float
+
+
+class DnsAnswerBatch(Record, frozen=True, kw_only=True):
+    """One node's DNS answers of one flush window: one Kafka message."""
+
+    cluster: str
+    node: str
+    records: tuple[DnsAnswer, ...]
+
+
+class SocketBatch(Record, frozen=True, kw_only=True):
+    """One node's socket observations of one flush window: one Kafka message."""
+
+    cluster: str
+    node: str
+    records: tuple[SocketObservation, ...]
+
+
+# --- identities (compacted topics) --------------------------------------------
+
+
+class WorkloadRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The controller a pod belongs to, followed to the root (Deployment, CronJob, ...)."""
+
+    kind: str
+    name: str
+
+
+class ServiceWorkload(msgspec.Struct, frozen=True, kw_only=True):
+    """A workload that backs a service (from its EndpointSlices)."""
+
+    namespace: str
+    kind: str
+    name: str
+
+
+class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None
+    target_port: int | str | None = None
+    node_port: int | None = None
+
+
+class PodIdentity(Record, frozen=True, kw_only=True):
+    """A pod and the IPs it holds (topic callmap.pods.v1, key = pod UID)."""
+
+    cluster: str
+    uid: str
+    namespace: str
+    name: str
+    ips: tuple[str, ...] = ()
+    node: str | None = None
+    host_network: bool = False
+    workload: WorkloadRef
+    labels: dict[str, str] = {}
+    created: float | None = None
+    deleted: float | None = None
+
+
+class ServiceIdentity(Record, frozen=True, kw_only=True):
+    """A service, its cluster IPs and the workloads behind it (key = namespace/name)."""
+
+    cluster: str
+    namespace: str
+    name: str
+    type: ServiceType
+    cluster_ips: tuple[str, ...] = ()
+    external_name: str | None = None
+    ports: tuple[ServicePort, ...] = ()
+    workloads: tuple[ServiceWorkload, ...] = ()
+    deleted: float | None = None
+
+
+class NodeIdentity(Record, frozen=True, kw_only=True):
+    """A node and its addresses (topic callmap.nodes.v1, key = node name)."""
+
+    cluster: str
+    name: str
+    ips: tuple[str, ...] = ()
+    deleted: float | None = None
+
+
+# --- edges ------------------------------------------------------------------
+
+
+class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One side of an edge. Which fields are set depends on ``type``:
+
+    - workload: namespace, name, kind (and service when reached through one)
+    - service: namespace, name (a service with no workloads behind it)
+    - external: dns_name (and ip when only the address is known)
+    - node: name, ip; apiserver: nothing else; ip: ip
+    """
+
+    type: EndpointType
+    namespace: str | None = None
+    name: str | None = None
+    kind: str | None = None
+    service: str | None = None
+    dns_name: str | None = None
+    ip: str | None = None
+
+
+class Edge(Record, frozen=True, kw_only=True):
+    """The current state of one client -> server edge (key = edge_id).
+
+    Identity is (cluster, client, server); everything else is an attribute
+    merged over time. ``event`` says which lifecycle step this message is.
+    """
+
+    edge_id: str
+    event: EdgeEvent
+    cluster: str
+    client: Endpoint
+    server: Endpoint
+    ports: tuple[int, ...] = ()
+    sources: tuple[EdgeSource, ...] = ()
+    first_seen: float
+    last_seen: float
+    count: int = 1
+    self_edge: bool = False
+
+
+# --- operations -----------------------------------------------------------------
+
+
+class StageStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What one pipeline stage saw, emitted and dropped (by reason) in an interval."""
+
+    seen: int = 0
+    emitted: int = 0
+    dropped: dict[str, int] = {}
+
+
+class CaptureStats(Record, frozen=True, kw_only=True):
+    """Per node and interval: each capture stage's counters (topic callmap.stats.v1)."""
+
+    cluster: str
+    node: str
+    ts: float
+    interval: float
+    stages: dict[str, StageStats] = {}
+
+
+class DeadLetter(Record, frozen=True, kw_only=True):
+    """A message that no stage could decode, with where it came from and why."""
+
+    ts: float
+    stage: str
+    error: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key_b64: str | None = None
+    payload_b64: str
+    cluster: str | None = None
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    DnsAnswer,
+    SocketObservation,
+    DnsAnswerBatch,
+    SocketBatch,
+    PodIdentity,
+    ServiceIdentity,
+    NodeIdentity,
+    Edge,
+    CaptureStats,
+    DeadLetter,
+)

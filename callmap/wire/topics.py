@@ -1,0 +1,146 @@
+"""Every Kafka topic callmap uses: name, record type, key, and settings.
+
+Nothing else in callmap spells a topic name. Raw capture topics carry per-node
+batches and are deleted by retention; identity and edge topics are compacted
+and keyed by the object, so reading one from the start yields current state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from callmap.wire.records import (
+    CaptureStats,
+    DeadLetter,
+    DnsAnswerBatch,
+    Edge,
+    NodeIdentity,
+    PodIdentity,
+    Record,
+    ServiceIdentity,
+    SocketBatch,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+# A raw batch message stays below this many encoded bytes, so that it fits the
+# broker's default message.max.bytes (1 MiB) with room for headers.
+MAX_BATCH_BYTES = 900_000
+
+Cleanup = Literal["delete", "compact"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic and how it is created."""
+
+    name: str
+    """The topic name; the version suffix changes only with the record's schema."""
+    record: type[Record]
+    """The record type every message value decodes to."""
+    key: str
+    """What the message key is, in words (documented for outside consumers)."""
+    partitions: int
+    """Default partition count; deployments override it per topic."""
+    cleanup: Cleanup
+    """``compact`` for state topics (latest value per key), ``delete`` for streams."""
+    retention_ms: int | None = None
+    """How long a ``delete`` topic keeps messages; None means the broker default."""
+    extra_configs: dict[str, str] = field(default_factory=dict)
+    """Further topic configs set at creation."""
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs to pass to CreateTopics."""
+        configs: dict[str, str] = {"cleanup.policy": self.cleanup}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        configs.update(self.extra_configs)
+        return configs
+
+
+# Compacted topics clean often enough that a new subscriber does not replay a
+# long history of superseded states, and keep tombstones for a day so that a
+# consumer that was down for less than that still sees deletions.
+_COMPACTION = {
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": str(HOUR_MS),
+    "delete.retention.ms": str(DAY_MS),
+}
+
+DNS = TopicSpec(
+    name="callmap.dns.v1",
+    record=DnsAnswerBatch,
+    key="node name",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=DAY_MS,
+)
+SOCKETS = TopicSpec(
+    name="callmap.sockets.v1",
+    record=SocketBatch,
+    key="node name",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=DAY_MS,
+)
+PODS = TopicSpec(
+    name="callmap.pods.v1",
+    record=PodIdentity,
+    key="pod UID",
+    partitions=6,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
+SERVICES = TopicSpec(
+    name="callmap.services.v1",
+    record=ServiceIdentity,
+    key="namespace/name",
+    partitions=6,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
+NODES = TopicSpec(
+    name="callmap.nodes.v1",
+    record=NodeIdentity,
+    key="node name",
+    partitions=1,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
+EDGES = TopicSpec(
+    name="callmap.edges.v1",
+    record=Edge,
+    key="edge_id",
+    partitions=12,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
+STATS = TopicSpec(
+    name="callmap.stats.v1",
+    record=CaptureStats,
+    key="node name",
+    partitions=3,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+)
+DLQ = TopicSpec(
+    name="callmap.dlq.v1",
+    record=DeadLetter,
+    key="the original message's key",
+    partitions=3,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (DNS, SOCKETS, PODS, SERVICES, NODES, EDGES, STATS, DLQ)
+IDENTITY_TOPICS: tuple[TopicSpec, ...] = (PODS, SERVICES, NODES)
+
+
+def topic_by_name(name: str) -> TopicSpec:
+    """The spec of a topic by its name; KeyError for a topic callmap does not own."""
+    for spec in ALL_TOPICS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

@@ -1,0 +1,78 @@
+"""The topics of the wire contract and their settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from callmap.config import TopicSettings
+from callmap.wire import (
+    ALL_TOPICS,
+    DLQ,
+    DNS,
+    EDGES,
+    IDENTITY_TOPICS,
+    NODES,
+    PODS,
+    SERVICES,
+    SOCKETS,
+    STATS,
+    DnsAnswerBatch,
+    Edge,
+    NodeIdentity,
+    PodIdentity,
+    ServiceIdentity,
+    SocketBatch,
+    topic_by_name,
+)
+
+
+def test_topic_names_are_the_contracts() -> None:
+    assert [spec.name for spec in ALL_TOPICS] == [
+        "callmap.dns.v1",
+        "callmap.sockets.v1",
+        "callmap.pods.v1",
+        "callmap.services.v1",
+        "callmap.nodes.v1",
+        "callmap.edges.v1",
+        "callmap.stats.v1",
+        "callmap.dlq.v1",
+    ]
+
+
+def test_each_topic_carries_one_record_type() -> None:
+    assert DNS.record is DnsAnswerBatch and SOCKETS.record is SocketBatch
+    assert (PODS.record, SERVICES.record, NODES.record) == (
+        PodIdentity,
+        ServiceIdentity,
+        NodeIdentity,
+    )
+    assert EDGES.record is Edge
+    assert len({spec.record for spec in ALL_TOPICS}) == len(ALL_TOPICS)
+
+
+@pytest.mark.parametrize("spec", [*IDENTITY_TOPICS, EDGES], ids=lambda s: s.name)
+def test_state_topics_are_compacted_and_never_expire_by_time(spec) -> None:  # type: ignore[no-untyped-def]
+    configs = spec.configs()
+    assert configs["cleanup.policy"] == "compact"
+    assert "retention.ms" not in configs
+    assert int(configs["delete.retention.ms"]) >= 3_600_000
+
+
+@pytest.mark.parametrize("spec", [DNS, SOCKETS, STATS, DLQ], ids=lambda s: s.name)
+def test_stream_topics_are_deleted_by_retention(spec) -> None:  # type: ignore[no-untyped-def]
+    configs = spec.configs()
+    assert configs["cleanup.policy"] == "delete"
+    assert int(configs["retention.ms"]) > 0
+
+
+def test_partitions_can_be_overridden_per_topic_or_for_all() -> None:
+    settings = TopicSettings(partitions={"*": 3, "callmap.edges.v1": 24})
+    assert settings.partitions_for(EDGES) == 24
+    assert settings.partitions_for(DNS) == 3
+    assert TopicSettings().partitions_for(DNS) == DNS.partitions
+
+
+def test_topics_are_found_by_name_and_foreign_names_are_refused() -> None:
+    assert topic_by_name("callmap.edges.v1") is EDGES
+    with pytest.raises(KeyError):
+        topic_by_name("callmap.edges.v0")

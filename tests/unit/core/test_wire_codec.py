@@ -1,0 +1,195 @@
+"""The wire contract's encoding: what producers write and consumers accept."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from callmap.errors import WireDecodeError
+from callmap.wire import (
+    ALL_TOPICS,
+    DNS,
+    EDGES,
+    PODS,
+    RECORD_TYPES,
+    DnsAnswer,
+    DnsAnswerBatch,
+    Edge,
+    PodIdentity,
+    Record,
+    SocketBatch,
+    decode,
+    decode_as,
+    encode,
+    encode_batches,
+    message_key,
+)
+
+
+def _of_type(samples: list[Record], record_type: type[Record]) -> Record:
+    return next(r for r in samples if type(r) is record_type)
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_every_record_type_round_trips_through_json(
+    samples: list[Record], record_type: type[Record]
+) -> None:
+    record = _of_type(samples, record_type)
+    assert decode_as(record_type, encode(record), topic="t") == record
+
+
+@pytest.mark.parametrize("record_type", RECORD_TYPES, ids=lambda t: t.__name__)
+def test_every_record_carries_its_schema_version(
+    samples: list[Record], record_type: type[Record]
+) -> None:
+    assert msgspec.json.decode(encode(_of_type(samples, record_type)))["v"] == 1
+
+
+def test_hostile_strings_survive_the_wire_unchanged(samples: list[Record]) -> None:
+    edge = _of_type(samples, Edge)
+    assert isinstance(edge, Edge)
+    wire = encode(edge)
+    assert b"\n" not in wire  # one JSON document per line stays possible
+    decoded = decode(EDGES, wire)
+    assert isinstance(decoded, Edge)
+    assert decoded.server.dns_name == edge.server.dns_name
+
+
+def test_unknown_fields_are_ignored_so_old_consumers_read_new_producers(
+    samples: list[Record],
+) -> None:
+    pod = _of_type(samples, PodIdentity)
+    document = msgspec.json.decode(encode(pod))
+    document["added_in_a_later_release"] = {"anything": [1, 2]}
+    assert decode(PODS, msgspec.json.encode(document)) == pod
+
+
+def test_optional_fields_are_filled_with_their_defaults() -> None:
+    minimal = (
+        b'{"cluster":"c","uid":"u","namespace":"n","name":"p","workload":{"kind":"Pod","name":"p"}}'
+    )
+    pod = decode(PODS, minimal)
+    assert isinstance(pod, PodIdentity)
+    assert (pod.v, pod.ips, pod.labels, pod.deleted, pod.host_network) == (1, (), {}, None, False)
+
+
+def test_a_missing_required_field_is_named_with_the_topic() -> None:
+    with pytest.raises(WireDecodeError) as caught:
+        decode(PODS, b'{"v":1,"cluster":"c","namespace":"n","name":"p"}')
+    assert caught.value.topic == "callmap.pods.v1"
+    assert caught.value.field == "uid"
+    assert "callmap.pods.v1" in str(caught.value) and "uid" in str(caught.value)
+
+
+def test_a_wrong_type_deep_in_a_batch_is_named_by_its_path(samples: list[Record]) -> None:
+    batch = msgspec.json.decode(encode(_of_type(samples, DnsAnswerBatch)))
+    batch["records"][1]["qname"] = 7
+    with pytest.raises(WireDecodeError) as caught:
+        decode(DNS, msgspec.json.encode(batch))
+    assert caught.value.field == "records[1].qname"
+
+
+def test_a_value_outside_an_enumeration_is_rejected(samples: list[Record]) -> None:
+    batch = msgspec.json.decode(encode(_of_type(samples, DnsAnswerBatch)))
+    batch["records"][0]["transport"] = "sctp"
+    with pytest.raises(WireDecodeError) as caught:
+        decode(DNS, msgspec.json.encode(batch))
+    assert caught.value.field == "records[0].transport"
+
+
+@pytest.mark.parametrize("version", [0, 2, "1"])
+def test_another_schema_version_is_rejected_naming_the_version_field(
+    samples: list[Record], version: object
+) -> None:
+    document = msgspec.json.decode(encode(_of_type(samples, Edge)))
+    document["v"] = version
+    with pytest.raises(WireDecodeError) as caught:
+        decode(EDGES, msgspec.json.encode(document))
+    assert caught.value.field == "v"
+
+
+def test_a_foreign_version_is_reported_even_when_its_shape_differs() -> None:
+    with pytest.raises(WireDecodeError) as caught:
+        decode(EDGES, b'{"v":2,"edge":{"completely":"different"}}')
+    assert caught.value.field == "v"
+
+
+def test_a_foreign_version_inside_a_batch_is_rejected(samples: list[Record]) -> None:
+    batch = msgspec.json.decode(encode(_of_type(samples, DnsAnswerBatch)))
+    batch["records"][1]["v"] = 9
+    with pytest.raises(WireDecodeError) as caught:
+        decode(DNS, msgspec.json.encode(batch))
+    assert caught.value.field == "records[1].v"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"{", b"\xff\xfe\x00", b"null", b"[]", b'"text"', b"42", b'{"v":1}', b"{}" * 3],
+)
+def test_garbage_raises_one_specific_error_on_every_topic(garbage: bytes) -> None:
+    for spec in ALL_TOPICS:
+        with pytest.raises(WireDecodeError) as caught:
+            decode(spec, garbage)
+        assert caught.value.topic == spec.name
+
+
+def test_message_keys_follow_the_topics_definition(samples: list[Record]) -> None:
+    keys = {type(record).__name__: message_key(record) for record in samples}
+    assert keys == {
+        "DnsAnswer": b"node-a",
+        "SocketObservation": b"node-a",
+        "DnsAnswerBatch": b"node-a",
+        "SocketBatch": b"node-a",
+        "PodIdentity": b"6d0c1f7e",
+        "ServiceIdentity": b"shop/cartservice",
+        "NodeIdentity": b"node-a",
+        "Edge": b"e3b0c44298fc1c14",
+        "CaptureStats": b"node-a",
+        "DeadLetter": None,
+    }
+
+
+def _answer(index: int) -> DnsAnswer:
+    return DnsAnswer(
+        cluster="c",
+        node="n",
+        ts=float(index),
+        client_ip="10.0.0.1",
+        server_ip="10.0.0.2",
+        transport="udp",
+        qname=f"host-{index}.example.org",
+        qtype="A",
+        answers=(f"192.0.2.{index % 250}",),
+        ttl=60,
+    )
+
+
+def test_batches_stay_under_the_size_cap_and_keep_every_record_in_order() -> None:
+    answers = [_answer(i) for i in range(1000)]
+    messages = list(
+        encode_batches(DnsAnswerBatch, cluster="c", node="n", records=answers, max_bytes=20_000)
+    )
+    assert len(messages) > 1
+    assert all(len(message) <= 20_000 for message in messages)
+    decoded = [decode(DNS, message) for message in messages]
+    assert all(isinstance(b, DnsAnswerBatch) and b.node == "n" for b in decoded)
+    assert [r for b in decoded for r in b.records] == answers  # type: ignore[attr-defined]
+
+
+def test_one_batch_is_byte_identical_to_encoding_the_batch_record() -> None:
+    answers = tuple(_answer(i) for i in range(5))
+    (message,) = encode_batches(DnsAnswerBatch, cluster="c", node="n", records=answers)
+    assert message == encode(DnsAnswerBatch(cluster="c", node="n", records=answers))
+
+
+def test_a_record_larger_than_the_cap_still_goes_out_alone() -> None:
+    messages = list(
+        encode_batches(
+            DnsAnswerBatch, cluster="c", node="n", records=[_answer(1), _answer(2)], max_bytes=50
+        )
+    )
+    assert len(messages) == 2
+
+
+def test_no_records_make_no_message() -> None:
+    assert list(encode_batches(SocketBatch, cluster="c", node="n", records=[])) == []
