@@ -38,3 +38,15 @@ def test_the_schema_rejects_what_the_decoder_rejects() -> None:
     schema = json.loads((SCHEMA_DIR / "Edge.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"v": 1, "edge_id": "x", "event": "renamed"}, schema)
+
+
+def test_the_prose_contract_mentions_every_record_and_field() -> None:
+    prose = (SCHEMA_DIR.parent / "wire-contract.md").read_text()
+    missing = [
+        f"{record_type.__name__}.{field.name}"
+        for record_type in RECORD_TYPES
+        for field in msgspec.structs.fields(record_type)
+        if f"`{field.name}`" not in prose
+    ]
+    missing += [t.__name__ for t in RECORD_TYPES if t.__name__ not in prose]
+    assert not missing, f"docs/wire-contract.md does not describe {missing}"
