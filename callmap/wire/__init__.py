@@ -4,7 +4,7 @@ Every process imports its records and topic names from here, and nothing else
 spells a topic name. See docs/wire-contract.md for the same in prose.
 """
 
-from callmap.wire.codec import decode, decode_as, encode, encode_batches, message_key
+from callmap.wire.codec import BatchMessage, decode, decode_as, encode, encode_batches, message_key
 from callmap.wire.records import (
     RECORD_TYPES,
     SCHEMA_VERSION,
@@ -55,6 +55,7 @@ __all__ = [
     "SERVICES",
     "SOCKETS",
     "STATS",
+    "BatchMessage",
     "CaptureStats",
     "DeadLetter",
     "DnsAnswer",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -122,6 +122,13 @@ def message_key(record: Record) -> bytes | None:
     raise TypeError(f"no key defined for {type(record).__name__}")
 
 
+class BatchMessage(NamedTuple):
+    """One encoded batch message and the number of records in it."""
+
+    value: bytes
+    records: int
+
+
 def encode_batches(
     batch_type: type[DnsAnswerBatch] | type[SocketBatch],
     *,
@@ -129,7 +136,7 @@ def encode_batches(
     node: str,
     records: Iterable[DnsAnswer] | Iterable[SocketObservation],
     max_bytes: int = MAX_BATCH_BYTES,
-) -> Iterator[bytes]:
+) -> Iterator[BatchMessage]:
     """Encode one node's records as batch messages of at most ``max_bytes`` each.
 
     Each record is encoded once; batches are assembled from those bytes, so
@@ -146,9 +153,9 @@ def encode_batches(
     for record in records:
         part = _encoder.encode(record)
         if parts and size + len(part) + 1 > budget:
-            yield head + b",".join(parts) + tail
+            yield BatchMessage(head + b",".join(parts) + tail, len(parts))
             parts, size = [], 0
         parts.append(part)
         size += len(part) + 1
     if parts:
-        yield head + b",".join(parts) + tail
+        yield BatchMessage(head + b",".join(parts) + tail, len(parts))

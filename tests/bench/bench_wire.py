@@ -52,7 +52,7 @@ def _best_of(repeats: int, run: Callable[[], object]) -> float:
 def main() -> None:
     answers = _answers()
     messages = [
-        m
+        m.value
         for _ in range(BATCHES)
         for m in encode_batches(DnsAnswerBatch, cluster="prod", node="node-a", records=answers)
     ]

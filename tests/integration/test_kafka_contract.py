@@ -119,9 +119,14 @@ async def test_split_batches_arrive_whole_and_in_order(topics: Settings) -> None
         )
         for i in range(3000)
     ]
-    batches = list(encode_batches(DnsAnswerBatch, cluster="test", node="node-b", records=answers))
-    assert len(batches) > 1 or len(batches[0]) < 900_000
-    metadata = await _produce(topics, DNS.name, [(b"node-b", value) for value in batches])
+    batches = list(
+        encode_batches(
+            DnsAnswerBatch, cluster="test", node="node-b", records=answers, max_bytes=100_000
+        )
+    )
+    assert len(batches) > 1
+    assert sum(batch.records for batch in batches) == len(answers)
+    metadata = await _produce(topics, DNS.name, [(b"node-b", batch.value) for batch in batches])
     messages = await _fetch(topics, DNS.name, metadata)
     received = [r for m in messages for r in decode(DNS, m.value).records]  # type: ignore[attr-defined]
     assert received == answers

@@ -1,0 +1,50 @@
+"""The session-wide Kubernetes API server: real kube-apiserver and etcd on loopback.
+
+``kube_api`` starts :class:`callmap.devkube.DevKube` on free ports in pytest's
+temporary directory and stops it at the end. Its binaries come from the cache
+(``callmap dev kube fetch`` builds them); a machine that has not built them yet
+builds them here, once, so the first test gets the time a cold build needs.
+
+When they cannot be built the tests are skipped, loudly, with the build's last
+lines; ``CALLMAP_REQUIRE_KUBE=1`` makes that a failure instead (for CI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from callmap.devkafka import free_port
+from callmap.devkube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
+
+# A cold build of kube-apiserver and etcd on two cores; see docs/development.md.
+BUILD_TIMEOUT = 3600
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if binaries_built():
+        return
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStatus]:
+    """A running API server: ``.server`` is its URL, ``.kubeconfig`` an admin kubeconfig."""
+    try:
+        fetch()
+    except DevKubeError as error:
+        reason = f"no Kubernetes API server binaries: {error}"
+        if os.environ.get("CALLMAP_REQUIRE_KUBE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = DevKube(tmp_path_factory.mktemp("kube"), port=free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop()
