@@ -28,13 +28,15 @@ demo: $(STAMP) kafka-jars
 test: $(STAMP) kafka-jars lint types imports
 	$(PY) -m pytest tests
 
-# Tools the project needs from the operating system. A fresh machine of this
-# kind has them; anything missing is installed from Debian's packages.
+# Tools the project needs from the operating system: Java and Maven for Kafka,
+# iproute2 for network namespaces, dnsmasq as the real DNS server of the
+# capture tests and the lab. Anything missing comes from Debian's packages.
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

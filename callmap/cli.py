@@ -22,6 +22,7 @@ EX_UNAVAILABLE = 69
 
 # name -> "package.module:attribute" of a built command, loaded on first use.
 COMMANDS: dict[str, str] = {
+    "capture": "capture.cli:capture",
     "demo": "callmap.demo:demo",
     "dev": "callmap.devcli:dev",
     "topics": "callmap.devcli:topics",
@@ -29,7 +30,6 @@ COMMANDS: dict[str, str] = {
 
 # name -> (what it will do, the issue that builds it).
 PLANNED: dict[str, tuple[str, int]] = {
-    "capture": ("Node agent: DNS answers and socket tables to Kafka.", 3),
     "watch": ("Identity watcher: pods, services and nodes from the Kubernetes API.", 4),
     "streams": ("Stream app: join events and identities into deduplicated edges.", 5),
     "sink": ("Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.", 6),

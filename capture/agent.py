@@ -1,0 +1,201 @@
+"""The capture agent's runtime: its tasks, the outbox, stats and metrics.
+
+One :class:`CaptureAgent` per node runs, as named and supervised asyncio
+tasks: DNS capture flushes (one batch message per window), socket scans, the
+publisher that drains the outbox into Kafka, and the stats task that publishes
+a ``CaptureStats`` record every interval. Records become per-node batch
+messages (``encode_batches``), keyed by node. Capture never waits for Kafka:
+messages queue in the bounded outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from callmap.config import Settings
+from callmap.counters import Counters
+from callmap.metrics import CountersCollector, serve_metrics
+from callmap.wire import (
+    DNS,
+    SOCKETS,
+    STATS,
+    CaptureStats,
+    DnsAnswer,
+    DnsAnswerBatch,
+    SocketBatch,
+    SocketObservation,
+    encode,
+    encode_batches,
+)
+from capture.dnsfold import DnsFolder
+from capture.outbox import DEFAULT_MAX_BYTES, Outbox, Outgoing
+from capture.publisher import Publisher
+from capture.sniffer import Sniffer, open_sockets
+from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
+
+log = logging.getLogger(__name__)
+
+PUBLISH = "publish"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """What the agent captures and how often."""
+
+    node: str
+    """This node's name, stamped on every record and used as message key."""
+    dns: bool = True
+    """Capture DNS answers."""
+    sockets: bool = True
+    """Scan socket tables."""
+    interfaces: Sequence[str] = field(default_factory=tuple)
+    """Interfaces to capture on; empty means all of them."""
+    netns: str | None = None
+    """Open capture sockets in this network namespace (a name or a path)."""
+    proc_root: str = "/proc"
+    """Where to read processes and socket tables (``/host/proc`` in the chart)."""
+    flush_interval: float = 1.0
+    """Seconds per DNS flush window."""
+    scan_interval: float = DEFAULT_SCAN_INTERVAL
+    """Seconds between socket scans."""
+    refresh_interval: float = 300.0
+    """Seconds between two reports of the same live connection."""
+    stats_interval: float = 10.0
+    """Seconds between CaptureStats records."""
+    outbox_bytes: int = DEFAULT_MAX_BYTES
+    """Bytes of messages kept while Kafka is unreachable; the oldest go first."""
+    metrics_port: int = 9808
+    """Port of the Prometheus endpoint; 0 turns it off."""
+
+
+class CaptureAgent:
+    """Runs capture for one node until cancelled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: AgentOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.counters = Counters()
+        self._clock = clock
+        self.outbox = Outbox(options.outbox_bytes)
+        self.publisher = Publisher(settings.kafka, self.outbox, self.counters.stage(PUBLISH))
+        self.folder = DnsFolder(cluster=settings.cluster, node=options.node, counters=self.counters)
+        self.scanner = SocketScanner(
+            cluster=settings.cluster,
+            node=options.node,
+            counters=self.counters.stage("sockets"),
+            proc_root=options.proc_root,
+            refresh_interval=options.refresh_interval,
+            clock=clock,
+        )
+        self._key = options.node.encode()
+
+    def collector(self) -> CountersCollector:
+        return CountersCollector(
+            "capture",
+            self.counters,
+            gauges={
+                "outbox_bytes": ("Bytes waiting for Kafka.", lambda: float(self.outbox.bytes)),
+                "outbox_dropped_records": (
+                    "Records dropped because the outbox was full.",
+                    lambda: float(self.outbox.dropped_records),
+                ),
+                "kafka_connected": (
+                    "1 while the last send to Kafka succeeded.",
+                    lambda: float(self.publisher.connected),
+                ),
+                "socket_scan_seconds": (
+                    "Duration of the last socket scan.",
+                    lambda: self.scanner.last_scan_seconds,
+                ),
+            },
+        )
+
+    def publish_dns(self, records: list[DnsAnswer]) -> None:
+        self._submit(DNS.name, DnsAnswerBatch, records)
+
+    def publish_sockets(self, records: list[SocketObservation]) -> None:
+        self._submit(SOCKETS.name, SocketBatch, records)
+
+    def _submit(
+        self,
+        topic: str,
+        batch_type: type[DnsAnswerBatch] | type[SocketBatch],
+        records: list[DnsAnswer] | list[SocketObservation],
+    ) -> None:
+        cluster, node = self.settings.cluster, self.options.node
+        for message in encode_batches(batch_type, cluster=cluster, node=node, records=records):
+            self.publisher.submit(Outgoing(topic, self._key, message.value, message.records))
+
+    def stats_record(self) -> CaptureStats:
+        return CaptureStats(
+            cluster=self.settings.cluster,
+            node=self.options.node,
+            ts=self._clock(),
+            interval=self.options.stats_interval,
+            stages=self.counters.interval(),
+        )
+
+    async def run(self) -> None:
+        """Start every task; return only when cancelled (or raise when one fails)."""
+        options = self.options
+        sniffer = None
+        if options.dns:  # first: a capture that cannot start fails before anything else runs
+            sniffer = Sniffer(open_sockets(options.interfaces, options.netns), self.folder)
+        serve_metrics(options.metrics_port, self.collector())
+        tasks: dict[str, Coroutine[Any, Any, None]] = {
+            "publisher": self.publisher.run(),
+            "stats": self._every(options.stats_interval, self._publish_stats),
+        }
+        if sniffer is not None:
+            sniffer.start()
+            flush = sniffer.flush
+            tasks["dns"] = self._every(
+                options.flush_interval, lambda: self.publish_dns(flush(self._clock()))
+            )
+        if options.sockets:
+            tasks["sockets"] = self.scanner.run(self.publish_sockets, options.scan_interval)
+        log.info("capture running on node %s: %s", options.node, ", ".join(tasks))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, coroutine in tasks.items():
+                    group.create_task(coroutine, name=f"capture-{name}")
+        finally:
+            if sniffer is not None:
+                sniffer.stop()
+                self.publish_dns(self.folder.flush(self._clock()))
+            await self._drain_remaining()
+
+    def _publish_stats(self) -> None:
+        stats = self.stats_record()
+        self.publisher.submit(Outgoing(STATS.name, self._key, encode(stats), 1))
+
+    async def _every(self, seconds: float, action: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            deadline += seconds
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            action()
+
+    async def _drain_remaining(self, timeout: float = 5.0) -> None:
+        """On shutdown, give what is queued a few seconds to reach Kafka."""
+        if not len(self.outbox):
+            return
+        sender = asyncio.create_task(self.publisher.run(), name="capture-final-drain")
+        try:
+            if not await self.publisher.drain(timeout):
+                log.warning("shutting down with %d messages unsent", len(self.outbox))
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)

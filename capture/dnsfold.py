@@ -1,0 +1,176 @@
+"""From captured frames to one node's DNS answers of a flush window.
+
+:class:`DnsFolder` is the pure heart of DNS capture: frames (with their
+capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
+
+- every frame is accounted for in three stages: ``dns.frames`` (link and IP
+  decoding), ``dns.parse`` (DNS messages) and ``dns.fold`` (responses), each
+  with ``seen == emitted + sum(dropped)``;
+- the same response seen on several interfaces of the node (pod veth, bridge,
+  uplink, or a packet socket's outgoing copy) is one response: two sightings
+  with the same client address and port, transport, message id and question
+  within ``dedup_seconds`` are one (the server address may differ: a DNS
+  service's cluster IP is rewritten to the DNS pod's IP on the way);
+- identical answers (same client, server, transport, question, CNAMEs and
+  addresses) within one flush window fold into one record whose ``count``
+  says how many responses it stands for, whose ``ts`` is the first sighting
+  and whose ``ttl`` is the smallest seen;
+- memory is bounded by the responses of one window plus ``dedup_seconds``.
+
+No clock and no I/O: the caller passes capture times and decides when to
+flush, so tests replay frames with fake times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callmap.counters import Counters
+from callmap.wire import DnsAnswer
+from capture.dnswire import DnsResponse, parse_response, parse_tcp_payload
+from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame
+
+FRAMES, PARSE, FOLD = "dns.frames", "dns.parse", "dns.fold"
+DROP_NOT_FROM_PORT_53 = "not_from_port_53"
+DROP_TCP_NO_PAYLOAD = "tcp_no_payload"
+DROP_DUPLICATE = "duplicate_sighting"
+DROP_FOLDED = "folded"
+
+DEFAULT_DEDUP_SECONDS = 2.0
+
+_DedupKey = tuple[str, int, int, str, str, str]
+_FoldKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class _Folded:
+    ts: float
+    ttl: int
+    count: int
+
+
+class DnsFolder:
+    """Accumulates one flush window of DNS answers; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        node: str,
+        counters: Counters,
+        dedup_seconds: float = DEFAULT_DEDUP_SECONDS,
+    ) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.dedup_seconds = dedup_seconds
+        self._frames = counters.stage(FRAMES)
+        self._parse = counters.stage(PARSE)
+        self._fold = counters.stage(FOLD)
+        self._seen: dict[_DedupKey, float] = {}
+        self._window: dict[_FoldKey, _Folded] = {}
+
+    def count_frames_lost(self, reason: str, count: int) -> None:
+        """Frames that never reached this folder (e.g. dropped by the kernel)."""
+        self._frames.seen += count
+        self._frames.drop(reason, count)
+
+    def add_frame(
+        self, frame: bytes | memoryview, ts: float, linktype: int = LINKTYPE_ETHERNET
+    ) -> None:
+        """Take one captured frame."""
+        frames = self._frames
+        frames.seen += 1
+        segment = decode_frame(frame, linktype)
+        if isinstance(segment, str):
+            frames.dropped[segment] += 1
+            return
+        if segment.src_port != 53:
+            frames.dropped[DROP_NOT_FROM_PORT_53] += 1
+            return
+        if segment.transport == "tcp" and not segment.payload:
+            frames.dropped[DROP_TCP_NO_PAYLOAD] += 1  # handshake and ACK-only segments
+            return
+        frames.emitted += 1
+        self.add_segment(segment, ts)
+
+    def add_segment(self, segment: Segment, ts: float) -> None:
+        """Take one UDP datagram or TCP segment that came from port 53."""
+        parse = self._parse
+        if segment.transport == "udp":
+            parse.seen += 1
+            outcome = parse_response(segment.payload)
+            if isinstance(outcome, str):
+                parse.dropped[outcome] += 1
+            else:
+                parse.emitted += 1
+                self._add_response(segment, outcome, ts)
+            return
+        for outcome in parse_tcp_payload(segment.payload):
+            parse.seen += 1
+            if isinstance(outcome, str):
+                parse.dropped[outcome] += 1
+            else:
+                parse.emitted += 1
+                self._add_response(segment, outcome, ts)
+
+    def _add_response(self, segment: Segment, response: DnsResponse, ts: float) -> None:
+        fold = self._fold
+        fold.seen += 1
+        # The server's address is not part of a sighting: kube-proxy rewrites
+        # it between the DNS pod's veth (pod IP) and the client's (service IP).
+        sighting = (
+            segment.dst_ip,
+            segment.dst_port,
+            response.msg_id,
+            segment.transport,
+            response.qname,
+            response.qtype,
+        )
+        earlier = self._seen.get(sighting)
+        if earlier is not None and ts - earlier <= self.dedup_seconds:
+            fold.dropped[DROP_DUPLICATE] += 1
+            return
+        self._seen[sighting] = ts
+        key = (
+            segment.dst_ip,
+            segment.src_ip,
+            segment.transport,
+            response.qname,
+            response.qtype,
+            response.cnames,
+            response.answers,
+        )
+        folded = self._window.get(key)
+        if folded is None:
+            self._window[key] = _Folded(ts, response.ttl, 1)
+            return
+        fold.dropped[DROP_FOLDED] += 1
+        folded.count += 1
+        folded.ttl = min(folded.ttl, response.ttl)
+        folded.ts = min(folded.ts, ts)
+
+    def flush(self, now: float) -> list[DnsAnswer]:
+        """The records of the window that ends now; starts a new window."""
+        window, self._window = self._window, {}
+        self._fold.emitted += len(window)
+        horizon = now - self.dedup_seconds
+        self._seen = {k: ts for k, ts in self._seen.items() if ts >= horizon}
+        return [
+            DnsAnswer(
+                cluster=self.cluster,
+                node=self.node,
+                ts=folded.ts,
+                client_ip=client_ip,
+                server_ip=server_ip,
+                transport=transport,  # type: ignore[arg-type]
+                qname=qname,
+                qtype=qtype,  # type: ignore[arg-type]
+                answers=answers,
+                cnames=cnames,
+                ttl=folded.ttl,
+                count=folded.count,
+            )
+            for (client_ip, server_ip, transport, qname, qtype, cnames, answers), folded in sorted(
+                window.items(), key=lambda item: item[1].ts
+            )
+        ]

@@ -1,0 +1,301 @@
+"""Walk a /proc tree and read each network namespace's TCP tables once.
+
+This is the thin I/O shell around :mod:`capture.procnet` (parsing) and
+:mod:`capture.sockroles` (roles). One call of :func:`scan_proc` is one scan:
+
+1. list the numeric pid directories of the proc root (``/proc`` on a host,
+   ``/host/proc`` in the chart's DaemonSet);
+2. group pids by network namespace, read from the ``ns/net`` link
+   (``net:[4026531992]``), and find each pid's pod from its ``cgroup`` file;
+3. for each namespace, read ``net/tcp`` and ``net/tcp6`` of ONE pid (the
+   lowest, which in a pod is usually the long-lived pause process) — the
+   tables belong to the namespace, so every other pid would show the same;
+4. parse and classify them.
+
+Promises: a process that vanishes or is not readable mid-scan is normal — it
+is skipped and counted (``PID_*`` counters), and the namespace falls back to its
+next pid. Only an unlistable proc root is an error (:class:`ConfigError`).
+A namespace gets a pod UID only when every pid in it agrees on one: the
+node's own namespace holds host daemons and hostNetwork pods side by side, and
+must not be credited to any one of them.
+
+The parsing of ``ns/net`` links and ``cgroup`` files is pure and exported
+(:func:`parse_netns_link`, :func:`pod_uid_from_cgroup`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+from callmap.errors import ConfigError
+from capture.procnet import ByteOrder, TcpState, parse_tcp_table
+from capture.sockroles import DROP_NOT_ESTABLISHED, Connection, classify
+
+__all__ = [
+    "DEFAULT_PROC_ROOT",
+    "NAMESPACES",
+    "NETNS_BAD_LINK",
+    "NETNS_UNREADABLE",
+    "PIDS",
+    "PID_DENIED",
+    "PID_ERROR",
+    "PID_MOVED",
+    "PID_VANISHED",
+    "POD_AMBIGUOUS",
+    "TABLES_READ",
+    "TABLE_MISSING",
+    "NamespaceScan",
+    "ScanResult",
+    "parse_netns_link",
+    "pod_uid_from_cgroup",
+    "scan_proc",
+]
+
+DEFAULT_PROC_ROOT = "/proc"
+
+# Scan counters: the keys of ScanResult.counters.
+PIDS = "pids"
+"""Numeric entries found in the proc root."""
+NAMESPACES = "namespaces"
+"""Network namespaces whose tables were read."""
+TABLES_READ = "tables_read"
+"""tcp/tcp6 files read (two per namespace when IPv6 is on)."""
+PID_VANISHED = "pid_vanished"
+"""A pid was gone by the time it was read (FileNotFoundError, ProcessLookupError)."""
+PID_DENIED = "pid_denied"
+"""A pid's files could not be read (PermissionError)."""
+PID_ERROR = "pid_error"
+"""Any other OSError on one pid's files."""
+PID_MOVED = "pid_moved_netns"
+"""A pid changed network namespace while its tables were read; not used."""
+NETNS_BAD_LINK = "netns_bad_link"
+"""An ``ns/net`` link that does not read ``net:[<inode>]``."""
+NETNS_UNREADABLE = "netns_unreadable"
+"""A namespace none of whose pids could be read; it is missing from the scan."""
+POD_AMBIGUOUS = "pod_ambiguous"
+"""A namespace whose pids disagree about their pod; reported with no pod UID."""
+TABLE_MISSING = "table_missing"
+"""A namespace without ``net/tcp6`` (IPv6 disabled); read as empty. Also per
+namespace in :attr:`NamespaceScan.skipped`."""
+
+# LISTEN to know the servers, ESTABLISHED to report; everything else is
+# filtered in the parser before its addresses are decoded.
+_WANTED_STATES = frozenset({TcpState.LISTEN, TcpState.ESTABLISHED})
+
+_POD_UID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    # Static (file-defined) pods get an md5 hex digest as their UID.
+    r"|[0-9a-f]{32}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceScan:
+    """What one network namespace showed in one scan."""
+
+    netns: int
+    """Inode of the namespace (the N of ``net:[N]``)."""
+    pod_uid: str | None
+    """The pod every pid of the namespace belongs to; None for host or mixed."""
+    pid: int
+    """The pid whose tables were read."""
+    pids: tuple[int, ...]
+    """Every pid seen in the namespace, ascending."""
+    connections: tuple[Connection, ...]
+    listeners: frozenset[tuple[str, int]]
+    sockets: int
+    """Socket entries parsed (before the state filter)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """procnet ``SKIP_*``, sockroles ``DROP_*`` and ``TABLE_MISSING`` counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """One scan: every readable namespace, ascending by inode, and the counters."""
+
+    namespaces: tuple[NamespaceScan, ...]
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def parse_netns_link(link: str) -> int | None:
+    """The inode in a ``net:[4026531992]`` link text, or None if it is not one."""
+    if not (link.startswith("net:[") and link.endswith("]")):
+        return None
+    digits = link[5:-1]
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
+def _pod_uid_from_segment(segment: str) -> str | None:
+    if segment.endswith(".slice"):
+        # systemd driver: kubepods-burstable-pod<uid>.slice, with the UID's
+        # dashes turned into underscores (a dash is systemd's slice separator).
+        stem, sep, candidate = segment[: -len(".slice")].rpartition("-pod")
+        if not sep or not stem:
+            return None
+    elif segment.startswith("pod"):
+        # cgroupfs driver: /kubepods/<qos>/pod<uid>/<container>.
+        candidate = segment[3:]
+    else:
+        return None
+    uid = candidate.replace("_", "-")
+    return uid if _POD_UID.fullmatch(uid) else None
+
+
+def pod_uid_from_cgroup(text: str) -> str | None:
+    """The pod UID in a ``/proc/<pid>/cgroup`` file, or None when not in a pod.
+
+    Reads cgroup v1 (``<id>:<controllers>:<path>``) and v2 (``0::<path>``)
+    lines, with the systemd or cgroupfs driver, for every QoS class. The path
+    need not contain ``kubepods``: read from inside a container's own cgroup
+    namespace it is relative (``/../../pod<uid>/<container>``).
+    """
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for segment in parts[2].split("/"):
+            uid = _pod_uid_from_segment(segment)
+            if uid is not None:
+                return uid
+    return None
+
+
+def _fault(exc: OSError) -> str:
+    if isinstance(exc, (FileNotFoundError, ProcessLookupError)):
+        return PID_VANISHED
+    if isinstance(exc, PermissionError):
+        return PID_DENIED
+    return PID_ERROR
+
+
+def _read(path: str) -> bytes:
+    # Unbuffered: one buffer, grown by FileIO.readall, no second copy.
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
+def _bump(counters: dict[str, int], key: str, by: int = 1) -> None:
+    counters[key] = counters.get(key, 0) + by
+
+
+@dataclass(slots=True)
+class _Namespace:
+    pids: list[int] = field(default_factory=list)
+    pods: set[str | None] = field(default_factory=set)
+
+
+def _group_pids(root: str, counters: dict[str, int]) -> dict[int, _Namespace]:
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries]
+    except OSError as exc:
+        raise ConfigError(f"cannot list proc root {root!r}: {exc}") from exc
+    pids = sorted(int(n) for n in names if n.isascii() and n.isdigit())
+    counters[PIDS] = len(pids)
+    namespaces: dict[int, _Namespace] = {}
+    for pid in pids:
+        base = f"{root}/{pid}"
+        try:
+            link = os.readlink(f"{base}/ns/net")
+            cgroup = _read(f"{base}/cgroup")
+        except OSError as exc:
+            _bump(counters, _fault(exc))
+            continue
+        netns = parse_netns_link(link)
+        if netns is None:
+            _bump(counters, NETNS_BAD_LINK)
+            continue
+        ns = namespaces.get(netns)
+        if ns is None:
+            ns = namespaces[netns] = _Namespace()
+        ns.pids.append(pid)
+        ns.pods.add(pod_uid_from_cgroup(cgroup.decode("latin-1")))
+    return namespaces
+
+
+def _read_tables(
+    root: str, netns: int, pids: list[int], counters: dict[str, int]
+) -> tuple[int, bytes, bytes | None] | None:
+    """(pid, tcp, tcp6 or None when absent) from the first pid that can be read."""
+    for pid in pids:
+        base = f"{root}/{pid}"
+        try:
+            tcp = _read(f"{base}/net/tcp")
+            _bump(counters, TABLES_READ)
+            try:
+                tcp6: bytes | None = _read(f"{base}/net/tcp6")
+                _bump(counters, TABLES_READ)
+            except FileNotFoundError:
+                if not os.path.isdir(f"{base}/net"):
+                    raise  # the whole pid is gone, not just IPv6
+                tcp6 = None
+            # A pid that setns()'d while we read showed another namespace.
+            moved = parse_netns_link(os.readlink(f"{base}/ns/net")) != netns
+        except OSError as exc:
+            _bump(counters, _fault(exc))
+            continue
+        if moved:
+            _bump(counters, PID_MOVED)
+            continue
+        return pid, tcp, tcp6
+    return None
+
+
+def scan_proc(
+    proc_root: str = DEFAULT_PROC_ROOT,
+    *,
+    include_loopback: bool = False,
+    byteorder: ByteOrder = sys.byteorder,
+) -> ScanResult:
+    """Scan every network namespace visible under ``proc_root`` once.
+
+    Blocking (many small file reads): run it off the event loop thread.
+    ``include_loopback`` is passed to :func:`capture.sockroles.classify`.
+    """
+    root = proc_root.rstrip("/") or "/"
+    counters: dict[str, int] = {}
+    results: list[NamespaceScan] = []
+    for netns, ns in sorted(_group_pids(root, counters).items()):
+        tables = _read_tables(root, netns, ns.pids, counters)
+        if tables is None:
+            _bump(counters, NETNS_UNREADABLE)
+            continue
+        pid, tcp, tcp6 = tables
+        skipped: dict[str, int] = {}
+        parsed = [parse_tcp_table(tcp, states=_WANTED_STATES, byteorder=byteorder)]
+        if tcp6 is None:
+            skipped[TABLE_MISSING] = 1
+            _bump(counters, TABLE_MISSING)
+        else:
+            parsed.append(parse_tcp_table(tcp6, states=_WANTED_STATES, byteorder=byteorder))
+        sockets = [s for table in parsed for s in table.sockets]
+        filtered = sum(table.filtered for table in parsed)
+        for table in parsed:
+            for reason, count in table.skipped.items():
+                _bump(skipped, reason, count)
+        classified = classify(sockets, include_loopback=include_loopback)
+        for reason, count in classified.dropped.items():
+            _bump(skipped, reason, count)
+        if filtered:
+            _bump(skipped, DROP_NOT_ESTABLISHED, filtered)
+        if len(ns.pods) > 1:
+            _bump(counters, POD_AMBIGUOUS)
+        results.append(
+            NamespaceScan(
+                netns=netns,
+                pod_uid=next(iter(ns.pods)) if len(ns.pods) == 1 else None,
+                pid=pid,
+                pids=tuple(ns.pids),
+                connections=classified.connections,
+                listeners=classified.listeners,
+                sockets=len(sockets) + filtered,
+                skipped=skipped,
+            )
+        )
+    counters[NAMESPACES] = len(results)
+    return ScanResult(tuple(results), counters)

@@ -1,0 +1,113 @@
+"""Sends the outbox to Kafka, in order, through outages.
+
+One named task takes the oldest message, sends it with acks from all replicas
+(idempotent producer, lz4), and only then removes it from the outbox. When the
+broker is unreachable the task backs off exponentially and tries again; the
+outbox keeps absorbing new messages meanwhile (dropping its oldest past the
+budget). Delivery is at least once: a send that timed out may have landed and
+is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from callmap.broker import make_producer
+from callmap.config import KafkaSettings
+from callmap.counters import StageCounters
+from capture.outbox import Outbox, Outgoing
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Drains an :class:`Outbox` into Kafka; counts sent and dropped records."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        outbox: Outbox,
+        counters: StageCounters,
+        *,
+        send_timeout: float = 15.0,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._kafka = kafka
+        self.outbox = outbox
+        self._counters = counters
+        self._send_timeout = send_timeout
+        self._max_backoff = max_backoff
+        self._wakeup = asyncio.Event()
+        self._producer: Any = None
+        self.connected = False
+
+    def submit(self, message: Outgoing) -> None:
+        """Queue a message (never blocks); count records dropped to make room."""
+        self._counters.seen += message.records
+        dropped = self.outbox.put(message)
+        if dropped:
+            self._counters.drop("buffer_overflow", dropped)
+            log.warning("outbox full: dropped %d oldest records", dropped)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send until cancelled."""
+        backoff = 0.5
+        try:
+            while True:
+                message = self.outbox.peek()
+                if message is None:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                try:
+                    await self._send(message)
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    self.connected = False
+                    log.warning("Kafka send failed (%s); retrying in %.1fs", exc, backoff)
+                    await self._close_producer()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
+                backoff = 0.5
+                self.outbox.done(message)
+                self._counters.emitted += message.records
+        finally:
+            await self._close_producer()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.outbox) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not len(self.outbox)
+
+    async def _send(self, message: Outgoing) -> None:
+        if self._producer is None:
+            producer = make_producer(self._kafka, compression_type="lz4", request_timeout_ms=10_000)
+            try:
+                await asyncio.wait_for(producer.start(), self._send_timeout)
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            if not self.connected:
+                log.info("connected to Kafka at %s", self._kafka.bootstrap_servers)
+            self.connected = True
+        await asyncio.wait_for(
+            self._producer.send_and_wait(message.topic, message.value, key=message.key),
+            self._send_timeout,
+        )
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.debug("closing the producer: %s", exc)

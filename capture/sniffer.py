@@ -1,0 +1,201 @@
+"""Live packet capture: AF_PACKET sockets with the shipped BPF filter, read off the loop.
+
+With no interface named, one unbound ``ETH_P_ALL`` socket sees every
+interface of the network namespace, including pod veths created later. With
+interfaces named, scapy's Linux ``L2ListenSocket`` opens one socket per
+interface (scapy is asked not to compile a filter: callmap attaches its own
+precompiled program, so neither libpcap nor tcpdump is needed).
+
+Frames are read by one named thread, never on the event loop, and handed to a
+:class:`~capture.dnsfold.DnsFolder` under a lock that ``flush`` shares. The
+kernel's own drop counter (``PACKET_STATISTICS``) is read at every flush and
+counted as ``kernel_drop``, so a socket buffer overrun is visible, not silent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from callmap.errors import ConfigError
+from callmap.wire import DnsAnswer
+from capture.bpf import SNAP_LENGTH, attach_filter
+from capture.dnsfold import DnsFolder
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+_TPACKET_STATS = struct.Struct("II")  # tp_packets, tp_drops; reading resets them
+CLONE_NEWNET = 0x40000000
+DEFAULT_RCVBUF = 16 * 1024 * 1024
+DROP_KERNEL = "kernel_drop"
+
+
+def open_all_interfaces(rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
+    """One packet socket on every interface, filtered before any frame is queued."""
+    # An unbound socket cannot be given its protocol later (Python's bind wants
+    # an interface name), so it queues frames from the start: attach_filter
+    # drains those before the filter takes over.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    attach_filter(sock)
+    _set_rcvbuf(sock, rcvbuf)
+    return sock
+
+
+def open_interface(name: str, rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
+    """A packet socket on one interface, opened by scapy, with callmap's filter."""
+    from scapy.arch.linux import L2ListenSocket  # the submodule only: no scapy.all
+
+    listener: Any = L2ListenSocket(iface=name, promisc=False, nofilter=1)
+    sock: socket.socket = listener.ins
+    attach_filter(sock)  # drains what was queued before the filter, then filters
+    _set_rcvbuf(sock, rcvbuf)
+    return sock
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> None:
+    SO_RCVBUFFORCE = 33  # root may exceed net.core.rmem_max; others get what they may
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def enter_netns(path: str) -> None:
+    """Move the *calling thread* into the network namespace at ``path``.
+
+    Sockets keep the namespace they were created in, so the agent can open its
+    capture sockets in another namespace (a lab node, a pod) while the rest of
+    the process, its Kafka client included, stays where it is.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise ConfigError(f"cannot enter network namespace {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def open_sockets(
+    interfaces: Sequence[str], netns: str | None = None, rcvbuf: int = DEFAULT_RCVBUF
+) -> list[socket.socket]:
+    """Capture sockets for ``interfaces`` (all when empty), in ``netns`` if given."""
+    if netns is None:
+        return _open(interfaces, rcvbuf)
+    result: list[socket.socket] = []
+    error: list[BaseException] = []
+
+    def in_namespace() -> None:  # a thread of its own: setns must not move the loop's thread
+        try:
+            enter_netns(netns if "/" in netns else str(Path("/var/run/netns") / netns))
+            result.extend(_open(interfaces, rcvbuf))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=in_namespace, name="callmap-open-netns")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result
+
+
+def _open(interfaces: Sequence[str], rcvbuf: int) -> list[socket.socket]:
+    try:
+        if not interfaces:
+            return [open_all_interfaces(rcvbuf)]
+        return [open_interface(name, rcvbuf) for name in interfaces]
+    except PermissionError:
+        raise ConfigError("packet capture needs CAP_NET_RAW (run as root or grant it)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open a packet socket: {exc}") from None
+
+
+class Sniffer:
+    """Reads frames from packet sockets into a folder, on a thread of its own."""
+
+    def __init__(self, sockets: list[socket.socket], folder: DnsFolder) -> None:
+        self._sockets = sockets
+        self._folder = folder
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="callmap-sniffer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for sock in self._sockets:
+            sock.close()
+
+    def flush(self, now: float) -> list[DnsAnswer]:
+        """The window's records; also takes the kernel's drop count since the last flush."""
+        with self._lock:
+            drops = sum(_kernel_drops(sock) for sock in self._sockets)
+            if drops:
+                self._folder.count_frames_lost(DROP_KERNEL, drops)
+            return self._folder.flush(now)
+
+    def _read(self) -> None:
+        selector = selectors.DefaultSelector()
+        for sock in self._sockets:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, data=sock)
+        add_frame, lock, clock = self._folder.add_frame, self._lock, time.time
+        buffer = bytearray(SNAP_LENGTH)  # one buffer: a fresh 256 KiB per frame would be slow
+        view = memoryview(buffer)
+        try:
+            while not self._stop.is_set() and selector.get_map():
+                for key, _ in selector.select(timeout=0.2):
+                    ready: socket.socket = key.data
+                    # Drain what is queued now; one lock hold per burst, not per frame.
+                    with lock:
+                        for _ in range(256):
+                            try:
+                                size = ready.recv_into(buffer)
+                            except BlockingIOError:
+                                break
+                            except OSError as exc:
+                                self._socket_error(selector, ready, exc)
+                                break
+                            add_frame(view[:size], clock())
+        finally:
+            selector.close()
+        if not self._stop.is_set():
+            log.error("packet capture stopped: no capture socket left")
+
+    def _socket_error(
+        self, selector: selectors.BaseSelector, sock: socket.socket, exc: OSError
+    ) -> None:
+        """A socket on an interface that went down says so once and stays usable."""
+        if exc.errno in (errno.ENETDOWN, errno.ENXIO):
+            self._folder.count_frames_lost("interface_down", 1)  # visible in stats and metrics
+            log.warning("capture interface went down: %s", exc)
+            return
+        log.error("packet socket failed, no longer reading it: %s", exc)
+        selector.unregister(sock)
+
+
+def _kernel_drops(sock: socket.socket) -> int:
+    try:
+        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
+    except OSError:
+        return 0
+    _packets, drops = _TPACKET_STATS.unpack(raw)
+    return int(drops)

@@ -1,0 +1,158 @@
+"""The DNS agent on a real network: dnsmasq answers, the agent captures in the
+node namespace between client and server, and records arrive on real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from aiokafka import TopicPartition
+from dnsnet import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, DnsNet
+
+from callmap.broker import describe_topics, ensure_topics, make_consumer
+from callmap.config import Settings
+from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats, decode
+
+pytestmark = [pytest.mark.kafka, pytest.mark.netns]
+
+QUERIES = f"""
+import dns.message, dns.query, dns.rcode
+def ask(name, qtype, server, tcp=False):
+    query = dns.message.make_query(name, qtype)
+    send = dns.query.tcp if tcp else dns.query.udp
+    return dns.rcode.to_text(send(query, server, timeout=3).rcode())
+print(ask("cartservice.shop.svc.cluster.local", "A", "{SERVER_V4}"))
+print(ask("mongodb.data.svc.cluster.local", "A", "{SERVER_V4}", tcp=True))
+print(ask("mongodb.data.svc.cluster.local", "AAAA", "{SERVER_V6}"))
+print(ask("api.stripe.com", "A", "{SERVER_V6}", tcp=True))
+print(ask("cartservice.shop.svc.cluster.local.shop.svc.cluster.local", "A", "{SERVER_V4}"))
+"""
+
+
+async def _end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    (state,) = await describe_topics(settings.kafka, [topic])
+    partitions = [TopicPartition(topic, p) for p in range(state.partitions)]
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)  # aiokafka cannot stop a consumer that never had one
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def _collect(
+    settings: Settings,
+    topic: str,
+    start: dict[TopicPartition, int],
+    node: str,
+    until,
+    timeout: float = 30.0,
+) -> list:  # type: ignore[no-untyped-def]
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    found: list = []  # type: ignore[type-arg]
+    try:
+        consumer.assign(list(start))
+        for partition, offset in start.items():
+            consumer.seek(partition, offset)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(found):
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    if message.key == node.encode():
+                        found.append(decode(topic_spec(topic), message.value))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def topic_spec(topic: str):  # type: ignore[no-untyped-def]
+    return DNS if topic == DNS.name else STATS
+
+
+def _saw_nxdomain(stats: list[CaptureStats]) -> bool:
+    return any("nxdomain" in s.stages.get("dns.parse", StageStats()).dropped for s in stats)
+
+
+def _answers(batches: list) -> list[DnsAnswer]:  # type: ignore[type-arg]
+    return [record for batch in batches for record in batch.records]
+
+
+async def test_answers_from_a_real_dns_server_arrive_once_each(
+    dns_net: DnsNet, settings: Settings
+) -> None:
+    await ensure_topics(settings.kafka, settings.topics)
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    dns_start = await _end_offsets(settings, DNS.name)
+    stats_start = await _end_offsets(settings, STATS.name)
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_CLUSTER": "test",
+    }
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "callmap",
+            "capture",
+            "dns",
+            "--netns",
+            dns_net.node,
+            "--node",
+            node,
+            "--flush-interval",
+            "0.5",
+            "--stats-interval",
+            "1",
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
+        assert agent.poll() is None, agent.stdout.read().decode()  # type: ignore[union-attr]
+        asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", QUERIES)
+        assert asked.stdout.split() == ["NOERROR"] * 4 + ["NXDOMAIN"], asked.stderr
+
+        batches = await _collect(
+            settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 4
+        )
+        stats = await _collect(settings, STATS.name, stats_start, node, until=_saw_nxdomain)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        agent.wait(timeout=20)
+
+    answers = sorted(_answers(batches), key=lambda r: (r.qname, r.qtype))
+    assert all(isinstance(a, DnsAnswer) and a.node == node and a.cluster == "test" for a in answers)
+    seen = [
+        (a.qname, a.qtype, a.transport, a.client_ip, a.answers, a.cnames, a.count) for a in answers
+    ]
+    assert seen == [
+        ("api.stripe.com", "A", "tcp", CLIENT_V6, ("203.0.113.10",), ("edge.stripe.net",), 1),
+        ("cartservice.shop.svc.cluster.local", "A", "udp", CLIENT_V4, ("10.96.4.2",), (), 1),
+        ("mongodb.data.svc.cluster.local", "A", "tcp", CLIENT_V4, ("10.96.5.5",), (), 1),
+        ("mongodb.data.svc.cluster.local", "AAAA", "udp", CLIENT_V6, ("fd00::5",), (), 1),
+    ]
+    assert {a.server_ip for a in answers} == {SERVER_V4, SERVER_V6}
+
+    totals = {}
+    for record in stats:
+        assert isinstance(record, CaptureStats)
+        for stage, counts in record.stages.items():
+            for reason, n in counts.dropped.items():
+                totals[(stage, reason)] = totals.get((stage, reason), 0) + n
+    assert totals.get(("dns.parse", "nxdomain"), 0) >= 1
+    # each response crossed two interfaces of the node: the second sighting is folded away
+    assert totals.get(("dns.fold", "duplicate_sighting"), 0) >= 4

@@ -1,0 +1,188 @@
+"""Frames in, one node's DNS answers of a flush window out."""
+
+from __future__ import annotations
+
+import struct
+
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+from callmap.counters import Counters
+from capture.dnsfold import (
+    DROP_DUPLICATE,
+    DROP_FOLDED,
+    DROP_NOT_FROM_PORT_53,
+    DROP_TCP_NO_PAYLOAD,
+    FOLD,
+    FRAMES,
+    PARSE,
+    DnsFolder,
+)
+
+CLIENT, DNS_SERVICE, DNS_POD = "10.1.0.10", "10.96.0.10", "10.1.0.53"
+
+
+def dns_answer(
+    qname: str = "cart.shop.svc.cluster.local",
+    *,
+    msg_id: int = 7,
+    ips: tuple[str, ...] = ("10.96.4.2",),
+    ttl: int = 30,
+    rcode: int = 0,
+    cname: str | None = None,
+) -> DNS:
+    records = []
+    name = qname
+    if cname:
+        records.append(DNSRR(rrname=qname, type="CNAME", rdata=cname, ttl=ttl + 10))
+        name = cname
+    records += [DNSRR(rrname=name, type="A", rdata=ip, ttl=ttl) for ip in ips]
+    return DNS(id=msg_id, qr=1, rd=1, ra=1, rcode=rcode, qd=[DNSQR(qname=qname)], an=records)
+
+
+def udp_frame(
+    message: DNS,
+    *,
+    server: str = DNS_SERVICE,
+    client: str = CLIENT,
+    sport: int = 53,
+    dport: int = 40000,
+) -> bytes:
+    return bytes(Ether() / IP(src=server, dst=client) / UDP(sport=sport, dport=dport) / message)
+
+
+def tcp_frame(*messages: DNS, server: str = DNS_SERVICE, client: str = CLIENT) -> bytes:
+    payload = b"".join(struct.pack("!H", len(bytes(m))) + bytes(m) for m in messages)
+    segment = TCP(sport=53, dport=40001, flags="PA") / payload
+    return bytes(Ether() / IP(src=server, dst=client) / segment)
+
+
+def folder() -> tuple[DnsFolder, Counters]:
+    counters = Counters()
+    return DnsFolder(cluster="c", node="node-a", counters=counters), counters
+
+
+def balanced(counters: Counters) -> bool:
+    """Every stage accounts for everything it saw."""
+    return all(s.seen == s.emitted + sum(s.dropped.values()) for s in counters.totals().values())
+
+
+def test_a_response_becomes_one_record_with_every_field() -> None:
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer()), ts=100.0)
+    (record,) = f.flush(now=101.0)
+    assert record.cluster == "c" and record.node == "node-a"
+    assert (record.client_ip, record.server_ip, record.transport) == (CLIENT, DNS_SERVICE, "udp")
+    assert (record.qname, record.qtype, record.answers) == (
+        "cart.shop.svc.cluster.local",
+        "A",
+        ("10.96.4.2",),
+    )
+    assert (record.ts, record.ttl, record.count) == (100.0, 30, 1)
+    assert balanced(counters)
+
+
+def test_a_cname_chain_keeps_the_name_asked_and_the_final_addresses() -> None:
+    f, _ = folder()
+    f.add_frame(
+        udp_frame(
+            dns_answer(
+                "api.stripe.com", cname="edge.stripe.net", ips=("203.0.113.10", "203.0.113.11")
+            )
+        ),
+        ts=1.0,
+    )
+    (record,) = f.flush(now=2.0)
+    assert record.qname == "api.stripe.com"
+    assert record.cnames == ("edge.stripe.net",)
+    assert record.answers == ("203.0.113.10", "203.0.113.11")
+    assert record.ttl == 30
+
+
+def test_the_same_response_on_two_interfaces_is_one_record_even_across_dnat() -> None:
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer(), server=DNS_POD), ts=1.0)  # the DNS pod's veth
+    f.add_frame(udp_frame(dns_answer(), server=DNS_SERVICE), ts=1.0001)  # the client's veth
+    (record,) = f.flush(now=2.0)
+    assert record.count == 1 and record.server_ip == DNS_POD
+    assert counters.stage(FOLD).dropped[DROP_DUPLICATE] == 1
+    assert balanced(counters)
+
+
+def test_identical_answers_to_different_queries_fold_with_a_count() -> None:
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer(msg_id=1, ttl=30)), ts=5.0)
+    f.add_frame(udp_frame(dns_answer(msg_id=2, ttl=12), dport=40002), ts=5.5)
+    f.add_frame(udp_frame(dns_answer(msg_id=3, ttl=20), dport=40003), ts=4.5)
+    (record,) = f.flush(now=6.0)
+    assert (record.count, record.ts, record.ttl) == (3, 4.5, 12)
+    assert counters.stage(FOLD).dropped[DROP_FOLDED] == 2
+
+
+def test_different_answers_stay_apart_and_each_window_starts_empty() -> None:
+    f, _ = folder()
+    f.add_frame(udp_frame(dns_answer(ips=("10.96.4.2",))), ts=1.0)
+    f.add_frame(udp_frame(dns_answer(msg_id=8, ips=("10.96.4.3",)), dport=40009), ts=1.1)
+    assert len(f.flush(now=2.0)) == 2
+    assert f.flush(now=3.0) == []
+
+
+def test_a_retransmission_after_the_dedup_window_counts_again() -> None:
+    f, _ = folder()
+    f.add_frame(udp_frame(dns_answer()), ts=1.0)
+    assert len(f.flush(now=1.5)) == 1
+    f.add_frame(udp_frame(dns_answer()), ts=10.0)  # same id and port, much later
+    (record,) = f.flush(now=11.0)
+    assert record.count == 1
+
+
+def test_error_responses_and_queries_are_counted_not_emitted() -> None:
+    f, counters = folder()
+    nxdomain = dns_answer("cart.shop.svc.cluster.local.shop.svc.cluster.local", rcode=3, ips=())
+    f.add_frame(udp_frame(nxdomain), ts=1.0)
+    f.add_frame(udp_frame(dns_answer(rcode=2, ips=())), ts=1.0)
+    f.add_frame(udp_frame(dns_answer(), sport=40000, dport=53), ts=1.0)  # client to server
+    f.add_frame(b"\x00" * 10, ts=1.0)
+    assert f.flush(now=2.0) == []
+    assert counters.stage(PARSE).dropped["nxdomain"] == 1
+    assert counters.stage(PARSE).dropped["servfail"] == 1
+    assert counters.stage(FRAMES).dropped[DROP_NOT_FROM_PORT_53] == 1
+    assert sum(counters.stage(FRAMES).dropped.values()) == 2
+    assert balanced(counters)
+
+
+def test_tcp_segments_carry_several_length_prefixed_responses() -> None:
+    f, counters = folder()
+    f.add_frame(
+        tcp_frame(dns_answer("a.example.org", msg_id=1), dns_answer("b.example.org", msg_id=2)),
+        ts=1.0,
+    )
+    handshake = bytes(Ether() / IP(src=DNS_SERVICE, dst=CLIENT) / TCP(sport=53, flags="SA"))
+    f.add_frame(handshake, ts=1.0)
+    records = f.flush(now=2.0)
+    assert sorted(r.qname for r in records) == ["a.example.org", "b.example.org"]
+    assert all(r.transport == "tcp" for r in records)
+    assert counters.stage(FRAMES).dropped[DROP_TCP_NO_PAYLOAD] == 1
+
+
+def test_ipv6_transport_and_aaaa_answers() -> None:
+    f, _ = folder()
+    message = DNS(
+        id=9,
+        qr=1,
+        qd=[DNSQR(qname="db.data.svc.cluster.local", qtype="AAAA")],
+        an=[DNSRR(rrname="db.data.svc.cluster.local", type="AAAA", rdata="fd00::5")],
+    )
+    frame = Ether() / IPv6(src="fd00::53", dst="fd00::10") / UDP(sport=53, dport=5000) / message
+    f.add_frame(bytes(frame), ts=1.0)
+    (record,) = f.flush(now=2.0)
+    assert (record.client_ip, record.qtype, record.answers) == ("fd00::10", "AAAA", ("fd00::5",))
+
+
+def test_frames_the_kernel_dropped_are_counted_as_seen_and_lost() -> None:
+    f, counters = folder()
+    f.count_frames_lost("kernel_drop", 5)
+    assert counters.stage(FRAMES).dropped["kernel_drop"] == 5
+    assert balanced(counters)

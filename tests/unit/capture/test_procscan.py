@@ -1,0 +1,445 @@
+"""Specification of the /proc walker, against fake proc trees in tmp_path."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+import capture.procscan as procscan
+from callmap.errors import ConfigError
+from capture.procnet import SKIP_HEADER, TcpState
+from capture.procscan import (
+    NAMESPACES,
+    NETNS_BAD_LINK,
+    NETNS_UNREADABLE,
+    PID_DENIED,
+    PID_ERROR,
+    PID_MOVED,
+    PID_VANISHED,
+    PIDS,
+    POD_AMBIGUOUS,
+    TABLE_MISSING,
+    TABLES_READ,
+    parse_netns_link,
+    pod_uid_from_cgroup,
+    scan_proc,
+)
+from capture.sockroles import DROP_LOOPBACK, DROP_NOT_ESTABLISHED, ROLE_CLIENT, ROLE_SERVER
+
+UID = "0f5f3a57-3b4e-4a5c-9a43-1c2d3e4f5a6b"
+UID_ = UID.replace("-", "_")
+OTHER_UID = "a1b2c3d4-0000-4111-8222-933344445555"
+CTR = "5c0ffee0" * 8  # a 64-hex container id
+
+HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+
+
+# --- pure parts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("link", "inode"),
+    [
+        ("net:[4026531992]", 4026531992),
+        ("net:[1]", 1),
+        ("net:[]", None),
+        ("net:[12a]", None),
+        ("net:[-1]", None),
+        ("mnt:[4026531992]", None),
+        ("net:4026531992", None),
+        ("net:[4026531992", None),
+        ("", None),
+        ("net:[٤٢]", None),
+    ],
+)
+def test_parse_netns_link(link: str, inode: int | None) -> None:
+    assert parse_netns_link(link) == inode
+
+
+CGROUP_V1_CGROUPFS = f"""\
+12:pids:/kubepods/burstable/pod{UID}/{CTR}
+11:memory:/kubepods/burstable/pod{UID}/{CTR}
+1:name=systemd:/kubepods/burstable/pod{UID}/{CTR}
+"""
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "uid"),
+    [
+        pytest.param(CGROUP_V1_CGROUPFS, UID, id="v1-cgroupfs-burstable"),
+        pytest.param(
+            f"4:cpu,cpuacct:/kubepods/besteffort/pod{UID}/{CTR}\n", UID, id="v1-cgroupfs-besteffort"
+        ),
+        # Guaranteed pods sit directly under kubepods, with no QoS level.
+        pytest.param(f"4:cpu,cpuacct:/kubepods/pod{UID}/{CTR}\n", UID, id="v1-cgroupfs-guaranteed"),
+        pytest.param(
+            f"3:memory:/kubepods.slice/kubepods-burstable.slice/"
+            f"kubepods-burstable-pod{UID_}.slice/docker-{CTR}.scope\n",
+            UID,
+            id="v1-systemd-burstable",
+        ),
+        pytest.param(
+            f"0::/kubepods.slice/kubepods-burstable.slice/"
+            f"kubepods-burstable-pod{UID_}.slice/cri-containerd-{CTR}.scope\n",
+            UID,
+            id="v2-systemd-burstable",
+        ),
+        pytest.param(
+            f"0::/kubepods.slice/kubepods-besteffort.slice/"
+            f"kubepods-besteffort-pod{UID_}.slice/crio-{CTR}.scope\n",
+            UID,
+            id="v2-systemd-besteffort-crio",
+        ),
+        pytest.param(
+            f"0::/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{CTR}.scope\n",
+            UID,
+            id="v2-systemd-guaranteed",
+        ),
+        pytest.param(f"0::/kubepods/burstable/pod{UID}/{CTR}\n", UID, id="v2-cgroupfs"),
+        pytest.param(
+            f"0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+            f"kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CTR}.scope\n",
+            UID,
+            id="v2-kind-nested",
+        ),
+        pytest.param(
+            f"0::/../../kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CTR}.scope\n",
+            UID,
+            id="v2-relative-to-own-cgroupns",
+        ),
+        pytest.param(f"0::/../../../burstable/pod{UID}/{CTR}\n", UID, id="v2-relative-cgroupfs"),
+        pytest.param(
+            "0::/kubepods.slice/kubepods-burstable.slice/"
+            "kubepods-burstable-pod3b8c4a5e9f0d1e2c3b4a5f6e7d8c9b0a.slice/cri-containerd-x.scope\n",
+            "3b8c4a5e9f0d1e2c3b4a5f6e7d8c9b0a",
+            id="static-pod-md5-uid",
+        ),
+        pytest.param(
+            f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice\n",
+            UID,
+            id="process-in-the-pod-slice-itself",
+        ),
+        pytest.param("0::/system.slice/kubelet.service\n", None, id="host-daemon"),
+        pytest.param("0::/\n", None, id="root"),
+        pytest.param("0::/init.scope\n", None, id="init"),
+        pytest.param("0::/user.slice/user-1000.slice/session-3.scope\n", None, id="user-session"),
+        pytest.param("0::/machine.slice/libpod-pod-abc.slice\n", None, id="podman"),
+        pytest.param("0::/kubepods.slice/kubepods-burstable.slice\n", None, id="qos-slice-only"),
+        pytest.param(f"0::/kubepods/burstable/pod{UID[:-1]}/{CTR}\n", None, id="truncated-uid"),
+        pytest.param(f"0::/kubepods/burstable/pod{UID.upper()}/x\n", None, id="upper-case"),
+        pytest.param("", None, id="empty"),
+        pytest.param("garbage\n\x00\n:::\n", None, id="garbage"),
+    ],
+)
+def test_pod_uid_from_cgroup(cgroup: str, uid: str | None) -> None:
+    assert pod_uid_from_cgroup(cgroup) == uid
+
+
+def test_a_hybrid_cgroup_file_finds_the_pod_on_any_line() -> None:
+    hybrid = f"1:name=systemd:/\n0::/kubepods/burstable/pod{UID}/{CTR}\n"
+
+    assert pod_uid_from_cgroup(hybrid) == UID
+
+
+# --- a fake proc tree -------------------------------------------------------------------
+
+
+def hex_address(ip: str) -> str:
+    packed = ipaddress.ip_address(ip).packed
+    return "".join(packed[i : i + 4][::-1].hex().upper() for i in range(0, len(packed), 4))
+
+
+def line(local: str, remote: str, state: TcpState, inode: int = 1) -> str:
+    """A table line from "ip:port" / "[ip6]:port" endpoints."""
+
+    def endpoint(text: str) -> str:
+        ip, _, port = text.rpartition(":")
+        return f"{hex_address(ip.strip('[]'))}:{int(port):04X}"
+
+    return (
+        f"   0: {endpoint(local)} {endpoint(remote)} {state:02X} 00000000:00000000 "
+        f"00:00000000 00000000     0        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+    )
+
+
+def add_pid(
+    proc: Path,
+    pid: int,
+    netns: int | str,
+    *,
+    tcp: list[str] | None = None,
+    tcp6: list[str] | None = None,
+    cgroup: str = "0::/system.slice/containerd.service\n",
+) -> Path:
+    """One /proc/<pid> directory; tables only when given, as on a real pid."""
+    base = proc / str(pid)
+    (base / "ns").mkdir(parents=True)
+    link = f"net:[{netns}]" if isinstance(netns, int) else netns
+    (base / "ns" / "net").symlink_to(link)
+    (base / "cgroup").write_text(cgroup)
+    if tcp is not None or tcp6 is not None:
+        (base / "net").mkdir()
+    if tcp is not None:
+        (base / "net" / "tcp").write_text(HEADER + "".join(tcp))
+    if tcp6 is not None:
+        (base / "net" / "tcp6").write_text(HEADER + "".join(tcp6))
+    return base
+
+
+def pod_cgroup(uid: str) -> str:
+    return (
+        f"0::/kubepods.slice/kubepods-burstable.slice/"
+        f"kubepods-burstable-pod{uid.replace('-', '_')}.slice/cri-containerd-{CTR}.scope\n"
+    )
+
+
+L, E, TW = TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.TIME_WAIT
+POD_NS = 4026532100
+HOST_NS = 4026531992
+
+
+def test_a_pod_namespace_is_read_once_through_its_lowest_pid(tmp_path: Path) -> None:
+    tables = {
+        "tcp": [
+            line("0.0.0.0:8080", "0.0.0.0:0", L),
+            line("10.0.0.5:8080", "10.0.0.9:41000", E, inode=11),
+            line("10.0.0.5:39000", "10.0.0.7:5432", E, inode=12),
+        ],
+        "tcp6": [line("[::]:9090", "[::]:0", L), line("[fd00::5]:9090", "[fd00::9]:42000", E)],
+    }
+    add_pid(tmp_path, 200, POD_NS, **tables, cgroup=pod_cgroup(UID))
+    # The app container's pid shows a different table: had it been read, its
+    # connection would show up.
+    add_pid(
+        tmp_path,
+        310,
+        POD_NS,
+        tcp=[line("10.0.0.5:39999", "10.0.0.8:80", E)],
+        tcp6=[],
+        cgroup=pod_cgroup(UID),
+    )
+    add_pid(tmp_path, 45, POD_NS, cgroup=pod_cgroup(UID)).joinpath("net").mkdir()
+
+    result = scan_proc(str(tmp_path))
+
+    (ns,) = result.namespaces
+    assert (ns.netns, ns.pod_uid, ns.pids) == (POD_NS, UID, (45, 200, 310))
+    # pid 45 has an empty net dir (its tables vanished): 200 is read instead.
+    assert ns.pid == 200
+    assert [(c.local_port, c.remote_ip, c.remote_port, c.role) for c in ns.connections] == [
+        (8080, "10.0.0.9", 41000, ROLE_SERVER),
+        (39000, "10.0.0.7", 5432, ROLE_CLIENT),
+        (9090, "fd00::9", 42000, ROLE_SERVER),
+    ]
+    assert ns.listeners == {("0.0.0.0", 8080), ("::", 9090)}
+    assert ns.sockets == 5
+    assert result.counters[TABLES_READ] == 2
+    assert result.counters[PID_VANISHED] == 1
+
+
+def test_namespaces_come_out_in_inode_order_with_their_own_tables(tmp_path: Path) -> None:
+    add_pid(tmp_path, 1, HOST_NS, tcp=[line("0.0.0.0:22", "0.0.0.0:0", L)], tcp6=[])
+    add_pid(tmp_path, 900, POD_NS + 1, tcp=[], tcp6=[], cgroup=pod_cgroup(OTHER_UID))
+    add_pid(
+        tmp_path,
+        500,
+        POD_NS,
+        tcp=[line("10.0.0.5:40000", "10.96.0.10:53", E)],
+        tcp6=[],
+        cgroup=pod_cgroup(UID),
+    )
+
+    result = scan_proc(str(tmp_path))
+
+    assert [(ns.netns, ns.pid, ns.pod_uid) for ns in result.namespaces] == [
+        (HOST_NS, 1, None),
+        (POD_NS, 500, UID),
+        (POD_NS + 1, 900, OTHER_UID),
+    ]
+    assert [len(ns.connections) for ns in result.namespaces] == [0, 1, 0]
+    assert result.counters == {PIDS: 3, TABLES_READ: 6, NAMESPACES: 3}
+
+
+def test_the_host_namespace_with_hostnetwork_pods_gets_no_pod(tmp_path: Path) -> None:
+    add_pid(tmp_path, 1, HOST_NS, tcp=[], tcp6=[], cgroup="0::/init.scope\n")
+    add_pid(tmp_path, 700, HOST_NS, cgroup=pod_cgroup(UID))  # a hostNetwork pod
+
+    result = scan_proc(str(tmp_path))
+
+    assert result.namespaces[0].pod_uid is None
+    assert result.counters[POD_AMBIGUOUS] == 1
+
+
+def test_counters_say_why_connections_were_left_out(tmp_path: Path) -> None:
+    add_pid(
+        tmp_path,
+        10,
+        POD_NS,
+        tcp=[
+            "garbage line\n",
+            line("0.0.0.0:80", "0.0.0.0:0", L),
+            line("127.0.0.1:80", "127.0.0.1:40000", E),
+            line("10.0.0.5:80", "10.0.0.6:40000", TW, inode=0),
+            line("10.0.0.5:80", "10.0.0.6:40001", E),
+        ],
+        tcp6=[],
+    )
+
+    (ns,) = scan_proc(str(tmp_path)).namespaces
+
+    assert len(ns.connections) == 1
+    assert ns.sockets == 4
+    assert ns.skipped == {
+        SKIP_HEADER: 2,
+        "short_line": 1,
+        DROP_LOOPBACK: 1,
+        DROP_NOT_ESTABLISHED: 2,  # the listener and the TIME_WAIT
+    }
+
+
+def test_loopback_can_be_kept(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[line("127.0.0.1:80", "127.0.0.1:40000", E)], tcp6=[])
+
+    (ns,) = scan_proc(str(tmp_path), include_loopback=True).namespaces
+
+    assert [c.remote_port for c in ns.connections] == [40000]
+
+
+def test_a_namespace_without_tcp6_is_read_from_tcp_alone(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)])
+
+    result = scan_proc(str(tmp_path))
+
+    (ns,) = result.namespaces
+    assert len(ns.connections) == 1
+    assert ns.skipped[TABLE_MISSING] == 1
+    assert result.counters[TABLE_MISSING] == 1
+    assert result.counters[TABLES_READ] == 1
+
+
+def test_pids_that_vanished_before_their_link_was_read_are_counted(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
+    (tmp_path / "11").mkdir()  # listed, then gone: no ns/net, no cgroup
+    (tmp_path / "12" / "ns").mkdir(parents=True)
+
+    result = scan_proc(str(tmp_path))
+
+    assert result.counters[PIDS] == 3
+    assert result.counters[PID_VANISHED] == 2
+    assert result.counters[NAMESPACES] == 1
+
+
+def test_a_namespace_none_of_whose_pids_can_be_read_is_left_out(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS)
+    add_pid(tmp_path, 11, POD_NS)
+    add_pid(tmp_path, 20, POD_NS + 1, tcp=[], tcp6=[])
+
+    result = scan_proc(str(tmp_path))
+
+    assert [ns.netns for ns in result.namespaces] == [POD_NS + 1]
+    assert result.counters[NETNS_UNREADABLE] == 1
+    assert result.counters[PID_VANISHED] == 2
+
+
+def test_entries_that_are_not_pids_are_ignored(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
+    for name in ("self", "thread-self", "sys", "net", "12a", "٣"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "uptime").write_text("1.0 1.0\n")
+
+    result = scan_proc(str(tmp_path))
+
+    assert result.counters[PIDS] == 1
+
+
+def test_a_link_that_is_not_a_netns_is_counted(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, "mnt:[4026531840]", tcp=[], tcp6=[])
+
+    result = scan_proc(str(tmp_path))
+
+    assert result.namespaces == ()
+    assert result.counters[NETNS_BAD_LINK] == 1
+
+
+def fail_on(monkeypatch: pytest.MonkeyPatch, suffix: str, exc: OSError) -> None:
+    """Make procscan's reads of paths ending in ``suffix`` raise ``exc``."""
+    real_read = procscan._read
+
+    def read(path: str) -> bytes:
+        if path.endswith(suffix):
+            raise exc
+        return real_read(path)
+
+    monkeypatch.setattr(procscan, "_read", read)
+
+
+@pytest.mark.parametrize(
+    ("exc", "counter"),
+    [
+        (PermissionError(13, "Permission denied"), PID_DENIED),
+        (ProcessLookupError(3, "No such process"), PID_VANISHED),
+        (FileNotFoundError(2, "No such file or directory"), PID_VANISHED),
+        (OSError(22, "Invalid argument"), PID_ERROR),
+    ],
+)
+def test_one_unreadable_pid_is_skipped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, counter: str
+) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)], tcp6=[])
+    add_pid(tmp_path, 11, POD_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)], tcp6=[])
+    fail_on(monkeypatch, "/10/net/tcp", exc)
+
+    result = scan_proc(str(tmp_path))
+
+    (ns,) = result.namespaces
+    assert (ns.pid, len(ns.connections)) == (11, 1)
+    assert result.counters[counter] == 1
+
+
+def test_a_denied_cgroup_keeps_the_pid_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    add_pid(tmp_path, 11, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    fail_on(monkeypatch, "/10/cgroup", PermissionError(13, "Permission denied"))
+
+    result = scan_proc(str(tmp_path))
+
+    (ns,) = result.namespaces
+    assert (ns.pids, ns.pod_uid) == ((11,), UID)
+    assert result.counters[PID_DENIED] == 1
+
+
+def test_a_pid_that_changes_namespace_while_read_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = add_pid(tmp_path, 10, POD_NS, tcp=[line("10.9.9.9:1", "10.9.9.8:2", E)], tcp6=[])
+    add_pid(tmp_path, 11, POD_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)], tcp6=[])
+    real_read = procscan._read
+
+    def read_then_setns(path: str) -> bytes:
+        data = real_read(path)
+        if path.endswith("/10/net/tcp6"):
+            (first / "ns" / "net").unlink()
+            (first / "ns" / "net").symlink_to(f"net:[{HOST_NS}]")
+        return data
+
+    monkeypatch.setattr(procscan, "_read", read_then_setns)
+
+    result = scan_proc(str(tmp_path))
+
+    (ns,) = result.namespaces
+    assert [(c.remote_ip, c.remote_port) for c in ns.connections] == [("10.0.0.6", 80)]
+    assert result.counters[PID_MOVED] == 1
+
+
+def test_a_missing_proc_root_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot list proc root"):
+        scan_proc(str(tmp_path / "nope"))
+
+
+def test_a_trailing_slash_on_the_root_is_fine(tmp_path: Path) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
+
+    assert scan_proc(f"{tmp_path}{os.sep}").counters[NAMESPACES] == 1

@@ -1,0 +1,153 @@
+"""The parser and the walker on this machine's real kernel output.
+
+Real sockets on loopback: the kernel writes the table, the parser must find
+them by port and by inode (``fstat`` of a socket gives the inode /proc shows).
+Loopback is dropped in normal scans, so the lower-level parser and
+``include_loopback`` are used to see them. No namespaces are created here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from capture.procnet import TcpSocket, TcpState, parse_tcp_table
+from capture.procscan import parse_netns_link, scan_proc
+from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, classify
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A live listener and one connection to it, by port and socket inode."""
+
+    port: int
+    client_port: int
+    listener: int
+    client: int
+    server: int
+
+
+@contextmanager
+def connected_pair(family: socket.AddressFamily, listen_on: str, connect_to: str) -> Iterator[Pair]:
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+        listener.bind((listen_on, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = stack.enter_context(socket.create_connection((connect_to, port), timeout=5))
+        server = stack.enter_context(listener.accept()[0])
+        yield Pair(port, client.getsockname()[1], inode(listener), inode(client), inode(server))
+
+
+def inode(sock: socket.socket) -> int:
+    return os.fstat(sock.fileno()).st_ino
+
+
+def own_sockets(pair: Pair) -> dict[int, TcpSocket]:
+    """This namespace's sockets of ``pair``, by inode, straight from the kernel."""
+    with open("/proc/self/net/tcp", "rb") as f4, open("/proc/self/net/tcp6", "rb") as f6:
+        table = parse_tcp_table(f4.read() + f6.read())
+    wanted = {pair.listener, pair.client, pair.server}
+    return {s.inode: s for s in table.sockets if s.inode in wanted}
+
+
+def ipv6_loopback_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback here")
+
+
+def test_the_parser_finds_a_real_listener_and_both_ends_of_its_connection() -> None:
+    with connected_pair(socket.AF_INET, "127.0.0.1", "127.0.0.1") as pair:
+        found = own_sockets(pair)
+
+    uid = os.getuid()
+    assert found[pair.listener] == TcpSocket(
+        "127.0.0.1", pair.port, "0.0.0.0", 0, TcpState.LISTEN, pair.listener, uid, False
+    )
+    assert found[pair.client] == TcpSocket(
+        "127.0.0.1",
+        pair.client_port,
+        "127.0.0.1",
+        pair.port,
+        TcpState.ESTABLISHED,
+        pair.client,
+        uid,
+        False,
+    )
+    assert found[pair.server] == TcpSocket(
+        "127.0.0.1",
+        pair.port,
+        "127.0.0.1",
+        pair.client_port,
+        TcpState.ESTABLISHED,
+        pair.server,
+        uid,
+        False,
+    )
+
+
+def test_roles_on_real_kernel_output() -> None:
+    with connected_pair(socket.AF_INET, "127.0.0.1", "127.0.0.1") as pair:
+        found = list(own_sockets(pair).values())
+
+    kept = classify(found, include_loopback=True).connections
+    assert {(c.inode, c.role) for c in kept} == {
+        (pair.client, ROLE_CLIENT),
+        (pair.server, ROLE_SERVER),
+    }
+    assert classify(found).connections == ()
+
+
+@needs_ipv6
+def test_a_real_v6_wildcard_listener_shows_its_ipv4_clients_as_ipv4() -> None:
+    with connected_pair(socket.AF_INET6, "::", "127.0.0.1") as pair:
+        found = own_sockets(pair)
+
+    listener, accepted = found[pair.listener], found[pair.server]
+    assert (listener.local_ip, listener.local_port, listener.ipv6) == ("::", pair.port, True)
+    assert (accepted.local_ip, accepted.local_port, accepted.ipv6) == ("127.0.0.1", pair.port, True)
+    kept = classify(list(found.values()), include_loopback=True).connections
+    assert {(c.inode, c.role) for c in kept} == {
+        (pair.client, ROLE_CLIENT),
+        (pair.server, ROLE_SERVER),
+    }
+
+
+@needs_ipv6
+def test_a_real_ipv6_connection() -> None:
+    with connected_pair(socket.AF_INET6, "::1", "::1") as pair:
+        found = own_sockets(pair)
+
+    assert (found[pair.listener].local_ip, found[pair.listener].local_port) == ("::1", pair.port)
+    client = found[pair.client]
+    assert (client.local_port, client.remote_ip, client.remote_port) == (
+        pair.client_port,
+        "::1",
+        pair.port,
+    )
+
+
+def test_a_real_scan_finds_this_processs_namespace_and_sockets() -> None:
+    own_netns = parse_netns_link(os.readlink("/proc/self/ns/net"))
+    with connected_pair(socket.AF_INET, "127.0.0.1", "127.0.0.1") as pair:
+        result = scan_proc("/proc", include_loopback=True)
+
+    ours = next(ns for ns in result.namespaces if ns.netns == own_netns)
+    assert os.getpid() in ours.pids
+    assert ("127.0.0.1", pair.port) in ours.listeners
+    assert {(c.inode, c.role) for c in ours.connections} >= {
+        (pair.client, ROLE_CLIENT),
+        (pair.server, ROLE_SERVER),
+    }

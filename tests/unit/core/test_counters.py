@@ -1,0 +1,43 @@
+"""Stage counters: intervals for CaptureStats, totals for Prometheus."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from callmap.counters import Counters
+from callmap.metrics import CountersCollector, serve_metrics
+from callmap.wire import StageStats
+
+
+def test_an_interval_reports_only_what_changed_since_the_last() -> None:
+    counters = Counters()
+    dns = counters.stage("dns")
+    dns.seen, dns.emitted = 10, 7
+    dns.drop("nxdomain", 3)
+    assert counters.interval() == {"dns": StageStats(seen=10, emitted=7, dropped={"nxdomain": 3})}
+    dns.seen += 2
+    dns.emitted += 2
+    assert counters.interval() == {"dns": StageStats(seen=2, emitted=2, dropped={})}
+    assert counters.interval() == {"dns": StageStats()}
+
+
+def test_totals_are_copies_that_later_counting_does_not_change() -> None:
+    counters = Counters()
+    counters.stage("x").drop("bad", 1)
+    totals = counters.totals()
+    counters.stage("x").drop("bad", 5)
+    assert totals["x"].dropped["bad"] == 1
+
+
+def test_prometheus_sees_running_totals_and_gauges_at_scrape_time() -> None:
+    counters = Counters()
+    stage = counters.stage("dns.parse")
+    registry = serve_metrics(
+        0, CountersCollector("capture", counters, {"outbox_bytes": ("b", lambda: 42.0)})
+    )
+    stage.seen = 5
+    stage.drop("nxdomain", 2)
+    text = generate_latest(registry).decode()
+    assert 'callmap_capture_seen_total{stage="dns.parse"} 5.0' in text
+    assert 'callmap_capture_dropped_total{reason="nxdomain",stage="dns.parse"} 2.0' in text
+    assert "callmap_capture_outbox_bytes 42.0" in text
