@@ -13,6 +13,7 @@ from rich.table import Table
 from callmap.broker import TopicState, describe_topics, ensure_topics
 from callmap.config import load_settings
 from callmap.devkafka import DEFAULT_PORT, DevBroker, resolve_jars
+from callmap.devkubecli import kube
 from callmap.wire.schemas import render_schemas, write_schemas
 from callmap.wire.topics import ALL_TOPICS
 
@@ -21,7 +22,7 @@ console = Console()
 
 @click.group()
 def dev() -> None:
-    """Development helpers: a local Kafka broker, generated schema files."""
+    """Development helpers: a local Kafka broker and Kubernetes API server, schema files."""
 
 
 @dev.group()
@@ -76,6 +77,9 @@ def status(name: str, port: int) -> None:
     )
     if not state.running:
         sys.exit(1)
+
+
+dev.add_command(kube)
 
 
 @dev.command()

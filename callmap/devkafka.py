@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +25,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from callmap.devprocess import accepts_connections, alive, free_port, locked
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -117,7 +116,7 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
     if shutil.which("mvn") is None:
         raise DevKafkaError("Maven (mvn) is needed to fetch Kafka's jars; install it first")
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if stamp.exists():  # another process resolved them while we waited
             return libs
         (home / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
@@ -137,16 +136,6 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
             raise DevKafkaError(f"mvn could not resolve Kafka {version}:\n{result.stdout[-4000:]}")
         stamp.write_text(json.dumps(sorted(p.name for p in libs.glob("*.jar"))))
     return libs
-
-
-@contextlib.contextmanager
-def _locked(path: Path):  # type: ignore[no-untyped-def]
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +175,7 @@ class DevBroker:
         pid = self._recorded_pid()
         if pid is None:
             return BrokerStatus(False, None, self.bootstrap, self.directory, "not started")
-        if not _accepts_connections(self.port):
+        if not accepts_connections(self.port):
             return BrokerStatus(False, pid, self.bootstrap, self.directory, "not listening")
         return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
 
@@ -197,7 +186,7 @@ class DevBroker:
             return current
         if current.pid is not None:  # started earlier but not ready yet, or wedged
             return self._wait_ready(current.pid, timeout)
-        if _accepts_connections(self.port):
+        if accepts_connections(self.port):
             raise DevKafkaError(f"port {self.port} is taken by a process callmap did not start")
         libs = resolve_jars()
         java = shutil.which("java")
@@ -246,9 +235,9 @@ class DevBroker:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
@@ -258,10 +247,10 @@ class DevBroker:
     def _wait_ready(self, pid: int, timeout: float) -> BrokerStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 self._pid_file.unlink(missing_ok=True)
                 raise DevKafkaError(f"Kafka exited during start-up; see {self.log_file}")
-            if _accepts_connections(self.port) and _answers_clients(self.bootstrap):
+            if accepts_connections(self.port) and _answers_clients(self.bootstrap):
                 return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
             time.sleep(0.25)
         raise TemporaryError(f"Kafka did not accept clients within {timeout:.0f}s", delay=5)
@@ -282,29 +271,6 @@ class DevBroker:
         return pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall back to probing
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().split(") ", 1)[1][0] != "Z"
-    return True
-
-
-def _accepts_connections(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _answers_clients(bootstrap: str) -> bool:
     """True once the broker answers a metadata request with itself in it."""
 
@@ -320,13 +286,6 @@ def _answers_clients(bootstrap: str) -> bool:
             await admin.close()
 
     return asyncio.run(probe())
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _cluster_id() -> str:

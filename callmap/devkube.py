@@ -1,54 +1,48 @@
 """A real Kubernetes API server (kube-apiserver and etcd) on loopback, for development and tests.
 
 Both binaries are built once with Go from the Go module proxy into the cache
-directory and reused by every later run, so no release tarball or container
-registry is needed:
+directory, and every later run reuses them:
 
 - kube-apiserver from ``k8s.io/kubernetes`` (``cmd/kube-apiserver``), in a
-  throwaway module that pins every staging module (``k8s.io/api`` and so on,
-  required as ``v0.0.0`` by kubernetes' own go.mod) to its matching ``v0.x``
-  release. 1.36 because kubernetes-asyncio 36 is generated from its API.
+  throwaway module that pins each staging module (``k8s.io/api`` and the rest,
+  which kubernetes' go.mod requires as ``v0.0.0``) to its ``v0.x`` release.
+  1.36, because kubernetes-asyncio 36 is generated from that API.
 - etcd from ``go.etcd.io/etcd/server/v3``, at the version kubernetes' go.mod
   pins for its etcd client. Not Debian's ``etcd-server``: bookworm ships 3.4.23,
-  while Kubernetes 1.3x supports etcd 3.5 and later (and needs 3.4.31 or later
-  even for watch progress notifications).
+  and Kubernetes 1.3x supports etcd 3.5 and later only.
 
 Each instance keeps its certificates, etcd data, logs, pid files and an admin
-kubeconfig (user ``callmap-admin`` in ``system:masters``, client certificate
-embedded) in a directory of its own, outside the repository. Starting is
-idempotent and returns once ``/readyz`` answers 200; stopping only ever signals
-the process ids this module started and recorded.
+kubeconfig (user ``callmap-admin`` in ``system:masters``, credentials embedded)
+in a directory of its own, outside the repository. Starting is idempotent and
+returns once ``/readyz`` answers 200; stopping only ever signals the process ids
+this module started and recorded. Authorization is RBAC, as in a cluster.
 
-Only the API server runs: no controller-manager, scheduler or kubelet. Objects
-stay as they were written (a Deployment gets no ReplicaSet, a namespace being
-deleted stays Terminating), so tests play those parts themselves, as they do
-with a pod's status. For the same reason the ServiceAccount admission plugin is
-off (nothing creates the ``default`` ServiceAccounts it would require), and
-the ``kubernetes`` Service has no endpoints (the server only listens on
-loopback, which endpoints may not name). Authorization is RBAC, as in a cluster.
+Only the API server runs: no controllers, scheduler or kubelet. Objects stay as
+written (a Deployment gets no ReplicaSet, a deleted namespace stays
+Terminating), so tests play those parts, as they do a kubelet's status updates.
+Hence the ServiceAccount admission plugin is off (nothing creates the
+``default`` ServiceAccounts it requires), and the ``kubernetes`` Service has no
+endpoints (the server listens on loopback, which endpoints may not name).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from callmap.devkafka import free_port
+from callmap.devprocess import accepts_connections, alive, free_port, locked
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -89,25 +83,24 @@ def fetch() -> KubeBinaries:
 
 
 def build_apiserver(version: str = KUBE_VERSION) -> Path:
-    def replaces(home: Path) -> list[str]:
-        listing = _go(["list", "-m", "-json", f"k8s.io/kubernetes@{version}"], home)
-        gomod = Path(json.loads(listing)["GoMod"]).read_text()
-        return staging_replaces(gomod, version)
+    home = kube_home(version)
 
-    return _go_build(
-        "kube-apiserver",
-        kube_home(version),
-        "k8s.io/kubernetes",
-        version,
-        "k8s.io/kubernetes/cmd/kube-apiserver",
-        replaces,
-        kube_ldflags(version),
-    )
+    def gomod() -> str:
+        listing = _go(["list", "-m", "-json", f"k8s.io/kubernetes@{version}"], home)
+        upstream = Path(json.loads(listing)["GoMod"]).read_text()
+        return render_build_gomod("k8s.io/kubernetes", version, staging_replaces(upstream, version))
+
+    package = "k8s.io/kubernetes/cmd/kube-apiserver"
+    return _go_build(home / "bin" / "kube-apiserver", package, gomod, kube_ldflags(version))
 
 
 def build_etcd(version: str = ETCD_VERSION) -> Path:
-    server = "go.etcd.io/etcd/server/v3"
-    return _go_build("etcd", etcd_home(version), server, version, server, lambda home: [], "-s -w")
+    module = "go.etcd.io/etcd/server/v3"  # its root package is etcd's main
+
+    def gomod() -> str:
+        return render_build_gomod(module, version, [])
+
+    return _go_build(etcd_home(version) / "bin" / "etcd", module, gomod, "-s -w")
 
 
 def staging_replaces(gomod: str, version: str) -> list[str]:
@@ -117,16 +110,9 @@ def staging_replaces(gomod: str, version: str) -> list[str]:
     with a directory under ``./staging/``; each is published with the tag
     ``v0.<minor>.<patch>`` matching ``v1.<minor>.<patch>``.
     """
-    staged = {
-        line.split()[0]
-        for line in gomod.splitlines()
-        if "=> ./staging/" in line and not line.startswith("//")
-    }
-    required = {
-        fields[0]
-        for fields in (line.replace("require", "").split() for line in gomod.splitlines())
-        if len(fields) >= 2 and fields[1] == "v0.0.0"
-    }
+    lines = [line.replace("require", "").split() or [""] for line in gomod.splitlines()]
+    staged = {fields[0] for fields in lines if fields[1:3] == ["=>", "./staging/src/" + fields[0]]}
+    required = {fields[0] for fields in lines if fields[1:2] == ["v0.0.0"]}
     release = "v0" + version[version.index(".") :]
     return [f"{module} => {module} {release}" for module in sorted(staged & required)]
 
@@ -143,63 +129,50 @@ def kube_ldflags(version: str) -> str:
     major, minor = version.lstrip("v").split(".")[:2]
     values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor}
     values |= {"gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z"}
-    flags = [
-        f"-X {package}.{name}={value}"
-        for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-        for name, value in values.items()
-    ]
+    packages = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+    flags = [f"-X {package}.{key}={value}" for package in packages for key, value in values.items()]
     return " ".join(["-s", "-w", *flags])
 
 
-def _go_env(home: Path) -> dict[str, str]:
+def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
+    """Run ``go``; its output goes to ``log`` if given (a build's progress), else is returned."""
     go = cache_dir() / "go"
-    return {
+    env = {
         **os.environ,
         "GOMODCACHE": str(go / "mod"),
         "GOCACHE": str(go / "build"),
         "GOFLAGS": "-mod=mod -modcacherw -buildvcs=false",
-        "GOTOOLCHAIN": "local",  # never fetch another Go: build with the one installed
+        "GOTOOLCHAIN": "local",  # build with the Go installed, never fetch another
         "GOWORK": "off",
         "CGO_ENABLED": "0",
     }
-
-
-def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    try:
-        result = subprocess.run(
-            ["go", *args], cwd=cwd, env=_go_env(cwd), capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        raise DevKubeError("Go (the `go` command) is needed to build kube-apiserver") from None
-    if log is not None:
-        log.write_text(result.stdout + result.stderr)
+    with (log or Path(os.devnull)).open("w") as sink:
+        into = sink if log else subprocess.PIPE
+        try:
+            result = subprocess.run(
+                ["go", *args], cwd=cwd, env=env, stdout=into, stderr=into, text=True, check=False
+            )
+        except FileNotFoundError:
+            raise DevKubeError("Go (the `go` command) is needed to build kube-apiserver") from None
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+        tail = "\n".join((log.read_text() if log else result.stderr).splitlines()[-25:])
         raise DevKubeError(f"go {' '.join(args[:2])} failed in {cwd}:\n{tail}")
-    return result.stdout
+    return result.stdout or ""
 
 
-def _go_build(
-    name: str,
-    home: Path,
-    module: str,
-    version: str,
-    package: str,
-    replaces: Callable[[Path], list[str]],
-    ldflags: str,
-) -> Path:
-    binary = home / "bin" / name
+def _go_build(binary: Path, package: str, gomod: Callable[[], str], ldflags: str) -> Path:
+    """Build ``package`` into ``binary`` in a throwaway module, once; a stamp marks success."""
+    home = binary.parent.parent
     stamp = home / "built"
     if stamp.exists() and binary.exists():
         return binary
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if stamp.exists() and binary.exists():  # another process built it while we waited
             return binary
         build = home / "build"
         build.mkdir(exist_ok=True)
-        (build / "go.mod").write_text(render_build_gomod(module, version, replaces(home)))
-        (build / "go.sum").unlink(missing_ok=True)
+        (build / "go.mod").write_text(gomod())
         started = time.monotonic()
         command = ["build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package]
         _go(command, build, log=home / "build.log")
@@ -207,23 +180,14 @@ def _go_build(
     return binary
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# (file name, subject, extensions) of each certificate, all signed by the instance's CA.
-_CA_EXTENSIONS = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign"
+_CA = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign"
 _SERVING_NAMES = (
     "IP:127.0.0.1, IP:10.96.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, "
     "DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
 )
-_LEAVES = (
+# (file name, subject, extensions) of each certificate; the CA comes first and signs the rest.
+_CERTIFICATES = (
+    ("ca", {"CN": "callmap-dev-ca"}, _CA),
     (
         "apiserver",
         {"CN": "kube-apiserver"},
@@ -246,19 +210,18 @@ def render_openssl_config(subject: dict[str, str], extensions: str) -> str:
 def _ensure_pki(pki: Path) -> None:
     """A CA, a serving and an admin client certificate, a service-account key: made once."""
     pki.mkdir(parents=True, exist_ok=True)
-    for name, subject, extensions in (("ca", {"CN": "callmap-dev-ca"}, _CA_EXTENSIONS), *_LEAVES):
-        if (pki / f"{name}.crt").exists():
+    for name, subject, extensions in _CERTIFICATES:
+        key, cert, config = (pki / f"{name}.{suffix}" for suffix in ("key", "crt", "cnf"))
+        if cert.exists():
             continue
-        config = pki / f"{name}.cnf"
         config.write_text(render_openssl_config(subject, extensions))
         signer = [] if name == "ca" else ["-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key")]
-        key, cert = str(pki / f"{name}.key"), str(pki / f"{name}.crt")
-        request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"]
-        _openssl([*request, *signer, "-keyout", key, "-out", cert, "-config", str(config)])
+        request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", *signer]
+        _openssl([*request, "-keyout", str(key), "-out", str(cert), "-config", str(config)])
     if not (pki / "sa.pub").exists():
-        key = str(pki / "sa.key")
-        _openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key])
-        _openssl(["pkey", "-in", key, "-pubout", "-out", str(pki / "sa.pub")])
+        signing = str(pki / "sa.key")
+        _openssl(["genpkey", "-algorithm", "RSA", "-out", signing])  # 2048 bits by default
+        _openssl(["pkey", "-in", signing, "-pubout", "-out", str(pki / "sa.pub")])
 
 
 def _openssl(args: list[str]) -> None:
@@ -281,7 +244,6 @@ def etcd_command(binary: Path, directory: Path, client_port: int, peer_port: int
         f"--listen-peer-urls={peer}",
         f"--initial-advertise-peer-urls={peer}",
         f"--initial-cluster=callmap={peer}",
-        "--listen-metrics-urls=",
         "--log-level=warn",
     ]
 
@@ -294,6 +256,7 @@ def apiserver_command(binary: Path, directory: Path, port: int, etcd_port: int) 
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
         f"--secure-port={port}",
+        f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
@@ -302,40 +265,25 @@ def apiserver_command(binary: Path, directory: Path, port: int, etcd_port: int) 
         f"--service-account-issuer={SA_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        # Nothing creates the `default` ServiceAccounts this plugin insists on.
-        "--disable-admission-plugins=ServiceAccount",
-        # Endpoints may not name loopback addresses, and loopback is all we serve on.
-        "--endpoint-reconciler-type=none",
+        "--disable-admission-plugins=ServiceAccount",  # see the module docstring
+        "--endpoint-reconciler-type=none",  # endpoints may not name loopback addresses
         "--allow-privileged=true",  # callmap's node agent runs privileged
         "--profiling=false",
-        f"--cert-dir={pki}",
     ]
 
 
 def render_kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
     """An admin kubeconfig with every credential embedded, usable from anywhere."""
-
-    def data(pem: bytes) -> str:
-        return b64encode(pem).decode("ascii")
-
+    cluster = {"server": server, "certificate-authority-data": b64encode(ca).decode()}
+    user = {"client-certificate-data": b64encode(cert).decode()}
+    user["client-key-data"] = b64encode(key).decode()
+    context = {"cluster": "callmap-dev", "user": ADMIN_USER}
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {
-                "name": "callmap-dev",
-                "cluster": {"server": server, "certificate-authority-data": data(ca)},
-            }
-        ],
-        "users": [
-            {
-                "name": ADMIN_USER,
-                "user": {"client-certificate-data": data(cert), "client-key-data": data(key)},
-            }
-        ],
-        "contexts": [
-            {"name": "callmap-dev", "context": {"cluster": "callmap-dev", "user": ADMIN_USER}}
-        ],
+        "clusters": [{"name": "callmap-dev", "cluster": cluster}],
+        "users": [{"name": ADMIN_USER, "user": user}],
+        "contexts": [{"name": "callmap-dev", "context": context}],
         "current-context": "callmap-dev",
     }
     return str(yaml.safe_dump(config, sort_keys=False))
@@ -350,6 +298,11 @@ class KubeStatus:
     kubeconfig: Path
     directory: Path
     detail: str
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the server's certificate, to verify it with."""
+        return self.directory / "pki" / "ca.crt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,41 +326,40 @@ class DevKube:
 
     def status(self) -> KubeStatus:
         pid, etcd_pid = self._recorded_pid("apiserver"), self._recorded_pid("etcd")
-        if pid is None:
-            detail = "not started"
-        elif not self._ready():
-            detail = "not ready"
-        else:
-            return self._status(True, pid, etcd_pid, "running")
-        return self._status(False, pid, etcd_pid, detail)
+        ready = pid is not None and self._ready()
+        detail = "running" if ready else "not started" if pid is None else "not ready"
+        return KubeStatus(
+            ready, pid, etcd_pid, self.server, self.kubeconfig, self.directory, detail
+        )
 
     def start(self, timeout: float = 180.0) -> KubeStatus:
         """Start etcd and the API server unless they run; return once ``/readyz`` says ok."""
-        current = self.status()
-        if current.running:
-            return current
-        if current.pid is not None:  # started earlier but not ready yet, or wedged
-            return self._wait_ready(current.pid, current.etcd_pid, timeout)
-        if _accepts_connections(self.port):
-            raise DevKubeError(f"port {self.port} is taken by a process callmap did not start")
-        binaries = fetch()
-        _ensure_pki(self.directory / "pki")
-        client_port, peer_port = self._etcd_ports()
-        etcd_pid = self._recorded_pid("etcd")
-        if etcd_pid is None:
-            command = etcd_command(binaries.etcd, self.directory, client_port, peer_port)
-            etcd_pid = self._spawn("etcd", command)
-        self._wait_etcd(etcd_pid, client_port, timeout)
-        command = apiserver_command(binaries.apiserver, self.directory, self.port, client_port)
-        pid = self._spawn("apiserver", command)
-        pki = self.directory / "pki"
-        kubeconfig = render_kubeconfig(
-            self.server,
-            *((pki / name).read_bytes() for name in ("ca.crt", "admin.crt", "admin.key")),
-        )
-        self.kubeconfig.write_text(kubeconfig)
-        self.kubeconfig.chmod(0o600)
-        return self._wait_ready(pid, etcd_pid, timeout)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds keys
+        with locked(self.directory / ".lock"):
+            current = self.status()
+            if current.running:
+                return current
+            if current.pid is not None:  # started earlier but not ready yet, or wedged
+                return self._wait_ready(current.pid, timeout)
+            if accepts_connections(self.port):
+                raise DevKubeError(f"port {self.port} is taken by a process callmap did not start")
+            binaries = fetch()
+            pki = self.directory / "pki"
+            _ensure_pki(pki)
+            client_port, peer_port = self._etcd_ports()
+            etcd_pid = self._recorded_pid("etcd")
+            if etcd_pid is None:
+                command = etcd_command(binaries.etcd, self.directory, client_port, peer_port)
+                etcd_pid = self._spawn("etcd", command)
+            self._wait_etcd(etcd_pid, client_port, timeout)
+            command = apiserver_command(binaries.apiserver, self.directory, self.port, client_port)
+            pid = self._spawn("apiserver", command)
+            credentials = (pki / name for name in ("ca.crt", "admin.crt", "admin.key"))
+            kubeconfig = render_kubeconfig(
+                self.server, *(path.read_bytes() for path in credentials)
+            )
+            self.kubeconfig.write_text(kubeconfig)
+            return self._wait_ready(pid, timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the API server, then etcd, if this instance started them; False if neither ran."""
@@ -418,9 +370,9 @@ class DevKube:
                 continue
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
@@ -428,15 +380,7 @@ class DevKube:
             stopped = True
         return stopped
 
-    def _status(
-        self, running: bool, pid: int | None, etcd_pid: int | None, detail: str
-    ) -> KubeStatus:
-        return KubeStatus(
-            running, pid, etcd_pid, self.server, self.kubeconfig, self.directory, detail
-        )
-
     def _spawn(self, role: str, command: list[str]) -> int:
-        self.directory.mkdir(parents=True, exist_ok=True)
         with (self.directory / f"{role}.log").open("ab") as out:
             process = subprocess.Popen(
                 command,
@@ -449,45 +393,39 @@ class DevKube:
         return process.pid
 
     def _etcd_ports(self) -> tuple[int, int]:
-        """etcd's client and peer ports: chosen once, kept, since etcd's data names them."""
+        """etcd's client and peer ports: chosen once and kept, since etcd's data names them."""
         path = self.directory / "etcd-ports.json"
         with contextlib.suppress(OSError, ValueError, KeyError):
             ports = json.loads(path.read_text())
             return int(ports["client"]), int(ports["peer"])
         client, peer = free_port(), free_port()
-        self.directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"client": client, "peer": peer}))
         return client, peer
 
     def _wait_etcd(self, pid: int, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
-                self._pid_file("etcd").unlink(missing_ok=True)
-                raise DevKubeError(
-                    f"etcd exited during start-up; see {self.directory / 'etcd.log'}"
-                )
-            health = f"http://127.0.0.1:{port}/health"
-            with (
-                contextlib.suppress(OSError, ValueError),
-                urllib.request.urlopen(health, timeout=2) as answer,
-            ):
-                if json.loads(answer.read()).get("health") == "true":
-                    return
+            self._checkalive("etcd", pid)
+            answer = _get(f"http://127.0.0.1:{port}/health")
+            if answer is not None and json.loads(answer).get("health") == "true":
+                return
             time.sleep(0.2)
         raise TemporaryError(f"etcd was not healthy within {timeout:.0f}s", delay=5)
 
-    def _wait_ready(self, pid: int, etcd_pid: int | None, timeout: float) -> KubeStatus:
+    def _wait_ready(self, pid: int, timeout: float) -> KubeStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
-                self._pid_file("apiserver").unlink(missing_ok=True)
-                log = self.directory / "apiserver.log"
-                raise DevKubeError(f"kube-apiserver exited during start-up; see {log}")
+            self._checkalive("apiserver", pid)
             if self._ready():
-                return self._status(True, pid, etcd_pid, "running")
+                return self.status()
             time.sleep(0.5)
         raise TemporaryError(f"kube-apiserver was not ready within {timeout:.0f}s", delay=5)
+
+    def _checkalive(self, role: str, pid: int) -> None:
+        if not alive(pid):
+            self._pid_file(role).unlink(missing_ok=True)
+            log = self.directory / f"{role}.log"
+            raise DevKubeError(f"{role} exited during start-up; see {log}")
 
     def _ready(self) -> bool:
         """True once ``/readyz`` answers 200 to the admin (anonymous may be refused early)."""
@@ -495,10 +433,9 @@ class DevKube:
         try:
             context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
             context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
-            with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=3) as got:
-                return bool(got.status == 200)
-        except (OSError, ssl.SSLError, urllib.error.URLError):
+        except OSError:  # no certificates yet
             return False
+        return _get(f"{self.server}/readyz", context) is not None
 
     def _pid_file(self, role: str) -> Path:
         return self.directory / f"{role}.pid"
@@ -507,36 +444,23 @@ class DevKube:
         """The recorded pid, if that process still runs this instance's etcd or API server."""
         try:
             pid = int(self._pid_file(role).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+        except (OSError, ValueError):
             cmdline = b""
-        binary = b"etcd" if role == "etcd" else b"kube-apiserver"
+        binary = b"/etcd\0" if role == "etcd" else b"/kube-apiserver\0"
         if binary not in cmdline or str(self.directory).encode() not in cmdline:
             self._pid_file(role).unlink(missing_ok=True)  # stale: the pid now runs something else
             return None
         return pid
 
 
-def _alive(pid: int) -> bool:
+def _get(url: str, context: ssl.SSLContext | None = None) -> bytes | None:
+    """The body of a 200 answer, else None; never through a proxy (these URLs are loopback)."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
     try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall back to probing
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    return True
-
-
-def _accepts_connections(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return bool(probe.connect_ex(("127.0.0.1", port)) == 0)
+        with urllib.request.build_opener(*handlers).open(url, timeout=3) as answer:
+            return bytes(answer.read()) if answer.status == 200 else None
+    except OSError:  # refused, TLS errors, HTTP errors (a 500 while starting) alike
+        return None

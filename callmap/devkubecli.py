@@ -45,8 +45,8 @@ def start(name: str, port: int) -> None:
     status = server.start()
     verb = "already running" if before.running else "started"
     console.print(f"Kubernetes API server {verb}: {status.server} (pid {status.pid})")
-    console.print(f"  certificates, etcd data and logs in {status.directory}")
-    console.print(f"  use it with: export KUBECONFIG={status.kubeconfig}")
+    console.print(f"  certificates, etcd data and logs in {status.directory}", soft_wrap=True)
+    console.print(f"  use it with: export KUBECONFIG={status.kubeconfig}", soft_wrap=True)
 
 
 @kube.command("fetch")
@@ -54,8 +54,8 @@ def fetch_binaries() -> None:
     """Build kube-apiserver and etcd from the Go module proxy into the cache (once)."""
     _announce_build()
     binaries = fetch()
-    console.print(f"kube-apiserver in {binaries.apiserver}")
-    console.print(f"etcd in {binaries.etcd}")
+    console.print(f"kube-apiserver in {binaries.apiserver}", soft_wrap=True)
+    console.print(f"etcd in {binaries.etcd}", soft_wrap=True)
 
 
 @kube.command()
@@ -79,6 +79,6 @@ def status(name: str, port: int) -> None:
         f"Kubernetes API server {state.detail}: {state.server}"
         + (f" (pid {state.pid})" if state.pid else "")
     )
-    console.print(f"  kubeconfig: {state.kubeconfig}")
+    console.print(f"  kubeconfig: {state.kubeconfig}", soft_wrap=True)
     if not state.running:
         sys.exit(1)

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from callmap.config import Settings, load_settings
-from callmap.devkafka import KAFKA_VERSION, DevBroker, free_port
+from callmap.devkafka import KAFKA_VERSION, DevBroker
+from callmap.devprocess import free_port
 from callmap.wire import (
     CaptureStats,
     DeadLetter,

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from callmap.devkafka import DevBroker, free_port
+from callmap.devkafka import DevBroker
+from callmap.devprocess import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from callmap.devkafka import free_port
 from callmap.devkube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
+from callmap.devprocess import free_port
 
 # A cold build of kube-apiserver and etcd on two cores; see docs/development.md.
 BUILD_TIMEOUT = 3600
