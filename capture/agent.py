@@ -35,7 +35,7 @@ from callmap.wire import (
 from capture.dnsfold import DnsFolder
 from capture.outbox import DEFAULT_MAX_BYTES, Outbox, Outgoing
 from capture.publisher import Publisher
-from capture.sniffer import Sniffer, open_sockets
+from capture.sniffer import Sniffer, netns_inodes, open_sockets
 from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class AgentOptions:
     """Open capture sockets in this network namespace (a name or a path)."""
     proc_root: str = "/proc"
     """Where to read processes and socket tables (``/host/proc`` in the chart)."""
+    scan_netns: Sequence[str] = field(default_factory=tuple)
+    """Scan only these network namespaces (names or paths); empty means all."""
     flush_interval: float = 1.0
     """Seconds per DNS flush window."""
     scan_interval: float = DEFAULT_SCAN_INTERVAL
@@ -96,6 +98,7 @@ class CaptureAgent:
             counters=self.counters.stage("sockets"),
             proc_root=options.proc_root,
             refresh_interval=options.refresh_interval,
+            only_netns=netns_inodes(options.scan_netns),
             clock=clock,
         )
         self._key = options.node.encode()

@@ -26,6 +26,7 @@ from callmap.counters import Counters
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
 from capture.dnsfold import DnsFolder
+from capture.sniffer import netns_inodes
 from capture.sockagent import SocketScanner
 
 FuncT = Callable[..., Any]
@@ -47,6 +48,12 @@ def _live_options(function: FuncT) -> FuncT:
             help="Capture on this interface (repeat); default: all.",
         ),
         click.option("--netns", help="Open capture sockets in this network namespace."),
+        click.option(
+            "--scan-netns",
+            "scan_netns",
+            multiple=True,
+            help="Scan only this network namespace (repeat); default: all.",
+        ),
         click.option(
             "--proc-root",
             default="/proc",
@@ -100,6 +107,7 @@ def _run_agent(dns: bool, sockets: bool, **options: Any) -> None:
         interfaces=tuple(options["interfaces"]),
         netns=options["netns"],
         proc_root=options["proc_root"],
+        scan_netns=tuple(options["scan_netns"]),
         flush_interval=options["flush_interval"],
         scan_interval=options["scan_interval"],
         refresh_interval=options["refresh_interval"],
@@ -192,6 +200,7 @@ def sockets(proc_dir: str | None, once: bool, output: str | None, **options: Any
         node=options["node"],
         counters=counters.stage("sockets"),
         proc_root=proc_dir or options["proc_root"],
+        only_netns=netns_inodes(options["scan_netns"]),
     )
     _print_records(asyncio.run(scanner.scan_once()))
     _summarise(counters, [])

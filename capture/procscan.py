@@ -251,8 +251,12 @@ def scan_proc(
     *,
     include_loopback: bool = False,
     byteorder: ByteOrder = sys.byteorder,
+    only_netns: frozenset[int] | None = None,
 ) -> ScanResult:
     """Scan every network namespace visible under ``proc_root`` once.
+
+    ``only_netns``, when given, limits the scan to those namespace inodes (an
+    agent that must see only some namespaces, like one lab node's pods).
 
     Blocking (many small file reads): run it off the event loop thread.
     ``include_loopback`` is passed to :func:`capture.sockroles.classify`.
@@ -261,6 +265,8 @@ def scan_proc(
     counters: dict[str, int] = {}
     results: list[NamespaceScan] = []
     for netns, ns in sorted(_group_pids(root, counters).items()):
+        if only_netns is not None and netns not in only_netns:
+            continue
         tables = _read_tables(root, netns, ns.pids, counters)
         if tables is None:
             _bump(counters, NETNS_UNREADABLE)

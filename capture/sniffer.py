@@ -58,8 +58,16 @@ def open_interface(name: str, rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
     """A packet socket on one interface, opened by scapy, with callmap's filter."""
     from scapy.arch.linux import L2ListenSocket  # the submodule only: no scapy.all
 
-    listener: Any = L2ListenSocket(iface=name, promisc=False, nofilter=1)
-    sock: socket.socket = listener.ins
+    scapy_log = logging.getLogger("scapy.runtime")
+    level = scapy_log.level
+    scapy_log.setLevel(logging.ERROR)  # scapy's interface cache is of another namespace
+    try:
+        listener: Any = L2ListenSocket(iface=name, promisc=False, nofilter=1)
+    finally:
+        scapy_log.setLevel(level)
+    # Our own descriptor: scapy closes its socket when the listener is collected.
+    sock: socket.socket = listener.ins.dup()
+    listener.close()
     attach_filter(sock)  # drains what was queued before the filter, then filters
     _set_rcvbuf(sock, rcvbuf)
     return sock
@@ -90,6 +98,21 @@ def enter_netns(path: str) -> None:
         os.close(fd)
 
 
+def netns_path(name: str) -> str:
+    """A network namespace's path: as given, or its name under /var/run/netns."""
+    return name if "/" in name else str(Path("/var/run/netns") / name)
+
+
+def netns_inodes(names: Sequence[str]) -> frozenset[int] | None:
+    """The inodes of the named network namespaces; None when no name is given."""
+    if not names:
+        return None
+    try:
+        return frozenset(os.stat(netns_path(name)).st_ino for name in names)
+    except OSError as exc:
+        raise ConfigError(f"no network namespace {exc.filename}") from None
+
+
 def open_sockets(
     interfaces: Sequence[str], netns: str | None = None, rcvbuf: int = DEFAULT_RCVBUF
 ) -> list[socket.socket]:
@@ -101,7 +124,7 @@ def open_sockets(
 
     def in_namespace() -> None:  # a thread of its own: setns must not move the loop's thread
         try:
-            enter_netns(netns if "/" in netns else str(Path("/var/run/netns") / netns))
+            enter_netns(netns_path(netns))
             result.extend(_open(interfaces, rcvbuf))
         except BaseException as exc:
             error.append(exc)

@@ -59,6 +59,7 @@ class SocketScanner:
         counters: StageCounters,
         proc_root: str = DEFAULT_PROC_ROOT,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        only_netns: frozenset[int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cluster = cluster
@@ -66,6 +67,7 @@ class SocketScanner:
         self._counters = counters
         self._proc_root = proc_root
         self._clock = clock
+        self._only_netns = only_netns
         self.reporter = ConnReporter(refresh_interval)
         self.last_scan_seconds = 0.0
 
@@ -85,7 +87,7 @@ class SocketScanner:
     async def scan_once(self) -> list[SocketObservation]:
         started = time.perf_counter()
         now = self._clock()
-        result = await asyncio.to_thread(scan_proc, self._proc_root)
+        result = await asyncio.to_thread(scan_proc, self._proc_root, only_netns=self._only_netns)
         self.last_scan_seconds = time.perf_counter() - started
         return self.take(result, now)
 

@@ -81,3 +81,34 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
     assert (client_side.remote_ip, client_side.remote_port) == (SERVER_V4, 7070)
     assert all(r.node == "lab-node" and r.pod_uid is None and r.first_seen == r.ts for r in ours)
     assert b"sockets: seen=" in scan.stderr
+
+
+def test_a_scan_can_be_limited_to_some_network_namespaces(dns_net: DnsNet) -> None:
+    server, _ = _start(dns_net, dns_net.server, SERVER)
+    client, _ = _start(dns_net, dns_net.client, CLIENT)
+    try:
+        scan = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "callmap",
+                "capture",
+                "sockets",
+                "--once",
+                "--output",
+                "jsonl",
+                "--scan-netns",
+                dns_net.server,
+            ],
+            capture_output=True,
+            check=True,
+        )
+    finally:
+        for process in (client, server):
+            process.stdin.close()  # type: ignore[union-attr]
+            process.wait(timeout=10)
+    records = [
+        msgspec.json.decode(line, type=SocketObservation) for line in scan.stdout.splitlines()
+    ]
+    assert [r.role for r in records] == ["server"]
+    assert {r.netns for r in records} == {dns_net.netns_inode(dns_net.server)}
