@@ -150,11 +150,11 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """A producer with callmap's delivery defaults: idempotent, acks from all replicas."""
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     options.update(overrides)
-    return AIOKafkaProducer(**kafka.client_kwargs(), **options)
+    return AIOKafkaProducer(**{**kafka.client_kwargs(), **options})
 
 
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer of ``topics``; pass ``group_id`` for a committed consumer group."""
     options: dict[str, Any] = {"auto_offset_reset": "earliest", "enable_auto_commit": False}
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **kafka.client_kwargs(), **options)
+    return AIOKafkaConsumer(*topics, **{**kafka.client_kwargs(), **options})

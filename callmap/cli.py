@@ -25,13 +25,13 @@ COMMANDS: dict[str, str] = {
     "capture": "capture.cli:capture",
     "demo": "callmap.demo:demo",
     "dev": "callmap.devcli:dev",
+    "streams": "streams.cli:streams",
     "topics": "callmap.devcli:topics",
 }
 
 # name -> (what it will do, the issue that builds it).
 PLANNED: dict[str, tuple[str, int]] = {
     "watch": ("Identity watcher: pods, services and nodes from the Kubernetes API.", 4),
-    "streams": ("Stream app: join events and identities into deduplicated edges.", 5),
     "sink": ("Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.", 6),
     "list": ('Print the map as "X in namespace Y calls:" text.', 6),
     "export": ("Export the map as ClientIntents or NetworkPolicies.", 6),

@@ -36,6 +36,8 @@ class Counters:
     def __init__(self) -> None:
         self._stages: dict[str, StageCounters] = {}
         self._last: dict[str, StageCounters] = {}
+        self.events: Counter[str] = Counter()
+        """Named outcomes that are neither a stage's input nor a drop (e.g. "late")."""
 
     def stage(self, name: str) -> StageCounters:
         """The counters of ``name``, created on first use."""

@@ -47,7 +47,12 @@ class CountersCollector(Collector):
             emitted.add_metric([stage], counters.emitted)
             for reason, count in sorted(counters.dropped.items()):
                 dropped.add_metric([stage, reason], count)
-        yield from (seen, emitted, dropped)
+        events = CounterMetricFamily(
+            f"{self._prefix}_events", "Outcomes, by name.", labels=["event"]
+        )
+        for name, count in sorted(self._counters.events.copy().items()):
+            events.add_metric([name], count)
+        yield from (seen, emitted, dropped, events)
         for name, (help_text, read) in sorted(self._gauges.items()):
             gauge = GaugeMetricFamily(f"{self._prefix}_{name}", help_text)
             gauge.add_metric([], read())

@@ -23,7 +23,9 @@ from callmap.wire.records import (
     DnsAnswer,
     DnsAnswerBatch,
     Edge,
+    EdgeSighting,
     NodeIdentity,
+    PendingBatch,
     PodIdentity,
     Record,
     ServiceIdentity,
@@ -115,8 +117,10 @@ def message_key(record: Record) -> bytes | None:
             return f"{record.namespace}/{record.name}".encode()
         case NodeIdentity():
             return record.name.encode()
-        case Edge():
+        case Edge() | EdgeSighting():
             return record.edge_id.encode()
+        case PendingBatch():
+            return record.node.encode()
         case DeadLetter():
             return None
     raise TypeError(f"no key defined for {type(record).__name__}")

@@ -194,6 +194,41 @@ class Edge(Record, frozen=True, kw_only=True):
     self_edge: bool = False
 
 
+# --- inside the stream app (internal topics) ------------------------------------
+
+
+class EdgeSighting(Record, frozen=True, kw_only=True):
+    """Sightings of one edge, folded within one raw message (internal to streams).
+
+    The stream app's first stage resolves raw events into sightings and
+    repartitions them by ``edge_id``, so one worker owns each edge.
+    """
+
+    edge_id: str
+    cluster: str
+    client: Endpoint
+    server: Endpoint
+    ports: tuple[int, ...] = ()
+    sources: tuple[EdgeSource, ...] = ()
+    first_seen: float
+    last_seen: float
+    count: int = 1
+
+
+class PendingBatch(Record, frozen=True, kw_only=True):
+    """Raw events waiting for identities that have not arrived yet (internal).
+
+    They are resolved again at ``due``, then with raw ``ip`` endpoints for
+    whatever is still unknown: late events wait, they are never dropped.
+    """
+
+    cluster: str
+    node: str
+    due: float
+    dns: tuple[DnsAnswer, ...] = ()
+    sockets: tuple[SocketObservation, ...] = ()
+
+
 # --- operations -----------------------------------------------------------------
 
 
@@ -240,4 +275,6 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     Edge,
     CaptureStats,
     DeadLetter,
+    EdgeSighting,
+    PendingBatch,
 )

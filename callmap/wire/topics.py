@@ -7,7 +7,7 @@ and keyed by the object, so reading one from the start yields current state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from callmap.wire.records import (
@@ -15,7 +15,9 @@ from callmap.wire.records import (
     DeadLetter,
     DnsAnswerBatch,
     Edge,
+    EdgeSighting,
     NodeIdentity,
+    PendingBatch,
     PodIdentity,
     Record,
     ServiceIdentity,
@@ -134,8 +136,46 @@ DLQ = TopicSpec(
     retention_ms=7 * DAY_MS,
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (DNS, SOCKETS, PODS, SERVICES, NODES, EDGES, STATS, DLQ)
+# Internal to the stream app: nobody else reads or writes them. Their names
+# start with the app id, so two pipelines on one Kafka cluster do not mix.
+DEFAULT_STREAMS_APP = "callmap-streams"
+SIGHTINGS = TopicSpec(
+    name=f"{DEFAULT_STREAMS_APP}.sightings.v1",
+    record=EdgeSighting,
+    key="edge_id (an empty value is a refresh/expiry tick for its partition)",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=DAY_MS,
+)
+PENDING = TopicSpec(
+    name=f"{DEFAULT_STREAMS_APP}.pending.v1",
+    record=PendingBatch,
+    key="node name",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=DAY_MS,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    DNS,
+    SOCKETS,
+    PODS,
+    SERVICES,
+    NODES,
+    EDGES,
+    STATS,
+    DLQ,
+    SIGHTINGS,
+    PENDING,
+)
 IDENTITY_TOPICS: tuple[TopicSpec, ...] = (PODS, SERVICES, NODES)
+
+
+def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:
+    """An internal topic of the stream app with id ``app_id``."""
+    if not spec.name.startswith(DEFAULT_STREAMS_APP + "."):
+        raise ValueError(f"{spec.name} is not a stream app topic")
+    return replace(spec, name=app_id + spec.name[len(DEFAULT_STREAMS_APP) :])
 
 
 def topic_by_name(name: str) -> TopicSpec:

@@ -12,8 +12,10 @@ from callmap.wire import (
     EDGES,
     IDENTITY_TOPICS,
     NODES,
+    PENDING,
     PODS,
     SERVICES,
+    SIGHTINGS,
     SOCKETS,
     STATS,
     DnsAnswerBatch,
@@ -36,6 +38,8 @@ def test_topic_names_are_the_contracts() -> None:
         "callmap.edges.v1",
         "callmap.stats.v1",
         "callmap.dlq.v1",
+        "callmap-streams.sightings.v1",
+        "callmap-streams.pending.v1",
     ]
 
 
@@ -58,7 +62,9 @@ def test_state_topics_are_compacted_and_never_expire_by_time(spec) -> None:  # t
     assert int(configs["delete.retention.ms"]) >= 3_600_000
 
 
-@pytest.mark.parametrize("spec", [DNS, SOCKETS, STATS, DLQ], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "spec", [DNS, SOCKETS, STATS, DLQ, SIGHTINGS, PENDING], ids=lambda s: s.name
+)
 def test_stream_topics_are_deleted_by_retention(spec) -> None:  # type: ignore[no-untyped-def]
     configs = spec.configs()
     assert configs["cleanup.policy"] == "delete"

@@ -145,6 +145,8 @@ def test_message_keys_follow_the_topics_definition(samples: list[Record]) -> Non
         "NodeIdentity": b"node-a",
         "Edge": b"e3b0c44298fc1c14",
         "CaptureStats": b"node-a",
+        "EdgeSighting": b"e3b0c44298fc1c14",
+        "PendingBatch": b"node-a",
         "DeadLetter": None,
     }
 

@@ -1,0 +1,295 @@
+"""The Faust app: raw events and identities in, deduplicated edges out.
+
+Three agents, each a thin shell around the pure classes:
+
+1. ``resolve`` consumes the raw topics (per-node batches, co-partitioned so a
+   node's DNS answers and sockets meet on one worker) and sends one
+   ``EdgeSighting`` per edge and batch to the internal sightings topic, keyed
+   by ``edge_id``; events whose identities have not arrived go to the pending
+   topic, due after the grace period.
+2. ``retry`` consumes the pending topic, waits until each batch is due, and
+   resolves it with raw ``ip`` endpoints for whatever is still unknown.
+3. ``merge`` consumes the sightings topic. It owns the edges of its
+   partitions in a Faust table (backed by a changelog topic, so a restarted or
+   rebalanced worker recovers them) and announces ``new``, ``refresh`` and
+   ``expired`` on the compacted edges topic. Ticks (empty messages that the
+   leader sends to every partition) drive refresh and expiry.
+
+Undecodable messages go to the dead-letter topic with their origin; the
+stream goes on. Delivery is at least once; see docs/streams.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from callmap.config import Settings
+from callmap.counters import Counters
+from callmap.errors import WireDecodeError
+from callmap.wire import (
+    DLQ,
+    DNS,
+    EDGES,
+    PENDING,
+    SIGHTINGS,
+    SOCKETS,
+    DeadLetter,
+    DnsAnswerBatch,
+    EdgeSighting,
+    PendingBatch,
+    SocketBatch,
+    decode,
+    encode,
+)
+from callmap.wire.topics import for_app
+from streams.edges import (
+    DEFAULT_REFRESH_INTERVAL,
+    DEFAULT_TTL,
+    EdgeState,
+    due,
+    dump_state,
+    expired,
+    load_state,
+    sighted,
+)
+from streams.feed import IdentityFeed
+from streams.stage import Identities, RawStage, ResolveSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """How the stream app runs."""
+
+    app_id: str = "callmap-streams"
+    """Consumer group and prefix of Faust's own topics; one per pipeline."""
+    resolve: ResolveSettings = field(default_factory=ResolveSettings)
+    """How events are resolved."""
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    """An edge seen again is re-announced at most this often (seconds)."""
+    ttl: float = DEFAULT_TTL
+    """An edge unseen for this long is announced ``expired`` (seconds)."""
+    tick_interval: float = 10.0
+    """How often owners check their edges for refresh and expiry (seconds)."""
+    sighting_partitions: int = 12
+    """Partitions of the sightings topic; the edges table has as many."""
+
+
+def _broker_urls(settings: Settings) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")]
+
+
+def _credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    ssl_context = kafka.ssl_context() if kafka.security_protocol.endswith("SSL") else None
+    if kafka.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            ssl_context=ssl_context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+class StreamApp:
+    """Builds the Faust app and holds what its agents share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stream: StreamSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.clock = clock
+        self.counters = Counters()
+        self.identities = Identities(stream.resolve, self.counters)
+        self.raw = RawStage(self.identities, stream.resolve, self.counters)
+        self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
+        self.app = faust.App(
+            stream.app_id,
+            broker=_broker_urls(settings),
+            broker_credentials=_credentials(settings),
+            store="memory://",
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            topic_allow_declare=True,
+            topic_replication_factor=settings.topics.replication or 1,
+            table_standby_replicas=0,
+            stream_wait_empty=False,
+        )
+        app = self.app
+        self.raw_topic = app.topic(DNS.name, SOCKETS.name, key_type=bytes, value_type=bytes)
+        self.pending = for_app(PENDING, stream.app_id)
+        self.sightings = for_app(SIGHTINGS, stream.app_id)
+        self.pending_topic = app.topic(self.pending.name, key_type=bytes, value_type=bytes)
+        self.sightings_topic = app.topic(
+            self.sightings.name,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=stream.sighting_partitions,
+        )
+        self.edges_topic = app.topic(EDGES.name, key_type=bytes, value_type=bytes)
+        self.dlq_topic = app.topic(DLQ.name, key_type=bytes, value_type=bytes)
+        self.edges = app.Table(
+            "edges",
+            default=None,
+            partitions=stream.sighting_partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        app.agent(self.raw_topic, name="resolve")(self._resolve)
+        app.agent(self.pending_topic, name="retry")(self._retry)
+        app.agent(self.sightings_topic, name="merge")(self._merge)
+        app.task(self.feed.run)
+        app.timer(stream.tick_interval, on_leader=True)(self._tick)
+
+    # --- agents ------------------------------------------------------------------
+
+    async def _resolve(self, stream: Any) -> None:
+        await self.feed.ready.wait()
+        async for event in stream.events():
+            message = event.message
+            spec = DNS if message.topic == DNS.name else SOCKETS
+            self.counters.stage(f"in.{spec.name}").seen += 1
+            try:
+                batch = decode(spec, message.value)
+            except WireDecodeError as error:
+                await self.dead_letter(
+                    message.topic,
+                    error,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                )
+                continue
+            assert isinstance(batch, DnsAnswerBatch | SocketBatch)
+            await self._send_results(*self.raw.batch(batch, self.clock(), final=False))
+
+    async def _retry(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.counters.stage("in.pending").seen += 1
+            try:
+                batch = decode(self.pending, message.value)
+            except WireDecodeError as error:
+                await self.dead_letter(
+                    message.topic,
+                    error,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                )
+                continue
+            assert isinstance(batch, PendingBatch)
+            wait = batch.due - self.clock()
+            if wait > 0:  # batches arrive in due order: waiting for this one delays none
+                await asyncio.sleep(wait)
+            await self._send_results(*self.raw.batch(batch, self.clock(), final=True))
+
+    async def _send_results(
+        self, sightings: list[EdgeSighting], pending: PendingBatch | None
+    ) -> None:
+        for sighting in sightings:
+            await self.sightings_topic.send(key=sighting.edge_id.encode(), value=encode(sighting))
+        if pending is not None:
+            await self.pending_topic.send(key=pending.node.encode(), value=encode(pending))
+
+    async def _merge(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.counters.stage("in.sightings").seen += 1
+            if not message.value:
+                await self._check_partition(message.partition)
+                continue
+            try:
+                sighting = decode(self.sightings, message.value)
+            except WireDecodeError as error:
+                await self.dead_letter(
+                    message.topic,
+                    error,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                )
+                continue
+            assert isinstance(sighting, EdgeSighting)
+            key = sighting.edge_id.encode()
+            stored = self.edges.get(key)
+            state = None if stored is None else load_state(stored)
+            state, edge = sighted(state, sighting, self.clock(), self.stream.refresh_interval)
+            self.edges[key] = dump_state(state)
+            if edge is not None:
+                await self._announce(edge.edge_id, encode(edge), edge.event)
+
+    async def _check_partition(self, partition: int) -> None:
+        """Refresh what is due and expire what is stale among this partition's edges."""
+        now, count = self.clock(), self.stream.sighting_partitions
+        for key, stored in list(self.edges.items()):
+            if (murmur2(key) & 0x7FFFFFFF) % count != partition:
+                continue
+            state: EdgeState = load_state(stored)
+            gone = expired(state, now, self.stream.ttl)
+            if gone is not None:
+                del self.edges[key]
+                await self._announce(gone.edge_id, encode(gone), "expired")
+                continue
+            refreshed = due(state, now, self.stream.refresh_interval)
+            if refreshed is not None:
+                self.edges[key] = dump_state(state)
+                await self._announce(refreshed.edge_id, encode(refreshed), "refresh")
+
+    async def _announce(self, edge_id: str, value: bytes, event: str) -> None:
+        await self.edges_topic.send(key=edge_id.encode(), value=value)
+        self.counters.stage("edges").emitted += 1
+        self.counters.events[f"edge_{event}"] += 1
+
+    async def _tick(self) -> None:
+        for partition in range(self.stream.sighting_partitions):
+            await self.sightings_topic.send(key=b"tick", value=b"", partition=partition)
+
+    async def dead_letter(
+        self,
+        topic: str,
+        error: WireDecodeError,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+    ) -> None:
+        """Send an undecodable message to the dead-letter topic, with its origin."""
+        self.counters.events["dead_lettered"] += 1
+        self.counters.stage(f"in.{topic}").drop("undecodable")
+        log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+        letter = DeadLetter(
+            ts=self.clock(),
+            stage="streams",
+            error=str(error),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key_b64=base64.b64encode(key).decode() if key is not None else None,
+            payload_b64=base64.b64encode(value).decode(),
+        )
+        await self.dlq_topic.send(key=key, value=encode(letter))

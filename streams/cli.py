@@ -1,0 +1,102 @@
+"""``callmap streams worker``: run one worker of the stream app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from callmap.broker import ensure_topics
+from callmap.config import load_settings
+from callmap.metrics import CountersCollector, serve_metrics
+from callmap.wire import ALL_TOPICS, PENDING, SIGHTINGS
+from callmap.wire.topics import for_app
+from streams.app import StreamApp, StreamSettings
+from streams.stage import ResolveSettings
+
+
+@click.group()
+def streams() -> None:
+    """Stream app: join capture events with identities into deduplicated edges."""
+
+
+@streams.command()
+@click.option(
+    "--app-id",
+    default="callmap-streams",
+    show_default=True,
+    envvar="CALLMAP_STREAMS_APP_ID",
+    help="Consumer group of the workers.",
+)
+@click.option(
+    "--grace",
+    default=60.0,
+    show_default=True,
+    help="Seconds an event waits for identities that have not arrived.",
+)
+@click.option(
+    "--refresh-interval",
+    default=300.0,
+    show_default=True,
+    help="Seconds between two announcements of a live edge.",
+)
+@click.option(
+    "--ttl",
+    default=86400.0,
+    show_default=True,
+    help="Seconds without sightings before an edge expires.",
+)
+@click.option(
+    "--tick-interval",
+    default=10.0,
+    show_default=True,
+    help="Seconds between refresh and expiry checks.",
+)
+@click.option(
+    "--exclude-namespace",
+    "excluded",
+    multiple=True,
+    envvar="CALLMAP_EXCLUDE_NAMESPACES",
+    help="Drop edges touching this namespace (repeat).",
+)
+@click.option(
+    "--metrics-port",
+    default=9809,
+    show_default=True,
+    envvar="CALLMAP_METRICS_PORT",
+    help="Prometheus port; 0 turns it off.",
+)
+def worker(
+    app_id: str,
+    grace: float,
+    refresh_interval: float,
+    ttl: float,
+    tick_interval: float,
+    excluded: tuple[str, ...],
+    metrics_port: int,
+) -> None:
+    """Run one worker; start several with the same --app-id to share the work."""
+    from faust.worker import Worker
+
+    settings = load_settings()
+    own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
+    topics = [spec for spec in ALL_TOPICS if spec not in (SIGHTINGS, PENDING)] + own
+    states = asyncio.run(ensure_topics(settings.kafka, settings.topics, topics))
+    (sightings,) = [state for state in states if state.name == own[0].name]
+    stream = StreamSettings(
+        app_id=app_id,
+        resolve=ResolveSettings(
+            cluster_domain=settings.cluster_domain,
+            excluded_namespaces=frozenset(n for item in excluded for n in item.split(",") if n),
+            grace=grace,
+        ),
+        refresh_interval=refresh_interval,
+        ttl=ttl,
+        tick_interval=tick_interval,
+        sighting_partitions=sightings.partitions,
+    )
+    app = StreamApp(settings, stream)
+    serve_metrics(metrics_port, CountersCollector("streams", app.counters))
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    Worker(app.app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -1,0 +1,242 @@
+"""Edge identity and lifecycle: the stream app's deduplication. Pure.
+
+An edge is (cluster, client, server). Only what names an endpoint counts for
+identity (a workload's namespace, kind and name; an external's DNS name; an
+address for ``ip``); attributes such as the service a workload was reached
+through, or the address of an external name, are merged into the edge.
+``edge_id`` is a stable hash of the identity, the same in every process and
+release.
+
+Lifecycle, with ``now`` given by the caller:
+
+- ``new`` the first time an edge is seen (and again after it expired);
+- ``refresh`` at most once per ``refresh_interval``, and only if the edge was
+  seen since its last announcement;
+- ``expired`` once nothing saw it for ``ttl`` seconds; its state is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from callmap.wire import Edge, EdgeSighting, Endpoint
+from callmap.wire.records import EdgeEvent, EdgeSource
+from streams.resolve import Sight
+
+DEFAULT_REFRESH_INTERVAL = 300.0
+DEFAULT_TTL = 24 * 3600.0
+
+
+def identity(endpoint: Endpoint) -> tuple[str | None, ...]:
+    """The fields of an endpoint that say which endpoint it is."""
+    match endpoint.type:
+        case "workload":
+            return ("workload", endpoint.namespace, endpoint.kind, endpoint.name)
+        case "service":
+            return ("service", endpoint.namespace, endpoint.name)
+        case "external":
+            return ("external", endpoint.dns_name or endpoint.ip)
+        case "node":
+            return ("node", endpoint.name)
+        case "apiserver":
+            return ("apiserver",)
+        case _:
+            return ("ip", endpoint.ip)
+
+
+def edge_id(cluster: str, client: Endpoint, server: Endpoint) -> str:
+    """128 bits of SHA-256 over the canonical JSON of the edge's identity."""
+    canonical = msgspec.json.encode([cluster, identity(client), identity(server)])
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def merge_endpoint(old: Endpoint, new: Endpoint) -> Endpoint:
+    """Keep the identity; take attributes the newer sighting knows."""
+    if old == new:
+        return old
+    return msgspec.structs.replace(
+        old,
+        service=new.service or old.service,
+        dns_name=new.dns_name or old.dns_name,
+        ip=new.ip or old.ip,
+    )
+
+
+@dataclass(slots=True)
+class EdgeState:
+    """What the owner of an edge remembers about it between sightings."""
+
+    edge_id: str
+    cluster: str
+    client: Endpoint
+    server: Endpoint
+    first_seen: float
+    last_seen: float
+    count: int
+    ports: set[int] = field(default_factory=set)
+    sources: set[EdgeSource] = field(default_factory=set)
+    announced_at: float = 0.0  # processing time of the last new/refresh
+    seen_since_announced: bool = False
+
+    def edge(self, event: EdgeEvent) -> Edge:
+        client_id, server_id = identity(self.client), identity(self.server)
+        return Edge(
+            edge_id=self.edge_id,
+            event=event,
+            cluster=self.cluster,
+            client=self.client,
+            server=self.server,
+            ports=tuple(sorted(self.ports)),
+            sources=tuple(sorted(self.sources)),
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            count=self.count,
+            self_edge=client_id == server_id and self.client.type == "workload",
+        )
+
+
+def sighted(
+    state: EdgeState | None, sighting: EdgeSighting, now: float, refresh_interval: float
+) -> tuple[EdgeState, Edge | None]:
+    """Merge a sighting; return the new state and what to announce, if anything."""
+    if state is None:
+        state = EdgeState(
+            edge_id=sighting.edge_id,
+            cluster=sighting.cluster,
+            client=sighting.client,
+            server=sighting.server,
+            first_seen=sighting.first_seen,
+            last_seen=sighting.last_seen,
+            count=sighting.count,
+            ports=set(sighting.ports),
+            sources=set(sighting.sources),
+            announced_at=now,
+        )
+        return state, state.edge("new")
+    state.client = merge_endpoint(state.client, sighting.client)
+    state.server = merge_endpoint(state.server, sighting.server)
+    state.first_seen = min(state.first_seen, sighting.first_seen)
+    state.last_seen = max(state.last_seen, sighting.last_seen)
+    state.count += sighting.count
+    state.ports.update(sighting.ports)
+    state.sources.update(sighting.sources)
+    state.seen_since_announced = True
+    return state, due(state, now, refresh_interval)
+
+
+def due(state: EdgeState, now: float, refresh_interval: float) -> Edge | None:
+    """A refresh if one is due now, else None (updates the state when one is)."""
+    if state.seen_since_announced and now - state.announced_at >= refresh_interval:
+        state.announced_at = now
+        state.seen_since_announced = False
+        return state.edge("refresh")
+    return None
+
+
+def expired(state: EdgeState, now: float, ttl: float) -> Edge | None:
+    """The ``expired`` announcement if nothing saw the edge for ``ttl``, else None."""
+    return state.edge("expired") if now - state.last_seen >= ttl else None
+
+
+# --- state on the wire (the stream app's table) ------------------------------------
+
+
+class _StoredState(msgspec.Struct, array_like=True):
+    edge_id: str
+    cluster: str
+    client: Endpoint
+    server: Endpoint
+    first_seen: float
+    last_seen: float
+    count: int
+    ports: list[int]
+    sources: list[EdgeSource]
+    announced_at: float
+    seen_since_announced: bool
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_StoredState)
+
+
+def dump_state(state: EdgeState) -> bytes:
+    return _encoder.encode(
+        _StoredState(
+            state.edge_id,
+            state.cluster,
+            state.client,
+            state.server,
+            state.first_seen,
+            state.last_seen,
+            state.count,
+            sorted(state.ports),
+            sorted(state.sources),
+            state.announced_at,
+            state.seen_since_announced,
+        )
+    )
+
+
+def load_state(data: bytes) -> EdgeState:
+    s = _decoder.decode(data)
+    return EdgeState(
+        s.edge_id,
+        s.cluster,
+        s.client,
+        s.server,
+        s.first_seen,
+        s.last_seen,
+        s.count,
+        set(s.ports),
+        set(s.sources),
+        s.announced_at,
+        s.seen_since_announced,
+    )
+
+
+def fold_sightings(cluster: str, sights: Iterable[Sight]) -> list[EdgeSighting]:
+    """One EdgeSighting per edge for a batch of sightings (first-seen order)."""
+    folded: dict[str, _Fold] = {}
+    for sight in sights:
+        key = edge_id(cluster, sight.client, sight.server)
+        current = folded.get(key)
+        if current is None:
+            folded[key] = current = _Fold(sight.client, sight.server, sight.ts, sight.ts)
+        else:
+            current.client = merge_endpoint(current.client, sight.client)
+            current.server = merge_endpoint(current.server, sight.server)
+            current.first = min(current.first, sight.ts)
+            current.last = max(current.last, sight.ts)
+        current.count += 1
+        current.sources.add(sight.source)
+        if sight.port is not None:
+            current.ports.add(sight.port)
+    return [
+        EdgeSighting(
+            edge_id=key,
+            cluster=cluster,
+            client=f.client,
+            server=f.server,
+            ports=tuple(sorted(f.ports)),
+            sources=tuple(sorted(f.sources)),
+            first_seen=f.first,
+            last_seen=f.last,
+            count=f.count,
+        )
+        for key, f in folded.items()
+    ]
+
+
+@dataclass(slots=True)
+class _Fold:
+    client: Endpoint
+    server: Endpoint
+    first: float
+    last: float
+    count: int = 0
+    ports: set[int] = field(default_factory=set)
+    sources: set[EdgeSource] = field(default_factory=set)

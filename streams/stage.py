@@ -1,0 +1,162 @@
+"""The stream app's work on one message, without Faust or Kafka.
+
+:class:`Identities` applies identity-topic messages to one time-versioned
+store per cluster. :class:`RawStage` turns one raw batch into the edge
+sightings it proves (folded per edge) and the events that must wait for
+identities (a ``PendingBatch`` due after the grace period). The Faust agents
+in :mod:`streams.app` only move bytes between topics and these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callmap.counters import Counters
+from callmap.wire import (
+    NODES,
+    PODS,
+    SERVICES,
+    DnsAnswer,
+    DnsAnswerBatch,
+    EdgeSighting,
+    NodeIdentity,
+    PendingBatch,
+    PodIdentity,
+    ServiceIdentity,
+    SocketBatch,
+    SocketObservation,
+    decode,
+)
+from streams.edges import fold_sightings
+from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, IdentityStore
+from streams.resolve import Late, Resolver, Sight
+
+DEFAULT_GRACE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveSettings:
+    """How events are resolved."""
+
+    cluster_domain: str = "cluster.local"
+    """The cluster DNS domain; names outside it are external."""
+    excluded_namespaces: frozenset[str] = frozenset()
+    """Edges touching these namespaces are dropped (and counted)."""
+    grace: float = DEFAULT_GRACE
+    """Seconds an event waits for identities that have not arrived."""
+    clock_skew: float = DEFAULT_CLOCK_SKEW
+    """Seconds an event may precede its pod's creation (different clocks)."""
+    deletion_grace: float = DEFAULT_DELETION_GRACE
+    """Seconds a deleted pod still answers for its IPs if nobody else holds them."""
+
+
+class Identities:
+    """One identity store per cluster, fed from the identity topics."""
+
+    def __init__(self, settings: ResolveSettings, counters: Counters) -> None:
+        self._settings = settings
+        self._counters = counters
+        self.resolvers: dict[str, Resolver] = {}
+
+    def resolver(self, cluster: str) -> Resolver:
+        resolver = self.resolvers.get(cluster)
+        if resolver is None:
+            store = IdentityStore(
+                clock_skew=self._settings.clock_skew,
+                deletion_grace=self._settings.deletion_grace,
+            )
+            resolver = self.resolvers[cluster] = Resolver(
+                store,
+                self._counters.stage("resolve"),
+                cluster_domain=self._settings.cluster_domain,
+                excluded_namespaces=self._settings.excluded_namespaces,
+            )
+        return resolver
+
+    def apply(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """Apply one identity message (a tombstone when ``value`` is None).
+
+        Tombstones carry no cluster: they are applied to every cluster's store.
+        Undecodable messages raise :class:`~callmap.errors.WireDecodeError`.
+        """
+        stage = self._counters.stage("identities")
+        stage.seen += 1
+        text = key.decode(errors="replace")
+        if value is None:
+            for resolver in self.resolvers.values():
+                _put(resolver.store, topic, text, None)
+            stage.emitted += 1
+            return
+        spec = {PODS.name: PODS, SERVICES.name: SERVICES, NODES.name: NODES}[topic]
+        record = decode(spec, value)
+        assert isinstance(record, PodIdentity | ServiceIdentity | NodeIdentity)
+        _put(self.resolver(record.cluster).store, topic, text, record)
+        stage.emitted += 1
+
+
+def _put(
+    store: IdentityStore,
+    topic: str,
+    key: str,
+    record: PodIdentity | ServiceIdentity | NodeIdentity | None,
+) -> None:
+    if topic == PODS.name:
+        store.put_pod(key, record if isinstance(record, PodIdentity) else None)
+    elif topic == SERVICES.name:
+        store.put_service(key, record if isinstance(record, ServiceIdentity) else None)
+    else:
+        store.put_node(key, record if isinstance(record, NodeIdentity) else None)
+
+
+class RawStage:
+    """Resolves raw batches into sightings; see the module docstring."""
+
+    def __init__(self, identities: Identities, settings: ResolveSettings, counters: Counters):
+        self._identities = identities
+        self._settings = settings
+        self._counters = counters
+
+    def batch(
+        self, batch: DnsAnswerBatch | SocketBatch | PendingBatch, now: float, *, final: bool
+    ) -> tuple[list[EdgeSighting], PendingBatch | None]:
+        """The sightings one message proves, and what waits for identities."""
+        events = self._counters.events
+        resolver = self._identities.resolver(batch.cluster)
+        dns: list[DnsAnswer] = []
+        sockets: list[SocketObservation] = []
+        if isinstance(batch, PendingBatch):
+            dns, sockets = list(batch.dns), list(batch.sockets)
+        elif isinstance(batch, DnsAnswerBatch):
+            dns = list(batch.records)
+        else:
+            sockets = list(batch.records)
+        sights: list[Sight] = []
+        late_dns: list[DnsAnswer] = []
+        late_sockets: list[SocketObservation] = []
+        fallbacks = resolver.fallbacks
+        for answer in dns:
+            try:
+                sights += resolver.dns(answer, final=final)
+            except Late:
+                late_dns.append(answer)
+        for observation in sockets:
+            try:
+                sights += resolver.socket(observation, final=final)
+            except Late:
+                late_sockets.append(observation)
+        late = len(late_dns) + len(late_sockets)
+        unresolved = resolver.fallbacks - fallbacks
+        events["resolved_after_wait" if final else "resolved"] += len(dns) + len(sockets) - late
+        if unresolved:
+            events["unresolved"] += unresolved
+        pending = None
+        if late:
+            events["late"] += late
+            pending = PendingBatch(
+                cluster=batch.cluster,
+                node=batch.node,
+                due=now + self._settings.grace,
+                dns=tuple(late_dns),
+                sockets=tuple(late_sockets),
+            )
+        return fold_sightings(batch.cluster, sights), pending

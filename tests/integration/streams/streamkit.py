@@ -1,0 +1,208 @@
+"""Running real stream workers and reading what they announce, for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from aiokafka import TopicPartition
+
+from callmap.broker import describe_topics, make_consumer, make_producer
+from callmap.config import Settings
+from callmap.wire import (
+    DLQ,
+    DNS,
+    EDGES,
+    NODES,
+    PODS,
+    SERVICES,
+    SOCKETS,
+    DeadLetter,
+    DnsAnswer,
+    DnsAnswerBatch,
+    Edge,
+    NodeIdentity,
+    PodIdentity,
+    Record,
+    ServiceIdentity,
+    SocketBatch,
+    SocketObservation,
+    decode,
+    encode,
+    encode_batches,
+    message_key,
+)
+
+FAST = ["--grace", "2", "--refresh-interval", "3", "--ttl", "8", "--tick-interval", "1"]
+
+
+class Worker:
+    """One `callmap streams worker` process."""
+
+    def __init__(self, settings: Settings, app_id: str, log_dir: Path, *args: str) -> None:
+        self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        env = {
+            **os.environ,
+            "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+            "CALLMAP_TOPIC_PARTITIONS": "3",
+            "CALLMAP_TOPIC_REPLICATION": "1",
+        }
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "callmap",
+                    "streams",
+                    "worker",
+                    "--app-id",
+                    app_id,
+                    "--metrics-port",
+                    "0",
+                    *FAST,
+                    *args,
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            if "[^Worker]: Ready" in self.log.read_text():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def publish(settings: Settings, records: Iterable[Record]) -> None:
+    """Identities one message each; raw records as per-node batches."""
+    topics = {PodIdentity: PODS, ServiceIdentity: SERVICES, NodeIdentity: NODES}
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        dns: list[DnsAnswer] = []
+        sockets: list[SocketObservation] = []
+        for record in records:
+            if isinstance(record, DnsAnswer):
+                dns.append(record)
+            elif isinstance(record, SocketObservation):
+                sockets.append(record)
+            else:
+                await producer.send(
+                    topics[type(record)].name, encode(record), key=message_key(record)
+                )
+        for topic, batch_type, batch in (
+            (DNS, DnsAnswerBatch, dns),
+            (SOCKETS, SocketBatch, sockets),
+        ):
+            if batch:
+                node = batch[0].node
+                for message in encode_batches(
+                    batch_type, cluster=batch[0].cluster, node=node, records=batch
+                ):  # type: ignore[arg-type]
+                    await producer.send(topic.name, message.value, key=node.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def send_raw(settings: Settings, topic: str, value: bytes, key: bytes) -> None:
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+class Reader:
+    """Reads a topic from the offsets it had when the reader was made."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self.start: dict[TopicPartition, int] = {}
+
+    async def mark(self) -> Reader:
+        (state,) = await describe_topics(self.settings.kafka, [self.topic])
+        partitions = [TopicPartition(self.topic, p) for p in range(state.partitions)]
+        consumer = make_consumer(self.settings.kafka)
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            self.start = dict(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+        return self
+
+    async def read(
+        self,
+        keep: Callable[[Record], bool],
+        until: Callable[[list], bool],  # type: ignore[type-arg]
+        timeout: float = 40.0,
+        settle: float = 0.0,
+    ) -> list:  # type: ignore[type-arg]
+        """Records kept by ``keep``, once ``until`` holds (then ``settle`` more seconds)."""
+        spec = {EDGES.name: EDGES, DLQ.name: DLQ}[self.topic]
+        consumer = make_consumer(self.settings.kafka)
+        await consumer.start()
+        found: list = []  # type: ignore[type-arg]
+        try:
+            consumer.assign(list(self.start))
+            for tp, offset in self.start.items():
+                consumer.seek(tp, offset)
+            deadline = time.monotonic() + timeout
+            done_at: float | None = None
+            while time.monotonic() < deadline:
+                if done_at is None and until(found):
+                    done_at = time.monotonic() + settle
+                if done_at is not None and time.monotonic() >= done_at:
+                    break
+                for messages in (await consumer.getmany(timeout_ms=300)).values():
+                    for message in messages:
+                        record = decode(spec, message.value)
+                        if keep(record):
+                            found.append(record)
+            return found
+        finally:
+            await consumer.stop()
+
+
+def of_cluster(cluster: str) -> Callable[[Record], bool]:
+    return lambda record: isinstance(record, Edge) and record.cluster == cluster
+
+
+def names(edge: Edge) -> tuple[str, str]:
+    def name(e):  # type: ignore[no-untyped-def]
+        return e.name or e.dns_name or e.ip or e.type
+
+    return name(edge.client), name(edge.server)
+
+
+def dead_letters_from(topic: str) -> Callable[[Record], bool]:
+    return lambda record: isinstance(record, DeadLetter) and record.topic == topic
+
+
+async def sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)

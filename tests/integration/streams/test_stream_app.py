@@ -1,0 +1,267 @@
+"""The stream app on a real broker: real Faust workers, real topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from streamkit import Reader, Worker, dead_letters_from, names, of_cluster, publish, send_raw
+
+from callmap.broker import ensure_topics
+from callmap.config import Settings
+from callmap.wire import (
+    DLQ,
+    DNS,
+    EDGES,
+    DnsAnswer,
+    Edge,
+    PodIdentity,
+    ServiceIdentity,
+    ServiceWorkload,
+    SocketObservation,
+    WorkloadRef,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def pod(cluster: str, name: str, ip: str) -> PodIdentity:
+    return PodIdentity(
+        cluster=cluster,
+        uid=f"{cluster}-{name}",
+        namespace="shop",
+        name=f"{name}-0",
+        ips=(ip,),
+        node="node-a",
+        workload=WorkloadRef(kind="Deployment", name=name),
+        created=0.0,
+    )
+
+
+def cart_service(cluster: str) -> ServiceIdentity:
+    return ServiceIdentity(
+        cluster=cluster,
+        namespace="shop",
+        name="cartservice",
+        type="ClusterIP",
+        cluster_ips=("10.96.4.2",),
+        workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
+    )
+
+
+def dns(cluster: str, qname: str, client: str, *ips: str) -> DnsAnswer:
+    return DnsAnswer(
+        cluster=cluster,
+        node="node-a",
+        ts=time.time(),
+        client_ip=client,
+        server_ip="10.96.0.10",
+        transport="udp",
+        qname=qname,
+        qtype="A",
+        answers=ips,
+        ttl=30,
+    )
+
+
+def conn(
+    cluster: str, local: str, lport: int, remote: str, rport: int, role: str
+) -> SocketObservation:
+    now = time.time()
+    return SocketObservation(
+        cluster=cluster,
+        node="node-a",
+        ts=now,
+        netns=1,
+        local_ip=local,
+        local_port=lport,
+        remote_ip=remote,
+        remote_port=rport,
+        role=role,
+        first_seen=now,
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True, scope="module")
+async def topics(settings: Settings) -> None:
+    await ensure_topics(settings.kafka, settings.topics)
+
+
+@pytest.fixture
+def cluster() -> str:
+    return f"c-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def app_id() -> str:
+    return f"streams-{uuid.uuid4().hex[:8]}"
+
+
+def shop(cluster: str) -> list:  # type: ignore[type-arg]
+    return [
+        pod(cluster, "frontend", "10.1.0.10"),
+        pod(cluster, "cartservice", "10.1.0.11"),
+        pod(cluster, "checkout", "10.1.0.12"),
+        cart_service(cluster),
+    ]
+
+
+async def test_events_and_identities_become_deduplicated_edges(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    letters = await Reader(settings, DLQ.name).mark()
+    await publish(settings, shop(cluster))
+    worker = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+    try:
+        worker.wait_ready()
+        await publish(
+            settings,
+            [
+                dns(cluster, "cartservice.shop.svc.cluster.local", "10.1.0.10", "10.96.4.2"),
+                dns(cluster, "cartservice.shop.svc.cluster.local", "10.1.0.12", "10.96.4.2"),
+                dns(cluster, "api.stripe.com", "10.1.0.12", "203.0.113.10"),
+                conn(cluster, "10.1.0.10", 40000, "10.96.4.2", 7070, "client"),
+                conn(cluster, "10.1.0.11", 7070, "10.1.0.10", 40000, "server"),
+                conn(cluster, "10.1.0.12", 40001, "203.0.113.10", 443, "client"),
+            ],
+        )
+        await send_raw(settings, DNS.name, b"\x00not json", b"node-a")
+        found = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 3, settle=4)
+        dead = await letters.read(dead_letters_from(DNS.name), until=lambda f: len(f) >= 1)
+    finally:
+        worker.stop()
+    assert all(e.event == "new" for e in found), [(e.event, names(e)) for e in found]
+    by_pair = {names(e): e for e in found}
+    assert set(by_pair) == {
+        ("frontend", "cartservice"),
+        ("checkout", "cartservice"),
+        ("checkout", "api.stripe.com"),
+    }
+    front = by_pair[("frontend", "cartservice")]
+    assert front.server.service == "cartservice"
+    stripe = by_pair[("checkout", "api.stripe.com")]
+    assert stripe.server.type == "external"
+    assert dead and dead[-1].stage == "streams" and "callmap.dns.v1" in dead[-1].error
+
+
+async def test_an_identity_arriving_within_the_grace_period_still_names_the_workload(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    worker = Worker(settings, app_id, tmp_path)
+    try:
+        worker.wait_ready()
+        await publish(settings, [conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client")])
+        await publish(
+            settings,
+            [pod(cluster, "frontend", "10.1.0.10"), pod(cluster, "cartservice", "10.1.0.11")],
+        )
+        (edge,) = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=3)
+        unknown = await publish(
+            settings, [conn(cluster, "10.1.0.10", 40001, "10.9.9.9", 80, "client")]
+        )
+        del unknown
+        later = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 2)
+    finally:
+        worker.stop()
+    assert names(edge) == ("frontend", "cartservice") and edge.ports == (7070,)
+    assert names(later[-1]) == ("frontend", "10.9.9.9") and later[-1].server.type == "ip"
+
+
+async def test_edges_refresh_while_seen_and_expire_when_not(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    await publish(settings, shop(cluster))
+    worker = Worker(settings, app_id, tmp_path)
+    try:
+        worker.wait_ready()
+        for _ in range(3):  # seen for about 6 seconds: refresh every 3
+            await publish(
+                settings, [conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client")]
+            )
+            await _sleep(2.5)
+        found = await edges.read(
+            of_cluster(cluster), timeout=30, until=lambda f: any(e.event == "expired" for e in f)
+        )
+    finally:
+        worker.stop()
+    events = [e.event for e in found]
+    assert events[0] == "new" and events[-1] == "expired" and "refresh" in events
+    assert events.count("new") == 1 and events.count("expired") == 1
+    assert found[-1].count >= 3
+
+
+async def test_a_killed_worker_restarts_without_announcing_known_edges_again(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    await publish(settings, shop(cluster))
+    first = Worker(settings, app_id, tmp_path, "--refresh-interval", "600", "--ttl", "600")
+    try:
+        first.wait_ready()
+        await publish(settings, [conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client")])
+        await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=3)
+    finally:
+        first.kill()
+    await publish(
+        settings,
+        [
+            conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client"),
+            conn(cluster, "10.1.0.12", 40002, "10.1.0.11", 7070, "client"),
+        ],
+    )
+    second = Worker(settings, app_id, tmp_path, "--refresh-interval", "600", "--ttl", "600")
+    try:
+        second.wait_ready()
+        found = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 2, settle=5)
+    finally:
+        second.stop()
+    news = Counter(names(e) for e in found if e.event == "new")
+    assert news == {("frontend", "cartservice"): 1, ("checkout", "cartservice"): 1}
+
+
+async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    identities = [pod(cluster, f"client{n}", f"10.2.0.{n}") for n in range(1, 21)]
+    await publish(settings, [*identities, pod(cluster, "cartservice", "10.1.0.11")])
+    first = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+    second = None
+    try:
+        first.wait_ready()
+        calls = [
+            conn(cluster, f"10.2.0.{n}", 40000 + n, "10.1.0.11", 7070, "client")
+            for n in range(1, 11)
+        ]
+        await publish(settings, calls)
+        second = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+        second.wait_ready()
+        await _sleep(3)  # the rebalance hands partitions over
+        more = [
+            conn(cluster, f"10.2.0.{n}", 41000 + n, "10.1.0.11", 7070, "client")
+            for n in range(1, 21)
+        ]
+        await publish(settings, more)
+        found = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 20, settle=5)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    news = Counter(names(e) for e in found if e.event == "new")
+    assert len(news) == 20 and set(news.values()) == {1}
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def _edges(found: list) -> list[Edge]:  # type: ignore[type-arg]
+    return [e for e in found if isinstance(e, Edge)]

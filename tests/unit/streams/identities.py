@@ -1,0 +1,109 @@
+"""Builders of identity records for the streams tests."""
+
+from __future__ import annotations
+
+from callmap.wire import (
+    DnsAnswer,
+    NodeIdentity,
+    PodIdentity,
+    ServiceIdentity,
+    ServiceWorkload,
+    SocketObservation,
+    WorkloadRef,
+)
+
+CLUSTER = "c1"
+
+
+def pod(
+    name: str,
+    ip: str,
+    *,
+    namespace: str = "shop",
+    workload: str | None = None,
+    kind: str = "Deployment",
+    created: float | None = 0.0,
+    deleted: float | None = None,
+    host_network: bool = False,
+    uid: str | None = None,
+    node: str = "node-a",
+) -> PodIdentity:
+    return PodIdentity(
+        cluster=CLUSTER,
+        uid=uid or f"uid-{namespace}-{name}",
+        namespace=namespace,
+        name=name,
+        ips=(ip,),
+        node=node,
+        host_network=host_network,
+        workload=WorkloadRef(kind=kind, name=workload or name.rsplit("-", 1)[0]),
+        created=created,
+        deleted=deleted,
+    )
+
+
+def service(
+    name: str,
+    ip: str | None,
+    *workloads: str,
+    namespace: str = "shop",
+    type: str = "ClusterIP",
+    external_name: str | None = None,
+) -> ServiceIdentity:
+    return ServiceIdentity(
+        cluster=CLUSTER,
+        namespace=namespace,
+        name=name,
+        type=type,  # type: ignore[arg-type]
+        cluster_ips=(ip,) if ip else (),
+        external_name=external_name,
+        workloads=tuple(
+            ServiceWorkload(namespace=namespace, kind="Deployment", name=w) for w in workloads
+        ),
+    )
+
+
+def node(name: str, ip: str) -> NodeIdentity:
+    return NodeIdentity(cluster=CLUSTER, name=name, ips=(ip,))
+
+
+def answer(
+    qname: str, client_ip: str, *answers: str, ts: float = 100.0, ttl: int = 30
+) -> DnsAnswer:
+    return DnsAnswer(
+        cluster=CLUSTER,
+        node="node-a",
+        ts=ts,
+        client_ip=client_ip,
+        server_ip="10.96.0.10",
+        transport="udp",
+        qname=qname,
+        qtype="A",
+        answers=answers,
+        ttl=ttl,
+    )
+
+
+def socket(
+    local: str,
+    local_port: int,
+    remote: str,
+    remote_port: int,
+    role: str = "client",
+    ts: float = 100.0,
+    first_seen: float | None = None,
+    pod_uid: str | None = None,
+) -> SocketObservation:
+    return SocketObservation(
+        cluster=CLUSTER,
+        node="node-a",
+        ts=ts,
+        netns=1,
+        pod_uid=pod_uid,
+        local_ip=local,
+        local_port=local_port,
+        remote_ip=remote,
+        remote_port=remote_port,
+        role=role,
+        first_seen=ts if first_seen is None else first_seen,  # type: ignore[arg-type]
+    )

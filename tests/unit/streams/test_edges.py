@@ -1,0 +1,89 @@
+"""Edge identity, folding and lifecycle."""
+
+from __future__ import annotations
+
+from callmap.wire import EdgeSighting, Endpoint
+from streams.edges import (
+    due,
+    dump_state,
+    edge_id,
+    expired,
+    fold_sightings,
+    load_state,
+    sighted,
+)
+from streams.resolve import Sight
+
+CLIENT = Endpoint(type="workload", namespace="shop", name="frontend", kind="Deployment")
+SERVER = Endpoint(type="workload", namespace="shop", name="cart", kind="Deployment")
+VIA_SERVICE = Endpoint(
+    type="workload", namespace="shop", name="cart", kind="Deployment", service="cart"
+)
+
+
+def sighting(ts: float, *, server: Endpoint = SERVER, port: int | None = 7070) -> EdgeSighting:
+    (folded,) = fold_sightings("c1", [Sight(CLIENT, server, port, "socket-client", ts)])
+    return folded
+
+
+def test_identity_ignores_attributes_like_the_service_reached_through() -> None:
+    assert edge_id("c1", CLIENT, SERVER) == edge_id("c1", CLIENT, VIA_SERVICE)
+    assert edge_id("c1", CLIENT, SERVER) != edge_id("c2", CLIENT, SERVER)
+    assert edge_id("c1", CLIENT, SERVER) != edge_id("c1", SERVER, CLIENT)
+    # Stable across processes and releases: consumers key their state by it.
+    assert edge_id("c1", CLIENT, SERVER) == "2bc452315accc4ece276516a2cc62ba4"
+
+
+def test_sightings_of_one_edge_fold_and_merge_their_attributes() -> None:
+    folded = fold_sightings(
+        "c1",
+        [
+            Sight(CLIENT, SERVER, 7070, "socket-server", 5.0),
+            Sight(CLIENT, VIA_SERVICE, None, "dns", 3.0),
+            Sight(CLIENT, SERVER, 7071, "socket-client", 9.0),
+            Sight(SERVER, CLIENT, 80, "socket-client", 4.0),
+        ],
+    )
+    first, second = folded
+    assert (first.first_seen, first.last_seen, first.count) == (3.0, 9.0, 3)
+    assert first.ports == (7070, 7071)
+    assert first.sources == ("dns", "socket-client", "socket-server")
+    assert first.server.service == "cart"
+    assert second.count == 1
+
+
+def test_the_first_sighting_announces_new_then_refresh_at_most_once_per_interval() -> None:
+    state, edge = sighted(None, sighting(1.0), now=10.0, refresh_interval=300)
+    assert edge is not None and edge.event == "new" and edge.ports == (7070,)
+    state, edge = sighted(state, sighting(2.0, port=8080), now=20.0, refresh_interval=300)
+    assert edge is None
+    assert due(state, now=200.0, refresh_interval=300) is None
+    refreshed = due(state, now=310.0, refresh_interval=300)
+    assert refreshed is not None and refreshed.event == "refresh"
+    assert refreshed.ports == (7070, 8080) and refreshed.count == 2
+    assert due(state, now=700.0, refresh_interval=300) is None  # not seen since
+
+
+def test_a_sighting_after_the_interval_refreshes_at_once() -> None:
+    state, _ = sighted(None, sighting(1.0), now=10.0, refresh_interval=300)
+    state, edge = sighted(state, sighting(400.0), now=400.0, refresh_interval=300)
+    assert edge is not None and edge.event == "refresh" and edge.last_seen == 400.0
+
+
+def test_an_edge_unseen_for_the_ttl_expires() -> None:
+    state, _ = sighted(None, sighting(100.0), now=100.0, refresh_interval=300)
+    assert expired(state, now=150.0, ttl=100) is None
+    gone = expired(state, now=200.0, ttl=100)
+    assert gone is not None and gone.event == "expired" and gone.last_seen == 100.0
+
+
+def test_a_workload_calling_itself_is_kept_and_flagged() -> None:
+    (folded,) = fold_sightings("c1", [Sight(CLIENT, CLIENT, 80, "socket-client", 1.0)])
+    _, edge = sighted(None, folded, now=1.0, refresh_interval=300)
+    assert edge is not None and edge.self_edge
+
+
+def test_state_survives_its_table_encoding() -> None:
+    state, _ = sighted(None, sighting(1.0), now=10.0, refresh_interval=300)
+    state, _ = sighted(state, sighting(2.0, server=VIA_SERVICE), now=11.0, refresh_interval=300)
+    assert load_state(dump_state(state)) == state
