@@ -29,8 +29,10 @@ test: $(STAMP) kafka-jars kube-binaries lint types imports
 	$(PY) -m pytest tests
 
 # Tools the project needs from the operating system: Java and Maven for Kafka,
-# iproute2 for network namespaces, dnsmasq as the real DNS server of the
-# capture tests and the lab. Anything missing comes from Debian's packages.
+# iproute2 and nftables for network namespaces and the lab's service DNAT,
+# dnsmasq as the real DNS server, openssl for test certificates, graphviz for
+# pictures, and real PostgreSQL and rsyslog servers for the sink tests.
+# Anything missing comes from Debian's packages.
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
@@ -38,6 +40,11 @@ system-deps:
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog rsyslog-gnutls"; \
+	dpkg -s postgresql >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -66,7 +73,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 types: $(STAMP)
-	$(VENV)/bin/mypy callmap capture streams sinks
+	$(VENV)/bin/mypy callmap capture streams sinks lab
 
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports

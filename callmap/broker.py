@@ -7,6 +7,7 @@ those that will not (authentication, authorisation, bad requests).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -89,7 +90,7 @@ async def ensure_topics(
                 )
                 _raise_for_topic_errors(response)
                 log.info("created topics %s", ", ".join(spec.name for spec in missing))
-            states = await _describe(admin, [spec.name for spec in specs])
+            states = await _describe_when_created(admin, [spec.name for spec in specs])
     created = {spec.name for spec in missing}
     return [TopicState(s.name, s.partitions, s.configs, created=s.name in created) for s in states]
 
@@ -105,6 +106,20 @@ async def _default_replication(admin: Any) -> int:
     """Three replicas where the cluster has three brokers, else as many as it has."""
     cluster = await admin.describe_cluster()
     return max(1, min(3, len(cluster.get("brokers", []))))
+
+
+async def _describe_when_created(
+    admin: Any, names: list[str], wait: float = 15.0
+) -> list[TopicState]:
+    """Describe topics just created: metadata reaches the broker a moment later."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            return await _describe(admin, names)
+        except PermanentError:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def _new_topic(spec: TopicSpec, topics: TopicSettings, replication: int) -> NewTopic:

@@ -25,6 +25,11 @@ COMMANDS: dict[str, str] = {
     "capture": "capture.cli:capture",
     "demo": "callmap.demo:demo",
     "dev": "callmap.devcli:dev",
+    "export": "sinks.cli:export",
+    "lab": "lab.cli:lab",
+    "list": "sinks.cli:list_command",
+    "sink": "sinks.sinkcli:sink",
+    "visualize": "sinks.cli:visualize",
     "streams": "streams.cli:streams",
     "topics": "callmap.devcli:topics",
 }
@@ -32,11 +37,6 @@ COMMANDS: dict[str, str] = {
 # name -> (what it will do, the issue that builds it).
 PLANNED: dict[str, tuple[str, int]] = {
     "watch": ("Identity watcher: pods, services and nodes from the Kubernetes API.", 4),
-    "sink": ("Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.", 6),
-    "list": ('Print the map as "X in namespace Y calls:" text.', 6),
-    "export": ("Export the map as ClientIntents or NetworkPolicies.", 6),
-    "visualize": ("Draw the map with Graphviz.", 6),
-    "lab": ("Build a real multi-pod network in network namespaces.", 7),
 }
 
 

@@ -4,9 +4,9 @@ Three agents, each a thin shell around the pure classes:
 
 1. ``resolve`` consumes the raw topics (per-node batches, co-partitioned so a
    node's DNS answers and sockets meet on one worker) and sends one
-   ``EdgeSighting`` per edge and batch to the internal sightings topic, keyed
-   by ``edge_id``; events whose identities have not arrived go to the pending
-   topic, due after the grace period.
+   ``EdgeSighting`` per edge and batch to the internal sightings topic, in one
+   message per partition of those edges' ids; events whose identities have
+   not arrived go to the pending topic, due after the grace period.
 2. ``retry`` consumes the pending topic, waits until each batch is due, and
    resolves it with raw ``ip`` endpoints for whatever is still unknown.
 3. ``merge`` consumes the sightings topic. It owns the edges of its
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from callmap.config import Settings
 from callmap.counters import Counters
@@ -46,11 +45,12 @@ from callmap.wire import (
     DnsAnswerBatch,
     EdgeSighting,
     PendingBatch,
+    SightingBatch,
     SocketBatch,
     decode,
     encode,
 )
-from callmap.wire.topics import for_app
+from callmap.wire.topics import for_app, partition_for
 from streams.edges import (
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_TTL,
@@ -65,6 +65,9 @@ from streams.feed import IdentityFeed
 from streams.stage import Identities, RawStage, ResolveSettings
 
 log = logging.getLogger(__name__)
+
+# Sightings per message on the sightings topic: well under a megabyte.
+SIGHTINGS_PER_MESSAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class StreamSettings:
     """How often owners check their edges for refresh and expiry (seconds)."""
     sighting_partitions: int = 12
     """Partitions of the sightings topic; the edges table has as many."""
+    session_timeout: float = 30.0
+    """Seconds after which a silent worker's partitions go to the others."""
 
 
 def _broker_urls(settings: Settings) -> list[str]:
@@ -135,6 +140,8 @@ class StreamApp:
             topic_replication_factor=settings.topics.replication or 1,
             table_standby_replicas=0,
             stream_wait_empty=False,
+            broker_session_timeout=stream.session_timeout,
+            broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
         )
         app = self.app
         self.raw_topic = app.topic(DNS.name, SOCKETS.name, key_type=bytes, value_type=bytes)
@@ -165,8 +172,13 @@ class StreamApp:
     # --- agents ------------------------------------------------------------------
 
     async def _resolve(self, stream: Any) -> None:
-        await self.feed.ready.wait()
+        # Iterate at once and wait for the identities inside the loop: Faust
+        # subscribes a stream when it is first iterated, and drops what its
+        # fetcher delivers before that.
+        ready = self.feed.ready
         async for event in stream.events():
+            if not ready.is_set():
+                await ready.wait()
             message = event.message
             spec = DNS if message.topic == DNS.name else SOCKETS
             self.counters.stage(f"in.{spec.name}").seen += 1
@@ -210,8 +222,15 @@ class StreamApp:
     async def _send_results(
         self, sightings: list[EdgeSighting], pending: PendingBatch | None
     ) -> None:
+        count = self.stream.sighting_partitions
+        by_partition: dict[int, list[EdgeSighting]] = {}
         for sighting in sightings:
-            await self.sightings_topic.send(key=sighting.edge_id.encode(), value=encode(sighting))
+            partition = partition_for(sighting.edge_id.encode(), count)
+            by_partition.setdefault(partition, []).append(sighting)
+        for partition, group in by_partition.items():
+            for start in range(0, len(group), SIGHTINGS_PER_MESSAGE):
+                batch = SightingBatch(sightings=tuple(group[start : start + SIGHTINGS_PER_MESSAGE]))
+                await self.sightings_topic.send(key=None, value=encode(batch), partition=partition)
         if pending is not None:
             await self.pending_topic.send(key=pending.node.encode(), value=encode(pending))
 
@@ -223,7 +242,7 @@ class StreamApp:
                 await self._check_partition(message.partition)
                 continue
             try:
-                sighting = decode(self.sightings, message.value)
+                batch = decode(self.sightings, message.value)
             except WireDecodeError as error:
                 await self.dead_letter(
                     message.topic,
@@ -234,20 +253,22 @@ class StreamApp:
                     message.value,
                 )
                 continue
-            assert isinstance(sighting, EdgeSighting)
-            key = sighting.edge_id.encode()
-            stored = self.edges.get(key)
-            state = None if stored is None else load_state(stored)
-            state, edge = sighted(state, sighting, self.clock(), self.stream.refresh_interval)
-            self.edges[key] = dump_state(state)
-            if edge is not None:
-                await self._announce(edge.edge_id, encode(edge), edge.event)
+            assert isinstance(batch, SightingBatch)
+            now = self.clock()
+            for sighting in batch.sightings:
+                key = sighting.edge_id.encode()
+                stored = self.edges.get(key)
+                state = None if stored is None else load_state(stored)
+                state, edge = sighted(state, sighting, now, self.stream.refresh_interval)
+                self.edges[key] = dump_state(state)
+                if edge is not None:
+                    await self._announce(edge.edge_id, encode(edge), edge.event)
 
     async def _check_partition(self, partition: int) -> None:
         """Refresh what is due and expire what is stale among this partition's edges."""
         now, count = self.clock(), self.stream.sighting_partitions
         for key, stored in list(self.edges.items()):
-            if (murmur2(key) & 0x7FFFFFFF) % count != partition:
+            if partition_for(key, count) != partition:
                 continue
             state: EdgeState = load_state(stored)
             gone = expired(state, now, self.stream.ttl)

@@ -61,6 +61,12 @@ def streams() -> None:
     help="Drop edges touching this namespace (repeat).",
 )
 @click.option(
+    "--session-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds after which a silent worker's partitions go to the others.",
+)
+@click.option(
     "--metrics-port",
     default=9809,
     show_default=True,
@@ -74,6 +80,7 @@ def worker(
     ttl: float,
     tick_interval: float,
     excluded: tuple[str, ...],
+    session_timeout: float,
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
@@ -95,6 +102,7 @@ def worker(
         ttl=ttl,
         tick_interval=tick_interval,
         sighting_partitions=sightings.partitions,
+        session_timeout=session_timeout,
     )
     app = StreamApp(settings, stream)
     serve_metrics(metrics_port, CountersCollector("streams", app.counters))

@@ -33,6 +33,7 @@ from callmap.wire import (
     ServiceIdentity,
     ServicePort,
     ServiceWorkload,
+    SightingBatch,
     SocketBatch,
     SocketObservation,
     StageStats,
@@ -146,6 +147,17 @@ def sample_records(cluster: str = "test", node: str = "node-a") -> list[Record]:
         first_seen=1_700_000_000.5,
     )
     workload = WorkloadRef(kind="Deployment", name="frontend")
+    sighting = EdgeSighting(
+        edge_id="e3b0c44298fc1c14",
+        cluster=cluster,
+        client=Endpoint(type="workload", namespace="shop", name="frontend", kind="Deployment"),
+        server=Endpoint(type="ip", ip="203.0.113.9"),
+        ports=(443,),
+        sources=("socket-client",),
+        first_seen=1.0,
+        last_seen=2.0,
+        count=2,
+    )
     return [
         dns,
         sock,
@@ -194,17 +206,8 @@ def sample_records(cluster: str = "test", node: str = "node-a") -> list[Record]:
             interval=10.0,
             stages={"dns": StageStats(seen=10, emitted=7, dropped={"nxdomain": 3})},
         ),
-        EdgeSighting(
-            edge_id="e3b0c44298fc1c14",
-            cluster=cluster,
-            client=Endpoint(type="workload", namespace="shop", name="frontend", kind="Deployment"),
-            server=Endpoint(type="ip", ip="203.0.113.9"),
-            ports=(443,),
-            sources=("socket-client",),
-            first_seen=1.0,
-            last_seen=2.0,
-            count=2,
-        ),
+        sighting,
+        SightingBatch(sightings=(sighting,)),
         PendingBatch(cluster=cluster, node=node, due=70.0, dns=(dns,), sockets=(sock,)),
         DeadLetter(
             ts=11.0,

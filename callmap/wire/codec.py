@@ -29,6 +29,7 @@ from callmap.wire.records import (
     PodIdentity,
     Record,
     ServiceIdentity,
+    SightingBatch,
     SocketBatch,
     SocketObservation,
 )
@@ -119,6 +120,8 @@ def message_key(record: Record) -> bytes | None:
             return record.name.encode()
         case Edge() | EdgeSighting():
             return record.edge_id.encode()
+        case SightingBatch():
+            return None
         case PendingBatch():
             return record.node.encode()
         case DeadLetter():

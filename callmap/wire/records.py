@@ -215,6 +215,16 @@ class EdgeSighting(Record, frozen=True, kw_only=True):
     count: int = 1
 
 
+class SightingBatch(Record, frozen=True, kw_only=True):
+    """The sightings of one raw message whose edges share a partition (internal).
+
+    Sent to that partition of the sightings topic, so that its owner merges
+    many edges per message: per-message overhead dominates a stream app.
+    """
+
+    sightings: tuple[EdgeSighting, ...]
+
+
 class PendingBatch(Record, frozen=True, kw_only=True):
     """Raw events waiting for identities that have not arrived yet (internal).
 
@@ -276,5 +286,6 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     CaptureStats,
     DeadLetter,
     EdgeSighting,
+    SightingBatch,
     PendingBatch,
 )

@@ -10,17 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from aiokafka.partitioner import murmur2
+
 from callmap.wire.records import (
     CaptureStats,
     DeadLetter,
     DnsAnswerBatch,
     Edge,
-    EdgeSighting,
     NodeIdentity,
     PendingBatch,
     PodIdentity,
     Record,
     ServiceIdentity,
+    SightingBatch,
     SocketBatch,
 )
 
@@ -141,8 +143,8 @@ DLQ = TopicSpec(
 DEFAULT_STREAMS_APP = "callmap-streams"
 SIGHTINGS = TopicSpec(
     name=f"{DEFAULT_STREAMS_APP}.sightings.v1",
-    record=EdgeSighting,
-    key="edge_id (an empty value is a refresh/expiry tick for its partition)",
+    record=SightingBatch,
+    key="none: sent to the partition of its edges' ids (an empty value is a tick)",
     partitions=12,
     cleanup="delete",
     retention_ms=DAY_MS,
@@ -169,6 +171,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PENDING,
 )
 IDENTITY_TOPICS: tuple[TopicSpec, ...] = (PODS, SERVICES, NODES)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:

@@ -40,7 +40,18 @@ from callmap.wire import (
     message_key,
 )
 
-FAST = ["--grace", "2", "--refresh-interval", "3", "--ttl", "8", "--tick-interval", "1"]
+FAST = [
+    "--grace",
+    "2",
+    "--refresh-interval",
+    "3",
+    "--ttl",
+    "8",
+    "--tick-interval",
+    "1",
+    "--session-timeout",
+    "10",
+]
 
 
 class Worker:

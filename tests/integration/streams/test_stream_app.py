@@ -218,7 +218,9 @@ async def test_a_killed_worker_restarts_without_announcing_known_edges_again(
     second = Worker(settings, app_id, tmp_path, "--refresh-interval", "600", "--ttl", "600")
     try:
         second.wait_ready()
-        found = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 2, settle=5)
+        found = await edges.read(
+            of_cluster(cluster), until=lambda f: len(f) >= 2, settle=5, timeout=90
+        )
     finally:
         second.stop()
     news = Counter(names(e) for e in found if e.event == "new")

@@ -146,6 +146,7 @@ def test_message_keys_follow_the_topics_definition(samples: list[Record]) -> Non
         "Edge": b"e3b0c44298fc1c14",
         "CaptureStats": b"node-a",
         "EdgeSighting": b"e3b0c44298fc1c14",
+        "SightingBatch": None,
         "PendingBatch": b"node-a",
         "DeadLetter": None,
     }

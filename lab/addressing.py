@@ -1,0 +1,387 @@
+"""The deterministic plan of a topology: every pod, address, name and namespace.
+
+:func:`plan` is pure: the same topology always gives the same pods (names,
+UIDs, nodes, IPs), service IPs and namespace names, including the pods that
+churn will create later, so the truth, the inventory, the DNS zone and the
+network commands are all derived from one plan and never disagree.
+
+Addresses (ranges in :mod:`lab.ranges`): node ``i`` holds ``172.31.250.<10+i>``
+and routes ``10.244.<i>.0/24`` (``fd00:244::<i>:0/112``) to its pods, numbered
+from 2 in creation order; the lab's DNS server (``kube-system/coredns``) is the
+first pod of the first node and sits behind ``kube-dns`` at ``10.96.0.10``
+(``fd00:96::a``); other services get ``10.96.1.1`` on (``fd00:96::1:1`` on).
+A host-network pod holds its node's addresses. A churn replacement takes
+exactly the deleted pod's addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lab.errors import TopologyError
+from lab.ranges import CLUSTER_RANGES, NODE_V4, NODE_V6, POD_V4, POD_V6, SERVICE_V4, SERVICE_V6
+from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
+
+DNS_PORT = 53
+DNS_V4 = str(SERVICE_V4.network_address + 10)
+DNS_V6 = str(SERVICE_V6.network_address + 10)
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated names
+_MAX_PODS_PER_NODE = 250
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    name: str
+    index: int
+    ipv4: str
+    ipv6: str
+    netns: str
+    pod_cidr_v4: str
+    pod_cidr_v6: str
+    uplink: str
+    """The fabric's end of this node's link (the node's end is ``eth0``)."""
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return (self.ipv4, self.ipv6)
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    uid: str
+    namespace: str
+    name: str
+    kind: str
+    workload: str
+    """The workload's name (the root owner); ``ref`` is ``namespace/workload``."""
+    node: str
+    ips: tuple[str, ...]
+    host_network: bool
+    labels: Mapping[str, str]
+    netns: str
+    """Where its processes run: its own namespace, or its node's for host network."""
+    veth: str | None
+    """The node's end of its veth pair (``None`` for host network)."""
+    hostname: str | None = None
+    """Set for StatefulSet pods behind a headless service: ``<hostname>.<subdomain>``."""
+    subdomain: str | None = None
+    dns_tcp: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.workload}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PortPlan:
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    namespace: str
+    name: str
+    type: str
+    """``ClusterIP``, ``Headless`` or ``ExternalName``."""
+    cluster_ips: tuple[str, ...] = ()
+    ports: tuple[PortPlan, ...] = ()
+    workloads: tuple[str, ...] = ()
+    """``ns/workload`` refs of the workloads behind it."""
+    external_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnStep:
+    at: float
+    victim: PodPlan
+    replacement: PodPlan | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    topology: Topology
+    nodes: tuple[NodePlan, ...]
+    pods: tuple[PodPlan, ...]
+    """The pods at start, the DNS server's first."""
+    services: tuple[ServicePlan, ...]
+    churn: tuple[ChurnStep, ...]
+    internet_ips: tuple[str, ...]
+    """Addresses of the "internet" namespace: externals and called addresses outside the lab."""
+    fabric_netns: str
+    internet_netns: str
+    dns_ips: tuple[str, ...] = (DNS_V4,)
+    by_workload: Mapping[str, Workload] = field(default_factory=dict)
+
+    def pods_in_phase(self, phase: int) -> tuple[PodPlan, ...]:
+        """Live pods after the first ``phase`` churn steps."""
+        gone = {step.victim.key for step in self.churn[:phase]}
+        added = [s.replacement for s in self.churn[:phase] if s.replacement is not None]
+        return tuple(p for p in (*self.pods, *added) if p.key not in gone)
+
+    @property
+    def all_pods(self) -> tuple[PodPlan, ...]:
+        """Every pod that ever lives, churn replacements included."""
+        return self.pods + tuple(s.replacement for s in self.churn if s.replacement)
+
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
+
+    def service(self, namespace: str, name: str) -> ServicePlan | None:
+        return next((s for s in self.services if (s.namespace, s.name) == (namespace, name)), None)
+
+
+def plan(topology: Topology) -> Plan:
+    """Lay out ``topology``: deterministic names and addresses for everything."""
+    prefix = topology.prefix
+    nodes = tuple(_node(topology, i, name) for i, name in enumerate(topology.nodes))
+    dns_workload = Workload(
+        namespace=DNS_NAMESPACE,
+        name=DNS_WORKLOAD,
+        labels={"k8s-app": DNS_SERVICE},
+        node=topology.nodes[0],
+    )
+    workloads = (dns_workload, *topology.workloads)
+    allocator = _Allocator(topology, nodes)
+    subdomains = _subdomains(topology)
+    pods: list[PodPlan] = []
+    for workload in workloads:
+        count = len(nodes) if workload.kind == "DaemonSet" else workload.replicas
+        for ordinal in range(count):
+            node = nodes[ordinal] if workload.kind == "DaemonSet" else allocator.place(workload)
+            pods.append(allocator.pod(workload, ordinal, node, subdomains.get(workload.ref)))
+    churn: list[ChurnStep] = []
+    live = list(pods)
+    for i, event in enumerate(topology.churn):
+        victim = _victim(live, event.delete, event.pod, f"churn[{i}]")
+        live.remove(victim)
+        replacement = None
+        if event.ip_to is not None:
+            workload = topology.workload(event.ip_to)
+            ordinal = 1 + max(
+                (_ordinal(p) for p in allocator.made if p.ref == event.ip_to), default=-1
+            )
+            node = nodes[topology.nodes.index(victim.node)]
+            replacement = allocator.pod(
+                workload, ordinal, node, subdomains.get(workload.ref), ips=victim.ips
+            )
+            live.append(replacement)
+        churn.append(ChurnStep(at=event.at, victim=victim, replacement=replacement))
+    dual = topology.dual_stack
+    return Plan(
+        topology=topology,
+        nodes=nodes,
+        pods=tuple(pods),
+        services=_services(topology, dual),
+        churn=tuple(churn),
+        internet_ips=_internet_ips(topology),
+        fabric_netns=f"{prefix}fabric",
+        internet_netns=f"{prefix}internet",
+        dns_ips=(DNS_V4, DNS_V6) if dual else (DNS_V4,),
+        by_workload={w.ref: w for w in workloads},
+    )
+
+
+def _node(topology: Topology, index: int, name: str) -> NodePlan:
+    return NodePlan(
+        name=name,
+        index=index,
+        ipv4=str(NODE_V4.network_address + 10 + index),
+        ipv6=str(NODE_V6.network_address + 10 + index),
+        netns=f"{topology.prefix}node-{name}",
+        pod_cidr_v4=str(ipaddress.ip_network((int(POD_V4.network_address) + (index << 8), 24))),
+        pod_cidr_v6=str(ipaddress.ip_network((int(POD_V6.network_address) + (index << 16), 112))),
+        uplink=f"n{index}",
+    )
+
+
+class _Allocator:
+    """Hands out pod addresses per node and spreads unpinned pods round-robin."""
+
+    def __init__(self, topology: Topology, nodes: tuple[NodePlan, ...]) -> None:
+        self.topology = topology
+        self.nodes = nodes
+        self.next_host = [2] * len(nodes)
+        self.turn = 0
+        self.seq = 0
+        self.made: list[PodPlan] = []
+
+    def place(self, workload: Workload) -> NodePlan:
+        if workload.node is not None:
+            return next(n for n in self.nodes if n.name == workload.node)
+        node = self.nodes[self.turn % len(self.nodes)]
+        self.turn += 1
+        return node
+
+    def pod(
+        self,
+        workload: Workload,
+        ordinal: int,
+        node: NodePlan,
+        subdomain: str | None,
+        ips: tuple[str, ...] | None = None,
+    ) -> PodPlan:
+        name = _pod_name(self.topology.name, workload, ordinal, node.name)
+        if workload.host_network:
+            ips, netns, veth = node.ips, node.netns, None
+        else:
+            if ips is None:
+                ips = self._addresses(node)
+            netns, veth = f"{self.topology.prefix}pod-{workload.namespace}.{name}", f"p{self.seq}"
+        self.seq += 1
+        is_member = workload.kind == "StatefulSet" and subdomain is not None
+        pod = PodPlan(
+            uid=str(
+                uuid.uuid5(
+                    uuid.NAMESPACE_URL,
+                    f"callmap-lab:{self.topology.name}/{workload.namespace}/{name}",
+                )
+            ),
+            namespace=workload.namespace,
+            name=name,
+            kind=workload.kind,
+            workload=workload.name,
+            node=node.name,
+            ips=ips,
+            host_network=workload.host_network,
+            labels=dict(workload.labels),
+            netns=netns,
+            veth=veth,
+            hostname=name if is_member else None,
+            subdomain=subdomain if is_member else None,
+            dns_tcp=workload.dns_tcp,
+        )
+        self.made.append(pod)
+        return pod
+
+    def _addresses(self, node: NodePlan) -> tuple[str, ...]:
+        host = self.next_host[node.index]
+        if host > _MAX_PODS_PER_NODE:
+            raise TopologyError(f"node {node.name!r}: more than {_MAX_PODS_PER_NODE - 1} pods")
+        self.next_host[node.index] += 1
+        v4 = str(ipaddress.ip_network(node.pod_cidr_v4).network_address + host)
+        if not self.topology.dual_stack:
+            return (v4,)
+        return (v4, str(ipaddress.ip_network(node.pod_cidr_v6).network_address + host))
+
+
+def _pod_name(lab: str, workload: Workload, ordinal: int, node: str) -> str:
+    """Names shaped like the controllers' (``web-7c5ddbdf54-x2v9q``, ``db-0``), but stable."""
+    if workload.kind == "Pod":
+        return workload.name
+    if workload.kind == "StatefulSet":
+        return f"{workload.name}-{ordinal}"
+    seed = f"{lab}/{workload.namespace}/{workload.name}"
+    own = _suffix(f"{seed}/{ordinal}/{node}", 5)
+    if workload.kind == "Deployment":
+        return f"{workload.name}-{_suffix(seed, 10)}-{own}"
+    if workload.kind == "CronJob":
+        return f"{workload.name}-{28000000 + ordinal}-{own}"
+    return f"{workload.name}-{own}"
+
+
+def _suffix(seed: str, length: int) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:length])
+
+
+def _ordinal(pod: PodPlan) -> int:
+    tail = pod.name.rsplit("-", 1)[-1]
+    return int(tail) if pod.kind == "StatefulSet" and tail.isdigit() else 0
+
+
+def _victim(live: list[PodPlan], ref: str, pod: str | None, where: str) -> PodPlan:
+    candidates = [p for p in live if p.ref == ref and (pod is None or p.name == pod)]
+    if not candidates:
+        what = f"pod {pod!r} of {ref!r}" if pod else f"a live pod of {ref!r}"
+        raise TopologyError(f"{where}.delete: there is no {what} left to delete")
+    return candidates[-1]
+
+
+def _subdomains(topology: Topology) -> dict[str, str]:
+    """Workload -> the headless service that gives its pods per-pod DNS names."""
+    result: dict[str, str] = {}
+    for workload in topology.workloads:
+        if workload.service is not None and workload.service.headless:
+            result[workload.ref] = workload.service.name
+    for service in topology.services:
+        if service.headless:
+            for ref in service.selects:
+                result.setdefault(ref, service.name)
+    return result
+
+
+def _services(topology: Topology, dual: bool) -> tuple[ServicePlan, ...]:
+    dns = ServicePlan(
+        namespace=DNS_NAMESPACE,
+        name=DNS_SERVICE,
+        type="ClusterIP",
+        cluster_ips=(DNS_V4, DNS_V6) if dual else (DNS_V4,),
+        ports=(PortPlan(DNS_PORT, "UDP", "dns"), PortPlan(DNS_PORT, "TCP", "dns-tcp")),
+        workloads=(f"{DNS_NAMESPACE}/{DNS_WORKLOAD}",),
+    )
+    specs: list[tuple[str, str, tuple[int, ...], bool, tuple[str, ...], str | None]] = [
+        (w.namespace, w.service.name, w.service.ports, w.service.headless, (w.ref,), None)
+        for w in topology.workloads
+        if w.service is not None
+    ]
+    specs += [
+        (s.namespace, s.name, s.ports, s.headless, s.selects, s.external_name)
+        for s in topology.services
+    ]
+    result = [dns]
+    index = 0
+    for namespace, name, ports, headless, workloads, external in specs:
+        ips: tuple[str, ...] = ()
+        kind = "ExternalName" if external else "Headless" if headless else "ClusterIP"
+        if kind == "ClusterIP":
+            index += 1
+            v4 = SERVICE_V4.network_address + 256 * (1 + (index - 1) // 250) + 1 + (index - 1) % 250
+            v6 = SERVICE_V6.network_address + 0x10000 + index
+            ips = (str(v4), str(v6)) if dual else (str(v4),)
+        result.append(
+            ServicePlan(
+                namespace=namespace,
+                name=name,
+                type=kind,
+                cluster_ips=ips,
+                ports=tuple(PortPlan(p, "TCP", f"tcp-{p}") for p in ports),
+                workloads=() if external else workloads,
+                external_name=external,
+            )
+        )
+    return tuple(result)
+
+
+def _internet_ips(topology: Topology) -> tuple[str, ...]:
+    addresses: list[str] = [ip for external in topology.externals for ip in external.ips]
+    addresses += [str(a) for a in _literal_addresses(c.to for c in topology.calls)]
+    return tuple(dict.fromkeys(addresses))
+
+
+def _literal_addresses(
+    targets: Iterable[str],
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Call targets that are IP addresses outside every lab range."""
+    result = []
+    for target in targets:
+        try:
+            address = ipaddress.ip_address(target)
+        except ValueError:
+            continue
+        if not any(address in network for network in CLUSTER_RANGES):
+            result.append(address)
+    return result

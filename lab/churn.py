@@ -1,0 +1,99 @@
+"""Churn on a running lab: pods deleted, their IPs handed to new pods.
+
+:func:`run_churn` performs the topology's churn steps that have not happened
+yet, each ``at`` seconds after the calls were released (``lab up`` without
+``--hold``, or ``lab go``); it takes a clock and a sleep so tests need not
+wait. One step (:func:`apply_step`):
+
+1. stops the victim pod's caller and deletes its namespace (its veth and
+   routes go with it), and marks it ``deleted`` in the state;
+2. creates the replacement pod, holding the victim's exact addresses, on the
+   victim's node, and starts its caller with the calls already released;
+3. rewrites every node's nftables (service backends change), the DNS hosts
+   (headless and ``*.pod`` names change; dnsmasq re-reads on SIGHUP) and the
+   inventory file, where the victim keeps its entry with ``deleted`` set and
+   the replacement appears; then the state file.
+
+The replacement's pod plan comes from :func:`lab.addressing.plan`, so the
+truth already knows it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.addressing import ChurnStep
+from lab.errors import LabError
+from lab.netbuild import pod_commands, run_commands
+from lab.processes import stop
+from lab.runtime import ETC_NETNS, Lab, node_states, reload_dns
+from lab.state import LabState, ProcessState, load_state, save_state
+
+
+def run_churn(
+    state_dir: Path,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], object] = time.sleep,
+    on_step: Callable[[ChurnStep], None] | None = None,
+) -> LabState:
+    """Apply the remaining churn steps on schedule; return the final state."""
+    state = load_state(state_dir)
+    if state.released is None:
+        raise LabError("the lab's calls are held: run `callmap lab go` before churn")
+    lab = Lab.load(state.topology, state_dir)
+    for index in range(state.churn_done, len(lab.plan.churn)):
+        step = lab.plan.churn[index]
+        delay = state.released + step.at - clock()
+        if delay > 0:
+            sleep(delay)
+        apply_step(lab, state, index, clock())
+        if on_step is not None:
+            on_step(step)
+    return state
+
+
+def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
+    """Perform churn step ``index`` on the running lab described by ``state``."""
+    step = lab.plan.churn[index]
+    victim = next(
+        (
+            p
+            for p in state.live_pods()
+            if (p.namespace, p.name) == (step.victim.namespace, step.victim.name)
+        ),
+        None,
+    )
+    if victim is None:
+        raise LabError(f"churn[{index}]: pod {step.victim.key} is not running")
+    if victim.pid is not None:
+        stop([victim.pid])
+    subprocess.run(["ip", "netns", "del", victim.netns], capture_output=True, check=False)
+    shutil.rmtree(ETC_NETNS / victim.netns, ignore_errors=True)
+    victim.deleted = now
+    state.processes = [p for p in state.processes if p.pid != victim.pid]
+    if step.replacement is not None:
+        pod = step.replacement
+        run_commands(pod_commands(lab.plan, pod))
+        pod_state = lab.start_caller(pod, hold=False)
+        pod_state.created = now
+        state.pods.append(pod_state)
+        state.processes.append(
+            ProcessState(pid=pod_state.pid or 0, role="caller", netns=pod.netns, what=pod.key)
+        )
+    live = lab.plan.pods_in_phase(index + 1)
+    lab.apply_nft(live)
+    lab.write_dns(live, log_queries=_logs_queries(lab))
+    reload_dns(state)
+    lab.write_inventory(state.pods)
+    state.nodes = node_states(lab, state.pods)
+    state.churn_done = index + 1
+    save_state(state)
+
+
+def _logs_queries(lab: Lab) -> bool:
+    conf = lab.state_dir / "dns" / "dnsmasq.conf"
+    return conf.exists() and "log-queries" in conf.read_text().splitlines()

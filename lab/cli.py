@@ -1,0 +1,230 @@
+"""``callmap lab``: a real multi-pod network on one machine, and its ground truth.
+
+- ``lab up TOPOLOGY``: build it and start the calls; returns when they all
+  work (``--hold``: only ``before_capture`` calls until ``lab go``;
+  ``--foreground``: also run the churn, then stay until Ctrl-C and tear down);
+- ``lab go NAME`` releases held calls; ``lab churn NAME`` runs the churn;
+- ``lab status NAME``: pods and how their calls fare;
+- ``lab down NAME`` (or ``--all``): remove everything, also after a crash;
+- ``lab truth TOPOLOGY``: the expected edges; ``lab plan TOPOLOGY``: addresses.
+
+NAME may also be a topology file (its ``name`` is used).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from lab.addressing import plan
+from lab.errors import LabError
+from lab.state import default_state_dir, load_state
+from lab.topology import load_topology
+from lab.truth import expected_edges
+
+_state_dir = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the lab keeps its files [default: <callmap cache>/lab/<name>].",
+)
+
+
+def _name(value: str) -> str:
+    """A lab name, or the name inside a topology file."""
+    if value.endswith((".yaml", ".yml")) or Path(value).is_file():
+        return load_topology(value).name
+    return value
+
+
+def _fail(exc: LabError) -> None:
+    click.echo(f"callmap lab: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def lab() -> None:
+    """A real multi-pod network in network namespaces, and its true edges."""
+
+
+@lab.command()
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@_state_dir
+@click.option("--hold", is_flag=True, help="Run only before_capture calls until `lab go`.")
+@click.option("--foreground", is_flag=True, help="Run the churn, stay until Ctrl-C, tear down.")
+@click.option("--timeout", default=45.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--dns-log", is_flag=True, help="Log every DNS query to <state dir>/dns/.")
+def up(
+    topology: str,
+    state_dir: Path | None,
+    hold: bool,
+    foreground: bool,
+    timeout: float,
+    dns_log: bool,
+) -> None:
+    """Build the TOPOLOGY's network and start its calls."""
+    from lab.runtime import up as bring_up
+
+    if hold and foreground:
+        raise click.UsageError("--foreground runs the churn at once; it cannot --hold")
+    try:
+        state = bring_up(topology, state_dir, hold=hold, timeout=timeout, dns_log=dns_log)
+    except LabError as exc:
+        _fail(exc)
+        return
+    click.echo(f"lab {state.name} is up: {len(state.pods)} pods on {len(state.nodes)} nodes")
+    for node in state.nodes:
+        click.echo(f"  node {node.name}: netns {node.netns}, {len(node.pod_netns)} pod namespaces")
+    click.echo(f"  DNS: {', '.join(state.dns.service_ips)} (pod {state.dns.pod})")
+    click.echo(f"  inventory: {state.inventory}")
+    click.echo(f"  state: {Path(state.state_dir) / 'lab.json'}")
+    if hold:
+        click.echo(f"  calls held: run `callmap lab go {state.name}` to release them")
+    if foreground:
+        _foreground(Path(state.state_dir), state.name)
+
+
+def _foreground(state_dir: Path, name: str) -> None:
+    from lab.churn import run_churn
+    from lab.teardown import down as tear_down
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        run_churn(
+            state_dir,
+            sleep=stopping.wait,
+            on_step=lambda s: click.echo(
+                f"churn: {s.victim.key} deleted"
+                + (f", {s.replacement.key} holds its IPs" if s.replacement else "")
+            ),
+        )
+        click.echo("running; Ctrl-C tears the lab down")
+        stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo(str(tear_down(name, state_dir)))
+
+
+@lab.command()
+@click.argument("name", required=False)
+@_state_dir
+@click.option("--all", "every", is_flag=True, help="Every lab on this machine.")
+def down(name: str | None, state_dir: Path | None, every: bool) -> None:
+    """Remove lab NAME (or a topology's lab): namespaces, processes, files."""
+    from lab.teardown import down as tear_down
+    from lab.teardown import leftover_labs
+
+    if every == (name is not None):
+        raise click.UsageError("give a lab NAME or --all")
+    names = leftover_labs() if every else [_name(name or "")]
+    for lab_name in names:
+        click.echo(str(tear_down(lab_name, None if every else state_dir)))
+    if every and not names:
+        click.echo("no labs on this machine")
+
+
+@lab.command()
+@click.argument("name")
+@_state_dir
+def go(name: str, state_dir: Path | None) -> None:
+    """Release the calls a `lab up --hold` held back."""
+    from lab.runtime import release
+
+    try:
+        state = release(state_dir or default_state_dir(_name(name)))
+    except LabError as exc:
+        _fail(exc)
+        return
+    click.echo(f"lab {state.name}: calls released")
+
+
+@lab.command()
+@click.argument("name")
+@_state_dir
+def churn(name: str, state_dir: Path | None) -> None:
+    """Run the topology's churn on schedule (seconds after the calls were released)."""
+    from lab.churn import run_churn
+
+    try:
+        run_churn(
+            state_dir or default_state_dir(_name(name)),
+            on_step=lambda s: click.echo(f"churn: {s.victim.key} deleted"),
+        )
+    except LabError as exc:
+        _fail(exc)
+
+
+@lab.command()
+@click.argument("name")
+@_state_dir
+@click.option("--json", "as_json", is_flag=True, help="The callers' status as JSON.")
+def status(name: str, state_dir: Path | None, as_json: bool) -> None:
+    """Pods of a running lab and how their calls fare; exit 1 if it is not up."""
+    from lab.runtime import call_report
+
+    try:
+        state = load_state(state_dir or default_state_dir(_name(name)))
+    except LabError as exc:
+        _fail(exc)
+        return
+    reports = call_report(state)
+    if as_json:
+        click.echo(json.dumps({"lab": state.name, "pods": reports}, indent=2))
+        return
+    click.echo(f"lab {state.name}: {len(state.live_pods())} live pods, state {state.state_dir}")
+    for report in reports:
+        click.echo(f"  {report['pod']}: {'listening' if report.get('listening') else 'DOWN'}")
+        for call in report.get("calls", []):
+            click.echo(
+                f"    -> {call['to']}:{call['port']}  ok {call['ok']}  failed {call['failed']}"
+            )
+
+
+@lab.command()
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="{edges: [...], tolerated: [...]}.")
+def truth(topology: str, as_json: bool) -> None:
+    """Print the edges a correct pipeline reports for TOPOLOGY."""
+    try:
+        result = expected_edges(plan(load_topology(topology)))
+    except LabError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    for edge in sorted(result.edges):
+        click.echo(str(edge))
+
+
+@lab.command(name="plan")
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+def show_plan(topology: str) -> None:
+    """Print the pods, addresses and services the lab would create (no root needed)."""
+    try:
+        layout = plan(load_topology(topology))
+    except LabError as exc:
+        _fail(exc)
+        return
+    for node in layout.nodes:
+        click.echo(
+            f"node {node.name}: {', '.join(node.ips)}, pods {node.pod_cidr_v4}, netns {node.netns}"
+        )
+    for pod in layout.all_pods:
+        later = "" if pod in layout.pods else "  (created by churn)"
+        click.echo(f"pod {pod.key} [{pod.ref}] on {pod.node}: {', '.join(pod.ips)}{later}")
+    for service in layout.services:
+        target = service.external_name or ", ".join(service.cluster_ips) or "headless"
+        click.echo(f"service {service.key} ({service.type}): {target}")

@@ -1,0 +1,129 @@
+"""The inventory file that ``callmap watch --inventory`` publishes.
+
+Pure: :func:`inventory_document` turns the plan and the lab's pod history
+(when each pod was created, and deleted) into the document. Every entry is
+built as the wire record (:class:`~callmap.wire.PodIdentity`,
+:class:`~callmap.wire.ServiceIdentity`, :class:`~callmap.wire.NodeIdentity`)
+and rendered without ``v`` and ``cluster``, which live once at the top::
+
+    cluster: shop
+    pods: [{uid, namespace, name, ips, node, host_network, workload: {kind, name},
+            labels, created, deleted}]
+    services: [{namespace, name, type, cluster_ips, external_name,
+                ports: [{port, protocol, name}], workloads: [{namespace, kind, name}]}]
+    nodes: [{name, ips}]
+
+A deleted pod stays, with ``deleted`` set, so that late events still resolve
+against it; its replacement appears as a new pod with the same IPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import yaml
+
+from callmap.wire import (
+    NodeIdentity,
+    PodIdentity,
+    ServiceIdentity,
+    ServicePort,
+    ServiceWorkload,
+    WorkloadRef,
+)
+from lab.addressing import Plan, PodPlan
+
+POD_KEYS = (
+    "uid",
+    "namespace",
+    "name",
+    "ips",
+    "node",
+    "host_network",
+    "workload",
+    "labels",
+    "created",
+    "deleted",
+)
+SERVICE_KEYS = ("namespace", "name", "type", "cluster_ips", "external_name", "ports", "workloads")
+PORT_KEYS = ("port", "protocol", "name")
+NODE_KEYS = ("name", "ips")
+
+
+@dataclass(frozen=True, slots=True)
+class PodLife:
+    """A pod of the plan and when it lived (seconds since the epoch)."""
+
+    pod: PodPlan
+    created: float
+    deleted: float | None = None
+
+
+def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
+    """The inventory of a lab whose pods lived as ``lives`` say."""
+    cluster = plan.topology.cluster
+    pods = [_pod(cluster, life) for life in lives]
+    services = [
+        ServiceIdentity(
+            cluster=cluster,
+            namespace=s.namespace,
+            name=s.name,
+            type=s.type,  # type: ignore[arg-type]  # the plan only makes the three kinds
+            cluster_ips=s.cluster_ips,
+            external_name=s.external_name,
+            ports=tuple(
+                ServicePort(port=p.port, protocol=p.protocol, name=p.name) for p in s.ports
+            ),
+            workloads=tuple(_service_workload(plan, ref) for ref in s.workloads),
+        )
+        for s in plan.services
+    ]
+    nodes = [NodeIdentity(cluster=cluster, name=n.name, ips=n.ips) for n in plan.nodes]
+    return {
+        "cluster": cluster,
+        "pods": [_render(p, POD_KEYS) for p in pods],
+        "services": [_render_service(s) for s in services],
+        "nodes": [_render(n, NODE_KEYS) for n in nodes],
+    }
+
+
+def inventory_yaml(document: dict[str, Any]) -> str:
+    header = "# Written by `callmap lab`; read by `callmap watch --inventory`.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
+
+
+def _pod(cluster: str, life: PodLife) -> PodIdentity:
+    pod = life.pod
+    return PodIdentity(
+        cluster=cluster,
+        uid=pod.uid,
+        namespace=pod.namespace,
+        name=pod.name,
+        ips=pod.ips,
+        node=pod.node,
+        host_network=pod.host_network,
+        workload=WorkloadRef(kind=pod.kind, name=pod.workload),
+        labels=dict(pod.labels),
+        created=life.created,
+        deleted=life.deleted,
+    )
+
+
+def _service_workload(plan: Plan, ref: str) -> ServiceWorkload:
+    namespace, _, name = ref.partition("/")
+    return ServiceWorkload(namespace=namespace, kind=plan.by_workload[ref].kind, name=name)
+
+
+def _render(record: msgspec.Struct, keys: Sequence[str]) -> dict[str, Any]:
+    plain = msgspec.json.decode(msgspec.json.encode(record))  # JSON's shapes: lists, not tuples
+    assert isinstance(plain, dict)
+    return {key: plain[key] for key in keys}
+
+
+def _render_service(service: ServiceIdentity) -> dict[str, Any]:
+    rendered = _render(service, SERVICE_KEYS)
+    rendered["ports"] = [{key: port[key] for key in PORT_KEYS} for port in rendered["ports"]]
+    return rendered

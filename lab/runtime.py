@@ -1,0 +1,356 @@
+"""Bringing a lab up, releasing its held calls, and reading how its calls fare.
+
+:func:`up` builds the network from the plan (:mod:`lab.netbuild`), starts the
+DNS server, the "internet" and one caller per pod, writes the inventory and
+the state file, and returns only when every pod listens and every running call
+has succeeded at least once. With ``hold=True`` only ``before_capture`` calls
+run until :func:`release`, so a test can open long-lived connections, then
+start capture, then release the rest. :func:`lab.churn.run_churn` later
+changes the running lab; :func:`lab.teardown.down` removes it.
+
+Files under the state dir: ``lab.json`` (:mod:`lab.state`),
+``inventory.yaml``, ``dns/`` (dnsmasq's config, hosts and log), ``nft/`` (each
+node's ruleset), ``pods/`` (caller specs), ``status/`` (callers' status),
+``logs/``, ``resolv/`` (host-network pods' resolv.conf). Pod namespaces get
+``/etc/netns/<netns>/{resolv.conf,hosts}``, which ``ip netns exec`` mounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.addressing import Plan, PodPlan, plan
+from lab.dnszone import build_zone, dnsmasq_conf, hosts_file, resolv_conf
+from lab.errors import LabError
+from lab.inventory import PodLife, inventory_document, inventory_yaml
+from lab.netbuild import build_commands, nft_ruleset, run_commands, table_name
+from lab.processes import caller_argv, lab_namespaces, signal_pids, spawn
+from lab.state import (
+    DnsState,
+    LabState,
+    NodeState,
+    PodState,
+    ProcessState,
+    default_state_dir,
+    load_state,
+    save_state,
+)
+from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Topology, load_topology
+from lab.truth import INTERNET, expected_edges, listen_ports
+
+ETC_NETNS = Path("/etc/netns")
+TOOLS = {"ip": "iproute2", "nft": "nftables", "dnsmasq": "dnsmasq-base", "unshare": "util-linux"}
+DEFAULT_READY_TIMEOUT = 45.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """A topology's plan and where its files live: the shared helpers of up and churn."""
+
+    topology: Topology
+    plan: Plan
+    state_dir: Path
+
+    @classmethod
+    def load(cls, path: str | Path, state_dir: Path | None = None) -> Lab:
+        topology = load_topology(path)
+        return cls(topology, plan(topology), state_dir or default_state_dir(topology.name))
+
+    def file(self, *parts: str) -> Path:
+        path = self.state_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def pod_file(self, folder: str, pod: PodPlan, suffix: str) -> Path:
+        return self.file(folder, f"{pod.namespace}.{pod.name}{suffix}")
+
+    def write_resolver(self, pod: PodPlan) -> Path | None:
+        """The pod's resolv.conf and hosts; a path when it must be mounted by hand."""
+        conf = resolv_conf(pod, self.topology.domain, self.plan.dns_ips[:1])
+        if pod.host_network:
+            path = self.pod_file("resolv", pod, ".conf")
+            path.write_text(conf)
+            return path
+        folder = ETC_NETNS / pod.netns
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "resolv.conf").write_text(conf)
+        (folder / "hosts").write_text(hosts_file(pod))
+        return None
+
+    def start_caller(self, pod: PodPlan, hold: bool) -> PodState:
+        ports = listen_ports(self.plan)
+        spec = {
+            "pod": pod.key,
+            "listen": sorted(ports.get(pod.ref, ())),
+            "hold": hold,
+            "status": str(self.pod_file("status", pod, ".json")),
+            "calls": [
+                {
+                    "to": c.to,
+                    "port": c.port,
+                    "rate": c.rate,
+                    "long_lived": c.long_lived,
+                    "before_capture": c.before_capture,
+                    "family": c.family,
+                }
+                for c in self.topology.calls
+                if c.client == pod.ref
+            ],
+        }
+        spec_path = self.pod_file("pods", pod, ".json")
+        spec_path.write_text(json.dumps(spec, indent=2))
+        resolver = self.write_resolver(pod)
+        log = self.pod_file("logs", pod, ".log")
+        pid = spawn(pod.netns, caller_argv(spec_path), log, resolv_conf=resolver)
+        return PodState(
+            namespace=pod.namespace,
+            name=pod.name,
+            workload=pod.ref,
+            node=pod.node,
+            netns=pod.netns,
+            ips=list(pod.ips),
+            host_network=pod.host_network,
+            created=time.time(),
+            pid=pid,
+            status=spec["status"],  # type: ignore[arg-type]  # a str, set just above
+        )
+
+    def apply_nft(self, pods: tuple[PodPlan, ...]) -> None:
+        for node in self.plan.nodes:
+            path = self.file("nft", f"{node.name}.nft")
+            path.write_text(nft_ruleset(self.plan, pods))
+            run_commands([("ip", "netns", "exec", node.netns, "nft", "-f", str(path))])
+
+    def write_dns(self, pods: tuple[PodPlan, ...], log_queries: bool) -> Path:
+        zone = build_zone(self.plan, pods)
+        hosts = self.file("dns", "hosts")
+        _atomic_write(hosts, zone.hosts_text())
+        conf = self.file("dns", "dnsmasq.conf")
+        dns_pod = self.dns_pod
+        log = self.file("dns", "dnsmasq.log")
+        conf.write_text(dnsmasq_conf(zone, str(hosts), dns_pod.ips, str(log), log_queries))
+        return conf
+
+    @property
+    def dns_pod(self) -> PodPlan:
+        return next(p for p in self.plan.pods if p.ref == f"{DNS_NAMESPACE}/{DNS_WORKLOAD}")
+
+    def write_inventory(self, pods: list[PodState]) -> Path:
+        by_key = {p.key: p for p in self.plan.all_pods}
+        lives = [PodLife(by_key[f"{p.namespace}/{p.name}"], p.created, p.deleted) for p in pods]
+        path = self.file("inventory.yaml")
+        _atomic_write(path, inventory_yaml(inventory_document(self.plan, lives)))
+        return path
+
+
+def up(
+    topology_path: str | Path,
+    state_dir: Path | None = None,
+    hold: bool = False,
+    timeout: float = DEFAULT_READY_TIMEOUT,
+    dns_log: bool = False,
+) -> LabState:
+    """Build and start the lab; return its state once every pod and call works.
+
+    Raises LabError (after removing what it built) when something cannot be
+    created or the calls do not all succeed within ``timeout`` seconds.
+    """
+    check_host()
+    lab = Lab.load(Path(topology_path).resolve(), state_dir)
+    expected_edges(lab.plan)  # every call must reach something: fail before building
+    prefix = lab.topology.prefix
+    if lab_namespaces(prefix):
+        raise LabError(
+            f"lab {lab.topology.name!r} is already up or left over from a crash: "
+            f"run `callmap lab down {lab.topology.name}` first"
+        )
+    shutil.rmtree(lab.state_dir, ignore_errors=True)
+    lab.state_dir.mkdir(parents=True)
+    try:
+        return _build(lab, Path(topology_path).resolve(), hold, timeout, dns_log)
+    except BaseException:
+        from lab.teardown import down
+
+        down(lab.topology.name, lab.state_dir)
+        raise
+
+
+def _build(lab: Lab, topology_path: Path, hold: bool, timeout: float, dns_log: bool) -> LabState:
+    the_plan = lab.plan
+    run_commands(build_commands(the_plan))
+    lab.apply_nft(the_plan.pods)
+    dns_pod = lab.dns_pod
+    conf = lab.write_dns(the_plan.pods, dns_log)
+    log = lab.file("logs", "dnsmasq.log")
+    dns_pid = spawn(dns_pod.netns, ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"], log)
+    processes = [ProcessState(pid=dns_pid, role="dns", netns=dns_pod.netns, what=dns_pod.key)]
+    internet_spec = lab.file("pods", "internet.json")
+    internet_spec.write_text(
+        json.dumps({"pod": "internet", "listen": sorted(listen_ports(the_plan).get(INTERNET, ()))})
+    )
+    internet_pid = spawn(
+        the_plan.internet_netns, caller_argv(internet_spec), lab.file("logs", "internet.log")
+    )
+    processes.append(
+        ProcessState(
+            pid=internet_pid, role="internet", netns=the_plan.internet_netns, what="internet"
+        )
+    )
+    now = time.time()
+    pods = [_dns_pod_state(dns_pod, dns_pid, now)]
+    for pod in the_plan.pods:
+        if pod is dns_pod:
+            continue
+        pod_state = lab.start_caller(pod, hold)
+        pods.append(pod_state)
+        processes.append(
+            ProcessState(pid=pod_state.pid or 0, role="caller", netns=pod.netns, what=pod.key)
+        )
+    state = LabState(
+        name=lab.topology.name,
+        prefix=lab.topology.prefix,
+        topology=str(topology_path),
+        state_dir=str(lab.state_dir),
+        cluster=lab.topology.cluster,
+        domain=lab.topology.domain,
+        created=now,
+        released=None if hold else now,
+        inventory=str(lab.write_inventory(pods)),
+        fabric_netns=the_plan.fabric_netns,
+        internet_netns=the_plan.internet_netns,
+        nft_table=table_name(the_plan),
+        dns=DnsState(
+            service_ips=list(the_plan.dns_ips),
+            pod=dns_pod.key,
+            pod_ips=list(dns_pod.ips),
+            netns=dns_pod.netns,
+            pid=dns_pid,
+            log=str(lab.file("dns", "dnsmasq.log")),
+        ),
+        nodes=node_states(lab, pods),
+        pods=pods,
+        processes=processes,
+    )
+    save_state(state)
+    wait_ready(state, timeout)
+    return state
+
+
+def _dns_pod_state(pod: PodPlan, pid: int, now: float) -> PodState:
+    return PodState(
+        namespace=pod.namespace,
+        name=pod.name,
+        workload=pod.ref,
+        node=pod.node,
+        netns=pod.netns,
+        ips=list(pod.ips),
+        host_network=False,
+        created=now,
+        pid=pid,
+    )
+
+
+def node_states(lab: Lab, pods: list[PodState]) -> list[NodeState]:
+    return [
+        NodeState(
+            name=node.name,
+            netns=node.netns,
+            ips=list(node.ips),
+            pod_netns=[
+                p.netns
+                for p in pods
+                if p.node == node.name and p.deleted is None and not p.host_network
+            ],
+        )
+        for node in lab.plan.nodes
+    ]
+
+
+def release(state_dir: Path) -> LabState:
+    """Start the held calls (SIGUSR1 to every caller); churn times count from now."""
+    state = load_state(state_dir)
+    if state.released is None:
+        signal_pids((p.pid for p in state.processes if p.role == "caller"), signal.SIGUSR1)
+        state.released = time.time()
+        save_state(state)
+    return state
+
+
+def call_report(state: LabState) -> list[dict[str, Any]]:
+    """Each live pod's caller status (what its status file says), in pod order."""
+    reports = []
+    for pod in state.live_pods():
+        if pod.status is None:
+            continue
+        try:
+            report = json.loads(Path(pod.status).read_text())
+        except (OSError, ValueError):
+            report = {"pod": f"{pod.namespace}/{pod.name}", "listening": False, "calls": []}
+        reports.append(report)
+    return reports
+
+
+def wait_ready(state: LabState, timeout: float) -> None:
+    """Wait until every live pod listens and each of its running calls succeeded once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = _not_ready(state)
+        if not problems:
+            return
+        if time.monotonic() > deadline:
+            raise LabError("the lab did not become ready:\n  " + "\n  ".join(problems[:20]))
+        time.sleep(0.25)
+
+
+def _not_ready(state: LabState) -> list[str]:
+    problems = []
+    for report in call_report(state):
+        if not report.get("listening"):
+            problems.append(f"{report['pod']}: not listening yet")
+            continue
+        for call in report.get("calls", []):
+            if (report.get("released") or call.get("before_capture", False)) and call["ok"] < 1:
+                problems.append(
+                    f"{report['pod']} -> {call['to']}:{call['port']}: {call['failed']} failed, "
+                    f"last error {call['last_error']}"
+                )
+    return problems
+
+
+def check_host() -> None:
+    """The lab needs root and a few Debian packages."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veths, nftables)")
+    missing = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
+    if missing:
+        raise LabError(f"missing tools; install the Debian packages: {' '.join(missing)}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def reload_dns(state: LabState) -> None:
+    """Make dnsmasq re-read its hosts file (after churn)."""
+    signal_pids([state.dns.pid], signal.SIGHUP)
+
+
+def nft_list(netns: str) -> str:
+    """The live ruleset of a namespace (for status and tests)."""
+    result = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "ruleset"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout

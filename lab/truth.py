@@ -1,0 +1,232 @@
+"""Ground truth: the edges a correct pipeline reports for a topology.
+
+Pure, and derived from the plan only, so nobody writes the expected edges by
+hand. Resolution follows callmap's rules (DESIGN.md, "Names"):
+
+- a ClusterIP or headless service name: one edge per workload behind it that
+  has a live pod (server ``ns/workload``);
+- a headless per-pod name or a ``*.pod`` name: that pod's workload;
+- an ExternalName service: ``external:<its target>``; any other name outside
+  the cluster domain: ``external:<name>``;
+- an IP literal: whoever holds it at the time (a pod's workload, a service's
+  workloads, ``node:<name>`` for a node address), else ``ip:<address>``;
+- a host-network pod acts as its node (``node:<name>``), as client too;
+- a long-lived call opened before capture to an external name is seen only
+  by its socket, without the DNS answer: ``ip:<address>``.
+
+Time: churn splits the run into phases (before the first churn step, between
+steps, after the last); a call contributes the edges of every phase in which
+a client pod lives, resolved against the pods live in that phase, so the new
+holder of a reused IP is credited only after the reuse. Self-edges are kept.
+
+``tolerated`` edges may appear without being required: a client's DNS queries
+over TCP are short connections to ``kube-system/coredns`` that a socket scan
+may or may not catch; a pre-capture call to an external name with several
+addresses may be seen as any one of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass
+
+from lab.addressing import Plan, PodPlan
+from lab.dnszone import Zone, build_zone, first_match
+from lab.errors import TopologyError
+from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Call
+
+INTERNET = "internet"
+"""The key of :func:`listen_ports` for the "internet" namespace."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ExpectedEdge:
+    client: str
+    """``ns/workload``, or ``node:<name>`` for a host-network client."""
+    server: str
+    """``ns/workload``, ``external:<dns name>``, ``ip:<address>`` or ``node:<name>``."""
+
+    def as_json(self) -> dict[str, str]:
+        return {"client": self.client, "server": self.server}
+
+    def __str__(self) -> str:
+        return f"{self.client} -> {self.server}"
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    edges: frozenset[ExpectedEdge]
+    """Every one of these must be reported."""
+    tolerated: frozenset[ExpectedEdge]
+    """These may be reported too; anything else is wrong."""
+
+    def as_json(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            "edges": [e.as_json() for e in sorted(self.edges)],
+            "tolerated": [e.as_json() for e in sorted(self.tolerated)],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One server a call reaches in one phase."""
+
+    server: str
+    workload: str | None = None
+    """The ``ns/workload`` whose pods accept the connection; None for the internet."""
+    internet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    index: int
+    pods: tuple[PodPlan, ...]
+    zone: Zone
+
+
+def phases(plan: Plan) -> list[Phase]:
+    """The churn phases that last a while (two steps at the same second leave no gap)."""
+    times = [0.0, *(step.at for step in plan.churn)]
+    result = []
+    for index, start in enumerate(times):
+        end = times[index + 1] if index + 1 < len(times) else float("inf")
+        if end > start:
+            pods = plan.pods_in_phase(index)
+            result.append(Phase(index, pods, build_zone(plan, pods)))
+    return result
+
+
+def client_of(pod: PodPlan) -> str:
+    return f"node:{pod.node}" if pod.host_network else pod.ref
+
+
+def resolve(plan: Plan, phase: Phase, call: Call, namespace: str) -> tuple[Hit, ...]:
+    """Where ``call``, made from a pod in ``namespace``, lands during ``phase``."""
+    try:
+        address = ipaddress.ip_address(call.to)
+    except ValueError:
+        return _resolve_name(plan, phase, call, namespace)
+    return _resolve_address(plan, phase, str(address))
+
+
+def _resolve_name(plan: Plan, phase: Phase, call: Call, namespace: str) -> tuple[Hit, ...]:
+    domain = plan.topology.domain
+    name = first_match(phase.zone, call.to, namespace)
+    if name is None:
+        return ()
+    svc_suffix, pod_suffix = f".svc.{domain}", f".pod.{domain}"
+    if name.endswith(svc_suffix):
+        labels = name[: -len(svc_suffix)].split(".")
+        if len(labels) == 2:
+            service = plan.service(labels[1], labels[0])
+            if service is None:
+                return ()
+            if service.external_name:
+                return _external(plan, service.external_name, call, phase)
+            live = {p.ref for p in phase.pods}
+            return tuple(Hit(w, w) for w in service.workloads if w in live)
+        if len(labels) == 3:
+            host, subdomain, ns = labels
+            return tuple(
+                Hit(p.ref, p.ref)
+                for p in phase.pods
+                if (p.hostname, p.subdomain, p.namespace) == (host, subdomain, ns)
+            )
+        return ()
+    if name.endswith(pod_suffix):
+        ip = name[: -len(pod_suffix)].split(".")[0].replace("-", ".")
+        return _resolve_address(plan, phase, ip)
+    return _external(plan, name, call, phase)
+
+
+def _external(plan: Plan, name: str, call: Call, phase: Phase) -> tuple[Hit, ...]:
+    if call.before_capture and phase.index == 0:
+        ips = _usable(phase.zone.lookup(name) or (), call.family)
+        return tuple(Hit(f"ip:{ip}", internet=True) for ip in ips)
+    return (Hit(f"external:{name}", internet=True),)
+
+
+def _usable(ips: tuple[str, ...], family: str) -> tuple[str, ...]:
+    if family == "any":
+        return ips
+    return tuple(ip for ip in ips if str(ipaddress.ip_address(ip).version) == family)
+
+
+def _resolve_address(plan: Plan, phase: Phase, ip: str) -> tuple[Hit, ...]:
+    for node in plan.nodes:
+        if ip in node.ips:
+            return (Hit(f"node:{node.name}"),)
+    for pod in phase.pods:
+        if ip in pod.ips and not pod.host_network:
+            return (Hit(pod.ref, pod.ref),)
+    for service in plan.services:
+        if ip in service.cluster_ips:
+            live = {p.ref for p in phase.pods}
+            return tuple(Hit(w, w) for w in service.workloads if w in live)
+    if ip in plan.internet_ips:
+        return (Hit(f"ip:{ip}", internet=True),)
+    return ()
+
+
+def _clients(phase: Phase, call: Call) -> list[PodPlan]:
+    return [p for p in phase.pods if p.ref == call.client]
+
+
+def expected_edges(plan: Plan) -> Truth:
+    """The true edge set; raises TopologyError for a call that reaches nothing, ever."""
+    edges: set[ExpectedEdge] = set()
+    tolerated: set[ExpectedEdge] = set()
+    dns = f"{DNS_NAMESPACE}/{DNS_WORKLOAD}"
+    reached = [False] * len(plan.topology.calls)
+    for phase in phases(plan):
+        for i, call in enumerate(plan.topology.calls):
+            for pod in _clients(phase, call):
+                hits = resolve(plan, phase, call, pod.namespace)
+                reached[i] = reached[i] or bool(hits)
+                target = edges
+                if call.before_capture and phase.index == 0 and len(hits) > 1:
+                    target = tolerated  # the socket shows one of them, which one is chance
+                target.update(ExpectedEdge(client_of(pod), hit.server) for hit in hits)
+                if not _is_address(call.to):
+                    tolerated.add(ExpectedEdge(client_of(pod), dns))
+    for i, call in enumerate(plan.topology.calls):
+        if not reached[i]:
+            raise TopologyError(
+                f"calls[{i}].to: {call.to!r} (from {call.client}) reaches nothing in the lab"
+            )
+    return Truth(frozenset(edges), frozenset(tolerated - edges))
+
+
+def listen_ports(plan: Plan) -> dict[str, set[int]]:
+    """Ports to listen on: per ``ns/workload``, and for :data:`INTERNET`.
+
+    A workload listens on its own ``ports``, the ports of the services in
+    front of it and every port a call reaches it on; the internet on its
+    externals' ports and the ports of calls that leave the cluster.
+    """
+    ports: dict[str, set[int]] = defaultdict(set)
+    for ref, workload in plan.by_workload.items():
+        ports[ref].update(workload.ports)
+    for service in plan.services:
+        for workload_ref in service.workloads:
+            ports[workload_ref].update(p.port for p in service.ports)
+    for external in plan.topology.externals:
+        ports[INTERNET].update(external.ports)
+    for phase in phases(plan):
+        for call in plan.topology.calls:
+            for pod in _clients(phase, call):
+                for hit in resolve(plan, phase, call, pod.namespace):
+                    if hit.internet:
+                        ports[INTERNET].add(call.port)
+                    elif hit.workload is not None:
+                        ports[hit.workload].add(call.port)
+    return dict(ports)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

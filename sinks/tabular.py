@@ -1,0 +1,79 @@
+"""The edges themselves as JSON or CSV (``callmap export --format json|csv``).
+
+JSON is a list of wire-format edges (see docs/wire-contract.md), in the
+canonical order. CSV has one row per edge with flat columns; the csv module
+quotes separators, quotes and line breaks, and :func:`sinks.escape.csv_cell`
+keeps spreadsheets from running a hostile name as a formula. Times in CSV are
+ISO 8601 UTC. Pure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import msgspec
+
+from callmap.wire import Edge, Endpoint
+from sinks.endpoints import edge_sort_key
+from sinks.escape import csv_cell
+
+ENDPOINT_FIELDS = ("type", "namespace", "name", "kind", "service", "dns_name", "ip")
+CSV_COLUMNS = (
+    "edge_id",
+    "cluster",
+    "event",
+    *(f"client_{field}" for field in ENDPOINT_FIELDS),
+    *(f"server_{field}" for field in ENDPOINT_FIELDS),
+    "ports",
+    "sources",
+    "first_seen",
+    "last_seen",
+    "count",
+    "self_edge",
+)
+
+
+def iso(ts: float) -> str:
+    """A wire time as ISO 8601 UTC with milliseconds."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def edges_json(edges: Iterable[Edge]) -> bytes:
+    """A JSON array of edges, one per line, in canonical order."""
+    encoder = msgspec.json.Encoder()
+    lines = [encoder.encode(edge) for edge in sorted(edges, key=edge_sort_key)]
+    if not lines:
+        return b"[]\n"
+    return b"[\n" + b",\n".join(lines) + b"\n]\n"
+
+
+def _endpoint_cells(endpoint: Endpoint) -> list[str]:
+    return [csv_cell(getattr(endpoint, field) or "") for field in ENDPOINT_FIELDS]
+
+
+def edges_csv(edges: Iterable[Edge]) -> str:
+    """The edges as CSV with a header row (RFC 4180: CRLF line ends, quoted as needed)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for edge in sorted(edges, key=edge_sort_key):
+        writer.writerow(
+            [
+                csv_cell(edge.edge_id),
+                csv_cell(edge.cluster),
+                edge.event,
+                *_endpoint_cells(edge.client),
+                *_endpoint_cells(edge.server),
+                " ".join(str(port) for port in edge.ports),
+                " ".join(edge.sources),
+                iso(edge.first_seen),
+                iso(edge.last_seen),
+                str(edge.count),
+                "true" if edge.self_edge else "false",
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,352 @@
+"""Benchmarks of the stream app on a real broker this script starts.
+
+1. Throughput: raw DNS answers per second through one worker, side by side
+   with a plain aiokafka consume-and-decode loop over the same topic in the
+   same run (goal: at least 30 % of the loop).
+2. Latency: events produced at about 1,000/s, each proving a new edge; p50
+   and p99 from the event's time to its edge on the edges topic (goal: p99
+   under 2 s).
+3. Memory: worker RSS with 100,000 pods and 10,000 services in the identity
+   store, next to an empty store in the same run (goal: under 400 MB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from aiokafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from callmap.broker import ensure_topics, make_consumer, make_producer
+from callmap.config import Settings, load_settings
+from callmap.devkafka import DevBroker
+from callmap.devprocess import free_port
+from callmap.wire import (
+    DNS,
+    EDGES,
+    PODS,
+    SERVICES,
+    DnsAnswer,
+    DnsAnswerBatch,
+    Edge,
+    PodIdentity,
+    ServiceIdentity,
+    ServiceWorkload,
+    WorkloadRef,
+    decode,
+    encode,
+    encode_batches,
+    message_key,
+)
+
+THROUGHPUT_RECORDS = 300_000
+BATCH = 500
+LATENCY_RATE, LATENCY_SECONDS = 1_000, 10
+MEMORY_PODS, MEMORY_SERVICES = 100_000, 10_000
+
+
+def pod(cluster: str, n: int) -> PodIdentity:
+    return PodIdentity(
+        cluster=cluster,
+        uid=f"{cluster}-pod-{n}",
+        namespace=f"ns{n % 50}",
+        name=f"app{n}-0",
+        ips=(f"10.{100 + n // 65536}.{(n // 256) % 256}.{n % 256}",),
+        node=f"node-{n % 20}",
+        workload=WorkloadRef(kind="Deployment", name=f"app{n % 5000}"),
+        labels={"app": f"app{n % 5000}", "pod-template-hash": "5d9f8c7b6"},
+        created=0.0,
+    )
+
+
+def service(cluster: str, n: int) -> ServiceIdentity:
+    return ServiceIdentity(
+        cluster=cluster,
+        namespace=f"ns{n % 50}",
+        name=f"svc{n}",
+        type="ClusterIP",
+        cluster_ips=(f"10.96.{n // 256}.{n % 256}",),
+        workloads=(ServiceWorkload(namespace=f"ns{n % 50}", kind="Deployment", name=f"app{n}"),),
+    )
+
+
+def answer(cluster: str, client: int, svc: int, ts: float) -> DnsAnswer:
+    return DnsAnswer(
+        cluster=cluster,
+        node=f"node-{client % 20}",
+        ts=ts,
+        client_ip=f"10.{100 + client // 65536}.{(client // 256) % 256}.{client % 256}",
+        server_ip="10.96.0.10",
+        transport="udp",
+        qname=f"svc{svc}.ns{svc % 50}.svc.cluster.local",
+        qtype="A",
+        answers=(f"10.96.{svc // 256}.{svc % 256}",),
+        ttl=30,
+    )
+
+
+async def publish_identities(settings: Settings, cluster: str, pods: int, services: int) -> None:
+    producer = make_producer(settings.kafka, linger_ms=50, max_batch_size=1_000_000)
+    await producer.start()
+    try:
+        for n in range(pods):
+            record = pod(cluster, n)
+            await producer.send(PODS.name, encode(record), key=message_key(record))
+        for n in range(services):
+            record = service(cluster, n)
+            await producer.send(SERVICES.name, encode(record), key=message_key(record))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def publish_answers(settings: Settings, answers: list[DnsAnswer]) -> None:
+    producer = make_producer(settings.kafka, linger_ms=20, compression_type="lz4")
+    await producer.start()
+    try:
+        by_node: dict[str, list[DnsAnswer]] = {}
+        for a in answers:
+            by_node.setdefault(a.node, []).append(a)
+        for node, records in by_node.items():
+            for start in range(0, len(records), BATCH):
+                chunk = records[start : start + BATCH]
+                for m in encode_batches(
+                    DnsAnswerBatch, cluster=chunk[0].cluster, node=node, records=chunk
+                ):
+                    await producer.send(DNS.name, m.value, key=node.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def plain_loop(settings: Settings, expected: int) -> float:
+    """Seconds a bare aiokafka loop needs to consume and decode every record."""
+    consumer = make_consumer(
+        settings.kafka,
+        DNS.name,
+        group_id=f"plain-{uuid.uuid4().hex[:6]}",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        start = time.perf_counter()
+        while seen < expected:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for message in messages:
+                    seen += len(decode(DNS, message.value).records)  # type: ignore[attr-defined]
+        return time.perf_counter() - start
+    finally:
+        await consumer.stop()
+
+
+class Worker:
+    def __init__(self, bootstrap: str, log: Path, metrics_port: int) -> None:
+        self.metrics_port = metrics_port
+        self.log = log
+        env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": bootstrap, "CALLMAP_LOG_LEVEL": "WARNING"}
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "callmap",
+                    "--log-level",
+                    "INFO",
+                    "streams",
+                    "worker",
+                    "--app-id",
+                    f"bench-{uuid.uuid4().hex[:6]}",
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--refresh-interval",
+                    "600",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(self.log.read_text()[-3000:])
+            time.sleep(0.2)
+
+    def resolved(self) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as answer:
+            text = answer.read().decode()
+        match = re.search(r'callmap_streams_events_total\{event="resolved"\} ([0-9.e+]+)', text)
+        return float(match.group(1)) if match else 0.0
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+async def edge_latencies(settings: Settings, cluster: str, start: dict, count: int) -> list[float]:  # type: ignore[type-arg]
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    latencies: list[float] = []
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + 60
+        while len(latencies) < count and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    edge = decode(EDGES, m.value)
+                    if isinstance(edge, Edge) and edge.cluster == cluster and edge.event == "new":
+                        latencies.append(m.timestamp / 1000 - edge.first_seen)
+        return latencies
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(settings: Settings, topic: str, partitions: int) -> dict:  # type: ignore[type-arg]
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = DevBroker(Path(tmp) / "kafka", port=free_port())
+        broker.start()
+        try:
+            settings = load_settings(
+                {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "6"}
+            )
+            asyncio.run(ensure_topics(settings.kafka, settings.topics))
+            run(console, settings, broker.bootstrap, Path(tmp))
+        finally:
+            broker.stop()
+
+
+def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None:
+    # 1. throughput
+    cluster = "tput"
+    asyncio.run(publish_identities(settings, cluster, 2_000, 1_000))
+    now = time.time()
+    answers = [answer(cluster, n % 2_000, n % 1_000, now) for n in range(THROUGHPUT_RECORDS)]
+    asyncio.run(publish_answers(settings, answers))
+    plain = asyncio.run(plain_loop(settings, THROUGHPUT_RECORDS))
+    worker = Worker(bootstrap, tmp / "tput.log", free_port())
+    try:
+        worker.wait_for("identity store loaded")
+        start = time.perf_counter()
+        while worker.resolved() < THROUGHPUT_RECORDS:
+            if time.perf_counter() - start > 600:
+                raise RuntimeError("worker did not finish")
+            time.sleep(0.1)
+        streamed = time.perf_counter() - start
+    finally:
+        worker.stop()
+    table = Table(
+        title=f"stream throughput: {THROUGHPUT_RECORDS:,} DNS answers in batches of {BATCH}"
+    )
+    for column in ("consumer", "seconds", "records/s", "share of plain loop"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "plain aiokafka decode loop", f"{plain:.2f}", f"{THROUGHPUT_RECORDS / plain:,.0f}", "100 %"
+    )
+    table.add_row(
+        "callmap streams worker (resolve)",
+        f"{streamed:.2f}",
+        f"{THROUGHPUT_RECORDS / streamed:,.0f}",
+        f"{100 * plain / streamed:.0f} % (goal 30 %)",
+    )
+    console.print(table)
+
+    # 2. latency
+    cluster = "lat"
+    total = LATENCY_RATE * LATENCY_SECONDS
+    asyncio.run(publish_identities(settings, cluster, total, 10))
+    start_offsets = asyncio.run(end_offsets(settings, EDGES.name, 6))
+    worker = Worker(bootstrap, tmp / "lat.log", free_port())
+    try:
+        worker.wait_for("identity store loaded")
+        time.sleep(3)
+
+        async def paced() -> list[float]:
+            for second in range(LATENCY_SECONDS):
+                tick = time.time()
+                chunk = [
+                    answer(cluster, second * LATENCY_RATE + n, n % 10, time.time())
+                    for n in range(LATENCY_RATE)
+                ]
+                await publish_answers(settings, chunk)
+                await asyncio.sleep(max(0.0, 1.0 - (time.time() - tick)))
+            return await edge_latencies(settings, cluster, start_offsets, total)
+
+        latencies = sorted(asyncio.run(paced()))
+    finally:
+        worker.stop()
+    table = Table(
+        title=f"latency: {LATENCY_RATE:,} events/s for {LATENCY_SECONDS} s, each a new edge"
+    )
+    for column in ("edges", "p50 s", "p99 s", "max s"):
+        table.add_column(column, justify="right")
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
+    table.add_row(
+        f"{len(latencies):,} of {total:,}",
+        f"{statistics.median(latencies):.3f}",
+        f"{p99:.3f} (goal < 2)",
+        f"{latencies[-1]:.3f}",
+    )
+    console.print(table)
+
+    # 3. memory
+    empty = Worker(bootstrap, tmp / "empty.log", 0)
+    try:
+        empty.wait_for("[^Worker]: Ready")
+        time.sleep(5)
+        baseline = empty.rss_mb()
+    finally:
+        empty.stop()
+    asyncio.run(publish_identities(settings, "mem", MEMORY_PODS, MEMORY_SERVICES))
+    loaded = Worker(bootstrap, tmp / "mem.log", 0)
+    try:
+        loaded.wait_for("identity store loaded")
+        time.sleep(3)
+        full = loaded.rss_mb()
+    finally:
+        loaded.stop()
+    table = Table(title="worker memory (identity store of every cluster published in this run)")
+    for column in ("identity store", "RSS MB"):
+        table.add_column(column, justify="right")
+    table.add_row("empty (baseline, before the memory test's identities)", f"{baseline:.0f}")
+    table.add_row(
+        f"+ {MEMORY_PODS:,} pods and {MEMORY_SERVICES:,} services", f"{full:.0f} (goal < 400)"
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Helpers of the lab's unit tests: topologies from short YAML, and the bundled ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.addressing import Plan, plan
+from lab.topology import load_topology, parse_topology
+
+TOPOLOGY_DIR = Path(__file__).parents[3] / "lab" / "topologies"
+
+
+def plan_of(text: str) -> Plan:
+    return plan(parse_topology(text))
+
+
+def bundled(name: str) -> Plan:
+    return plan(load_topology(TOPOLOGY_DIR / f"{name}.yaml"))

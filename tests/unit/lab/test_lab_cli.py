@@ -1,0 +1,50 @@
+"""`callmap lab` commands that need no root: truth, plan, and usage errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from labplans import TOPOLOGY_DIR
+
+from lab.cli import lab
+
+
+def test_truth_prints_one_edge_per_line() -> None:
+    result = CliRunner().invoke(lab, ["truth", str(TOPOLOGY_DIR / "two-clients.yaml")])
+    assert result.exit_code == 0
+    assert "web/client-a -> api/server" in result.output.splitlines()
+
+
+def test_truth_as_json_has_edges_and_tolerated() -> None:
+    result = CliRunner().invoke(lab, ["truth", "--json", str(TOPOLOGY_DIR / "churn.yaml")])
+    document = json.loads(result.output)
+    assert {"client": "ops/prober", "server": "shop/emailservice"} in document["edges"]
+    assert document["tolerated"]
+
+
+def test_plan_shows_addresses_and_pods_created_by_churn() -> None:
+    result = CliRunner().invoke(lab, ["plan", str(TOPOLOGY_DIR / "churn.yaml")])
+    assert result.exit_code == 0
+    assert "10.244.0.4  (created by churn)" in result.output
+    assert "service kube-system/kube-dns (ClusterIP): 10.96.0.10" in result.output
+
+
+def test_a_bad_topology_fails_with_the_key_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nworkloads: [{namespace: a, name: w, replica: 2}]\n")
+    result = CliRunner().invoke(lab, ["truth", str(bad)])
+    assert result.exit_code == 1
+    assert "workloads[0]: unknown key 'replica'" in result.output
+
+
+def test_down_needs_a_name_or_all() -> None:
+    result = CliRunner().invoke(lab, ["down"])
+    assert result.exit_code == 2 and "give a lab NAME or --all" in result.output
+
+
+def test_up_refuses_hold_with_foreground() -> None:
+    result = CliRunner().invoke(
+        lab, ["up", "--hold", "--foreground", str(TOPOLOGY_DIR / "shop.yaml")]
+    )
+    assert result.exit_code == 2 and "cannot --hold" in result.output

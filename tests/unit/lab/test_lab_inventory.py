@@ -1,0 +1,84 @@
+"""The inventory file: entries shaped exactly like the wire records."""
+
+from __future__ import annotations
+
+import msgspec
+import yaml
+from labplans import bundled
+
+from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity
+from lab.inventory import PodLife, inventory_document, inventory_yaml
+
+
+def _document(name: str = "shop", deleted: bool = False) -> dict[str, object]:
+    layout = bundled(name)
+    lives = [PodLife(pod, created=100.0 + i) for i, pod in enumerate(layout.pods)]
+    if deleted:
+        step = layout.churn[0]
+        lives = [PodLife(x.pod, x.created, 130.0 if x.pod == step.victim else None) for x in lives]
+        assert step.replacement is not None
+        lives.append(PodLife(step.replacement, created=130.0))
+    return inventory_document(layout, lives)
+
+
+def test_top_level_keys_and_cluster() -> None:
+    document = _document()
+    assert list(document) == ["cluster", "pods", "services", "nodes"]
+    assert document["cluster"] == "shop"
+
+
+def test_every_entry_decodes_as_its_wire_record() -> None:
+    document = _document()
+    for key, record in (
+        ("pods", PodIdentity),
+        ("services", ServiceIdentity),
+        ("nodes", NodeIdentity),
+    ):
+        for entry in document[key]:  # type: ignore[attr-defined]
+            msgspec.convert({**entry, "cluster": "shop"}, record)
+
+
+def test_pods_carry_workload_labels_node_and_ips() -> None:
+    pods = _document()["pods"]
+    redis = next(p for p in pods if p["name"] == "redis-cart-0")  # type: ignore[index, attr-defined]
+    assert redis["workload"] == {"kind": "StatefulSet", "name": "redis-cart"}
+    assert redis["labels"] == {"app": "redis-cart"}
+    assert set(redis) == {
+        "uid",
+        "namespace",
+        "name",
+        "ips",
+        "node",
+        "host_network",
+        "workload",
+        "labels",
+        "created",
+        "deleted",
+    }
+
+
+def test_services_name_their_workloads_and_type() -> None:
+    services = {s["name"]: s for s in _document()["services"]}  # type: ignore[attr-defined]
+    assert services["cartservice"]["workloads"] == [
+        {"namespace": "shop", "kind": "Deployment", "name": "cartservice"}
+    ]
+    assert services["stripe"]["type"] == "ExternalName"
+    assert services["stripe"]["external_name"] == "api.stripe.com"
+    assert services["kube-dns"]["ports"] == [
+        {"port": 53, "protocol": "UDP", "name": "dns"},
+        {"port": 53, "protocol": "TCP", "name": "dns-tcp"},
+    ]
+
+
+def test_churn_keeps_the_deleted_pod_with_its_deletion_time_and_adds_the_new_holder() -> None:
+    pods = _document("churn", deleted=True)["pods"]
+    same_ip = [p for p in pods if p["ips"] == ["10.244.0.4"]]  # type: ignore[index, attr-defined]
+    assert [(p["workload"]["name"], p["deleted"]) for p in same_ip] == [
+        ("cartservice", 130.0),
+        ("emailservice", None),
+    ]
+
+
+def test_the_yaml_reads_back_to_the_same_document() -> None:
+    document = _document("two-nodes")
+    assert yaml.safe_load(inventory_yaml(document)) == document
