@@ -73,7 +73,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 types: $(STAMP)
-	$(VENV)/bin/mypy callmap capture streams sinks lab
+	$(VENV)/bin/mypy callmap capture watch streams sinks lab
 
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -23,21 +23,20 @@ EX_UNAVAILABLE = 69
 # name -> "package.module:attribute" of a built command, loaded on first use.
 COMMANDS: dict[str, str] = {
     "capture": "capture.cli:capture",
-    "demo": "callmap.demo:demo",
+    "demo": "lab.demo:demo",
     "dev": "callmap.devcli:dev",
     "export": "sinks.cli:export",
     "lab": "lab.cli:lab",
     "list": "sinks.cli:list_command",
     "sink": "sinks.sinkcli:sink",
     "visualize": "sinks.cli:visualize",
+    "watch": "watch.cli:watch",
     "streams": "streams.cli:streams",
     "topics": "callmap.devcli:topics",
 }
 
 # name -> (what it will do, the issue that builds it).
-PLANNED: dict[str, tuple[str, int]] = {
-    "watch": ("Identity watcher: pods, services and nodes from the Kubernetes API.", 4),
-}
+PLANNED: dict[str, tuple[str, int]] = {}
 
 
 class LazyGroup(click.Group):

@@ -14,6 +14,7 @@ NAME may also be a topology file (its ``name`` is used).
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -228,3 +229,38 @@ def show_plan(topology: str) -> None:
     for service in layout.services:
         target = service.external_name or ", ".join(service.cluster_ips) or "headless"
         click.echo(f"service {service.key} ({service.type}): {target}")
+
+
+@lab.command(name="run")
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_state_dir
+@click.option("--seconds", default=180.0, show_default=True, help="Give up after this long.")
+@click.option(
+    "--streams-delay",
+    default=0.0,
+    show_default=True,
+    help="Start the stream app this many seconds late (it must catch up).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def run_command(
+    topology: Path, state_dir: Path | None, seconds: float, streams_delay: float, as_json: bool
+) -> None:
+    """Run the whole pipeline on a lab and compare its map with the truth.
+
+    Exit status 0 only on a perfect match.
+    """
+    from lab.pipeline import RunOptions, run
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # keep the progress readable
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    options = RunOptions(seconds=seconds, streams_delay=streams_delay, state_dir=state_dir)
+    try:
+        comparison, _ = run(topology, options, progress)
+    except LabError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps(comparison.as_json(), indent=2) if as_json else comparison.as_text())
+    sys.exit(0 if comparison.perfect else 1)

@@ -200,21 +200,33 @@ def load_state(data: bytes) -> EdgeState:
 
 def fold_sightings(cluster: str, sights: Iterable[Sight]) -> list[EdgeSighting]:
     """One EdgeSighting per edge for a batch of sightings (first-seen order)."""
-    folded: dict[str, _Fold] = {}
-    for sight in sights:
-        key = edge_id(cluster, sight.client, sight.server)
-        current = folded.get(key)
+    by_pair: dict[tuple[Endpoint, Endpoint], _Fold] = {}
+    for sight in sights:  # exact endpoint pairs first: hashing is cheaper than edge_id
+        pair = (sight.client, sight.server)
+        current = by_pair.get(pair)
         if current is None:
-            folded[key] = current = _Fold(sight.client, sight.server, sight.ts, sight.ts)
+            by_pair[pair] = current = _Fold(sight.client, sight.server, sight.ts, sight.ts)
         else:
-            current.client = merge_endpoint(current.client, sight.client)
-            current.server = merge_endpoint(current.server, sight.server)
             current.first = min(current.first, sight.ts)
             current.last = max(current.last, sight.ts)
         current.count += 1
         current.sources.add(sight.source)
         if sight.port is not None:
             current.ports.add(sight.port)
+    folded: dict[str, _Fold] = {}
+    for fold in by_pair.values():  # then pairs that differ only in attributes
+        key = edge_id(cluster, fold.client, fold.server)
+        current = folded.get(key)
+        if current is None:
+            folded[key] = fold
+            continue
+        current.client = merge_endpoint(current.client, fold.client)
+        current.server = merge_endpoint(current.server, fold.server)
+        current.first = min(current.first, fold.first)
+        current.last = max(current.last, fold.last)
+        current.count += fold.count
+        current.sources |= fold.sources
+        current.ports |= fold.ports
     return [
         EdgeSighting(
             edge_id=key,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ ClusterName = (
 )
 
 
+@lru_cache(maxsize=65536)  # names repeat: a node asks for the same few over and over
 def classify(qname: str, domain: str = "cluster.local") -> ClusterName:
     """What ``qname`` (lower case, no trailing dot) names in a cluster with ``domain``."""
     suffix = "." + domain

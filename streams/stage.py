@@ -27,6 +27,7 @@ from callmap.wire import (
     SocketObservation,
     decode,
 )
+from callmap.wire.topics import split_identity_key
 from streams.edges import fold_sightings
 from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, IdentityStore
 from streams.resolve import Late, Resolver, Sight
@@ -76,21 +77,22 @@ class Identities:
     def apply(self, topic: str, key: bytes, value: bytes | None) -> None:
         """Apply one identity message (a tombstone when ``value`` is None).
 
-        Tombstones carry no cluster: they are applied to every cluster's store.
+        A pod's tombstone names no cluster: it is applied to every store.
         Undecodable messages raise :class:`~callmap.errors.WireDecodeError`.
         """
         stage = self._counters.stage("identities")
         stage.seen += 1
-        text = key.decode(errors="replace")
+        spec = {PODS.name: PODS, SERVICES.name: SERVICES, NODES.name: NODES}[topic]
+        cluster, local = split_identity_key(spec, key)
         if value is None:
-            for resolver in self.resolvers.values():
-                _put(resolver.store, topic, text, None)
+            for name, resolver in self.resolvers.items():
+                if cluster is None or cluster == name:
+                    _put(resolver.store, topic, local, None)
             stage.emitted += 1
             return
-        spec = {PODS.name: PODS, SERVICES.name: SERVICES, NODES.name: NODES}[topic]
         record = decode(spec, value)
         assert isinstance(record, PodIdentity | ServiceIdentity | NodeIdentity)
-        _put(self.resolver(record.cluster).store, topic, text, record)
+        _put(self.resolver(record.cluster).store, topic, local, record)
         stage.emitted += 1
 
 

@@ -33,7 +33,14 @@ from callmap.wire.records import (
     SocketBatch,
     SocketObservation,
 )
-from callmap.wire.topics import MAX_BATCH_BYTES, TopicSpec
+from callmap.wire.topics import (
+    MAX_BATCH_BYTES,
+    NODES,
+    PODS,
+    SERVICES,
+    TopicSpec,
+    identity_key,
+)
 
 R = TypeVar("R", bound=Record)
 
@@ -113,11 +120,11 @@ def message_key(record: Record) -> bytes | None:
         case DnsAnswerBatch() | SocketBatch() | CaptureStats() | DnsAnswer() | SocketObservation():
             return record.node.encode()
         case PodIdentity():
-            return record.uid.encode()
+            return identity_key(PODS, record.cluster, record.uid)
         case ServiceIdentity():
-            return f"{record.namespace}/{record.name}".encode()
+            return identity_key(SERVICES, record.cluster, f"{record.namespace}/{record.name}")
         case NodeIdentity():
-            return record.name.encode()
+            return identity_key(NODES, record.cluster, record.name)
         case Edge() | EdgeSighting():
             return record.edge_id.encode()
         case SightingBatch():

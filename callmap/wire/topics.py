@@ -92,7 +92,7 @@ SOCKETS = TopicSpec(
 PODS = TopicSpec(
     name="callmap.pods.v1",
     record=PodIdentity,
-    key="pod UID",
+    key="pod UID (unique across clusters)",
     partitions=6,
     cleanup="compact",
     extra_configs=_COMPACTION,
@@ -100,7 +100,7 @@ PODS = TopicSpec(
 SERVICES = TopicSpec(
     name="callmap.services.v1",
     record=ServiceIdentity,
-    key="namespace/name",
+    key="cluster/namespace/name",
     partitions=6,
     cleanup="compact",
     extra_configs=_COMPACTION,
@@ -108,7 +108,7 @@ SERVICES = TopicSpec(
 NODES = TopicSpec(
     name="callmap.nodes.v1",
     record=NodeIdentity,
-    key="node name",
+    key="cluster/node name",
     partitions=1,
     cleanup="compact",
     extra_configs=_COMPACTION,
@@ -171,6 +171,27 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PENDING,
 )
 IDENTITY_TOPICS: tuple[TopicSpec, ...] = (PODS, SERVICES, NODES)
+
+
+def identity_key(spec: TopicSpec, cluster: str, local: str) -> bytes:
+    """The message key of an identity: pod UIDs as they are, others under their cluster.
+
+    ``local`` is the key within one cluster: a pod UID, ``namespace/name`` of a
+    service, or a node name. Clusters share topics, so names are qualified.
+    """
+    return (local if spec.name == PODS.name else f"{cluster}/{local}").encode()
+
+
+def split_identity_key(spec: TopicSpec, key: bytes) -> tuple[str | None, str]:
+    """(cluster, key within the cluster) of an identity message key.
+
+    Pod keys carry no cluster (None): UIDs are unique everywhere.
+    """
+    text = key.decode(errors="replace")
+    if spec.name == PODS.name:
+        return None, text
+    cluster, _, local = text.partition("/")
+    return cluster, local
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -41,12 +41,13 @@ def test_dev_kafka_offers_start_stop_status() -> None:
         assert verb in result.output
 
 
-@pytest.mark.parametrize("name", sorted(PLANNED))
-def test_a_part_not_built_yet_says_so_and_exits_non_zero(name: str) -> None:
-    result = CliRunner().invoke(cli, [name, "--some-flag", "value"])
+def test_a_part_not_built_yet_says_so_and_exits_non_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PLANNED, "teleport", ("Move pods between clusters.", 99))
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    assert "teleport" in listed and "[not built yet]" in listed
+    result = CliRunner().invoke(cli, ["teleport", "--some-flag", "value"])
     assert result.exit_code == EX_UNAVAILABLE
-    assert "not built yet" in result.output
-    assert f"issue #{PLANNED[name][1]}" in result.output
+    assert "not built yet" in result.output and "issue #99" in result.output
 
 
 def test_the_installed_entry_point_runs() -> None:

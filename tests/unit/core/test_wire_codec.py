@@ -141,8 +141,8 @@ def test_message_keys_follow_the_topics_definition(samples: list[Record]) -> Non
         "DnsAnswerBatch": b"node-a",
         "SocketBatch": b"node-a",
         "PodIdentity": b"6d0c1f7e",
-        "ServiceIdentity": b"shop/cartservice",
-        "NodeIdentity": b"node-a",
+        "ServiceIdentity": b"test/shop/cartservice",  # names are qualified by cluster
+        "NodeIdentity": b"test/node-a",
         "Edge": b"e3b0c44298fc1c14",
         "CaptureStats": b"node-a",
         "EdgeSighting": b"e3b0c44298fc1c14",

@@ -29,7 +29,7 @@ def test_identity_messages_build_one_store_per_cluster_and_tombstones_forget() -
 def test_a_malformed_identity_message_raises_the_wire_error() -> None:
     _, identities, _ = stage()
     try:
-        identities.apply(SERVICES.name, b"shop/x", b'{"v":1}')
+        identities.apply(SERVICES.name, b"c1/shop/x", b'{"v":1}')
     except WireDecodeError as error:
         assert error.topic == SERVICES.name
     else:
@@ -40,7 +40,7 @@ def test_a_batch_yields_folded_sightings_and_sets_late_events_aside() -> None:
     raw, identities, counters = stage()
     identities.apply(PODS.name, b"f", encode(pod("frontend-0", "10.1.0.10", uid="f")))
     identities.apply(
-        SERVICES.name, b"shop/cart", encode(service("cart", "10.96.4.2", "cartservice"))
+        SERVICES.name, b"c1/shop/cart", encode(service("cart", "10.96.4.2", "cartservice"))
     )
     batch = DnsAnswerBatch(
         cluster=CLUSTER,

@@ -1,0 +1,291 @@
+"""``lab run`` and the demo: the whole pipeline on a lab, against the truth.
+
+Brings the lab up with its calls held, starts the real components as
+processes (a capture agent in every node namespace, the inventory watcher, a
+stream worker, the SQLite sink), releases the calls and runs the churn, then
+reads the edges topic until the map is complete and stable or the time is
+up, and compares it with the truth derived from the same topology. Every
+component runs exactly as in production, through the ``callmap`` command; the
+lab imports none of them.
+
+Each run stamps its records with a cluster name of its own
+(``<cluster>-<run id>``), so runs on one broker never see each other's edges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import TopicPartition
+
+from callmap.broker import describe_topics, ensure_topics, make_consumer
+from callmap.config import Settings, load_settings
+from callmap.devkafka import DevBroker
+from callmap.wire import EDGES, Edge, decode
+from lab.addressing import plan
+from lab.churn import run_churn
+from lab.compare import Comparison, compare
+from lab.runtime import release, up
+from lab.state import LabState
+from lab.teardown import down
+from lab.topology import load_topology
+from lab.truth import Truth, expected_edges
+
+STREAMS_APP = "callmap-lab"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    seconds: float = 180.0
+    """Give up waiting for a complete map after this long."""
+    settle: float = 10.0
+    """The map must stay unchanged this long after it is complete."""
+    streams_delay: float = 0.0
+    """Start the stream app this much later, so it must catch up a backlog."""
+    state_dir: Path | None = None
+    """Where the lab keeps its files (default: in the callmap cache)."""
+    sqlite: Path | None = None
+    """Also run the SQLite sink into this file."""
+
+
+@dataclass(slots=True)
+class Components:
+    """The processes a run started, by name, and where they log."""
+
+    log_dir: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> None:
+        with (self.log_dir / f"{name}.log").open("wb") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "callmap", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def check(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def kafka_settings(progress: Progress) -> Settings:
+    """Settings for the broker in CALLMAP_KAFKA_BOOTSTRAP, or the development broker."""
+    if "CALLMAP_KAFKA_BOOTSTRAP" in os.environ:
+        return load_settings()
+    status = DevBroker.named().start()
+    progress(f"Kafka running at {status.bootstrap} (`callmap dev kafka stop` stops it)")
+    return load_settings({**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": status.bootstrap})
+
+
+@contextlib.contextmanager
+def running_lab(topology: Path, state_dir: Path | None) -> Iterator[LabState]:
+    state = up(topology, state_dir, hold=True)
+    try:
+        yield state
+    finally:
+        down(state.name, Path(state.state_dir))
+
+
+def start_components(
+    state: LabState, settings: Settings, cluster: str, options: RunOptions, progress: Progress
+) -> Components:
+    log_dir = Path(state.state_dir) / "pipeline"
+    log_dir.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_CLUSTER": cluster,
+        "CALLMAP_CLUSTER_DOMAIN": state.domain,
+        "CALLMAP_LOG_LEVEL": "INFO",
+    }
+    components = Components(log_dir, env)
+    components.start(
+        "watch",
+        "watch",
+        "--inventory",
+        state.inventory,
+        "--cluster",
+        cluster,
+        "--no-leader-election",
+        "--metrics-port",
+        "0",
+    )
+    host_network_nodes = {p.node for p in state.pods if p.host_network}
+    for node in state.nodes:
+        scan = [arg for netns in node.pod_netns for arg in ("--scan-netns", netns)]
+        if node.name in host_network_nodes:
+            scan += ["--scan-netns", node.netns]
+        components.start(
+            f"capture-{node.name}",
+            "capture",
+            "run",
+            "--netns",
+            node.netns,
+            "--node",
+            node.name,
+            "--scan-interval",
+            "2",
+            "--stats-interval",
+            "10",
+            "--metrics-port",
+            "0",
+            *scan,
+        )
+    if options.sqlite is not None:
+        components.start(
+            "sink",
+            "sink",
+            "sqlite",
+            "--path",
+            str(options.sqlite),
+            "--group",
+            f"callmap-lab-sink-{cluster}",
+            "--metrics-port",
+            "0",
+        )
+    progress(f"capture on {len(state.nodes)} node(s), watcher and sink started")
+    return components
+
+
+def start_streams(components: Components) -> None:
+    components.start(
+        "streams",
+        "streams",
+        "worker",
+        "--app-id",
+        STREAMS_APP,
+        "--grace",
+        "10",
+        "--tick-interval",
+        "2",
+        "--metrics-port",
+        "0",
+    )
+
+
+class EdgeReader:
+    """The current map of one cluster, read from the edges topic."""
+
+    def __init__(self, settings: Settings, cluster: str) -> None:
+        self._settings = settings
+        self._cluster = cluster
+        self.edges: dict[str, Edge] = {}
+        self._offsets: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        """Remember where the topic ends now: this run's edges come after."""
+        (state,) = await describe_topics(self._settings.kafka, [EDGES.name])
+        partitions = [TopicPartition(EDGES.name, p) for p in range(state.partitions)]
+        consumer = make_consumer(self._settings.kafka)
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            self._offsets = dict(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+
+    async def poll(self, seconds: float) -> bool:
+        """Read for ``seconds``; True if the map changed."""
+        consumer = make_consumer(self._settings.kafka)
+        await consumer.start()
+        changed = False
+        try:
+            consumer.assign(list(self._offsets))
+            for tp, offset in self._offsets.items():
+                consumer.seek(tp, offset)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                for tp, messages in (await consumer.getmany(timeout_ms=300)).items():
+                    for message in messages:
+                        self._offsets[tp] = message.offset + 1
+                        edge = decode(EDGES, message.value)
+                        if isinstance(edge, Edge) and edge.cluster == self._cluster:
+                            old = self.edges.get(edge.edge_id)
+                            if old is None or (old.event == "expired") != (edge.event == "expired"):
+                                changed = True
+                            self.edges[edge.edge_id] = edge
+        finally:
+            await consumer.stop()
+        return changed
+
+
+def run(topology: Path, options: RunOptions, progress: Progress = print) -> tuple[Comparison, str]:
+    """Run the pipeline on ``topology``; return the comparison and the run's cluster name."""
+    truth: Truth = expected_edges(plan(load_topology(topology)))
+    settings = kafka_settings(progress)
+    asyncio.run(ensure_topics(settings.kafka, settings.topics))
+    with running_lab(topology, options.state_dir) as state:
+        cluster = f"{state.cluster}-{uuid.uuid4().hex[:6]}"
+        reader = EdgeReader(settings, cluster)
+        asyncio.run(reader.start())
+        components = start_components(state, settings, cluster, options, progress)
+        try:
+            time.sleep(3)  # capture sockets open and a first scan sees before_capture calls
+            components.check()
+            if options.streams_delay <= 0:
+                start_streams(components)
+            release(Path(state.state_dir))
+            progress(f"lab {state.name} released its calls; cluster {cluster}")
+            churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
+            churn.start()
+            comparison = _wait_for_map(truth, reader, components, churn, options, progress)
+        finally:
+            components.stop()
+    return comparison, cluster
+
+
+def _wait_for_map(
+    truth: Truth,
+    reader: EdgeReader,
+    components: Components,
+    churn: threading.Thread,
+    options: RunOptions,
+    progress: Progress,
+) -> Comparison:
+    started = time.monotonic()
+    deadline = started + options.seconds
+    streams_at = started + options.streams_delay if options.streams_delay > 0 else None
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        components.check()
+        if streams_at is not None and time.monotonic() >= streams_at:
+            start_streams(components)
+            streams_at = None
+            progress("stream app started late; it catches up the backlog")
+        if asyncio.run(reader.poll(2.0)):
+            stable_since = time.monotonic()
+        result = compare(truth, reader.edges.values())
+        progress(f"{len(result.observed)} edges observed, {len(result.missing)} missing")
+        settled = time.monotonic() - stable_since >= options.settle
+        if not result.missing and not churn.is_alive() and streams_at is None and settled:
+            return result
+    return compare(truth, reader.edges.values())

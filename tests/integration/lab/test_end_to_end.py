@@ -1,0 +1,83 @@
+"""End to end: the whole pipeline on every bundled lab, against its ground truth.
+
+Each test runs `callmap lab run TOPOLOGY --json` exactly as a user would, on
+the session's real Kafka broker: real network namespaces, a real DNS server,
+real connections, capture agents in the node namespaces, the inventory
+watcher, a stream worker. A test passes only on a perfect match: every true
+edge observed, nothing observed that is not true (or tolerated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from labfixtures import skip_without_root
+
+from callmap.config import Settings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e]
+
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "lab" / "topologies"
+
+
+def lab_run(settings: Settings, topology: str, *extra: str) -> dict:  # type: ignore[type-arg]
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_TOPIC_PARTITIONS": "3",
+        "CALLMAP_TOPIC_REPLICATION": "1",
+        "CALLMAP_LOG_LEVEL": "WARNING",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "callmap",
+            "lab",
+            "run",
+            str(TOPOLOGIES / f"{topology}.yaml"),
+            "--json",
+            "--seconds",
+            "180",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+        check=False,
+    )
+    assert result.stdout, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert report["missing"] == [] and report["unexpected"] == [], report
+    assert (report["precision"], report["recall"]) == (1.0, 1.0)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return report
+
+
+@pytest.mark.parametrize(
+    "topology",
+    [
+        "shop",  # the demo: 14 pods on two nodes, services, externals
+        "two-clients",  # Otterize's tutorial shape: two clients, one server, internet names
+        "churn",  # a pod dies and its IP goes to another workload while traffic continues
+        "long-lived",  # a connection opened before capture starts: the socket scan alone
+        "dns-tcp-ipv6",  # DNS over TCP (an answer too large for UDP), AAAA, IPv6 pods
+        "statefulset",  # a StatefulSet behind a headless service, called by per-pod names
+        "two-nodes",  # pods calling across nodes
+    ],
+)
+def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
+    skip_without_root()
+    report = lab_run(settings, topology)
+    assert report["observed"]
+
+
+def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
+    skip_without_root()
+    lab_run(settings, "two-clients", "--streams-delay", "20")

@@ -1,0 +1,254 @@
+"""``callmap watch``: publish pod, service and node identities to Kafka.
+
+- From a cluster (the default): in-cluster, or ``--kubeconfig``/``--context``;
+  one active instance per cluster through a Lease.
+- ``--inventory FILE``: from a YAML or JSON inventory file, following its changes.
+- ``--dump-inventory FILE``: list a cluster once and write its inventory (``-``: stdout).
+
+SIGTERM and Ctrl-C stop it cleanly: pending records are flushed, the Lease released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callmap.config import load_settings
+from callmap.errors import CallmapError
+from watch.options import (
+    DEFAULT_LABEL_KEYS,
+    DEFAULT_RETENTION,
+    KubeSource,
+    LabelPolicy,
+    LeaseOptions,
+    WatchOptions,
+    WatchTimeouts,
+)
+
+log = logging.getLogger(__name__)
+
+# Defaults shown by --help (slotted dataclasses keep no class-level defaults).
+_LEASE, _TIMEOUTS, _LABELS = LeaseOptions(), WatchTimeouts(), LabelPolicy()
+
+
+def run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; SIGTERM or SIGINT cancels it, so that its clean-up runs."""
+
+    async def runner() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await main
+        except asyncio.CancelledError:
+            log.info("stopped")
+
+    try:
+        asyncio.run(runner())
+    except* CallmapError as group:
+        raise click.ClickException(str(_first(group))) from None
+
+
+def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cluster", envvar="CALLMAP_CLUSTER", help="Cluster name stamped on every record.")
+@click.option(
+    "--inventory",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Publish this inventory file (and its changes) instead of watching a cluster.",
+)
+@click.option(
+    "--dump-inventory",
+    "dump_to",
+    metavar="FILE",
+    help="List the cluster once, write its inventory to FILE ('-': stdout), exit.",
+)
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig file.")
+@click.option("--context", help="Kubeconfig context (default: its current one).")
+@click.option(
+    "--in-cluster/--no-in-cluster",
+    default=None,
+    help="Use the pod's service account (default: when running in a pod).",
+)
+@click.option("--lease-name", default=_LEASE.name, show_default=True, help="Name of the Lease.")
+@click.option(
+    "--lease-namespace",
+    envvar="CALLMAP_LEASE_NAMESPACE",
+    default=_LEASE.namespace,
+    show_default=True,
+    help="Namespace of the Lease (env CALLMAP_LEASE_NAMESPACE).",
+)
+@click.option(
+    "--identity",
+    envvar="CALLMAP_POD_NAME",
+    help="Holder identity for the Lease (env CALLMAP_POD_NAME; default: host-pid).",
+)
+@click.option(
+    "--lease-duration",
+    default=_LEASE.duration,
+    show_default=True,
+    help="Seconds a standby waits on an unrenewed Lease before taking it.",
+)
+@click.option(
+    "--renew-deadline",
+    default=_LEASE.renew_deadline,
+    show_default=True,
+    help="A leader that cannot renew for this long steps down.",
+)
+@click.option(
+    "--retry-period",
+    default=_LEASE.retry_period,
+    show_default=True,
+    help="Seconds between tries to acquire or renew the Lease.",
+)
+@click.option(
+    "--no-leader-election", is_flag=True, help="Run without a Lease (one instance only!)."
+)
+@click.option(
+    "--retention",
+    default=DEFAULT_RETENTION,
+    show_default=True,
+    help="Seconds a deleted object's record stays before its tombstone.",
+)
+@click.option(
+    "--label",
+    "label_keys",
+    multiple=True,
+    help="Pod label to keep (repeat; a key ending in '/' keeps that prefix). "
+    f"Default: {', '.join(DEFAULT_LABEL_KEYS)}.",
+)
+@click.option(
+    "--max-labels", default=_LABELS.max_labels, show_default=True, help="Most labels per pod."
+)
+@click.option(
+    "--watch-timeout",
+    default=_TIMEOUTS.watch_timeout,
+    show_default=True,
+    help="Seconds the server keeps one watch request open.",
+)
+@click.option(
+    "--inactivity-timeout",
+    default=_TIMEOUTS.inactivity_timeout,
+    show_default=True,
+    help="Restart a watch silent for this long (keep it above --watch-timeout).",
+)
+@click.option(
+    "--page-size", default=_TIMEOUTS.page_size, show_default=True, help="Objects per list page."
+)
+@click.option(
+    "--poll-interval", default=1.0, show_default=True, help="Seconds between inventory checks."
+)
+@click.option("--skip-permission-check", is_flag=True, help="Do not check RBAC at start.")
+@click.option(
+    "--metrics-port",
+    default=9811,
+    show_default=True,
+    envvar="CALLMAP_METRICS_PORT",
+    help="Prometheus port; 0 turns it off.",
+)
+def watch(**options: Any) -> None:
+    """Publish pod, service and node identities (from a cluster or a file) to Kafka."""
+    if not logging.getLogger().handlers:  # run on its own, not under `callmap`
+        logging.basicConfig(
+            level="INFO",
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    try:
+        _watch(options)
+    except CallmapError as error:  # a bad setting or file, found before running
+        raise click.ClickException(str(error)) from None
+
+
+def _watch(options: dict[str, Any]) -> None:
+    settings = load_settings()
+    cluster = options["cluster"]
+    source = KubeSource(options["kubeconfig"], options["context"], options["in_cluster"])
+    if options["inventory"] is not None:
+        from watch.filewatch import InventoryWatcher
+
+        inventory = InventoryWatcher(
+            settings,
+            options["inventory"],
+            cluster=cluster,
+            retention=options["retention"],
+            poll_interval=options["poll_interval"],
+            metrics_port=options["metrics_port"],
+        )
+        run_until_stopped(inventory.run())
+        return
+    labels = LabelPolicy(
+        keys=tuple(options["label_keys"]) or DEFAULT_LABEL_KEYS, max_labels=options["max_labels"]
+    )
+    timeouts = WatchTimeouts(
+        page_size=options["page_size"],
+        watch_timeout=options["watch_timeout"],
+        inactivity_timeout=options["inactivity_timeout"],
+    )
+    if options["dump_to"] is not None:
+        _dump(source, cluster or settings.cluster, labels, timeouts, options["dump_to"])
+        return
+    lease = None
+    if not options["no_leader_election"]:
+        lease = LeaseOptions(
+            name=options["lease_name"],
+            namespace=options["lease_namespace"],
+            identity=options["identity"] or "",
+            duration=options["lease_duration"],
+            renew_deadline=options["renew_deadline"],
+            retry_period=options["retry_period"],
+        )
+    from watch.kubewatch import KubeWatcher
+
+    watcher = KubeWatcher(
+        settings,
+        WatchOptions(
+            cluster=cluster or settings.cluster,
+            source=source,
+            labels=labels,
+            timeouts=timeouts,
+            lease=lease,
+            retention=options["retention"],
+            check_permissions=not options["skip_permission_check"],
+            metrics_port=options["metrics_port"],
+        ),
+    )
+    run_until_stopped(watcher.run())
+
+
+def _dump(
+    source: KubeSource, cluster: str, labels: LabelPolicy, timeouts: WatchTimeouts, target: str
+) -> None:
+    from watch.dump import dump_cluster
+
+    text: list[str] = []
+
+    async def dump() -> None:
+        text.append(await dump_cluster(source, cluster, labels=labels, timeouts=timeouts))
+
+    run_until_stopped(dump())
+    if not text:
+        sys.exit(1)
+    if target == "-":
+        click.echo(text[0], nl=False)
+        return
+    path = Path(target)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text[0], encoding="utf-8")
+    temporary.replace(path)  # readers never see half a file
+    click.echo(f"wrote {path}", err=True)

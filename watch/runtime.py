@@ -1,0 +1,131 @@
+"""What both watchers (Kubernetes and inventory file) run on: output, retries, metrics.
+
+:class:`IdentityOutput` is the publishing half every watcher shares: the
+identity tables, the coalescing publisher behind them, and the start of a
+term (topics created if missing, the topics' current state read back and
+adopted). :func:`retrying` repeats a step whose faults may pass, with an
+exponential backoff; :func:`every` runs a step periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TypeVar
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from callmap.broker import ensure_topics
+from callmap.config import Settings
+from callmap.counters import Counters
+from callmap.errors import TemporaryError
+from callmap.metrics import CountersCollector
+from callmap.wire import IDENTITY_TOPICS
+from watch.publisher import Publisher
+from watch.readback import read_back
+from watch.table import IdentityTables
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def retrying(
+    step: Callable[[], Awaitable[T]], what: str, *, first: float = 0.5, most: float = 30.0
+) -> T:
+    """``step()``, again after a growing pause for as long as it raises TemporaryError."""
+    delay = first
+    while True:
+        try:
+            return await step()
+        except TemporaryError as exc:
+            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)
+
+
+async def every(seconds: float, step: Callable[[], object]) -> None:
+    """Call ``step`` every ``seconds`` until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        step()
+
+
+class IdentityOutput:
+    """The identity tables of one watcher and the publisher they emit into."""
+
+    def __init__(self, settings: Settings, cluster: str, retention: float) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.counters = Counters()
+        self.publisher = Publisher(settings.kafka, self.counters.stage("publish"), cluster=cluster)
+        self.tables = IdentityTables(retention, self.publisher.submit)
+
+    async def begin_term(self) -> None:
+        """Forget everything, then adopt what the topics hold (creating missing topics)."""
+        self.tables.clear()
+        self.publisher.discard()
+        kafka, topics = self.settings.kafka, self.settings.topics
+        await retrying(lambda: ensure_topics(kafka, topics, IDENTITY_TOPICS), "create topics")
+        stage = self.counters.stage("readback")
+        await retrying(
+            lambda: read_back(kafka, self.cluster, self.tables.adopt, stage),
+            "read back the identity topics",
+        )
+
+    def collector(
+        self,
+        restarts: Callable[[], Mapping[str, Counter[str]]],
+        gauges: dict[str, tuple[str, Callable[[], float]]],
+    ) -> Collector:
+        sizes: dict[str, tuple[str, Callable[[], float]]] = {
+            "pending_changes": ("Identity changes waiting for Kafka.", self._pending),
+            "kafka_connected": ("1 while the last send succeeded.", self._connected),
+            "pods": ("Pod records held, deleted ones included.", self._pods),
+            "services": ("Service records held.", self._services),
+            "nodes": ("Node records held.", self._nodes),
+        }
+        return WatchCollector(self.counters, restarts, {**sizes, **gauges})
+
+    def _pending(self) -> float:
+        return float(len(self.publisher))
+
+    def _connected(self) -> float:
+        return float(self.publisher.connected)
+
+    def _pods(self) -> float:
+        return float(len(self.tables.pods))
+
+    def _services(self) -> float:
+        return float(len(self.tables.services))
+
+    def _nodes(self) -> float:
+        return float(len(self.tables.nodes))
+
+
+class WatchCollector(Collector):
+    """callmap_watch_* metrics: stage counters, gauges, and watch restarts by reason."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        restarts: Callable[[], Mapping[str, Counter[str]]],
+        gauges: dict[str, tuple[str, Callable[[], float]]],
+    ) -> None:
+        self._stages = CountersCollector("watch", counters, gauges)
+        self._restarts = restarts
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._stages.collect()
+        family = CounterMetricFamily(
+            "callmap_watch_restarts",
+            "Watch requests restarted, by resource and reason.",
+            labels=["resource", "reason"],
+        )
+        for resource, reasons in sorted(self._restarts().items()):
+            for reason, count in sorted(reasons.items()):
+                family.add_metric([resource, reason], count)
+        yield family
