@@ -32,6 +32,7 @@ from aiokafka import TopicPartition
 from callmap.broker import describe_topics, ensure_topics, make_consumer
 from callmap.config import Settings, load_settings
 from callmap.devkafka import DevBroker
+from callmap.paths import cache_dir
 from callmap.wire import EDGES, Edge, decode
 from lab.addressing import plan
 from lab.churn import run_churn
@@ -84,6 +85,14 @@ class Components:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
 
+    def tails(self, lines: int = 15) -> str:
+        """The last lines of every component's log, for a post-mortem."""
+        parts = []
+        for name in self.processes:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+            parts.append(f"--- {name} (last {lines} lines)\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -118,8 +127,9 @@ def running_lab(topology: Path, state_dir: Path | None) -> Iterator[LabState]:
 def start_components(
     state: LabState, settings: Settings, cluster: str, options: RunOptions, progress: Progress
 ) -> Components:
-    log_dir = Path(state.state_dir) / "pipeline"
-    log_dir.mkdir(exist_ok=True)
+    # Outside the lab's state directory, which `lab down` removes: kept for a post-mortem.
+    log_dir = cache_dir() / "lab-runs" / cluster
+    log_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -248,6 +258,7 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> tupl
         reader = EdgeReader(settings, cluster)
         asyncio.run(reader.start())
         components = start_components(state, settings, cluster, options, progress)
+        progress(f"component logs in {components.log_dir}")
         try:
             time.sleep(3)  # capture sockets open and a first scan sees before_capture calls
             components.check()
@@ -258,6 +269,8 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> tupl
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
             churn.start()
             comparison = _wait_for_map(truth, reader, components, churn, options, progress)
+            if not comparison.perfect:
+                progress(components.tails())
         finally:
             components.stop()
     return comparison, cluster

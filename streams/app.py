@@ -168,6 +168,9 @@ class StreamApp:
         app.agent(self.sightings_topic, name="merge")(self._merge)
         app.task(self.feed.run)
         app.timer(stream.tick_interval, on_leader=True)(self._tick)
+        app.timer(5.0)(self._measure_lag)
+        self.lag = 0
+        """Messages on this worker's raw and sightings partitions not consumed yet."""
 
     # --- agents ------------------------------------------------------------------
 
@@ -285,6 +288,17 @@ class StreamApp:
         await self.edges_topic.send(key=edge_id.encode(), value=value)
         self.counters.stage("edges").emitted += 1
         self.counters.events[f"edge_{event}"] += 1
+
+    async def _measure_lag(self) -> None:
+        consumer = self.app.consumer
+        ours = {DNS.name, SOCKETS.name, self.pending.name, self.sightings.name}
+        lag = 0
+        for tp in consumer.assignment():
+            if tp.topic in ours:
+                highwater, position = consumer.highwater(tp), await consumer.position(tp)
+                if highwater is not None and position is not None:
+                    lag += max(0, highwater - position)
+        self.lag = lag
 
     async def _tick(self) -> None:
         for partition in range(self.stream.sighting_partitions):

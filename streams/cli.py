@@ -105,6 +105,16 @@ def worker(
         session_timeout=session_timeout,
     )
     app = StreamApp(settings, stream)
-    serve_metrics(metrics_port, CountersCollector("streams", app.counters))
+    gauges = {
+        "consumer_lag": (
+            "Messages on this worker's partitions not consumed yet.",
+            lambda: float(app.lag),
+        ),
+        "identities": (
+            "Pods, services and nodes in the identity store.",
+            lambda: float(app.feed.size()),
+        ),
+    }
+    serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     Worker(app.app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()

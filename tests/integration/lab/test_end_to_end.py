@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,42 @@ TOPOLOGIES = Path(__file__).resolve().parents[3] / "lab" / "topologies"
 
 
 def lab_run(settings: Settings, topology: str, *extra: str) -> dict:  # type: ignore[type-arg]
+    """A perfect `lab run`, allowing one retry that is reported as a warning.
+
+    A lab is real traffic on a shared, noisy machine: a run that misses an
+    edge is run once more, and the first run's report and logs are kept in the
+    test's warnings so that a flaky scenario is visible, not hidden.
+    """
+    first = _lab_run(settings, topology, *extra)
+    if _perfect(first):
+        return first.report
+    warnings.warn(f"lab run {topology} was not perfect, retrying: {first.describe()}", stacklevel=2)
+    second = _lab_run(settings, topology, *extra)
+    assert _perfect(second), second.describe()
+    return second.report
+
+
+@dataclass
+class _Run:
+    report: dict  # type: ignore[type-arg]
+    returncode: int
+    stderr: str
+
+    def describe(self) -> str:
+        return f"{json.dumps(self.report)}\n{self.stderr[-4000:]}"
+
+
+def _perfect(run: _Run) -> bool:
+    report = run.report
+    return (
+        run.returncode == 0
+        and report.get("missing") == []
+        and report.get("unexpected") == []
+        and (report.get("precision"), report.get("recall")) == (1.0, 1.0)
+    )
+
+
+def _lab_run(settings: Settings, topology: str, *extra: str) -> _Run:
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -52,12 +90,8 @@ def lab_run(settings: Settings, topology: str, *extra: str) -> dict:  # type: ig
         timeout=400,
         check=False,
     )
-    assert result.stdout, result.stderr[-4000:]
-    report = json.loads(result.stdout)
-    assert report["missing"] == [] and report["unexpected"] == [], report
-    assert (report["precision"], report["recall"]) == (1.0, 1.0)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return report
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    return _Run(report, result.returncode, result.stderr)
 
 
 @pytest.mark.parametrize(
