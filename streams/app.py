@@ -45,12 +45,13 @@ from callmap.wire import (
     DnsAnswerBatch,
     EdgeSighting,
     PendingBatch,
+    Record,
     SightingBatch,
     SocketBatch,
     decode,
     encode,
 )
-from callmap.wire.topics import for_app, partition_for
+from callmap.wire.topics import TopicSpec, for_app, partition_for
 from streams.edges import (
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_TTL,
@@ -185,17 +186,8 @@ class StreamApp:
             message = event.message
             spec = DNS if message.topic == DNS.name else SOCKETS
             self.counters.stage(f"in.{spec.name}").seen += 1
-            try:
-                batch = decode(spec, message.value)
-            except WireDecodeError as error:
-                await self.dead_letter(
-                    message.topic,
-                    error,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                )
+            batch = await self._decode(spec, message)
+            if batch is None:
                 continue
             assert isinstance(batch, DnsAnswerBatch | SocketBatch)
             await self._send_results(*self.raw.batch(batch, self.clock(), final=False))
@@ -204,17 +196,8 @@ class StreamApp:
         async for event in stream.events():
             message = event.message
             self.counters.stage("in.pending").seen += 1
-            try:
-                batch = decode(self.pending, message.value)
-            except WireDecodeError as error:
-                await self.dead_letter(
-                    message.topic,
-                    error,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                )
+            batch = await self._decode(self.pending, message)
+            if batch is None:
                 continue
             assert isinstance(batch, PendingBatch)
             wait = batch.due - self.clock()
@@ -244,17 +227,8 @@ class StreamApp:
             if not message.value:
                 await self._check_partition(message.partition)
                 continue
-            try:
-                batch = decode(self.sightings, message.value)
-            except WireDecodeError as error:
-                await self.dead_letter(
-                    message.topic,
-                    error,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                )
+            batch = await self._decode(self.sightings, message)
+            if batch is None:
                 continue
             assert isinstance(batch, SightingBatch)
             now = self.clock()
@@ -303,6 +277,21 @@ class StreamApp:
     async def _tick(self) -> None:
         for partition in range(self.stream.sighting_partitions):
             await self.sightings_topic.send(key=b"tick", value=b"", partition=partition)
+
+    async def _decode(self, spec: TopicSpec, message: Any) -> Record | None:
+        """The message's record, or None after sending it to the dead-letter topic."""
+        try:
+            return decode(spec, message.value)
+        except WireDecodeError as error:
+            await self.dead_letter(
+                message.topic,
+                error,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+            )
+            return None
 
     async def dead_letter(
         self,

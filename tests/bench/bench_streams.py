@@ -56,7 +56,7 @@ LATENCY_RATE, LATENCY_SECONDS = 1_000, 10
 MEMORY_PODS, MEMORY_SERVICES = 100_000, 10_000
 
 
-def pod(cluster: str, n: int) -> PodIdentity:
+def pod(cluster: str, n: int, workloads: int = 5000) -> PodIdentity:
     return PodIdentity(
         cluster=cluster,
         uid=f"{cluster}-pod-{n}",
@@ -64,8 +64,8 @@ def pod(cluster: str, n: int) -> PodIdentity:
         name=f"app{n}-0",
         ips=(f"10.{100 + n // 65536}.{(n // 256) % 256}.{n % 256}",),
         node=f"node-{n % 20}",
-        workload=WorkloadRef(kind="Deployment", name=f"app{n % 5000}"),
-        labels={"app": f"app{n % 5000}", "pod-template-hash": "5d9f8c7b6"},
+        workload=WorkloadRef(kind="Deployment", name=f"app{n % workloads}"),
+        labels={"app": f"app{n % workloads}", "pod-template-hash": "5d9f8c7b6"},
         created=0.0,
     )
 
