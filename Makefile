@@ -15,7 +15,7 @@ export CALLMAP_CACHE := $(CACHE)
 ENV_KEY := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
-.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries clean-cache
+.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary manifests clean-cache
 
 help:
 	@echo "make demo   - start a local Kafka broker and run callmap's real path"
@@ -25,7 +25,7 @@ help:
 demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
-test: $(STAMP) kafka-jars kube-binaries lint types imports
+test: $(STAMP) kafka-jars kube-binaries helm-binary lint types imports
 	$(PY) -m pytest tests
 
 # Tools the project needs from the operating system: Java and Maven for Kafka,
@@ -68,6 +68,17 @@ kube-binaries: $(STAMP)
 	  echo "*** kube-apiserver/etcd could not be built: Kubernetes API tests will be skipped ***"; \
 	  test "$${CALLMAP_REQUIRE_KUBE:-0}" != 1; }
 
+# helm, built with Go from the module proxy (about a minute once, cached after),
+# for the chart tests; a failed build skips them loudly unless CALLMAP_REQUIRE_HELM=1.
+helm-binary: $(STAMP)
+	@$(PY) -m callmap.devhelm fetch >/dev/null || { \
+	  echo "*** helm could not be built: chart tests will be skipped ***"; \
+	  test "$${CALLMAP_REQUIRE_HELM:-0}" != 1; }
+
+# deploy/manifests/ rendered anew from the chart (a test fails when they differ)
+manifests: helm-binary
+	$(PY) -m callmap.devhelm manifests
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -78,10 +89,10 @@ types: $(STAMP)
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) helm-binary
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP) kafka-jars kube-binaries
+integration: $(STAMP) kafka-jars kube-binaries helm-binary
 	$(PY) -m pytest tests/integration
 
 bench: $(STAMP) kafka-jars

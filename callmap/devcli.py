@@ -12,6 +12,7 @@ from rich.table import Table
 
 from callmap.broker import TopicState, describe_topics, ensure_topics
 from callmap.config import load_settings
+from callmap.devhelm import helm
 from callmap.devkafka import DEFAULT_PORT, DevBroker, resolve_jars
 from callmap.devkubecli import kube
 from callmap.wire.schemas import render_schemas, write_schemas
@@ -80,6 +81,7 @@ def status(name: str, port: int) -> None:
 
 
 dev.add_command(kube)
+dev.add_command(helm)
 
 
 @dev.command()

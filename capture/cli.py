@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable
@@ -116,7 +117,18 @@ def _run_agent(dns: bool, sockets: bool, **options: Any) -> None:
         metrics_port=options["metrics_port"],
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(CaptureAgent(settings, agent_options).run())
+        asyncio.run(_until_signalled(CaptureAgent(settings, agent_options)))
+
+
+async def _until_signalled(agent: CaptureAgent) -> None:
+    """Run the agent until SIGTERM or SIGINT, then let it flush what it holds."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent.run()
 
 
 @click.group()

@@ -1,0 +1,148 @@
+"""Every command the chart runs is a real ``callmap`` command with real options.
+
+Each container's arguments go through the ``callmap`` command itself (its
+groups and the subcommand's click parser, strictly), in a stand-in for the
+container's file system, with the container's environment. Every CALLMAP_*
+variable the chart sets must be one callmap reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chartrender import ROOT, Rendered, render
+from podcli import ParsedCommand, kubernetes_file_system, parse_command, settings_variables
+
+from callmap.cli import COMMANDS
+from callmap.config import load_settings
+
+# What a downward-API variable holds in a pod (the tests need a value).
+DOWNWARD = {"spec.nodeName": "node-a", "metadata.name": "callmap-watch-7d9f-abcde"}
+
+
+def container_env(container: dict[str, object]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for variable in container.get("env", []):  # type: ignore[attr-defined]
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        else:
+            env[variable["name"]] = DOWNWARD[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
+def entrypoint() -> list[str]:
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENTRYPOINT "):
+            return list(json.loads(line.removeprefix("ENTRYPOINT ")))
+    raise AssertionError("the Dockerfile has no ENTRYPOINT")
+
+
+def parsed(
+    document: dict[str, Any], pod: dict[str, Any], container: dict[str, Any], root: Path
+) -> ParsedCommand:
+    """``container``'s command, parsed in a stand-in for its file system under ``root``."""
+    files = kubernetes_file_system(root / document["metadata"]["name"], pod, container)
+    return parse_command(container["args"], container_env(container), files)
+
+
+def each_container(
+    chart: Rendered,
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    for document, pod in chart.workloads():
+        for container in pod["containers"]:
+            yield document, pod, container
+
+
+def test_the_image_runs_callmap_and_the_chart_only_gives_it_arguments(chart: Rendered) -> None:
+    assert entrypoint()[-1] == "callmap"
+    for _, pod in chart.workloads():
+        for container in pod["containers"]:
+            assert "command" not in container, container["name"]  # the entry point stays
+            assert container["args"][0] in COMMANDS
+
+
+def test_every_container_parses_with_the_real_command(chart: Rendered, tmp_path: Path) -> None:
+    paths = {c["name"]: parsed(d, p, c, tmp_path).path for d, p, c in each_container(chart)}
+    assert paths["watch"] == ("callmap", "watch")
+    assert paths["streams"] == ("callmap", "streams", "worker")
+    assert paths["topics"] == ("callmap", "topics", "create")
+    assert paths["capture"][:2] == ("callmap", "capture")
+    sinks = {
+        parsed(d, p, c, tmp_path).path for d, p, c in each_container(chart) if c["name"] == "sink"
+    }
+    assert sinks and all(path[:2] == ("callmap", "sink") for path in sinks)
+
+
+def test_the_capture_agent_reads_the_hosts_proc_where_it_is_mounted(chart: Rendered) -> None:
+    _, container = chart.component("capture")
+    command = parse_command(container["args"], container_env(container))
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "host-proc"]
+    assert command.params["proc_root"] == mount["mountPath"]
+    assert command.params["node"] == DOWNWARD["spec.nodeName"]  # from CALLMAP_NODE
+    (port,) = container["ports"]
+    assert command.params["metrics_port"] == port["containerPort"] == port["hostPort"]
+
+
+def test_the_watcher_holds_the_lease_its_role_grants(chart: Rendered) -> None:
+    pod, container = chart.component("watch")
+    command = parse_command(container["args"], container_env(container))
+    (role,) = chart.of_kind("Role")
+    named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+    assert named[0]["resourceNames"] == [command.params["lease_name"]]
+    assert command.params["lease_namespace"] == role["metadata"]["namespace"] == chart.namespace
+    assert command.params["identity"] == DOWNWARD["metadata.name"]  # CALLMAP_POD_NAME
+    assert command.params["in_cluster"] is True and pod["automountServiceAccountToken"] is True
+
+
+def test_metrics_ports_are_the_ports_the_commands_serve(chart: Rendered, tmp_path: Path) -> None:
+    served = 0
+    for document, pod, container in each_container(chart):
+        command = parsed(document, pod, container, tmp_path)
+        if "metrics_port" in command.params:
+            (port,) = [p for p in container["ports"] if p["name"] == "metrics"]
+            assert command.params["metrics_port"] == port["containerPort"], container["name"]
+            served += 1
+    assert served == len(list(chart.workloads())) - 1  # all but the topics Job
+
+
+def test_every_callmap_variable_the_chart_sets_is_read_by_callmap(
+    chart: Rendered, tmp_path: Path
+) -> None:
+    read_by_settings = settings_variables()
+    for document, pod, container in each_container(chart):
+        command = parsed(document, pod, container, tmp_path)
+        unread = set(container_env(container)) - read_by_settings - command.envvars
+        assert not unread, f"{document['metadata']['name']} sets variables nothing reads: {unread}"
+
+
+def test_the_kafka_settings_of_every_pod_load(chart: Rendered, tmp_path: Path) -> None:
+    for document, pod in chart.workloads():
+        for container in pod["containers"]:
+            files = kubernetes_file_system(tmp_path / document["metadata"]["name"], pod, container)
+            env = {name: files.translate(value) for name, value in container_env(container).items()}
+            settings = load_settings(env)
+            assert settings.cluster == env["CALLMAP_CLUSTER"]
+            if settings.kafka.security_protocol.startswith("SASL_"):
+                assert settings.kafka.sasl_username == "placeholder"  # read from the Secret's file
+
+
+def test_everything_reaches_the_commands(everything_chart: Rendered) -> None:
+    def params(component: str) -> dict[str, object]:
+        _, container = everything_chart.component(component)
+        return parse_command(container["args"], container_env(container)).params
+
+    assert params("streams")["excluded"] == ("kube-system", "monitoring")
+    assert params("capture")["interfaces"] == ("eth0", "cni0")
+    assert params("watch")["label_keys"] == ("app", "team/")
+    assert params("sink-ocsf")["topic"] == "siem.ocsf.network"
+
+
+@pytest.mark.parametrize("sockets", [True, False])
+def test_socket_scans_follow_the_value(helm: Path, sockets: bool) -> None:
+    rendered = render(set_values=[f"capture.sockets={str(sockets).lower()}"])
+    _, container = rendered.component("capture")
+    assert container["args"][:2] == ["capture", "run" if sockets else "dns"]

@@ -1,0 +1,260 @@
+"""The chart renders, refuses bad values, and its objects fit together.
+
+Fitting together: selectors select the pods they are meant to, Services name
+ports the pods have, the NetworkPolicies open what each component talks to
+and nothing else, and deploy/manifests/ is the chart rendered with defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartrender import CHART, EVERYTHING, ROOT, Rendered, render
+
+from callmap import devhelm
+
+
+def pod_labels(chart: Rendered) -> list[dict[str, str]]:
+    return [document["spec"]["template"]["metadata"]["labels"] for document, _ in chart.workloads()]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector's verdict on ``labels`` (matchLabels and the operators the chart uses)."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, operator = labels.get(expression["key"]), expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and value in expression["values"]:
+            return False
+    return True
+
+
+def components(chart: Rendered, selector: dict[str, Any]) -> set[str]:
+    return {
+        labels["app.kubernetes.io/component"]
+        for labels in pod_labels(chart)
+        if selects(selector, labels)
+    }
+
+
+def test_the_chart_lints_strictly_with_defaults_and_with_everything(helm: Path) -> None:
+    devhelm.lint(CHART)
+    devhelm.lint(CHART, values=[EVERYTHING])
+
+
+def test_the_shipped_manifests_are_the_chart_rendered_with_defaults(helm: Path) -> None:
+    shipped = (ROOT / devhelm.MANIFESTS).read_text()
+    assert shipped == devhelm.render_manifests(ROOT), "run `callmap dev helm manifests`"
+
+
+def test_defaults_run_every_component(default_chart: Rendered) -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in default_chart.documents}
+    assert {
+        ("DaemonSet", "callmap-capture"),
+        ("Deployment", "callmap-watch"),
+        ("Deployment", "callmap-streams"),
+        ("Deployment", "callmap-sink-sqlite"),
+        ("PodDisruptionBudget", "callmap-streams"),
+        ("Job", "callmap-topics"),
+    } <= kinds
+    assert not default_chart.of_kind("ServiceMonitor")  # needs the Prometheus Operator
+
+
+def test_every_object_is_named_once_and_labelled_as_callmaps(chart: Rendered) -> None:
+    keys = [(d["kind"], d["metadata"]["name"]) for d in chart.documents]
+    assert len(keys) == len(set(keys))
+    for document in chart.documents:
+        labels = document["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "callmap", document["metadata"]["name"]
+        if document["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert document["metadata"]["namespace"] == chart.namespace
+
+
+def test_each_workload_selects_exactly_its_own_pods(chart: Rendered) -> None:
+    for document, _ in chart.workloads():
+        if document["kind"] == "Job":
+            continue
+        selector = document["spec"]["selector"]
+        own = document["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert components(chart, selector) == {own}
+
+
+def test_the_stream_app_runs_two_workers_and_a_budget_keeps_one(default_chart: Rendered) -> None:
+    streams = default_chart.one("Deployment", "callmap-streams")
+    budget = default_chart.one("PodDisruptionBudget", "callmap-streams")
+    assert streams["spec"]["replicas"] == 2 and budget["spec"]["maxUnavailable"] == 1
+    assert components(default_chart, budget["spec"]["selector"]) == {"streams"}
+
+
+def test_two_watchers_are_spread_over_nodes(default_chart: Rendered) -> None:
+    watch = default_chart.one("Deployment", "callmap-watch")
+    assert watch["spec"]["replicas"] == 2
+    anti = watch["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert components(default_chart, term["labelSelector"]) == {"watch"}
+
+
+def test_file_sinks_have_one_writer_and_keep_their_claim(everything_chart: Rendered) -> None:
+    for kind in ("sqlite", "jsonl", "ocsf"):
+        sink = everything_chart.one("Deployment", f"prod-callmap-sink-{kind}")
+        if kind == "ocsf":  # to a topic in values-everything: no files
+            assert sink["spec"]["strategy"]["type"] == "RollingUpdate"
+            continue
+        assert sink["spec"]["replicas"] == 1 and sink["spec"]["strategy"]["type"] == "Recreate"
+    claim = everything_chart.one("PersistentVolumeClaim", "prod-callmap-sink-jsonl")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["storageClassName"] == "fast"
+    postgres = everything_chart.one("Deployment", "prod-callmap-sink-postgres")
+    assert postgres["spec"]["replicas"] == 2
+
+
+def test_the_topics_job_runs_after_every_install_and_upgrade(default_chart: Rendered) -> None:
+    job = default_chart.one("Job", "callmap-topics")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "create"]
+
+
+def test_metrics_services_name_ports_their_pods_serve(chart: Rendered) -> None:
+    services = [s for s in chart.of_kind("Service") if s["metadata"]["name"].endswith("-metrics")]
+    assert len(services) == len(list(chart.workloads())) - 1  # every workload but the Job
+    for service in services:
+        (port,) = service["spec"]["ports"]
+        selected = [
+            pod
+            for document, pod in chart.workloads()
+            if selects(
+                {"matchLabels": service["spec"]["selector"]},
+                document["spec"]["template"]["metadata"]["labels"],
+            )
+        ]
+        assert len(selected) == 1, service["metadata"]["name"]
+        served = {p["name"]: p["containerPort"] for p in selected[0]["containers"][0]["ports"]}
+        assert served[port["targetPort"]] == port["port"]
+
+
+def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Rendered) -> None:
+    (monitor,) = everything_chart.of_kind("ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selector = monitor["spec"]["selector"]
+    scraped = [
+        s for s in everything_chart.of_kind("Service") if selects(selector, s["metadata"]["labels"])
+    ]
+    assert len(scraped) == 8  # capture, watch, streams, five sinks
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}
+    ]
+
+
+def egress_ports(policy: dict[str, Any]) -> set[tuple[object, str]]:
+    return {
+        (port["port"], port["protocol"])
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+
+
+def test_network_policies_isolate_every_pod_but_the_host_network_agent(
+    chart: Rendered,
+) -> None:
+    base = next(
+        p
+        for p in chart.of_kind("NetworkPolicy")
+        if "base" in p["metadata"]["labels"]["app.kubernetes.io/component"]
+    )
+    isolated = components(chart, base["spec"]["podSelector"])
+    every = {labels["app.kubernetes.io/component"] for labels in pod_labels(chart)}
+    assert isolated == every - {"capture"}
+    assert base["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = base["spec"]["ingress"]
+    assert ingress["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_pods_may_reach_dns_and_the_kafka_ports_only(default_chart: Rendered) -> None:
+    base = default_chart.one("NetworkPolicy", "callmap")
+    assert egress_ports(base) == {(53, "UDP"), (53, "TCP"), (9092, "TCP")}
+    watch = default_chart.one("NetworkPolicy", "callmap-watch")
+    assert components(default_chart, watch["spec"]["podSelector"]) == {"watch"}
+    assert egress_ports(watch) == {(443, "TCP"), (6443, "TCP")}
+
+
+def test_narrowed_policies_name_their_peers_and_each_sinks_target(
+    everything_chart: Rendered,
+) -> None:
+    base = everything_chart.one("NetworkPolicy", "prod-callmap")
+    dns, kafka, extra = base["spec"]["egress"]
+    assert {(p["port"], p["protocol"]) for p in kafka["ports"]} == {(9093, "TCP"), (9094, "TCP")}
+    assert kafka["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert extra["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    assert base["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+    postgres = everything_chart.one("NetworkPolicy", "prod-callmap-sink-postgres")
+    syslog = everything_chart.one("NetworkPolicy", "prod-callmap-sink-syslog")
+    assert egress_ports(postgres) == {(6432, "TCP")} and egress_ports(syslog) == {(6514, "TCP")}
+
+
+@pytest.mark.parametrize(
+    ("target", "port"),
+    [
+        ("udp://siem.example", (514, "UDP")),
+        ("tcp://siem.example", (601, "TCP")),
+        ("tls://[::1]", (6514, "TCP")),
+    ],
+)
+def test_a_syslog_target_without_a_port_opens_its_schemes_default(
+    helm: Path, target: str, port: tuple[int, str]
+) -> None:
+    rendered = render(set_values=["sinks.syslog.enabled=true", f"sinks.syslog.target={target}"])
+    assert egress_ports(rendered.one("NetworkPolicy", "callmap-sink-syslog")) == {port}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "complaint"),
+    [
+        ("capture.socket=false", "additional properties 'socket' not allowed"),  # a typo
+        ("kafka.securityProtocol=TLS", "at '/kafka/securityProtocol'"),
+        ("kafka.bootstrapServers=kafka", "at '/kafka/bootstrapServers'"),  # no port
+        ("logLevel=verbose", "at '/logLevel'"),
+        ("watch.replicas=0", "at '/watch/replicas'"),
+        ("image.digest=latest", "at '/image/digest'"),
+    ],
+)
+def test_values_that_make_no_sense_are_refused_by_the_schema(
+    helm: Path, assignment: str, complaint: str
+) -> None:
+    with pytest.raises(devhelm.DevHelmError) as refused:
+        render(set_values=[assignment])
+    assert complaint in str(refused.value)
+
+
+def test_sasl_without_its_secret_is_refused_with_a_reason(helm: Path) -> None:
+    with pytest.raises(devhelm.DevHelmError) as refused:
+        render(set_values=["kafka.securityProtocol=SASL_SSL"])
+    assert "needs kafka.sasl.secret" in str(refused.value)
+
+
+def test_the_postgres_sink_without_its_dsn_is_refused(helm: Path) -> None:
+    with pytest.raises(devhelm.DevHelmError) as refused:
+        render(set_values=["sinks.postgres.enabled=true"])
+    assert "sinks.postgres.dsnSecret is required" in str(refused.value)
+
+
+def test_an_image_digest_wins_over_the_tag(everything_chart: Rendered) -> None:
+    for _, pod in everything_chart.workloads():
+        image = pod["containers"][0]["image"]
+        assert image == "registry.example/platform/callmap@sha256:" + "0123456789abcdef" * 4
+        assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+
+
+def test_the_default_image_tag_is_the_release_pyproject_builds() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert chart["appVersion"] == pyproject["project"]["version"]
