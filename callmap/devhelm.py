@@ -29,7 +29,7 @@ import click
 import yaml
 
 from callmap.devkube import render_build_gomod
-from callmap.devprocess import locked
+from callmap.devprocess import locked, run_go
 from callmap.errors import CallmapError
 from callmap.paths import cache_dir
 
@@ -180,29 +180,7 @@ def helm_environment() -> dict[str, str]:
 
 
 def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    """Run ``go``; its output goes to ``log`` if given (a build's progress), else is returned."""
-    go = cache_dir() / "go"
-    env = {
-        **os.environ,
-        "GOMODCACHE": str(go / "mod"),
-        "GOCACHE": str(go / "build"),
-        "GOFLAGS": "-mod=mod -modcacherw -buildvcs=false",
-        "GOTOOLCHAIN": "local",  # build with the Go installed, never fetch another
-        "GOWORK": "off",
-        "CGO_ENABLED": "0",
-    }
-    with (log or Path(os.devnull)).open("w") as sink:
-        into = sink if log else subprocess.PIPE
-        try:
-            result = subprocess.run(
-                ["go", *args], cwd=cwd, env=env, stdout=into, stderr=into, text=True, check=False
-            )
-        except FileNotFoundError:
-            raise DevHelmError("Go (the `go` command) is needed to build helm") from None
-    if result.returncode != 0:
-        tail = "\n".join((log.read_text() if log else result.stderr).splitlines()[-25:])
-        raise DevHelmError(f"go {' '.join(args[:2])} failed in {cwd}:\n{tail}")
-    return result.stdout or ""
+    return run_go(args, cwd, error=DevHelmError, needed_for="helm", log=log)
 
 
 @click.group()

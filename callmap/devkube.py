@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from callmap.devprocess import accepts_connections, alive, free_port, locked
+from callmap.devprocess import accepts_connections, alive, free_port, locked, run_go
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -135,29 +135,7 @@ def kube_ldflags(version: str) -> str:
 
 
 def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    """Run ``go``; its output goes to ``log`` if given (a build's progress), else is returned."""
-    go = cache_dir() / "go"
-    env = {
-        **os.environ,
-        "GOMODCACHE": str(go / "mod"),
-        "GOCACHE": str(go / "build"),
-        "GOFLAGS": "-mod=mod -modcacherw -buildvcs=false",
-        "GOTOOLCHAIN": "local",  # build with the Go installed, never fetch another
-        "GOWORK": "off",
-        "CGO_ENABLED": "0",
-    }
-    with (log or Path(os.devnull)).open("w") as sink:
-        into = sink if log else subprocess.PIPE
-        try:
-            result = subprocess.run(
-                ["go", *args], cwd=cwd, env=env, stdout=into, stderr=into, text=True, check=False
-            )
-        except FileNotFoundError:
-            raise DevKubeError("Go (the `go` command) is needed to build kube-apiserver") from None
-    if result.returncode != 0:
-        tail = "\n".join((log.read_text() if log else result.stderr).splitlines()[-25:])
-        raise DevKubeError(f"go {' '.join(args[:2])} failed in {cwd}:\n{tail}")
-    return result.stdout or ""
+    return run_go(args, cwd, error=DevKubeError, needed_for="kube-apiserver", log=log)
 
 
 def _go_build(binary: Path, package: str, gomod: Callable[[], str], ldflags: str) -> Path:

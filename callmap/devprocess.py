@@ -1,8 +1,8 @@
-"""Bookkeeping for the servers callmap runs on a development machine.
+"""Bookkeeping for the servers and tools callmap runs on a development machine.
 
-Shared by the local Kafka broker and the local Kubernetes API server: a file
-lock for one-time downloads and builds, a liveness check for a recorded pid,
-and loopback port probes.
+Shared by the local Kafka broker, the local Kubernetes API server and the Helm
+build: a file lock for one-time downloads and builds, a liveness check for a
+recorded pid, loopback port probes, and ``go`` run with callmap's cache.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import contextlib
 import fcntl
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+
+from callmap.errors import CallmapError
+from callmap.paths import cache_dir
 
 
 @contextlib.contextmanager
@@ -55,3 +59,40 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def run_go(
+    args: list[str],
+    cwd: Path,
+    *,
+    error: type[CallmapError],
+    needed_for: str,
+    log: Path | None = None,
+) -> str:
+    """Run ``go`` with caches under callmap's cache and the installed toolchain only.
+
+    Output goes to ``log`` if given (a build's progress), else is returned;
+    a failure raises ``error`` with the last lines of it.
+    """
+    go = cache_dir() / "go"
+    env = {
+        **os.environ,
+        "GOMODCACHE": str(go / "mod"),
+        "GOCACHE": str(go / "build"),
+        "GOFLAGS": "-mod=mod -modcacherw -buildvcs=false",
+        "GOTOOLCHAIN": "local",  # build with the Go installed, never fetch another
+        "GOWORK": "off",
+        "CGO_ENABLED": "0",
+    }
+    with (log or Path(os.devnull)).open("w") as sink:
+        into = sink if log else subprocess.PIPE
+        try:
+            result = subprocess.run(
+                ["go", *args], cwd=cwd, env=env, stdout=into, stderr=into, text=True, check=False
+            )
+        except FileNotFoundError:
+            raise error(f"Go (the `go` command) is needed to build {needed_for}") from None
+    if result.returncode != 0:
+        tail = "\n".join((log.read_text() if log else result.stderr).splitlines()[-25:])
+        raise error(f"go {' '.join(args[:2])} failed in {cwd}:\n{tail}")
+    return result.stdout or ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -62,7 +63,7 @@ def _where(obj: Any) -> str:
     return "/".join(str(meta[k]) for k in ("namespace", "name") if meta.get(k)) or "?"
 
 
-class _Handler(Generic[S]):
+class _Handler(ABC, Generic[S]):
     """Slim, count, apply; subclasses say how one kind is keyed and applied."""
 
     kind = ""
@@ -74,20 +75,25 @@ class _Handler(Generic[S]):
         self.clock = clock
         self._listed: set[str] = set()
 
+    @abstractmethod
     def _slim_one(self, obj: Any) -> S:
-        raise NotImplementedError
+        """Each kind of object says this itself."""
 
+    @abstractmethod
     def _key(self, item: S) -> str:
-        raise NotImplementedError
+        """Each kind of object says this itself."""
 
+    @abstractmethod
     async def _apply(self, item: S) -> bool:
-        raise NotImplementedError
+        """Each kind of object says this itself."""
 
+    @abstractmethod
     async def _delete(self, item: S) -> bool:
-        raise NotImplementedError
+        """Each kind of object says this itself."""
 
+    @abstractmethod
     def _reconcile(self, present: set[str]) -> list[str]:
-        raise NotImplementedError
+        """Each kind of object says this itself."""
 
     def _slim(self, obj: Any) -> S | None:
         self.counters.seen += 1
