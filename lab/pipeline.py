@@ -9,13 +9,16 @@ component runs exactly as in production, through the ``callmap`` command; the
 lab imports none of them.
 
 Each run stamps its records with a cluster name of its own
-(``<cluster>-<run id>``), so runs on one broker never see each other's edges.
+(``<cluster>-<run id>``) and runs a stream app of its own (``--app-id`` of the
+same name), so runs on one broker never see each other's edges or offsets.
+Components die with the run (``PR_SET_PDEATHSIG``), even when it is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -43,7 +46,6 @@ from lab.teardown import down
 from lab.topology import load_topology
 from lab.truth import Truth, expected_edges
 
-STREAMS_APP = "callmap-lab"
 Progress = Callable[[str], None]
 
 
@@ -77,6 +79,7 @@ class Components:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
 
     def check(self) -> None:
@@ -104,6 +107,12 @@ class Components:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the run that started us dies."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def kafka_settings(progress: Progress) -> Settings:
@@ -186,13 +195,13 @@ def start_components(
     return components
 
 
-def start_streams(components: Components) -> None:
+def start_streams(components: Components, app_id: str) -> None:
     components.start(
         "streams",
         "streams",
         "worker",
         "--app-id",
-        STREAMS_APP,
+        app_id,
         "--grace",
         "10",
         "--tick-interval",
@@ -263,12 +272,14 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> tupl
             time.sleep(3)  # capture sockets open and a first scan sees before_capture calls
             components.check()
             if options.streams_delay <= 0:
-                start_streams(components)
+                start_streams(components, app_id=f"callmap-lab-{cluster}")
             release(Path(state.state_dir))
             progress(f"lab {state.name} released its calls; cluster {cluster}")
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
             churn.start()
-            comparison = _wait_for_map(truth, reader, components, churn, options, progress)
+            comparison = _wait_for_map(
+                truth, reader, components, churn, options, progress, f"callmap-lab-{cluster}"
+            )
             if not comparison.perfect:
                 progress(components.tails())
         finally:
@@ -283,6 +294,7 @@ def _wait_for_map(
     churn: threading.Thread,
     options: RunOptions,
     progress: Progress,
+    app_id: str,
 ) -> Comparison:
     started = time.monotonic()
     deadline = started + options.seconds
@@ -291,7 +303,7 @@ def _wait_for_map(
     while time.monotonic() < deadline:
         components.check()
         if streams_at is not None and time.monotonic() >= streams_at:
-            start_streams(components)
+            start_streams(components, app_id)
             streams_at = None
             progress("stream app started late; it catches up the backlog")
         if asyncio.run(reader.poll(2.0)):

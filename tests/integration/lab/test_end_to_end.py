@@ -22,7 +22,8 @@ from labfixtures import skip_without_root
 
 from callmap.config import Settings
 
-pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e]
+# Two runs of up to 150 s each, plus set-up, must fit.
+pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "lab" / "topologies"
 
@@ -64,6 +65,18 @@ def _perfect(run: _Run) -> bool:
 
 
 def _lab_run(settings: Settings, topology: str, *extra: str) -> _Run:
+    try:
+        return _lab_run_once(settings, topology, *extra)
+    finally:  # whatever happened, leave no lab behind for the next test
+        subprocess.run(
+            [sys.executable, "-m", "callmap", "lab", "down", "--all"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def _lab_run_once(settings: Settings, topology: str, *extra: str) -> _Run:
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
