@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from kafkakit import broker_settings
 
-from callmap.config import Settings, load_settings
+from callmap.config import Settings
 from callmap.devkafka import KAFKA_VERSION, DevBroker
 from callmap.devprocess import free_port
 from callmap.wire import (
@@ -104,14 +105,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def settings(kafka_bootstrap: str) -> Settings:
     """Settings for the test broker: one replica, few partitions (fast to create)."""
-    return load_settings(
-        {
-            "CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "CALLMAP_CLUSTER": "test",
-            "CALLMAP_TOPIC_PARTITIONS": "3",
-            "CALLMAP_TOPIC_REPLICATION": "1",
-        }
-    )
+    return broker_settings(kafka_bootstrap)
 
 
 HOSTILE = 'evil"name\n<script>,;|\\x00\u202e.example'

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafkakit import own_broker
 from labfixtures import skip_without_root, unique_name, write_topology
 
+from callmap.config import Settings
 from lab.runtime import up
 from lab.state import LabState
 from lab.teardown import DownReport, down
@@ -67,3 +69,10 @@ def network_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab
     finally:
         report: DownReport = down(name, state_dir)
         assert not report.left, report
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The end-to-end runs' stream apps read from the start: a broker of their own."""
+    with own_broker(tmp_path_factory) as own:
+        yield own
