@@ -33,6 +33,7 @@ from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, Identit
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_GRACE = 60.0
+_IDENTITY_SPECS = {spec.name: spec for spec in (PODS, SERVICES, NODES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ class Identities:
         """
         stage = self._counters.stage("identities")
         stage.seen += 1
-        spec = {PODS.name: PODS, SERVICES.name: SERVICES, NODES.name: NODES}[topic]
+        spec = _IDENTITY_SPECS[topic]
         cluster, local = split_identity_key(spec, key)
         if value is None:
             for name, resolver in self.resolvers.items():

@@ -39,12 +39,12 @@ def _start(net: DnsNet, ns: str, code: str) -> tuple[subprocess.Popen[str], str]
     return process, process.stdout.readline().strip()
 
 
-def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
-    dns_net: DnsNet,
-) -> None:
-    server, _ = _start(dns_net, dns_net.server, SERVER)
-    client, line = _start(dns_net, dns_net.client, CLIENT)
-    client_port = int(line.split()[1])
+def _scan_while_connected(
+    net: DnsNet, *args: str
+) -> tuple[int, subprocess.CompletedProcess[bytes]]:
+    """A server and a connected client in their namespaces, one scan, then both closed."""
+    server, _ = _start(net, net.server, SERVER)
+    client, line = _start(net, net.client, CLIENT)
     try:
         scan = subprocess.run(
             [
@@ -56,8 +56,7 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
                 "--once",
                 "--output",
                 "jsonl",
-                "--node",
-                "lab-node",
+                *args,
             ],
             capture_output=True,
             check=True,
@@ -66,6 +65,13 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
         for process in (client, server):
             process.stdin.close()  # type: ignore[union-attr]
             process.wait(timeout=10)
+    return int(line.split()[1]), scan
+
+
+def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
+    dns_net: DnsNet,
+) -> None:
+    client_port, scan = _scan_while_connected(dns_net, "--node", "lab-node")
     records = [
         msgspec.json.decode(line, type=SocketObservation) for line in scan.stdout.splitlines()
     ]
@@ -84,29 +90,7 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
 
 
 def test_a_scan_can_be_limited_to_some_network_namespaces(dns_net: DnsNet) -> None:
-    server, _ = _start(dns_net, dns_net.server, SERVER)
-    client, _ = _start(dns_net, dns_net.client, CLIENT)
-    try:
-        scan = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "callmap",
-                "capture",
-                "sockets",
-                "--once",
-                "--output",
-                "jsonl",
-                "--scan-netns",
-                dns_net.server,
-            ],
-            capture_output=True,
-            check=True,
-        )
-    finally:
-        for process in (client, server):
-            process.stdin.close()  # type: ignore[union-attr]
-            process.wait(timeout=10)
+    _, scan = _scan_while_connected(dns_net, "--scan-netns", dns_net.server)
     records = [
         msgspec.json.decode(line, type=SocketObservation) for line in scan.stdout.splitlines()
     ]

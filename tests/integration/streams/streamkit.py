@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -213,7 +212,3 @@ def names(edge: Edge) -> tuple[str, str]:
 
 def dead_letters_from(topic: str) -> Callable[[Record], bool]:
     return lambda record: isinstance(record, DeadLetter) and record.topic == topic
-
-
-async def sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import Counter
@@ -17,7 +18,6 @@ from callmap.wire import (
     DNS,
     EDGES,
     DnsAnswer,
-    Edge,
     PodIdentity,
     ServiceIdentity,
     ServiceWorkload,
@@ -161,10 +161,7 @@ async def test_an_identity_arriving_within_the_grace_period_still_names_the_work
             [pod(cluster, "frontend", "10.1.0.10"), pod(cluster, "cartservice", "10.1.0.11")],
         )
         (edge,) = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=3)
-        unknown = await publish(
-            settings, [conn(cluster, "10.1.0.10", 40001, "10.9.9.9", 80, "client")]
-        )
-        del unknown
+        await publish(settings, [conn(cluster, "10.1.0.10", 40001, "10.9.9.9", 80, "client")])
         later = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 2)
     finally:
         worker.stop()
@@ -184,7 +181,7 @@ async def test_edges_refresh_while_seen_and_expire_when_not(
             await publish(
                 settings, [conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client")]
             )
-            await _sleep(2.5)
+            await asyncio.sleep(2.5)
         found = await edges.read(
             of_cluster(cluster), timeout=30, until=lambda f: any(e.event == "expired" for e in f)
         )
@@ -247,7 +244,7 @@ async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
         await publish(settings, calls)
         second = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
         second.wait_ready()
-        await _sleep(3)  # the rebalance hands partitions over
+        await asyncio.sleep(3)  # the rebalance hands partitions over
         more = [
             conn(cluster, f"10.2.0.{n}", 41000 + n, "10.1.0.11", 7070, "client")
             for n in range(1, 21)
@@ -260,13 +257,3 @@ async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
             second.stop()
     news = Counter(names(e) for e in found if e.event == "new")
     assert len(news) == 20 and set(news.values()) == {1}
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
-def _edges(found: list) -> list[Edge]:  # type: ignore[type-arg]
-    return [e for e in found if isinstance(e, Edge)]
