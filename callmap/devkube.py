@@ -226,7 +226,13 @@ def etcd_command(binary: Path, directory: Path, client_port: int, peer_port: int
     ]
 
 
-def apiserver_command(binary: Path, directory: Path, port: int, etcd_port: int) -> list[str]:
+def apiserver_command(
+    binary: Path,
+    directory: Path,
+    port: int,
+    etcd_port: int,
+    service_cidrs: tuple[str, ...] = (SERVICE_CIDR,),
+) -> list[str]:
     pki = directory / "pki"
     return [
         str(binary),
@@ -239,7 +245,7 @@ def apiserver_command(binary: Path, directory: Path, port: int, etcd_port: int) 
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         "--authorization-mode=RBAC",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={','.join(service_cidrs)}",
         f"--service-account-issuer={SA_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -289,6 +295,10 @@ class DevKube:
 
     directory: Path
     port: int = DEFAULT_PORT
+    service_cidrs: tuple[str, ...] = (SERVICE_CIDR,)
+    """Where Services get their cluster IPs: one range, or an IPv4 and an IPv6 one
+    (dual stack; the IPv6 range no larger than a /108). The ``kubernetes``
+    Service takes the first address of the first range."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevKube:
@@ -330,7 +340,9 @@ class DevKube:
                 command = etcd_command(binaries.etcd, self.directory, client_port, peer_port)
                 etcd_pid = self._spawn("etcd", command)
             self._wait_etcd(etcd_pid, client_port, timeout)
-            command = apiserver_command(binaries.apiserver, self.directory, self.port, client_port)
+            command = apiserver_command(
+                binaries.apiserver, self.directory, self.port, client_port, self.service_cidrs
+            )
             pid = self._spawn("apiserver", command)
             credentials = (pki / name for name in ("ca.crt", "admin.crt", "admin.key"))
             kubeconfig = render_kubeconfig(

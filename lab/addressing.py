@@ -285,15 +285,21 @@ def _pod_name(lab: str, workload: Workload, ordinal: int, node: str) -> str:
     if workload.kind == "StatefulSet":
         return f"{workload.name}-{ordinal}"
     seed = f"{lab}/{workload.namespace}/{workload.name}"
-    own = _suffix(f"{seed}/{ordinal}/{node}", 5)
+    own = name_suffix(f"{seed}/{ordinal}/{node}", 5)
     if workload.kind == "Deployment":
-        return f"{workload.name}-{_suffix(seed, 10)}-{own}"
+        return f"{workload.name}-{template_hash(lab, workload)}-{own}"
     if workload.kind == "CronJob":
         return f"{workload.name}-{28000000 + ordinal}-{own}"
     return f"{workload.name}-{own}"
 
 
-def _suffix(seed: str, length: int) -> str:
+def template_hash(lab: str, workload: Workload) -> str:
+    """A Deployment's ``pod-template-hash``: its ReplicaSet is ``<name>-<hash>``."""
+    return name_suffix(f"{lab}/{workload.namespace}/{workload.name}", 10)
+
+
+def name_suffix(seed: str, length: int) -> str:
+    """A stable stand-in for the random suffix Kubernetes gives generated names."""
     digest = hashlib.sha256(seed.encode()).digest()
     return "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:length])
 

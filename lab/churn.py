@@ -7,9 +7,13 @@ wait. One step (:func:`apply_step`):
 
 1. stops the victim pod's caller and deletes its namespace (its veth and
    routes go with it), and marks it ``deleted`` in the state;
-2. creates the replacement pod, holding the victim's exact addresses, on the
+2. in a lab with an API server (``--kubernetes``): deletes the victim's Pod,
+   creates the replacement Pod (a new uid, the victim's addresses) and its
+   controllers if new, and updates the EndpointSlices that change, before
+   the replacement's process exists;
+3. creates the replacement pod, holding the victim's exact addresses, on the
    victim's node, and starts its caller with the calls already released;
-3. rewrites every node's nftables (service backends change), the DNS hosts
+4. rewrites every node's nftables (service backends change), the DNS hosts
    (headless and ``*.pod`` names change; dnsmasq re-reads on SIGHUP) and the
    inventory file, where the victim keeps its entry with ``deleted`` set and
    the replacement appears; then the state file.
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from lab.addressing import ChurnStep
 from lab.errors import LabError
+from lab.kubelab import LabCluster
 from lab.netbuild import pod_commands, run_commands
 from lab.processes import stop
 from lab.runtime import ETC_NETNS, Lab, node_states, reload_dns
@@ -75,6 +80,9 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
     shutil.rmtree(ETC_NETNS / victim.netns, ignore_errors=True)
     victim.deleted = now
     state.processes = [p for p in state.processes if p.pid != victim.pid]
+    if state.kube is not None:
+        with LabCluster(state.kube) as cluster:
+            cluster.churn(lab.plan, index, now)
     if step.replacement is not None:
         pod = step.replacement
         run_commands(pod_commands(lab.plan, pod))

@@ -2,7 +2,8 @@
 
 - ``lab up TOPOLOGY``: build it and start the calls; returns when they all
   work (``--hold``: only ``before_capture`` calls until ``lab go``;
-  ``--foreground``: also run the churn, then stay until Ctrl-C and tear down);
+  ``--foreground``: also run the churn, then stay until Ctrl-C and tear down;
+  ``--kubernetes``: also register it in a Kubernetes API server of its own);
 - ``lab go NAME`` releases held calls; ``lab churn NAME`` runs the churn;
 - ``lab status NAME``: pods and how their calls fare;
 - ``lab down NAME`` (or ``--all``): remove everything, also after a crash;
@@ -28,6 +29,13 @@ from lab.errors import LabError
 from lab.state import default_state_dir, load_state
 from lab.topology import load_topology
 from lab.truth import expected_edges
+
+_kubernetes = click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Also run a Kubernetes API server for the lab and register its nodes, workloads, "
+    "pods, services and EndpointSlices there (needs `callmap dev kube fetch` once).",
+)
 
 _state_dir = click.option(
     "--state-dir",
@@ -60,6 +68,7 @@ def lab() -> None:
 @click.option("--foreground", is_flag=True, help="Run the churn, stay until Ctrl-C, tear down.")
 @click.option("--timeout", default=45.0, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--dns-log", is_flag=True, help="Log every DNS query to <state dir>/dns/.")
+@_kubernetes
 def up(
     topology: str,
     state_dir: Path | None,
@@ -67,6 +76,7 @@ def up(
     foreground: bool,
     timeout: float,
     dns_log: bool,
+    kubernetes: bool,
 ) -> None:
     """Build the TOPOLOGY's network and start its calls."""
     from lab.runtime import up as bring_up
@@ -74,7 +84,14 @@ def up(
     if hold and foreground:
         raise click.UsageError("--foreground runs the churn at once; it cannot --hold")
     try:
-        state = bring_up(topology, state_dir, hold=hold, timeout=timeout, dns_log=dns_log)
+        state = bring_up(
+            topology,
+            state_dir,
+            hold=hold,
+            timeout=timeout,
+            dns_log=dns_log,
+            kubernetes=kubernetes,
+        )
     except LabError as exc:
         _fail(exc)
         return
@@ -83,6 +100,9 @@ def up(
         click.echo(f"  node {node.name}: netns {node.netns}, {len(node.pod_netns)} pod namespaces")
     click.echo(f"  DNS: {', '.join(state.dns.service_ips)} (pod {state.dns.pod})")
     click.echo(f"  inventory: {state.inventory}")
+    if state.kube is not None:
+        click.echo(f"  Kubernetes API: {state.kube.server}")
+        click.echo(f"    export KUBECONFIG={state.kube.kubeconfig}")
     click.echo(f"  state: {Path(state.state_dir) / 'lab.json'}")
     if hold:
         click.echo(f"  calls held: run `callmap lab go {state.name}` to release them")
@@ -185,6 +205,8 @@ def status(name: str, state_dir: Path | None, as_json: bool) -> None:
         click.echo(json.dumps({"lab": state.name, "pods": reports}, indent=2))
         return
     click.echo(f"lab {state.name}: {len(state.live_pods())} live pods, state {state.state_dir}")
+    if state.kube is not None:
+        click.echo(f"  Kubernetes API {state.kube.server}, kubeconfig {state.kube.kubeconfig}")
     for report in reports:
         click.echo(f"  {report['pod']}: {'listening' if report.get('listening') else 'DOWN'}")
         for call in report.get("calls", []):
@@ -241,13 +263,22 @@ def show_plan(topology: str) -> None:
     show_default=True,
     help="Start the stream app this many seconds late (it must catch up).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run's cluster name and comparison as JSON."
+)
+@_kubernetes
 def run_command(
-    topology: Path, state_dir: Path | None, seconds: float, streams_delay: float, as_json: bool
+    topology: Path,
+    state_dir: Path | None,
+    seconds: float,
+    streams_delay: float,
+    as_json: bool,
+    kubernetes: bool,
 ) -> None:
     """Run the whole pipeline on a lab and compare its map with the truth.
 
-    Exit status 0 only on a perfect match.
+    With --kubernetes the watcher lists and watches the lab's API server
+    instead of reading its inventory file. Exit status 0 only on a perfect match.
     """
     from lab.pipeline import RunOptions, run
 
@@ -256,11 +287,16 @@ def run_command(
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
-    options = RunOptions(seconds=seconds, streams_delay=streams_delay, state_dir=state_dir)
+    options = RunOptions(
+        seconds=seconds, streams_delay=streams_delay, state_dir=state_dir, kubernetes=kubernetes
+    )
     try:
-        comparison, _ = run(topology, options, progress)
+        comparison, cluster = run(topology, options, progress)
     except LabError as exc:
         _fail(exc)
         return
-    click.echo(json.dumps(comparison.as_json(), indent=2) if as_json else comparison.as_text())
+    if as_json:  # the run's cluster name finds its edges, and its logs in the callmap cache
+        click.echo(json.dumps({"cluster": cluster, **comparison.as_json()}, indent=2))
+    else:
+        click.echo(comparison.as_text())
     sys.exit(0 if comparison.perfect else 1)

@@ -4,8 +4,8 @@ An edge is right when it is in the truth; the run is a perfect match when
 every true edge was observed and every observed edge is true or tolerated
 (``edges ⊆ observed ⊆ edges ∪ tolerated``). Edges are compared as the strings
 ``lab truth`` prints: ``ns/workload``, ``external:<dns name>``, ``ip:<address>``,
-``node:<name>``, ``apiserver`` (and ``service:ns/name`` for a service nobody
-stood behind, which the truth never expects).
+``node:<name>``, ``apiserver`` and ``service:ns/name`` (a service nobody stood
+behind when its name was looked up).
 """
 
 from __future__ import annotations

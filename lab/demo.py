@@ -2,7 +2,8 @@
 
 Starts the development Kafka broker (unless ``CALLMAP_KAFKA_BOOTSTRAP`` is
 set), brings up the bundled shop topology as a lab, runs capture on each lab
-node, the inventory watcher, a stream worker and the SQLite sink, shows
+node, the watcher (on the lab's inventory file, or with ``--kubernetes`` on a
+Kubernetes API server of the lab's own), a stream worker and the SQLite sink, shows
 progress while the map fills, prints ``callmap list`` once the map is
 complete, writes ``map.svg``, compares the map with the truth, and tears
 everything down. Needs root (network namespaces).
@@ -45,15 +46,22 @@ console = Console(stderr=True)
     help="Where to draw the map.",
 )
 @click.option("--seconds", default=240.0, show_default=True, help="Give up after this long.")
-def demo(topology: Path, output: Path, seconds: float) -> None:
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Register the lab in a Kubernetes API server of its own and watch that "
+    "(needs `callmap dev kube fetch` once).",
+)
+def demo(topology: Path, output: Path, seconds: float, kubernetes: bool) -> None:
     """Map a real multi-pod network: the whole pipeline on one machine."""
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if os.geteuid() != 0:
         raise click.ClickException("the demo builds network namespaces: run it as root")
     with tempfile.TemporaryDirectory(prefix="callmap-demo-") as tmp:
         database = Path(tmp) / "map.db"
-        options = RunOptions(seconds=seconds, sqlite=database)
-        with console.status("building the lab and starting callmap ...") as status:
+        options = RunOptions(seconds=seconds, sqlite=database, kubernetes=kubernetes)
+        what = "the lab and its Kubernetes API server" if kubernetes else "the lab"
+        with console.status(f"building {what} and starting callmap ...") as status:
             try:
                 comparison, cluster = run(topology, options, lambda line: status.update(line))
             except LabError as exc:

@@ -10,11 +10,16 @@ and rendered without ``v`` and ``cluster``, which live once at the top::
     pods: [{uid, namespace, name, ips, node, host_network, workload: {kind, name},
             labels, created, deleted}]
     services: [{namespace, name, type, cluster_ips, external_name,
-                ports: [{port, protocol, name}], workloads: [{namespace, kind, name}]}]
+                ports: [{port, protocol, name, target_port}],
+                workloads: [{namespace, kind, name}]}]
     nodes: [{name, ips}]
 
 A deleted pod stays, with ``deleted`` set, so that late events still resolve
-against it; its replacement appears as a new pod with the same IPs.
+against it; its replacement appears as a new pod with the same IPs. A
+service names the workloads that have a live pod behind it, as a cluster's
+EndpointSlices do: a workload whose last pod is gone drops out. So the file
+says exactly what ``callmap watch`` makes of the same lab registered in an API
+server (``lab up --kubernetes``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ POD_KEYS = (
     "deleted",
 )
 SERVICE_KEYS = ("namespace", "name", "type", "cluster_ips", "external_name", "ports", "workloads")
-PORT_KEYS = ("port", "protocol", "name")
+PORT_KEYS = ("port", "protocol", "name", "target_port")
 NODE_KEYS = ("name", "ips")
 
 
@@ -66,6 +71,7 @@ def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
     """The inventory of a lab whose pods lived as ``lives`` say."""
     cluster = plan.topology.cluster
     pods = [_pod(cluster, life) for life in lives]
+    live = {life.pod.ref for life in lives if life.deleted is None}
     services = [
         ServiceIdentity(
             cluster=cluster,
@@ -75,9 +81,10 @@ def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
             cluster_ips=s.cluster_ips,
             external_name=s.external_name,
             ports=tuple(
-                ServicePort(port=p.port, protocol=p.protocol, name=p.name) for p in s.ports
+                ServicePort(port=p.port, protocol=p.protocol, name=p.name, target_port=p.port)
+                for p in s.ports
             ),
-            workloads=tuple(_service_workload(plan, ref) for ref in s.workloads),
+            workloads=tuple(_service_workload(plan, ref) for ref in s.workloads if ref in live),
         )
         for s in plan.services
     ]

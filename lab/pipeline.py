@@ -1,12 +1,17 @@
 """``lab run`` and the demo: the whole pipeline on a lab, against the truth.
 
 Brings the lab up with its calls held, starts the real components as
-processes (a capture agent in every node namespace, the inventory watcher, a
-stream worker, the SQLite sink), releases the calls and runs the churn, then
+processes (a capture agent in every node namespace, the watcher, a stream
+worker, the SQLite sink), releases the calls and runs the churn, then
 reads the edges topic until the map is complete and stable or the time is
 up, and compares it with the truth derived from the same topology. Every
 component runs exactly as in production, through the ``callmap`` command; the
 lab imports none of them.
+
+The watcher reads the lab's inventory file, or, with ``kubernetes``, lists
+and watches the lab's own API server (``lab up --kubernetes``) with leader
+election, keeping the pod labels the topology uses, so that it publishes the
+same identities as the file would.
 
 Each run stamps its records with a cluster name of its own
 (``<cluster>-<run id>``) and runs a stream app of its own (``--app-id`` of the
@@ -40,6 +45,8 @@ from callmap.wire import EDGES, Edge, decode
 from lab.addressing import plan
 from lab.churn import run_churn
 from lab.compare import Comparison, compare
+from lab.kubelab import require_binaries
+from lab.kubeobjects import label_keys
 from lab.runtime import release, up
 from lab.state import LabState
 from lab.teardown import down
@@ -61,6 +68,8 @@ class RunOptions:
     """Where the lab keeps its files (default: in the callmap cache)."""
     sqlite: Path | None = None
     """Also run the SQLite sink into this file."""
+    kubernetes: bool = False
+    """Register the lab in an API server of its own and watch that, not the inventory file."""
 
 
 @dataclass(slots=True)
@@ -125,8 +134,10 @@ def kafka_settings(progress: Progress) -> Settings:
 
 
 @contextlib.contextmanager
-def running_lab(topology: Path, state_dir: Path | None) -> Iterator[LabState]:
-    state = up(topology, state_dir, hold=True)
+def running_lab(
+    topology: Path, state_dir: Path | None, kubernetes: bool = False
+) -> Iterator[LabState]:
+    state = up(topology, state_dir, hold=True, kubernetes=kubernetes)
     try:
         yield state
     finally:
@@ -147,17 +158,7 @@ def start_components(
         "CALLMAP_LOG_LEVEL": "INFO",
     }
     components = Components(log_dir, env)
-    components.start(
-        "watch",
-        "watch",
-        "--inventory",
-        state.inventory,
-        "--cluster",
-        cluster,
-        "--no-leader-election",
-        "--metrics-port",
-        "0",
-    )
+    components.start("watch", "watch", *watch_args(state, cluster))
     host_network_nodes = {p.node for p in state.pods if p.host_network}
     for node in state.nodes:
         scan = [arg for netns in node.pod_netns for arg in ("--scan-netns", netns)]
@@ -193,6 +194,35 @@ def start_components(
         )
     progress(f"capture on {len(state.nodes)} node(s), watcher and sink started")
     return components
+
+
+def watch_args(state: LabState, cluster: str) -> list[str]:
+    """``callmap watch`` for this lab: its API server if it has one, else its inventory."""
+    if state.kube is None:
+        return [
+            "--inventory",
+            state.inventory,
+            "--cluster",
+            cluster,
+            "--no-leader-election",
+            "--metrics-port",
+            "0",
+        ]
+    keys = label_keys(plan(load_topology(state.topology)))
+    labels = [arg for key in keys for arg in ("--label", key)]
+    return [
+        "--kubeconfig",
+        state.kube.kubeconfig,
+        "--cluster",
+        cluster,
+        "--identity",
+        f"lab-run-{cluster}",
+        *labels,
+        "--max-labels",
+        str(max(10, len(keys))),
+        "--metrics-port",
+        "0",
+    ]
 
 
 def start_streams(components: Components, app_id: str) -> None:
@@ -260,9 +290,11 @@ class EdgeReader:
 def run(topology: Path, options: RunOptions, progress: Progress = print) -> tuple[Comparison, str]:
     """Run the pipeline on ``topology``; return the comparison and the run's cluster name."""
     truth: Truth = expected_edges(plan(load_topology(topology)))
+    if options.kubernetes:
+        require_binaries()  # before a broker is started for nothing
     settings = kafka_settings(progress)
     asyncio.run(ensure_topics(settings.kafka, settings.topics))
-    with running_lab(topology, options.state_dir) as state:
+    with running_lab(topology, options.state_dir, options.kubernetes) as state:
         cluster = f"{state.cluster}-{uuid.uuid4().hex[:6]}"
         reader = EdgeReader(settings, cluster)
         asyncio.run(reader.start())

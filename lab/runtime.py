@@ -8,6 +8,11 @@ run until :func:`release`, so a test can open long-lived connections, then
 start capture, then release the rest. :func:`lab.churn.run_churn` later
 changes the running lab; :func:`lab.teardown.down` removes it.
 
+With ``kubernetes=True`` the lab also gets an API server of its own
+(:mod:`lab.kubelab`), started while the network is built, and everything the
+plan holds is registered there before any pod's process starts, so every
+object is older than the traffic it explains.
+
 Files under the state dir: ``lab.json`` (:mod:`lab.state`),
 ``inventory.yaml``, ``dns/`` (dnsmasq's config, hosts and log), ``nft/`` (each
 node's ruleset), ``pods/`` (caller specs), ``status/`` (callers' status),
@@ -23,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +37,12 @@ from lab.addressing import Plan, PodPlan, plan
 from lab.dnszone import build_zone, dnsmasq_conf, hosts_file, resolv_conf
 from lab.errors import LabError
 from lab.inventory import PodLife, inventory_document, inventory_yaml
+from lab.kubelab import LabCluster, lab_servers, require_binaries, start_server
 from lab.netbuild import build_commands, nft_ruleset, run_commands, table_name
 from lab.processes import caller_argv, lab_namespaces, signal_pids, spawn
 from lab.state import (
     DnsState,
+    KubeState,
     LabState,
     NodeState,
     PodState,
@@ -157,17 +165,22 @@ def up(
     hold: bool = False,
     timeout: float = DEFAULT_READY_TIMEOUT,
     dns_log: bool = False,
+    kubernetes: bool = False,
 ) -> LabState:
     """Build and start the lab; return its state once every pod and call works.
 
+    ``kubernetes``: also start an API server of the lab's own and register
+    the lab's nodes, workloads, pods, services and EndpointSlices in it.
     Raises LabError (after removing what it built) when something cannot be
     created or the calls do not all succeed within ``timeout`` seconds.
     """
     check_host()
+    if kubernetes:
+        require_binaries()
     lab = Lab.load(Path(topology_path).resolve(), state_dir)
     expected_edges(lab.plan)  # every call must reach something: fail before building
     prefix = lab.topology.prefix
-    if lab_namespaces(prefix):
+    if lab_namespaces(prefix) or lab.topology.name in lab_servers():
         raise LabError(
             f"lab {lab.topology.name!r} is already up or left over from a crash: "
             f"run `callmap lab down {lab.topology.name}` first"
@@ -175,7 +188,7 @@ def up(
     shutil.rmtree(lab.state_dir, ignore_errors=True)
     lab.state_dir.mkdir(parents=True)
     try:
-        return _build(lab, Path(topology_path).resolve(), hold, timeout, dns_log)
+        return _build(lab, Path(topology_path).resolve(), hold, timeout, dns_log, kubernetes)
     except BaseException:
         from lab.teardown import down
 
@@ -183,10 +196,20 @@ def up(
         raise
 
 
-def _build(lab: Lab, topology_path: Path, hold: bool, timeout: float, dns_log: bool) -> LabState:
+def _build(
+    lab: Lab, topology_path: Path, hold: bool, timeout: float, dns_log: bool, kubernetes: bool
+) -> LabState:
     the_plan = lab.plan
-    run_commands(build_commands(the_plan))
-    lab.apply_nft(the_plan.pods)
+    kube: KubeState | None = None
+    # The API server starts while the network is built; leaving this block waits for it.
+    with ThreadPoolExecutor(1, thread_name_prefix="lab-kube") as pool:
+        server = pool.submit(start_server, lab.topology.name, lab.state_dir) if kubernetes else None
+        run_commands(build_commands(the_plan))
+        lab.apply_nft(the_plan.pods)
+        if server is not None:
+            kube = server.result()
+            with LabCluster(kube) as cluster:
+                cluster.register(the_plan, the_plan.pods, time.time())
     dns_pod = lab.dns_pod
     conf = lab.write_dns(the_plan.pods, dns_log)
     log = lab.file("logs", "dnsmasq.log")
@@ -238,6 +261,7 @@ def _build(lab: Lab, topology_path: Path, hold: bool, timeout: float, dns_log: b
         nodes=node_states(lab, pods),
         pods=pods,
         processes=processes,
+        kube=kube,
     )
     save_state(state)
     wait_ready(state, timeout)

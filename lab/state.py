@@ -65,6 +65,17 @@ class ProcessState(msgspec.Struct, kw_only=True):
     what: str
 
 
+class KubeState(msgspec.Struct, kw_only=True):
+    """The lab's own Kubernetes API server (``lab up --kubernetes``)."""
+
+    server: str
+    """Its URL (loopback, a port of its own)."""
+    kubeconfig: str
+    """An admin kubeconfig with its credentials embedded."""
+    directory: str
+    """The instance's certificates, etcd data, logs and pid files (``<state dir>/kube``)."""
+
+
 class LabState(msgspec.Struct, kw_only=True):
     version: int = STATE_VERSION
     name: str
@@ -86,6 +97,8 @@ class LabState(msgspec.Struct, kw_only=True):
     nodes: list[NodeState]
     pods: list[PodState]
     processes: list[ProcessState]
+    kube: KubeState | None = None
+    """Set when the lab is registered in an API server of its own (``--kubernetes``)."""
 
     def live_pods(self) -> list[PodState]:
         return [pod for pod in self.pods if pod.deleted is None]

@@ -4,9 +4,11 @@
 it stops the lab's processes (the pids in the state file, and any lab program
 still running inside the lab's namespaces, found from ``/proc``), deletes
 every network namespace named ``cml-<name>--*`` (their veths, routes and
-nftables tables go with them), the ``/etc/netns/cml-<name>--*`` resolver files
-and the state directory. It reports what it removed and anything it had to
-leave (a foreign process inside a lab namespace is left alone and named).
+nftables tables go with them), the ``/etc/netns/cml-<name>--*`` resolver files,
+the lab's Kubernetes API server if it has one (:func:`lab.kubelab.stop_servers`;
+its objects go with its etcd data) and the state directory. It reports what
+it removed and anything it had to leave (a foreign process inside a lab
+namespace is left alone and named).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.kubelab import lab_servers, stop_servers
 from lab.processes import (
     NETNS_DIR,
     is_lab_process,
@@ -39,6 +42,8 @@ class DownReport:
     name: str
     stopped: list[int] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    servers: list[str] = field(default_factory=list)
+    """Instance directories of the Kubernetes API servers stopped."""
     files: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     """What could not be removed, and why."""
@@ -48,6 +53,7 @@ class DownReport:
             f"lab {self.name}: stopped {len(self.stopped)} processes, "
             f"removed {len(self.namespaces)} namespaces and {len(self.files)} files"
         ]
+        lines += [f"  stopped its Kubernetes API server ({item})" for item in self.servers]
         lines += [f"  left: {item}" for item in self.left]
         return "\n".join(lines)
 
@@ -67,6 +73,7 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
     if state is not None:
         pids.update(p.pid for p in state.processes if is_lab_process(p.pid, inodes))
     report.stopped = stop(sorted(pids))
+    report.servers = stop_servers(name, state_dir)
     for netns in namespaces:
         result = subprocess.run(
             ["ip", "netns", "del", netns], capture_output=True, text=True, check=False
@@ -89,8 +96,8 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
 
 
 def leftover_labs() -> list[str]:
-    """Names of labs that still have namespaces or resolver files on this machine."""
-    names: set[str] = set()
+    """Names of labs that still have namespaces, resolver files or API servers on this machine."""
+    names: set[str] = set(lab_servers())
     for folder in (NETNS_DIR, ETC_NETNS):
         if folder.is_dir():
             for entry in os.listdir(folder):

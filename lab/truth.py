@@ -4,7 +4,10 @@ Pure, and derived from the plan only, so nobody writes the expected edges by
 hand. Resolution follows callmap's rules (DESIGN.md, "Names"):
 
 - a ClusterIP or headless service name: one edge per workload behind it that
-  has a live pod (server ``ns/workload``);
+  has a live pod (server ``ns/workload``); a ClusterIP service with no live
+  pod behind it still answers DNS, and the answer is an edge to the service
+  itself (``service:ns/name``), as the pipeline reports a service that names
+  no workload (its connections are refused);
 - a headless per-pod name or a ``*.pod`` name: that pod's workload;
 - an ExternalName service: ``external:<its target>``; any other name outside
   the cluster domain: ``external:<name>``;
@@ -45,7 +48,8 @@ class ExpectedEdge:
     client: str
     """``ns/workload``, or ``node:<name>`` for a host-network client."""
     server: str
-    """``ns/workload``, ``external:<dns name>``, ``ip:<address>`` or ``node:<name>``."""
+    """``ns/workload``, ``external:<dns name>``, ``ip:<address>``, ``node:<name>`` or
+    ``service:ns/name``."""
 
     def as_json(self) -> dict[str, str]:
         return {"client": self.client, "server": self.server}
@@ -76,6 +80,8 @@ class Hit:
     workload: str | None = None
     """The ``ns/workload`` whose pods accept the connection; None for the internet."""
     internet: bool = False
+    refused: bool = False
+    """The name resolves but nobody accepts (a service with no live pod)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,8 @@ def _resolve_name(plan: Plan, phase: Phase, call: Call, namespace: str) -> tuple
             if service.external_name:
                 return _external(plan, service.external_name, call, phase)
             live = {p.ref for p in phase.pods}
-            return tuple(Hit(w, w) for w in service.workloads if w in live)
+            hits = tuple(Hit(w, w) for w in service.workloads if w in live)
+            return hits or (Hit(f"service:{service.key}", refused=True),)
         if len(labels) == 3:
             host, subdomain, ns = labels
             return tuple(
@@ -183,7 +190,7 @@ def expected_edges(plan: Plan) -> Truth:
         for i, call in enumerate(plan.topology.calls):
             for pod in _clients(phase, call):
                 hits = resolve(plan, phase, call, pod.namespace)
-                reached[i] = reached[i] or bool(hits)
+                reached[i] = reached[i] or any(not hit.refused for hit in hits)
                 target = edges
                 if call.before_capture and phase.index == 0 and len(hits) > 1:
                     target = tolerated  # the socket shows one of them, which one is chance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from kafkakit import own_broker
 from labfixtures import skip_without_root, unique_name, write_topology
 
 from callmap.config import Settings
+from callmap.devkube import DevKubeError, binaries_built, fetch
 from lab.runtime import up
 from lab.state import LabState
 from lab.teardown import DownReport, down
@@ -76,3 +78,32 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """The end-to-end runs' stream apps read from the start: a broker of their own."""
     with own_broker(tmp_path_factory) as own:
         yield own
+
+
+# A cold build of kube-apiserver and etcd on two cores (see docs/development.md).
+KUBE_BUILD_TIMEOUT = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if binaries_built():
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and item.get_closest_marker("kube"):
+            item.add_marker(pytest.mark.timeout(KUBE_BUILD_TIMEOUT))
+
+
+@pytest.fixture(scope="session")
+def kube_binaries() -> None:
+    """kube-apiserver and etcd for `--kubernetes` labs: built here once if missing.
+
+    When they cannot be built the test is skipped, loudly, with the build's
+    error; CALLMAP_REQUIRE_KUBE=1 makes that a failure (as for tests/integration/kube).
+    """
+    try:
+        fetch()
+    except DevKubeError as error:
+        reason = f"SKIPPED LOUDLY: no Kubernetes API server binaries: {error}"
+        if os.environ.get("CALLMAP_REQUIRE_KUBE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)

@@ -13,6 +13,9 @@ import pytest
 
 from lab.processes import MARKERS
 
+LAB_PROGRAMS = (*MARKERS, "kube-apiserver", "etcd")
+"""Programs a lab runs: in its namespaces, and its own API server (``--kubernetes``)."""
+
 
 def skip_without_root() -> None:
     if os.geteuid() != 0:
@@ -50,7 +53,8 @@ def python_in(netns: str, code: str) -> str:
 
 
 def lab_leftovers(prefix: str, state_dir: Path) -> list[str]:
-    """Anything of the lab still on the machine: namespaces, files, processes."""
+    """Anything of the lab still on the machine: namespaces, files, processes (its API server's
+    too)."""
     found = []
     for folder in ("/var/run/netns", "/etc/netns"):
         if os.path.isdir(folder):
@@ -64,6 +68,6 @@ def lab_leftovers(prefix: str, state_dir: Path) -> list[str]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, UnicodeDecodeError):
             continue
-        if str(state_dir) in cmdline and any(marker in cmdline for marker in MARKERS):
+        if str(state_dir) in cmdline and any(marker in cmdline for marker in LAB_PROGRAMS):
             found.append(f"process {entry}: {cmdline}")
     return found

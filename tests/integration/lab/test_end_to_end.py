@@ -5,6 +5,10 @@ the session's real Kafka broker: real network namespaces, a real DNS server,
 real connections, capture agents in the node namespaces, the inventory
 watcher, a stream worker. A test passes only on a perfect match: every true
 edge observed, nothing observed that is not true (or tolerated).
+
+The `--kubernetes` runs register the lab in a real API server of its own and
+run the watcher on it (list, watch, owners, leader election) instead of the
+inventory file: the same truth must come out.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pytest
 from labfixtures import skip_without_root
 
 from callmap.config import Settings
+from callmap.paths import cache_dir
 
 # Two runs of up to 150 s each, plus set-up, must fit.
 pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -128,3 +133,24 @@ def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
     skip_without_root()
     lab_run(settings, "two-clients", "--streams-delay", "20")
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize(
+    "topology",
+    [
+        "shop",  # the demo, every identity from the API server
+        "churn",  # the pod deleted through the API, its IP held by a new pod (a new uid)
+        "dns-tcp-ipv6",  # dual-stack pods and services (IPv6 cluster IPs from the API)
+    ],
+)
+def test_the_map_matches_the_truth_through_the_kubernetes_api(
+    settings: Settings, kube_binaries: None, topology: str
+) -> None:
+    skip_without_root()
+    report = lab_run(settings, topology, "--kubernetes")
+    assert report["observed"]
+    # The identities came from the API server: the watcher took the Lease there and listed it.
+    watch_log = (cache_dir() / "lab-runs" / report["cluster"] / "watch.log").read_text()
+    assert f"leading as lab-run-{report['cluster']}" in watch_log
+    assert f"cluster {report['cluster']} ready" in watch_log

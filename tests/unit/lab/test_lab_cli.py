@@ -48,3 +48,13 @@ def test_up_refuses_hold_with_foreground() -> None:
         lab, ["up", "--hold", "--foreground", str(TOPOLOGY_DIR / "shop.yaml")]
     )
     assert result.exit_code == 2 and "cannot --hold" in result.output
+
+
+def test_kubernetes_without_the_api_server_binaries_says_to_fetch_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab import kubelab, runtime
+
+    monkeypatch.setattr(runtime, "check_host", lambda: None)
+    monkeypatch.setattr(kubelab, "binaries_built", lambda: False)
+    result = CliRunner().invoke(lab, ["up", "--kubernetes", str(TOPOLOGY_DIR / "shop.yaml")])
+    assert result.exit_code == 1
+    assert "run `callmap dev kube fetch` once" in result.output

@@ -64,9 +64,9 @@ def test_services_name_their_workloads_and_type() -> None:
     ]
     assert services["stripe"]["type"] == "ExternalName"
     assert services["stripe"]["external_name"] == "api.stripe.com"
-    assert services["kube-dns"]["ports"] == [
-        {"port": 53, "protocol": "UDP", "name": "dns"},
-        {"port": 53, "protocol": "TCP", "name": "dns-tcp"},
+    assert services["kube-dns"]["ports"] == [  # the pods listen on the service's port
+        {"port": 53, "protocol": "UDP", "name": "dns", "target_port": 53},
+        {"port": 53, "protocol": "TCP", "name": "dns-tcp", "target_port": 53},
     ]
 
 
@@ -77,6 +77,14 @@ def test_churn_keeps_the_deleted_pod_with_its_deletion_time_and_adds_the_new_hol
         ("cartservice", 130.0),
         ("emailservice", None),
     ]
+
+
+def test_a_service_names_only_workloads_with_a_live_pod_as_endpoint_slices_do() -> None:
+    before = {s["name"]: s for s in _document("churn")["services"]}  # type: ignore[attr-defined]
+    after = {s["name"]: s for s in _document("churn", deleted=True)["services"]}  # type: ignore[attr-defined]
+    assert [w["name"] for w in before["cartservice"]["workloads"]] == ["cartservice"]
+    assert after["cartservice"]["workloads"] == []  # its only pod was deleted
+    assert [w["name"] for w in after["emailservice"]["workloads"]] == ["emailservice"]
 
 
 def test_the_yaml_reads_back_to_the_same_document() -> None:

@@ -57,7 +57,8 @@ def test_two_clients_one_server_and_internet_names() -> None:
 
 def test_churn_credits_a_reused_ip_to_its_new_holder_after_the_reuse_only() -> None:
     assert edges("churn") == {
-        ("shop/frontend", "shop/cartservice"),  # before its only pod goes
+        ("shop/frontend", "shop/cartservice"),  # before its only pod goes ...
+        ("shop/frontend", "service:shop/cartservice"),  # ... after: a name nobody stands behind
         ("shop/frontend", "shop/emailservice"),
         ("ops/prober", "shop/cartservice"),  # 10.244.0.4 before the churn ...
         ("ops/prober", "shop/emailservice"),  # ... and after, held by the new emailservice pod
@@ -72,6 +73,26 @@ def test_churn_at_time_zero_leaves_no_trace_of_the_deleted_pod() -> None:
         "churn: [{at: 0, delete: a/old, ip_to: a/new}]"
     )
     assert edges(layout) == {("a/c", "a/new")}
+
+
+def test_a_service_whose_pods_are_all_gone_is_still_a_name_but_not_a_reason_to_exist() -> None:
+    layout = plan_of(
+        "name: t\nworkloads: [{namespace: a, name: c}, {namespace: a, name: s,"
+        " service: {name: s, ports: [80]}}, {namespace: a, name: h, kind: StatefulSet,"
+        " service: {name: h, ports: [80], headless: true}}]\n"
+        "calls: [{from: a/c, to: s, port: 80}, {from: a/c, to: h, port: 80}]\n"
+        "churn: [{at: 10, delete: a/s}, {at: 10, delete: a/h}]"
+    )
+    # The ClusterIP name still answers (its connections are refused); the headless
+    # name answers nothing once no pod is behind it.
+    assert edges(layout) == {("a/c", "a/s"), ("a/c", "service:a/s"), ("a/c", "a/h")}
+    gone = plan_of(
+        "name: t\nworkloads: [{namespace: a, name: c}, {namespace: a, name: s,"
+        " service: {name: s, ports: [80]}}]\n"
+        "calls: [{from: a/c, to: s, port: 80}]\nchurn: [{at: 0, delete: a/s}]"
+    )
+    with pytest.raises(TopologyError, match="reaches nothing"):
+        expected_edges(gone)
 
 
 def test_a_long_lived_connection_opened_before_capture() -> None:
