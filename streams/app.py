@@ -6,7 +6,9 @@ Three agents, each a thin shell around the pure classes:
    node's DNS answers and sockets meet on one worker) and sends one
    ``EdgeSighting`` per edge and batch to the internal sightings topic, in one
    message per partition of those edges' ids; events whose identities have
-   not arrived go to the pending topic, due after the grace period.
+   not arrived go to the pending topic, due after the grace period. Repeats
+   of edges it forwarded lately are combined and sent once per combine
+   interval (:mod:`streams.combine`).
 2. ``retry`` consumes the pending topic, waits until each batch is due, and
    resolves it with raw ``ip`` endpoints for whatever is still unknown.
 3. ``merge`` consumes the sightings topic. It owns the edges of its
@@ -52,6 +54,7 @@ from callmap.wire import (
     encode,
 )
 from callmap.wire.topics import TopicSpec, for_app, partition_for
+from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
 from streams.edges import (
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_TTL,
@@ -64,6 +67,7 @@ from streams.edges import (
 )
 from streams.feed import IdentityFeed
 from streams.stage import Identities, RawStage, ResolveSettings
+from streams.transport import App
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,8 @@ class StreamSettings:
     """Partitions of the sightings topic; the edges table has as many."""
     session_timeout: float = 30.0
     """Seconds after which a silent worker's partitions go to the others."""
+    combine_interval: float = DEFAULT_COMBINE_INTERVAL
+    """Repeats of a known edge go to its owner at most this often (seconds; 0: at once)."""
 
 
 def _broker_urls(settings: Settings) -> list[str]:
@@ -125,9 +131,13 @@ class StreamApp:
         self.clock = clock
         self.counters = Counters()
         self.identities = Identities(stream.resolve, self.counters)
-        self.raw = RawStage(self.identities, stream.resolve, self.counters)
+        combiner = Combiner(
+            stream.combine_interval, forget_after=min(DEFAULT_FORGET_AFTER, stream.ttl / 2)
+        )
+        self.raw = RawStage(self.identities, stream.resolve, self.counters, combiner)
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
-        self.app = faust.App(
+        self._key_index: dict[int, set[bytes]] | None = None
+        self.app = App(
             stream.app_id,
             broker=_broker_urls(settings),
             broker_credentials=_credentials(settings),
@@ -155,7 +165,6 @@ class StreamApp:
             value_type=bytes,
             partitions=stream.sighting_partitions,
         )
-        self.edges_topic = app.topic(EDGES.name, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(DLQ.name, key_type=bytes, value_type=bytes)
         self.edges = app.Table(
             "edges",
@@ -170,6 +179,11 @@ class StreamApp:
         app.task(self.feed.run)
         app.timer(stream.tick_interval, on_leader=True)(self._tick)
         app.timer(5.0)(self._measure_lag)
+        if stream.combine_interval > 0:
+            app.timer(stream.combine_interval / 2)(self._send_held)
+        app.on_before_shutdown.connect(self._drain_held)
+        app.on_partitions_assigned.connect(self._forget_key_index)
+        app.on_partitions_revoked.connect(self._forget_key_index)
         self.lag = 0
         """Messages on this worker's raw and sightings partitions not consumed yet."""
 
@@ -208,6 +222,19 @@ class StreamApp:
     async def _send_results(
         self, sightings: list[EdgeSighting], pending: PendingBatch | None
     ) -> None:
+        await self._send_sightings(sightings)
+        if pending is not None:
+            await self.pending_topic.send(key=pending.node.encode(), value=encode(pending))
+
+    async def _send_held(self) -> None:
+        await self._send_sightings(self.raw.due(self.clock()))
+
+    async def _drain_held(self, *_: Any, **__: Any) -> None:
+        """Send the held repeats before the producer's last flush."""
+        await self._send_sightings(self.raw.drain())
+
+    async def _send_sightings(self, sightings: list[EdgeSighting]) -> None:
+        self.counters.stage("sightings").emitted += len(sightings)
         count = self.stream.sighting_partitions
         by_partition: dict[int, list[EdgeSighting]] = {}
         for sighting in sightings:
@@ -217,8 +244,6 @@ class StreamApp:
             for start in range(0, len(group), SIGHTINGS_PER_MESSAGE):
                 batch = SightingBatch(sightings=tuple(group[start : start + SIGHTINGS_PER_MESSAGE]))
                 await self.sightings_topic.send(key=None, value=encode(batch), partition=partition)
-        if pending is not None:
-            await self.pending_topic.send(key=pending.node.encode(), value=encode(pending))
 
     async def _merge(self, stream: Any) -> None:
         async for event in stream.events():
@@ -231,26 +256,31 @@ class StreamApp:
             if batch is None:
                 continue
             assert isinstance(batch, SightingBatch)
-            now = self.clock()
+            self.counters.stage("merge").seen += len(batch.sightings)
+            now, keys = self.clock(), self._keys_of(message.partition)
             for sighting in batch.sightings:
                 key = sighting.edge_id.encode()
                 stored = self.edges.get(key)
                 state = None if stored is None else load_state(stored)
                 state, edge = sighted(state, sighting, now, self.stream.refresh_interval)
                 self.edges[key] = dump_state(state)
+                keys.add(key)
                 if edge is not None:
                     await self._announce(edge.edge_id, encode(edge), edge.event)
 
     async def _check_partition(self, partition: int) -> None:
         """Refresh what is due and expire what is stale among this partition's edges."""
-        now, count = self.clock(), self.stream.sighting_partitions
-        for key, stored in list(self.edges.items()):
-            if partition_for(key, count) != partition:
+        now, keys = self.clock(), self._keys_of(partition)
+        for key in list(keys):
+            stored = self.edges.get(key)
+            if stored is None:
+                keys.discard(key)
                 continue
             state: EdgeState = load_state(stored)
             gone = expired(state, now, self.stream.ttl)
             if gone is not None:
                 del self.edges[key]
+                keys.discard(key)
                 await self._announce(gone.edge_id, encode(gone), "expired")
                 continue
             refreshed = due(state, now, self.stream.refresh_interval)
@@ -258,8 +288,28 @@ class StreamApp:
                 self.edges[key] = dump_state(state)
                 await self._announce(refreshed.edge_id, encode(refreshed), "refresh")
 
+    def _keys_of(self, partition: int) -> set[bytes]:
+        """The keys of ``partition``'s edges, indexed anew after every rebalance.
+
+        The index is built on first use after an assignment, when the table
+        has been recovered from its changelog (streams wait for recovery).
+        """
+        if self._key_index is None:
+            count = self.stream.sighting_partitions
+            index: dict[int, set[bytes]] = {}
+            for key in self.edges:
+                index.setdefault(partition_for(key, count), set()).add(key)
+            self._key_index = index
+        return self._key_index.setdefault(partition, set())
+
+    async def _forget_key_index(self, *_: Any, **__: Any) -> None:
+        self._key_index = None
+
     async def _announce(self, edge_id: str, value: bytes, event: str) -> None:
-        await self.edges_topic.send(key=edge_id.encode(), value=value)
+        # Straight to the producer: a Faust topic's send wraps every message in
+        # futures and callbacks, which costs more than the announcement itself.
+        # It is the same producer, so it is flushed before offsets are committed.
+        await self.app.producer.send(EDGES.name, edge_id.encode(), value, None, None, None)
         self.counters.stage("edges").emitted += 1
         self.counters.events[f"edge_{event}"] += 1
 

@@ -13,6 +13,7 @@ from callmap.metrics import CountersCollector, serve_metrics
 from callmap.wire import ALL_TOPICS, PENDING, SIGHTINGS
 from callmap.wire.topics import for_app
 from streams.app import StreamApp, StreamSettings
+from streams.combine import DEFAULT_COMBINE_INTERVAL
 from streams.stage import ResolveSettings
 
 
@@ -54,6 +55,12 @@ def streams() -> None:
     help="Seconds between refresh and expiry checks.",
 )
 @click.option(
+    "--combine-interval",
+    default=DEFAULT_COMBINE_INTERVAL,
+    show_default=True,
+    help="Seconds repeats of a known edge are combined before they go to its owner (0: never).",
+)
+@click.option(
     "--exclude-namespace",
     "excluded",
     multiple=True,
@@ -79,6 +86,7 @@ def worker(
     refresh_interval: float,
     ttl: float,
     tick_interval: float,
+    combine_interval: float,
     excluded: tuple[str, ...],
     session_timeout: float,
     metrics_port: int,
@@ -103,6 +111,7 @@ def worker(
         tick_interval=tick_interval,
         sighting_partitions=sightings.partitions,
         session_timeout=session_timeout,
+        combine_interval=combine_interval,
     )
     app = StreamApp(settings, stream)
     gauges = {

@@ -18,14 +18,12 @@ Lifecycle, with ``now`` given by the caller:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from callmap.wire import Edge, EdgeSighting, Endpoint
 from callmap.wire.records import EdgeEvent, EdgeSource
-from streams.resolve import Sight
 
 DEFAULT_REFRESH_INTERVAL = 300.0
 DEFAULT_TTL = 24 * 3600.0
@@ -196,59 +194,3 @@ def load_state(data: bytes) -> EdgeState:
         s.announced_at,
         s.seen_since_announced,
     )
-
-
-def fold_sightings(cluster: str, sights: Iterable[Sight]) -> list[EdgeSighting]:
-    """One EdgeSighting per edge for a batch of sightings (first-seen order)."""
-    by_pair: dict[tuple[Endpoint, Endpoint], _Fold] = {}
-    for sight in sights:  # exact endpoint pairs first: hashing is cheaper than edge_id
-        pair = (sight.client, sight.server)
-        current = by_pair.get(pair)
-        if current is None:
-            by_pair[pair] = current = _Fold(sight.client, sight.server, sight.ts, sight.ts)
-        else:
-            current.first = min(current.first, sight.ts)
-            current.last = max(current.last, sight.ts)
-        current.count += 1
-        current.sources.add(sight.source)
-        if sight.port is not None:
-            current.ports.add(sight.port)
-    folded: dict[str, _Fold] = {}
-    for fold in by_pair.values():  # then pairs that differ only in attributes
-        key = edge_id(cluster, fold.client, fold.server)
-        current = folded.get(key)
-        if current is None:
-            folded[key] = fold
-            continue
-        current.client = merge_endpoint(current.client, fold.client)
-        current.server = merge_endpoint(current.server, fold.server)
-        current.first = min(current.first, fold.first)
-        current.last = max(current.last, fold.last)
-        current.count += fold.count
-        current.sources |= fold.sources
-        current.ports |= fold.ports
-    return [
-        EdgeSighting(
-            edge_id=key,
-            cluster=cluster,
-            client=f.client,
-            server=f.server,
-            ports=tuple(sorted(f.ports)),
-            sources=tuple(sorted(f.sources)),
-            first_seen=f.first,
-            last_seen=f.last,
-            count=f.count,
-        )
-        for key, f in folded.items()
-    ]
-
-
-@dataclass(slots=True)
-class _Fold:
-    client: Endpoint
-    server: Endpoint
-    first: float
-    last: float
-    count: int = 0
-    ports: set[int] = field(default_factory=set)
-    sources: set[EdgeSource] = field(default_factory=set)

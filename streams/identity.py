@@ -32,9 +32,13 @@ DEFAULT_CLOCK_SKEW = 5.0
 DEFAULT_DELETION_GRACE = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Holding:
-    """One holder of one IP over [start, end)."""
+    """One holder of one IP over [start, end).
+
+    Compared and hashed by identity: every update of an object makes new
+    holdings, so a holding also names one version of its holder.
+    """
 
     start: float
     end: float
@@ -51,12 +55,18 @@ class IdentityStore:
     pods: dict[str, PodIdentity] = field(default_factory=dict)
     services: dict[str, ServiceIdentity] = field(default_factory=dict)
     nodes: dict[str, NodeIdentity] = field(default_factory=dict)
-    _by_ip: dict[str, list[Holding]] = field(default_factory=dict)
+    pods_version: int = 0
+    """Bumped by every pod update: what was derived from pods may have changed."""
+    services_version: int = 0
+    """Bumped by every service update."""
+    by_ip: dict[str, list[Holding]] = field(default_factory=dict)
+    """Every IP's holdings. Read it; only the ``put_*`` methods change it."""
     _pod_by_name: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # --- updates ---------------------------------------------------------------
 
     def put_pod(self, uid: str, pod: PodIdentity | None) -> None:
+        self.pods_version += 1
         old = self.pods.pop(uid, None)
         if old is not None:
             self._release(old.ips, "pod", uid)
@@ -72,6 +82,7 @@ class IdentityStore:
             self._hold(pod.ips, Holding(start, end, "pod", uid))
 
     def put_service(self, key: str, service: ServiceIdentity | None) -> None:
+        self.services_version += 1
         old = self.services.pop(key, None)
         if old is not None:
             self._release(old.cluster_ips, "service", key)
@@ -93,21 +104,21 @@ class IdentityStore:
 
     def _hold(self, ips: tuple[str, ...], holding: Holding) -> None:
         for ip in ips:
-            self._by_ip.setdefault(ip, []).append(holding)
+            self.by_ip.setdefault(ip, []).append(holding)
 
     def _release(self, ips: tuple[str, ...], kind: HolderKind, key: str) -> None:
         for ip in ips:
-            holdings = [h for h in self._by_ip.get(ip, ()) if not (h.kind == kind and h.key == key)]
+            holdings = [h for h in self.by_ip.get(ip, ()) if not (h.kind == kind and h.key == key)]
             if holdings:
-                self._by_ip[ip] = holdings
+                self.by_ip[ip] = holdings
             else:
-                self._by_ip.pop(ip, None)
+                self.by_ip.pop(ip, None)
 
     # --- lookups ---------------------------------------------------------------
 
     def holder(self, ip: str, ts: float) -> Holding | None:
         """Who held ``ip`` at ``ts``, or None if nobody is known to."""
-        holdings = self._by_ip.get(ip)
+        holdings = self.by_ip.get(ip)
         if not holdings:
             return None
         best: Holding | None = None

@@ -2,13 +2,15 @@
 
 :class:`Identities` applies identity-topic messages to one time-versioned
 store per cluster. :class:`RawStage` turns one raw batch into the edge
-sightings it proves (folded per edge) and the events that must wait for
-identities (a ``PendingBatch`` due after the grace period). The Faust agents
-in :mod:`streams.app` only move bytes between topics and these classes.
+sightings that must go out now (:mod:`streams.combine` holds back repeats,
+:mod:`streams.routes` remembers resolutions) and the events that must wait
+for identities (a ``PendingBatch`` due after the grace period). The Faust
+agents in :mod:`streams.app` only move bytes between topics and these classes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from callmap.counters import Counters
@@ -27,10 +29,12 @@ from callmap.wire import (
     SocketObservation,
     decode,
 )
+from callmap.wire.records import EdgeSource
 from callmap.wire.topics import split_identity_key
-from streams.edges import fold_sightings
+from streams.combine import Combiner
 from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, IdentityStore
-from streams.resolve import Late, Resolver, Sight
+from streams.resolve import Late, Resolver
+from streams.routes import Routes
 
 DEFAULT_GRACE = 60.0
 _IDENTITY_SPECS = {spec.name: spec for spec in (PODS, SERVICES, NODES)}
@@ -114,39 +118,58 @@ def _put(
 class RawStage:
     """Resolves raw batches into sightings; see the module docstring."""
 
-    def __init__(self, identities: Identities, settings: ResolveSettings, counters: Counters):
+    def __init__(
+        self,
+        identities: Identities,
+        settings: ResolveSettings,
+        counters: Counters,
+        combiner: Combiner | None = None,
+    ) -> None:
         self._identities = identities
         self._settings = settings
         self._counters = counters
+        self.combiner = combiner if combiner is not None else Combiner()
+        self._routes: dict[str, Routes] = {}
 
     def batch(
         self, batch: DnsAnswerBatch | SocketBatch | PendingBatch, now: float, *, final: bool
     ) -> tuple[list[EdgeSighting], PendingBatch | None]:
-        """The sightings one message proves, and what waits for identities."""
-        events = self._counters.events
-        resolver = self._identities.resolver(batch.cluster)
-        dns: list[DnsAnswer] = []
-        sockets: list[SocketObservation] = []
+        """The sightings that must go out now, and what waits for identities.
+
+        Repeats of pairs the owners already know are held by the combiner
+        (``due`` and ``drain`` release them).
+        """
+        routes = self._routes_of(batch.cluster)
+        routes.begin()
+        seen = self.combiner.seen
+        dns: Sequence[DnsAnswer] = ()
+        sockets: Sequence[SocketObservation] = ()
         if isinstance(batch, PendingBatch):
-            dns, sockets = list(batch.dns), list(batch.sockets)
+            dns, sockets = batch.dns, batch.sockets
         elif isinstance(batch, DnsAnswerBatch):
-            dns = list(batch.records)
+            dns = batch.records
         else:
-            sockets = list(batch.records)
-        sights: list[Sight] = []
+            sockets = batch.records
         late_dns: list[DnsAnswer] = []
         late_sockets: list[SocketObservation] = []
+        resolver = self._identities.resolver(batch.cluster)
         fallbacks = resolver.fallbacks
-        for answer in dns:
+        sightings = routes.answers(dns, now, final, late_dns)
+        for obs in sockets:
             try:
-                sights += resolver.dns(answer, final=final)
+                route = routes.socket(obs, final)
             except Late:
-                late_dns.append(answer)
-        for observation in sockets:
-            try:
-                sights += resolver.socket(observation, final=final)
-            except Late:
-                late_sockets.append(observation)
+                late_sockets.append(obs)
+                continue
+            if obs.role == "server":
+                port, source = obs.local_port, _SERVER_SIDE
+            else:
+                port, source = obs.remote_port, _CLIENT_SIDE
+            sightings += len(route.slots)
+            for slot in route.slots:
+                seen(slot, obs.ts, port, source, now)
+        self._counters.stage("sightings").seen += sightings
+        events = self._counters.events
         late = len(late_dns) + len(late_sockets)
         unresolved = resolver.fallbacks - fallbacks
         events["resolved_after_wait" if final else "resolved"] += len(dns) + len(sockets) - late
@@ -162,4 +185,23 @@ class RawStage:
                 dns=tuple(late_dns),
                 sockets=tuple(late_sockets),
             )
-        return fold_sightings(batch.cluster, sights), pending
+        return self.combiner.urgent(), pending
+
+    def due(self, now: float) -> list[EdgeSighting]:
+        """Held repeats whose time has come."""
+        return self.combiner.due(now)
+
+    def drain(self) -> list[EdgeSighting]:
+        """Every held repeat, before the worker stops."""
+        return self.combiner.drain()
+
+    def _routes_of(self, cluster: str) -> Routes:
+        routes = self._routes.get(cluster)
+        if routes is None:
+            resolver = self._identities.resolver(cluster)
+            routes = self._routes[cluster] = Routes(cluster, resolver, self.combiner)
+        return routes
+
+
+_SERVER_SIDE: EdgeSource = "socket-server"
+_CLIENT_SIDE: EdgeSource = "socket-client"

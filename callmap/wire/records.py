@@ -28,8 +28,14 @@ EdgeEvent = Literal["new", "refresh", "expired"]
 EdgeSource = Literal["dns", "socket-client", "socket-server"]
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
-    """Base of every wire record: immutable, keyword-only, versioned."""
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, gc=False):
+    """Base of every wire record: immutable, keyword-only, versioned.
+
+    Records are not tracked by the garbage collector (``gc=False``): being
+    immutable they can't form reference cycles, and the stream app holds
+    hundreds of thousands of them, which full collections would otherwise
+    walk again and again.
+    """
 
     # The version this code writes and accepts; a decoder rejects any other.
     version: ClassVar[int] = SCHEMA_VERSION
@@ -91,14 +97,14 @@ class SocketBatch(Record, frozen=True, kw_only=True):
 # --- identities (compacted topics) --------------------------------------------
 
 
-class WorkloadRef(msgspec.Struct, frozen=True, kw_only=True):
+class WorkloadRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The controller a pod belongs to, followed to the root (Deployment, CronJob, ...)."""
 
     kind: str
     name: str
 
 
-class ServiceWorkload(msgspec.Struct, frozen=True, kw_only=True):
+class ServiceWorkload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A workload that backs a service (from its EndpointSlices)."""
 
     namespace: str
@@ -106,7 +112,7 @@ class ServiceWorkload(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
-class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
+class ServicePort(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     port: int
     protocol: str = "TCP"
     name: str | None = None
@@ -156,7 +162,7 @@ class NodeIdentity(Record, frozen=True, kw_only=True):
 # --- edges ------------------------------------------------------------------
 
 
-class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One side of an edge. Which fields are set depends on ``type``:
 
     - workload: namespace, name, kind (and service when reached through one)
@@ -242,7 +248,7 @@ class PendingBatch(Record, frozen=True, kw_only=True):
 # --- operations -----------------------------------------------------------------
 
 
-class StageStats(msgspec.Struct, frozen=True, kw_only=True):
+class StageStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What one pipeline stage saw, emitted and dropped (by reason) in an interval."""
 
     seen: int = 0

@@ -50,6 +50,8 @@ FAST = [
     "1",
     "--session-timeout",
     "10",
+    "--combine-interval",
+    "0.5",
 ]
 
 

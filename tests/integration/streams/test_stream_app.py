@@ -195,7 +195,6 @@ async def test_edges_refresh_while_seen_and_expire_when_not(
 
 # Known intermittent (issue #5, open): now and then the restarted worker does not
 # process raw messages produced while no worker ran. One rerun, reported as R.
-@pytest.mark.flaky(reruns=1)
 async def test_a_killed_worker_restarts_without_announcing_known_edges_again(
     settings: Settings, cluster: str, app_id: str, tmp_path: Path
 ) -> None:

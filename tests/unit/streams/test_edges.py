@@ -1,4 +1,4 @@
-"""Edge identity, folding and lifecycle."""
+"""Edge identity and lifecycle."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from streams.edges import (
     dump_state,
     edge_id,
     expired,
-    fold_sightings,
     load_state,
     sighted,
 )
-from streams.resolve import Sight
 
 CLIENT = Endpoint(type="workload", namespace="shop", name="frontend", kind="Deployment")
 SERVER = Endpoint(type="workload", namespace="shop", name="cart", kind="Deployment")
@@ -21,9 +19,19 @@ VIA_SERVICE = Endpoint(
 )
 
 
-def sighting(ts: float, *, server: Endpoint = SERVER, port: int | None = 7070) -> EdgeSighting:
-    (folded,) = fold_sightings("c1", [Sight(CLIENT, server, port, "socket-client", ts)])
-    return folded
+def sighting(
+    ts: float, *, client: Endpoint = CLIENT, server: Endpoint = SERVER, port: int = 7070
+) -> EdgeSighting:
+    return EdgeSighting(
+        edge_id=edge_id("c1", client, server),
+        cluster="c1",
+        client=client,
+        server=server,
+        ports=(port,),
+        sources=("socket-client",),
+        first_seen=ts,
+        last_seen=ts,
+    )
 
 
 def test_identity_ignores_attributes_like_the_service_reached_through() -> None:
@@ -34,22 +42,13 @@ def test_identity_ignores_attributes_like_the_service_reached_through() -> None:
     assert edge_id("c1", CLIENT, SERVER) == "2bc452315accc4ece276516a2cc62ba4"
 
 
-def test_sightings_of_one_edge_fold_and_merge_their_attributes() -> None:
-    folded = fold_sightings(
-        "c1",
-        [
-            Sight(CLIENT, SERVER, 7070, "socket-server", 5.0),
-            Sight(CLIENT, VIA_SERVICE, None, "dns", 3.0),
-            Sight(CLIENT, SERVER, 7071, "socket-client", 9.0),
-            Sight(SERVER, CLIENT, 80, "socket-client", 4.0),
-        ],
-    )
-    first, second = folded
-    assert (first.first_seen, first.last_seen, first.count) == (3.0, 9.0, 3)
-    assert first.ports == (7070, 7071)
-    assert first.sources == ("dns", "socket-client", "socket-server")
-    assert first.server.service == "cart"
-    assert second.count == 1
+def test_sightings_of_one_edge_merge_their_attributes_and_keep_its_identity() -> None:
+    state, _ = sighted(None, sighting(5.0), now=10.0, refresh_interval=300)
+    state, _ = sighted(state, sighting(3.0, server=VIA_SERVICE), now=11.0, refresh_interval=300)
+    state, _ = sighted(state, sighting(9.0, port=7071), now=12.0, refresh_interval=300)
+    assert (state.first_seen, state.last_seen, state.count) == (3.0, 9.0, 3)
+    assert state.ports == {7070, 7071} and state.server.service == "cart"
+    assert state.server.name == "cart" and state.edge_id == edge_id("c1", CLIENT, SERVER)
 
 
 def test_the_first_sighting_announces_new_then_refresh_at_most_once_per_interval() -> None:
@@ -78,8 +77,7 @@ def test_an_edge_unseen_for_the_ttl_expires() -> None:
 
 
 def test_a_workload_calling_itself_is_kept_and_flagged() -> None:
-    (folded,) = fold_sightings("c1", [Sight(CLIENT, CLIENT, 80, "socket-client", 1.0)])
-    _, edge = sighted(None, folded, now=1.0, refresh_interval=300)
+    _, edge = sighted(None, sighting(1.0, server=CLIENT), now=1.0, refresh_interval=300)
     assert edge is not None and edge.self_edge
 
 

@@ -1,0 +1,202 @@
+"""What the resolve stage tells edge owners at once, and what it holds back. Pure.
+
+Steady traffic repeats itself: the same clients call the same servers window
+after window, and every repeat only moves an edge's ``last_seen`` and
+``count``. Sending each repeat to the edge's owner costs a message, a decode
+and a table write that nobody waits for. The :class:`Combiner` is the resolve
+stage's local pre-aggregation (a combiner, in map-reduce terms). It keeps one
+:class:`Slot` per (client, server) endpoint pair:
+
+- a sighting of a pair it has not forwarded lately, or one that brings
+  something new (a port, a source), is *urgent*: it goes out with the batch
+  that saw it (:meth:`Combiner.urgent`), folded with everything that batch
+  and earlier held repeats saw of the pair. It may be a ``new`` edge, and it
+  changes what the owner announces;
+- a repeat is folded into the slot and goes out once it has waited
+  ``interval`` seconds (:meth:`Combiner.due`), or when the worker stops
+  (:meth:`Combiner.drain`);
+- pairs idle for ``forget_after`` seconds are forgotten (and the least
+  recently active beyond ``max_edges``): their next sighting is urgent again.
+
+So ``new`` announcements are never delayed; ``last_seen``, ``count`` and
+refreshes lag by at most ``interval``; and a worker killed with SIGKILL loses
+at most ``interval`` seconds of repeats (counts and last-seen times, never an
+edge, a port or a source). docs/streams.md states this in the delivery
+guarantee. With ``interval`` 0 every sighting is urgent.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from callmap.wire import EdgeSighting, Endpoint
+from callmap.wire.records import EdgeSource
+from streams.edges import edge_id
+
+DEFAULT_COMBINE_INTERVAL = 5.0
+DEFAULT_FORGET_AFTER = 600.0
+DEFAULT_MAX_EDGES = 200_000
+
+
+class Slot:
+    """One (client, server) pair: what its owner knows, and what it has not heard yet."""
+
+    __slots__ = (
+        "active_at",
+        "client",
+        "cluster",
+        "count",
+        "edge_id",
+        "first",
+        "known",
+        "known_ports",
+        "known_sources",
+        "last",
+        "ports",
+        "server",
+        "since",
+        "sources",
+        "urgent",
+    )
+
+    def __init__(self, cluster: str, client: Endpoint, server: Endpoint) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.server = server
+        self.edge_id = edge_id(cluster, client, server)
+        self.known = False  # the owner has heard of this pair since it was last forgotten
+        self.known_ports: set[int] = set()
+        self.known_sources: set[EdgeSource] = set()
+        self.count = 0  # sightings not forwarded yet; the fields below describe them
+        self.first = 0.0
+        self.last = 0.0
+        self.ports: set[int] = set()
+        self.sources: set[EdgeSource] = set()
+        self.since = 0.0  # processing time of the first of them
+        self.urgent = False
+        self.active_at = 0.0
+
+    def sighting(self) -> EdgeSighting:
+        """What the slot holds, as one sighting; the slot is empty after."""
+        self.known = True
+        self.known_ports |= self.ports
+        self.known_sources |= self.sources
+        sighting = EdgeSighting(
+            edge_id=self.edge_id,
+            cluster=self.cluster,
+            client=self.client,
+            server=self.server,
+            ports=tuple(sorted(self.known_ports)),
+            sources=tuple(sorted(self.known_sources)),
+            first_seen=self.first,
+            last_seen=self.last,
+            count=self.count,
+        )
+        self.count, self.urgent = 0, False
+        self.ports, self.sources = set(), set()
+        return sighting
+
+    def forget(self) -> None:
+        self.known = False
+        self.known_ports, self.known_sources = set(), set()
+
+
+class Combiner:
+    """Slots of the pairs this worker saw; see the module docstring."""
+
+    def __init__(
+        self,
+        interval: float = DEFAULT_COMBINE_INTERVAL,
+        *,
+        forget_after: float = DEFAULT_FORGET_AFTER,
+        max_edges: int = DEFAULT_MAX_EDGES,
+    ) -> None:
+        self.interval = interval
+        self.forget_after = forget_after
+        self.max_edges = max_edges
+        self._slots: dict[tuple[str, Endpoint, Endpoint], Slot] = {}
+        self._urgent: list[Slot] = []
+        self._waiting: deque[tuple[float, Slot]] = deque()  # (since, slot), oldest first
+        self._swept_at = 0.0
+
+    def slot(self, cluster: str, client: Endpoint, server: Endpoint) -> Slot:
+        """The slot of this pair (a new one the first time)."""
+        key = (cluster, client, server)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = Slot(cluster, client, server)
+        return slot
+
+    def seen(self, slot: Slot, ts: float, port: int | None, source: EdgeSource, now: float) -> None:
+        """One sighting of ``slot``'s pair at ``ts`` (``now`` is processing time)."""
+        if slot.count == 0:
+            slot.first = slot.last = ts
+            slot.since = slot.active_at = now
+            self._waiting.append((now, slot))
+        elif ts < slot.first:
+            slot.first = ts
+        elif ts > slot.last:
+            slot.last = ts
+        slot.count += 1
+        if port is not None and port not in slot.known_ports:
+            slot.ports.add(port)
+            news = True
+        else:
+            news = not slot.known or self.interval <= 0
+        if source not in slot.known_sources:
+            slot.sources.add(source)
+            news = True
+        if news and not slot.urgent:
+            slot.urgent = True
+            self._urgent.append(slot)
+
+    def urgent(self) -> list[EdgeSighting]:
+        """The sightings that must go out now."""
+        out = [slot.sighting() for slot in self._urgent if slot.count]
+        self._urgent.clear()
+        return out
+
+    def due(self, now: float) -> list[EdgeSighting]:
+        """Held repeats that have waited ``interval``, to go out now."""
+        out: list[EdgeSighting] = []
+        waiting = self._waiting
+        while waiting and now - waiting[0][0] >= self.interval:
+            since, slot = waiting.popleft()
+            if slot.count and slot.since == since and not slot.urgent:
+                out.append(slot.sighting())
+        if now - self._swept_at >= self.forget_after / 4:
+            self._sweep(now)
+        return out
+
+    def drain(self) -> list[EdgeSighting]:
+        """Everything held, to go out before the worker stops."""
+        out = [
+            slot.sighting() for since, slot in self._waiting if slot.count and slot.since == since
+        ]
+        self._urgent.clear()
+        self._waiting.clear()
+        return out
+
+    @property
+    def held(self) -> int:
+        """Slots with sightings not forwarded yet."""
+        return sum(1 for since, slot in self._waiting if slot.count and slot.since == since)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle pairs, then the least recently active beyond ``max_edges``."""
+        self._swept_at = now
+        horizon = now - self.forget_after
+        idle = [key for key, slot in self._slots.items() if slot.active_at < horizon]
+        excess = len(self._slots) - len(idle) - self.max_edges
+        if excess > 0:
+            busy = [k for k, s in self._slots.items() if s.active_at >= horizon]
+            busy.sort(key=lambda k: self._slots[k].active_at)
+            idle += busy[:excess]
+        for key in idle:
+            slot = self._slots[key]
+            if slot.count == 0:  # one with sightings held goes out first; forgotten later
+                del self._slots[key]
+                slot.forget()

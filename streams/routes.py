@@ -1,0 +1,202 @@
+"""Resolutions worth remembering: the edges one client reaches by one name or address. Pure.
+
+Resolving an event is the same work each time the same client asks the same
+name or opens the same connection again. :class:`Routes` remembers the result
+as a :class:`Route` (the combiner slots of the edges it proves), found again
+by exactly what the result depends on:
+
+- a DNS answer: the holding of ``client_ip`` at the answer's own time, and
+  the name; routes by name are dropped whenever a service changes, and a
+  headless pod name's route also when a pod changes;
+- a socket: the local pod (or the holding of the local IP), the holding of
+  the remote IP at the connection's time, and the side.
+
+Holdings compare by identity and every identity update makes new ones, so a
+route keyed by holdings never outlives the identities it was made from, and
+time-versioning is kept: each event still looks its IPs up at its own time.
+
+Whatever depends on more is resolved every time and not remembered: ``*.pod``
+names (an IP at the event's time), addresses named by an earlier DNS answer,
+raw ``ip`` and ``service`` stand-ins after the grace period, and late events.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from callmap.wire import DnsAnswer, SocketObservation
+from streams.combine import Combiner, Slot
+from streams.identity import Holding
+from streams.names import HeadlessPodName, PodIpName, classify
+from streams.resolve import Late, Resolver, Sight
+
+DEFAULT_MAX_ROUTES = 100_000
+
+
+class Route:
+    """The edges one resolution proves, and what a repeat must still do."""
+
+    __slots__ = ("drops", "pins", "plain", "pods_version", "remember", "slots")
+
+    def __init__(
+        self,
+        slots: tuple[Slot, ...],
+        *,
+        remember: tuple[str, ...] = (),
+        drops: tuple[tuple[str, int], ...] = (),
+        pods_version: int | None = None,
+        pins: tuple[object, ...] = (),
+    ) -> None:
+        self.slots = slots
+        self.remember = remember
+        """External names whose answers tell the client their addresses."""
+        self.drops = drops
+        """Sightings dropped (by reason) each time, e.g. for an excluded namespace."""
+        self.pods_version = pods_version
+        """The pod store version it was made at, when it depends on pods by name."""
+        self.pins = pins
+        """The objects whose ids key it, kept alive so that no id is reused."""
+        self.plain = not (remember or drops or pods_version is not None)
+        """Whether a repeat only counts sightings."""
+
+
+class Routes:
+    """The routes of one cluster's events; see the module docstring."""
+
+    def __init__(
+        self,
+        cluster: str,
+        resolver: Resolver,
+        combiner: Combiner,
+        max_routes: int = DEFAULT_MAX_ROUTES,
+    ) -> None:
+        self._cluster = cluster
+        self._resolver = resolver
+        self._store = resolver.store
+        self._combiner = combiner
+        self._max = max_routes
+        self._dns: dict[tuple[Holding, str], Route] = {}
+        self._sockets: dict[tuple[int, int, str], Route] = {}
+        self._services_version = self._store.services_version
+
+    def begin(self) -> None:
+        """Start a batch: forget the routes by name if a service changed since the last."""
+        if self._store.services_version != self._services_version:
+            self._dns.clear()
+            self._services_version = self._store.services_version
+
+    def answers(
+        self, answers: Sequence[DnsAnswer], now: float, final: bool, late: list[DnsAnswer]
+    ) -> int:
+        """Sight every answer's edges in the combiner; how many sightings that made.
+
+        Answers whose identities are missing go to ``late`` (unless ``final``).
+        This is the stream's hot loop: the common case (an IP with one holder,
+        a plain route, a repeat the combiner holds) is spelled out inline, and
+        everything else takes the general path (:meth:`dns`,
+        :meth:`Combiner.seen`).
+        """
+        by_ip, by_name, seen = self._store.by_ip, self._dns, self._combiner.seen
+        sightings = 0
+        for answer in answers:
+            ts, route = answer.ts, None
+            holdings = by_ip.get(answer.client_ip)
+            if holdings is not None and len(holdings) == 1:
+                holding = holdings[0]
+                if holding.start <= ts < holding.end:
+                    route = by_name.get((holding, answer.qname))
+            if route is None or not route.plain:
+                try:
+                    route = self.dns(answer, final)
+                except Late:
+                    late.append(answer)
+                    continue
+            for slot in route.slots:
+                if slot.count and not slot.urgent and "dns" in slot.known_sources:
+                    slot.count += 1
+                    if ts > slot.last:
+                        slot.last = ts
+                    elif ts < slot.first:
+                        slot.first = ts
+                else:
+                    seen(slot, ts, None, "dns", now)
+            sightings += len(route.slots)
+        return sightings
+
+    def dns(self, answer: DnsAnswer, final: bool) -> Route:
+        """The route of one DNS answer; raises :class:`~streams.resolve.Late` unless ``final``."""
+        store = self._store
+        holding = store.holder(answer.client_ip, answer.ts)
+        if holding is not None:
+            route = self._dns.get((holding, answer.qname))
+            if route is not None:
+                if route.plain:
+                    return route
+                if route.pods_version is None or route.pods_version == store.pods_version:
+                    for name in route.remember:
+                        self._resolver.memory.remember(answer, name)
+                    if route.drops:
+                        self._drop(route)
+                    return route
+        fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
+        route = self._route(self._resolver.dns(answer, final=final), dropped)
+        kind = classify(answer.qname, self._resolver.domain)
+        if (
+            holding is None
+            or self._resolver.fallbacks != fallbacks
+            or isinstance(kind, PodIpName)
+            or len(self._dns) >= self._max
+        ):
+            return route
+        external = {s.server.dns_name for s in route.slots if s.server.type == "external"}
+        route = Route(
+            route.slots,
+            remember=tuple(sorted(n for n in external if n)),
+            drops=route.drops,
+            pods_version=store.pods_version if isinstance(kind, HeadlessPodName) else None,
+        )
+        self._dns[(holding, answer.qname)] = route
+        return route
+
+    def socket(self, obs: SocketObservation, final: bool) -> Route:
+        """The route of one socket observation; raises ``Late`` unless ``final``."""
+        store = self._store
+        pod = store.pods.get(obs.pod_uid) if obs.pod_uid is not None else None
+        local: object | None = (
+            pod if pod is not None else store.holder(obs.local_ip, obs.first_seen)
+        )
+        remote = store.holder(obs.remote_ip, obs.first_seen)
+        key = (id(local), id(remote), obs.role)
+        if local is not None and remote is not None:
+            route = self._sockets.get(key)
+            if route is not None:
+                if not route.plain:
+                    self._drop(route)
+                return route
+        fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
+        route = self._route(self._resolver.socket(obs, final=final), dropped)
+        if (
+            local is None
+            or remote is None
+            or self._resolver.fallbacks != fallbacks
+            or len(self._sockets) >= self._max
+        ):
+            return route
+        route = Route(route.slots, drops=route.drops, pins=(local, remote))
+        self._sockets[key] = route
+        return route
+
+    def _route(self, sights: list[Sight], dropped_before: Counter[str]) -> Route:
+        dropped = self._resolver.counters.dropped
+        drops = tuple(
+            (reason, count - dropped_before[reason])
+            for reason, count in dropped.items()
+            if count != dropped_before[reason]
+        )
+        slots = tuple(self._combiner.slot(self._cluster, s.client, s.server) for s in sights)
+        return Route(slots, drops=drops)
+
+    def _drop(self, route: Route) -> None:
+        for reason, count in route.drops:
+            self._resolver.counters.drop(reason, count)

@@ -1,0 +1,129 @@
+"""Remembered resolutions: found again only while what they depend on holds."""
+
+from __future__ import annotations
+
+import pytest
+from identities import CLUSTER, answer, pod, service, socket
+
+from callmap.counters import StageCounters
+from callmap.wire import DnsAnswer
+from streams.combine import Combiner
+from streams.identity import IdentityStore
+from streams.resolve import Late, Resolver
+from streams.routes import Routes
+
+CART = "cart.shop.svc.cluster.local"
+
+
+@pytest.fixture
+def store() -> IdentityStore:
+    store = IdentityStore()
+    store.put_pod("f", pod("frontend-0", "10.1.0.10", uid="f", workload="frontend"))
+    store.put_pod("c", pod("cart-0", "10.1.0.11", uid="c", workload="cart"))
+    store.put_service("shop/cart", service("cart", "10.96.4.2", "cart"))
+    return store
+
+
+def routes_of(store: IdentityStore, **options: object) -> tuple[Routes, Resolver, Combiner]:
+    resolver = Resolver(store, StageCounters(), **options)  # type: ignore[arg-type]
+    combine = Combiner()
+    return Routes(CLUSTER, resolver, combine), resolver, combine
+
+
+def names(routes: Routes, event: DnsAnswer) -> list[tuple[str | None, str | None]]:
+    routes.begin()
+    return [(s.client.name, s.server.name) for s in routes.dns(event, final=False).slots]
+
+
+def test_a_repeated_question_takes_the_remembered_route(store: IdentityStore) -> None:
+    routes, _, _ = routes_of(store)
+    first = routes.dns(answer(CART, "10.1.0.10", "10.96.4.2", ts=100.0), final=False)
+    again = routes.dns(answer(CART, "10.1.0.10", "10.96.4.2", ts=200.0), final=False)
+    assert again is first and [s.server.name for s in first.slots] == ["cart"]
+
+
+def test_a_reused_ip_still_resolves_each_event_at_its_own_time(store: IdentityStore) -> None:
+    store.put_pod("f", pod("frontend-0", "10.1.0.10", uid="f", workload="frontend", deleted=150))
+    store.put_pod("r", pod("reports-0", "10.1.0.10", uid="r", workload="reports", created=150))
+    routes, _, _ = routes_of(store)
+    for _ in range(2):  # the second time from remembered routes
+        assert names(routes, answer(CART, "10.1.0.10", ts=100.0)) == [("frontend", "cart")]
+        assert names(routes, answer(CART, "10.1.0.10", ts=300.0)) == [("reports", "cart")]
+
+
+def test_a_service_change_forgets_the_routes_by_name(store: IdentityStore) -> None:
+    routes, _, _ = routes_of(store)
+    assert names(routes, answer(CART, "10.1.0.10")) == [("frontend", "cart")]
+    store.put_service("shop/cart", service("cart", "10.96.4.2", "cart", "cart-canary"))
+    assert names(routes, answer(CART, "10.1.0.10")) == [
+        ("frontend", "cart"),
+        ("frontend", "cart-canary"),
+    ]
+
+
+def test_a_headless_pod_name_follows_pod_changes(store: IdentityStore) -> None:
+    store.put_pod("m", pod("mongo-0", "10.1.0.20", uid="m", workload="mongo"))
+    routes, _, _ = routes_of(store)
+    headless = "mongo-0.mongo.shop.svc.cluster.local"
+    assert names(routes, answer(headless, "10.1.0.10")) == [("frontend", "mongo")]
+    store.put_pod("m", pod("mongo-0", "10.1.0.21", uid="m2", workload="mongo-v2"))
+    assert names(routes, answer(headless, "10.1.0.10")) == [("frontend", "mongo-v2")]
+
+
+def test_a_pod_ip_name_is_resolved_at_each_event_time(store: IdentityStore) -> None:
+    store.put_pod("c", pod("cart-0", "10.1.0.11", uid="c", workload="cart", deleted=150))
+    store.put_pod("n", pod("notes-0", "10.1.0.11", uid="n", workload="notes", created=150))
+    routes, _, _ = routes_of(store)
+    name = "10-1-0-11.shop.pod.cluster.local"
+    assert names(routes, answer(name, "10.1.0.10", ts=100.0)) == [("frontend", "cart")]
+    assert names(routes, answer(name, "10.1.0.10", ts=300.0)) == [("frontend", "notes")]
+
+
+def test_every_repeat_counts_its_drops(store: IdentityStore) -> None:
+    store.put_pod("x", pod("scraper-0", "10.1.0.30", uid="x", namespace="monitoring"))
+    routes, resolver, _ = routes_of(store, excluded_namespaces=frozenset({"monitoring"}))
+    for _ in range(3):
+        assert routes.dns(answer(CART, "10.1.0.30"), final=False).slots == ()
+    assert resolver.counters.dropped == {"excluded_namespace": 3}
+
+
+def test_a_remembered_external_answer_still_names_its_addresses(store: IdentityStore) -> None:
+    routes, _, _ = routes_of(store)
+    for ts in (100.0, 1000.0):  # the second answer takes the remembered route
+        routes.dns(answer("api.stripe.com", "10.1.0.10", "203.0.113.7", ts=ts), final=False)
+    call = routes.socket(socket("10.1.0.10", 40000, "203.0.113.7", 443, ts=1010.0), final=False)
+    assert [(s.server.type, s.server.dns_name) for s in call.slots] == [
+        ("external", "api.stripe.com")
+    ]
+
+
+def test_sockets_are_remembered_by_their_holders_and_side(store: IdentityStore) -> None:
+    routes, _, _ = routes_of(store)
+    out = routes.socket(socket("10.1.0.10", 40000, "10.96.4.2", 80), final=False)
+    again = routes.socket(socket("10.1.0.10", 40001, "10.96.4.2", 80, ts=200.0), final=False)
+    inbound = routes.socket(socket("10.1.0.11", 80, "10.1.0.10", 40000, "server"), final=False)
+    assert again is out and inbound is not out
+    assert [(s.client.name, s.server.name) for s in out.slots] == [("frontend", "cart")]
+    assert [(s.client.name, s.server.name) for s in inbound.slots] == [("frontend", "cart")]
+
+
+def test_unknown_identities_are_late_and_nothing_is_remembered(store: IdentityStore) -> None:
+    routes, _, _ = routes_of(store)
+    with pytest.raises(Late):
+        routes.dns(answer(CART, "10.1.0.99"), final=False)
+    fallback = routes.dns(answer(CART, "10.1.0.99"), final=True)
+    assert [s.client.ip for s in fallback.slots] == ["10.1.0.99"]
+    store.put_pod("n", pod("newcomer-0", "10.1.0.99", uid="n", workload="newcomer"))
+    assert names(routes, answer(CART, "10.1.0.99")) == [("newcomer", "cart")]
+
+
+def test_the_hot_loop_sights_answers_and_sets_late_ones_aside(store: IdentityStore) -> None:
+    routes, _, combine = routes_of(store)
+    late: list[DnsAnswer] = []
+    events = [answer(CART, "10.1.0.10", ts=ts) for ts in (1.0, 2.0, 3.0)]
+    assert routes.answers([*events, answer(CART, "10.1.0.99")], 100.0, False, late) == 3
+    assert [a.client_ip for a in late] == ["10.1.0.99"]
+    (sighting,) = combine.urgent()
+    assert (sighting.count, sighting.first_seen, sighting.last_seen) == (3, 1.0, 3.0)
+    routes.answers(events, 101.0, False, late)
+    assert combine.urgent() == [] and combine.held == 1
