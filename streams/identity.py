@@ -15,16 +15,23 @@ gives an old event to a new pod or the reverse. It promises:
 - services hold their cluster IPs and nodes their addresses until deleted;
 - a tombstone (``None`` for a key) forgets the object entirely.
 
+It keeps what resolution needs: a pod's labels are dropped, and the strings
+that repeat from pod to pod (cluster, namespace, node, workload) are shared,
+so a large cluster's store stays small.
+
 Pure: plain dictionaries, no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity
+import msgspec
+
+from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity, WorkloadRef
 
 HolderKind = Literal["pod", "service", "node"]
 
@@ -74,6 +81,7 @@ class IdentityStore:
                 del self._pod_by_name[(old.namespace, old.name)]
         if pod is None:
             return
+        pod = _compact(pod)
         self.pods[uid] = pod
         self._pod_by_name[(pod.namespace, pod.name)] = uid
         if not pod.host_network:
@@ -150,3 +158,16 @@ class IdentityStore:
 
     def __len__(self) -> int:
         return len(self.pods) + len(self.services) + len(self.nodes)
+
+
+def _compact(pod: PodIdentity) -> PodIdentity:
+    """``pod`` without its labels, its repeated strings shared."""
+    intern = sys.intern
+    return msgspec.structs.replace(
+        pod,
+        cluster=intern(pod.cluster),
+        namespace=intern(pod.namespace),
+        node=intern(pod.node) if pod.node else pod.node,
+        workload=WorkloadRef(kind=intern(pod.workload.kind), name=intern(pod.workload.name)),
+        labels={},
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 from identities import node, pod, service
 
+from callmap.wire import PODS, PodIdentity, decode, encode
 from streams.identity import IdentityStore
 
 
@@ -71,3 +73,19 @@ def test_services_hold_their_cluster_ips_until_deleted() -> None:
     assert holding is not None and holding.kind == "service" and holding.key == "shop/cart"
     store.put_service("shop/cart", None)
     assert store.holder("10.96.4.2", 1e9) is None
+
+
+def test_the_store_keeps_no_labels_and_shares_repeated_strings() -> None:
+    store = IdentityStore()
+    for uid in ("a", "b"):  # decoded from the wire, as the stream app gets them
+        labelled = msgspec.structs.replace(
+            pod(f"cart-{uid}", f"10.1.0.{ord(uid)}", uid=uid, workload="cart"),
+            labels={"app": "cart"},
+        )
+        wire = encode(labelled)
+        record = decode(PODS, wire)
+        assert isinstance(record, PodIdentity) and record.labels
+        store.put_pod(uid, record)
+    a, b = store.pods["a"], store.pods["b"]
+    assert a.labels == {} and (a.name, a.workload.name) == ("cart-a", "cart")
+    assert a.namespace is b.namespace and a.workload.name is b.workload.name
