@@ -53,7 +53,7 @@ from callmap.wire import (
     decode,
     encode,
 )
-from callmap.wire.topics import TopicSpec, for_app, partition_for
+from callmap.wire.topics import TopicSpec, for_app, owner_partition
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
 from streams.edges import (
     DEFAULT_REFRESH_INTERVAL,
@@ -173,6 +173,7 @@ class StreamApp:
             key_type=bytes,
             value_type=bytes,
         )
+        self._changelog = self.edges.changelog_topic.get_topic_name()
         app.agent(self.raw_topic, name="resolve")(self._resolve)
         app.agent(self.pending_topic, name="retry")(self._retry)
         app.agent(self.sightings_topic, name="merge")(self._merge)
@@ -238,7 +239,7 @@ class StreamApp:
         count = self.stream.sighting_partitions
         by_partition: dict[int, list[EdgeSighting]] = {}
         for sighting in sightings:
-            partition = partition_for(sighting.edge_id.encode(), count)
+            partition = owner_partition(sighting.edge_id, count)
             by_partition.setdefault(partition, []).append(sighting)
         for partition, group in by_partition.items():
             for start in range(0, len(group), SIGHTINGS_PER_MESSAGE):
@@ -258,35 +259,51 @@ class StreamApp:
             assert isinstance(batch, SightingBatch)
             self.counters.stage("merge").seen += len(batch.sightings)
             now, keys = self.clock(), self._keys_of(message.partition)
+            table = self.edges.data
             for sighting in batch.sightings:
                 key = sighting.edge_id.encode()
-                stored = self.edges.get(key)
+                stored = table.get(key)
                 state = None if stored is None else load_state(stored)
                 state, edge = sighted(state, sighting, now, self.stream.refresh_interval)
-                self.edges[key] = dump_state(state)
+                await self._store(message.partition, key, dump_state(state))
                 keys.add(key)
                 if edge is not None:
                     await self._announce(edge.edge_id, encode(edge), edge.event)
 
     async def _check_partition(self, partition: int) -> None:
         """Refresh what is due and expire what is stale among this partition's edges."""
-        now, keys = self.clock(), self._keys_of(partition)
+        now, keys, table = self.clock(), self._keys_of(partition), self.edges.data
         for key in list(keys):
-            stored = self.edges.get(key)
+            stored = table.get(key)
             if stored is None:
                 keys.discard(key)
                 continue
             state: EdgeState = load_state(stored)
             gone = expired(state, now, self.stream.ttl)
             if gone is not None:
-                del self.edges[key]
+                await self._store(partition, key, None)
                 keys.discard(key)
                 await self._announce(gone.edge_id, encode(gone), "expired")
                 continue
             refreshed = due(state, now, self.stream.refresh_interval)
             if refreshed is not None:
-                self.edges[key] = dump_state(state)
+                await self._store(partition, key, dump_state(state))
                 await self._announce(refreshed.edge_id, encode(refreshed), "refresh")
+
+    async def _store(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Keep an edge's state in the table and its changelog (None: forget it).
+
+        Written to the table's store and sent to its changelog here, not
+        through the table: Faust wraps each table write in futures and
+        callbacks that cost more than the write itself. Recovery reads the
+        changelog all the same, and it is the producer that Faust flushes
+        before it commits offsets.
+        """
+        if value is None:
+            self.edges.data.pop(key, None)
+        else:
+            self.edges.data[key] = value
+        await self.app.producer.send(self._changelog, key, value, partition, None, None)
 
     def _keys_of(self, partition: int) -> set[bytes]:
         """The keys of ``partition``'s edges, indexed anew after every rebalance.
@@ -297,8 +314,8 @@ class StreamApp:
         if self._key_index is None:
             count = self.stream.sighting_partitions
             index: dict[int, set[bytes]] = {}
-            for key in self.edges:
-                index.setdefault(partition_for(key, count), set()).add(key)
+            for key in self.edges.data:
+                index.setdefault(owner_partition(key.decode(), count), set()).add(key)
             self._key_index = index
         return self._key_index.setdefault(partition, set())
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from aiokafka.partitioner import murmur2
-
 from callmap.wire.records import (
     CaptureStats,
     DeadLetter,
@@ -194,9 +192,13 @@ def split_identity_key(spec: TopicSpec, key: bytes) -> tuple[str | None, str]:
     return cluster, local
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` (murmur2)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+def owner_partition(edge_id: str, partitions: int) -> int:
+    """The sightings partition, and so the worker, that owns the edge ``edge_id``.
+
+    An ``edge_id`` is hex SHA-256 already: its first 32 bits are as uniform
+    as murmur2 of it, at a fraction of the cost of pure-Python murmur2.
+    """
+    return int(edge_id[:8], 16) % partitions
 
 
 def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:
