@@ -38,6 +38,7 @@ from callmap.wire import (
     encode_batches,
     message_key,
 )
+from callmap.wire.topics import TopicSpec
 
 FAST = [
     "--grace",
@@ -152,8 +153,9 @@ async def send_raw(settings: Settings, topic: str, value: bytes, key: bytes) -> 
 class Reader:
     """Reads a topic from the offsets it had when the reader was made."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    def __init__(self, settings: Settings, topic: str, spec: TopicSpec | None = None) -> None:
         self.settings, self.topic = settings, topic
+        self.spec = spec or {EDGES.name: EDGES, DLQ.name: DLQ}[topic]
         self.start: dict[TopicPartition, int] = {}
 
     async def mark(self) -> Reader:
@@ -176,7 +178,7 @@ class Reader:
         settle: float = 0.0,
     ) -> list:  # type: ignore[type-arg]
         """Records kept by ``keep``, once ``until`` holds (then ``settle`` more seconds)."""
-        spec = {EDGES.name: EDGES, DLQ.name: DLQ}[self.topic]
+        spec = self.spec
         consumer = make_consumer(self.settings.kafka)
         await consumer.start()
         found: list = []  # type: ignore[type-arg]
@@ -193,6 +195,8 @@ class Reader:
                     break
                 for messages in (await consumer.getmany(timeout_ms=300)).values():
                     for message in messages:
+                        if not message.value:  # a tick on the sightings topic
+                            continue
                         record = decode(spec, message.value)
                         if keep(record):
                             found.append(record)
