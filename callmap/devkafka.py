@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -25,7 +22,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from callmap.devprocess import accepts_connections, alive, free_port, locked
+from callmap.devprocess import PidFile, accepts_connections, alive, free_port, locked
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -164,15 +161,17 @@ class DevBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def _pid_file(self) -> Path:
-        return self.directory / "broker.pid"
+    def _pid_file(self) -> PidFile:
+        """``broker.pid``: a pid counts while it runs Kafka's main class from this directory."""
+        marks = (b"kafka.Kafka", str(self.directory).encode())
+        return PidFile(self.directory / "broker.pid", marks)
 
     @property
     def log_file(self) -> Path:
         return self.directory / "broker.log"
 
     def status(self) -> BrokerStatus:
-        pid = self._recorded_pid()
+        pid = self._pid_file.recorded()
         if pid is None:
             return BrokerStatus(False, None, self.bootstrap, self.directory, "not started")
         if not accepts_connections(self.port):
@@ -217,58 +216,24 @@ class DevBroker:
                 raise DevKafkaError(
                     f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
                 )
-        with (self.directory / "broker.out").open("ab") as out:
-            process = subprocess.Popen(
-                [*base, "kafka.Kafka", str(properties)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C in the shell that started it does not stop it
-            )
-        self._pid_file.write_text(str(process.pid))
-        return self._wait_ready(process.pid, timeout)
+        command = [*base, "kafka.Kafka", str(properties)]
+        pid = self._pid_file.spawn(command, self.directory / "broker.out")
+        return self._wait_ready(pid, timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker this instance started; False if none was running."""
-        pid = self._recorded_pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-        self._pid_file.unlink(missing_ok=True)
-        return True
+        return self._pid_file.stop(timeout)
 
     def _wait_ready(self, pid: int, timeout: float) -> BrokerStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not alive(pid):
-                self._pid_file.unlink(missing_ok=True)
+                self._pid_file.forget()
                 raise DevKafkaError(f"Kafka exited during start-up; see {self.log_file}")
             if accepts_connections(self.port) and _answers_clients(self.bootstrap):
                 return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
             time.sleep(0.25)
         raise TemporaryError(f"Kafka did not accept clients within {timeout:.0f}s", delay=5)
-
-    def _recorded_pid(self) -> int | None:
-        """The recorded pid, if that process still runs this instance's broker."""
-        try:
-            pid = int(self._pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            cmdline = b""
-        if b"kafka.Kafka" not in cmdline or str(self.directory).encode() not in cmdline:
-            self._pid_file.unlink(missing_ok=True)  # stale: the pid now belongs to another process
-            return None
-        return pid
 
 
 def _answers_clients(bootstrap: str) -> bool:

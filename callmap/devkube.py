@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import ssl
 import subprocess
 import time
@@ -39,10 +37,11 @@ from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
-from callmap.devprocess import accepts_connections, alive, free_port, locked, run_go
+from callmap.devprocess import PidFile, accepts_connections, alive, free_port, locked, run_go
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -52,6 +51,10 @@ DEFAULT_PORT = 6443
 SERVICE_CIDR = "10.96.0.0/16"
 ADMIN_USER = "callmap-admin"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+_Role = Literal["apiserver", "etcd"]
+# What each role's command line contains: an argument ending in its binary's name.
+_PROGRAMS: dict[_Role, bytes] = {"apiserver": b"/kube-apiserver\0", "etcd": b"/etcd\0"}
 
 
 class DevKubeError(CallmapError):
@@ -313,7 +316,7 @@ class DevKube:
         return self.directory / "kubeconfig"
 
     def status(self) -> KubeStatus:
-        pid, etcd_pid = self._recorded_pid("apiserver"), self._recorded_pid("etcd")
+        pid, etcd_pid = self._pid_file("apiserver").recorded(), self._pid_file("etcd").recorded()
         ready = pid is not None and self._ready()
         detail = "running" if ready else "not started" if pid is None else "not ready"
         return KubeStatus(
@@ -335,7 +338,7 @@ class DevKube:
             pki = self.directory / "pki"
             _ensure_pki(pki)
             client_port, peer_port = self._etcd_ports()
-            etcd_pid = self._recorded_pid("etcd")
+            etcd_pid = self._pid_file("etcd").recorded()
             if etcd_pid is None:
                 command = etcd_command(binaries.etcd, self.directory, client_port, peer_port)
                 etcd_pid = self._spawn("etcd", command)
@@ -353,34 +356,11 @@ class DevKube:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the API server, then etcd, if this instance started them; False if neither ran."""
-        stopped = False
-        for role in ("apiserver", "etcd"):
-            pid = self._recorded_pid(role)
-            if pid is None:
-                continue
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-            self._pid_file(role).unlink(missing_ok=True)
-            stopped = True
-        return stopped
+        stopped = [self._pid_file(role).stop(timeout) for role in ("apiserver", "etcd")]
+        return any(stopped)
 
-    def _spawn(self, role: str, command: list[str]) -> int:
-        with (self.directory / f"{role}.log").open("ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C in the shell that started it does not stop it
-            )
-        self._pid_file(role).write_text(str(process.pid))
-        return process.pid
+    def _spawn(self, role: _Role, command: list[str]) -> int:
+        return self._pid_file(role).spawn(command, self.directory / f"{role}.log")
 
     def _etcd_ports(self) -> tuple[int, int]:
         """etcd's client and peer ports: chosen once and kept, since etcd's data names them."""
@@ -411,9 +391,9 @@ class DevKube:
             time.sleep(0.5)
         raise TemporaryError(f"kube-apiserver was not ready within {timeout:.0f}s", delay=5)
 
-    def _checkalive(self, role: str, pid: int) -> None:
+    def _checkalive(self, role: _Role, pid: int) -> None:
         if not alive(pid):
-            self._pid_file(role).unlink(missing_ok=True)
+            self._pid_file(role).forget()
             log = self.directory / f"{role}.log"
             raise DevKubeError(f"{role} exited during start-up; see {log}")
 
@@ -427,21 +407,10 @@ class DevKube:
             return False
         return _get(f"{self.server}/readyz", context) is not None
 
-    def _pid_file(self, role: str) -> Path:
-        return self.directory / f"{role}.pid"
-
-    def _recorded_pid(self, role: str) -> int | None:
-        """The recorded pid, if that process still runs this instance's etcd or API server."""
-        try:
-            pid = int(self._pid_file(role).read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            cmdline = b""
-        binary = b"/etcd\0" if role == "etcd" else b"/kube-apiserver\0"
-        if binary not in cmdline or str(self.directory).encode() not in cmdline:
-            self._pid_file(role).unlink(missing_ok=True)  # stale: the pid now runs something else
-            return None
-        return pid
+    def _pid_file(self, role: _Role) -> PidFile:
+        """``<role>.pid``: a pid counts while it runs that binary with this directory's files."""
+        marks = (_PROGRAMS[role], str(self.directory).encode())
+        return PidFile(self.directory / f"{role}.pid", marks)
 
 
 def _get(url: str, context: ssl.SSLContext | None = None) -> bytes | None:

@@ -2,7 +2,8 @@
 
 Shared by the local Kafka broker, the local Kubernetes API server and the Helm
 build: a file lock for one-time downloads and builds, a liveness check for a
-recorded pid, loopback port probes, and ``go`` run with callmap's cache.
+pid, the pid file of a server we started (spawn, recognise, stop), loopback
+port probes, and ``go`` run with callmap's cache.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from callmap.errors import CallmapError
@@ -45,6 +49,74 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(OSError, IndexError):
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class PidFile:
+    """The pid file of a server we started, and how to tell that process from any other.
+
+    Pids are reused, so a recorded pid counts only while the process's
+    ``/proc/<pid>/cmdline`` contains every one of ``marks``; a record that names
+    a dead or foreign process is removed and never signalled.
+    """
+
+    path: Path
+    marks: tuple[bytes, ...]
+    """What the command line must contain: its program, and the instance's directory."""
+
+    def __post_init__(self) -> None:
+        if not self.marks:
+            raise ValueError("a pid file needs at least one mark to recognise its process by")
+
+    def recorded(self) -> int | None:
+        """The recorded pid, if that process still runs; None, and the record removed, if not."""
+        try:
+            pid = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None  # none, or caught mid-write: leave it to its writer
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""  # gone
+        if not all(mark in cmdline for mark in self.marks):
+            self.forget()  # stale: the pid is gone, a zombie, or runs something else now
+            return None
+        return pid
+
+    def record(self, pid: int) -> None:
+        self.path.write_text(str(pid))
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def spawn(self, command: list[str], output: Path) -> int:
+        """Start ``command``, its output appended to ``output``, and record its pid."""
+        with output.open("ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the shell that started it does not stop it
+            )
+        self.record(process.pid)
+        return process.pid
+
+    def stop(self, timeout: float) -> bool:
+        """SIGTERM the recorded process, SIGKILL it after ``timeout`` s; False if none ran."""
+        pid = self.recorded()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+        self.forget()
+        return True
 
 
 def accepts_connections(port: int) -> bool:
