@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from callmap.broker import describe_topics, ensure_topics, make_consumer
 from callmap.config import Settings, load_settings
@@ -242,48 +242,61 @@ def start_streams(components: Components, app_id: str) -> None:
 
 
 class EdgeReader:
-    """The current map of one cluster, read from the edges topic."""
+    """The current map of one cluster, read from the edges topic by one consumer.
+
+    Start it before the run's components publish: only the edges after that
+    point count. ``async with`` starts it and stops it.
+    """
 
     def __init__(self, settings: Settings, cluster: str) -> None:
         self._settings = settings
         self._cluster = cluster
         self.edges: dict[str, Edge] = {}
-        self._offsets: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        """Remember where the topic ends now: this run's edges come after."""
+        """Open the consumer where the topic ends now: this run's edges come after."""
         (state,) = await describe_topics(self._settings.kafka, [EDGES.name])
         partitions = [TopicPartition(EDGES.name, p) for p in range(state.partitions)]
         consumer = make_consumer(self._settings.kafka)
         await consumer.start()
         try:
             consumer.assign(partitions)
-            self._offsets = dict(await consumer.end_offsets(partitions))
-        finally:
+            for tp, offset in (await consumer.end_offsets(partitions)).items():
+                consumer.seek(tp, offset)
+        except BaseException:
             await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        """Close the consumer (again is harmless); the edges read stay."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> EdgeReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def poll(self, seconds: float) -> bool:
         """Read for ``seconds``; True if the map changed."""
-        consumer = make_consumer(self._settings.kafka)
-        await consumer.start()
+        if self._consumer is None:
+            raise RuntimeError("EdgeReader.poll() before start()")
         changed = False
-        try:
-            consumer.assign(list(self._offsets))
-            for tp, offset in self._offsets.items():
-                consumer.seek(tp, offset)
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                for tp, messages in (await consumer.getmany(timeout_ms=300)).items():
-                    for message in messages:
-                        self._offsets[tp] = message.offset + 1
-                        edge = decode(EDGES, message.value)
-                        if isinstance(edge, Edge) and edge.cluster == self._cluster:
-                            old = self.edges.get(edge.edge_id)
-                            if old is None or (old.event == "expired") != (edge.event == "expired"):
-                                changed = True
-                            self.edges[edge.edge_id] = edge
-        finally:
-            await consumer.stop()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for messages in (await self._consumer.getmany(timeout_ms=300)).values():
+                for message in messages:
+                    edge = decode(EDGES, message.value)
+                    if isinstance(edge, Edge) and edge.cluster == self._cluster:
+                        old = self.edges.get(edge.edge_id)
+                        if old is None or (old.event == "expired") != (edge.event == "expired"):
+                            changed = True
+                        self.edges[edge.edge_id] = edge
         return changed
 
 
@@ -296,12 +309,25 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> tupl
     asyncio.run(ensure_topics(settings.kafka, settings.topics))
     with running_lab(topology, options.state_dir, options.kubernetes) as state:
         cluster = f"{state.cluster}-{uuid.uuid4().hex[:6]}"
-        reader = EdgeReader(settings, cluster)
-        asyncio.run(reader.start())
+        comparison = asyncio.run(_map_lab(state, settings, cluster, truth, options, progress))
+    return comparison, cluster
+
+
+async def _map_lab(
+    state: LabState,
+    settings: Settings,
+    cluster: str,
+    truth: Truth,
+    options: RunOptions,
+    progress: Progress,
+) -> Comparison:
+    """Run the components on the held lab, release it, and read the map they make."""
+    async with EdgeReader(settings, cluster) as reader:
         components = start_components(state, settings, cluster, options, progress)
         progress(f"component logs in {components.log_dir}")
         try:
-            time.sleep(3)  # capture sockets open and a first scan sees before_capture calls
+            # Capture sockets open, and a first scan sees the before_capture calls.
+            await asyncio.sleep(3)
             components.check()
             if options.streams_delay <= 0:
                 start_streams(components, app_id=f"callmap-lab-{cluster}")
@@ -309,17 +335,17 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> tupl
             progress(f"lab {state.name} released its calls; cluster {cluster}")
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
             churn.start()
-            comparison = _wait_for_map(
+            comparison = await _wait_for_map(
                 truth, reader, components, churn, options, progress, f"callmap-lab-{cluster}"
             )
             if not comparison.perfect:
                 progress(components.tails())
         finally:
             components.stop()
-    return comparison, cluster
+    return comparison
 
 
-def _wait_for_map(
+async def _wait_for_map(
     truth: Truth,
     reader: EdgeReader,
     components: Components,
@@ -338,7 +364,7 @@ def _wait_for_map(
             start_streams(components, app_id)
             streams_at = None
             progress("stream app started late; it catches up the backlog")
-        if asyncio.run(reader.poll(2.0)):
+        if await reader.poll(2.0):
             stable_since = time.monotonic()
         result = compare(truth, reader.edges.values())
         progress(f"{len(result.observed)} edges observed, {len(result.missing)} missing")

@@ -16,21 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import identity, qualified, sort_key
+from sinks.endpoints import qualified, sort_key
 from sinks.escape import is_dns1123_label, is_dns_name, k8s_name
 from sinks.filters import MapFilter
 from sinks.labels import LabelBook
-from sinks.policy import (
-    Export,
-    Port,
-    PortMap,
-    by_client,
-    by_server,
-    cidr,
-    metadata,
-    port_key,
-    single_cluster,
-)
+from sinks.policy import Export, PolicyBuilder, PortMap, cidr
 
 NAMESPACE_KEY = "k8s:io.kubernetes.pod.namespace"
 
@@ -45,18 +35,7 @@ class CiliumOptions:
     """Policies are named ``<prefix>-<workload>``."""
 
 
-class _Builder:
-    def __init__(self, labels: LabelBook, ports: PortMap, options: CiliumOptions) -> None:
-        self.labels = labels
-        self.portmap = ports
-        self.options = options
-        self.export = Export()
-        self.incomplete = False
-        """Set by :meth:`rules` when a peer could not be written."""
-
-    def warn(self, text: str) -> None:
-        self.export.warnings.append(text)
-
+class _Builder(PolicyBuilder[CiliumOptions]):
     def selector(self, endpoint: Endpoint) -> dict[str, Any] | None:
         if not is_dns1123_label(endpoint.namespace or ""):
             self.warn(f"{qualified(endpoint)}: invalid namespace name, left out")
@@ -92,22 +71,11 @@ class _Builder:
         return None
 
     def rules(self, edges: list[Edge], side: str) -> list[dict[str, Any]]:
-        merged: dict[str, tuple[dict[str, Any], set[Port], bool]] = {}
-        self.incomplete = False
-        for edge in edges:
-            peer = self.peer(identity(edge.client) if side == "from" else edge.server, side)
-            if peer is None:
-                self.incomplete = True
-                continue
-            key = repr(peer)
-            _, ports, any_port = merged.get(key, (peer, set(), False))
-            seen = self.portmap.ports(edge)
-            merged[key] = (peer, ports | set(seen), any_port or not seen)
         rules = []
-        for peer, ports, any_port in merged.values():
+        for peer, ports in self.peers(edges, side, lambda endpoint: self.peer(endpoint, side)):
             rule = dict(peer)
-            if not any_port:
-                listed = [{"port": str(p), "protocol": "TCP"} for p in sorted(ports, key=port_key)]
+            if ports is not None:
+                listed = [{"port": str(p), "protocol": "TCP"} for p in ports]
                 rule["toPorts"] = [{"ports": listed}]
             rules.append(rule)
         return rules
@@ -142,13 +110,9 @@ def cilium_policies(
     ports: PortMap | None = None,
 ) -> Export:
     """One CiliumNetworkPolicy per covered workload, ingress and egress as observed."""
-    edges = list(edges)
-    selection = selection or MapFilter()
-    options = options or CiliumOptions()
-    cluster = single_cluster(edges)
-    builder = _Builder(labels, ports or PortMap(), options)
-    servers = {k: v for k, v in by_server(edges, selection).items() if k.type == "workload"}
-    clients = {k: v for k, v in by_client(edges, selection).items() if k.type == "workload"}
+    builder = _Builder(edges, labels, selection, options or CiliumOptions(), ports)
+    servers = {k: v for k, v in builder.servers().items() if k.type == "workload"}
+    clients = {k: v for k, v in builder.clients().items() if k.type == "workload"}
     for workload in sorted(servers.keys() | clients.keys(), key=sort_key):
         selector = builder.selector(workload)
         if selector is None:
@@ -167,13 +131,6 @@ def cilium_policies(
                 spec["egress"] = rules
         if len(spec) == 1:
             continue
-        name = k8s_name(f"{options.name_prefix}-{workload.name}")
-        builder.export.documents.append(
-            {
-                "apiVersion": "cilium.io/v2",
-                "kind": "CiliumNetworkPolicy",
-                "metadata": metadata(name, workload.namespace or "", cluster, qualified(workload)),
-                "spec": spec,
-            }
-        )
+        name = k8s_name(f"{builder.options.name_prefix}-{workload.name}")
+        builder.add("cilium.io/v2", "CiliumNetworkPolicy", name, workload, spec)
     return builder.export

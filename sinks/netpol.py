@@ -20,22 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import identity, qualified, sort_key
+from sinks.endpoints import qualified, sort_key
 from sinks.escape import is_dns1123_label, k8s_name
 from sinks.filters import MapFilter
 from sinks.labels import LabelBook
-from sinks.policy import (
-    NAMESPACE_LABEL,
-    Export,
-    Port,
-    PortMap,
-    by_client,
-    by_server,
-    cidr,
-    metadata,
-    port_key,
-    single_cluster,
-)
+from sinks.policy import NAMESPACE_LABEL, Export, PolicyBuilder, Port, PortMap, cidr
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +43,7 @@ def _ports(ports: list[Port], protocol: str = "TCP") -> list[dict[str, Any]]:
     return [{"protocol": protocol, "port": port} for port in ports]
 
 
-class _Builder:
-    def __init__(self, labels: LabelBook, ports: PortMap, options: NetpolOptions) -> None:
-        self.labels = labels
-        self.portmap = ports
-        self.options = options
-        self.export = Export()
-        self.incomplete = False
-        """Set by :meth:`rules` when a peer could not be written."""
-
-    def warn(self, text: str) -> None:
-        self.export.warnings.append(text)
-
+class _Builder(PolicyBuilder[NetpolOptions]):
     def peer(self, endpoint: Endpoint, home: str) -> dict[str, Any] | None:
         """A NetworkPolicyPeer for ``endpoint`` seen from a policy in namespace ``home``."""
         if endpoint.type == "service":
@@ -92,28 +70,15 @@ class _Builder:
 
     def rules(self, edges: list[Edge], home: str, side: str) -> list[dict[str, Any]]:
         """One rule per peer (client for ingress, server for egress), merged ports."""
-        peers: dict[str, tuple[dict[str, Any], set[Port], bool]] = {}
-        self.incomplete = False
-        for edge in edges:
-            peer = self.peer(identity(edge.client) if side == "from" else edge.server, home)
-            if peer is None:
-                self.incomplete = True
-                continue
-            key = repr(sorted(peer.items()))
-            _, ports, any_port = peers.get(key, (peer, set(), False))
-            seen = self.portmap.ports(edge)
-            peers[key] = (peer, ports | set(seen), any_port or not seen)
         rules = []
-        for peer, ports, any_port in peers.values():
+        for peer, ports in self.peers(edges, side, lambda endpoint: self.peer(endpoint, home)):
             rule: dict[str, Any] = {side: [peer]}
-            if not any_port:
-                rule["ports"] = _ports(sorted(ports, key=port_key))
+            if ports is not None:
+                rule["ports"] = _ports(ports)
             rules.append(rule)
         return rules
 
-    def policy(
-        self, workload: Endpoint, kind: str, rules: list[dict[str, Any]], cluster: str | None
-    ) -> None:
+    def policy(self, workload: Endpoint, kind: str, rules: list[dict[str, Any]]) -> None:
         if self.incomplete:
             self.warn(
                 f"{qualified(workload)}: no {kind} policy, it would deny the observed peers "
@@ -126,18 +91,12 @@ class _Builder:
             self.warn(f"{qualified(workload)}: no valid namespace or pod labels, no {kind} policy")
             return
         name = k8s_name(f"{self.options.name_prefix}-{workload.name}-{kind.lower()}")
-        self.export.documents.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": metadata(name, namespace, cluster, qualified(workload)),
-                "spec": {
-                    "podSelector": {"matchLabels": selector.labels},
-                    "policyTypes": [kind],
-                    kind.lower(): rules,
-                },
-            }
-        )
+        spec = {
+            "podSelector": {"matchLabels": selector.labels},
+            "policyTypes": [kind],
+            kind.lower(): rules,
+        }
+        self.add("networking.k8s.io/v1", "NetworkPolicy", name, workload, spec)
 
     def dns_rule(self) -> dict[str, Any]:
         peer = {
@@ -155,12 +114,8 @@ def network_policies(
     ports: PortMap | None = None,
 ) -> Export:
     """Ingress policies per covered server (and egress per covered client if asked)."""
-    edges = list(edges)
-    selection = selection or MapFilter()
-    options = options or NetpolOptions()
-    cluster = single_cluster(edges)
-    builder = _Builder(labels, ports or PortMap(), options)
-    servers = by_server(edges, selection)
+    builder = _Builder(edges, labels, selection, options or NetpolOptions(), ports)
+    servers = builder.servers()
     for server in sorted(servers, key=sort_key):
         if server.type == "service":
             builder.warn(f"{qualified(server)}: a service with no workloads behind it, no policy")
@@ -168,13 +123,13 @@ def network_policies(
             continue
         calls = sorted(servers[server], key=lambda e: sort_key(e.client, server.namespace))
         rules = builder.rules(calls, server.namespace or "", "from")
-        builder.policy(server, "Ingress", rules, cluster)
-    if options.egress:
-        clients = by_client(edges, selection)
+        builder.policy(server, "Ingress", rules)
+    if builder.options.egress:
+        clients = builder.clients()
         for client in sorted(clients, key=sort_key):
             if client.type != "workload":
                 continue
             calls = sorted(clients[client], key=lambda e: sort_key(e.server, client.namespace))
             rules = [*builder.rules(calls, client.namespace or "", "to"), builder.dns_rule()]
-            builder.policy(client, "Egress", rules, cluster)
+            builder.policy(client, "Egress", rules)
     return builder.export

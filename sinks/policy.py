@@ -3,25 +3,29 @@
 A policy covers one workload and holds *every* live peer of it (see
 :mod:`sinks.filters`). Ports are the server ports the edge saw; when service
 identities are known, a service port is translated to the pods' target port,
-which is what a NetworkPolicy matches after kube-proxy's DNAT. Pure.
+which is what a NetworkPolicy matches after kube-proxy's DNAT.
+:class:`PolicyBuilder` holds what the NetworkPolicy and Cilium exports do
+alike, so that each states only how it writes a peer and a rule. Pure.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from callmap.errors import ConfigError
 from callmap.wire import Edge, Endpoint, ServiceIdentity
-from sinks.endpoints import identity
+from sinks.endpoints import identity, qualified
 from sinks.filters import MapFilter
+from sinks.labels import LabelBook
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "callmap"}
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 
 Port = int | str
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(slots=True)
@@ -115,3 +119,73 @@ def cidr(ip: str) -> str | None:
     except ValueError:
         return None
     return f"{address}/{address.max_prefixlen}"
+
+
+class PolicyBuilder(Generic[OptionsT]):
+    """One policy export under way: the edges it covers, its options, what it wrote so far."""
+
+    def __init__(
+        self,
+        edges: Iterable[Edge],
+        labels: LabelBook,
+        selection: MapFilter | None,
+        options: OptionsT,
+        ports: PortMap | None,
+    ) -> None:
+        self.edges = list(edges)
+        self.selection = selection or MapFilter()
+        self.cluster = single_cluster(self.edges)
+        self.labels = labels
+        self.portmap = ports or PortMap()
+        self.options = options
+        self.export = Export()
+        self.incomplete = False
+        """Set by :meth:`peers` when a peer could not be written."""
+
+    def warn(self, text: str) -> None:
+        self.export.warnings.append(text)
+
+    def servers(self) -> dict[Endpoint, list[Edge]]:
+        """Covered servers, each with every live edge into it."""
+        return by_server(self.edges, self.selection)
+
+    def clients(self) -> dict[Endpoint, list[Edge]]:
+        """Covered clients, each with every live edge out of it."""
+        return by_client(self.edges, self.selection)
+
+    def peers(
+        self,
+        edges: list[Edge],
+        side: str,
+        peer_of: Callable[[Endpoint], dict[str, Any] | None],
+    ) -> list[tuple[dict[str, Any], list[Port] | None]]:
+        """Each peer of ``edges`` as ``peer_of`` writes it, once, with the ports seen.
+
+        The peer is the client for ``side`` "from" and the server for "to"; peers
+        come in the order of ``edges``. Ports are None when an edge to the peer
+        was seen without ports (DNS only): then any port is allowed.
+        """
+        merged: dict[str, tuple[dict[str, Any], set[Port], bool]] = {}
+        self.incomplete = False
+        for edge in edges:
+            peer = peer_of(identity(edge.client) if side == "from" else edge.server)
+            if peer is None:
+                self.incomplete = True
+                continue
+            key = repr(sorted(peer.items()))
+            _, ports, any_port = merged.get(key, (peer, set(), False))
+            seen = self.portmap.ports(edge)
+            merged[key] = (peer, ports | set(seen), any_port or not seen)
+        return [
+            (peer, None if any_port else sorted(ports, key=port_key))
+            for peer, ports, any_port in merged.values()
+        ]
+
+    def add(
+        self, api_version: str, kind: str, name: str, workload: Endpoint, spec: dict[str, Any]
+    ) -> None:
+        """Add the object ``name`` for ``workload`` to the export."""
+        about = metadata(name, workload.namespace or "", self.cluster, qualified(workload))
+        self.export.documents.append(
+            {"apiVersion": api_version, "kind": kind, "metadata": about, "spec": spec}
+        )
