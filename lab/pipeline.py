@@ -236,6 +236,8 @@ def start_streams(components: Components, app_id: str) -> None:
         "10",
         "--tick-interval",
         "2",
+        "--data-dir",
+        str(components.log_dir),
         "--metrics-port",
         "0",
     )

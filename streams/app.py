@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -95,6 +96,8 @@ class StreamSettings:
     """Seconds after which a silent worker's partitions go to the others."""
     combine_interval: float = DEFAULT_COMBINE_INTERVAL
     """Repeats of a known edge go to its owner at most this often (seconds; 0: at once)."""
+    data_dir: Path = Path(".")
+    """Where Faust keeps its ``<app id>-data`` directory."""
 
 
 def _broker_urls(settings: Settings) -> list[str]:
@@ -142,6 +145,7 @@ class StreamApp:
             broker=_broker_urls(settings),
             broker_credentials=_credentials(settings),
             store="memory://",
+            datadir=str(stream.data_dir / f"{stream.app_id}-data"),
             key_serializer="raw",
             value_serializer="raw",
             web_enabled=False,

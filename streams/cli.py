@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import click
 
@@ -74,6 +75,14 @@ def streams() -> None:
     help="Seconds after which a silent worker's partitions go to the others.",
 )
 @click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    envvar="CALLMAP_STREAMS_DATA_DIR",
+    help="Where Faust keeps its <app id>-data directory.",
+)
+@click.option(
     "--metrics-port",
     default=9809,
     show_default=True,
@@ -89,6 +98,7 @@ def worker(
     combine_interval: float,
     excluded: tuple[str, ...],
     session_timeout: float,
+    data_dir: Path,
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
@@ -112,6 +122,7 @@ def worker(
         sighting_partitions=sightings.partitions,
         session_timeout=session_timeout,
         combine_interval=combine_interval,
+        data_dir=data_dir,
     )
     app = StreamApp(settings, stream)
     gauges = {

@@ -198,6 +198,8 @@ class Worker:
                     str(metrics_port),
                     "--refresh-interval",
                     "600",
+                    "--data-dir",
+                    str(log.parent),
                 ],
                 env=env,
                 stdout=out,

@@ -79,6 +79,8 @@ class Worker:
                     app_id,
                     "--metrics-port",
                     "0",
+                    "--data-dir",
+                    str(log_dir),
                     *FAST,
                     *args,
                 ],
