@@ -89,8 +89,13 @@ class PidFile:
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    def spawn(self, command: list[str], output: Path) -> int:
-        """Start ``command``, its output appended to ``output``, and record its pid."""
+    def spawn(self, command: list[str], output: Path, exec_timeout: float = 5.0) -> int:
+        """Start ``command``, its output appended to ``output``, and record its pid.
+
+        The pid is recorded once the process shows its marks: until it has
+        exec'd, its command line is its parent's, and anyone reading the
+        record then (``callmap dev ... status``) would take it for stale.
+        """
         with output.open("ab") as out:
             process = subprocess.Popen(
                 command,
@@ -99,6 +104,13 @@ class PidFile:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the shell that started it does not stop it
             )
+        deadline = time.monotonic() + exec_timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+                if all(mark in cmdline for mark in self.marks):
+                    break
+            time.sleep(0.005)
         self.record(process.pid)
         return process.pid
 
