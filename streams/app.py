@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 # Sightings per message on the sightings topic: well under a megabyte.
 SIGHTINGS_PER_MESSAGE = 1000
+# Messages each stream buffers ahead of its agent.
+STREAM_BUFFER = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,10 @@ class StreamApp:
             topic_replication_factor=settings.topics.replication or 1,
             table_standby_replicas=0,
             stream_wait_empty=False,
+            # A raw message is a batch of up to 900 kB: Faust's default of 4,096
+            # buffered messages a stream let a worker catching up on a backlog grow
+            # by gigabytes. 64 keep the agents busy.
+            stream_buffer_maxsize=STREAM_BUFFER,
             broker_session_timeout=stream.session_timeout,
             broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
         )

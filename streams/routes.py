@@ -26,12 +26,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 from callmap.wire import DnsAnswer, SocketObservation
+from callmap.wire.records import EdgeSource
 from streams.combine import Combiner, Slot
 from streams.identity import Holding
 from streams.names import HeadlessPodName, PodIpName, classify
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_MAX_ROUTES = 100_000
+_SERVER_SIDE: EdgeSource = "socket-server"
+_CLIENT_SIDE: EdgeSource = "socket-client"
 
 
 class Route:
@@ -121,6 +124,58 @@ class Routes:
                         slot.first = ts
                 else:
                     seen(slot, ts, None, "dns", now)
+            sightings += len(route.slots)
+        return sightings
+
+    def connections(
+        self,
+        observations: Sequence[SocketObservation],
+        now: float,
+        final: bool,
+        late: list[SocketObservation],
+    ) -> int:
+        """Sight every observation's edges in the combiner; how many sightings that made.
+
+        The other hot loop, like :meth:`answers`: inline for a local pod that
+        capture named by UID, a remote IP with one holder, a plain route and
+        a repeat the combiner holds; :meth:`socket` and
+        :meth:`Combiner.seen` for everything else.
+        """
+        pods, by_ip, by_socket = self._store.pods, self._store.by_ip, self._sockets
+        seen, sightings = self._combiner.seen, 0
+        for obs in observations:
+            route = None
+            local = pods.get(obs.pod_uid) if obs.pod_uid is not None else None
+            holdings = by_ip.get(obs.remote_ip)
+            if local is not None and holdings is not None and len(holdings) == 1:
+                remote = holdings[0]
+                if remote.start <= obs.first_seen < remote.end:
+                    route = by_socket.get((id(local), id(remote), obs.role))
+            if route is None or not route.plain:
+                try:
+                    route = self.socket(obs, final)
+                except Late:
+                    late.append(obs)
+                    continue
+            ts = obs.ts
+            if obs.role == "server":
+                port, source = obs.local_port, _SERVER_SIDE
+            else:
+                port, source = obs.remote_port, _CLIENT_SIDE
+            for slot in route.slots:
+                if (
+                    slot.count
+                    and not slot.urgent
+                    and port in slot.known_ports
+                    and source in slot.known_sources
+                ):
+                    slot.count += 1
+                    if ts > slot.last:
+                        slot.last = ts
+                    elif ts < slot.first:
+                        slot.first = ts
+                else:
+                    seen(slot, ts, port, source, now)
             sightings += len(route.slots)
         return sightings
 

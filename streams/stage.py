@@ -29,11 +29,10 @@ from callmap.wire import (
     SocketObservation,
     decode,
 )
-from callmap.wire.records import EdgeSource
 from callmap.wire.topics import split_identity_key
 from streams.combine import Combiner
 from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, IdentityStore
-from streams.resolve import Late, Resolver
+from streams.resolve import Resolver
 from streams.routes import Routes
 
 DEFAULT_GRACE = 60.0
@@ -141,7 +140,6 @@ class RawStage:
         """
         routes = self._routes_of(batch.cluster)
         routes.begin()
-        seen = self.combiner.seen
         dns: Sequence[DnsAnswer] = ()
         sockets: Sequence[SocketObservation] = ()
         if isinstance(batch, PendingBatch):
@@ -155,19 +153,7 @@ class RawStage:
         resolver = self._identities.resolver(batch.cluster)
         fallbacks = resolver.fallbacks
         sightings = routes.answers(dns, now, final, late_dns)
-        for obs in sockets:
-            try:
-                route = routes.socket(obs, final)
-            except Late:
-                late_sockets.append(obs)
-                continue
-            if obs.role == "server":
-                port, source = obs.local_port, _SERVER_SIDE
-            else:
-                port, source = obs.remote_port, _CLIENT_SIDE
-            sightings += len(route.slots)
-            for slot in route.slots:
-                seen(slot, obs.ts, port, source, now)
+        sightings += routes.connections(sockets, now, final, late_sockets)
         self._counters.stage("sightings").seen += sightings
         events = self._counters.events
         late = len(late_dns) + len(late_sockets)
@@ -201,7 +187,3 @@ class RawStage:
             resolver = self._identities.resolver(cluster)
             routes = self._routes[cluster] = Routes(cluster, resolver, self.combiner)
         return routes
-
-
-_SERVER_SIDE: EdgeSource = "socket-server"
-_CLIENT_SIDE: EdgeSource = "socket-client"

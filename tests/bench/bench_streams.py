@@ -1,26 +1,29 @@
 """Benchmarks of the stream app on a real broker this script starts.
 
-1. Throughput: raw DNS answers per second through one worker (resolved, and
+1. Throughput: raw records per second through one worker (resolved, and
    every sighting it forwarded merged into the edges table), side by side
    with a plain aiokafka consume-and-decode loop over the same topic in the
-   same run (goal: at least 30 % of the loop). The traffic is what capture
-   publishes: 2,000 clients each call 5 services; each node's batch of a
-   one-second window holds each of its calls once (capture folds repeats
-   within a window), and the calls repeat window after window. Two runs:
-   *cold*, a fresh worker on a backlog whose first windows make all 10,000
-   edges new; *warm*, the same worker on the next 300,000 records (it is
-   stopped with SIGSTOP while they are produced, then continued), when every
-   edge is known: the sustained rate.
+   same run (goal: at least 30 % of the loop, sustained). The traffic is what
+   capture publishes: 2,000 clients each call 5 services; each node's batch
+   of a one-second window holds each of its calls once (capture folds repeats
+   within a window), and the calls repeat window after window. Four runs of
+   300,000 records on one worker: DNS answers *cold* (a fresh worker on a
+   backlog whose first windows make all 10,000 edges new) and *warm* (every
+   edge known); then the same calls as socket observations, first seen so
+   (new routes, a new source for every edge), then warm. Before each later
+   run the worker is stopped with SIGSTOP while its backlog is produced.
 2. Latency: events produced at about 1,000/s, each proving a new edge; p50
    and p99 from the event's time to its edge on the edges topic (goal: p99
    under 2 s).
-3. Memory: worker RSS with 100,000 pods and 10,000 services in the identity
-   store, next to an empty store in the same run (goal: under 400 MB).
+3. Memory: RSS of a worker with 100,000 pods and 10,000 services in the
+   identity store, next to the same worker at start (goal: under 400 MB): the
+   worker of the runs above, restarted, so that it also holds their edges.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -32,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from aiokafka import TopicPartition
@@ -47,18 +51,22 @@ from callmap.wire import (
     EDGES,
     PODS,
     SERVICES,
+    SOCKETS,
     DnsAnswer,
     DnsAnswerBatch,
     Edge,
     PodIdentity,
     ServiceIdentity,
     ServiceWorkload,
+    SocketBatch,
+    SocketObservation,
     WorkloadRef,
     decode,
     encode,
     encode_batches,
     message_key,
 )
+from callmap.wire.topics import TopicSpec
 
 THROUGHPUT_RECORDS = 300_000
 CLIENTS, SERVED, CALLS_PER_CLIENT, NODES = 2_000, 1_000, 5, 20
@@ -120,6 +128,31 @@ def steady_answers(cluster: str, total: int, start: float) -> list[DnsAnswer]:
     ]
 
 
+def steady_connections(cluster: str, total: int, start: float) -> list[SocketObservation]:
+    """The same calls as connections to the services' cluster IPs, reported window after window."""
+    calls = [
+        (client, (client * 7 + n) % SERVED)
+        for client in range(CLIENTS)
+        for n in range(CALLS_PER_CLIENT)
+    ]
+    return [
+        SocketObservation(
+            cluster=cluster,
+            node=f"node-{client % NODES}",
+            ts=start + n // len(calls),
+            netns=4026531840 + client,
+            pod_uid=f"{cluster}-pod-{client}",
+            local_ip=f"10.{100 + client // 65536}.{(client // 256) % 256}.{client % 256}",
+            local_port=40000 + svc,
+            remote_ip=f"10.96.{svc // 256}.{svc % 256}",
+            remote_port=80,
+            role="client",
+            first_seen=start,
+        )
+        for n, (client, svc) in zip(range(total), itertools.cycle(calls), strict=False)
+    ]
+
+
 async def publish_identities(
     settings: Settings, cluster: str, pods: int, services: int, workloads: int = 5000
 ) -> None:
@@ -137,30 +170,36 @@ async def publish_identities(
         await producer.stop()
 
 
-async def publish_answers(settings: Settings, answers: list[DnsAnswer]) -> None:
+async def publish_raw(settings: Settings, records: Sequence[DnsAnswer | SocketObservation]) -> None:
+    """Raw records as capture publishes them: per-node batches of at most BATCH."""
     producer = make_producer(settings.kafka, linger_ms=20, compression_type="lz4")
     await producer.start()
     try:
-        by_node: dict[str, list[DnsAnswer]] = {}
-        for a in answers:
-            by_node.setdefault(a.node, []).append(a)
-        for node, records in by_node.items():
-            for start in range(0, len(records), BATCH):
-                chunk = records[start : start + BATCH]
+        by_node: dict[str, list[DnsAnswer | SocketObservation]] = {}
+        for record in records:
+            by_node.setdefault(record.node, []).append(record)
+        for node, mine in by_node.items():
+            for start in range(0, len(mine), BATCH):
+                chunk = mine[start : start + BATCH]
+                dns = isinstance(chunk[0], DnsAnswer)
+                batch_type = DnsAnswerBatch if dns else SocketBatch
                 for m in encode_batches(
-                    DnsAnswerBatch, cluster=chunk[0].cluster, node=node, records=chunk
+                    batch_type,  # type: ignore[arg-type]
+                    cluster=chunk[0].cluster,
+                    node=node,
+                    records=chunk,  # type: ignore[arg-type]
                 ):
-                    await producer.send(DNS.name, m.value, key=node.encode())
+                    await producer.send((DNS if dns else SOCKETS).name, m.value, key=node.encode())
         await producer.flush()
     finally:
         await producer.stop()
 
 
-async def plain_loop(settings: Settings, expected: int) -> float:
-    """Seconds a bare aiokafka loop needs to consume and decode every record."""
+async def plain_loop(settings: Settings, expected: int, spec: TopicSpec = DNS) -> float:
+    """Seconds a bare aiokafka loop needs to consume and decode every record of ``spec``."""
     consumer = make_consumer(
         settings.kafka,
-        DNS.name,
+        spec.name,
         group_id=f"plain-{uuid.uuid4().hex[:6]}",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
@@ -171,14 +210,17 @@ async def plain_loop(settings: Settings, expected: int) -> float:
         while seen < expected:
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 for message in messages:
-                    seen += len(decode(DNS, message.value).records)  # type: ignore[attr-defined]
+                    seen += len(decode(spec, message.value).records)  # type: ignore[attr-defined]
         return time.perf_counter() - start
     finally:
         await consumer.stop()
 
 
 class Worker:
-    def __init__(self, bootstrap: str, log: Path, metrics_port: int) -> None:
+    def __init__(
+        self, bootstrap: str, log: Path, metrics_port: int, app_id: str | None = None
+    ) -> None:
+        self.app_id = app_id or f"bench-{uuid.uuid4().hex[:6]}"
         self.metrics_port = metrics_port
         self.log = log
         env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": bootstrap, "CALLMAP_LOG_LEVEL": "WARNING"}
@@ -193,7 +235,7 @@ class Worker:
                     "streams",
                     "worker",
                     "--app-id",
-                    f"bench-{uuid.uuid4().hex[:6]}",
+                    self.app_id,
                     "--metrics-port",
                     str(metrics_port),
                     "--refresh-interval",
@@ -291,71 +333,79 @@ def main() -> None:
             broker.stop()
 
 
+def caught_up(worker: Worker, resolved: int) -> float:
+    """Seconds until ``resolved`` records are resolved and every forwarded sighting merged."""
+    start = time.perf_counter()
+    while True:
+        done, _, forwarded, merged = worker.progress()
+        if done >= resolved and merged >= forwarded:
+            return time.perf_counter() - start
+        if time.perf_counter() - start > 600:
+            raise RuntimeError("worker did not finish")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def stopped(worker: Worker) -> Iterator[None]:
+    """The worker stopped (SIGSTOP) for the duration: it neither consumes nor competes."""
+    worker.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        worker.process.send_signal(signal.SIGCONT)
+
+
 def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None:
-    # 1. throughput: the backlog is on the topic before the worker starts
-    cluster = "tput"
+    # 1. throughput: the first backlog is on the topic before the worker starts
+    cluster, n = "tput", THROUGHPUT_RECORDS
     asyncio.run(publish_identities(settings, cluster, CLIENTS, SERVED))
-    answers = steady_answers(cluster, THROUGHPUT_RECORDS, time.time())
-    asyncio.run(publish_answers(settings, answers))
-    plain = asyncio.run(plain_loop(settings, THROUGHPUT_RECORDS))
+    answers = steady_answers(cluster, n, time.time())
+    asyncio.run(publish_raw(settings, answers))
+    plain = {DNS.name: asyncio.run(plain_loop(settings, n, DNS))}  # before any worker runs
     worker = Worker(bootstrap, tmp / "worker.log", free_port())
     try:
         worker.wait_for("identity store loaded")
-        start = time.perf_counter()
-        while True:  # every record resolved, and every sighting sent so far merged
-            resolved, found, forwarded, merged = worker.progress()
-            if resolved >= THROUGHPUT_RECORDS and merged >= forwarded:
-                break
-            if time.perf_counter() - start > 600:
-                raise RuntimeError("worker did not finish")
-            time.sleep(0.1)
-        streamed = time.perf_counter() - start
+        runs = [("DNS, cold (10,000 new edges)", DNS, caught_up(worker, n))]
         found, forwarded = worker.progress()[1:3]
+        later = answers[-1].ts + 1
+        for label, records in (
+            ("DNS, warm (every edge known)", steady_answers),
+            ("sockets, the calls first seen as connections", steady_connections),
+            ("sockets, warm", steady_connections),
+        ):
+            backlog = records(cluster, n, later)
+            later = backlog[-1].ts + 1
+            spec = DNS if records is steady_answers else SOCKETS
+            with stopped(worker):
+                asyncio.run(publish_raw(settings, backlog))
+                if spec.name not in plain:  # the first of these records, the worker stopped
+                    plain[spec.name] = asyncio.run(plain_loop(settings, n, spec))
+            runs.append((label, spec, caught_up(worker, n * (len(runs) + 1))))
 
-        # the same calls in the next windows, produced while the worker is stopped
-        worker.process.send_signal(signal.SIGSTOP)
-        try:
-            more = steady_answers(cluster, THROUGHPUT_RECORDS, answers[-1].ts + 1)
-            asyncio.run(publish_answers(settings, more))
-        finally:
-            worker.process.send_signal(signal.SIGCONT)
-        start = time.perf_counter()
-        while True:
-            resolved, _, sent, merged = worker.progress()
-            if resolved >= 2 * THROUGHPUT_RECORDS and merged >= sent:
-                break
-            if time.perf_counter() - start > 600:
-                raise RuntimeError("worker did not finish")
-            time.sleep(0.1)
-        warm = time.perf_counter() - start
-
-        table = Table(
-            title=f"stream throughput: {THROUGHPUT_RECORDS:,} DNS answers, batches of {BATCH}"
-        )
+        table = Table(title=f"stream throughput: {n:,} raw records a run, batches of {BATCH}")
         for column in ("consumer", "seconds", "records/s", "share of plain loop"):
             table.add_column(column, justify="right")
-        table.add_row(
-            "plain aiokafka decode loop",
-            f"{plain:.2f}",
-            f"{THROUGHPUT_RECORDS / plain:,.0f}",
-            "100 %",
-        )
-        table.add_row(
-            "callmap streams worker, cold (10,000 new edges)",
-            f"{streamed:.2f}",
-            f"{THROUGHPUT_RECORDS / streamed:,.0f}",
-            f"{100 * plain / streamed:.0f} %",
-        )
-        table.add_row(
-            "callmap streams worker, warm (every edge known)",
-            f"{warm:.2f}",
-            f"{THROUGHPUT_RECORDS / warm:,.0f}",
-            f"{100 * plain / warm:.0f} % (goal 30 %)",
-        )
+        for spec in (DNS, SOCKETS):
+            seconds = plain[spec.name]
+            table.add_row(
+                f"plain aiokafka decode loop, {spec.name}",
+                f"{seconds:.2f}",
+                f"{n / seconds:,.0f}",
+                "100 %",
+            )
+            for label, of, seconds in runs:
+                if of is spec:
+                    goal = " (goal 30 %)" if "warm" in label else ""
+                    table.add_row(
+                        f"callmap streams worker: {label}",
+                        f"{seconds:.2f}",
+                        f"{n / seconds:,.0f}",
+                        f"{100 * plain[spec.name] / seconds:.0f} %{goal}",
+                    )
         console.print(table)
         console.print(
-            f"cold: {found:,.0f} edge sightings resolved, {forwarded:,.0f} forwarded to their"
-            " owners (repeats wait up to --combine-interval)"
+            f"DNS, cold: {found:,.0f} edge sightings resolved, {forwarded:,.0f} forwarded to"
+            " their owners (repeats wait up to --combine-interval)"
         )
 
         # 2. latency, on the same (caught up) worker: every event a new edge
@@ -374,7 +424,7 @@ def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None
                     answer(cluster, second * LATENCY_RATE + n, n % 10, time.time())
                     for n in range(LATENCY_RATE)
                 ]
-                await publish_answers(settings, chunk)
+                await publish_raw(settings, chunk)
                 await asyncio.sleep(max(0.0, 1.0 - (time.time() - tick)))
             return await edge_latencies(settings, cluster, start_offsets, total)
 
@@ -393,9 +443,16 @@ def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None
         )
         console.print(table)
 
-        # 3. memory: the same worker before and after 100,000 pods and 10,000 services
-        baseline = worker.rss_mb()
-        before = worker.identities()
+    finally:
+        worker.stop()
+
+    # 3. memory: the worker restarted (its raw backlog consumed, its edges recovered),
+    # before and after 100,000 pods and 10,000 services
+    worker = Worker(bootstrap, tmp / "memory.log", free_port(), worker.app_id)
+    try:
+        worker.wait_for("identity store loaded")
+        time.sleep(2)
+        baseline, before = worker.rss_mb(), worker.identities()
         asyncio.run(publish_identities(settings, "mem", MEMORY_PODS, MEMORY_SERVICES))
         while worker.identities() < before + MEMORY_PODS + MEMORY_SERVICES:
             time.sleep(0.5)
@@ -403,10 +460,10 @@ def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None
         full = worker.rss_mb()
     finally:
         worker.stop()
-    table = Table(title="worker memory, one worker through the whole run")
+    table = Table(title="worker memory")
     for column in ("identity store", "RSS MB"):
         table.add_column(column, justify="right")
-    table.add_row("before (12,000 pods, 1,010 services of the runs above)", f"{baseline:.0f}")
+    table.add_row(f"at start ({before:,.0f} identities of the runs above)", f"{baseline:.0f}")
     table.add_row(
         f"+ {MEMORY_PODS:,} pods and {MEMORY_SERVICES:,} services", f"{full:.0f} (goal < 400)"
     )

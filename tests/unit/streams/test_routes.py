@@ -6,7 +6,7 @@ import pytest
 from identities import CLUSTER, answer, pod, service, socket
 
 from callmap.counters import StageCounters
-from callmap.wire import DnsAnswer
+from callmap.wire import DnsAnswer, SocketObservation
 from streams.combine import Combiner
 from streams.identity import IdentityStore
 from streams.resolve import Late, Resolver
@@ -127,3 +127,22 @@ def test_the_hot_loop_sights_answers_and_sets_late_ones_aside(store: IdentitySto
     assert (sighting.count, sighting.first_seen, sighting.last_seen) == (3, 1.0, 3.0)
     routes.answers(events, 101.0, False, late)
     assert combine.urgent() == [] and combine.held == 1
+
+
+def test_the_socket_hot_loop_sights_connections_and_sets_late_ones_aside(
+    store: IdentityStore,
+) -> None:
+    routes, _, combine = routes_of(store)
+    late: list[SocketObservation] = []
+    calls = [socket("10.1.0.10", 40000, "10.96.4.2", 80, ts=ts, pod_uid="f") for ts in (1.0, 2.0)]
+    unknown = socket("10.1.0.10", 40001, "10.9.9.9", 80, pod_uid="f")
+    assert routes.connections([*calls, unknown], 100.0, False, late) == 2
+    assert late == [unknown]
+    (sighting,) = combine.urgent()
+    assert (sighting.count, sighting.ports, sighting.sources) == (2, (80,), ("socket-client",))
+    routes.connections(calls, 101.0, False, late)
+    assert combine.urgent() == [] and combine.held == 1
+    other_port = socket("10.1.0.10", 40002, "10.96.4.2", 8080, pod_uid="f")
+    routes.connections([other_port], 102.0, False, late)
+    (news,) = combine.urgent()  # a new port is news at once, with the held repeats
+    assert news.ports == (80, 8080) and news.count == 3

@@ -1,0 +1,22 @@
+"""The worker's Kafka consumer, as Faust builds it with callmap's repairs."""
+
+from __future__ import annotations
+
+from callmap.config import load_settings
+from streams.app import StreamApp, StreamSettings
+from streams.transport import FETCH_MAX_WAIT_MS
+
+
+async def test_the_workers_consumer_never_holds_a_fetch_for_long() -> None:
+    app = StreamApp(
+        load_settings({"CALLMAP_KAFKA_BOOTSTRAP": "127.0.0.1:9"}), StreamSettings(app_id="t")
+    )
+    thread = app.app.consumer._thread
+    consumer = thread._create_worker_consumer(app.app.transport)
+    try:
+        # A private attribute of aiokafka's, read when the consumer starts: should a
+        # release rename it, this fails instead of the setting quietly doing nothing.
+        assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
+        assert type(thread).seek_to_committed.__module__ == "streams.transport"
+    finally:
+        await consumer.stop()
