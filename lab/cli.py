@@ -14,6 +14,7 @@ NAME may also be a topology file (its ``name`` is used).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -122,18 +123,17 @@ def _foreground(state_dir: Path, name: str) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        run_churn(
-            state_dir,
-            sleep=stopping.wait,
-            on_step=lambda s: click.echo(
-                f"churn: {s.victim.key} deleted"
-                + (f", {s.replacement.key} holds its IPs" if s.replacement else "")
-            ),
-        )
-        click.echo("running; Ctrl-C tears the lab down")
-        stopping.wait()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            run_churn(
+                state_dir,
+                sleep=stopping.wait,
+                on_step=lambda s: click.echo(
+                    f"churn: {s.victim.key} deleted"
+                    + (f", {s.replacement.key} holds its IPs" if s.replacement else "")
+                ),
+            )
+            click.echo("running; Ctrl-C tears the lab down")
+            stopping.wait()
     finally:
         click.echo(str(tear_down(name, state_dir)))
 

@@ -95,11 +95,12 @@ class Lab:
 
     def start_caller(self, pod: PodPlan, hold: bool) -> PodState:
         ports = listen_ports(self.plan)
+        status = str(self.pod_file("status", pod, ".json"))
         spec = {
             "pod": pod.key,
             "listen": sorted(ports.get(pod.ref, ())),
             "hold": hold,
-            "status": str(self.pod_file("status", pod, ".json")),
+            "status": status,
             "calls": [
                 {
                     "to": c.to,
@@ -118,18 +119,7 @@ class Lab:
         resolver = self.write_resolver(pod)
         log = self.pod_file("logs", pod, ".log")
         pid = spawn(pod.netns, caller_argv(spec_path), log, resolv_conf=resolver)
-        return PodState(
-            namespace=pod.namespace,
-            name=pod.name,
-            workload=pod.ref,
-            node=pod.node,
-            netns=pod.netns,
-            ips=list(pod.ips),
-            host_network=pod.host_network,
-            created=time.time(),
-            pid=pid,
-            status=spec["status"],  # type: ignore[arg-type]  # a str, set just above
-        )
+        return pod_state(pod, time.time(), pid, status)
 
     def apply_nft(self, pods: tuple[PodPlan, ...]) -> None:
         for node in self.plan.nodes:
@@ -228,14 +218,14 @@ def _build(
         )
     )
     now = time.time()
-    pods = [_dns_pod_state(dns_pod, dns_pid, now)]
+    pods = [pod_state(dns_pod, now, dns_pid)]
     for pod in the_plan.pods:
         if pod is dns_pod:
             continue
-        pod_state = lab.start_caller(pod, hold)
-        pods.append(pod_state)
+        started = lab.start_caller(pod, hold)
+        pods.append(started)
         processes.append(
-            ProcessState(pid=pod_state.pid or 0, role="caller", netns=pod.netns, what=pod.key)
+            ProcessState(pid=started.pid or 0, role="caller", netns=pod.netns, what=pod.key)
         )
     state = LabState(
         name=lab.topology.name,
@@ -268,7 +258,8 @@ def _build(
     return state
 
 
-def _dns_pod_state(pod: PodPlan, pid: int, now: float) -> PodState:
+def pod_state(pod: PodPlan, created: float, pid: int, status: str | None = None) -> PodState:
+    """The state of a pod of the plan whose process is ``pid``."""
     return PodState(
         namespace=pod.namespace,
         name=pod.name,
@@ -276,9 +267,10 @@ def _dns_pod_state(pod: PodPlan, pid: int, now: float) -> PodState:
         node=pod.node,
         netns=pod.netns,
         ips=list(pod.ips),
-        host_network=False,
-        created=now,
+        host_network=pod.host_network,
+        created=created,
         pid=pid,
+        status=status,
     )
 
 

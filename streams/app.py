@@ -268,15 +268,13 @@ class StreamApp:
                 continue
             assert isinstance(batch, SightingBatch)
             self.counters.stage("merge").seen += len(batch.sightings)
-            now, keys = self.clock(), self._keys_of(message.partition)
-            table = self.edges.data
+            now, table = self.clock(), self.edges.data
             for sighting in batch.sightings:
                 key = sighting.edge_id.encode()
                 stored = table.get(key)
                 state = None if stored is None else load_state(stored)
                 state, edge = sighted(state, sighting, now, self.stream.refresh_interval)
                 await self._store(message.partition, key, dump_state(state))
-                keys.add(key)
                 if edge is not None:
                     await self._announce(edge.edge_id, encode(edge), edge.event)
 
@@ -292,7 +290,6 @@ class StreamApp:
             gone = expired(state, now, self.stream.ttl)
             if gone is not None:
                 await self._store(partition, key, None)
-                keys.discard(key)
                 await self._announce(gone.edge_id, encode(gone), "expired")
                 continue
             refreshed = due(state, now, self.stream.refresh_interval)
@@ -301,7 +298,7 @@ class StreamApp:
                 await self._announce(refreshed.edge_id, encode(refreshed), "refresh")
 
     async def _store(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Keep an edge's state in the table and its changelog (None: forget it).
+        """Keep an edge's state in the table, its index and its changelog (None: forget it).
 
         Written to the table's store and sent to its changelog here, not
         through the table: Faust wraps each table write in futures and
@@ -311,8 +308,10 @@ class StreamApp:
         """
         if value is None:
             self.edges.data.pop(key, None)
+            self._keys_of(partition).discard(key)
         else:
             self.edges.data[key] = value
+            self._keys_of(partition).add(key)
         await self.app.producer.send(self._changelog, key, value, partition, None, None)
 
     def _keys_of(self, partition: int) -> set[bytes]:

@@ -28,6 +28,7 @@ guarantee. With ``interval`` 0 every sighting is urgent.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 
 from callmap.wire import EdgeSighting, Endpoint
 from callmap.wire.records import EdgeSource
@@ -150,6 +151,35 @@ class Combiner:
             slot.urgent = True
             self._urgent.append(slot)
 
+    def seen_each(
+        self,
+        slots: tuple[Slot, ...],
+        ts: float,
+        port: int | None,
+        source: EdgeSource,
+        now: float,
+    ) -> int:
+        """:meth:`seen` for each of ``slots`` (one event's edges); how many there were.
+
+        On the hot path: a repeat that tells the owner nothing new only
+        counts, inline; anything else takes :meth:`seen`.
+        """
+        for slot in slots:
+            if (
+                slot.count
+                and not slot.urgent
+                and (port is None or port in slot.known_ports)
+                and source in slot.known_sources
+            ):
+                slot.count += 1
+                if ts > slot.last:
+                    slot.last = ts
+                elif ts < slot.first:
+                    slot.first = ts
+            else:
+                self.seen(slot, ts, port, source, now)
+        return len(slots)
+
     def urgent(self) -> list[EdgeSighting]:
         """The sightings that must go out now."""
         out = [slot.sighting() for slot in self._urgent if slot.count]
@@ -170,9 +200,7 @@ class Combiner:
 
     def drain(self) -> list[EdgeSighting]:
         """Everything held, to go out before the worker stops."""
-        out = [
-            slot.sighting() for since, slot in self._waiting if slot.count and slot.since == since
-        ]
+        out = [slot.sighting() for slot in self._holding()]
         self._urgent.clear()
         self._waiting.clear()
         return out
@@ -180,7 +208,11 @@ class Combiner:
     @property
     def held(self) -> int:
         """Slots with sightings not forwarded yet."""
-        return sum(1 for since, slot in self._waiting if slot.count and slot.since == since)
+        return sum(1 for _ in self._holding())
+
+    def _holding(self) -> Iterator[Slot]:
+        """The slots with sightings held (each once: the entry of its current hold)."""
+        return (slot for since, slot in self._waiting if slot.count and slot.since == since)
 
     def __len__(self) -> int:
         return len(self._slots)

@@ -18,7 +18,6 @@ Lifecycle, with ``now`` given by the caller:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 
 import msgspec
 
@@ -64,9 +63,11 @@ def merge_endpoint(old: Endpoint, new: Endpoint) -> Endpoint:
     )
 
 
-@dataclass(slots=True)
-class EdgeState:
-    """What the owner of an edge remembers about it between sightings."""
+class EdgeState(msgspec.Struct, array_like=True):
+    """What the owner of an edge remembers about it between sightings.
+
+    Stored in the stream app's table as a JSON array (:func:`dump_state`).
+    """
 
     edge_id: str
     cluster: str
@@ -75,8 +76,8 @@ class EdgeState:
     first_seen: float
     last_seen: float
     count: int
-    ports: set[int] = field(default_factory=set)
-    sources: set[EdgeSource] = field(default_factory=set)
+    ports: set[int] = msgspec.field(default_factory=set)
+    sources: set[EdgeSource] = msgspec.field(default_factory=set)
     announced_at: float = 0.0  # processing time of the last new/refresh
     seen_since_announced: bool = False
 
@@ -143,54 +144,13 @@ def expired(state: EdgeState, now: float, ttl: float) -> Edge | None:
 # --- state on the wire (the stream app's table) ------------------------------------
 
 
-class _StoredState(msgspec.Struct, array_like=True):
-    edge_id: str
-    cluster: str
-    client: Endpoint
-    server: Endpoint
-    first_seen: float
-    last_seen: float
-    count: int
-    ports: list[int]
-    sources: list[EdgeSource]
-    announced_at: float
-    seen_since_announced: bool
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(_StoredState)
+_encoder = msgspec.json.Encoder(order="deterministic")  # sets sorted: stable bytes
+_decoder = msgspec.json.Decoder(EdgeState)
 
 
 def dump_state(state: EdgeState) -> bytes:
-    return _encoder.encode(
-        _StoredState(
-            state.edge_id,
-            state.cluster,
-            state.client,
-            state.server,
-            state.first_seen,
-            state.last_seen,
-            state.count,
-            sorted(state.ports),
-            sorted(state.sources),
-            state.announced_at,
-            state.seen_since_announced,
-        )
-    )
+    return _encoder.encode(state)
 
 
 def load_state(data: bytes) -> EdgeState:
-    s = _decoder.decode(data)
-    return EdgeState(
-        s.edge_id,
-        s.cluster,
-        s.client,
-        s.server,
-        s.first_seen,
-        s.last_seen,
-        s.count,
-        set(s.ports),
-        set(s.sources),
-        s.announced_at,
-        s.seen_since_announced,
-    )
+    return _decoder.decode(data)

@@ -38,7 +38,7 @@ class PodIpName:
 
 @dataclass(frozen=True, slots=True)
 class ApiServerName:
-    pass
+    """``kubernetes.default.svc.<domain>``: the API server."""
 
 
 @dataclass(frozen=True, slots=True)

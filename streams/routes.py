@@ -33,6 +33,7 @@ from streams.names import HeadlessPodName, PodIpName, classify
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_MAX_ROUTES = 100_000
+_DNS: EdgeSource = "dns"
 _SERVER_SIDE: EdgeSource = "socket-server"
 _CLIENT_SIDE: EdgeSource = "socket-client"
 
@@ -96,11 +97,11 @@ class Routes:
 
         Answers whose identities are missing go to ``late`` (unless ``final``).
         This is the stream's hot loop: the common case (an IP with one holder,
-        a plain route, a repeat the combiner holds) is spelled out inline, and
-        everything else takes the general path (:meth:`dns`,
-        :meth:`Combiner.seen`).
+        a plain route) is spelled out inline, and everything else takes the
+        general path (:meth:`dns`); the combiner does the same for repeats
+        (:meth:`Combiner.seen_each`).
         """
-        by_ip, by_name, seen = self._store.by_ip, self._dns, self._combiner.seen
+        by_ip, by_name, seen = self._store.by_ip, self._dns, self._combiner.seen_each
         sightings = 0
         for answer in answers:
             ts, route = answer.ts, None
@@ -115,16 +116,7 @@ class Routes:
                 except Late:
                     late.append(answer)
                     continue
-            for slot in route.slots:
-                if slot.count and not slot.urgent and "dns" in slot.known_sources:
-                    slot.count += 1
-                    if ts > slot.last:
-                        slot.last = ts
-                    elif ts < slot.first:
-                        slot.first = ts
-                else:
-                    seen(slot, ts, None, "dns", now)
-            sightings += len(route.slots)
+            sightings += seen(route.slots, ts, None, _DNS, now)
         return sightings
 
     def connections(
@@ -137,12 +129,11 @@ class Routes:
         """Sight every observation's edges in the combiner; how many sightings that made.
 
         The other hot loop, like :meth:`answers`: inline for a local pod that
-        capture named by UID, a remote IP with one holder, a plain route and
-        a repeat the combiner holds; :meth:`socket` and
-        :meth:`Combiner.seen` for everything else.
+        capture named by UID, a remote IP with one holder and a plain route;
+        :meth:`socket` for everything else.
         """
         pods, by_ip, by_socket = self._store.pods, self._store.by_ip, self._sockets
-        seen, sightings = self._combiner.seen, 0
+        seen, sightings = self._combiner.seen_each, 0
         for obs in observations:
             route = None
             local = pods.get(obs.pod_uid) if obs.pod_uid is not None else None
@@ -157,26 +148,10 @@ class Routes:
                 except Late:
                     late.append(obs)
                     continue
-            ts = obs.ts
             if obs.role == "server":
-                port, source = obs.local_port, _SERVER_SIDE
+                sightings += seen(route.slots, obs.ts, obs.local_port, _SERVER_SIDE, now)
             else:
-                port, source = obs.remote_port, _CLIENT_SIDE
-            for slot in route.slots:
-                if (
-                    slot.count
-                    and not slot.urgent
-                    and port in slot.known_ports
-                    and source in slot.known_sources
-                ):
-                    slot.count += 1
-                    if ts > slot.last:
-                        slot.last = ts
-                    elif ts < slot.first:
-                        slot.first = ts
-                else:
-                    seen(slot, ts, port, source, now)
-            sightings += len(route.slots)
+                sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
         return sightings
 
     def dns(self, answer: DnsAnswer, final: bool) -> Route:

@@ -46,7 +46,7 @@ class InventoryError(CallmapError):
 
 
 class _Entry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+    """An inventory entry: unknown fields are errors, defaults need not be written."""
 
 
 class InventoryWorkload(_Entry, kw_only=True):

@@ -31,13 +31,23 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
-from test_watch_cluster import Cluster, admin, cluster, eventually, ns, options, pod_named, running
+from test_watch_cluster import (
+    Cluster,
+    admin,
+    cluster,
+    eventually,
+    ns,
+    options,
+    pod_named,
+    running,
+    token_kubeconfig,
+)
 
 from callmap import devhelm
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
 from watch.kube import api_client
-from watch.options import KubeSource, LeaseOptions
+from watch.options import LeaseOptions
 from watch.permissions import missing_permissions
 
 pytestmark = pytest.mark.kube
@@ -334,35 +344,6 @@ async def test_the_watcher_runs_on_the_charts_own_service_account_and_rbac(
             lambda state: pod_named(state, cluster.ns, "web-7d9f-a"),
         )
         assert watcher.leading
-
-
-async def token_kubeconfig(
-    admin: client.ApiClient, kube_api: KubeStatus, namespace: str, account: str, tmp_path: Path
-) -> KubeSource:
-    """A kubeconfig that authenticates as ``account`` with a token from the TokenRequest API."""
-    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
-    issued = await client.CoreV1Api(admin).create_namespaced_service_account_token(
-        account, namespace, request
-    )
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "dev",
-                "cluster": {
-                    "server": kube_api.server,
-                    "certificate-authority": str(kube_api.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": issued.status.token}}],
-        "contexts": [{"name": account, "context": {"cluster": "dev", "user": account}}],
-        "current-context": account,
-    }
-    path = tmp_path / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    return KubeSource(kubeconfig=str(path))
 
 
 def helm(kube_api: KubeStatus, *args: str) -> str:

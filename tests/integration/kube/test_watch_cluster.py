@@ -10,25 +10,25 @@ and folded by key, as any consumer would) rather than single messages.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from identitytopics import eventually
 from kubernetes_asyncio import client, config
 
 from callmap.config import Settings
-from callmap.counters import StageCounters
 from callmap.devkube import KubeStatus
 from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity, ServicePort
 from callmap.wire import ServiceWorkload as Behind
 from callmap.wire import WorkloadRef as Workload
 from watch.kubewatch import KubeWatcher
 from watch.options import KubeSource, WatchOptions
-from watch.readback import read_back
 from watch.table import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
@@ -190,29 +190,6 @@ async def running(settings: Settings, watch_options: WatchOptions) -> AsyncItera
         await asyncio.gather(task, ready, return_exceptions=True)
 
 
-async def topics(settings: Settings, cluster: str) -> IdentityTables:
-    """What a consumer reading the identity topics from the start sees for ``cluster``."""
-    state = IdentityTables(math.inf, lambda change: None)
-    await read_back(settings.kafka, cluster, state.adopt, StageCounters())
-    return state
-
-
-async def eventually(
-    settings: Settings, cluster: str, check: Callable[[IdentityTables], None], timeout: float = 20
-) -> IdentityTables:
-    """The topics' state once ``check`` stops raising AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await topics(settings, cluster)
-        try:
-            check(state)
-            return state
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.2)
-
-
 def pods_in(state: IdentityTables, ns: str) -> dict[str, PodIdentity]:
     return {r.name: r for _, r in state.pods.items() if r.namespace == ns}
 
@@ -350,3 +327,32 @@ async def test_pods_services_and_nodes_land_on_the_compacted_topics(
         cluster=watch_options.cluster, name=node, ips=("192.168.5.10", "fd00:5::10")
     )
     assert watcher.counters.totals()["owners"].seen >= 6  # RS, Deployment, Job, CronJob, ...
+
+
+async def token_kubeconfig(
+    admin: client.ApiClient, kube_api: KubeStatus, namespace: str, account: str, tmp_path: Path
+) -> KubeSource:
+    """A kubeconfig that authenticates as ``account`` with a token from the TokenRequest API."""
+    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    issued = await client.CoreV1Api(admin).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "dev",
+                "cluster": {
+                    "server": kube_api.server,
+                    "certificate-authority": str(kube_api.ca_file),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": issued.status.token}}],
+        "contexts": [{"name": account, "context": {"cluster": "dev", "user": account}}],
+        "current-context": account,
+    }
+    path = tmp_path / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return KubeSource(kubeconfig=str(path))

@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
-from test_watch_cluster import Cluster, admin, cluster, eventually, ns, options, pod_named, running
+from test_watch_cluster import (
+    Cluster,
+    admin,
+    cluster,
+    eventually,
+    ns,
+    options,
+    pod_named,
+    running,
+    token_kubeconfig,
+)
 
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
@@ -69,27 +78,7 @@ async def service_account(
             "subjects": subjects,
         },
     )
-    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
-    issued = await core.create_namespaced_service_account_token(name, namespace, request)
-    kubeconfig: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "dev",
-                "cluster": {
-                    "server": kube_api.server,
-                    "certificate-authority": str(kube_api.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": name, "user": {"token": issued.status.token}}],
-        "contexts": [{"name": name, "context": {"cluster": "dev", "user": name}}],
-        "current-context": name,
-    }
-    path = tmp_path / f"{name}.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    return KubeSource(kubeconfig=str(path))
+    return await token_kubeconfig(admin, kube_api, namespace, name, tmp_path)
 
 
 async def settled_missing(source: KubeSource, lease: LeaseOptions, expected: set[str]) -> set[str]:

@@ -8,7 +8,6 @@ deletion record first and a tombstone after the retention.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import subprocess
@@ -20,13 +19,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from identitytopics import eventually, topics
 
 from callmap.config import Settings
-from callmap.counters import StageCounters
 from callmap.errors import ConfigError
 from watch.filewatch import InventoryWatcher
 from watch.inventory import pod_uid
-from watch.readback import read_back
 from watch.table import IdentityTables
 
 pytestmark = pytest.mark.kafka
@@ -74,27 +72,6 @@ def write(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
     temporary.write_text(text)
     temporary.replace(path)
-
-
-async def topics(settings: Settings, cluster: str) -> IdentityTables:
-    state = IdentityTables(math.inf, lambda change: None)
-    await read_back(settings.kafka, cluster, state.adopt, StageCounters())
-    return state
-
-
-async def eventually(
-    settings: Settings, cluster: str, check: Callable[[IdentityTables], None], timeout: float = 20
-) -> IdentityTables:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await topics(settings, cluster)
-        try:
-            check(state)
-            return state
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.2)
 
 
 @asynccontextmanager

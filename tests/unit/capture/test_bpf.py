@@ -36,7 +36,7 @@ U32 = 0xFFFFFFFF
 
 
 class _OutOfBounds(Exception):
-    pass
+    """The program read past the end of the packet (the kernel drops it)."""
 
 
 _ALU = {
