@@ -15,7 +15,7 @@ export CALLMAP_CACHE := $(CACHE)
 ENV_KEY := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
-.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary manifests clean-cache
+.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache
 
 help:
 	@echo "make demo   - start a local Kafka broker and run callmap's real path"
@@ -25,13 +25,15 @@ help:
 demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
-test: $(STAMP) kafka-jars kube-binaries helm-binary lint types imports
+test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imports
 	$(PY) -m pytest tests
 
 # Tools the project needs from the operating system: Java and Maven for Kafka,
 # iproute2 and nftables for network namespaces and the lab's service DNAT,
 # dnsmasq as the real DNS server, openssl for test certificates, graphviz for
-# pictures, and real PostgreSQL and rsyslog servers for the sink tests.
+# pictures, real PostgreSQL and rsyslog servers for the sink tests, and for the
+# development cluster containerd, runc, the CNI plugins, iptables and conntrack
+# (kube-proxy, CNI), buildah and mmdebstrap (its images).
 # Anything missing comes from Debian's packages.
 system-deps:
 	@missing=""; \
@@ -45,6 +47,13 @@ system-deps:
 	command -v dot >/dev/null || missing="$$missing graphviz"; \
 	dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing="$$missing rsyslog rsyslog-gnutls"; \
 	dpkg -s postgresql >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v containerd >/dev/null || missing="$$missing containerd"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	dpkg -s containernetworking-plugins >/dev/null 2>&1 || missing="$$missing containernetworking-plugins"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -68,6 +77,13 @@ kube-binaries: $(STAMP)
 	  echo "*** kube-apiserver/etcd could not be built: Kubernetes API tests will be skipped ***"; \
 	  test "$${CALLMAP_REQUIRE_KUBE:-0}" != 1; }
 
+# Everything the development Kubernetes cluster runs (docs/cluster.md): the
+# kubelet, kube-proxy, controllers and kubectl, CoreDNS, the pause image and
+# callmap's own image. Minutes once, cached after. Unlike the API server alone,
+# a failure here fails the run: the real-cluster tests are not optional.
+cluster-fetch: $(STAMP) kube-binaries helm-binary
+	@$(PY) -m callmap dev cluster fetch
+
 # helm, built with Go from the module proxy (about a minute once, cached after),
 # for the chart tests; a failed build skips them loudly unless CALLMAP_REQUIRE_HELM=1.
 helm-binary: $(STAMP)
@@ -84,7 +100,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 types: $(STAMP)
-	$(VENV)/bin/mypy callmap capture watch streams sinks lab
+	$(VENV)/bin/mypy callmap capture watch streams sinks lab devcluster
 
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 
@@ -21,9 +22,24 @@ from callmap.wire.topics import ALL_TOPICS
 console = Console()
 
 
-@click.group()
+class _DevGroup(click.Group):
+    """``dev``, whose ``cluster`` command comes from its own package, imported when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "cluster"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "cluster":
+            command = getattr(importlib.import_module("devcluster.cli"), "cluster")  # noqa: B009
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_DevGroup)
 def dev() -> None:
-    """Development helpers: a local Kafka broker and Kubernetes API server, schema files."""
+    """Development helpers: a local Kafka broker, a Kubernetes API server or whole cluster,
+    schema files."""
 
 
 @dev.group()

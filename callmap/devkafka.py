@@ -69,8 +69,8 @@ logger.ready.level = INFO
 _SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
@@ -146,11 +146,13 @@ class BrokerStatus:
 
 @dataclass(frozen=True, slots=True)
 class DevBroker:
-    """One broker instance: its directory, client port and controller port."""
+    """One broker instance: its directory, client address and port, and controller port."""
 
     directory: Path
     port: int = DEFAULT_PORT
     controller_port: int | None = None
+    host: str = "127.0.0.1"
+    """The IPv4 address clients reach it at: loopback, or one a development cluster's pods reach."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevBroker:
@@ -158,7 +160,7 @@ class DevBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def _pid_file(self) -> PidFile:
@@ -174,7 +176,7 @@ class DevBroker:
         pid = self._pid_file.recorded()
         if pid is None:
             return BrokerStatus(False, None, self.bootstrap, self.directory, "not started")
-        if not accepts_connections(self.port):
+        if not accepts_connections(self.port, self.host):
             return BrokerStatus(False, pid, self.bootstrap, self.directory, "not listening")
         return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
 
@@ -185,7 +187,7 @@ class DevBroker:
             return current
         if current.pid is not None:  # started earlier but not ready yet, or wedged
             return self._wait_ready(current.pid, timeout)
-        if accepts_connections(self.port):
+        if accepts_connections(self.port, self.host):
             raise DevKafkaError(f"port {self.port} is taken by a process callmap did not start")
         libs = resolve_jars()
         java = shutil.which("java")
@@ -196,7 +198,9 @@ class DevBroker:
         data = self.directory / "data"
         properties = self.directory / "server.properties"
         properties.write_text(
-            _SERVER_PROPERTIES.format(port=self.port, controller_port=controller_port, data=data)
+            _SERVER_PROPERTIES.format(
+                host=self.host, port=self.port, controller_port=controller_port, data=data
+            )
         )
         log4j = self.directory / "log4j2.properties"
         log4j.write_text(_LOG4J2.format(log=self.log_file))
@@ -230,7 +234,7 @@ class DevBroker:
             if not alive(pid):
                 self._pid_file.forget()
                 raise DevKafkaError(f"Kafka exited during start-up; see {self.log_file}")
-            if accepts_connections(self.port) and _answers_clients(self.bootstrap):
+            if accepts_connections(self.port, self.host) and _answers_clients(self.bootstrap):
                 return BrokerStatus(True, pid, self.bootstrap, self.directory, "running")
             time.sleep(0.25)
         raise TemporaryError(f"Kafka did not accept clients within {timeout:.0f}s", delay=5)

@@ -86,6 +86,15 @@ def fetch() -> KubeBinaries:
 
 
 def build_apiserver(version: str = KUBE_VERSION) -> Path:
+    return build_components(("kube-apiserver",), version)["kube-apiserver"]
+
+
+def build_components(commands: tuple[str, ...], version: str = KUBE_VERSION) -> dict[str, Path]:
+    """Kubernetes' commands (``kubelet``, ``kubectl``, ...) from ``k8s.io/kubernetes/cmd``.
+
+    They share one build module and Go's build cache, so each after the first
+    compiles little of its own; those missing are built in one ``go build``.
+    """
     home = kube_home(version)
 
     def gomod() -> str:
@@ -93,8 +102,10 @@ def build_apiserver(version: str = KUBE_VERSION) -> Path:
         upstream = Path(json.loads(listing)["GoMod"]).read_text()
         return render_build_gomod("k8s.io/kubernetes", version, staging_replaces(upstream, version))
 
-    package = "k8s.io/kubernetes/cmd/kube-apiserver"
-    return _go_build(home / "bin" / "kube-apiserver", package, gomod, kube_ldflags(version))
+    binaries = {command: home / "bin" / command for command in commands}
+    packages = {command: f"k8s.io/kubernetes/cmd/{command}" for command in commands}
+    _go_build(binaries, packages, gomod, kube_ldflags(version))
+    return binaries
 
 
 def build_etcd(version: str = ETCD_VERSION) -> Path:
@@ -103,7 +114,9 @@ def build_etcd(version: str = ETCD_VERSION) -> Path:
     def gomod() -> str:
         return render_build_gomod(module, version, [])
 
-    return _go_build(etcd_home(version) / "bin" / "etcd", module, gomod, "-s -w")
+    binary = etcd_home(version) / "bin" / "etcd"
+    _go_build({"etcd": binary}, {"etcd": module}, gomod, "-s -w")
+    return binary
 
 
 def staging_replaces(gomod: str, version: str) -> list[str]:
@@ -141,24 +154,41 @@ def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
     return run_go(args, cwd, error=DevKubeError, needed_for="kube-apiserver", log=log)
 
 
-def _go_build(binary: Path, package: str, gomod: Callable[[], str], ldflags: str) -> Path:
-    """Build ``package`` into ``binary`` in a throwaway module, once; a stamp marks success."""
-    home = binary.parent.parent
-    stamp = home / "built"
-    if stamp.exists() and binary.exists():
-        return binary
+def _go_build(
+    binaries: dict[str, Path], packages: dict[str, str], gomod: Callable[[], str], ldflags: str
+) -> None:
+    """Build each package into its binary in a throwaway module, once; stamps mark success.
+
+    All binaries live in one ``bin`` directory beside the module; the first
+    binary's stamp is ``built`` (as before more than one was built here), the
+    others' ``built-<name>``.
+    """
+    home = next(iter(binaries.values())).parent.parent
+
+    def stamp(name: str) -> Path:
+        return home / ("built" if name in ("kube-apiserver", "etcd") else f"built-{name}")
+
+    def missing() -> list[str]:
+        return [n for n, b in binaries.items() if not (stamp(n).exists() and b.exists())]
+
+    if not missing():
+        return
     home.mkdir(parents=True, exist_ok=True)
     with locked(home / ".lock"):
-        if stamp.exists() and binary.exists():  # another process built it while we waited
-            return binary
+        wanted = missing()  # another process may have built some while we waited
+        if not wanted:
+            return
         build = home / "build"
         build.mkdir(exist_ok=True)
         (build / "go.mod").write_text(gomod())
         started = time.monotonic()
-        command = ["build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package]
-        _go(command, build, log=home / "build.log")
-        stamp.write_text(json.dumps({"package": package, "seconds": time.monotonic() - started}))
-    return binary
+        output = str(home / "bin") + "/" if len(wanted) > 1 else str(binaries[wanted[0]])
+        (home / "bin").mkdir(exist_ok=True)
+        command = ["build", "-trimpath", "-ldflags", ldflags, "-o", output]
+        _go([*command, *(packages[name] for name in wanted)], build, log=home / "build.log")
+        seconds = time.monotonic() - started
+        for name in wanted:
+            stamp(name).write_text(json.dumps({"package": packages[name], "seconds": seconds}))
 
 
 _CA = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign"
@@ -166,16 +196,24 @@ _SERVING_NAMES = (
     "IP:127.0.0.1, IP:10.96.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, "
     "DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
 )
-# (file name, subject, extensions) of each certificate; the CA comes first and signs the rest.
-_CERTIFICATES = (
-    ("ca", {"CN": "callmap-dev-ca"}, _CA),
-    (
-        "apiserver",
-        {"CN": "kube-apiserver"},
-        f"extendedKeyUsage = serverAuth\nsubjectAltName = {_SERVING_NAMES}",
-    ),
-    ("admin", {"O": "system:masters", "CN": ADMIN_USER}, "extendedKeyUsage = clientAuth"),
-)
+_CLIENT = "extendedKeyUsage = clientAuth"
+KUBELET_CLIENT = "apiserver-kubelet-client"
+"""The certificate the API server presents to kubelets (logs, exec), when it serves nodes."""
+
+
+def _certificates(address: str) -> tuple[tuple[str, dict[str, str], str], ...]:
+    """(file name, subject, extensions) of each certificate; the CA first, it signs the rest."""
+    names = _SERVING_NAMES if address == "127.0.0.1" else f"IP:{address}, {_SERVING_NAMES}"
+    return (
+        ("ca", {"CN": "callmap-dev-ca"}, _CA),
+        (
+            "apiserver",
+            {"CN": "kube-apiserver"},
+            f"extendedKeyUsage = serverAuth\nsubjectAltName = {names}",
+        ),
+        ("admin", {"O": "system:masters", "CN": ADMIN_USER}, _CLIENT),
+        (KUBELET_CLIENT, {"O": "system:masters", "CN": "kube-apiserver-kubelet-client"}, _CLIENT),
+    )
 
 
 def render_openssl_config(subject: dict[str, str], extensions: str) -> str:
@@ -188,21 +226,32 @@ def render_openssl_config(subject: dict[str, str], extensions: str) -> str:
     )
 
 
-def _ensure_pki(pki: Path) -> None:
-    """A CA, a serving and an admin client certificate, a service-account key: made once."""
+def _ensure_pki(pki: Path, address: str) -> None:
+    """A CA, a serving and client certificates, a service-account key: made once."""
     pki.mkdir(parents=True, exist_ok=True)
-    for name, subject, extensions in _CERTIFICATES:
-        key, cert, config = (pki / f"{name}.{suffix}" for suffix in ("key", "crt", "cnf"))
-        if cert.exists():
-            continue
-        config.write_text(render_openssl_config(subject, extensions))
-        signer = [] if name == "ca" else ["-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key")]
-        request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", *signer]
-        _openssl([*request, "-keyout", str(key), "-out", str(cert), "-config", str(config)])
+    for name, subject, extensions in _certificates(address):
+        ensure_certificate(pki, name, subject, extensions)
     if not (pki / "sa.pub").exists():
         signing = str(pki / "sa.key")
         _openssl(["genpkey", "-algorithm", "RSA", "-out", signing])  # 2048 bits by default
         _openssl(["pkey", "-in", signing, "-pubout", "-out", str(pki / "sa.pub")])
+
+
+def ensure_certificate(
+    pki: Path, name: str, subject: dict[str, str], extensions: str = _CLIENT
+) -> tuple[Path, Path]:
+    """``<name>.crt`` and ``<name>.key`` in ``pki``, signed by its CA (``ca`` signs itself); once.
+
+    A client certificate by default: Kubernetes takes the user from ``CN`` and
+    the groups from ``O``.
+    """
+    key, cert, config = (pki / f"{name}.{suffix}" for suffix in ("key", "crt", "cnf"))
+    if not cert.exists():
+        config.write_text(render_openssl_config(subject, extensions))
+        signer = [] if name == "ca" else ["-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key")]
+        request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", *signer]
+        _openssl([*request, "-keyout", str(key), "-out", str(cert), "-config", str(config)])
+    return cert, key
 
 
 def _openssl(args: list[str]) -> None:
@@ -235,25 +284,42 @@ def apiserver_command(
     port: int,
     etcd_port: int,
     service_cidrs: tuple[str, ...] = (SERVICE_CIDR,),
+    address: str = "127.0.0.1",
+    serve_nodes: bool = False,
 ) -> list[str]:
+    """The API server command line; ``serve_nodes`` for a cluster with nodes and controllers."""
     pki = directory / "pki"
+    if serve_nodes:
+        # As kubeadm sets it up: nodes authorized by the Node authorizer and admission,
+        # ServiceAccounts admitted (the controllers create them), endpoints reconciled.
+        flavour = [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={pki / (KUBELET_CLIENT + '.crt')}",
+            f"--kubelet-client-key={pki / (KUBELET_CLIENT + '.key')}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+    else:
+        flavour = [
+            "--authorization-mode=RBAC",
+            "--disable-admission-plugins=ServiceAccount",  # see the module docstring
+            "--endpoint-reconciler-type=none",  # endpoints may not name loopback addresses
+        ]
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={port}",
         f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
-        "--authorization-mode=RBAC",
+        *flavour,
         f"--service-cluster-ip-range={','.join(service_cidrs)}",
         f"--service-account-issuer={SA_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--disable-admission-plugins=ServiceAccount",  # see the module docstring
-        "--endpoint-reconciler-type=none",  # endpoints may not name loopback addresses
         "--allow-privileged=true",  # callmap's node agent runs privileged
         "--profiling=false",
     ]
@@ -302,6 +368,12 @@ class DevKube:
     """Where Services get their cluster IPs: one range, or an IPv4 and an IPv6 one
     (dual stack; the IPv6 range no larger than a /108). The ``kubernetes``
     Service takes the first address of the first range."""
+    address: str = "127.0.0.1"
+    """Where the API server listens and what it advertises: loopback, or an address
+    a cluster's nodes and pods reach it at."""
+    serve_nodes: bool = False
+    """Run as a real cluster's API server: Node authorization, ServiceAccount
+    admission, the ``kubernetes`` Service's endpoints (see ``apiserver_command``)."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevKube:
@@ -309,7 +381,7 @@ class DevKube:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -332,11 +404,11 @@ class DevKube:
                 return current
             if current.pid is not None:  # started earlier but not ready yet, or wedged
                 return self._wait_ready(current.pid, timeout)
-            if accepts_connections(self.port):
+            if accepts_connections(self.port, self.address):
                 raise DevKubeError(f"port {self.port} is taken by a process callmap did not start")
             binaries = fetch()
             pki = self.directory / "pki"
-            _ensure_pki(pki)
+            _ensure_pki(pki, self.address)
             client_port, peer_port = self._etcd_ports()
             etcd_pid = self._pid_file("etcd").recorded()
             if etcd_pid is None:
@@ -344,7 +416,13 @@ class DevKube:
                 etcd_pid = self._spawn("etcd", command)
             self._wait_etcd(etcd_pid, client_port, timeout)
             command = apiserver_command(
-                binaries.apiserver, self.directory, self.port, client_port, self.service_cidrs
+                binaries.apiserver,
+                self.directory,
+                self.port,
+                client_port,
+                self.service_cidrs,
+                self.address,
+                self.serve_nodes,
             )
             pid = self._spawn("apiserver", command)
             credentials = (pki / name for name in ("ca.crt", "admin.crt", "admin.key"))

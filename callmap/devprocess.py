@@ -131,11 +131,11 @@ class PidFile:
         return True
 
 
-def accepts_connections(port: int) -> bool:
-    """True if something accepts TCP connections on 127.0.0.1:``port``."""
+def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on ``host``:``port`` (IPv4)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex((host, port)) == 0
 
 
 def free_port() -> int:

@@ -1,0 +1,202 @@
+"""callmap installed with its Helm chart maps real pods on real nodes.
+
+Helm installs the chart as users do (only the image, the broker and the
+SQLite volume differ: devcluster/install.py); then real pods call each other
+through CoreDNS and kube-proxy, and their edges must reach the edges topic,
+named by what the API server says of the pods (their workload via real
+controllers' ownerReferences), found from their real cgroup paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from callmap.broker import make_consumer
+from callmap.config import load_settings
+from callmap.devhelm import CHART, render
+from callmap.wire import Edge
+from callmap.wire.codec import decode_as
+from callmap.wire.topics import EDGES
+from devcluster.cluster import REPO, DevCluster
+from devcluster.install import NAMESPACE
+
+pytestmark = pytest.mark.cluster
+
+# A client that calls its server by Service name, a short connection a second, and
+# keeps one long-lived connection to the server pod's own address (seen by socket
+# scans only): prints the time of its first successful call.
+CLIENT = """
+import socket, sys, time
+first = None
+long_lived = None
+while True:
+    try:
+        with socket.create_connection(("server", 80), timeout=2) as s:
+            s.sendall(b"ping\\n"); s.makefile().readline()
+        if first is None:
+            first = time.time(); print(f"first-call {first}", flush=True)
+        if long_lived is None:
+            long_lived = socket.create_connection((sys.argv[1], 8080), timeout=2)
+    except OSError as e:
+        print(f"error {e}", flush=True)
+    time.sleep(1)
+"""
+SERVE = """
+import socket, threading
+server = socket.create_server(("", 8080))
+def answer(conn):
+    with conn:
+        while conn.makefile().readline():
+            conn.sendall(b"pong\\n")
+while True:
+    threading.Thread(target=answer, args=(server.accept()[0],), daemon=True).start()
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(dev_cluster: DevCluster) -> Iterator[DevCluster]:
+    report = dev_cluster.install_callmap(REPO, {"streams": {"grace": 10}})
+    assert "STATUS: deployed" in report
+    yield dev_cluster
+
+
+def deployment(name: str, image: str, command: list[str], node: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": command,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_every_component_runs_as_the_chart_says(installed: DevCluster) -> None:
+    pods = json.loads(installed.kubectl("-n", NAMESPACE, "get", "pods", "-o", "json"))["items"]
+    running = [p for p in pods if p["status"]["phase"] == "Running"]
+    components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in running}
+    assert {"capture", "watch", "streams", "sink-sqlite"} <= components
+    captures = [
+        p for p in running if p["metadata"]["labels"]["app.kubernetes.io/component"] == "capture"
+    ]
+    assert sorted(p["spec"]["nodeName"] for p in captures) == ["node-1", "node-2"]
+    rendered = render(REPO / CHART, namespace=NAMESPACE)
+    daemonset = next(o for o in rendered if o["kind"] == "DaemonSet")
+    expected = daemonset["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    for pod in captures:
+        assert pod["spec"]["containers"][0]["securityContext"] == expected
+        assert pod["spec"]["hostNetwork"] is True and not pod["spec"].get("hostPID")
+
+
+def test_the_watcher_has_no_admin_credentials(installed: DevCluster) -> None:
+    accounts = json.loads(
+        installed.kubectl("-n", NAMESPACE, "get", "serviceaccounts", "-o", "json")
+    )
+    watcher = next(
+        a["metadata"]["name"] for a in accounts["items"] if "watch" in a["metadata"]["name"]
+    )
+    user = f"--as=system:serviceaccount:{NAMESPACE}:{watcher}"
+
+    def can(*verb: str) -> str:
+        return installed.kubectl("auth", "can-i", *verb, user, check=False).strip()
+
+    assert can("list", "pods", "--all-namespaces") == "yes"
+    assert can("watch", "endpointslices.discovery.k8s.io", "--all-namespaces") == "yes"
+    assert can("get", "secrets", "--all-namespaces") == "no"
+    assert can("create", "pods", "-n", "default") == "no"
+    assert can("delete", "nodes") == "no"
+
+
+def test_real_pods_calls_become_edges_named_by_their_workloads(installed: DevCluster) -> None:
+    image = installed.status().images["callmap"]
+    installed.kubectl("create", "namespace", "shop")
+    installed.apply([deployment("server", image, ["python", "-c", SERVE], "node-1")])
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "server", "namespace": "shop"},
+        "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    installed.apply([service])
+    installed.kubectl("-n", "shop", "rollout", "status", "deployment/server", "--timeout=120s")
+    server_ip = installed.kubectl(
+        "-n", "shop", "get", "pods", "-l", "app=server", "-o", "jsonpath={.items[0].status.podIP}"
+    )
+    client = deployment("client", image, ["python", "-c", CLIENT, server_ip], "node-2")
+    installed.apply([client])
+    installed.kubectl("-n", "shop", "rollout", "status", "deployment/client", "--timeout=120s")
+
+    edges = asyncio.run(read_edges(installed, until=lambda e: len(seen(e)) == 2, timeout=180))
+    found = seen(edges)
+    assert set(found) == {"dns", "sockets"}, [
+        f"{e.client} -> {e.server} {e.sources}" for e in edges.values()
+    ]
+    # The socket scans found both ends, by the pods' real cgroup paths and /proc.
+    assert 8080 in found["sockets"].ports
+    first_call = first_call_time(installed)
+    for how, edge in found.items():
+        print(f"\n{how}: edge first seen {edge.first_seen - first_call:+.2f}s after the first call")
+        assert edge.first_seen >= first_call - 5
+
+
+def seen(edges: dict[str, Edge]) -> dict[str, Edge]:
+    """The shop/client -> shop/server edges: one found from DNS, one by both sides' sockets."""
+    found = {}
+    for edge in edges.values():
+        client, server = edge.client, edge.server
+        if (client.namespace, client.name, server.namespace, server.name) != (
+            "shop", "client", "shop", "server",
+        ):  # fmt: skip
+            continue
+        if "dns" in edge.sources:
+            found["dns"] = edge
+        if {"socket-client", "socket-server"} <= set(edge.sources):
+            found["sockets"] = edge
+    return found
+
+
+def first_call_time(cluster: DevCluster) -> float:
+    logs = cluster.kubectl("-n", "shop", "logs", "deployment/client")
+    return float(
+        next(line.split()[1] for line in logs.splitlines() if line.startswith("first-call"))
+    )
+
+
+async def read_edges(cluster: DevCluster, until: Any, timeout: float) -> dict[str, Edge]:
+    """The edges topic from its start, until ``until(edges)`` holds or ``timeout`` passes."""
+    settings = load_settings({"CALLMAP_KAFKA_BOOTSTRAP": cluster.status().kafka_bootstrap})
+    consumer = make_consumer(settings.kafka, EDGES.name, auto_offset_reset="earliest")
+    await consumer.start()
+    edges: dict[str, Edge] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(edges):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    edge = decode_as(Edge, message.value, topic=EDGES.name)
+                    edges[edge.edge_id] = edge
+    finally:
+        await consumer.stop()
+    return edges
