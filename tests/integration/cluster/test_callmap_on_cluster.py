@@ -209,3 +209,77 @@ async def read_edges(
     finally:
         await consumer.stop()
     return edges
+
+
+# What the agent's one-shot scan and a packet socket show under other grants.
+PACKET_SOCKET = """
+import socket
+try:
+    socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+    print("packet socket: opened")
+except PermissionError:
+    print("packet socket: denied")
+"""
+
+
+def agent_pod(cluster: DevCluster, name: str, add: list[str], user: int, script: str) -> str:
+    """Run ``script`` (sh) in a pod made from the capture DaemonSet's own pod template,
+    with the capabilities ``add`` and user ``user`` instead of the chart's; its output."""
+    daemonset = json.loads(
+        cluster.kubectl(
+            "-n",
+            NAMESPACE,
+            "get",
+            "daemonset",
+            "-l",
+            "app.kubernetes.io/component=capture",
+            "-o",
+            "json",
+        )
+    )["items"][0]
+    spec = daemonset["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    for key in ("livenessProbe", "readinessProbe", "startupProbe", "ports", "args"):
+        container.pop(key, None)
+    container["command"] = ["sh", "-c", script]
+    container["securityContext"]["capabilities"]["add"] = add
+    container["securityContext"]["runAsUser"] = user
+    container["securityContext"]["runAsNonRoot"] = user != 0
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {**spec, "restartPolicy": "Never", "nodeName": "node-1"},
+    }
+    cluster.apply([pod])
+    cluster.kubectl(
+        "-n", NAMESPACE, "wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{name}",
+        "--timeout=120s",
+    )  # fmt: skip
+    output = cluster.kubectl("-n", NAMESPACE, "logs", name)
+    cluster.kubectl("-n", NAMESPACE, "delete", "pod", name, "--wait=false")
+    return output
+
+
+def namespaces(scan_output: str) -> set[int]:
+    """The network namespaces whose sockets a one-shot scan printed."""
+    lines = scan_output.splitlines()
+    return {json.loads(line)["netns"] for line in lines if line.startswith("{")}
+
+
+def test_each_of_the_agents_privileges_is_needed_on_a_real_node(installed: DevCluster) -> None:
+    scan = (
+        "callmap capture sockets --once --output jsonl --proc-root /host/proc 2>&1; "
+        f"python -c '{PACKET_SOCKET}'"
+    )
+    granted = agent_pod(installed, "grants-chart", ["NET_RAW", "SYS_PTRACE"], 0, scan)
+    assert len(namespaces(granted)) >= 3, granted  # the node's and its pods' (streams, ...)
+    assert "packet socket: opened" in granted
+    # Without SYS_PTRACE the kernel hides every other process's network namespace:
+    # the scan sees only the one the agent itself is in, the node's.
+    no_ptrace = agent_pod(installed, "grants-no-ptrace", ["NET_RAW"], 0, scan)
+    assert len(namespaces(no_ptrace)) == 1 and "pid_denied" in no_ptrace, no_ptrace
+    # Without NET_RAW no packet socket; and a non-root user gets none of the added grants.
+    assert "packet socket: denied" in agent_pod(installed, "grants-no-raw", [], 0, scan)
+    non_root = agent_pod(installed, "grants-non-root", ["NET_RAW", "SYS_PTRACE"], 10001, scan)
+    assert "packet socket: denied" in non_root
