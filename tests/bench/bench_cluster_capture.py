@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from capture.sniffer import DROP_KERNEL
 from devcluster.cluster import REPO, DevCluster
 
 RATES = [1_000, 2_000, 4_000, 8_000, 12_000, 16_000, 24_000]
@@ -99,17 +100,21 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
-def frames_read(node_address: str) -> float:
-    """Capture's count of DNS frames it read off its packet socket (its Prometheus counter).
+def frame_counts(node_address: str) -> tuple[float, float]:
+    """Capture's counts of DNS frames: read off its packet socket, and dropped by the kernel
+    before it could read them (its Prometheus counters).
 
     One answer crosses several of the node's interfaces (the pod's veth, the
     bridge, eth0 when it comes from the other node), and each copy is a frame.
     """
     text = urllib.request.urlopen(f"http://{node_address}:9808/metrics", timeout=5).read()
+    seen = kernel = 0.0
     for line in text.decode().splitlines():
         if line.startswith('callmap_capture_seen_total{stage="dns.frames"}'):
-            return float(line.split()[-1])
-    return 0.0
+            seen = float(line.split()[-1])
+        if line.startswith(f'callmap_capture_dropped_total{{reason="{DROP_KERNEL}"'):
+            kernel = float(line.split()[-1])
+    return seen - kernel, kernel
 
 
 def load(cluster: DevCluster, rate: int) -> dict[str, float]:
@@ -156,16 +161,26 @@ def main() -> None:
             pid = capture_pid(cluster, "node-1")
             assert pid is not None, "no capture agent on node-1"
             table = Table(title=f"capture on a real node, {SECONDS:.0f} s per rate (node-1)")
-            for column in ("offered/s", "answered/s", "frames read/s", "CPU", "RSS MB", "peak"):
+            for column in (
+                "offered/s",
+                "answered/s",
+                "frames read/s",
+                "kernel drops/s",
+                "CPU",
+                "RSS MB",
+                "peak",
+            ):
                 table.add_column(column, justify="right")
             for rate in RATES:
-                cpu, parsed = cpu_seconds(pid), frames_read(node.address)
+                cpu, (read, lost) = cpu_seconds(pid), frame_counts(node.address)
                 result = load(cluster, rate)
                 rss, peak = rss_mb(pid)
+                read_after, lost_after = frame_counts(node.address)
                 table.add_row(
                     f"{rate:,}",
                     f"{result['got'] / result['seconds']:,.0f}",
-                    f"{(frames_read(node.address) - parsed) / result['seconds']:,.0f}",
+                    f"{(read_after - read) / result['seconds']:,.0f}",
+                    f"{(lost_after - lost) / result['seconds']:,.0f}",
                     f"{(cpu_seconds(pid) - cpu) / result['seconds']:.1%}",
                     f"{rss:.0f}",
                     f"{peak:.0f}",
