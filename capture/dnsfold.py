@@ -11,11 +11,21 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
   with the same client address and port, transport, message id and question
   within ``dedup_seconds`` are one (the server address may differ: a DNS
   service's cluster IP is rewritten to the DNS pod's IP on the way);
+- a response whose destination was rewritten on the node is one response
+  too, and its client is the last destination seen: a DNS server pod's
+  upstream answer comes in on the uplink addressed to the node (the pod's
+  query was masqueraded) and goes on to the pod; same server address and
+  port, client port, message id and question within ``dedup_seconds``;
+- a DNS server is not a client: answers to an address that itself sent DNS
+  responses within ``server_memory`` seconds (CoreDNS forwarding upstream, a
+  node-local cache) are the server's own lookups, dropped at the flush
+  (``to_dns_server``), never records;
 - identical answers (same client, server, transport, question, CNAMEs and
   addresses) within one flush window fold into one record whose ``count``
   says how many responses it stands for, whose ``ts`` is the first sighting
   and whose ``ttl`` is the smallest seen;
-- memory is bounded by the responses of one window plus ``dedup_seconds``.
+- memory is bounded by the responses of one window plus ``dedup_seconds``,
+  and the addresses of DNS servers seen within ``server_memory``.
 
 No clock and no I/O: the caller passes capture times and decides when to
 flush, so tests replay frames with fake times.
@@ -35,11 +45,16 @@ DROP_NOT_FROM_PORT_53 = "not_from_port_53"
 DROP_TCP_NO_PAYLOAD = "tcp_no_payload"
 DROP_DUPLICATE = "duplicate_sighting"
 DROP_FOLDED = "folded"
+DROP_REWRITTEN = "rewritten_destination"
+DROP_TO_DNS_SERVER = "to_dns_server"
 
 DEFAULT_DEDUP_SECONDS = 2.0
+DEFAULT_SERVER_MEMORY = 600.0
 
 _DedupKey = tuple[str, int, int, str, str, str]
 _FoldKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...]]
+# The parts of a response that no rewriting of its destination changes.
+_ResponseKey = tuple[str, int, int, int, str, str, str]
 
 
 @dataclass(slots=True)
@@ -59,15 +74,19 @@ class DnsFolder:
         node: str,
         counters: Counters,
         dedup_seconds: float = DEFAULT_DEDUP_SECONDS,
+        server_memory: float = DEFAULT_SERVER_MEMORY,
     ) -> None:
         self.cluster = cluster
         self.node = node
         self.dedup_seconds = dedup_seconds
+        self.server_memory = server_memory
         self._frames = counters.stage(FRAMES)
         self._parse = counters.stage(PARSE)
         self._fold = counters.stage(FOLD)
         self._seen: dict[_DedupKey, float] = {}
         self._window: dict[_FoldKey, _Folded] = {}
+        self._destinations: dict[_ResponseKey, tuple[float, _FoldKey]] = {}
+        self._servers: dict[str, float] = {}
 
     def count_frames_lost(self, reason: str, count: int) -> None:
         """Frames that never reached this folder (e.g. dropped by the kernel)."""
@@ -131,6 +150,7 @@ class DnsFolder:
             fold.dropped[DROP_DUPLICATE] += 1
             return
         self._seen[sighting] = ts
+        self._servers[segment.src_ip] = ts
         key = (
             segment.dst_ip,
             segment.src_ip,
@@ -140,6 +160,19 @@ class DnsFolder:
             response.cnames,
             response.answers,
         )
+        response_key = (
+            segment.src_ip,
+            segment.src_port,
+            segment.dst_port,
+            response.msg_id,
+            segment.transport,
+            response.qname,
+            response.qtype,
+        )
+        before = self._destinations.get(response_key)
+        self._destinations[response_key] = (ts, key)
+        if before is not None and ts - before[0] <= self.dedup_seconds and before[1] != key:
+            self._retract(before[1])
         folded = self._window.get(key)
         if folded is None:
             self._window[key] = _Folded(ts, response.ttl, 1)
@@ -149,12 +182,32 @@ class DnsFolder:
         folded.ttl = min(folded.ttl, response.ttl)
         folded.ts = min(folded.ts, ts)
 
+    def _retract(self, key: _FoldKey) -> None:
+        """Take back one response counted under ``key``: it reached a later destination."""
+        fold, folded = self._fold, self._window.get(key)
+        if folded is None:
+            return  # flushed already: the copies straddled a flush
+        fold.dropped[DROP_REWRITTEN] += 1
+        if folded.count == 1:
+            del self._window[key]
+        else:
+            folded.count -= 1
+            fold.dropped[DROP_FOLDED] -= 1
+
     def flush(self, now: float) -> list[DnsAnswer]:
         """The records of the window that ends now; starts a new window."""
         window, self._window = self._window, {}
+        servers = self._servers
+        to_servers = [key for key in window if key[0] in servers]
+        for key in to_servers:
+            del window[key]
+        self._fold.dropped[DROP_TO_DNS_SERVER] += len(to_servers)
         self._fold.emitted += len(window)
         horizon = now - self.dedup_seconds
         self._seen = {k: ts for k, ts in self._seen.items() if ts >= horizon}
+        self._destinations = {k: v for k, v in self._destinations.items() if v[0] >= horizon}
+        remembered = now - self.server_memory
+        self._servers = {ip: ts for ip, ts in servers.items() if ts >= remembered}
         return [
             DnsAnswer(
                 cluster=self.cluster,

@@ -111,11 +111,16 @@ class DevCluster:
                 write_node_files(layout, node.node, pki, built.references["pause"], node_binaries)
                 node.start()
             for node in self.nodes():
-                socket = node.node.directory / "root" / "run" / "containerd" / "containerd.sock"
+                socket = node.containerd_socket
                 _wait_for(socket.exists, timeout, f"containerd on {node.node.name}")
                 for archive in built.images:
                     images.import_image(archive, socket)
             self.kubectl("wait", "--for=condition=Ready", "node", "--all", f"--timeout={timeout}s")
+            for planned in layout.nodes:  # what the node's CNI hands out, as tools read it
+                name, cidr = planned.name, str(planned.pod_range)
+                spec = {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
+                if not self.kubectl("get", "node", name, "-o", "jsonpath={.spec.podCIDR}"):
+                    self.kubectl("patch", "node", name, "--type=merge", "-p", json.dumps(spec))
             self.apply(addons.coredns_objects(built.references["coredns"]))
             self.kubectl(
                 "-n", addons.NAMESPACE, "rollout", "status", "deployment/coredns",
@@ -173,10 +178,24 @@ class DevCluster:
         status = self.status()
         if not status.running:
             raise DevClusterError(f"the cluster is not running ({status.detail})")
-        values = install.chart_values(
-            status.images["callmap"], status.kafka_bootstrap, self.name, overrides
-        )
+        image = self.current_callmap_image(repo)
+        values = install.chart_values(image, status.kafka_bootstrap, self.name, overrides)
         return install.helm_install(repo, self.kubeconfig, values, self.directory / "helm")
+
+    def current_callmap_image(self, repo: Path) -> str:
+        """callmap's image of the tree as it is now: built if the tree changed since the
+        cluster started, imported into every node, and recorded as the cluster's."""
+        archive = images.callmap_image(repo)
+        for node in self.nodes():
+            images.import_image(archive, node.containerd_socket)
+        state = self._state()
+        state.setdefault("images", {})["callmap"] = archive.reference
+        self._write_state(state)
+        return archive.reference
+
+    def uninstall_callmap(self) -> None:
+        """``helm uninstall`` callmap's release (harmless when it is not installed)."""
+        install.helm_uninstall(self.kubeconfig)
 
     # -- talking to it ----------------------------------------------------------------------
 

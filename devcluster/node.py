@@ -107,6 +107,11 @@ class Node:
     node: NodeLayout
 
     @property
+    def containerd_socket(self) -> Path:
+        """containerd's socket, as this machine sees it (the node binds it at the usual path)."""
+        return self.node.directory / "root" / configs.CONTAINERD_SOCKET.lstrip("/")
+
+    @property
     def _pid_file(self) -> PidFile:
         """The ``unshare`` holding the namespaces; its one child is the node's process 1."""
         directory = str(self.node.directory).encode()

@@ -1,12 +1,18 @@
 """The process in every lab pod: it serves the pod's ports and makes its calls.
 
 Run as ``python -m lab.caller SPEC.json`` inside the pod's network namespace
-(``ip netns exec``, which also bind-mounts the pod's resolv.conf and hosts).
-Standard library only, so that a pod starts fast. The spec says::
+(``ip netns exec``, which also bind-mounts the pod's resolv.conf and hosts),
+or as ``python -m lab.caller --env VARIABLE`` with the spec in that
+environment variable (a container of the real-cluster lab). Standard library
+only, so that a pod starts fast. The spec says::
 
     {"pod": "shop/frontend-...", "listen": [80], "hold": false, "status": "PATH",
      "calls": [{"to": "cartservice", "port": 7070, "rate": 2.0, "long_lived": false,
                 "before_capture": false, "family": "any"}]}
+
+and optionally ``"log": "PATH"`` (the call log below) and ``"release_file":
+"PATH"`` (with ``hold``: the calls are released when that file exists, for a
+process nobody can signal, such as a pod's).
 
 Promises:
 
@@ -18,10 +24,19 @@ Promises:
   accepts, sends ``ping <pod>`` and reads the answer; short calls repeat
   ``rate`` times a second, a long-lived one keeps its connection, pings over
   it every few seconds and reconnects when it breaks;
-- with ``hold``, only ``before_capture`` calls run until SIGUSR1 releases
-  the others; SIGTERM ends it;
+- with ``hold``, only ``before_capture`` calls run until SIGUSR1 (or the
+  ``release_file``) releases the others; SIGTERM ends it;
 - twice a second it rewrites ``status`` (atomically) with whether it listens
-  and each call's successes, failures and last error.
+  and each call's successes, failures and last error;
+- with ``log``, every call attempt (every ping of a long-lived connection)
+  appends a JSON line ``{"t", "pod", "to", "addr", "port", "ok", "peer"}``:
+  the time, the name or address as addressed, the address it connected to
+  (or last tried; null when nothing resolved), whether the server answered,
+  and the server's answer (``pong <ns>/<pod>``, ``pong external:<name>``);
+  a long-lived connection's lines add ``opened`` (when it was opened), a
+  failure's ``error``. The first attempt with a given outcome (``to``,
+  ``addr``, ``port``, ``ok``, ``peer``, ``opened``) is always written, repeats
+  at most every :data:`LOG_INTERVAL` seconds, so that the file stays small.
 """
 
 from __future__ import annotations
@@ -34,12 +49,16 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CONNECT_TIMEOUT = 2.0
 LONG_LIVED_PING = 5.0
+LOG_INTERVAL = 5.0
+"""Seconds between two log lines with the same outcome, per pod."""
+RELEASE_POLL = 0.2
 FAMILIES = {"any": socket.AF_UNSPEC, "4": socket.AF_INET, "6": socket.AF_INET6}
 
 
@@ -51,6 +70,8 @@ class CallState:
     last_error: str | None = None
     last_peer: str | None = None
     open: bool = False
+    last_addr: str | None = None
+    """The address last connected to or tried (None: the name did not resolve)."""
 
     def report(self) -> dict[str, Any]:
         return {
@@ -65,6 +86,43 @@ class CallState:
         }
 
 
+class CallLog:
+    """The call log: one JSON line per attempt, repeats of an outcome thinned out."""
+
+    def __init__(self, path: str, pod: str, clock: Callable[[], float] = time.time) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115  # open for the process's life
+        self._pod = pod
+        self._clock = clock
+        self._last: dict[tuple[object, ...], float] = {}
+
+    def record(
+        self,
+        state: CallState,
+        ok: bool,
+        peer: str | None = None,
+        opened: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self._clock()
+        to, port = str(state.spec["to"]), int(state.spec["port"])
+        key = (to, state.last_addr, port, ok, peer, opened)
+        last = self._last.get(key)
+        if last is not None and now - last < LOG_INTERVAL:
+            return
+        self._last[key] = now
+        line: dict[str, Any] = {"t": now, "pod": self._pod, "to": to, "addr": state.last_addr}
+        line |= {"port": port, "ok": ok, "peer": peer}
+        if opened is not None:
+            line["opened"] = opened
+        if error is not None:
+            line["error"] = error
+        self._file.write(json.dumps(line) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass
 class Caller:
     spec: dict[str, Any]
@@ -72,6 +130,7 @@ class Caller:
     listening: bool = False
     released: asyncio.Event = field(default_factory=asyncio.Event)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    log: CallLog | None = None
 
     @property
     def pod(self) -> str:
@@ -84,6 +143,8 @@ class Caller:
         loop.add_signal_handler(signal.SIGUSR1, self.released.set)
         if not self.spec.get("hold"):
             self.released.set()
+        if self.spec.get("log"):
+            self.log = CallLog(str(self.spec["log"]), self.pod)
         servers = [
             await asyncio.start_server(self._serve, host=None, port=port, reuse_address=True)
             for port in self.spec.get("listen", [])
@@ -91,6 +152,8 @@ class Caller:
         self.listening = True
         self.calls = [CallState(call) for call in self.spec.get("calls", [])]
         tasks = [asyncio.create_task(self._status_loop(), name="status")]
+        if self.spec.get("release_file") and not self.released.is_set():
+            tasks.append(asyncio.create_task(self._release_when_file(), name="release"))
         for index, state in enumerate(self.calls):
             body = self._long_lived(state) if state.spec["long_lived"] else self._repeat(state)
             tasks.append(asyncio.create_task(body, name=f"call-{index}"))
@@ -101,6 +164,8 @@ class Caller:
         for server in servers:
             server.close()
         self._write_status()
+        if self.log is not None:
+            self.log.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -113,6 +178,12 @@ class Caller:
             pass  # a client that goes away mid-call is the client's failure to count
         finally:
             writer.close()
+
+    async def _release_when_file(self) -> None:
+        path = Path(str(self.spec["release_file"]))
+        while not path.exists():
+            await asyncio.sleep(RELEASE_POLL)
+        self.released.set()
 
     async def _wait_turn(self, state: CallState) -> None:
         if not state.spec.get("before_capture"):
@@ -127,10 +198,11 @@ class Caller:
             try:
                 reader, writer = await self._connect(state)
                 try:
-                    await self._exchange(reader, writer)
+                    peer = await self._exchange(reader, writer)
                 finally:
                     writer.close()
                 state.ok += 1
+                self._logged(state, True, peer)
             except (TimeoutError, OSError, ConnectionError) as exc:
                 self._failed(state, exc)
             elapsed = time.monotonic() - started
@@ -146,13 +218,15 @@ class Caller:
                 await asyncio.sleep(1.0)
                 continue
             state.open = True
+            opened = time.time()
             try:
                 while True:
-                    await self._exchange(reader, writer)
+                    peer = await self._exchange(reader, writer)
                     state.ok += 1
+                    self._logged(state, True, peer, opened)
                     await asyncio.sleep(LONG_LIVED_PING)
             except (TimeoutError, OSError, ConnectionError) as exc:
-                self._failed(state, exc)
+                self._failed(state, exc, opened)
             finally:
                 state.open = False
                 writer.close()
@@ -161,11 +235,13 @@ class Caller:
     async def _connect(self, state: CallState) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         loop = asyncio.get_running_loop()
         family = FAMILIES[str(state.spec.get("family", "any"))]
+        state.last_addr = None
         infos = await loop.getaddrinfo(
             state.spec["to"], state.spec["port"], family=family, type=socket.SOCK_STREAM
         )
         error: Exception = OSError(f"no addresses for {state.spec['to']}")
         for _family, _type, _proto, _name, sockaddr in infos:
+            state.last_addr = str(sockaddr[0])
             try:
                 connection = asyncio.open_connection(str(sockaddr[0]), int(sockaddr[1]))
                 reader, writer = await asyncio.wait_for(connection, CONNECT_TIMEOUT)
@@ -176,16 +252,30 @@ class Caller:
             return reader, writer
         raise error
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Ping; the server's answer (``pong <who>``)."""
         writer.write(f"ping {self.pod}\n".encode())
         await writer.drain()
         answer = await asyncio.wait_for(reader.readline(), CONNECT_TIMEOUT)
         if not answer.startswith(b"pong"):
             raise ConnectionError("the server closed without answering")
+        return answer.decode(errors="replace").strip()
 
-    def _failed(self, state: CallState, exc: BaseException) -> None:
+    def _failed(self, state: CallState, exc: BaseException, opened: float | None = None) -> None:
         state.failed += 1
         state.last_error = f"{type(exc).__name__}: {exc}"
+        self._logged(state, False, None, opened, state.last_error)
+
+    def _logged(
+        self,
+        state: CallState,
+        ok: bool,
+        peer: str | None,
+        opened: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        if self.log is not None:
+            self.log.record(state, ok, peer, opened, error)
 
     async def _status_loop(self) -> None:
         while True:
@@ -210,10 +300,13 @@ class Caller:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m lab.caller SPEC.json", file=sys.stderr)
+    if len(argv) == 3 and argv[1] == "--env":
+        spec = json.loads(os.environ[argv[2]])
+    elif len(argv) == 2:
+        spec = json.loads(Path(argv[1]).read_text())
+    else:
+        print("usage: python -m lab.caller SPEC.json | --env VARIABLE", file=sys.stderr)
         return 2
-    spec = json.loads(Path(argv[1]).read_text())
     asyncio.run(Caller(spec).run())
     return 0
 

@@ -7,7 +7,9 @@
 - ``lab go NAME`` releases held calls; ``lab churn NAME`` runs the churn;
 - ``lab status NAME``: pods and how their calls fare;
 - ``lab down NAME`` (or ``--all``): remove everything, also after a crash;
-- ``lab truth TOPOLOGY``: the expected edges; ``lab plan TOPOLOGY``: addresses.
+- ``lab truth TOPOLOGY``: the expected edges; ``lab plan TOPOLOGY``: addresses;
+- ``lab run TOPOLOGY``: the whole pipeline on it, compared with the truth
+  (``--on cluster``: on the development cluster, with a truth of its own).
 
 NAME may also be a topology file (its ``name`` is used).
 """
@@ -267,6 +269,15 @@ def show_plan(topology: str) -> None:
     "--json", "as_json", is_flag=True, help="Print the run's cluster name and comparison as JSON."
 )
 @_kubernetes
+@click.option(
+    "--on",
+    "on",
+    type=click.Choice(["netns", "cluster"]),
+    default="netns",
+    show_default=True,
+    help="netns: the lab's own network namespaces; cluster: the development cluster "
+    "(`callmap dev cluster`), compared with a truth made from the pods' call logs.",
+)
 def run_command(
     topology: Path,
     state_dir: Path | None,
@@ -274,6 +285,7 @@ def run_command(
     streams_delay: float,
     as_json: bool,
     kubernetes: bool,
+    on: str,
 ) -> None:
     """Run the whole pipeline on a lab and compare its map with the truth.
 
@@ -287,16 +299,25 @@ def run_command(
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
+    if on == "cluster" and (kubernetes or streams_delay):
+        raise click.UsageError("--kubernetes and --streams-delay are for the netns lab")
     options = RunOptions(
         seconds=seconds, streams_delay=streams_delay, state_dir=state_dir, kubernetes=kubernetes
     )
     try:
-        comparison, cluster = run(topology, options, progress)
+        if on == "cluster":
+            from lab.clusterrun import run_on_cluster
+
+            result = run_on_cluster(topology, options, progress)
+            comparison, report = result.comparison, result.as_json()
+        else:
+            comparison, cluster = run(topology, options, progress)
+            report = {"cluster": cluster, **comparison.as_json()}
     except LabError as exc:
         _fail(exc)
         return
     if as_json:  # the run's cluster name finds its edges, and its logs in the callmap cache
-        click.echo(json.dumps({"cluster": cluster, **comparison.as_json()}, indent=2))
+        click.echo(json.dumps(report, indent=2))
     else:
         click.echo(comparison.as_text())
     sys.exit(0 if comparison.perfect else 1)

@@ -6,12 +6,20 @@ every true edge was observed and every observed edge is true or tolerated
 ``lab truth`` prints: ``ns/workload``, ``external:<dns name>``, ``ip:<address>``,
 ``node:<name>``, ``apiserver`` and ``service:ns/name`` (a service nobody stood
 behind when its name was looked up).
+
+Ports are compared too when the truth knows them (the real-cluster lab's
+does; the netns lab's does not): an observed edge may show no port the truth
+does not allow (``unexpected_ports``, which spoils a match), and the ports a
+true edge was called on that it does not show are reported
+(``missing_ports``; see :attr:`Comparison.perfect` for why they do not spoil it). A
+``scope`` leaves out observed edges that are none of the lab's business (a
+real cluster's own traffic); they are reported as ``ignored``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from callmap.wire import Edge, Endpoint
@@ -44,11 +52,31 @@ def observed_edges(edges: Iterable[Edge]) -> frozenset[ExpectedEdge]:
     )
 
 
+def observed_ports(edges: Iterable[Edge]) -> dict[ExpectedEdge, frozenset[int]]:
+    """The server ports each live client/server pair was seen on."""
+    ports: dict[ExpectedEdge, set[int]] = {}
+    for e in edges:
+        if e.event != "expired":
+            key = ExpectedEdge(endpoint_text(e.client), endpoint_text(e.server))
+            ports.setdefault(key, set()).update(e.ports)
+    return {key: frozenset(found) for key, found in ports.items()}
+
+
+PortedEdge = tuple[ExpectedEdge, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     expected: frozenset[ExpectedEdge]
     tolerated: frozenset[ExpectedEdge]
     observed: frozenset[ExpectedEdge]
+    expected_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None
+    """Ports each true edge must show; None: ports are not compared."""
+    allowed_ports: Mapping[ExpectedEdge, frozenset[int]] = field(default_factory=dict)
+    """Ports an edge may show (the expected ones and the tolerated ones)."""
+    seen_ports: Mapping[ExpectedEdge, frozenset[int]] = field(default_factory=dict)
+    ignored: frozenset[ExpectedEdge] = frozenset()
+    """Observed edges out of the comparison's scope."""
 
     @property
     def missing(self) -> frozenset[ExpectedEdge]:
@@ -57,6 +85,30 @@ class Comparison:
     @property
     def unexpected(self) -> frozenset[ExpectedEdge]:
         return self.observed - self.expected - self.tolerated
+
+    @property
+    def missing_ports(self) -> frozenset[PortedEdge]:
+        """Ports a true edge was called on that its observed edge does not show."""
+        if self.expected_ports is None:
+            return frozenset()
+        return frozenset(
+            (edge, port)
+            for edge, ports in self.expected_ports.items()
+            if edge in self.observed
+            for port in ports - self.seen_ports.get(edge, frozenset())
+        )
+
+    @property
+    def unexpected_ports(self) -> frozenset[PortedEdge]:
+        """Ports an observed true (or tolerated) edge shows that nobody called it on."""
+        if self.expected_ports is None:
+            return frozenset()
+        return frozenset(
+            (edge, port)
+            for edge in self.observed & (self.expected | self.tolerated)
+            for port in self.seen_ports.get(edge, frozenset())
+            - self.allowed_ports.get(edge, frozenset())
+        )
 
     @property
     def precision(self) -> float:
@@ -74,10 +126,17 @@ class Comparison:
 
     @property
     def perfect(self) -> bool:
-        return not self.missing and not self.unexpected
+        """Every edge right, and no edge on a port nobody called it on.
+
+        A missing port is reported, not held against the run: callmap learns
+        ports from socket scans, which see a connection only while it is open
+        at a scan; a short call's port is seen only when a scan catches it.
+        """
+        edges = not self.missing and not self.unexpected
+        return edges and not self.unexpected_ports
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "precision": self.precision,
             "recall": self.recall,
             "missing": [e.as_json() for e in sorted(self.missing)],
@@ -85,6 +144,18 @@ class Comparison:
             "expected": [e.as_json() for e in sorted(self.expected)],
             "observed": [e.as_json() for e in sorted(self.observed)],
         }
+        if self.expected_ports is not None:
+            document["ports"] = {
+                "missing": [_ported(e, p) for e, p in sorted(self.missing_ports)],
+                "unexpected": [_ported(e, p) for e, p in sorted(self.unexpected_ports)],
+                "expected": _port_lists(self.expected_ports),
+                "observed": _port_lists(
+                    {e: self.seen_ports.get(e, frozenset()) for e in self.observed}
+                ),
+            }
+        if self.ignored:
+            document["ignored"] = [e.as_json() for e in sorted(self.ignored)]
+        return document
 
     def as_text(self) -> str:
         lines = [
@@ -93,9 +164,39 @@ class Comparison:
         ]
         lines += [f"  missing:    {e}" for e in sorted(self.missing)]
         lines += [f"  unexpected: {e}" for e in sorted(self.unexpected)]
+        lines += [f"  missing port:    {e} port {p}" for e, p in sorted(self.missing_ports)]
+        lines += [f"  unexpected port: {e} port {p}" for e, p in sorted(self.unexpected_ports)]
+        if self.ignored:
+            lines.append(f"  ({len(self.ignored)} observed edges out of the lab's scope ignored)")
         lines.append("perfect match" if self.perfect else "NOT a perfect match")
         return "\n".join(lines)
 
 
-def compare(truth: Truth, edges: Iterable[Edge]) -> Comparison:
-    return Comparison(truth.edges, truth.tolerated, observed_edges(edges))
+def compare(
+    truth: Truth,
+    edges: Iterable[Edge],
+    expected_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None,
+    allowed_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None,
+    scope: Callable[[ExpectedEdge], bool] | None = None,
+) -> Comparison:
+    """``edges`` against ``truth``; ports too when ``expected_ports`` is given."""
+    edges = list(edges)
+    observed = observed_edges(edges)
+    ignored = frozenset(e for e in observed if scope is not None and not scope(e))
+    return Comparison(
+        truth.edges,
+        truth.tolerated,
+        observed - ignored,
+        expected_ports,
+        allowed_ports if allowed_ports is not None else (expected_ports or {}),
+        observed_ports(edges) if expected_ports is not None else {},
+        ignored,
+    )
+
+
+def _ported(edge: ExpectedEdge, port: int) -> dict[str, str | int]:
+    return {**edge.as_json(), "port": port}
+
+
+def _port_lists(ports: Mapping[ExpectedEdge, frozenset[int]]) -> list[dict[str, Any]]:
+    return [{**e.as_json(), "ports": sorted(ports[e])} for e in sorted(ports)]

@@ -66,6 +66,8 @@ def installed(dev_cluster: DevCluster) -> Iterator[DevCluster]:
     report = dev_cluster.install_callmap(REPO, fast)
     assert "STATUS: deployed" in report
     yield dev_cluster
+    dev_cluster.kubectl("delete", "namespace", "calls", "--ignore-not-found", "--wait=true")
+    dev_cluster.uninstall_callmap()
 
 
 def deployment(name: str, image: str, command: list[str], node: str) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def deployment(name: str, image: str, command: list[str], node: str) -> dict[str
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop"},
+        "metadata": {"name": name, "namespace": "calls"},
         "spec": {
             "selector": {"matchLabels": labels},
             "template": {
@@ -132,22 +134,22 @@ def test_the_watcher_has_no_admin_credentials(installed: DevCluster) -> None:
 
 def test_real_pods_calls_become_edges_named_by_their_workloads(installed: DevCluster) -> None:
     image = installed.status().images["callmap"]
-    installed.kubectl("create", "namespace", "shop")
+    installed.kubectl("create", "namespace", "calls")
     installed.apply([deployment("server", image, ["python", "-c", SERVE], "node-1")])
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": "server", "namespace": "shop"},
+        "metadata": {"name": "server", "namespace": "calls"},
         "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     installed.apply([service])
-    installed.kubectl("-n", "shop", "rollout", "status", "deployment/server", "--timeout=120s")
+    installed.kubectl("-n", "calls", "rollout", "status", "deployment/server", "--timeout=120s")
     server_ip = installed.kubectl(
-        "-n", "shop", "get", "pods", "-l", "app=server", "-o", "jsonpath={.items[0].status.podIP}"
+        "-n", "calls", "get", "pods", "-l", "app=server", "-o", "jsonpath={.items[0].status.podIP}"
     )
     client = deployment("client", image, ["python", "-c", CLIENT, server_ip], "node-2")
     installed.apply([client])
-    installed.kubectl("-n", "shop", "rollout", "status", "deployment/client", "--timeout=120s")
+    installed.kubectl("-n", "calls", "rollout", "status", "deployment/client", "--timeout=120s")
 
     arrivals: dict[str, float] = {}
     edges = asyncio.run(
@@ -166,12 +168,12 @@ def test_real_pods_calls_become_edges_named_by_their_workloads(installed: DevClu
 
 
 def seen(edges: dict[str, Edge]) -> dict[str, Edge]:
-    """The shop/client -> shop/server edges: one found from DNS, one by both sides' sockets."""
+    """The calls/client -> calls/server edges: one found from DNS, one by both sides' sockets."""
     found = {}
     for edge in edges.values():
         client, server = edge.client, edge.server
         if (client.namespace, client.name, server.namespace, server.name) != (
-            "shop", "client", "shop", "server",
+            "calls", "client", "calls", "server",
         ):  # fmt: skip
             continue
         if "dns" in edge.sources:
@@ -182,7 +184,7 @@ def seen(edges: dict[str, Edge]) -> dict[str, Edge]:
 
 
 def first_call_time(cluster: DevCluster) -> float:
-    logs = cluster.kubectl("-n", "shop", "logs", "deployment/client")
+    logs = cluster.kubectl("-n", "calls", "logs", "deployment/client")
     return float(
         next(line.split()[1] for line in logs.splitlines() if line.startswith("first-call"))
     )

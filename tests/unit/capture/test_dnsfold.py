@@ -14,7 +14,9 @@ from capture.dnsfold import (
     DROP_DUPLICATE,
     DROP_FOLDED,
     DROP_NOT_FROM_PORT_53,
+    DROP_REWRITTEN,
     DROP_TCP_NO_PAYLOAD,
+    DROP_TO_DNS_SERVER,
     FOLD,
     FRAMES,
     PARSE,
@@ -186,3 +188,59 @@ def test_frames_the_kernel_dropped_are_counted_as_seen_and_lost() -> None:
     f.count_frames_lost("kernel_drop", 5)
     assert counters.stage(FRAMES).dropped["kernel_drop"] == 5
     assert balanced(counters)
+
+
+UPSTREAM, NODE = "10.77.0.254", "10.77.0.11"
+
+
+def test_an_answer_whose_destination_the_node_rewrote_is_one_answer_to_the_last_one() -> None:
+    # A pod's masqueraded query: its answer is seen on the uplink addressed to the
+    # node, then on the pod's veth addressed to the pod, same ports and message id.
+    f, counters = folder()
+    answer = dns_answer("api.stripe.com", ips=("203.0.113.10",))
+    f.add_frame(udp_frame(answer, server=UPSTREAM, client=NODE), ts=1.0)
+    f.add_frame(udp_frame(answer, server=UPSTREAM, client=CLIENT), ts=1.0002)
+    (record,) = f.flush(now=2.0)
+    assert (record.client_ip, record.count) == (CLIENT, 1)
+    assert counters.stage(FOLD).dropped[DROP_REWRITTEN] == 1
+    assert balanced(counters)
+
+
+def test_a_rewritten_answer_leaves_the_others_folded_under_the_first_destination() -> None:
+    f, counters = folder()
+    answer = dns_answer("api.stripe.com", ips=("203.0.113.10",))
+    f.add_frame(
+        udp_frame(answer, server=UPSTREAM, client=NODE, dport=1111), ts=1.0
+    )  # a host process
+    f.add_frame(udp_frame(dns_answer("api.stripe.com", msg_id=9, ips=("203.0.113.10",)),
+                          server=UPSTREAM, client=NODE, dport=2222), ts=1.1)  # fmt: skip
+    f.add_frame(udp_frame(answer, server=UPSTREAM, client=CLIENT, dport=1111), ts=1.1001)
+    records = {r.client_ip: r.count for r in f.flush(now=2.0)}
+    assert records == {NODE: 1, CLIENT: 1}
+    assert balanced(counters)
+
+
+def test_a_dns_servers_own_upstream_lookups_are_not_a_clients_answers() -> None:
+    f, counters = folder()
+    upstream = dns_answer("api.stripe.com", ips=("203.0.113.10",))
+    f.add_frame(udp_frame(upstream, server=UPSTREAM, client=DNS_POD), ts=1.0)  # CoreDNS forwards
+    to_pod = udp_frame(dns_answer("api.stripe.com", ips=("203.0.113.10",)), server=DNS_POD)
+    f.add_frame(to_pod, ts=1.001)  # and answers the pod
+    (record,) = f.flush(now=2.0)
+    assert (record.client_ip, record.server_ip) == (CLIENT, DNS_POD)
+    assert counters.stage(FOLD).dropped[DROP_TO_DNS_SERVER] == 1
+    # Remembered: the server's later lookups are dropped though it answers no one then.
+    f.add_frame(udp_frame(upstream, server=UPSTREAM, client=DNS_POD), ts=30.0)
+    assert f.flush(now=31.0) == []
+    assert balanced(counters)
+
+
+def test_a_dns_server_is_forgotten_after_it_stops_answering() -> None:
+    counters = Counters()
+    f = DnsFolder(cluster="c", node="n", counters=counters, server_memory=60.0)
+    f.add_frame(udp_frame(dns_answer(), server=DNS_POD, client=CLIENT), ts=1.0)
+    f.flush(now=2.0)
+    f.flush(now=100.0)
+    f.add_frame(udp_frame(dns_answer(), server=UPSTREAM, client=DNS_POD), ts=100.5)
+    (record,) = f.flush(now=101.0)
+    assert record.client_ip == DNS_POD

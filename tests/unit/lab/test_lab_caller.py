@@ -1,0 +1,92 @@
+"""The caller's log (the cluster lab's truth source) and its release file, over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from callmap.devprocess import free_port
+from lab.caller import LOG_INTERVAL, CallLog, CallState
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_log_writes_the_first_of_each_outcome_then_thins_repeats(tmp_path: Path) -> None:
+    now = [100.0]
+    log = CallLog(str(tmp_path / "logs" / "a.jsonl"), "ns/pod", clock=lambda: now[0])
+    state = CallState({"to": "svc", "port": 80})
+    state.last_addr = "10.0.0.1"
+    log.record(state, True, "pong ns/server-1")
+    log.record(state, True, "pong ns/server-1")  # a repeat within the interval
+    log.record(state, True, "pong ns/server-2")  # another answer: written
+    now[0] += LOG_INTERVAL
+    log.record(state, True, "pong ns/server-1")  # the interval is over
+    state.last_addr = None
+    log.record(state, False, None, error="gaierror: no name")
+    log.record(state, True, "pong ns/server-1", opened=99.0)  # a long-lived connection
+    log.close()
+    lines = _lines(tmp_path / "logs" / "a.jsonl")
+    assert [(line["t"], line["peer"], line["ok"]) for line in lines] == [
+        (100.0, "pong ns/server-1", True),
+        (100.0, "pong ns/server-2", True),
+        (105.0, "pong ns/server-1", True),
+        (105.0, None, False),
+        (105.0, "pong ns/server-1", True),
+    ]
+    assert lines[0] == {
+        "t": 100.0,
+        "pod": "ns/pod",
+        "to": "svc",
+        "addr": "10.0.0.1",
+        "port": 80,
+        "ok": True,
+        "peer": "pong ns/server-1",
+    }
+    assert lines[3]["addr"] is None and lines[3]["error"] == "gaierror: no name"
+    assert lines[4]["opened"] == 99.0
+
+
+def test_a_held_caller_from_its_environment_logs_once_the_release_file_exists(
+    tmp_path: Path,
+) -> None:
+    port, closed = free_port(), free_port()
+    release, log = tmp_path / "release", tmp_path / "calls.jsonl"
+    spec = {
+        "pod": "t/p",
+        "listen": [port],
+        "hold": True,
+        "release_file": str(release),
+        "log": str(log),
+        "calls": [
+            {"to": "127.0.0.1", "port": port, "rate": 20, "long_lived": False, "family": "4"},
+            {"to": "127.0.0.1", "port": closed, "rate": 20, "long_lived": False, "family": "4"},
+        ],
+    }
+    env = {**os.environ, "LAB_SPEC": json.dumps(spec)}
+    caller = subprocess.Popen([sys.executable, "-m", "lab.caller", "--env", "LAB_SPEC"], env=env)
+    try:
+        time.sleep(1.0)
+        assert not log.exists() or log.read_text() == ""  # held: nothing called yet
+        release.touch()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if log.exists() and len(log.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        lines = {line["port"]: line for line in _lines(log)}
+        assert lines[port]["ok"] is True and lines[port]["peer"] == "pong t/p"
+        assert lines[port]["addr"] == "127.0.0.1" and lines[port]["pod"] == "t/p"
+        assert lines[closed]["ok"] is False and lines[closed]["peer"] is None
+        assert "ConnectionRefusedError" in lines[closed]["error"]
+        assert len(_lines(log)) == 2  # 20 calls a second, two outcomes: two lines
+    finally:
+        caller.send_signal(signal.SIGTERM)
+        assert caller.wait(timeout=10) == 0

@@ -1,0 +1,125 @@
+"""The map against the truth: pairs as before, ports when the truth knows them, a scope."""
+
+from __future__ import annotations
+
+from labplans import plan_of
+
+from callmap.wire import Edge, Endpoint
+from lab.clusterrun import compare_with_truth, lab_scope
+from lab.clustertruth import ClusterTruth, TrueEdge
+from lab.compare import compare
+from lab.truth import ExpectedEdge, Truth
+
+
+def _edge(client: str, server: str, ports: tuple[int, ...], event: str = "new") -> Edge:
+    namespace, _, name = client.partition("/")
+    server_endpoint = (
+        Endpoint(type="external", dns_name=server.removeprefix("external:"))
+        if server.startswith("external:")
+        else Endpoint(type="workload", namespace=server.split("/")[0], name=server.split("/")[1])
+    )
+    return Edge(
+        edge_id=f"{client}>{server}",
+        event=event,  # type: ignore[arg-type]
+        cluster="c",
+        client=Endpoint(type="workload", namespace=namespace, name=name),
+        server=server_endpoint,
+        ports=ports,
+        first_seen=1.0,
+        last_seen=2.0,
+    )
+
+
+FRONT_CART = ExpectedEdge("shop/frontend", "shop/cart")
+FRONT_DNS = ExpectedEdge("shop/frontend", "kube-system/coredns")
+TRUTH = Truth(frozenset({FRONT_CART}), frozenset({FRONT_DNS}))
+
+
+def test_without_ports_the_comparison_and_its_report_are_as_before() -> None:
+    result = compare(TRUTH, [_edge("shop/frontend", "shop/cart", (9999,))])
+    assert result.perfect and result.missing_ports == frozenset()
+    assert set(result.as_json()) == {
+        "precision",
+        "recall",
+        "missing",
+        "unexpected",
+        "expected",
+        "observed",
+    }
+
+
+def test_ports_the_truth_knows_must_show_and_no_others() -> None:
+    expected = {FRONT_CART: frozenset({7070, 7071})}
+    allowed = {FRONT_CART: frozenset({7070, 7071, 7072}), FRONT_DNS: frozenset({53})}
+    edges = [
+        _edge("shop/frontend", "shop/cart", (7070, 7072, 8080)),
+        _edge("shop/frontend", "kube-system/coredns", (53,)),
+    ]
+    result = compare(TRUTH, edges, expected, allowed)
+    assert result.missing_ports == {(FRONT_CART, 7071)}
+    assert result.unexpected_ports == {(FRONT_CART, 8080)}
+    assert not result.perfect and not result.missing and not result.unexpected
+    ports = result.as_json()["ports"]
+    assert ports["missing"] == [{"client": "shop/frontend", "server": "shop/cart", "port": 7071}]
+    assert ports["expected"] == [
+        {"client": "shop/frontend", "server": "shop/cart", "ports": [7070, 7071]}
+    ]
+    assert "missing port:    shop/frontend -> shop/cart port 7071" in result.as_text()
+
+
+def test_a_scope_sets_aside_what_is_not_the_labs_business() -> None:
+    edges = [
+        _edge("shop/frontend", "shop/cart", (7070,)),
+        _edge("kube-system/coredns", "external:upstream.invalid", (53,)),
+        _edge("shop/frontend", "shop/old", (1,), event="expired"),
+    ]
+    result = compare(
+        TRUTH,
+        edges,
+        {FRONT_CART: frozenset({7070})},
+        scope=lambda e: e.client.startswith("shop/"),
+    )
+    assert result.perfect
+    assert result.ignored == {ExpectedEdge("kube-system/coredns", "external:upstream.invalid")}
+    assert result.as_json()["ignored"] == [
+        {"client": "kube-system/coredns", "server": "external:upstream.invalid"}
+    ]
+
+
+def test_the_cluster_truth_compares_pairs_then_ports_within_the_labs_scope() -> None:
+    layout = plan_of(
+        "name: s\nworkloads: [{namespace: shop, name: frontend}, {namespace: shop, name: cart}]\n"
+        "externals: [{name: api.example.com, ips: [203.0.113.5], ports: [443]}]\n"
+    )
+    truth = ClusterTruth(
+        edges=frozenset(
+            {
+                TrueEdge("shop/frontend", "shop/cart", 7070),
+                TrueEdge("shop/frontend", "shop/cart", 7071),
+            }
+        ),
+        tolerated=frozenset(
+            {
+                TrueEdge("shop/frontend", "kube-system/coredns", 53),
+                TrueEdge("shop/frontend", "shop/cart", 7072),  # a failed call's port
+            }
+        ),
+    )
+    edges = [
+        _edge("shop/frontend", "shop/cart", (7070, 7071, 7072)),
+        _edge("shop/frontend", "kube-system/coredns", (53,)),
+        _edge("kube-system/coredns", "external:upstream.invalid", (53,)),  # the cluster's own
+    ]
+    scope = lab_scope(layout)
+    result = compare_with_truth(truth, edges, scope)
+    assert result.perfect, result.as_text()
+    assert result.ignored == {ExpectedEdge("kube-system/coredns", "external:upstream.invalid")}
+    assert result.tolerated == {FRONT_DNS}
+    assert scope(ExpectedEdge("node:node-1", "external:api.example.com"))
+    # a DNS server's upstream lookup of a topology name, shown as its call, counts (and is wrong)
+    assert scope(ExpectedEdge("kube-system/coredns", "external:api.example.com"))
+    assert scope(ExpectedEdge("ip:10.77.0.1", "shop/cart"))  # whoever calls the lab's pods
+    assert not scope(ExpectedEdge("node:node-1", "apiserver"))
+    short = compare_with_truth(truth, [_edge("shop/frontend", "shop/cart", (7070,))], scope)
+    assert short.missing_ports == {(ExpectedEdge("shop/frontend", "shop/cart"), 7071)}
+    assert short.perfect  # a port no scan caught is reported, not held against the map
