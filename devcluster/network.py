@@ -50,10 +50,14 @@ def node_masquerade_rules() -> str:
 
 def create_network(layout: ClusterLayout) -> None:
     """Build the fabric, the host's link, the internet and each node's namespace."""
-    if netns_exists(layout.fabric_netns):
+    others = (
+        sorted(p.name for p in NETNS_DIR.glob("callmap-*-fabric")) if NETNS_DIR.exists() else []
+    )
+    if others:
         raise DevClusterError(
-            f"network namespace {layout.fabric_netns} exists: another cluster runs, or one "
-            "was not stopped (`callmap dev cluster stop` removes it)"
+            f"network namespace {others[0]} exists: a development cluster runs, or one was "
+            "not stopped (`callmap dev cluster stop --name NAME` removes it); the clusters "
+            "share their addresses, so one runs at a time"
         )
     fabric = layout.fabric_netns
     _add_netns(fabric)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import cgroups
+from devcluster import cgroups, network
 from devcluster.cluster import DevCluster
 from devcluster.network import NETNS_DIR
 
@@ -26,6 +26,10 @@ NAME = "test"
 @pytest.fixture(scope="session")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     cluster = DevCluster(tmp_path_factory.mktemp("cluster"), NAME, node_count=2)
+    # A run that was killed leaves its namespaces (nothing runs in them any more): ours by name.
+    network.remove_network(cluster.layout)
+    for node in cluster.layout.nodes:
+        cgroups.remove_root(f"/callmap/{NAME}/{node.name}")
     try:
         cluster.start()
         yield cluster
