@@ -24,9 +24,20 @@ for name in sys.argv[1:]:
         out[name] = str(e)
 print(json.dumps(out))
 """
+# A new Service's rules reach kube-proxy a moment after its endpoints do: until then a
+# connection is refused, and a client tries again, as on any cluster (for 15 s at most).
 PING = """
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+import socket, sys, time
+deadline = time.monotonic() + 15
+while True:
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+        break
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+with s:
     s.sendall(b"ping probe\\n")
     print(s.makefile().readline().strip())
 """

@@ -90,13 +90,19 @@ def test_everything_runs_as_a_numeric_unprivileged_user_under_an_init() -> None:
     assert any("/usr/bin/tini" in argument for argument in final.all("COPY"))
 
 
+# Installed with callmap on a development machine, never in the image: the development
+# cluster (devcluster/) builds the image and runs it; nothing in a pod imports it.
+DEVELOPMENT_ONLY = {"devcluster"}
+
+
 def test_the_image_holds_every_package_pyproject_installs() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
     copied = {argument.split()[0] for argument in stages()[0].all("COPY")}
-    assert packages <= copied, f"not copied into the build: {packages - copied}"
+    assert packages - DEVELOPMENT_ONLY <= copied, f"not copied: {packages - copied}"
+    assert not DEVELOPMENT_ONLY & copied
     assert {"pyproject.toml", "README.md"} <= {
         word for argument in stages()[0].all("COPY") for word in argument.split()
     }
