@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import click
+import yaml
 from rich.console import Console
 
 from devcluster.cluster import REPO, DevCluster, fetch
@@ -61,7 +62,7 @@ def install(name: str, assignments: tuple[str, ...]) -> None:
         *parents, last = key.split(".")
         for part in parents:
             level = level.setdefault(part, {})  # type: ignore[assignment]
-        level[last] = value
+        level[last] = yaml.safe_load(value)  # as helm --set reads it: 2 is a number
     report = _run(lambda: DevCluster.named(name).install_callmap(REPO, overrides))
     console.print(report)
 

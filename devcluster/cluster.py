@@ -194,8 +194,14 @@ class DevCluster:
         return archive.reference
 
     def uninstall_callmap(self) -> None:
-        """``helm uninstall`` callmap's release (harmless when it is not installed)."""
+        """``helm uninstall`` callmap's release (harmless when it is not installed).
+
+        The watcher's Lease goes too: Helm removes the watcher's RBAC with its
+        Deployment, so the leader cannot release the Lease as it stops, and the
+        next install's watcher would wait out the lease duration before leading.
+        """
         install.helm_uninstall(self.kubeconfig)
+        self.kubectl("-n", install.NAMESPACE, "delete", "lease", "--all")  # only callmap's there
 
     # -- talking to it ----------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 ``install_callmap`` (``helm upgrade --install``, release ``callmap`` in
 namespace ``callmap``) with the run's values: its cluster name and stream app
 id, the topology's label keys for the watcher, one watcher and one stream
-worker, scans every 2 s, a 10 s grace and 5 s refreshes (so that ports and
+worker, scans every 2 s, a 30 s grace (the watcher may wait for a Lease a
+stopped leader did not release) and 5 s refreshes (so that ports and
 sources from later sightings reach the topic within the run), no sink (the run
 reads the edges topic itself). :meth:`ChartPipeline.stop` uninstalls the
 release, so a callmap installed before the run is gone after it.
@@ -76,7 +77,7 @@ def chart_values(request: PipelineRequest) -> dict[str, Any]:
         "streams": {
             "replicas": 1,
             "appId": request.app_id,
-            "grace": 10,
+            "grace": 30,
             "tickInterval": 2,
             "refreshInterval": 5,
         },

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(900)]
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "lab" / "topologies"
 
 
-@pytest.mark.parametrize("name", ["shop", "churn"])
+@pytest.mark.parametrize("name", ["shop", "churn", "statefulset", "long-lived"])
 def test_the_map_of_real_pods_matches_their_own_log(
     dev_cluster: DevCluster, tmp_path: Path, name: str
 ) -> None:
