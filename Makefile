@@ -111,7 +111,7 @@ unit: $(STAMP) helm-binary
 integration: $(STAMP) kafka-jars kube-binaries helm-binary
 	$(PY) -m pytest tests/integration
 
-bench: $(STAMP) kafka-jars
+bench: $(STAMP) kafka-jars cluster-fetch
 	@set -e; for script in tests/bench/bench_*.py; do \
 	  echo "== $$script"; $(PY) $$script; \
 	done
