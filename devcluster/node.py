@@ -65,6 +65,7 @@ def init_config(layout: ClusterLayout, node: NodeLayout, binaries: NodeBinaries)
     containerd = ["containerd", f"--config={d / 'containerd.toml'}"]
     return {
         "hostname": node.name,
+        "netns": str(NETNS_DIR / node.netns),
         "mounts": mounts,
         "services": [
             {"name": "containerd", "argv": containerd},
@@ -132,10 +133,9 @@ class Node:
         if self.init_pid() is not None:
             return
         cgroups.ensure_root(cgroup_root(self.layout, self.node))
-        netns = NETNS_DIR / self.node.netns
+        # unshare itself, not behind nsenter: a second exec would leave a moment when the
+        # recorded pid's command line is empty, and the record would be taken for stale.
         command = [
-            "nsenter",
-            f"--net={netns}",
             "unshare",
             "--mount",
             "--uts",

@@ -1,10 +1,10 @@
 """Process 1 of a development node: its mounts, its hostname, and its services, supervised.
 
 Run by :mod:`devcluster.node` as ``python -m devcluster.nodeinit NODE_DIR``
-inside new mount, UTS and PID namespaces (and the node's network namespace).
-It reads ``NODE_DIR/init.json``::
+inside new mount, UTS and PID namespaces; it enters the node's network
+namespace itself, first. It reads ``NODE_DIR/init.json``::
 
-    {"hostname": "node-1",
+    {"hostname": "node-1", "netns": "/run/netns/callmap-dev-node-1",
      "mounts": {"/var/lib/kubelet": "NODE_DIR/root/var/lib/kubelet", "/run/netns": "tmpfs"},
      "services": [{"name": "containerd", "argv": [...], "wait_for": "/run/containerd/..."}]}
 
@@ -24,6 +24,7 @@ and then, as a node's systemd would:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+CLONE_NEWNET = 0x40000000
 RESTART_DELAY = 1.0
 WAIT_LIMIT = 60.0
 STOP_GRACE = 10.0
@@ -80,8 +82,21 @@ def mount(source: str, target: str) -> None:
     subprocess.run(command, check=True)
 
 
+def join_network(path: str) -> None:
+    """Enter the network namespace bound at ``path`` (``setns``; os.setns is Python 3.12)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(descriptor, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns {path}: {os.strerror(error)}")
+    finally:
+        os.close(descriptor)
+
+
 def main(node_dir: Path) -> int:
     config = json.loads((node_dir / "init.json").read_text())
+    join_network(config["netns"])  # first: /run/netns is the node's own once mounted
     socket.sethostname(config["hostname"])
     for target, source in config["mounts"].items():
         mount(source, target)
