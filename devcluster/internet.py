@@ -14,6 +14,7 @@ One network namespace stands for everything outside the cluster. In it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -125,14 +126,11 @@ async def serve(config: Path) -> None:
         name: str,
     ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
+            with contextlib.suppress(OSError):  # a caller that went away mid-answer
                 while await reader.readline():
                     writer.write(f"pong external:{name}\n".encode())
                     await writer.drain()
-            except OSError:
-                pass
-            finally:
-                writer.close()
+            writer.close()
 
         return answer
 
