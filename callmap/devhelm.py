@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import click
 import yaml
 
 from callmap.devkube import render_build_gomod
-from callmap.devprocess import locked, run_go
+from callmap.devprocess import go_build_once, go_built, run_go
 from callmap.errors import CallmapError
 from callmap.paths import cache_dir
 
@@ -59,30 +58,20 @@ def helm_binary(version: str = HELM_VERSION) -> Path:
 
 def helm_built(version: str = HELM_VERSION) -> bool:
     """True if the binary is in the cache already (nothing to build)."""
-    return (helm_home(version) / "built").exists() and helm_binary(version).exists()
+    return go_built(helm_home(version), "helm")
 
 
 def fetch(version: str = HELM_VERSION) -> Path:
     """The helm binary, built with Go the first time (a few minutes, once per machine)."""
-    home, binary = helm_home(version), helm_binary(version)
-    if helm_built(version):
-        return binary
-    home.mkdir(parents=True, exist_ok=True)
-    with locked(home / ".lock"):
-        if helm_built(version):  # another process built it while we waited
-            return binary
-        build = home / "build"
-        build.mkdir(exist_ok=True)
+
+    def prepare(build: Path) -> str:
         (build / "go.mod").write_text(render_build_gomod(HELM_MODULE, version, []))
         listing = _go(["mod", "download", "-json", f"{HELM_MODULE}@{version}"], build)
         upstream = Path(json.loads(listing)["GoMod"]).read_text()
-        flags = helm_ldflags(version, required_version(upstream, "k8s.io/client-go"))
-        started = time.monotonic()
-        command = ["build", "-trimpath", "-ldflags", flags, "-o", str(binary), HELM_PACKAGE]
-        _go(command, build, log=home / "build.log")
-        seconds = time.monotonic() - started
-        (home / "built").write_text(json.dumps({"package": HELM_PACKAGE, "seconds": seconds}))
-    return binary
+        return helm_ldflags(version, required_version(upstream, "k8s.io/client-go"))
+
+    home, packages = helm_home(version), {"helm": HELM_PACKAGE}
+    return go_build_once(home, packages, prepare, error=DevHelmError, needed_for="helm")["helm"]
 
 
 def required_version(gomod: str, module: str) -> str:
@@ -179,8 +168,8 @@ def helm_environment() -> dict[str, str]:
     }
 
 
-def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    return run_go(args, cwd, error=DevHelmError, needed_for="helm", log=log)
+def _go(args: list[str], cwd: Path) -> str:
+    return run_go(args, cwd, error=DevHelmError, needed_for="helm")
 
 
 @click.group()

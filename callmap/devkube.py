@@ -34,14 +34,22 @@ import subprocess
 import time
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
-from callmap.devprocess import PidFile, accepts_connections, alive, free_port, locked, run_go
+from callmap.devprocess import (
+    PidFile,
+    accepts_connections,
+    alive,
+    free_port,
+    go_build_once,
+    go_built,
+    locked,
+    run_go,
+)
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
 
@@ -77,7 +85,7 @@ def etcd_home(version: str = ETCD_VERSION) -> Path:
 
 def binaries_built() -> bool:
     """True if both binaries are in the cache already (nothing to build)."""
-    return (kube_home() / "built").exists() and (etcd_home() / "built").exists()
+    return go_built(kube_home(), "kube-apiserver") and go_built(etcd_home(), "etcd")
 
 
 def fetch() -> KubeBinaries:
@@ -97,26 +105,26 @@ def build_components(commands: tuple[str, ...], version: str = KUBE_VERSION) -> 
     """
     home = kube_home(version)
 
-    def gomod() -> str:
+    def prepare(build: Path) -> str:
         listing = _go(["list", "-m", "-json", f"k8s.io/kubernetes@{version}"], home)
         upstream = Path(json.loads(listing)["GoMod"]).read_text()
-        return render_build_gomod("k8s.io/kubernetes", version, staging_replaces(upstream, version))
+        replaces = staging_replaces(upstream, version)
+        (build / "go.mod").write_text(render_build_gomod("k8s.io/kubernetes", version, replaces))
+        return kube_ldflags(version)
 
-    binaries = {command: home / "bin" / command for command in commands}
     packages = {command: f"k8s.io/kubernetes/cmd/{command}" for command in commands}
-    _go_build(binaries, packages, gomod, kube_ldflags(version))
-    return binaries
+    return go_build_once(home, packages, prepare, error=DevKubeError, needed_for="Kubernetes")
 
 
 def build_etcd(version: str = ETCD_VERSION) -> Path:
     module = "go.etcd.io/etcd/server/v3"  # its root package is etcd's main
 
-    def gomod() -> str:
-        return render_build_gomod(module, version, [])
+    def prepare(build: Path) -> str:
+        (build / "go.mod").write_text(render_build_gomod(module, version, []))
+        return "-s -w"
 
-    binary = etcd_home(version) / "bin" / "etcd"
-    _go_build({"etcd": binary}, {"etcd": module}, gomod, "-s -w")
-    return binary
+    home, packages = etcd_home(version), {"etcd": module}
+    return go_build_once(home, packages, prepare, error=DevKubeError, needed_for="etcd")["etcd"]
 
 
 def staging_replaces(gomod: str, version: str) -> list[str]:
@@ -150,45 +158,8 @@ def kube_ldflags(version: str) -> str:
     return " ".join(["-s", "-w", *flags])
 
 
-def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    return run_go(args, cwd, error=DevKubeError, needed_for="kube-apiserver", log=log)
-
-
-def _go_build(
-    binaries: dict[str, Path], packages: dict[str, str], gomod: Callable[[], str], ldflags: str
-) -> None:
-    """Build each package into its binary in a throwaway module, once; stamps mark success.
-
-    All binaries live in one ``bin`` directory beside the module; the first
-    binary's stamp is ``built`` (as before more than one was built here), the
-    others' ``built-<name>``.
-    """
-    home = next(iter(binaries.values())).parent.parent
-
-    def stamp(name: str) -> Path:
-        return home / ("built" if name in ("kube-apiserver", "etcd") else f"built-{name}")
-
-    def missing() -> list[str]:
-        return [n for n, b in binaries.items() if not (stamp(n).exists() and b.exists())]
-
-    if not missing():
-        return
-    home.mkdir(parents=True, exist_ok=True)
-    with locked(home / ".lock"):
-        wanted = missing()  # another process may have built some while we waited
-        if not wanted:
-            return
-        build = home / "build"
-        build.mkdir(exist_ok=True)
-        (build / "go.mod").write_text(gomod())
-        started = time.monotonic()
-        output = str(home / "bin") + "/" if len(wanted) > 1 else str(binaries[wanted[0]])
-        (home / "bin").mkdir(exist_ok=True)
-        command = ["build", "-trimpath", "-ldflags", ldflags, "-o", output]
-        _go([*command, *(packages[name] for name in wanted)], build, log=home / "build.log")
-        seconds = time.monotonic() - started
-        for name in wanted:
-            stamp(name).write_text(json.dumps({"package": packages[name], "seconds": seconds}))
+def _go(args: list[str], cwd: Path) -> str:
+    return run_go(args, cwd, error=DevKubeError, needed_for="Kubernetes")
 
 
 _CA = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign"

@@ -1,21 +1,23 @@
 """Bookkeeping for the servers and tools callmap runs on a development machine.
 
-Shared by the local Kafka broker, the local Kubernetes API server and the Helm
-build: a file lock for one-time downloads and builds, a liveness check for a
-pid, the pid file of a server we started (spawn, recognise, stop), loopback
-port probes, and ``go`` run with callmap's cache.
+Shared by the local Kafka broker, the local Kubernetes API server and cluster,
+and the Helm and CoreDNS builds: a file lock for one-time downloads and builds,
+a liveness check for a pid, the pid file of a server we started (spawn,
+recognise, stop), port probes, ``go`` run with callmap's cache, and Go
+programs built once into the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,3 +182,51 @@ def run_go(
         tail = "\n".join((log.read_text() if log else result.stderr).splitlines()[-25:])
         raise error(f"go {' '.join(args[:2])} failed in {cwd}:\n{tail}")
     return result.stdout or ""
+
+
+def go_built(home: Path, name: str) -> bool:
+    """True if ``home/bin/<name>`` was built to the end (its ``built-<name>`` stamp)."""
+    return (home / f"built-{name}").exists() and (home / "bin" / name).exists()
+
+
+def go_build_once(
+    home: Path,
+    packages: Mapping[str, str],
+    prepare: Callable[[Path], str],
+    *,
+    error: type[CallmapError],
+    needed_for: str,
+) -> dict[str, Path]:
+    """Each package built with Go into ``home/bin/<name>``, once; a stamp marks success.
+
+    ``prepare(build_dir)`` writes the throwaway module (``go.mod``, any
+    sources) and returns the linker flags. The binaries missing are built in one
+    ``go build``, so that packages of one module share its compilation; a lock
+    keeps two processes from building at once.
+    """
+    binaries = {name: home / "bin" / name for name in packages}
+
+    def missing() -> list[str]:
+        return [name for name in packages if not go_built(home, name)]
+
+    if not missing():
+        return binaries
+    home.mkdir(parents=True, exist_ok=True)
+    with locked(home / ".lock"):
+        wanted = missing()  # another process may have built some while we waited
+        if not wanted:
+            return binaries
+        build = home / "build"
+        build.mkdir(exist_ok=True)
+        ldflags = prepare(build)
+        (home / "bin").mkdir(exist_ok=True)
+        output = f"{home / 'bin'}/" if len(wanted) > 1 else str(binaries[wanted[0]])
+        started = time.monotonic()
+        command = ["build", "-trimpath", "-ldflags", ldflags, "-o", output]
+        command += [packages[name] for name in wanted]
+        run_go(command, build, error=error, needed_for=needed_for, log=home / "build.log")
+        seconds = time.monotonic() - started
+        for name in wanted:
+            stamp = {"package": packages[name], "seconds": seconds}
+            (home / f"built-{name}").write_text(json.dumps(stamp))
+    return binaries

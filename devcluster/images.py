@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callmap.devkube import render_build_gomod
-from callmap.devprocess import locked, run_go
+from callmap.devprocess import go_build_once, locked, run_go
 from callmap.paths import cache_dir
 from devcluster import oci
 from devcluster.errors import DevClusterError
@@ -160,23 +160,19 @@ def coredns_image(version: str = COREDNS_VERSION) -> ImageArchive:
 
 
 def _build_coredns(home: Path, version: str, main: bytes) -> Path:
-    """``home/bin/coredns``, built once in a throwaway module; the ``built`` stamp marks success."""
-    binary, stamp = home / "bin" / "coredns", home / "built"
-    if stamp.exists() and binary.exists():
-        return binary
-    build = home / "build"
-    build.mkdir(parents=True, exist_ok=True)
-    (build / "go.mod").write_text(render_build_gomod(COREDNS_MODULE, version, []))
-    (build / "main.go").write_bytes(main)
-    listing = _go(["mod", "download", "-json", f"{COREDNS_MODULE}@{version}"], build)
-    upstream = Path(json.loads(listing)["Dir"]) / "core" / "dnsserver" / "zdirectives.go"
-    check_directive_order(directives_in(main.decode()), directives_in(upstream.read_text()))
-    started = time.monotonic()
-    command = ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."]
-    _go(command, build, log=home / "build.log")
-    seconds = time.monotonic() - started
-    stamp.write_text(json.dumps({"module": COREDNS_MODULE, "version": version, "seconds": seconds}))
-    return binary
+    """``home/bin/coredns``, built once in a throwaway module holding ``main``."""
+
+    def prepare(build: Path) -> str:
+        (build / "go.mod").write_text(render_build_gomod(COREDNS_MODULE, version, []))
+        (build / "main.go").write_bytes(main)
+        listing = _go(["mod", "download", "-json", f"{COREDNS_MODULE}@{version}"], build)
+        upstream = Path(json.loads(listing)["Dir"]) / "core" / "dnsserver" / "zdirectives.go"
+        check_directive_order(directives_in(main.decode()), directives_in(upstream.read_text()))
+        return "-s -w"
+
+    packages = {"coredns": "."}
+    built = go_build_once(home, packages, prepare, error=DevClusterError, needed_for="CoreDNS")
+    return built["coredns"]
 
 
 def directives_in(go_source: str) -> list[str]:
@@ -207,8 +203,8 @@ def check_directive_order(ours: Sequence[str], upstream: Sequence[str]) -> None:
             )
 
 
-def _go(args: list[str], cwd: Path, log: Path | None = None) -> str:
-    return run_go(args, cwd, error=DevClusterError, needed_for="CoreDNS", log=log)
+def _go(args: list[str], cwd: Path) -> str:
+    return run_go(args, cwd, error=DevClusterError, needed_for="CoreDNS")
 
 
 # -- callmap ------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_a_built_binary_is_reused_without_go(
     binary.parent.mkdir(parents=True)
     binary.write_text("#!/bin/sh\n")
     assert not devhelm.helm_built()  # no stamp: a build that did not finish
-    (devhelm.helm_home() / "built").write_text("{}")
+    (devhelm.helm_home() / "built-helm").write_text("{}")
     assert devhelm.helm_built() and devhelm.fetch() == binary
 
 
