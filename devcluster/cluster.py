@@ -15,7 +15,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from callmap.devkafka import DevBroker
+from callmap.devkube import build_components
 from callmap.devkube import fetch as fetch_apiserver
 from callmap.devprocess import locked
 from callmap.paths import cache_dir
@@ -207,7 +208,7 @@ class DevCluster:
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         """Run the cluster's kubectl as its administrator; its output."""
-        binary = build_binaries()["kubectl"]
+        binary = build_components(("kubectl",))["kubectl"]  # built with the rest; a stat here
         command = [str(binary), f"--kubeconfig={self.kubeconfig}", *args]
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
@@ -237,7 +238,7 @@ class DevCluster:
 
 def fetch() -> Built:
     """Everything a cluster runs, built once and cached: Kubernetes' commands, etcd, images."""
-    missing = [tool for tool in ("containerd", "ctr", "nsenter", "nft") if not shutil.which(tool)]
+    missing = [tool for tool in ("containerd", "ctr", "unshare", "nft") if not shutil.which(tool)]
     if missing:
         raise DevClusterError(f"missing on this machine: {', '.join(missing)} (see the Makefile)")
     fetch_apiserver()
@@ -254,7 +255,7 @@ class Built:
         return self.images.references
 
 
-def _wait_for(condition: Any, timeout: float, what: str) -> None:
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -1,9 +1,8 @@
-"""Helpers for tests on the development cluster: run a pod to its end, read a node's /proc."""
+"""Helpers for tests on the development cluster: run a pod to its end."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -54,21 +53,3 @@ def run_pod(
     cluster.kubectl("-n", namespace, "delete", "pod", name, "--wait=false")
     assert phase == "Succeeded", f"pod {name} ended {phase or 'never'}: {logs}"
     return logs
-
-
-def node_process_cgroups(cluster: DevCluster, node: str, pattern: str) -> list[str]:
-    """The ``/proc/<pid>/cgroup`` files of the node's processes whose command line has
-    ``pattern``, read through the node's own /proc (as the capture agent reads it)."""
-    init = next(n for n in cluster.nodes() if n.node.name == node).init_pid()
-    assert init is not None
-    script = (
-        f"for p in /proc/[0-9]*; do grep -qa -- '{pattern}' $p/cmdline 2>/dev/null "
-        "&& cat $p/cgroup; done"
-    )
-    result = subprocess.run(
-        ["nsenter", "-t", str(init), "-m", "-p", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return [block for block in result.stdout.split("\n\n") if block]
