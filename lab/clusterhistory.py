@@ -17,6 +17,7 @@ that finished, ``Succeeded`` or ``Failed``, holds none) or the pod's deletion.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -343,3 +344,12 @@ class ApiHistory:
         if top is not None and top.kind in ("Deployment", "CronJob"):
             return f"{pod.namespace}/{top.name}", None
         return f"{pod.namespace}/{controller.name}", None
+
+
+def is_ip(text: str) -> bool:
+    """True if ``text`` is an IPv4 or IPv6 address (a call to an address, not a name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

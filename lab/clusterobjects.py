@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab.addressing import Plan, PodPlan
+from lab.clusterhistory import is_ip
 from lab.errors import LabError
 from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
 from lab.truth import listen_ports
@@ -206,7 +207,7 @@ def literal_targets(plan: Plan) -> dict[str, AddressTarget]:
     """Every IP address a call names, and whose it is in the plan."""
     result: dict[str, AddressTarget] = {}
     for call in plan.topology.calls:
-        if not _is_ip(call.to) or call.to in result:
+        if not is_ip(call.to) or call.to in result:
             continue
         result[call.to] = _classify(plan, call.to)
     return result
@@ -472,7 +473,7 @@ def caller_spec(plan: Plan, target: ClusterTarget, workload: Workload) -> dict[s
         if call.client != workload.ref:
             continue
         to = call.to
-        if _is_ip(to) and literal_targets(plan)[to].kind != "other":
+        if is_ip(to) and literal_targets(plan)[to].kind != "other":
             if to not in target.addresses:
                 raise LabError(f"{workload.ref} calls {to}: its cluster address is not known yet")
             to = target.addresses[to]
@@ -586,11 +587,3 @@ def _is_dns(ref: str) -> bool:
 
 def _is_dns_service(key: str) -> bool:
     return key == f"{DNS_NAMESPACE}/{DNS_SERVICE}"
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -51,14 +51,13 @@ says so.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lab.clusterhistory import ApiHistory, PodState, ServiceState
+from lab.clusterhistory import ApiHistory, PodState, ServiceState, is_ip
 
 EMPTY_SERVICE_SPAN = 10.0
 """Failed calls to a Service with nobody behind it must span this long to be required."""
@@ -212,7 +211,7 @@ class _Builder:
                     tolerated.add(edge)
                 else:
                     empty[edge].append(call.t)
-            if not _is_ip(call.to):
+            if not is_ip(call.to):
                 tolerated.update(TrueEdge(client, d, DNS_PORT) for d in dns)
         for edge, times in empty.items():
             settled = max(times) - min(times) >= EMPTY_SERVICE_SPAN
@@ -241,7 +240,7 @@ class _Builder:
         peer_kind, peer = _peer(call.peer)
         if call.peer is not None and peer_kind is None:
             self.note(f"{call.pod} -> {call.to}:{call.port}: unexpected answer {call.peer!r}")
-        if _is_ip(call.to):
+        if is_ip(call.to):
             if call.ok and peer_kind == "external":
                 return [(f"ip:{call.addr or call.to}", weight)]
             service = self.history.service_with_ip(call.addr or call.to, call.t)
@@ -343,7 +342,7 @@ class _Builder:
             return None
         if fqdn.endswith(pod_suffix):
             labels = fqdn[: -len(pod_suffix)].split(".")
-            if len(labels) == 2 and _is_ip(labels[0].replace("-", ".")):
+            if len(labels) == 2 and is_ip(labels[0].replace("-", ".")):
                 return _Target("pod")
             return None
         if fqdn == self.domain or fqdn.endswith("." + self.domain):
@@ -361,11 +360,3 @@ def _peer(answer: str | None) -> tuple[Literal["pod", "external"] | None, str]:
     if who.count("/") == 1:
         return "pod", who
     return None, ""
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
