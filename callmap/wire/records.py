@@ -134,6 +134,12 @@ class PodIdentity(Record, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     created: float | None = None
     deleted: float | None = None
+    ips_since: float | None = None
+    """When the pod's status first reported ``ips``; None: unknown, ``created`` stands in."""
+    hostname: str | None = None
+    """``spec.hostname``: with ``subdomain``, the pod's per-pod name under a headless service."""
+    subdomain: str | None = None
+    """``spec.subdomain``: the headless service that names the pod by ``hostname``."""
 
 
 class ServiceIdentity(Record, frozen=True, kw_only=True):
@@ -148,6 +154,9 @@ class ServiceIdentity(Record, frozen=True, kw_only=True):
     ports: tuple[ServicePort, ...] = ()
     workloads: tuple[ServiceWorkload, ...] = ()
     deleted: float | None = None
+    created: float | None = None
+    workloads_since: float | None = None
+    """When ``workloads`` became the workloads behind it; None: unknown, since ``created``."""
 
 
 class NodeIdentity(Record, frozen=True, kw_only=True):
