@@ -3,11 +3,17 @@
 Given the cluster domain (``cluster.local`` by default):
 
 - ``<svc>.<ns>.svc.<domain>``: a service;
-- ``<host>.<svc>.<ns>.svc.<domain>``: one pod of a headless service;
+- ``<host>.<svc>.<ns>.svc.<domain>``: one pod of a headless service, by the
+  pod's hostname and subdomain, or by its address in dashes (``10-1-0-7``);
 - ``a-b-c-d.<ns>.pod.<domain>`` (IPv6: groups joined by dashes): the pod at that IP;
 - ``kubernetes.default.svc.<domain>``: the API server;
 - any name outside the domain: an external name;
 - anything else inside the domain: unknown (counted, not guessed).
+
+A name's form is not its meaning: resolvers append search paths
+(``google.com.shop.svc.cluster.local``) and CoreDNS autopath answers such a
+name with a CNAME to the name the client meant: the resolver reads the chain and
+decides with the objects it knows (docs/streams.md).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class HeadlessPodName:
     namespace: str
     service: str
     hostname: str
+    ip: str | None = None
+    """The address a dashed hostname spells (``10-1-0-7``), if it spells one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,9 @@ def classify(qname: str, domain: str = "cluster.local") -> ClusterName:
             return ApiServerName()
         return ServiceName(namespace=labels[1], service=labels[0])
     if len(labels) == 4 and labels[3] == "svc":
-        return HeadlessPodName(namespace=labels[2], service=labels[1], hostname=labels[0])
+        return HeadlessPodName(
+            namespace=labels[2], service=labels[1], hostname=labels[0], ip=_dashed_ip(labels[0])
+        )
     if len(labels) == 3 and labels[2] == "pod":
         ip = _dashed_ip(labels[0])
         if ip is not None:

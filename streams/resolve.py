@@ -6,12 +6,18 @@ the time-versioned :class:`~streams.identity.IdentityStore` at the event's own
 time (DESIGN.md, points 3 and 4):
 
 - DNS: the client is whoever held ``client_ip``; the server comes from the
-  name (a service and the workloads behind it, a headless per-pod name, a
-  ``*.pod`` name, the API server, or an external name);
-- sockets, client side: the remote IP is a pod, a service's cluster IP, a
-  node, or an address this client got in a DNS answer within its TTL (the
-  same external endpoint that answer named); only then a raw ``ip``;
-- sockets, server side: exactly the remote pod calling the local pod.
+  name and its CNAME chain: the first that names a known service (the
+  workloads behind it at the answer's time), a headless per-pod name, a
+  ``*.pod`` name or the API server; else the first name outside the cluster
+  domain (the name a search path or autopath was applied to), an external;
+- sockets, client side: the local pod is the one capture named by UID (an
+  unknown UID waits for its pod), else the local IP's holder; the remote IP is
+  a pod, a service's cluster IP (the workloads behind it then), a node (or
+  the service that owns a node port called on it), or an address this client
+  got in a DNS answer within its TTL (the same external endpoint that answer
+  named); only then a raw ``ip``;
+- sockets, server side: exactly the remote pod calling the local pod; a
+  sidecar's inbound port (Istio's 15006) is no port of the edge.
 
 When an identity is missing the event is *late*: the caller retries it after
 a grace period with ``final=True``, when raw ``ip`` (or ``service``) endpoints
@@ -26,9 +32,10 @@ from dataclasses import dataclass
 from callmap.counters import StageCounters
 from callmap.wire import DnsAnswer, Endpoint, PodIdentity, ServiceIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
-from streams.identity import Holding, IdentityStore
+from streams.identity import Holding, IdentityStore, WorkloadsVersion
 from streams.names import (
     ApiServerName,
+    ClusterName,
     ExternalName,
     HeadlessPodName,
     PodIpName,
@@ -39,6 +46,8 @@ from streams.names import (
 APISERVER = Endpoint(type="apiserver")
 DEFAULT_DNS_SLACK = 30.0
 DEFAULT_DNS_RETENTION = 3600.0
+SIDECAR_INBOUND_PORTS = frozenset({15006})
+"""Ports a sidecar proxy redirects inbound connections to (Istio's 15006): not the server's port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,38 +76,70 @@ def workload_of(pod: PodIdentity, service: str | None = None) -> Endpoint:
 
 
 class DnsMemory:
-    """Which name each client was told an IP belongs to, and until when."""
+    """Which names each client was told an IP belongs to, and until when.
+
+    A client is named by its identity (a pod's UID, a node's name) when it is
+    known, so that an answer asked over IPv4 names the IPv6 address the client
+    then connects from; by its address otherwise. One IP may carry several
+    names (a CDN): each client keeps the names *it* asked for.
+    """
 
     def __init__(
         self, slack: float = DEFAULT_DNS_SLACK, retention: float = DEFAULT_DNS_RETENTION
     ) -> None:
         self.slack = slack
         self.retention = retention
-        self._names: dict[tuple[str, str], tuple[str, float, float]] = {}
+        self._names: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
         self._oldest_kept = 0.0
+        self.ambiguous = 0
+        """Connections to an IP the client had been given under several names at once."""
 
-    def remember(self, answer: DnsAnswer, name: str) -> None:
-        """``answer`` told its client that its addresses are the external ``name``."""
+    def remember(self, client: str, answer: DnsAnswer, name: str) -> None:
+        """``answer`` told ``client`` that its addresses are the external ``name``."""
         valid_until = answer.ts + answer.ttl + self.slack
         for ip in answer.answers:
-            self._names[(answer.client_ip, ip)] = (name, answer.ts, valid_until)
+            names = self._names.setdefault((client, ip), {})
+            known = names.get(name)
+            if known is None or known[0] <= answer.ts:
+                names[name] = (answer.ts, valid_until)
         if answer.ts - self._oldest_kept > self.retention:
             self._forget_before(answer.ts - self.retention)
 
-    def name(self, client_ip: str, ip: str, connected_at: float) -> str | None:
-        """The name ``client_ip`` was told for ``ip``, if the answer was valid then."""
-        known = self._names.get((client_ip, ip))
-        if known is None:
-            return None
-        name, answered_at, valid_until = known
-        return name if answered_at - self.slack <= connected_at <= valid_until else None
+    def name(self, clients: tuple[str, ...], ip: str, connected_at: float) -> str | None:
+        """The name the first of ``clients`` known was told for ``ip``, if valid then.
+
+        When several names were valid, the one answered last before the
+        connection is the one the client asked for; the ambiguity is counted.
+        """
+        for client in clients:
+            names = self._names.get((client, ip))
+            if names is None:
+                continue
+            valid = [
+                (answered_at, name)
+                for name, (answered_at, valid_until) in names.items()
+                if answered_at - self.slack <= connected_at <= valid_until
+            ]
+            if not valid:
+                continue
+            if len(valid) > 1:
+                self.ambiguous += 1
+                before = [v for v in valid if v[0] <= connected_at]
+                return max(before or valid)[1]
+            return valid[0][1]
+        return None
 
     def _forget_before(self, horizon: float) -> None:
-        self._names = {k: v for k, v in self._names.items() if v[1] >= horizon}
+        kept: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+        for key, names in self._names.items():
+            recent = {n: v for n, v in names.items() if v[0] >= horizon}
+            if recent:
+                kept[key] = recent
+        self._names = kept
         self._oldest_kept = horizon
 
     def __len__(self) -> int:
-        return len(self._names)
+        return sum(len(names) for names in self._names.values())
 
 
 class Resolver:
@@ -112,23 +153,29 @@ class Resolver:
         cluster_domain: str = "cluster.local",
         excluded_namespaces: frozenset[str] = frozenset(),
         memory: DnsMemory | None = None,
+        sidecar_inbound_ports: frozenset[int] = SIDECAR_INBOUND_PORTS,
     ) -> None:
         self.store = store
         self.counters = counters
         self.domain = cluster_domain
         self.excluded = excluded_namespaces
         self.memory = memory or DnsMemory()
+        self.sidecar_inbound_ports = sidecar_inbound_ports
         self.fallbacks = 0
         """How many times an unknown identity was replaced by a raw endpoint."""
+        self.consulted: list[tuple[str, WorkloadsVersion]] = []
+        """Services with several workload versions that resolutions read, and the version
+        each read: a route made from them holds only while those versions do."""
 
     # --- events ----------------------------------------------------------------
 
     def dns(self, answer: DnsAnswer, *, final: bool = False) -> list[Sight]:
         """Sightings of one DNS answer; raises :class:`Late` unless ``final``."""
         servers = self._servers_by_name(answer, final)
+        holding = self.store.holder(answer.client_ip, answer.ts)
         for server in servers:  # before the client may turn out late: sockets need it now
             if server.type == "external" and server.dns_name:
-                self.memory.remember(answer, server.dns_name)
+                self.remember(holding, answer, server.dns_name)
         client = self._client(answer.client_ip, answer.ts, final)
         return self._keep([Sight(client, s, None, "dns", answer.ts) for s in servers])
 
@@ -137,12 +184,21 @@ class Resolver:
         if obs.role == "server":
             client = self._client(obs.remote_ip, obs.first_seen, final)
             server = self._local(obs, final)
-            return self._keep([Sight(client, server, obs.local_port, "socket-server", obs.ts)])
+            port = self.server_port(obs)
+            return self._keep([Sight(client, server, port, "socket-server", obs.ts)])
         client = self._local(obs, final)
         servers = self._servers_by_ip(obs, final)
         return self._keep(
             [Sight(client, s, obs.remote_port, "socket-client", obs.ts) for s in servers]
         )
+
+    def server_port(self, obs: SocketObservation) -> int | None:
+        """The port a server-side observation proves: none for a sidecar's redirect port."""
+        return None if obs.local_port in self.sidecar_inbound_ports else obs.local_port
+
+    def remember(self, holding: Holding | None, answer: DnsAnswer, name: str) -> None:
+        """Remember that ``answer``'s client (``holding``, if known) was told ``name``."""
+        self.memory.remember(_memory_key(holding, answer.client_ip), answer, name)
 
     def _keep(self, sights: list[Sight]) -> list[Sight]:
         if not self.excluded:
@@ -162,17 +218,25 @@ class Resolver:
         holder = self.store.holder(ip, ts)
         if holder is not None and holder.kind != "service":
             return self._endpoint(holder, ip)
+        return self._stand_in(ip, final)
+
+    def _stand_in(self, ip: str, final: bool) -> Endpoint:
         if not final:
             raise Late(ip)
         self.fallbacks += 1
         return Endpoint(type="ip", ip=ip)
 
     def _local(self, obs: SocketObservation, final: bool) -> Endpoint:
-        """The local side of a socket: its pod by UID when capture knew it, else by IP."""
+        """The local side of a socket: its pod by UID when capture knew it, else by IP.
+
+        A UID the store does not know yet is waited for: the IP's holder may be
+        another pod (a reused address), so it is never asked instead.
+        """
         if obs.pod_uid is not None:
             pod = self.store.pod(obs.pod_uid)
             if pod is not None:
                 return workload_of(pod)
+            return self._stand_in(obs.local_ip, final)
         return self._client(obs.local_ip, obs.first_seen, final)
 
     def _endpoint(self, holder: Holding, ip: str) -> Endpoint:
@@ -185,57 +249,94 @@ class Resolver:
         holder = self.store.holder(ip, obs.first_seen)
         if holder is not None:
             if holder.kind == "service":
-                return self._behind(self.store.services[holder.key])
+                return self._behind(holder.key, obs.first_seen)
+            if holder.kind == "node":  # a node port is its service's, on every node
+                service = self.store.by_node_port.get(obs.remote_port)
+                if service is not None:
+                    return self._behind(service, obs.first_seen)
             return [self._endpoint(holder, ip)]
-        name = self.memory.name(obs.local_ip, ip, obs.first_seen)
+        local = self.store.holder(obs.local_ip, obs.first_seen)
+        clients = (
+            (obs.pod_uid, _memory_key(local, obs.local_ip))
+            if obs.pod_uid is not None
+            else (_memory_key(local, obs.local_ip), obs.local_ip)
+        )
+        name = self.memory.name(clients, ip, obs.first_seen)
         if name is not None:
             return [Endpoint(type="external", dns_name=name, ip=ip)]
-        if not final:
-            raise Late(ip)
-        self.fallbacks += 1
-        return [Endpoint(type="ip", ip=ip)]
+        return [self._stand_in(ip, final)]
 
     def _servers_by_name(self, answer: DnsAnswer, final: bool) -> list[Endpoint]:
-        name = classify(answer.qname, self.domain)
+        """The servers a name means: see the module docstring and docs/streams.md."""
+        asked = classify(answer.qname, self.domain)
+        if isinstance(asked, ExternalName):
+            return [Endpoint(type="external", dns_name=asked.name)]
+        for name in (answer.qname, *answer.cnames):
+            kind = asked if name is answer.qname else classify(name, self.domain)
+            known = self._known(kind, answer.ts)
+            if known is not None:
+                return known
+            if isinstance(kind, ExternalName):  # a search path or autopath product
+                if isinstance(asked, ServiceName) and not final:
+                    raise Late(answer.qname)  # unless an ExternalName service is on its way
+                return [Endpoint(type="external", dns_name=kind.name)]
+        return self._unknown(asked, answer.qname, final)
+
+    def _known(self, name: ClusterName, ts: float) -> list[Endpoint] | None:
+        """What a known object answers for ``name`` at ``ts``; None if none does."""
         match name:
-            case ExternalName():
-                return [Endpoint(type="external", dns_name=name.name)]
             case ApiServerName():
                 return [APISERVER]
             case ServiceName():
                 service = self.store.service(name.namespace, name.service)
-                if service is not None:
-                    return self._behind(service)
-                if not final:
-                    raise Late(answer.qname)
-                self.fallbacks += 1
-                return [Endpoint(type="service", namespace=name.namespace, name=name.service)]
+                return None if service is None else self._behind(_key(service), ts)
             case HeadlessPodName():
-                pod = self.store.pod_named(name.namespace, name.hostname)
-                if pod is not None:
-                    return [workload_of(pod, service=name.service)]
-                if not final:
-                    raise Late(answer.qname)
-                self.fallbacks += 1
-                return [Endpoint(type="service", namespace=name.namespace, name=name.service)]
+                pod = self.store.pod_by_hostname(name.namespace, name.service, name.hostname)
+                if pod is None and name.ip is not None:
+                    holder = self.store.holder(name.ip, ts)
+                    pod = (
+                        None
+                        if holder is None or holder.kind != "pod"
+                        else self.store.pods[holder.key]
+                    )
+                return None if pod is None else [workload_of(pod, service=name.service)]
             case PodIpName():
-                holder = self.store.holder(name.ip, answer.ts)
+                holder = self.store.holder(name.ip, ts)
                 if holder is not None and holder.kind == "pod":
                     return [self._endpoint(holder, name.ip)]
-                if not final:
-                    raise Late(answer.qname)
-                self.fallbacks += 1
-                return [Endpoint(type="ip", ip=name.ip)]
-        self.counters.drop("unknown_cluster_name")
-        return []  # nothing to say about a name no cluster object can have
+        return None
 
-    def _behind(self, service: ServiceIdentity) -> list[Endpoint]:
-        """The endpoints a call to ``service`` reaches."""
+    def _unknown(self, asked: ClusterName, qname: str, final: bool) -> list[Endpoint]:
+        """A cluster name no known object answers for: wait, then a stand-in, or nothing."""
+        match asked:
+            case ServiceName():
+                stand_in = Endpoint(type="service", namespace=asked.namespace, name=asked.service)
+            case HeadlessPodName():
+                if final and self.store.service(asked.namespace, asked.service) is None:
+                    self.counters.drop("unknown_cluster_name")  # a name's shape, no service
+                    return []
+                stand_in = Endpoint(type="service", namespace=asked.namespace, name=asked.service)
+            case PodIpName():
+                stand_in = Endpoint(type="ip", ip=asked.ip)
+            case _:
+                self.counters.drop("unknown_cluster_name")
+                return []  # nothing to say about a name no cluster object can have
+        if not final:
+            raise Late(qname)
+        self.fallbacks += 1
+        return [stand_in]
+
+    def _behind(self, key: str, ts: float) -> list[Endpoint]:
+        """The endpoints a call to service ``key`` at ``ts`` reaches."""
+        service = self.store.services[key]
         if (service.namespace, service.name) == ("default", "kubernetes"):
             return [APISERVER]
         if service.type == "ExternalName" and service.external_name:
             return [Endpoint(type="external", dns_name=service.external_name, service=service.name)]
-        if service.workloads:
+        version = self.store.workloads_at(key, ts)
+        if self.store.workload_versions(key) > 1:
+            self.consulted.append((key, version))
+        if version.workloads:
             return [
                 Endpoint(
                     type="workload",
@@ -244,6 +345,17 @@ class Resolver:
                     kind=w.kind,
                     service=service.name,
                 )
-                for w in service.workloads
+                for w in version.workloads
             ]
         return [Endpoint(type="service", namespace=service.namespace, name=service.name)]
+
+
+def _key(service: ServiceIdentity) -> str:
+    return f"{service.namespace}/{service.name}"
+
+
+def _memory_key(holding: Holding | None, ip: str) -> str:
+    """How :class:`DnsMemory` names a client: its identity if known, else its address."""
+    if holding is None or holding.kind == "service":
+        return ip
+    return holding.key if holding.kind == "pod" else f"node/{holding.key}"

@@ -9,7 +9,10 @@ by exactly what the result depends on:
   the name; routes by name are dropped whenever a service changes, and a
   headless pod name's route also when a pod changes;
 - a socket: the local pod (or the holding of the local IP), the holding of
-  the remote IP at the connection's time, and the side.
+  the remote IP at the connection's time, and the side (and the port, when
+  the remote is a node: a node port is a service's);
+- a service whose workloads changed lately has several versions: a route
+  through it holds only for events in the version it was made from.
 
 Holdings compare by identity and every identity update makes new ones, so a
 route keyed by holdings never outlives the identities it was made from, and
@@ -17,7 +20,11 @@ time-versioning is kept: each event still looks its IPs up at its own time.
 
 Whatever depends on more is resolved every time and not remembered: ``*.pod``
 names (an IP at the event's time), addresses named by an earlier DNS answer,
-raw ``ip`` and ``service`` stand-ins after the grace period, and late events.
+raw ``ip`` and ``service`` stand-ins after the grace period, late events, and
+sockets whose pod UID the store does not know yet.
+
+Routes whose holdings were replaced are pruned whenever the routes have
+doubled since the last pruning, so a week of churn keeps memory flat.
 """
 
 from __future__ import annotations
@@ -25,23 +32,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from callmap.wire import DnsAnswer, SocketObservation
+from callmap.wire import DnsAnswer, PodIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
 from streams.combine import Combiner, Slot
-from streams.identity import Holding
+from streams.identity import Holding, IdentityStore, WorkloadsVersion
 from streams.names import HeadlessPodName, PodIpName, classify
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_MAX_ROUTES = 100_000
+MIN_PRUNE = 1024
+"""Routes below which pruning is not worth a pass."""
 _DNS: EdgeSource = "dns"
 _SERVER_SIDE: EdgeSource = "socket-server"
 _CLIENT_SIDE: EdgeSource = "socket-client"
+_SIDE = {"client": 0, "server": 1}
 
 
 class Route:
     """The edges one resolution proves, and what a repeat must still do."""
 
-    __slots__ = ("drops", "pins", "plain", "pods_version", "remember", "slots")
+    __slots__ = ("drops", "pins", "plain", "pods_version", "remember", "slots", "versions")
 
     def __init__(
         self,
@@ -51,6 +61,7 @@ class Route:
         drops: tuple[tuple[str, int], ...] = (),
         pods_version: int | None = None,
         pins: tuple[object, ...] = (),
+        versions: tuple[tuple[str, WorkloadsVersion], ...] = (),
     ) -> None:
         self.slots = slots
         self.remember = remember
@@ -61,8 +72,16 @@ class Route:
         """The pod store version it was made at, when it depends on pods by name."""
         self.pins = pins
         """The objects whose ids key it, kept alive so that no id is reused."""
-        self.plain = not (remember or drops or pods_version is not None)
+        self.versions = versions
+        """The versions of services' workloads it was made from, when they have several."""
+        self.plain = not (remember or drops or pods_version is not None or versions)
         """Whether a repeat only counts sightings."""
+
+    def holds(self, store: IdentityStore, ts: float) -> bool:
+        """Whether an event at ``ts`` resolves as this route did."""
+        if self.pods_version is not None and self.pods_version != store.pods_version:
+            return False
+        return all(store.workloads_at(key, ts) is v for key, v in self.versions)
 
 
 class Routes:
@@ -81,8 +100,10 @@ class Routes:
         self._combiner = combiner
         self._max = max_routes
         self._dns: dict[tuple[Holding, str], Route] = {}
-        self._sockets: dict[tuple[int, int, str], Route] = {}
+        self._sockets: dict[tuple[int, ...], Route] = {}
         self._services_version = self._store.services_version
+        self._pruned_at = MIN_PRUNE
+        """Routes after the last pruning (at least :data:`MIN_PRUNE`): prune again at twice."""
 
     def begin(self) -> None:
         """Start a batch: forget the routes by name if a service changed since the last."""
@@ -134,14 +155,15 @@ class Routes:
         """
         pods, by_ip, by_socket = self._store.pods, self._store.by_ip, self._sockets
         seen, sightings = self._combiner.seen_each, 0
+        sidecar = self._resolver.sidecar_inbound_ports
         for obs in observations:
             route = None
             local = pods.get(obs.pod_uid) if obs.pod_uid is not None else None
             holdings = by_ip.get(obs.remote_ip)
             if local is not None and holdings is not None and len(holdings) == 1:
                 remote = holdings[0]
-                if remote.start <= obs.first_seen < remote.end:
-                    route = by_socket.get((id(local), id(remote), obs.role))
+                if remote.start <= obs.first_seen < remote.end and remote.kind != "node":
+                    route = by_socket.get((id(local), id(remote), _SIDE[obs.role]))
             if route is None or not route.plain:
                 try:
                     route = self.socket(obs, final)
@@ -149,7 +171,8 @@ class Routes:
                     late.append(obs)
                     continue
             if obs.role == "server":
-                sightings += seen(route.slots, obs.ts, obs.local_port, _SERVER_SIDE, now)
+                port = None if obs.local_port in sidecar else obs.local_port
+                sightings += seen(route.slots, obs.ts, port, _SERVER_SIDE, now)
             else:
                 sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
         return sightings
@@ -163,19 +186,19 @@ class Routes:
             if route is not None:
                 if route.plain:
                     return route
-                if route.pods_version is None or route.pods_version == store.pods_version:
+                if route.holds(store, answer.ts):
                     for name in route.remember:
-                        self._resolver.memory.remember(answer, name)
+                        self._resolver.remember(holding, answer, name)
                     if route.drops:
                         self._drop(route)
                     return route
         fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
+        self._resolver.consulted.clear()
         route = self._route(self._resolver.dns(answer, final=final), dropped)
-        kind = classify(answer.qname, self._resolver.domain)
         if (
             holding is None
             or self._resolver.fallbacks != fallbacks
-            or isinstance(kind, PodIpName)
+            or _by_address(answer, self._resolver.domain)
             or len(self._dns) >= self._max
         ):
             return route
@@ -184,27 +207,35 @@ class Routes:
             route.slots,
             remember=tuple(sorted(n for n in external if n)),
             drops=route.drops,
-            pods_version=store.pods_version if isinstance(kind, HeadlessPodName) else None,
+            pods_version=store.pods_version
+            if _by_pod_name(answer, self._resolver.domain)
+            else None,
+            versions=tuple(self._resolver.consulted),
         )
         self._dns[(holding, answer.qname)] = route
+        self._prune_if_grown()
         return route
 
     def socket(self, obs: SocketObservation, final: bool) -> Route:
         """The route of one socket observation; raises ``Late`` unless ``final``."""
         store = self._store
-        pod = store.pods.get(obs.pod_uid) if obs.pod_uid is not None else None
-        local: object | None = (
-            pod if pod is not None else store.holder(obs.local_ip, obs.first_seen)
-        )
+        local: object | None
+        if obs.pod_uid is not None:  # an unknown UID is waited for, never stood in for
+            local = store.pods.get(obs.pod_uid)
+        else:
+            local = store.holder(obs.local_ip, obs.first_seen)
         remote = store.holder(obs.remote_ip, obs.first_seen)
-        key = (id(local), id(remote), obs.role)
+        key: tuple[int, ...] = (id(local), id(remote), _SIDE[obs.role])
+        if remote is not None and remote.kind == "node":
+            key = (*key, obs.remote_port)
         if local is not None and remote is not None:
             route = self._sockets.get(key)
-            if route is not None:
-                if not route.plain:
+            if route is not None and (route.plain or route.holds(store, obs.first_seen)):
+                if route.drops:
                     self._drop(route)
                 return route
         fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
+        self._resolver.consulted.clear()
         route = self._route(self._resolver.socket(obs, final=final), dropped)
         if (
             local is None
@@ -213,9 +244,34 @@ class Routes:
             or len(self._sockets) >= self._max
         ):
             return route
-        route = Route(route.slots, drops=route.drops, pins=(local, remote))
+        route = Route(
+            route.slots,
+            drops=route.drops,
+            pins=(local, remote),
+            versions=tuple(self._resolver.consulted),
+        )
         self._sockets[key] = route
+        self._prune_if_grown()
         return route
+
+    def __len__(self) -> int:
+        return len(self._dns) + len(self._sockets)
+
+    def _prune_if_grown(self) -> None:
+        if len(self) >= 2 * self._pruned_at:
+            self.prune()
+
+    def prune(self) -> None:
+        """Forget the routes made from holdings or pods the store has replaced since."""
+        current = {id(h) for holdings in self._store.by_ip.values() for h in holdings}
+        pods = self._store.pods
+        self._dns = {k: r for k, r in self._dns.items() if id(k[0]) in current}
+        self._sockets = {
+            k: r
+            for k, r in self._sockets.items()
+            if all(_current(pin, current, pods) for pin in r.pins)
+        }
+        self._pruned_at = max(MIN_PRUNE, len(self))
 
     def _route(self, sights: list[Sight], dropped_before: Counter[str]) -> Route:
         dropped = self._resolver.counters.dropped
@@ -230,3 +286,26 @@ class Routes:
     def _drop(self, route: Route) -> None:
         for reason, count in route.drops:
             self._resolver.counters.drop(reason, count)
+
+
+def _current(pin: object, holdings: set[int], pods: dict[str, PodIdentity]) -> bool:
+    if isinstance(pin, Holding):
+        return id(pin) in holdings
+    return isinstance(pin, PodIdentity) and pods.get(pin.uid) is pin
+
+
+def _by_address(answer: DnsAnswer, domain: str) -> bool:
+    """Whether the answer names a pod by its address: resolved at each event's time."""
+    for name in (answer.qname, *answer.cnames):
+        kind = classify(name, domain)
+        if isinstance(kind, PodIpName) or (isinstance(kind, HeadlessPodName) and kind.ip):
+            return True
+    return False
+
+
+def _by_pod_name(answer: DnsAnswer, domain: str) -> bool:
+    """Whether the answer may name a pod by its hostname: remembered while pods stay."""
+    return any(
+        isinstance(classify(name, domain), HeadlessPodName)
+        for name in (answer.qname, *answer.cnames)
+    )

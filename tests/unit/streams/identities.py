@@ -7,6 +7,7 @@ from callmap.wire import (
     NodeIdentity,
     PodIdentity,
     ServiceIdentity,
+    ServicePort,
     ServiceWorkload,
     SocketObservation,
     WorkloadRef,
@@ -27,7 +28,11 @@ def pod(
     host_network: bool = False,
     uid: str | None = None,
     node: str = "node-a",
+    ips_since: float | None = None,
+    subdomain: str | None = None,
+    hostname: str | None = None,
 ) -> PodIdentity:
+    """A pod; with ``subdomain``, named ``<hostname or name>.<subdomain>`` as StatefulSets do."""
     return PodIdentity(
         cluster=CLUSTER,
         uid=uid or f"uid-{namespace}-{name}",
@@ -39,6 +44,9 @@ def pod(
         workload=WorkloadRef(kind=kind, name=workload or name.rsplit("-", 1)[0]),
         created=created,
         deleted=deleted,
+        ips_since=ips_since,
+        subdomain=subdomain,
+        hostname=hostname or (name if subdomain else None),
     )
 
 
@@ -49,6 +57,9 @@ def service(
     namespace: str = "shop",
     type: str = "ClusterIP",
     external_name: str | None = None,
+    created: float | None = None,
+    workloads_since: float | None = None,
+    node_port: int | None = None,
 ) -> ServiceIdentity:
     return ServiceIdentity(
         cluster=CLUSTER,
@@ -57,6 +68,9 @@ def service(
         type=type,  # type: ignore[arg-type]
         cluster_ips=(ip,) if ip else (),
         external_name=external_name,
+        created=created,
+        workloads_since=workloads_since,
+        ports=() if node_port is None else (ServicePort(port=80, node_port=node_port),),
         workloads=tuple(
             ServiceWorkload(namespace=namespace, kind="Deployment", name=w) for w in workloads
         ),
@@ -68,7 +82,14 @@ def node(name: str, ip: str) -> NodeIdentity:
 
 
 def answer(
-    qname: str, client_ip: str, *answers: str, ts: float = 100.0, ttl: int = 30
+    qname: str,
+    client_ip: str,
+    *answers: str,
+    ts: float = 100.0,
+    ttl: int = 30,
+    cnames: tuple[str, ...] = (),
+    qtype: str = "A",
+    count: int = 1,
 ) -> DnsAnswer:
     return DnsAnswer(
         cluster=CLUSTER,
@@ -78,9 +99,11 @@ def answer(
         server_ip="10.96.0.10",
         transport="udp",
         qname=qname,
-        qtype="A",
+        qtype=qtype,  # type: ignore[arg-type]
         answers=answers,
+        cnames=cnames,
         ttl=ttl,
+        count=count,
     )
 
 

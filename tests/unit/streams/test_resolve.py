@@ -33,6 +33,7 @@ def resolver() -> Resolver:
             namespace="data",
             workload="mongodb",
             kind="StatefulSet",
+            subdomain="mongodb",
         ),
     )
     store.put_service("shop/cartservice", service("cartservice", "10.96.4.2", "cartservice"))

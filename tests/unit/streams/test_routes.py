@@ -62,11 +62,13 @@ def test_a_service_change_forgets_the_routes_by_name(store: IdentityStore) -> No
 
 
 def test_a_headless_pod_name_follows_pod_changes(store: IdentityStore) -> None:
-    store.put_pod("m", pod("mongo-0", "10.1.0.20", uid="m", workload="mongo"))
+    store.put_pod("m", pod("mongo-0", "10.1.0.20", uid="m", workload="mongo", subdomain="mongo"))
     routes, _, _ = routes_of(store)
     headless = "mongo-0.mongo.shop.svc.cluster.local"
     assert names(routes, answer(headless, "10.1.0.10")) == [("frontend", "mongo")]
-    store.put_pod("m", pod("mongo-0", "10.1.0.21", uid="m2", workload="mongo-v2"))
+    store.put_pod(
+        "m", pod("mongo-0", "10.1.0.21", uid="m2", workload="mongo-v2", subdomain="mongo")
+    )
     assert names(routes, answer(headless, "10.1.0.10")) == [("frontend", "mongo-v2")]
 
 
