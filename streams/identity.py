@@ -11,7 +11,8 @@ gives an old event to a new pod or the reverse. The rules (docs/streams.md,
   deletion; a pod without IPs (Pending) holds nothing;
 - at an event's time, the holder is the one whose interval contains it; when
   intervals overlap (a deletion not seen yet), the one that started last,
-  because an IP is only handed out again once it was freed;
+  because an IP is only handed out again once it was freed (equal times: the
+  greater key, so that the answer never depends on the order records came in);
 - else a pod whose holding starts at most ``clock_skew`` seconds after the
   event (node and API server clocks differ): the earliest such;
 - else a pod deleted at most ``deletion_grace`` seconds before the event
@@ -195,18 +196,22 @@ class IdentityStore:
             return None
         best: Holding | None = None
         for h in holdings:  # strictly inside an interval: the latest start wins
-            if h.start <= ts < h.end and (best is None or h.start > best.start):
+            if h.start <= ts < h.end and (
+                best is None or (h.start, h.key) > (best.start, best.key)
+            ):
                 best = h
         if best is not None:
             return best
         for h in holdings:  # starting a moment after the event, by another clock
-            if h.start - self.clock_skew <= ts < h.start and (best is None or h.start < best.start):
+            if h.start - self.clock_skew <= ts < h.start and (
+                best is None or (h.start, h.key) < (best.start, best.key)
+            ):
                 best = h
         if best is not None:
             return best
         for h in holdings:  # a pod terminating, within its grace period
             terminating = h.kind == "pod" and h.end <= ts < h.end + self.deletion_grace
-            if terminating and (best is None or h.end > best.end):
+            if terminating and (best is None or (h.end, h.key) > (best.end, best.key)):
                 best = h
         return best
 
