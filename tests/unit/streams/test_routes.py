@@ -148,3 +148,20 @@ def test_the_socket_hot_loop_sights_connections_and_sets_late_ones_aside(
     routes.connections([other_port], 102.0, False, late)
     (news,) = combine.urgent()  # a new port is news at once, with the held repeats
     assert news.ports == (80, 8080) and news.count == 3
+
+
+def test_routes_of_replaced_pods_are_pruned_so_churn_keeps_memory_flat(
+    store: IdentityStore,
+) -> None:
+    routes, _, _ = routes_of(store)
+    sizes = []
+    for i in range(20_000):  # a pod replaced again and again, each version called once
+        uid = f"worker-{i}"
+        store.put_pod(uid, pod(f"worker-{i}", "10.1.0.50", uid=uid, workload="worker", created=i))
+        routes.begin()
+        obs = socket("10.1.0.50", 40000, "10.1.0.11", 7070, ts=i + 0.5, pod_uid=uid)
+        routes.socket(obs, final=False)
+        routes.dns(answer(CART, "10.1.0.50", "10.96.4.2", ts=i + 0.5), final=False)
+        store.put_pod(uid, None)  # its tombstone
+        sizes.append(len(routes))
+    assert max(sizes) < 4 * 1024  # before: one route per pod version ever seen
