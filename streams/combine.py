@@ -128,8 +128,16 @@ class Combiner:
             slot = self._slots[key] = Slot(cluster, client, server)
         return slot
 
-    def seen(self, slot: Slot, ts: float, port: int | None, source: EdgeSource, now: float) -> None:
-        """One sighting of ``slot``'s pair at ``ts`` (``now`` is processing time)."""
+    def seen(
+        self,
+        slot: Slot,
+        ts: float,
+        port: int | None,
+        source: EdgeSource,
+        now: float,
+        count: int = 1,
+    ) -> None:
+        """``count`` sightings of ``slot``'s pair at ``ts`` (``now`` is processing time)."""
         if slot.count == 0:
             slot.first = slot.last = ts
             slot.since = slot.active_at = now
@@ -138,7 +146,7 @@ class Combiner:
             slot.first = ts
         elif ts > slot.last:
             slot.last = ts
-        slot.count += 1
+        slot.count += count
         if port is not None and port not in slot.known_ports:
             slot.ports.add(port)
             news = True
@@ -158,8 +166,12 @@ class Combiner:
         port: int | None,
         source: EdgeSource,
         now: float,
+        count: int = 1,
     ) -> int:
-        """:meth:`seen` for each of ``slots`` (one event's edges); how many there were.
+        """:meth:`seen` for each of ``slots`` (one event's edges); how many sightings that made.
+
+        ``count`` is how many identical events the one stands for (a DNS
+        answer's ``count``).
 
         On the hot path: a repeat that tells the owner nothing new only
         counts, inline; anything else takes :meth:`seen`.
@@ -171,13 +183,13 @@ class Combiner:
                 and (port is None or port in slot.known_ports)
                 and source in slot.known_sources
             ):
-                slot.count += 1
+                slot.count += count
                 if ts > slot.last:
                     slot.last = ts
                 elif ts < slot.first:
                     slot.first = ts
             else:
-                self.seen(slot, ts, port, source, now)
+                self.seen(slot, ts, port, source, now, count)
         return len(slots)
 
     def urgent(self) -> list[EdgeSighting]:

@@ -137,7 +137,7 @@ class Routes:
                 except Late:
                     late.append(answer)
                     continue
-            sightings += seen(route.slots, ts, None, _DNS, now)
+            sightings += seen(route.slots, ts, None, _DNS, now, answer.count)
         return sightings
 
     def connections(

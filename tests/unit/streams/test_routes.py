@@ -165,3 +165,16 @@ def test_routes_of_replaced_pods_are_pruned_so_churn_keeps_memory_flat(
         store.put_pod(uid, None)  # its tombstone
         sizes.append(len(routes))
     assert max(sizes) < 4 * 1024  # before: one route per pod version ever seen
+
+
+def test_an_answer_counts_every_identical_answer_capture_folded_into_it(
+    store: IdentityStore,
+) -> None:
+    routes, _, combine = routes_of(store)
+    folded = [
+        answer(CART, "10.1.0.10", ts=1.0, count=3),
+        answer(CART, "10.1.0.10", ts=2.0, count=2),
+    ]
+    routes.answers(folded, 100.0, False, [])
+    (sighting,) = combine.urgent()
+    assert sighting.count == 5  # before: 2, one per record
