@@ -151,7 +151,7 @@ class RawStage:
         late_dns: list[DnsAnswer] = []
         late_sockets: list[SocketObservation] = []
         resolver = self._identities.resolver(batch.cluster)
-        fallbacks = resolver.fallbacks
+        fallbacks, ambiguous = resolver.fallbacks, resolver.memory.ambiguous
         sightings = routes.answers(dns, now, final, late_dns)
         sightings += routes.connections(sockets, now, final, late_sockets)
         self._counters.stage("sightings").seen += sightings
@@ -161,6 +161,8 @@ class RawStage:
         events["resolved_after_wait" if final else "resolved"] += len(dns) + len(sockets) - late
         if unresolved:
             events["unresolved"] += unresolved
+        if resolver.memory.ambiguous != ambiguous:
+            events["ambiguous_dns_name"] += resolver.memory.ambiguous - ambiguous
         pending = None
         if late:
             events["late"] += late

@@ -73,3 +73,22 @@ def test_a_late_identity_that_arrives_within_the_grace_period_resolves_fully() -
     identities.apply(PODS.name, b"c", encode(pod("cartservice-0", "10.1.0.11", uid="c")))
     (sighting,), _ = raw.batch(pending, now=160.0, final=True)
     assert (sighting.client.name, sighting.server.name) == ("frontend", "cartservice")
+
+
+def test_a_connection_to_an_address_given_under_two_names_is_counted_as_ambiguous() -> None:
+    raw, identities, counters = stage()
+    identities.apply(PODS.name, b"f", encode(pod("frontend-0", "10.1.0.10", uid="f")))
+    answers = DnsAnswerBatch(
+        cluster=CLUSTER,
+        node="node-a",
+        records=(
+            answer("img.example.com", "10.1.0.10", "198.51.100.80", ts=1.0, ttl=60),
+            answer("api.example.com", "10.1.0.10", "198.51.100.80", ts=2.0, ttl=60),
+        ),
+    )
+    raw.batch(answers, now=1000.0, final=False)
+    connection = socket("10.1.0.10", 40000, "198.51.100.80", 443, ts=3.0, pod_uid="f")
+    raw.batch(
+        SocketBatch(cluster=CLUSTER, node="node-a", records=(connection,)), 1001.0, final=False
+    )
+    assert counters.events["ambiguous_dns_name"] == 1
