@@ -5,6 +5,12 @@ the ``kubernetes`` plugin needs, the Corefile, the ``kube-dns`` Service at the
 address every kubelet gives its pods), with two pods so that DNS answers cross
 nodes. CoreDNS forwards what is not the cluster's to the upstream in the node's
 resolv.conf (``dnsPolicy: Default``): the development cluster's internet.
+
+One addition to kubeadm's Corefile: ``autopath @kubernetes`` (with ``pods
+verified``, which it needs), a common production setting. A pod's lookup of
+``api.example.com`` then comes back at its first search-path try
+(``api.example.com.<ns>.svc.cluster.local``) as a CNAME to the name meant, the
+shape of answer callmap must not take for a service (issue #15).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ def corefile(domain: str = CLUSTER_DOMAIN) -> str:
        lameduck 5s
     }}
     ready
+    autopath @kubernetes
     kubernetes {domain} in-addr.arpa ip6.arpa {{
-       pods insecure
+       pods verified
        fallthrough in-addr.arpa ip6.arpa
        ttl 30
     }}

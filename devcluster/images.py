@@ -160,7 +160,7 @@ def coredns_image(version: str = COREDNS_VERSION) -> ImageArchive:
 
 
 def _build_coredns(home: Path, version: str, main: bytes) -> Path:
-    """``home/bin/coredns``, built once in a throwaway module holding ``main``."""
+    """``home/go/bin/coredns``, built once in a throwaway module holding ``main``."""
 
     def prepare(build: Path) -> str:
         (build / "go.mod").write_text(render_build_gomod(COREDNS_MODULE, version, []))
@@ -171,7 +171,9 @@ def _build_coredns(home: Path, version: str, main: bytes) -> Path:
         return "-s -w"
 
     packages = {"coredns": "."}
-    built = go_build_once(home, packages, prepare, error=DevClusterError, needed_for="CoreDNS")
+    # Its own directory, with its own lock: the image's lock is held around this build.
+    go_home = home / "go"
+    built = go_build_once(go_home, packages, prepare, error=DevClusterError, needed_for="CoreDNS")
     return built["coredns"]
 
 

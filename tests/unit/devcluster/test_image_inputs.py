@@ -24,6 +24,7 @@ var Directives = []string{
 \t"log",
 \t"loadbalance",
 \t"rewrite",
+\t"autopath",
 \t"cache",
 \t"template",
 \t"hosts",
