@@ -8,16 +8,20 @@ and rendered without ``v`` and ``cluster``, which live once at the top::
 
     cluster: shop
     pods: [{uid, namespace, name, ips, node, host_network, workload: {kind, name},
-            labels, created, deleted}]
+            labels, created, deleted, ips_since, hostname, subdomain}]
     services: [{namespace, name, type, cluster_ips, external_name,
                 ports: [{port, protocol, name, target_port}],
-                workloads: [{namespace, kind, name}]}]
+                workloads: [{namespace, kind, name}], workloads_since}]
     nodes: [{name, ips}]
 
 A deleted pod stays, with ``deleted`` set, so that late events still resolve
-against it; its replacement appears as a new pod with the same IPs. A
-service names the workloads that have a live pod behind it, as a cluster's
-EndpointSlices do: a workload whose last pod is gone drops out. So the file
+against it; its replacement appears as a new pod with the same IPs, held
+from its creation (``ips_since``: a lab pod's namespace is made with its
+address). A StatefulSet's pods carry ``hostname`` and ``subdomain`` as the
+StatefulSet controller sets them. A service names the workloads that have a
+live pod behind it, as a cluster's EndpointSlices do: a workload whose last
+pod is gone drops out, and ``workloads_since`` says when the set last changed
+(None while it is the first set, as ``callmap watch`` writes it). So the file
 says exactly what ``callmap watch`` makes of the same lab registered in an API
 server (``lab up --kubernetes``).
 """
@@ -52,8 +56,20 @@ POD_KEYS = (
     "labels",
     "created",
     "deleted",
+    "ips_since",
+    "hostname",
+    "subdomain",
 )
-SERVICE_KEYS = ("namespace", "name", "type", "cluster_ips", "external_name", "ports", "workloads")
+SERVICE_KEYS = (
+    "namespace",
+    "name",
+    "type",
+    "cluster_ips",
+    "external_name",
+    "ports",
+    "workloads",
+    "workloads_since",
+)
 PORT_KEYS = ("port", "protocol", "name", "target_port")
 NODE_KEYS = ("name", "ips")
 
@@ -85,6 +101,7 @@ def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
                 for p in s.ports
             ),
             workloads=tuple(_service_workload(plan, ref) for ref in s.workloads if ref in live),
+            workloads_since=_workloads_since(s.workloads, lives),
         )
         for s in plan.services
     ]
@@ -116,7 +133,30 @@ def _pod(cluster: str, life: PodLife) -> PodIdentity:
         labels=dict(pod.labels),
         created=life.created,
         deleted=life.deleted,
+        ips_since=life.created if pod.ips else None,
+        hostname=pod.hostname,
+        subdomain=pod.subdomain,
     )
+
+
+def _workloads_since(refs: Sequence[str], lives: Sequence[PodLife]) -> float | None:
+    """When the set of ``refs`` with a live pod last changed from a non-empty set.
+
+    None while it is the first set, as ``callmap watch`` writes it.
+    """
+    mine = [life for life in lives if life.pod.ref in refs]
+    steps = [(life.created, 1, life.pod.ref) for life in mine]
+    steps += [(life.deleted, -1, life.pod.ref) for life in mine if life.deleted is not None]
+    alive = dict.fromkeys(refs, 0)
+    current: frozenset[str] = frozenset()
+    since: float | None = None
+    for time, step, ref in sorted(steps):
+        alive[ref] += step
+        now = frozenset(r for r, n in alive.items() if n > 0)
+        if now != current:
+            since = time if current else since
+            current = now
+    return since
 
 
 def _service_workload(plan: Plan, ref: str) -> ServiceWorkload:

@@ -316,7 +316,13 @@ def pod_object(plan: Plan, pod: PodPlan, now: float) -> KubeObject:
         "phase": "Running",
         "conditions": [
             {"type": kind, "status": "True", "lastTransitionTime": started}
-            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            for kind in (
+                "PodReadyToStartContainers",  # the sandbox has its network: its IPs from now
+                "PodScheduled",
+                "Initialized",
+                "ContainersReady",
+                "Ready",
+            )
         ],
         "hostIP": node.ipv4,
         "hostIPs": [{"ip": ip} for ip in node.ips],

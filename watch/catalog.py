@@ -9,6 +9,14 @@ name (ready or not), so a slice, or a pod's workload, changing republishes
 the services concerned. Events may come in any order across kinds (a slice
 before its pods): the records converge once both have been seen.
 
+Records say since when they hold what they hold, as the streams' time rules
+need (docs/streams.md, "Resolution: the contract"): a pod's ``ips_since`` is
+when its sandbox got its network (the ``PodReadyToStartContainers`` condition)
+or, on older clusters, when the watcher saw the IPs appear, or the pod's
+``startTime`` if it already had them when first seen; a service's
+``workloads_since`` is when the watcher saw its workloads change (None for
+the workloads it first saw, which stand since the service's creation).
+
 Pure and single-threaded: the caller passes the time in.
 """
 
@@ -55,15 +63,18 @@ class Catalog:
             labels=pod.labels,
             created=pod.created,
             deleted=deleted,
+            ips_since=_ips_since(pod, before, now),
+            hostname=pod.hostname,
+            subdomain=pod.subdomain,
         )
         changed = self.tables.pods.put(pod.uid, record)
         name = (pod.namespace, pod.name)
         names = self._pod_uids.setdefault(pod.namespace, {})
         if names.get(pod.name) != pod.uid:
             names[pod.name] = pod.uid
-            self._refresh_services_of(name)
+            self._refresh_services_of(name, now)
         elif before is None or before.workload != workload:
-            self._refresh_services_of(name)
+            self._refresh_services_of(name, now)
         return changed
 
     def pod_deleted(self, uid: str, now: float) -> bool:
@@ -73,18 +84,22 @@ class Catalog:
         """After a full list of pods: every other pod is deleted."""
         return self.tables.pods.reconcile(uids, now)
 
-    def pod_workload(self, uid: str, workload: WorkloadRef) -> bool:
+    def pod_workload(self, uid: str, workload: WorkloadRef, now: float) -> bool:
         """A live pod's workload changed (its owner did); True if republished."""
         record = self.tables.pods.get(uid)
         if record is None or record.deleted is not None or record.workload == workload:
             return False
         self.tables.pods.put(uid, msgspec.structs.replace(record, workload=workload))
-        self._refresh_services_of((record.namespace, record.name))
+        self._refresh_services_of((record.namespace, record.name), now)
         return True
 
     # --- services and their EndpointSlices ----------------------------------------------
 
-    def service_seen(self, service: SlimService) -> bool:
+    def service_seen(self, service: SlimService, now: float) -> bool:
+        before = self.tables.services.get(service.key)
+        if before is not None and before.deleted is not None:
+            before = None  # recreated under its name: a new service
+        workloads = self._workloads_behind(service.key)
         record = ServiceIdentity(
             cluster=self.cluster,
             namespace=service.namespace,
@@ -93,7 +108,9 @@ class Catalog:
             cluster_ips=service.cluster_ips,
             external_name=service.external_name,
             ports=service.ports,
-            workloads=self._workloads_behind(service.key),
+            workloads=workloads,
+            created=service.created,
+            workloads_since=_workloads_since(workloads, before, now),
         )
         return self.tables.services.put(service.key, record)
 
@@ -103,7 +120,7 @@ class Catalog:
     def services_listed(self, keys: set[str], now: float) -> list[str]:
         return self.tables.services.reconcile(keys, now)
 
-    def slice_seen(self, endpoint_slice: SlimSlice) -> None:
+    def slice_seen(self, endpoint_slice: SlimSlice, now: float) -> None:
         key = endpoint_slice.key
         before = self._slices.get(key)
         if before == endpoint_slice:
@@ -115,20 +132,20 @@ class Catalog:
             self._slices_by_service.setdefault(endpoint_slice.service, set()).add(key)
             for name in endpoint_slice.pods:
                 self._services_by_pod.setdefault(name, set()).add(endpoint_slice.service)
-            self._refresh_service(endpoint_slice.service)
+            self._refresh_service(endpoint_slice.service, now)
         if before is not None and before.service not in (None, endpoint_slice.service):
-            self._refresh_service(before.service)
+            self._refresh_service(before.service, now)
 
-    def slice_deleted(self, key: str) -> None:
+    def slice_deleted(self, key: str, now: float) -> None:
         before = self._slices.pop(key, None)
         if before is not None:
             self._unlink(key, before)
             if before.service is not None:
-                self._refresh_service(before.service)
+                self._refresh_service(before.service, now)
 
-    def slices_listed(self, keys: set[str]) -> None:
+    def slices_listed(self, keys: set[str], now: float) -> None:
         for key in [key for key in self._slices if key not in keys]:
-            self.slice_deleted(key)
+            self.slice_deleted(key, now)
 
     def _unlink(self, key: str, endpoint_slice: SlimSlice) -> None:
         service = endpoint_slice.service
@@ -163,17 +180,20 @@ class Catalog:
                     )
         return tuple(sorted(workloads, key=lambda w: (w.namespace, w.kind, w.name)))
 
-    def _refresh_service(self, key: str) -> None:
+    def _refresh_service(self, key: str, now: float) -> None:
         record = self.tables.services.get(key)
         if record is None or record.deleted is not None:
             return  # the slice came first: the service's record will include it
         workloads = self._workloads_behind(key)
         if workloads != record.workloads:
-            self.tables.services.put(key, msgspec.structs.replace(record, workloads=workloads))
+            since = _workloads_since(workloads, record, now)
+            self.tables.services.put(
+                key, msgspec.structs.replace(record, workloads=workloads, workloads_since=since)
+            )
 
-    def _refresh_services_of(self, name: PodName) -> None:
+    def _refresh_services_of(self, name: PodName, now: float) -> None:
         for service in self._services_by_pod.get(name, ()):
-            self._refresh_service(service)
+            self._refresh_service(service, now)
 
     # --- nodes -------------------------------------------------------------------
 
@@ -197,7 +217,7 @@ class Catalog:
             names = self._pod_uids.get(pod.namespace, {})
             if names.get(pod.name) == pod.uid:
                 del names[pod.name]
-                self._refresh_services_of(name)
+                self._refresh_services_of(name, now)
         return (
             len(pods) + len(self.tables.services.expire(now)) + len(self.tables.nodes.expire(now))
         )
@@ -208,3 +228,30 @@ class Catalog:
         self._slices.clear()
         self._slices_by_service.clear()
         self._services_by_pod.clear()
+
+
+# --- since when --------------------------------------------------------------------
+
+
+def _ips_since(pod: SlimPod, before: PodIdentity | None, now: float) -> float | None:
+    """Since when ``pod`` holds its IPs (the module's docstring gives the order)."""
+    if not pod.ips:
+        return None
+    if pod.network_ready is not None:
+        return pod.network_ready
+    if before is not None and before.ips == pod.ips:
+        return before.ips_since
+    if before is not None:
+        return now  # seen without them, or with others, a moment ago
+    return pod.started if pod.started is not None else pod.created
+
+
+def _workloads_since(
+    workloads: tuple[ServiceWorkload, ...], before: ServiceIdentity | None, now: float
+) -> float | None:
+    """Since when a service has ``workloads``: the first set seen stands since its creation."""
+    if before is None or not before.workloads:
+        return before.workloads_since if before is not None else None
+    if before.workloads == workloads:
+        return before.workloads_since
+    return now

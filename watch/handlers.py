@@ -192,7 +192,7 @@ class PodHandler(_Handler[SlimPod]):
                 continue
             link = PodLink(record.namespace, record.name, owner, self._overrides.get(uid))
             workload = await self.resolver.workload(link)
-            if self.catalog.pod_workload(uid, workload):
+            if self.catalog.pod_workload(uid, workload, self.clock()):
                 self.counters.emitted += 1
 
 
@@ -206,7 +206,7 @@ class ServiceHandler(_Handler[SlimService]):
         return item.key
 
     async def _apply(self, item: SlimService) -> bool:
-        return self.catalog.service_seen(item)
+        return self.catalog.service_seen(item, self.clock())
 
     async def _delete(self, item: SlimService) -> bool:
         return self.catalog.service_deleted(item.key, self.clock())
@@ -227,15 +227,15 @@ class SliceHandler(_Handler[SlimSlice]):
         return item.key
 
     async def _apply(self, item: SlimSlice) -> bool:
-        self.catalog.slice_seen(item)
+        self.catalog.slice_seen(item, self.clock())
         return False
 
     async def _delete(self, item: SlimSlice) -> bool:
-        self.catalog.slice_deleted(item.key)
+        self.catalog.slice_deleted(item.key, self.clock())
         return False
 
     def _reconcile(self, present: set[str]) -> list[str]:
-        self.catalog.slices_listed(present)
+        self.catalog.slices_listed(present, self.clock())
         return []
 
 

@@ -65,6 +65,9 @@ class InventoryPod(_Entry, kw_only=True):
     labels: dict[str, str] = {}
     created: float | None = None
     deleted: float | None = None
+    ips_since: float | None = None
+    hostname: str | None = None
+    subdomain: str | None = None
 
 
 class InventoryPort(_Entry, kw_only=True):
@@ -90,6 +93,8 @@ class InventoryService(_Entry, kw_only=True):
     ports: list[InventoryPort] = []
     workloads: list[InventoryServiceWorkload] = []
     deleted: float | None = None
+    created: float | None = None
+    workloads_since: float | None = None
 
 
 class InventoryNode(_Entry, kw_only=True):
@@ -122,11 +127,11 @@ class InventoryRecords:
     nodes: tuple[NodeIdentity, ...]
 
 
-_TIME_FIELDS = frozenset({"created", "deleted"})
+_TIME_FIELDS = frozenset({"created", "deleted", "ips_since", "workloads_since"})
 
 
 def _times_to_numbers(value: Any) -> Any:
-    """``created`` and ``deleted`` as epoch seconds: YAML reads an unquoted RFC 3339
+    """Times (``created``, ``deleted``, ...) as epoch seconds: YAML reads an unquoted RFC 3339
     time as a datetime, and a quoted one is text."""
     if isinstance(value, list):
         return [_times_to_numbers(item) for item in value]
@@ -206,6 +211,9 @@ def inventory_records(inventory: Inventory, cluster: str) -> InventoryRecords:
             labels=dict(pod.labels),
             created=pod.created,
             deleted=pod.deleted,
+            ips_since=pod.ips_since,
+            hostname=pod.hostname,
+            subdomain=pod.subdomain,
         )
         for pod in inventory.pods
     )
@@ -222,6 +230,8 @@ def inventory_records(inventory: Inventory, cluster: str) -> InventoryRecords:
                 ServiceWorkload(**msgspec.structs.asdict(w)) for w in service.workloads
             ),
             deleted=service.deleted,
+            created=service.created,
+            workloads_since=service.workloads_since,
         )
         for service in inventory.services
     )

@@ -30,6 +30,7 @@ from watch.shared import Shared
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 NODE_ADDRESS_TYPES = frozenset({"InternalIP", "ExternalIP"})
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+NETWORK_READY = "PodReadyToStartContainers"
 _SERVICE_TYPES: dict[str, ServiceType] = {
     "ClusterIP": "ClusterIP",
     "NodePort": "NodePort",
@@ -72,6 +73,14 @@ class SlimPod(msgspec.Struct, frozen=True, gc=False):
     owner: OwnerRef | None
     workload_name: str | None
     """The ``callmap.io/workload`` annotation, overriding the workload's name."""
+    hostname: str | None = None
+    """``spec.hostname``: with ``subdomain``, its name under a headless service."""
+    subdomain: str | None = None
+    network_ready: float | None = None
+    """When its sandbox got its network (and so its IPs): the ``PodReadyToStartContainers``
+    condition's last transition to True; None on clusters older than 1.29 or before."""
+    started: float | None = None
+    """``status.startTime``: when its kubelet took it on, a little before its IPs."""
 
 
 class SlimService(msgspec.Struct, frozen=True, gc=False):
@@ -81,6 +90,7 @@ class SlimService(msgspec.Struct, frozen=True, gc=False):
     cluster_ips: tuple[str, ...]
     external_name: str | None
     ports: tuple[ServicePort, ...]
+    created: float | None = None
 
     @property
     def key(self) -> str:
@@ -270,7 +280,24 @@ def slim_pod(obj: Any, policy: LabelPolicy) -> SlimPod:
         workload_name=_optional_text(
             annotations, WORKLOAD_ANNOTATION, f"metadata.annotations[{WORKLOAD_ANNOTATION}]"
         ),
+        hostname=_optional_text(spec, "hostname", "spec.hostname"),
+        subdomain=_interned(_optional_text(spec, "subdomain", "spec.subdomain")),
+        network_ready=_network_ready(status),
+        started=parse_time(status.get("startTime"), "status.startTime"),
     )
+
+
+def _interned(text: str | None) -> str | None:
+    return intern(text) if text else None
+
+
+def _network_ready(status: Mapping[str, Any]) -> float | None:
+    for i, condition in enumerate(_list(status.get("conditions"), "status.conditions")):
+        condition = _mapping(condition, f"status.conditions[{i}]")
+        if condition.get("type") == NETWORK_READY and condition.get("status") == "True":
+            where = f"status.conditions[{i}].lastTransitionTime"
+            return parse_time(condition.get("lastTransitionTime"), where)
+    return None
 
 
 def service_type(spec: Mapping[str, Any]) -> ServiceType:
@@ -327,6 +354,7 @@ def slim_service(obj: Any) -> SlimService:
         cluster_ips=() if kind == "ExternalName" else ips,
         external_name=external.lower().rstrip(".") if external else None,
         ports=ports,
+        created=parse_time(meta.get("creationTimestamp"), "metadata.creationTimestamp"),
     )
 
 

@@ -112,6 +112,7 @@ def _pod(pod: PodIdentity) -> dict[str, Any]:
         "host_network": pod.host_network,
         "workload": (pod.workload.kind, pod.workload.name),
         "labels": dict(pod.labels),
+        "name under a headless service": (pod.hostname, pod.subdomain),
     }
 
 

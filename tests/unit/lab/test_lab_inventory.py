@@ -54,7 +54,12 @@ def test_pods_carry_workload_labels_node_and_ips() -> None:
         "labels",
         "created",
         "deleted",
+        "ips_since",
+        "hostname",
+        "subdomain",
     }
+    assert (redis["hostname"], redis["subdomain"]) == (None, None)  # behind no headless service
+    assert redis["ips_since"] == redis["created"]  # a lab pod is made with its address
 
 
 def test_services_name_their_workloads_and_type() -> None:
@@ -90,3 +95,20 @@ def test_a_service_names_only_workloads_with_a_live_pod_as_endpoint_slices_do() 
 def test_the_yaml_reads_back_to_the_same_document() -> None:
     document = _document("two-nodes")
     assert yaml.safe_load(inventory_yaml(document)) == document
+
+
+def test_statefulset_pods_behind_a_headless_service_carry_hostname_and_subdomain() -> None:
+    pods = _document("statefulset")["pods"]
+    named = [p for p in pods if p["hostname"]]  # type: ignore[index, attr-defined]
+    assert named, "the statefulset lab has pods named under a headless service"
+    for pod in named:
+        assert pod["hostname"] == pod["name"]  # type: ignore[index]
+        assert pod["subdomain"]  # type: ignore[index]
+
+
+def test_a_service_whose_workloads_changed_says_since_when() -> None:
+    services = {s["name"]: s for s in _document("churn", deleted=True)["services"]}  # type: ignore[attr-defined]
+    changed = [s for s in services.values() if s["workloads_since"] is not None]  # type: ignore[index]
+    assert [s["name"] for s in changed] == ["cartservice"]  # type: ignore[index]
+    assert services["cartservice"]["workloads_since"] == 130.0
+    assert services["cartservice"]["workloads"] == []

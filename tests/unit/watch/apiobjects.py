@@ -28,8 +28,23 @@ def pod(
     annotations: dict[str, str] | None = None,
     phase: str = "Running",
     host_network: bool = False,
+    hostname: str | None = None,
+    subdomain: str | None = None,
+    network_ready: str | None = None,
+    start_time: str | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": phase, "qosClass": "BestEffort"}
+    if network_ready:
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "True"},
+            {
+                "type": "PodReadyToStartContainers",
+                "status": "True",
+                "lastTransitionTime": network_ready,
+            },
+        ]
+    if start_time:
+        status["startTime"] = start_time
     if ips:
         status["podIP"] = ips[0]
         status["podIPs"] = [{"ip": ip} for ip in ips]
@@ -42,6 +57,10 @@ def pod(
         spec["nodeName"] = node
     if host_network:
         spec["hostNetwork"] = True
+    if hostname:
+        spec["hostname"] = hostname
+    if subdomain:
+        spec["subdomain"] = subdomain
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
@@ -87,7 +106,12 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "uid": f"svc-{name}"},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"svc-{name}",
+            "creationTimestamp": "2024-05-01T12:00:00Z",
+        },
         "spec": spec,
     }
 

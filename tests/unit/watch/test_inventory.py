@@ -35,8 +35,13 @@ pods:
     workload: {kind: Deployment, name: frontend}
     labels: {app: frontend}
     created: 2024-05-01T12:00:00Z
+    ips_since: "2024-05-01T12:00:04Z"
   - namespace: shop
     name: debug
+  - namespace: shop
+    name: db-0
+    hostname: db-0
+    subdomain: db
 services:
   - namespace: shop
     name: cartservice
@@ -45,6 +50,8 @@ services:
       - {port: 7070, name: grpc, target_port: grpc}
     workloads:
       - {namespace: shop, kind: Deployment, name: cartservice}
+    created: 2024-05-01T11:00:00Z
+    workloads_since: 1714564900
   - namespace: shop
     name: stripe
     type: ExternalName
@@ -57,7 +64,7 @@ nodes:
 
 def test_the_example_becomes_records_stamped_with_the_cluster() -> None:
     records = inventory_records(load_inventory(EXAMPLE), "lab")
-    frontend, debug = records.pods
+    frontend, debug, db = records.pods
     assert frontend == PodIdentity(
         cluster="lab",
         uid="6d0c1f7e-2b1c-4f9e-9a43-3f9b3e1b8a11",
@@ -68,7 +75,9 @@ def test_the_example_becomes_records_stamped_with_the_cluster() -> None:
         workload=WorkloadRef(kind="Deployment", name="frontend"),
         labels={"app": "frontend"},
         created=1714564800.0,
+        ips_since=1714564804.0,
     )
+    assert (db.hostname, db.subdomain) == ("db-0", "db")  # its name under a headless service
     assert debug.workload == WorkloadRef(kind="Pod", name="debug")  # a bare pod
     assert debug.uid == pod_uid("lab", "shop", "debug")  # stable across loads
     cart, stripe = records.services
@@ -80,6 +89,8 @@ def test_the_example_becomes_records_stamped_with_the_cluster() -> None:
         cluster_ips=("10.96.4.2",),
         ports=(ServicePort(port=7070, name="grpc", target_port="grpc"),),
         workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
+        created=1714561200.0,
+        workloads_since=1714564900.0,
     )
     assert (stripe.type, stripe.external_name) == ("ExternalName", "api.stripe.com")
     assert records.nodes == (NodeIdentity(cluster="lab", name="node-a", ips=("192.168.5.10",)),)
