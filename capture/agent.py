@@ -33,6 +33,7 @@ from callmap.wire import (
     encode_batches,
 )
 from capture.dnsfold import DnsFolder
+from capture.localaddrs import read_local_addresses
 from capture.outbox import DEFAULT_MAX_BYTES, Outbox, Outgoing
 from capture.publisher import Publisher
 from capture.sniffer import Sniffer, netns_inodes, open_sockets
@@ -41,6 +42,8 @@ from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish"
+LOCAL_ADDRESSES_INTERVAL = 30.0
+"""Seconds between readings of the capture namespace's addresses (a node gains some)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,8 @@ class CaptureAgent:
             "stats": self._every(options.stats_interval, self._publish_stats),
         }
         if sniffer is not None:
+            self.folder.local_addresses = read_local_addresses(options.netns)
+            tasks["local-addresses"] = self._refresh_local_addresses(LOCAL_ADDRESSES_INTERVAL)
             sniffer.start()
             flush = sniffer.flush
             tasks["dns"] = self._every(
@@ -178,6 +183,13 @@ class CaptureAgent:
                 sniffer.stop()
                 self.publish_dns(self.folder.flush(self._clock()))
             await self._drain_remaining()
+
+    async def _refresh_local_addresses(self, seconds: float) -> None:
+        """The capture namespace's addresses, for the folder's DNS-server rule."""
+        while True:
+            await asyncio.sleep(seconds)
+            addresses = await asyncio.to_thread(read_local_addresses, self.options.netns)
+            self.folder.local_addresses = addresses
 
     def _publish_stats(self) -> None:
         stats = self.stats_record()

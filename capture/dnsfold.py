@@ -19,7 +19,10 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
 - a DNS server is not a client: answers to an address that itself sent DNS
   responses within ``server_memory`` seconds (CoreDNS forwarding upstream, a
   node-local cache) are the server's own lookups, dropped at the flush
-  (``to_dns_server``), never records;
+  (``to_dns_server``), never records; so are answers to any address of the
+  capturing namespace (``local_addresses``, set by the caller) once one of
+  them served DNS: a node-local cache answers pods from ``169.254.20.10``
+  but looks up from the node's own address;
 - identical answers (same client, server, transport, question, CNAMEs and
   addresses) within one flush window fold into one record whose ``count``
   says how many responses it stands for, whose ``ts`` is the first sighting
@@ -87,6 +90,8 @@ class DnsFolder:
         self._window: dict[_FoldKey, _Folded] = {}
         self._destinations: dict[_ResponseKey, tuple[float, _FoldKey]] = {}
         self._servers: dict[str, float] = {}
+        self.local_addresses: frozenset[str] = frozenset()
+        """The capturing namespace's own addresses, loopback left out."""
 
     def count_frames_lost(self, reason: str, count: int) -> None:
         """Frames that never reached this folder (e.g. dropped by the kernel)."""
@@ -198,7 +203,11 @@ class DnsFolder:
         """The records of the window that ends now; starts a new window."""
         window, self._window = self._window, {}
         servers = self._servers
-        to_servers = [key for key in window if key[0] in servers]
+        local = self.local_addresses
+        serving: set[str] | dict[str, float] = servers
+        if not local.isdisjoint(servers):  # a DNS server in the node's own namespace
+            serving = servers.keys() | local
+        to_servers = [key for key in window if key[0] in serving]
         for key in to_servers:
             del window[key]
         self._fold.dropped[DROP_TO_DNS_SERVER] += len(to_servers)

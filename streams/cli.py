@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from callmap.broker import ensure_topics
+from callmap.broker import TopicState, ensure_topics
 from callmap.config import load_settings
+from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
-from callmap.wire import ALL_TOPICS, PENDING, SIGHTINGS
+from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import for_app
 from streams.app import StreamApp, StreamSettings
 from streams.combine import DEFAULT_COMBINE_INTERVAL
@@ -108,6 +109,7 @@ def worker(
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
     topics = [spec for spec in ALL_TOPICS if spec not in (SIGHTINGS, PENDING)] + own
     states = asyncio.run(ensure_topics(settings.kafka, settings.topics, topics))
+    check_co_partitioned(states, [DNS.name, SOCKETS.name, own[1].name])
     (sightings,) = [state for state in states if state.name == own[0].name]
     stream = StreamSettings(
         app_id=app_id,
@@ -138,3 +140,22 @@ def worker(
     serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     Worker(app.app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def check_co_partitioned(states: list[TopicState], names: list[str]) -> None:
+    """Refuse topics keyed by node whose partition counts differ.
+
+    A node's DNS answers, its sockets and its pending events must meet on one
+    worker: its memory of the names each client asked is what names the
+    client's connections. With different counts the same node key lands on
+    different workers, and names would silently go missing.
+    """
+    counts = {state.name: state.partitions for state in states if state.name in names}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
+        raise ConfigError(
+            f"topics keyed by node must have the same partition count ({listed}): "
+            f"a node's DNS answers and sockets must meet on one worker; "
+            f"add partitions to the smaller ones (kafka-topics.sh --alter --partitions "
+            f"{max(counts.values())}) before starting the stream"
+        )

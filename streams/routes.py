@@ -46,12 +46,23 @@ _DNS: EdgeSource = "dns"
 _SERVER_SIDE: EdgeSource = "socket-server"
 _CLIENT_SIDE: EdgeSource = "socket-client"
 _SIDE = {"client": 0, "server": 1}
+DROP_OTHER_NODE = "dns_seen_on_other_node"
+"""A DNS answer captured on a node other than its client's: the client's node counts it."""
 
 
 class Route:
     """The edges one resolution proves, and what a repeat must still do."""
 
-    __slots__ = ("drops", "pins", "plain", "pods_version", "remember", "slots", "versions")
+    __slots__ = (
+        "client_node",
+        "drops",
+        "pins",
+        "plain",
+        "pods_version",
+        "remember",
+        "slots",
+        "versions",
+    )
 
     def __init__(
         self,
@@ -62,6 +73,7 @@ class Route:
         pods_version: int | None = None,
         pins: tuple[object, ...] = (),
         versions: tuple[tuple[str, WorkloadsVersion], ...] = (),
+        client_node: str | None = None,
     ) -> None:
         self.slots = slots
         self.remember = remember
@@ -74,6 +86,8 @@ class Route:
         """The objects whose ids key it, kept alive so that no id is reused."""
         self.versions = versions
         """The versions of services' workloads it was made from, when they have several."""
+        self.client_node = client_node
+        """The node of a DNS answer's client, when known: only its capture counts the answer."""
         self.plain = not (remember or drops or pods_version is not None or versions)
         """Whether a repeat only counts sightings."""
 
@@ -137,6 +151,9 @@ class Routes:
                 except Late:
                     late.append(answer)
                     continue
+            if route.client_node is not None and route.client_node != answer.node:
+                self._resolver.counters.drop(DROP_OTHER_NODE, answer.count)
+                continue
             sightings += seen(route.slots, ts, None, _DNS, now, answer.count)
         return sightings
 
@@ -195,6 +212,7 @@ class Routes:
         fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
         self._resolver.consulted.clear()
         route = self._route(self._resolver.dns(answer, final=final), dropped)
+        route.client_node = self._node_of(holding)
         if (
             holding is None
             or self._resolver.fallbacks != fallbacks
@@ -211,6 +229,7 @@ class Routes:
             if _by_pod_name(answer, self._resolver.domain)
             else None,
             versions=tuple(self._resolver.consulted),
+            client_node=route.client_node,
         )
         self._dns[(holding, answer.qname)] = route
         self._prune_if_grown()
@@ -282,6 +301,14 @@ class Routes:
         )
         slots = tuple(self._combiner.slot(self._cluster, s.client, s.server) for s in sights)
         return Route(slots, drops=drops)
+
+    def _node_of(self, holding: Holding | None) -> str | None:
+        """The node a client holding is on, when it is a pod or a node."""
+        if holding is None or holding.kind == "service":
+            return None
+        if holding.kind == "node":
+            return holding.key
+        return self._store.pods[holding.key].node
 
     def _drop(self, route: Route) -> None:
         for reason, count in route.drops:

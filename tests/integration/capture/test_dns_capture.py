@@ -161,3 +161,76 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     assert 'callmap_capture_emitted_total{stage="dns.fold"}' in metrics
     assert 'callmap_capture_dropped_total{reason="nxdomain",stage="dns.parse"}' in metrics
     assert "callmap_capture_outbox_bytes" in metrics
+
+
+NODE_LOCAL_CACHE = "169.254.20.10"
+NODE_TOWARDS_SERVER = "10.77.0.1"  # the node's address on the server's link: its lookups' source
+
+CACHE_QUERIES = f"""
+import dns.message, dns.query, dns.rcode
+for name in ("cartservice.shop.svc.cluster.local", "api.stripe.com"):
+    query = dns.message.make_query(name, "A")
+    print(dns.rcode.to_text(dns.query.udp(query, "{NODE_LOCAL_CACHE}", timeout=3).rcode()))
+"""
+
+
+async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
+    dns_net: DnsNet, settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A real DNS cache in the node's namespace, as NodeLocal DNSCache runs: it answers
+    pods on 169.254.20.10 and asks the cluster DNS server from the node's own address."""
+    await ensure_topics(settings.kafka, settings.topics)
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    dns_start = await _end_offsets(settings, DNS.name)
+    stats_start = await _end_offsets(settings, STATS.name)
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_CLUSTER": "test",
+    }
+    address = ("ip", "addr", "add", f"{NODE_LOCAL_CACHE}/32", "dev", "lo")
+    assert dns_net.in_ns(dns_net.node, *address).returncode == 0
+    cache = subprocess.Popen(
+        ["ip", "netns", "exec", dns_net.node, "dnsmasq", "--keep-in-foreground", "--no-resolv",
+         "--no-hosts", "--bind-interfaces", "--user=root", f"--listen-address={NODE_LOCAL_CACHE}",
+         f"--server={SERVER_V4}", "--cache-size=0", "--pid-file=",
+         f"--log-facility={tmp_path / 'cache.log'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
+    command += ["--flush-interval", "0.5", "--stats-interval", "1"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "callmap", *command, "--metrics-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
+        assert agent.poll() is None, agent.stdout.read().decode()  # type: ignore[union-attr]
+        assert cache.poll() is None, "the node-local cache did not start"
+        asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", CACHE_QUERIES)
+        assert asked.stdout.split() == ["NOERROR"] * 2, asked.stderr
+        batches = await _collect(
+            settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 2
+        )
+
+        def dropped_to_server(stats: list[CaptureStats]) -> bool:
+            folds = [s.stages.get("dns.fold", StageStats()) for s in stats]
+            return sum(f.dropped.get("to_dns_server", 0) for f in folds) >= 2
+
+        stats = await _collect(settings, STATS.name, stats_start, node, until=dropped_to_server)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        agent.wait(timeout=20)
+        cache.terminate()
+        cache.wait(timeout=10)
+        dns_net.in_ns(dns_net.node, "ip", "addr", "del", f"{NODE_LOCAL_CACHE}/32", "dev", "lo")
+
+    answers = _answers(batches)
+    assert sorted((a.qname, a.client_ip, a.server_ip) for a in answers) == [
+        ("api.stripe.com", CLIENT_V4, NODE_LOCAL_CACHE),
+        ("cartservice.shop.svc.cluster.local", CLIENT_V4, NODE_LOCAL_CACHE),
+    ]  # and none to the node: before, both lookups were also node -> name answers
+    assert dropped_to_server(stats)

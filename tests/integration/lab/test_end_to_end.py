@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,26 +26,17 @@ from labfixtures import skip_without_root
 from callmap.config import Settings
 from callmap.paths import cache_dir
 
-# Two runs of up to 150 s each, plus set-up, must fit.
+# One run of up to 400 s, plus set-up, must fit.
 pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "lab" / "topologies"
 
 
 def lab_run(settings: Settings, topology: str, *extra: str) -> dict:  # type: ignore[type-arg]
-    """A perfect `lab run`, allowing one retry that is reported as a warning.
-
-    A lab is real traffic on a shared, noisy machine: a run that misses an
-    edge is run once more, and the first run's report and logs are kept in the
-    test's warnings so that a flaky scenario is visible, not hidden.
-    """
-    first = _lab_run(settings, topology, *extra)
-    if _perfect(first):
-        return first.report
-    warnings.warn(f"lab run {topology} was not perfect, retrying: {first.describe()}", stacklevel=2)
-    second = _lab_run(settings, topology, *extra)
-    assert _perfect(second), second.describe()
-    return second.report
+    """A perfect `lab run`: one run, and an imperfect one fails with its report and logs."""
+    run = _lab_run(settings, topology, *extra)
+    assert _perfect(run), run.describe()
+    return run.report
 
 
 @dataclass

@@ -244,3 +244,26 @@ def test_a_dns_server_is_forgotten_after_it_stops_answering() -> None:
     f.add_frame(udp_frame(dns_answer(), server=UPSTREAM, client=DNS_POD), ts=100.5)
     (record,) = f.flush(now=101.0)
     assert record.client_ip == DNS_POD
+
+
+NODE_LOCAL_CACHE = "169.254.20.10"
+
+
+def test_a_node_local_caches_lookups_from_the_nodes_address_are_not_the_nodes_answers() -> None:
+    f, counters = folder()
+    f.local_addresses = frozenset({NODE, NODE_LOCAL_CACHE})  # the node's own namespace
+    upstream = dns_answer("api.stripe.com", ips=("203.0.113.10",))
+    f.add_frame(udp_frame(upstream, server=DNS_SERVICE, client=NODE), ts=1.0)  # the cache asks
+    f.add_frame(udp_frame(upstream, server=NODE_LOCAL_CACHE, client=CLIENT), ts=1.001)
+    (record,) = f.flush(now=2.0)
+    assert (record.client_ip, record.server_ip) == (CLIENT, NODE_LOCAL_CACHE)
+    assert counters.stage(FOLD).dropped[DROP_TO_DNS_SERVER] == 1
+    assert balanced(counters)
+
+
+def test_the_nodes_own_lookups_count_while_nothing_in_its_namespace_serves_dns() -> None:
+    f, _ = folder()
+    f.local_addresses = frozenset({NODE, NODE_LOCAL_CACHE})
+    f.add_frame(udp_frame(dns_answer(), server=DNS_POD, client=CLIENT), ts=1.0)  # a DNS pod serves
+    f.add_frame(udp_frame(dns_answer(msg_id=8), server=DNS_SERVICE, client=NODE), ts=1.1)
+    assert {r.client_ip for r in f.flush(now=2.0)} == {CLIENT, NODE}

@@ -90,10 +90,11 @@ def answer(
     cnames: tuple[str, ...] = (),
     qtype: str = "A",
     count: int = 1,
+    node: str = "node-a",
 ) -> DnsAnswer:
     return DnsAnswer(
         cluster=CLUSTER,
-        node="node-a",
+        node=node,
         ts=ts,
         client_ip=client_ip,
         server_ip="10.96.0.10",

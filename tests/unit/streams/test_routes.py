@@ -178,3 +178,27 @@ def test_an_answer_counts_every_identical_answer_capture_folded_into_it(
     routes.answers(folded, 100.0, False, [])
     (sighting,) = combine.urgent()
     assert sighting.count == 5  # before: 2, one per record
+
+
+def test_an_answer_seen_on_the_client_node_and_the_server_node_counts_once(
+    store: IdentityStore,
+) -> None:
+    routes, resolver, combine = routes_of(store)
+    on_client_node = answer(CART, "10.1.0.10", ts=1.0, node="node-a")  # frontend-0 runs here
+    on_server_node = answer(CART, "10.1.0.10", ts=1.001, node="node-b")  # its DNS server's node
+    for _ in range(2):  # the second time from remembered routes
+        routes.answers([on_client_node, on_server_node], 100.0, False, [])
+    (sighting,) = combine.urgent()
+    assert sighting.count == 2  # before: 4, each answer twice
+    assert resolver.counters.dropped["dns_seen_on_other_node"] == 2
+
+
+def test_an_answer_whose_client_has_no_known_node_counts_where_it_is_seen(
+    store: IdentityStore,
+) -> None:
+    routes, resolver, combine = routes_of(store)
+    stranger = [answer(CART, "192.0.2.7", node=node) for node in ("node-a", "node-b")]
+    routes.answers(stranger, 100.0, True, [])
+    (sighting,) = combine.urgent()
+    assert (sighting.client.type, sighting.count) == ("ip", 2)  # nothing says which is its node
+    assert resolver.counters.dropped["dns_seen_on_other_node"] == 0
