@@ -101,6 +101,7 @@ class Lab:
             "listen": sorted(ports.get(pod.ref, ())),
             "hold": hold,
             "status": status,
+            "log": str(self.pod_file("calls", pod, ".jsonl")),
             "calls": [
                 {
                     "to": c.to,
