@@ -53,8 +53,10 @@ from callmap.wire import (
     SocketBatch,
     decode,
     encode,
+    encode_pending_batches,
+    encode_sighting_batches,
 )
-from callmap.wire.topics import TopicSpec, for_app, owner_partition
+from callmap.wire.topics import MAX_BATCH_BYTES, TopicSpec, for_app, owner_partition
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
 from streams.edges import (
     DEFAULT_REFRESH_INTERVAL,
@@ -72,8 +74,6 @@ from streams.transport import App
 
 log = logging.getLogger(__name__)
 
-# Sightings per message on the sightings topic: well under a megabyte.
-SIGHTINGS_PER_MESSAGE = 1000
 # Messages each stream buffers ahead of its agent.
 STREAM_BUFFER = 64
 
@@ -100,6 +100,9 @@ class StreamSettings:
     """Repeats of a known edge go to its owner at most this often (seconds; 0: at once)."""
     data_dir: Path = Path(".")
     """Where Faust keeps its ``<app id>-data`` directory."""
+    max_message_bytes: int = MAX_BATCH_BYTES
+    """Sightings and pending messages are split to stay within this many bytes, under
+    the broker's message limit (Kafka's default ``message.max.bytes`` is about 1 MB)."""
 
 
 def _broker_urls(settings: Settings) -> list[str]:
@@ -235,7 +238,8 @@ class StreamApp:
     ) -> None:
         await self._send_sightings(sightings)
         if pending is not None:
-            await self.pending_topic.send(key=pending.node.encode(), value=encode(pending))
+            for message in encode_pending_batches(pending, self.stream.max_message_bytes):
+                await self.pending_topic.send(key=pending.node.encode(), value=message.value)
 
     async def _send_held(self) -> None:
         await self._send_sightings(self.raw.due(self.clock()))
@@ -252,9 +256,8 @@ class StreamApp:
             partition = owner_partition(sighting.edge_id, count)
             by_partition.setdefault(partition, []).append(sighting)
         for partition, group in by_partition.items():
-            for start in range(0, len(group), SIGHTINGS_PER_MESSAGE):
-                batch = SightingBatch(sightings=tuple(group[start : start + SIGHTINGS_PER_MESSAGE]))
-                await self.sightings_topic.send(key=None, value=encode(batch), partition=partition)
+            for message in encode_sighting_batches(group, self.stream.max_message_bytes):
+                await self.sightings_topic.send(key=None, value=message.value, partition=partition)
 
     async def _merge(self, stream: Any) -> None:
         async for event in stream.events():

@@ -4,7 +4,16 @@ Every process imports its records and topic names from here, and nothing else
 spells a topic name. See docs/wire-contract.md for the same in prose.
 """
 
-from callmap.wire.codec import BatchMessage, decode, decode_as, encode, encode_batches, message_key
+from callmap.wire.codec import (
+    BatchMessage,
+    decode,
+    decode_as,
+    encode,
+    encode_batches,
+    encode_pending_batches,
+    encode_sighting_batches,
+    message_key,
+)
 from callmap.wire.records import (
     RECORD_TYPES,
     SCHEMA_VERSION,
@@ -87,6 +96,8 @@ __all__ = [
     "decode_as",
     "encode",
     "encode_batches",
+    "encode_pending_batches",
+    "encode_sighting_batches",
     "message_key",
     "topic_by_name",
 ]

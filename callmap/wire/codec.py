@@ -158,9 +158,35 @@ def encode_batches(
     ``max_bytes`` still goes out alone (the broker decides whether to take it).
     """
     envelope = _encoder.encode(batch_type(cluster=cluster, node=node, records=()))
-    # Field order is declaration order, and ``records`` is the last field.
-    assert envelope.endswith(b"[]}"), envelope
-    head, tail = envelope[:-2], b"]}"
+    return _split(envelope, b'"records":[]', records, max_bytes)
+
+
+def encode_sighting_batches(
+    sightings: Iterable[EdgeSighting], max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[BatchMessage]:
+    """Sightings as :class:`SightingBatch` messages of at most ``max_bytes`` each."""
+    envelope = _encoder.encode(SightingBatch(sightings=()))
+    return _split(envelope, b'"sightings":[]', sightings, max_bytes)
+
+
+def encode_pending_batches(
+    pending: PendingBatch, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[BatchMessage]:
+    """A pending batch as messages of at most ``max_bytes`` each: its DNS answers, then
+    its sockets, each message with the same cluster, node and due time."""
+    empty = msgspec.structs.replace(pending, dns=(), sockets=())
+    envelope = _encoder.encode(empty)
+    yield from _split(envelope, b'"dns":[]', pending.dns, max_bytes)
+    yield from _split(envelope, b'"sockets":[]', pending.sockets, max_bytes)
+
+
+def _split(
+    envelope: bytes, empty_list: bytes, records: Iterable[Any], max_bytes: int
+) -> Iterator[BatchMessage]:
+    """Messages of ``envelope`` whose ``empty_list`` field holds the records, each
+    message within ``max_bytes`` (a single larger record goes out alone)."""
+    at = envelope.rindex(empty_list) + len(empty_list) - 1  # just before its "]"
+    head, tail = envelope[:at], envelope[at:]
     budget = max_bytes - len(head) - len(tail)
     parts: list[bytes] = []
     size = 0

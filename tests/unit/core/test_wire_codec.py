@@ -15,13 +15,20 @@ from callmap.wire import (
     DnsAnswer,
     DnsAnswerBatch,
     Edge,
+    EdgeSighting,
+    Endpoint,
+    PendingBatch,
     PodIdentity,
     Record,
+    SightingBatch,
     SocketBatch,
+    SocketObservation,
     decode,
     decode_as,
     encode,
     encode_batches,
+    encode_pending_batches,
+    encode_sighting_batches,
     message_key,
 )
 
@@ -198,3 +205,45 @@ def test_a_record_larger_than_the_cap_still_goes_out_alone() -> None:
 
 def test_no_records_make_no_message() -> None:
     assert list(encode_batches(SocketBatch, cluster="c", node="n", records=[])) == []
+
+
+def _sighting(index: int) -> EdgeSighting:
+    long_name = ".".join(["a" * 60] * 3) + f".host-{index}.example.org"  # names run to 253
+    return EdgeSighting(
+        edge_id=f"edge-{index}",
+        cluster="c",
+        client=Endpoint(type="workload", namespace="shop", name=f"client-{index}"),
+        server=Endpoint(type="external", dns_name=long_name),
+        first_seen=1.0,
+        last_seen=2.0,
+    )
+
+
+def test_sightings_are_split_by_bytes_not_by_count() -> None:
+    sightings = [_sighting(i) for i in range(1000)]  # about 400 kB as one message
+    messages = list(encode_sighting_batches(sightings, max_bytes=100_000))
+    assert len(messages) > 1
+    assert all(len(message.value) <= 100_000 for message in messages)
+    decoded = [decode_as(SightingBatch, message.value, topic="sightings") for message in messages]
+    assert [s for batch in decoded for s in batch.sightings] == sightings
+
+
+def test_a_pending_batch_is_split_into_answers_then_sockets_with_its_due_time() -> None:
+    answers = tuple(_answer(i) for i in range(300))
+    sockets = tuple(
+        SocketObservation(
+            cluster="c", node="n", ts=1.0, netns=1, local_ip="10.0.0.1", local_port=40000 + i,
+            remote_ip="10.0.0.2", remote_port=80, role="client", first_seen=1.0,
+        )
+        for i in range(300)
+    )  # fmt: skip
+    pending = PendingBatch(cluster="c", node="n", due=9.5, dns=answers, sockets=sockets)
+    messages = list(encode_pending_batches(pending, max_bytes=10_000))
+    assert all(len(message.value) <= 10_000 for message in messages)
+    decoded = [decode_as(PendingBatch, message.value, topic="pending") for message in messages]
+    assert all((b.cluster, b.node, b.due) == ("c", "n", 9.5) for b in decoded)
+    assert all(not (b.dns and b.sockets) for b in decoded)
+    assert tuple(a for b in decoded for a in b.dns) == answers
+    assert tuple(s for b in decoded for s in b.sockets) == sockets
+    (whole,) = encode_pending_batches(msgspec.structs.replace(pending, sockets=()))
+    assert whole.value == encode(msgspec.structs.replace(pending, sockets=()))
