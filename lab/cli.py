@@ -310,14 +310,15 @@ def run_command(
 
             result = run_on_cluster(topology, options, progress)
             comparison, report = result.comparison, result.as_json()
+            text, perfect = comparison.as_text(), comparison.perfect
         else:
-            comparison, cluster = run(topology, options, progress)
-            report = {"cluster": cluster, **comparison.as_json()}
+            lab_run = run(topology, options, progress)
+            report, text, perfect = lab_run.as_json(), lab_run.as_text(), lab_run.perfect
     except LabError as exc:
         _fail(exc)
         return
     if as_json:  # the run's cluster name finds its edges, and its logs in the callmap cache
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(comparison.as_text())
-    sys.exit(0 if comparison.perfect else 1)
+        click.echo(text)
+    sys.exit(0 if perfect else 1)

@@ -37,14 +37,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings, load_settings
-from callmap.wire import Edge
 from lab.addressing import Plan
 from lab.clusterchurn import run_churn
 from lab.clusterhistory import ApiHistory
@@ -53,11 +52,11 @@ from lab.clusterobjects import lab_workloads
 from lab.clusterpipeline import Pipeline, PipelineRequest, StartPipeline, start_pipeline
 from lab.clusterrecord import ApiRecorder, load_record, read_call_logs
 from lab.clustertruth import ClusterTruth, true_edges
-from lab.compare import Comparison, compare
+from lab.compare import Comparison, compare_with_truth
 from lab.errors import LabError
 from lab.kubeobjects import label_keys
 from lab.pipeline import EdgeReader, Progress, RunOptions
-from lab.truth import ExpectedEdge, Truth
+from lab.truth import ExpectedEdge
 
 PIPELINE_WARMUP = 5.0
 """Seconds for the components to open their capture sockets and list the cluster."""
@@ -219,23 +218,6 @@ def lab_truth(lab: ClusterLab, capture_started: float | None) -> ClusterTruth:
     events, _bad = load_record(lab.record_path)
     history = ApiHistory.from_events(events)
     return true_edges(calls, history, lab.status.cluster_domain, capture_started)
-
-
-def compare_with_truth(
-    truth: ClusterTruth, edges: Iterable[Edge], scope: Callable[[ExpectedEdge], bool]
-) -> Comparison:
-    """``edges`` against the cluster truth, as ``lab run`` compares: pairs, then their ports."""
-    required = frozenset(ExpectedEdge(e.client, e.server) for e in truth.edges)
-    tolerated = frozenset(ExpectedEdge(e.client, e.server) for e in truth.tolerated) - required
-    expected_ports: dict[ExpectedEdge, frozenset[int]] = {}
-    allowed_ports: dict[ExpectedEdge, frozenset[int]] = {}
-    for edge in truth.edges:
-        pair = ExpectedEdge(edge.client, edge.server)
-        expected_ports[pair] = expected_ports.get(pair, frozenset()) | {edge.port}
-    for edge in (*truth.edges, *truth.tolerated):
-        pair = ExpectedEdge(edge.client, edge.server)
-        allowed_ports[pair] = allowed_ports.get(pair, frozenset()) | {edge.port}
-    return compare(Truth(required, tolerated), edges, expected_ports, allowed_ports, scope)
 
 
 def lab_scope(plan: Plan) -> Callable[[ExpectedEdge], bool]:

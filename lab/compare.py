@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callmap.wire import Edge, Endpoint
+from lab.clustertruth import ClusterTruth
 from lab.truth import ExpectedEdge, Truth
 
 
@@ -192,6 +193,23 @@ def compare(
         observed_ports(edges) if expected_ports is not None else {},
         ignored,
     )
+
+
+def compare_with_truth(
+    truth: ClusterTruth, edges: Iterable[Edge], scope: Callable[[ExpectedEdge], bool] | None = None
+) -> Comparison:
+    """``edges`` against the cluster truth, as ``lab run`` compares: pairs, then their ports."""
+    required = frozenset(ExpectedEdge(e.client, e.server) for e in truth.edges)
+    tolerated = frozenset(ExpectedEdge(e.client, e.server) for e in truth.tolerated) - required
+    expected_ports: dict[ExpectedEdge, frozenset[int]] = {}
+    allowed_ports: dict[ExpectedEdge, frozenset[int]] = {}
+    for edge in truth.edges:
+        pair = ExpectedEdge(edge.client, edge.server)
+        expected_ports[pair] = expected_ports.get(pair, frozenset()) | {edge.port}
+    for edge in (*truth.edges, *truth.tolerated):
+        pair = ExpectedEdge(edge.client, edge.server)
+        allowed_ports[pair] = allowed_ports.get(pair, frozenset()) | {edge.port}
+    return compare(Truth(required, tolerated), edges, expected_ports, allowed_ports, scope)
 
 
 def _ported(edge: ExpectedEdge, port: int) -> dict[str, str | int]:

@@ -63,10 +63,10 @@ def demo(topology: Path, output: Path, seconds: float, kubernetes: bool) -> None
         what = "the lab and its Kubernetes API server" if kubernetes else "the lab"
         with console.status(f"building {what} and starting callmap ...") as status:
             try:
-                comparison, cluster = run(topology, options, lambda line: status.update(line))
+                lab_run = run(topology, options, lambda line: status.update(line))
             except LabError as exc:
                 raise click.ClickException(str(exc)) from None
-        source = ["--from", f"sqlite:///{database}", "--cluster", cluster]
+        source = ["--from", f"sqlite:///{database}", "--cluster", lab_run.cluster]
         listing = _callmap("list", *source)
         click.echo(listing.stdout, nl=False)
         drawn = _callmap("visualize", "-o", str(output), *source)
@@ -74,8 +74,8 @@ def demo(topology: Path, output: Path, seconds: float, kubernetes: bool) -> None
             console.print(f"map drawn to {output}")
         else:
             console.print(f"[red]visualize failed:[/] {drawn.stderr.strip()}")
-        console.print(comparison.as_text())
-    sys.exit(0 if comparison.perfect and listing.returncode == 0 else 1)
+        console.print(lab_run.as_text())
+    sys.exit(0 if lab_run.perfect and listing.returncode == 0 else 1)
 
 
 def _callmap(*args: str) -> subprocess.CompletedProcess[str]:

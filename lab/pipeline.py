@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -42,13 +43,16 @@ from callmap.config import Settings, load_settings
 from callmap.devkafka import DevBroker
 from callmap.paths import cache_dir
 from callmap.wire import EDGES, Edge, decode
-from lab.addressing import plan
+from lab.addressing import Plan, plan
+from lab.calltruth import lab_call_truth
 from lab.churn import run_churn
-from lab.compare import Comparison, compare
+from lab.clusterrecord import read_call_logs
+from lab.compare import Comparison, compare, compare_with_truth
+from lab.inventory import PodLife
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.runtime import release, up
-from lab.state import LabState
+from lab.state import LabState, load_state
 from lab.teardown import down
 from lab.topology import load_topology
 from lab.truth import Truth, expected_edges
@@ -302,29 +306,74 @@ class EdgeReader:
         return changed
 
 
-def run(topology: Path, options: RunOptions, progress: Progress = print) -> tuple[Comparison, str]:
-    """Run the pipeline on ``topology``; return the comparison and the run's cluster name."""
-    truth: Truth = expected_edges(plan(load_topology(topology)))
+@dataclass(frozen=True, slots=True)
+class LabRun:
+    """A run's map against both truths."""
+
+    cluster: str
+    """The run's cluster name: it finds the run's edges, and its logs in the callmap cache."""
+    comparison: Comparison
+    """Against the truth the plan gives by callmap's rules (:mod:`lab.truth`)."""
+    calls: Comparison
+    """Against what the callers logged, explained by the plan (:mod:`lab.calltruth`)."""
+    notes: tuple[str, ...] = ()
+    """Where the call logs and the plan disagree."""
+    logged: int = 0
+    """Call log lines read."""
+
+    @property
+    def perfect(self) -> bool:
+        return self.comparison.perfect and self.calls.perfect
+
+    def as_json(self) -> dict[str, Any]:
+        calls = {**self.calls.as_json(), "notes": list(self.notes), "logged": self.logged}
+        return {"cluster": self.cluster, **self.comparison.as_json(), "calls": calls}
+
+    def as_text(self) -> str:
+        text = self.comparison.as_text()
+        calls = self.calls.as_text().replace("\n", "\n  ")
+        return f"{text}\nagainst the callers' logs ({self.logged} lines):\n  {calls}"
+
+
+def run(topology: Path, options: RunOptions, progress: Progress = print) -> LabRun:
+    """Run the pipeline on ``topology``; the map against both truths."""
+    the_plan = plan(load_topology(topology))
+    truth: Truth = expected_edges(the_plan)
     if options.kubernetes:
         require_binaries()  # before a broker is started for nothing
     settings = kafka_settings(progress)
     asyncio.run(ensure_topics(settings.kafka, settings.topics))
     with running_lab(topology, options.state_dir, options.kubernetes) as state:
         cluster = f"{state.cluster}-{uuid.uuid4().hex[:6]}"
-        comparison = asyncio.run(_map_lab(state, settings, cluster, truth, options, progress))
-    return comparison, cluster
+        return asyncio.run(_map_lab(state, the_plan, settings, cluster, truth, options, progress))
+
+
+def call_comparison(
+    state_dir: Path, the_plan: Plan, edges: list[Edge], capture_started: float
+) -> tuple[Comparison, tuple[str, ...], int]:
+    """``edges`` against the callers' logs: the comparison, its notes, the lines read."""
+    pods = {pod.key: pod for pod in the_plan.all_pods}
+    lives = [
+        PodLife(pods[f"{p.namespace}/{p.name}"], p.created, p.deleted)
+        for p in load_state(state_dir).pods
+    ]
+    calls, _torn = read_call_logs(state_dir / "calls")  # a torn last line is still being written
+    truth = lab_call_truth(the_plan, lives, calls, capture_started)
+    return compare_with_truth(truth, edges), truth.notes, truth.calls
 
 
 async def _map_lab(
     state: LabState,
+    the_plan: Plan,
     settings: Settings,
     cluster: str,
     truth: Truth,
     options: RunOptions,
     progress: Progress,
-) -> Comparison:
+) -> LabRun:
     """Run the components on the held lab, release it, and read the map they make."""
     async with EdgeReader(settings, cluster) as reader:
+        capture_started = time.time()
         components = start_components(state, settings, cluster, options, progress)
         progress(f"component logs in {components.log_dir}")
         try:
@@ -340,11 +389,16 @@ async def _map_lab(
             comparison = await _wait_for_map(
                 truth, reader, components, churn, options, progress, f"callmap-lab-{cluster}"
             )
-            if not comparison.perfect:
+            edges = list(reader.edges.values())
+            calls, notes, logged = call_comparison(
+                Path(state.state_dir), the_plan, edges, capture_started
+            )
+            result = LabRun(cluster, comparison, calls, notes, logged)
+            if not result.perfect:
                 progress(components.tails())
         finally:
             components.stop()
-    return comparison
+    return result
 
 
 async def _wait_for_map(

@@ -50,12 +50,17 @@ class _Run:
 
 
 def _perfect(run: _Run) -> bool:
+    """Perfect against both truths: the plan's by the rules, and the callers' logs."""
     report = run.report
+    calls = report.get("calls", {})
     return (
         run.returncode == 0
         and report.get("missing") == []
         and report.get("unexpected") == []
         and (report.get("precision"), report.get("recall")) == (1.0, 1.0)
+        and calls.get("missing") == []
+        and calls.get("unexpected") == []
+        and calls.get("logged", 0) > 0
     )
 
 

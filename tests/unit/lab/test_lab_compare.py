@@ -5,9 +5,9 @@ from __future__ import annotations
 from labplans import plan_of
 
 from callmap.wire import Edge, Endpoint
-from lab.clusterrun import compare_with_truth, lab_scope
+from lab.clusterrun import lab_scope
 from lab.clustertruth import ClusterTruth, TrueEdge
-from lab.compare import compare
+from lab.compare import compare, compare_with_truth
 from lab.truth import ExpectedEdge, Truth
 
 

@@ -1,0 +1,51 @@
+"""The netns lab's second truth: the callers' own logs, explained by the plan alone."""
+
+from __future__ import annotations
+
+from labplans import bundled
+
+from lab.calltruth import lab_call_truth
+from lab.clustertruth import CallRecord, TrueEdge
+from lab.inventory import PodLife
+
+CHURN = bundled("churn")
+PODS = {pod.ref: pod for pod in CHURN.pods}
+VICTIM, REPLACEMENT = CHURN.churn[0].victim, CHURN.churn[0].replacement
+assert REPLACEMENT is not None
+FRONTEND, PROBER = PODS["shop/frontend"].key, PODS["ops/prober"].key
+LIVES = [PodLife(pod, 100.0, 200.0 if pod == VICTIM else None) for pod in CHURN.pods]
+LIVES.append(PodLife(REPLACEMENT, 200.0))
+
+
+def call(t: float, pod: str, to: str, addr: str | None, port: int, peer: str | None) -> CallRecord:
+    return CallRecord(t=t, pod=pod, to=to, addr=addr, port=port, ok=peer is not None, peer=peer)
+
+
+def edges(*calls: CallRecord) -> set[TrueEdge]:
+    return set(lab_call_truth(CHURN, LIVES, calls, capture_started=50.0).edges)
+
+
+def test_a_call_by_service_name_is_an_edge_to_the_workloads_the_service_selects() -> None:
+    cart = call(150.0, FRONTEND, "cartservice", "10.96.1.1", 7070, f"pong {VICTIM.key}")
+    assert edges(cart) == {TrueEdge("shop/frontend", "shop/cartservice", 7070)}
+
+
+def test_a_call_to_an_address_goes_to_whoever_held_it_then() -> None:
+    before = call(150.0, PROBER, "10.244.0.4", "10.244.0.4", 7070, f"pong {VICTIM.key}")
+    after = call(250.0, PROBER, "10.244.0.4", "10.244.0.4", 7070, f"pong {REPLACEMENT.key}")
+    assert edges(before, after) == {
+        TrueEdge("ops/prober", "shop/cartservice", 7070),
+        TrueEdge("ops/prober", "shop/emailservice", 7070),
+    }
+
+
+def test_the_internets_answer_makes_an_external_of_the_name_asked() -> None:
+    external = call(150.0, FRONTEND, "api.stripe.com", "203.0.113.10", 443, "pong internet")
+    assert edges(external) == {TrueEdge("shop/frontend", "external:api.stripe.com", 443)}
+
+
+def test_a_failed_call_is_tolerated_not_required() -> None:
+    failed = call(150.0, FRONTEND, "cartservice", "10.96.1.1", 7070, None)
+    truth = lab_call_truth(CHURN, LIVES, [failed], capture_started=50.0)
+    assert truth.edges == frozenset()
+    assert TrueEdge("shop/frontend", "shop/cartservice", 7070) in truth.tolerated
