@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from lab.addressing import Plan, plan
 from lab.calltruth import lab_call_truth
 from lab.churn import run_churn
 from lab.clusterrecord import read_call_logs
-from lab.compare import Comparison, compare, compare_with_truth
+from lab.compare import Comparison, compare, compare_with_truth, endpoint_text
 from lab.inventory import PodLife
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
@@ -258,6 +259,9 @@ class EdgeReader:
         self._settings = settings
         self._cluster = cluster
         self.edges: dict[str, Edge] = {}
+        """Each edge's latest announcement, by ``edge_id``."""
+        self.announced_new: Counter[str] = Counter()
+        """How many times each edge was announced ``new`` (once is right)."""
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -299,6 +303,8 @@ class EdgeReader:
                 for message in messages:
                     edge = decode(EDGES, message.value)
                     if isinstance(edge, Edge) and edge.cluster == self._cluster:
+                        if edge.event == "new":
+                            self.announced_new[edge.edge_id] += 1
                         old = self.edges.get(edge.edge_id)
                         if old is None or (old.event == "expired") != (edge.event == "expired"):
                             changed = True
@@ -320,17 +326,26 @@ class LabRun:
     """Where the call logs and the plan disagree."""
     logged: int = 0
     """Call log lines read."""
+    new_again: tuple[str, ...] = ()
+    """Edges announced ``new`` more than once (``client -> server``)."""
 
     @property
     def perfect(self) -> bool:
-        return self.comparison.perfect and self.calls.perfect
+        return self.comparison.perfect and self.calls.perfect and not self.new_again
 
     def as_json(self) -> dict[str, Any]:
         calls = {**self.calls.as_json(), "notes": list(self.notes), "logged": self.logged}
-        return {"cluster": self.cluster, **self.comparison.as_json(), "calls": calls}
+        return {
+            "cluster": self.cluster,
+            **self.comparison.as_json(),
+            "calls": calls,
+            "new_again": list(self.new_again),
+        }
 
     def as_text(self) -> str:
         text = self.comparison.as_text()
+        if self.new_again:
+            text += "\nannounced new more than once: " + ", ".join(self.new_again)
         calls = self.calls.as_text().replace("\n", "\n  ")
         return f"{text}\nagainst the callers' logs ({self.logged} lines):\n  {calls}"
 
@@ -393,7 +408,14 @@ async def _map_lab(
             calls, notes, logged = call_comparison(
                 Path(state.state_dir), the_plan, edges, capture_started
             )
-            result = LabRun(cluster, comparison, calls, notes, logged)
+            new_again = tuple(
+                sorted(
+                    f"{endpoint_text(edge.client)} -> {endpoint_text(edge.server)}"
+                    for edge_id, edge in reader.edges.items()
+                    if reader.announced_new[edge_id] > 1
+                )
+            )
+            result = LabRun(cluster, comparison, calls, notes, logged, new_again)
             if not result.perfect:
                 progress(components.tails())
         finally:

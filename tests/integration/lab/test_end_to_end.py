@@ -61,6 +61,7 @@ def _perfect(run: _Run) -> bool:
         and calls.get("missing") == []
         and calls.get("unexpected") == []
         and calls.get("logged", 0) > 0
+        and report.get("new_again") == []
     )
 
 
