@@ -120,3 +120,22 @@ def _internet_named(call: CallRecord) -> CallRecord:
         peer="pong external:",
         opened=call.opened,
     )
+
+
+def last_calls(
+    plan: Plan,
+    lives: Sequence[PodLife],
+    calls: Iterable[CallRecord],
+    capture_started: float | None,
+) -> dict[tuple[str, str], float]:
+    """When each (client, server) pair was last called successfully, by the logs."""
+    history = lab_history(plan, lives)
+    last: dict[tuple[str, str], float] = {}
+    for call in calls:
+        if not call.ok:
+            continue
+        one = true_edges([_internet_named(call)], history, plan.topology.domain, capture_started)
+        for edge in one.edges:
+            pair = (edge.client, edge.server)
+            last[pair] = max(last.get(pair, call.t), call.t)
+    return last

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +44,20 @@ from callmap.devkafka import DevBroker
 from callmap.paths import cache_dir
 from callmap.wire import EDGES, Edge, decode
 from lab.addressing import Plan, plan
-from lab.calltruth import lab_call_truth
+from lab.calltruth import lab_call_truth, last_calls
 from lab.churn import run_churn
 from lab.clusterrecord import read_call_logs
+from lab.clustertruth import ClusterTruth
 from lab.compare import Comparison, compare, compare_with_truth, endpoint_text
 from lab.inventory import PodLife
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
+from lab.lifecycle import LAB_REFRESH, LAB_TTL, Lifecycle, check_lifecycle, expiry_due
 from lab.runtime import release, up
 from lab.state import LabState, load_state
 from lab.teardown import down
 from lab.topology import load_topology
-from lab.truth import Truth, expected_edges
+from lab.truth import ExpectedEdge, Truth, expected_edges
 
 Progress = Callable[[str], None]
 
@@ -179,6 +180,8 @@ def start_components(
             node.name,
             "--scan-interval",
             "2",
+            "--refresh-interval",
+            str(LAB_REFRESH),
             "--stats-interval",
             "10",
             "--metrics-port",
@@ -241,6 +244,8 @@ def start_streams(components: Components, app_id: str) -> None:
         "10",
         "--tick-interval",
         "2",
+        "--ttl",
+        str(LAB_TTL),
         "--data-dir",
         str(components.log_dir),
         "--metrics-port",
@@ -260,8 +265,12 @@ class EdgeReader:
         self._cluster = cluster
         self.edges: dict[str, Edge] = {}
         """Each edge's latest announcement, by ``edge_id``."""
-        self.announced_new: Counter[str] = Counter()
-        """How many times each edge was announced ``new`` (once is right)."""
+        self.seen: dict[str, Edge] = {}
+        """Each edge's latest announcement while it lived: the run's whole map."""
+        self.expired_at: dict[str, float] = {}
+        """When each edge that is expired now was announced so (this machine's clock)."""
+        self.new_again: set[str] = set()
+        """Edges announced ``new`` again without being ``expired`` in between."""
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -303,13 +312,26 @@ class EdgeReader:
                 for message in messages:
                     edge = decode(EDGES, message.value)
                     if isinstance(edge, Edge) and edge.cluster == self._cluster:
-                        if edge.event == "new":
-                            self.announced_new[edge.edge_id] += 1
+                        self._lived(edge)
                         old = self.edges.get(edge.edge_id)
                         if old is None or (old.event == "expired") != (edge.event == "expired"):
                             changed = True
                         self.edges[edge.edge_id] = edge
         return changed
+
+    def _lived(self, edge: Edge) -> None:
+        if edge.event == "expired":
+            self.expired_at.setdefault(edge.edge_id, time.time())
+            return
+        known = edge.edge_id in self.seen and edge.edge_id not in self.expired_at
+        if edge.event == "new" and known:
+            self.new_again.add(edge.edge_id)
+        self.expired_at.pop(edge.edge_id, None)
+        self.seen[edge.edge_id] = edge
+
+    def pair(self, edge_id: str) -> ExpectedEdge:
+        edge = self.seen[edge_id]
+        return ExpectedEdge(endpoint_text(edge.client), endpoint_text(edge.server))
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,10 +350,13 @@ class LabRun:
     """Call log lines read."""
     new_again: tuple[str, ...] = ()
     """Edges announced ``new`` more than once (``client -> server``)."""
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    """Edges expired too early, or not when their calls stopped."""
 
     @property
     def perfect(self) -> bool:
-        return self.comparison.perfect and self.calls.perfect and not self.new_again
+        right = self.comparison.perfect and self.calls.perfect
+        return right and not self.new_again and self.lifecycle.right
 
     def as_json(self) -> dict[str, Any]:
         calls = {**self.calls.as_json(), "notes": list(self.notes), "logged": self.logged}
@@ -340,12 +365,17 @@ class LabRun:
             **self.comparison.as_json(),
             "calls": calls,
             "new_again": list(self.new_again),
+            "lifecycle": self.lifecycle.as_json(),
         }
 
     def as_text(self) -> str:
         text = self.comparison.as_text()
         if self.new_again:
             text += "\nannounced new more than once: " + ", ".join(self.new_again)
+        for pair in self.lifecycle.early:
+            text += f"\nexpired while still called: {pair}"
+        for pair in self.lifecycle.late:
+            text += f"\nnot expired a TTL after its calls stopped: {pair}"
         calls = self.calls.as_text().replace("\n", "\n  ")
         return f"{text}\nagainst the callers' logs ({self.logged} lines):\n  {calls}"
 
@@ -363,10 +393,16 @@ def run(topology: Path, options: RunOptions, progress: Progress = print) -> LabR
         return asyncio.run(_map_lab(state, the_plan, settings, cluster, truth, options, progress))
 
 
-def call_comparison(
-    state_dir: Path, the_plan: Plan, edges: list[Edge], capture_started: float
-) -> tuple[Comparison, tuple[str, ...], int]:
-    """``edges`` against the callers' logs: the comparison, its notes, the lines read."""
+@dataclass(frozen=True, slots=True)
+class CallsRead:
+    """What the callers' logs say so far."""
+
+    truth: ClusterTruth
+    last: dict[ExpectedEdge, float]
+    """When each pair was last called successfully."""
+
+
+def read_calls(state_dir: Path, the_plan: Plan, capture_started: float) -> CallsRead:
     pods = {pod.key: pod for pod in the_plan.all_pods}
     lives = [
         PodLife(pods[f"{p.namespace}/{p.name}"], p.created, p.deleted)
@@ -374,7 +410,8 @@ def call_comparison(
     ]
     calls, _torn = read_call_logs(state_dir / "calls")  # a torn last line is still being written
     truth = lab_call_truth(the_plan, lives, calls, capture_started)
-    return compare_with_truth(truth, edges), truth.notes, truth.calls
+    last = last_calls(the_plan, lives, calls, capture_started)
+    return CallsRead(truth, {ExpectedEdge(c, s): t for (c, s), t in last.items()})
 
 
 async def _map_lab(
@@ -404,23 +441,44 @@ async def _map_lab(
             comparison = await _wait_for_map(
                 truth, reader, components, churn, options, progress, f"callmap-lab-{cluster}"
             )
-            edges = list(reader.edges.values())
-            calls, notes, logged = call_comparison(
-                Path(state.state_dir), the_plan, edges, capture_started
+            state_dir = Path(state.state_dir)
+            read = await _wait_for_lifecycle(state_dir, the_plan, reader, capture_started, options)
+            calls = compare_with_truth(read.truth, reader.seen.values())
+            expired = {reader.pair(edge_id): t for edge_id, t in reader.expired_at.items()}
+            lifecycle = check_lifecycle(read.last, expired, time.time(), LAB_TTL)
+            new_again = tuple(sorted(str(reader.pair(edge_id)) for edge_id in reader.new_again))
+            result = LabRun(
+                cluster,
+                comparison,
+                calls,
+                read.truth.notes,
+                read.truth.calls,
+                new_again,
+                lifecycle,
             )
-            new_again = tuple(
-                sorted(
-                    f"{endpoint_text(edge.client)} -> {endpoint_text(edge.server)}"
-                    for edge_id, edge in reader.edges.items()
-                    if reader.announced_new[edge_id] > 1
-                )
-            )
-            result = LabRun(cluster, comparison, calls, notes, logged, new_again)
             if not result.perfect:
                 progress(components.tails())
         finally:
             components.stop()
     return result
+
+
+async def _wait_for_lifecycle(
+    state_dir: Path,
+    the_plan: Plan,
+    reader: EdgeReader,
+    capture_started: float,
+    options: RunOptions,
+) -> CallsRead:
+    """Once the map is complete: wait until the pairs whose calls stopped are due to
+    have expired (the callers' logs say when they stopped), within the run's time."""
+    deadline = time.time() + options.seconds
+    while True:
+        read = read_calls(state_dir, the_plan, capture_started)
+        due = expiry_due(read.last, time.time(), LAB_TTL)
+        if time.time() >= min(due, deadline):
+            return read
+        await reader.poll(2.0)
 
 
 async def _wait_for_map(
@@ -444,9 +502,9 @@ async def _wait_for_map(
             progress("stream app started late; it catches up the backlog")
         if await reader.poll(2.0):
             stable_since = time.monotonic()
-        result = compare(truth, reader.edges.values())
+        result = compare(truth, reader.seen.values())
         progress(f"{len(result.observed)} edges observed, {len(result.missing)} missing")
         settled = time.monotonic() - stable_since >= options.settle
         if not result.missing and not churn.is_alive() and streams_at is None and settled:
             return result
-    return compare(truth, reader.edges.values())
+    return compare(truth, reader.seen.values())

@@ -62,6 +62,8 @@ def _perfect(run: _Run) -> bool:
         and calls.get("unexpected") == []
         and calls.get("logged", 0) > 0
         and report.get("new_again") == []
+        and report.get("lifecycle", {}).get("expired_early") == []
+        and report.get("lifecycle", {}).get("not_expired") == []
     )
 
 

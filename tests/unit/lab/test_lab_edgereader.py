@@ -152,3 +152,20 @@ async def test_a_failed_start_stops_its_consumer(
 async def test_poll_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match=r"before start"):
         await reader().poll(0.01)
+
+
+async def test_the_reader_keeps_the_whole_map_and_each_edges_life(
+    consumers: list[FakeConsumer],
+) -> None:
+    async with reader() as edges:
+        consumer = consumers[0]
+        consumer.batches = [[edge("e1"), edge("e2")]]
+        await edges.poll(0.01)
+        consumer.batches = [[edge("e1", "expired"), edge("e2", "new")]]  # e2 announced new twice
+        await edges.poll(0.01)
+        assert set(edges.seen) == {"e1", "e2"}  # an expired edge stays on the run's map
+        assert set(edges.expired_at) == {"e1"}
+        consumer.batches = [[edge("e1", "new")]]  # back after its expiry: new again, rightly
+        await edges.poll(0.01)
+
+    assert edges.expired_at == {} and edges.new_again == {"e2"}
