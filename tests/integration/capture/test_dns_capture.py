@@ -19,7 +19,7 @@ from dnsnet import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, DnsNet
 from callmap.broker import describe_topics, ensure_topics, make_consumer
 from callmap.config import Settings
 from callmap.devprocess import free_port
-from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats, decode
+from callmap.wire import DNS, SOCKETS, STATS, CaptureStats, DnsAnswer, StageStats, decode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns]
 
@@ -77,7 +77,7 @@ async def _collect(
 
 
 def topic_spec(topic: str):  # type: ignore[no-untyped-def]
-    return DNS if topic == DNS.name else STATS
+    return {DNS.name: DNS, SOCKETS.name: SOCKETS}.get(topic, STATS)
 
 
 def _saw_nxdomain(stats: list[CaptureStats]) -> bool:

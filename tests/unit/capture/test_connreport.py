@@ -101,23 +101,59 @@ def test_an_empty_scan_forgets_everything() -> None:
     assert (batch.forgotten, batch.live, len(reporter)) == (3, 0, 0)
 
 
-def test_the_role_and_the_namespace_are_part_of_a_connections_identity() -> None:
+def test_the_namespace_is_part_of_a_connections_identity() -> None:
     reporter = ConnReporter()
     reporter.observe([ns(conn(80, ROLE_CLIENT))], now=1000.0)
 
     batch = reporter.observe(
-        [
-            ns(conn(80, ROLE_CLIENT), conn(80, ROLE_SERVER)),
-            ns(conn(80, ROLE_CLIENT), netns=NS_B, pod_uid=None),
-        ],
+        [ns(conn(80, ROLE_CLIENT)), ns(conn(80, ROLE_CLIENT), netns=NS_B, pod_uid=None)],
         now=1001.0,
     )
 
-    assert [(r.netns, r.role, r.pod_uid) for r in batch.reports] == [
-        (NS_A, ROLE_SERVER, POD_A),
-        (NS_B, ROLE_CLIENT, None),
-    ]
-    assert (batch.new, batch.quiet) == (2, 1)
+    assert [(r.netns, r.role, r.pod_uid) for r in batch.reports] == [(NS_B, ROLE_CLIENT, None)]
+    assert (batch.new, batch.quiet) == (1, 1)
+
+
+def serving(*connections: Connection, listeners: frozenset[tuple[str, int]]) -> NamespaceScan:
+    scan = ns(*connections)
+    return NamespaceScan(
+        netns=scan.netns,
+        pod_uid=scan.pod_uid,
+        pid=1,
+        pids=(1,),
+        connections=connections,
+        listeners=listeners,
+        sockets=len(connections),
+    )
+
+
+ACCEPTED = conn(remote_port=51000, role=ROLE_SERVER, local_port=8080)
+DRAINING = conn(remote_port=51000, role=ROLE_CLIENT, local_port=8080)  # as classify sees it now
+LATE = conn(remote_port=51001, role=ROLE_CLIENT, local_port=8080)
+
+
+def test_a_connection_keeps_its_role_while_it_drains_after_its_listener_closed() -> None:
+    reporter = ConnReporter(refresh_interval=10.0)
+    reporter.observe([serving(ACCEPTED, listeners=frozenset({("::", 8080)}))], now=1000.0)
+
+    batch = reporter.observe([serving(DRAINING, listeners=frozenset())], now=1010.0)
+
+    assert [(r.role, r.first_report) for r in batch.reports] == [(ROLE_SERVER, False)]
+    assert batch.new == 0  # the same connection, not a reversed new one
+
+
+def test_a_connection_first_seen_after_its_listener_closed_is_the_server_side() -> None:
+    reporter = ConnReporter(listener_memory=60.0)
+    reporter.observe([serving(listeners=frozenset({("0.0.0.0", 8080)}))], now=1000.0)
+
+    (late,) = reporter.observe([serving(LATE, listeners=frozenset())], now=1030.0).reports
+    assert late.role == ROLE_SERVER
+
+    forgetful = ConnReporter(listener_memory=60.0)
+    forgetful.observe([serving(listeners=frozenset({("0.0.0.0", 8080)}))], now=1000.0)
+    forgetful.observe([serving(listeners=frozenset())], now=1061.0)  # the memory is over
+    (client,) = forgetful.observe([serving(LATE, listeners=frozenset())], now=1062.0).reports
+    assert client.role == ROLE_CLIENT
 
 
 def test_reports_carry_the_pod_of_the_current_scan() -> None:
