@@ -3,9 +3,11 @@
 :class:`DnsFolder` is the pure heart of DNS capture: frames (with their
 capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
 
-- every frame is accounted for in three stages: ``dns.frames`` (link and IP
-  decoding), ``dns.parse`` (DNS messages) and ``dns.fold`` (responses), each
-  with ``seen == emitted + sum(dropped)``;
+- every frame is accounted for in its stages: ``dns.frames`` (link and IP
+  decoding), ``dns.tcp`` (TCP segments, reassembled by :mod:`capture.tcpstream`:
+  a segment seen twice is a ``duplicate``), ``dns.parse`` (DNS messages; an
+  unfinished TCP message that can never be finished is a ``tcp_partial``) and
+  ``dns.fold`` (responses), each with ``seen == emitted + sum(dropped)``;
 - the same response seen on several interfaces of the node (pod veth, bridge,
   uplink, or a packet socket's outgoing copy) is one response: two sightings
   with the same client address and port, transport, message id and question
@@ -28,7 +30,8 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
   says how many responses it stands for, whose ``ts`` is the first sighting
   and whose ``ttl`` is the smallest seen;
 - memory is bounded by the responses of one window plus ``dedup_seconds``,
-  and the addresses of DNS servers seen within ``server_memory``.
+  the addresses of DNS servers seen within ``server_memory``, and the TCP
+  flows :mod:`capture.tcpstream` follows.
 
 No clock and no I/O: the caller passes capture times and decides when to
 flush, so tests replay frames with fake times.
@@ -40,10 +43,11 @@ from dataclasses import dataclass
 
 from callmap.counters import Counters
 from callmap.wire import DnsAnswer
-from capture.dnswire import DnsResponse, parse_response, parse_tcp_payload
+from capture.dnswire import DROP_TCP_PARTIAL, DnsResponse, parse_response
 from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame
+from capture.tcpstream import DUPLICATE, TcpStreams
 
-FRAMES, PARSE, FOLD = "dns.frames", "dns.parse", "dns.fold"
+FRAMES, TCP, PARSE, FOLD = "dns.frames", "dns.tcp", "dns.parse", "dns.fold"
 DROP_NOT_FROM_PORT_53 = "not_from_port_53"
 DROP_TCP_NO_PAYLOAD = "tcp_no_payload"
 DROP_DUPLICATE = "duplicate_sighting"
@@ -84,7 +88,9 @@ class DnsFolder:
         self.dedup_seconds = dedup_seconds
         self.server_memory = server_memory
         self._frames = counters.stage(FRAMES)
+        self._tcp = counters.stage(TCP)
         self._parse = counters.stage(PARSE)
+        self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
         self._seen: dict[_DedupKey, float] = {}
         self._window: dict[_FoldKey, _Folded] = {}
@@ -129,13 +135,26 @@ class DnsFolder:
                 parse.emitted += 1
                 self._add_response(segment, outcome, ts)
             return
-        for outcome in parse_tcp_payload(segment.payload):
+        self._tcp.seen += 1
+        taken = self._streams.take(segment, ts)
+        if taken.duplicate:
+            self._tcp.dropped[DUPLICATE] += 1
+            return
+        self._tcp.emitted += 1
+        self._lost_partial(taken.lost)
+        for message in taken.messages:
             parse.seen += 1
+            outcome = parse_response(message)
             if isinstance(outcome, str):
                 parse.dropped[outcome] += 1
             else:
                 parse.emitted += 1
                 self._add_response(segment, outcome, ts)
+
+    def _lost_partial(self, count: int) -> None:
+        if count:
+            self._parse.seen += count
+            self._parse.dropped[DROP_TCP_PARTIAL] += count
 
     def _add_response(self, segment: Segment, response: DnsResponse, ts: float) -> None:
         fold = self._fold
@@ -202,6 +221,7 @@ class DnsFolder:
     def flush(self, now: float) -> list[DnsAnswer]:
         """The records of the window that ends now; starts a new window."""
         window, self._window = self._window, {}
+        self._lost_partial(self._streams.expire(now))
         servers = self._servers
         local = self.local_addresses
         serving: set[str] | dict[str, float] = servers

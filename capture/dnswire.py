@@ -41,7 +41,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,7 +85,6 @@ _unpack_header = struct.Struct("!HHHH").unpack_from
 _unpack_question_tail = struct.Struct("!HH").unpack_from  # qtype, qclass
 _unpack_rr = struct.Struct("!HHIH").unpack_from  # type, class, ttl, rdlength
 _unpack_pointer_rr = struct.Struct("!HHHIH").unpack_from  # the same after a 2-byte name
-_unpack_length_prefix = struct.Struct("!H").unpack_from
 _ntop = socket.inet_ntop
 
 _HEADER_SIZE: Final = 12
@@ -134,46 +132,6 @@ def parse_response(data: bytes | bytearray | memoryview) -> DnsResponse | str:
         return _parse(wire)
     except _Malformed:
         return DROP_MALFORMED
-
-
-def split_tcp_messages(payload: bytes | bytearray | memoryview) -> Iterator[bytes | str]:
-    """Yield each complete DNS message of one TCP segment, then any drop.
-
-    DNS over TCP puts a two-byte length before every message (RFC 1035 4.2.2)
-    and a segment can hold several. When the segment ends inside a message
-    (or inside its length prefix) the last item yielded is `DROP_TCP_PARTIAL`.
-
-    This is deliberately stateless: answers for A and AAAA questions nearly
-    always fit one segment, and a bounded reassembly would need TCP sequence
-    numbers, per-flow buffers and eviction, which belong in the capture
-    adapter, not in a pure parser. The cost is that a response spread over
-    several segments is lost: its start counts as `DROP_TCP_PARTIAL`, and a
-    continuation segment, read as if it began with a length prefix, usually
-    ends as `DROP_MALFORMED` or `DROP_TCP_PARTIAL`. If those counters show it
-    matters, reassembly can be added in front of this function.
-    """
-    wire = payload if isinstance(payload, bytes) else bytes(payload)
-    pos = 0
-    end = len(wire)
-    while pos < end:
-        if pos + 2 > end:
-            yield DROP_TCP_PARTIAL
-            return
-        (size,) = _unpack_length_prefix(wire, pos)
-        pos += 2
-        if pos + size > end:
-            yield DROP_TCP_PARTIAL
-            return
-        yield wire[pos : pos + size]
-        pos += size
-
-
-def parse_tcp_payload(payload: bytes | bytearray | memoryview) -> list[DnsResponse | str]:
-    """Split one TCP segment's payload and parse each message in it."""
-    return [
-        parse_response(item) if isinstance(item, bytes) else item
-        for item in split_tcp_messages(payload)
-    ]
 
 
 def _parse(data: bytes) -> DnsResponse | str:

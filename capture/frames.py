@@ -71,6 +71,8 @@ class Segment:
     dst_port: int
     transport: Transport
     payload: bytes
+    seq: int = 0
+    """TCP: the sequence number of the payload's first byte (0 for UDP)."""
 
 
 _ETHERTYPE_IPV4: Final = 0x0800
@@ -91,7 +93,7 @@ _unpack_u16 = struct.Struct("!H").unpack_from
 _unpack_ipv4 = struct.Struct("!BxHxxHxB").unpack_from  # version/IHL, total, flags/offset, proto
 _unpack_ipv6 = struct.Struct("!xxxxHB").unpack_from  # payload length, next header
 _unpack_ports_length = struct.Struct("!HHH").unpack_from  # UDP ports and length
-_unpack_ports = struct.Struct("!HH").unpack_from
+_unpack_tcp = struct.Struct("!HHI").unpack_from  # ports and sequence number
 _ntop = socket.inet_ntop
 
 
@@ -231,11 +233,12 @@ def _decode_transport(
     if protocol == _PROTO_TCP:
         if pos + 20 > packet_end:
             raise _Drop(DROP_BAD_HEADER)
-        src_port, dst_port = _unpack_ports(data, pos)
+        src_port, dst_port, seq = _unpack_tcp(data, pos)
         header_length = (data[pos + 12] >> 4) * 4
         if header_length < 20 or pos + header_length > packet_end:
             raise _Drop(DROP_BAD_HEADER)
-        return Segment(src, dst, src_port, dst_port, "tcp", data[pos + header_length : packet_end])
+        payload = data[pos + header_length : packet_end]
+        return Segment(src, dst, src_port, dst_port, "tcp", payload, seq)
     raise _Drop(DROP_UNSUPPORTED_PROTOCOL)
 
 

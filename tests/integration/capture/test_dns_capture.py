@@ -234,3 +234,67 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
         ("cartservice.shop.svc.cluster.local", CLIENT_V4, NODE_LOCAL_CACHE),
     ]  # and none to the node: before, both lookups were also node -> name answers
     assert dropped_to_server(stats)
+
+
+BIG_SERVER = "10.77.0.54"  # a second address of the server's namespace, for a DNS server of its own
+BIG_NAME = "big.shop.svc.cluster.local"
+BIG_ADDRESSES = [f"10.96.{i // 200}.{i % 200 + 1}" for i in range(400)]  # about 6.5 kB over TCP
+
+BIG_QUERY = f"""
+import dns.message, dns.query, dns.rcode
+reply = dns.query.tcp(dns.message.make_query("{BIG_NAME}", "A"), "{BIG_SERVER}", timeout=5)
+print(dns.rcode.to_text(reply.rcode()), sum(len(r) for r in reply.answer))
+"""
+
+
+async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
+    dns_net: DnsNet, settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A real DNS server's 400-address answer over TCP crosses the node in several
+    segments; the agent reassembles it into one answer with every address."""
+    await ensure_topics(settings.kafka, settings.topics)
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    dns_start = await _end_offsets(settings, DNS.name)
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_CLUSTER": "test",
+    }
+    hosts = tmp_path / "big.hosts"
+    hosts.write_text("".join(f"{ip} {BIG_NAME}\n" for ip in BIG_ADDRESSES))
+    interface = f"{dns_net.prefix}srv0"
+    added = dns_net.in_ns(dns_net.server, "ip", "addr", "add", f"{BIG_SERVER}/24", "dev", interface)
+    assert added.returncode == 0, added.stderr
+    # One segment per packet, as on a wire: a veth otherwise passes a TCP send of many
+    # segments as one large frame (GSO), and capture would see the answer whole.
+    segmented = dns_net.in_ns(dns_net.server, "ip", "link", "set", interface, "gso_max_segs", "1")
+    assert segmented.returncode == 0, segmented.stderr
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", dns_net.server, "dnsmasq", "--keep-in-foreground", "--no-resolv",
+         "--no-hosts", f"--addn-hosts={hosts}", "--bind-interfaces", "--user=root",
+         f"--listen-address={BIG_SERVER}", "--pid-file=", f"--log-facility={tmp_path / 'big.log'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
+    command += ["--flush-interval", "0.5", "--metrics-port", "0"]
+    agent = subprocess.Popen([sys.executable, "-m", "callmap", *command], env=env)
+    try:
+        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
+        assert agent.poll() is None and server.poll() is None
+        asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", BIG_QUERY)
+        assert asked.stdout.split() == ["NOERROR", str(len(BIG_ADDRESSES))], asked.stderr
+        batches = await _collect(
+            settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 1
+        )
+    finally:
+        agent.send_signal(signal.SIGINT)
+        agent.wait(timeout=20)
+        server.terminate()
+        server.wait(timeout=10)
+        dns_net.in_ns(dns_net.server, "ip", "addr", "del", f"{BIG_SERVER}/24", "dev", interface)
+        dns_net.in_ns(dns_net.server, "ip", "link", "set", interface, "gso_max_segs", "65535")
+
+    (answer,) = _answers(batches)
+    assert (answer.qname, answer.transport, answer.client_ip) == (BIG_NAME, "tcp", CLIENT_V4)
+    assert sorted(answer.answers) == sorted(BIG_ADDRESSES)  # before: lost as tcp_partial

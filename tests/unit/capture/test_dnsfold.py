@@ -267,3 +267,24 @@ def test_the_nodes_own_lookups_count_while_nothing_in_its_namespace_serves_dns()
     f.add_frame(udp_frame(dns_answer(), server=DNS_POD, client=CLIENT), ts=1.0)  # a DNS pod serves
     f.add_frame(udp_frame(dns_answer(msg_id=8), server=DNS_SERVICE, client=NODE), ts=1.1)
     assert {r.client_ip for r in f.flush(now=2.0)} == {CLIENT, NODE}
+
+
+def test_a_tcp_answer_over_several_segments_is_one_record_with_every_address() -> None:
+    f, counters = folder()
+    many = tuple(f"10.96.{i // 250}.{i % 250 + 1}" for i in range(300))  # 13 kB, names uncompressed
+    message = bytes(dns_answer("big.shop.svc.cluster.local", ips=many))
+    stream = struct.pack("!H", len(message)) + message
+    parts = [(stream[i : i + 1400], 5000 + i) for i in range(0, len(stream), 1400)]
+    frames = [
+        bytes(Ether() / IP(src=DNS_SERVICE, dst=CLIENT) / TCP(sport=53, dport=40001, seq=seq,
+              flags="PA") / chunk)
+        for chunk, seq in parts
+    ]  # fmt: skip
+    assert len(frames) > 2
+    for frame in [frames[0], frames[0], *frames[1:]]:  # the first seen on two interfaces
+        f.add_frame(frame, ts=1.0)
+    (record,) = f.flush(now=2.0)
+    assert record.answers == many and record.transport == "tcp"
+    assert counters.stage("dns.tcp").dropped["duplicate"] == 1
+    assert counters.stage(PARSE).dropped.get("tcp_partial", 0) == 0
+    assert balanced(counters)

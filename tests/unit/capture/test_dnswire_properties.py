@@ -8,17 +8,14 @@ import re
 import dns.message
 import dns.name
 import dns.rrset
-from dnsmessages import SERVICE, answer, framed, header, name, question
+from dnsmessages import SERVICE, answer, header, name, question
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capture.dnswire import (
     DROP_REASONS,
-    DROP_TCP_PARTIAL,
     DnsResponse,
     parse_response,
-    parse_tcp_payload,
-    split_tcp_messages,
 )
 
 SAFE_TEXT = re.compile(r"[a-z0-9_*.\\-]+")
@@ -74,19 +71,6 @@ def test_mutated_valid_messages_never_raise(wire: bytes, edits: list[tuple[int, 
         mutated[offset % len(mutated)] = value
 
     assert is_result(parse_response(bytes(mutated)))
-
-
-@given(st.binary(max_size=400))
-def test_tcp_split_never_raises_and_only_cuts_at_prefixes(payload: bytes) -> None:
-    rebuilt = b""
-    for item in split_tcp_messages(payload):
-        if isinstance(item, bytes):
-            rebuilt += framed(item)
-        else:
-            assert item == DROP_TCP_PARTIAL
-    assert payload.startswith(rebuilt)
-    for result in parse_tcp_payload(payload):
-        assert is_result(result)
 
 
 @settings(deadline=None)

@@ -339,14 +339,14 @@ def test_udp_length_outside_the_packet_is_bad(length: int) -> None:
     assert decode_frame(ipv4(udp(DNS_BYTES, length=length)), LINKTYPE_RAW) == DROP_BAD_HEADER
 
 
-def test_tcp_payload_starts_after_the_data_offset() -> None:
+def test_tcp_payload_starts_after_the_data_offset_and_carries_its_sequence_number() -> None:
     options = b"\x01\x01\x08\x0a" + b"\x00" * 8  # NOP NOP timestamps
     segment = tcp(b"\x00\x0c" + DNS_BYTES[:12], sport=40000, dport=53, options=options)
 
     result = decode_frame(ether(ipv4(segment, protocol=6)), LINKTYPE_ETHERNET)
 
     expected_payload = b"\x00\x0c" + DNS_BYTES[:12]
-    assert result == Segment("10.0.0.53", "10.0.1.7", 40000, 53, "tcp", expected_payload)
+    assert result == Segment("10.0.0.53", "10.0.1.7", 40000, 53, "tcp", expected_payload, seq=1)
 
 
 def test_tcp_without_payload_has_an_empty_one() -> None:
