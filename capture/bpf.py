@@ -16,7 +16,9 @@ lets through exactly the frames that can carry a DNS *response*:
 * IPv4: protocol UDP or TCP, fragment offset 0 (only a first fragment carries
   the transport header; later fragments of a response cannot be matched by
   port and are dropped), and a sane header length (IHL >= 5);
-* IPv6: next header UDP or TCP *directly after the fixed 40-byte header*;
+* IPv6: UDP or TCP after the fixed 40-byte header and up to three extension
+  headers (hop-by-hop, routing, destination options, and the Fragment header
+  of a first fragment; a later fragment is dropped, as for IPv4);
 * source port 53.
 
 A frame shorter than any offset the program reads is dropped: classic BPF ends
@@ -42,17 +44,22 @@ keyword must match tagged frames alone) is not used. Two tags both written in
 the frame (QinQ transmitted without offload) and the pre-standard 0x9100 TPID
 are not followed.
 
-IPv6 extension headers. Classic BPF has no loops, so a chain of extension
-headers of unknown length cannot be walked; the program accepts UDP/TCP only
-directly after the fixed header, like libpcap's ``ip6 and udp``. A response
-behind an extension header is dropped. DNS servers do not add hop-by-hop,
-routing or destination options to responses; the one that does occur is the
-Fragment header of a fragmented UDP response, and such responses are rare
-because resolvers advertise an EDNS buffer of 1232 bytes (DNS flag day 2020)
-and fall back to TCP. So IPv4 first fragments reach the agent, whose frame
-decoder counts them as fragments (there is no reassembly), while IPv6
-fragments are dropped here, uncounted: a filter's drops appear in no counter,
-``PACKET_STATISTICS`` included.
+IPv6 extension headers. Classic BPF has no loops, so the walk over a chain of
+extension headers is unrolled: :data:`MAX_IPV6_EXTENSIONS` steps, each reading
+the header's next-header byte and stepping X over it (its length byte for
+hop-by-hop, routing and destination options, 8 bytes for a Fragment header),
+with the two values kept in scratch memory. libpcap's ``ip6 and udp`` stops at
+the fixed header; this program does not, because middleboxes and some
+networks do add options, and the Fragment header is what a fragmented UDP
+response carries (rare: resolvers advertise an EDNS buffer of 1232 bytes, DNS
+flag day 2020, and fall back to TCP). First fragments, IPv4 and IPv6, reach
+the agent, whose frame decoder counts them as fragments (there is no
+reassembly); later fragments and longer chains are dropped here, uncounted:
+a filter's drops appear in no counter, ``PACKET_STATISTICS`` included. The
+program is written with labels (:func:`assemble`) and shipped as the
+resolved instructions; ``tests/unit/capture/test_bpf.py`` runs it on crafted
+frames against the rules above written independently, and
+``test_bpf_kernel.py`` attaches it to real sockets.
 
 Attach order. Frames queued on the socket before the filter was attached never
 went through it. ``attach_filter`` closes that gap the way libpcap does: it
@@ -83,45 +90,147 @@ SO_ATTACH_FILTER: Final = 26
 _SKF_AD_OFF: Final = 0xFFFFF000  # -0x1000 as the unsigned k field
 _SKF_AD_HATYPE: Final = 28
 
-# Jump offsets are relative to the next instruction; the comment on each line is
-# tcpdump -d style with absolute targets (ACCEPT is 29, DROP is 30).
-PROGRAM: Final[tuple[Instruction, ...]] = (
-    # Link type: only interfaces whose frames start with an Ethernet header.
-    (0x20, 0, 0, _SKF_AD_OFF + _SKF_AD_HATYPE),  # 0  ld  hatype
-    (0x15, 1, 0, 0x00000001),  # 1  jeq #1 (ARPHRD_ETHER)       jt 3   jf 2
-    (0x15, 0, 27, 0x00000304),  # 2  jeq #772 (ARPHRD_LOOPBACK) jt 3   jf 30
-    # EtherType, with X = offset of the IP header (14 untagged, 18 behind one tag).
-    (0x01, 0, 0, 0x0000000E),  # 3  ldx #14
-    (0x28, 0, 0, 0x0000000C),  # 4  ldh [12]
-    (0x15, 1, 0, 0x00008100),  # 5  jeq #0x8100 (802.1Q)      jt 7   jf 6
-    (0x15, 0, 2, 0x000088A8),  # 6  jeq #0x88a8 (802.1ad)     jt 7   jf 9
-    (0x01, 0, 0, 0x00000012),  # 7  ldx #18
-    (0x28, 0, 0, 0x00000010),  # 8  ldh [16]
-    (0x15, 1, 0, 0x00000800),  # 9  jeq #0x0800 (IPv4)        jt 11  jf 10
-    (0x15, 13, 19, 0x000086DD),  # 10 jeq #0x86dd (IPv6)      jt 24  jf 30
-    # IPv4: UDP or TCP, first fragment only, then X = offset of the transport header.
-    (0x50, 0, 0, 0x00000009),  # 11 ldb [x + 9]   protocol
-    (0x15, 1, 0, 0x00000011),  # 12 jeq #17 (UDP)             jt 14  jf 13
-    (0x15, 0, 16, 0x00000006),  # 13 jeq #6 (TCP)             jt 14  jf 30
-    (0x48, 0, 0, 0x00000006),  # 14 ldh [x + 6]   flags and fragment offset
-    (0x45, 14, 0, 0x00001FFF),  # 15 jset #0x1fff             jt 30  jf 16
-    (0x50, 0, 0, 0x00000000),  # 16 ldb [x + 0]   version and IHL
-    (0x54, 0, 0, 0x0000000F),  # 17 and #0xf
-    (0x35, 0, 11, 0x00000005),  # 18 jge #5                   jt 19  jf 30
-    (0x64, 0, 0, 0x00000002),  # 19 lsh #2        header length in bytes
-    (0x0C, 0, 0, 0x00000000),  # 20 add x
-    (0x07, 0, 0, 0x00000000),  # 21 tax
-    (0x48, 0, 0, 0x00000000),  # 22 ldh [x + 0]   source port
-    (0x15, 5, 6, 0x00000035),  # 23 jeq #53                   jt 29  jf 30
-    # IPv6: UDP or TCP right after the fixed header, source port 53.
-    (0x50, 0, 0, 0x00000006),  # 24 ldb [x + 6]   next header
-    (0x15, 1, 0, 0x00000011),  # 25 jeq #17 (UDP)             jt 27  jf 26
-    (0x15, 0, 3, 0x00000006),  # 26 jeq #6 (TCP)              jt 27  jf 30
-    (0x48, 0, 0, 0x00000028),  # 27 ldh [x + 40]  source port
-    (0x15, 0, 1, 0x00000035),  # 28 jeq #53                   jt 29  jf 30
-    # Verdicts: keep the whole frame, or none of it.
-    (0x06, 0, 0, SNAP_LENGTH),  # 29 ret #262144  ACCEPT
-    (0x06, 0, 0, 0x00000000),  # 30 ret #0       DROP
+MAX_IPV6_EXTENSIONS: Final = 3
+"""IPv6 extension headers the program steps over before UDP or TCP (unrolled)."""
+
+_Line = str | tuple[int, str | int, str | int, int]
+"""A label, or an instruction whose jump targets may be labels."""
+
+
+def assemble(lines: list[_Line]) -> tuple[Instruction, ...]:
+    """Instructions from ``lines``, labels resolved to the relative offsets BPF uses.
+
+    ``ja`` (code 0x05) takes its label in ``k``'s place: ``(0x05, 0, 0, "label")``
+    is written ``(0x05, "label", 0, 0)``.
+    """
+    labels: dict[str, int] = {}
+    code: list[tuple[int, str | int, str | int, int]] = []
+    for line in lines:
+        if isinstance(line, str):
+            labels[line] = len(code)
+        else:
+            code.append(line)
+
+    def offset(target: str | int, pc: int) -> int:
+        if isinstance(target, int):
+            return target
+        distance = labels[target] - (pc + 1)
+        assert distance >= 0, f"backward jump to {target}"
+        return distance
+
+    program: list[Instruction] = []
+    for pc, (op, jt, jf, k) in enumerate(code):
+        if op == 0x05:  # ja: the target is the k field
+            program.append((op, 0, 0, offset(jt, pc)))
+        else:
+            jump_true, jump_false = offset(jt, pc), offset(jf, pc)
+            assert jump_true < 256 and jump_false < 256, "a conditional jump is 8 bits"
+            program.append((op, jump_true, jump_false, k))
+    return tuple(program)
+
+
+_LD_HATYPE, _LDX_IMM, _LDH_ABS, _LDB_IND, _LDH_IND = 0x20, 0x01, 0x28, 0x50, 0x48
+_JEQ, _JGE, _JSET, _JA, _RET = 0x15, 0x35, 0x45, 0x05, 0x06
+_AND, _LSH, _ADD_IMM, _ADD_X, _TAX, _TXA = 0x54, 0x64, 0x04, 0x0C, 0x07, 0x87
+_LD_MEM, _ST = 0x60, 0x02
+_NEXT, _LENGTH = 0, 1  # scratch memory: the next header, an extension's length
+
+
+def _ipv6_steps(count: int) -> list[_Line]:
+    """Step over up to ``count`` extension headers; A holds the next header, X its offset."""
+    lines: list[_Line] = []
+    for i in range(count):
+        lines += [
+            f"v6_{i}",
+            (_JEQ, "port", 0, 17),  # UDP
+            (_JEQ, "port", 0, 6),  # TCP
+            (_JEQ, f"frag_{i}", 0, 44),  # fragment
+            (_JEQ, f"ext_{i}", 0, 0),  # hop-by-hop options
+            (_JEQ, f"ext_{i}", 0, 43),  # routing
+            (_JEQ, f"ext_{i}", "drop", 60),  # destination options
+            f"ext_{i}",  # next header at +0, length at +1 in 8-byte units past the first 8
+            (_LDB_IND, 0, 0, 1),
+            (_ADD_IMM, 0, 0, 1),
+            (_LSH, 0, 0, 3),
+            (_ST, 0, 0, _LENGTH),
+            (_LDB_IND, 0, 0, 0),
+            (_ST, 0, 0, _NEXT),
+            (_LD_MEM, 0, 0, _LENGTH),
+            (_ADD_X, 0, 0, 0),
+            (_TAX, 0, 0, 0),
+            (_LD_MEM, 0, 0, _NEXT),
+            (_JA, f"v6_{i + 1}", 0, 0),
+            f"frag_{i}",  # 8 bytes; only the first fragment (offset 0) carries the ports
+            (_LDH_IND, 0, 0, 2),
+            (_JSET, "drop", 0, 0xFFF8),
+            (_LDB_IND, 0, 0, 0),
+            (_ST, 0, 0, _NEXT),
+            (_TXA, 0, 0, 0),
+            (_ADD_IMM, 0, 0, 8),
+            (_TAX, 0, 0, 0),
+            (_LD_MEM, 0, 0, _NEXT),
+            (_JA, f"v6_{i + 1}", 0, 0),
+        ]
+    return [
+        *lines,
+        f"v6_{count}",
+        (_JEQ, "port", 0, 17),
+        (_JEQ, "port", "drop", 6),
+    ]
+
+
+PROGRAM: Final[tuple[Instruction, ...]] = assemble(
+    [
+        # Link type: only interfaces whose frames start with an Ethernet header.
+        (_LD_HATYPE, 0, 0, _SKF_AD_OFF + _SKF_AD_HATYPE),
+        (_JEQ, "ether", 0, 1),  # ARPHRD_ETHER
+        (_JEQ, "ether", "drop", 772),  # ARPHRD_LOOPBACK
+        # EtherType, with X = offset of the IP header (14 untagged, 18 behind one tag).
+        "ether",
+        (_LDX_IMM, 0, 0, 14),
+        (_LDH_ABS, 0, 0, 12),
+        (_JEQ, "tagged", 0, 0x8100),  # 802.1Q
+        (_JEQ, "tagged", "untagged", 0x88A8),  # 802.1ad
+        "tagged",
+        (_LDX_IMM, 0, 0, 18),
+        (_LDH_ABS, 0, 0, 16),
+        "untagged",
+        (_JEQ, "ipv4", 0, 0x0800),
+        (_JEQ, "ipv6", "drop", 0x86DD),
+        # IPv4: UDP or TCP, first fragment only, then X = offset of the transport header.
+        "ipv4",
+        (_LDB_IND, 0, 0, 9),  # protocol
+        (_JEQ, "v4_fragment", 0, 17),
+        (_JEQ, "v4_fragment", "drop", 6),
+        "v4_fragment",
+        (_LDH_IND, 0, 0, 6),  # flags and fragment offset
+        (_JSET, "drop", 0, 0x1FFF),
+        (_LDB_IND, 0, 0, 0),  # version and IHL
+        (_AND, 0, 0, 0x0F),
+        (_JGE, 0, "drop", 5),
+        (_LSH, 0, 0, 2),  # header length in bytes
+        (_ADD_X, 0, 0, 0),
+        (_TAX, 0, 0, 0),
+        (_JA, "port", 0, 0),
+        # IPv6: X past the fixed header, A its next header; up to three extensions.
+        "ipv6",
+        (_LDB_IND, 0, 0, 6),
+        (_ST, 0, 0, _NEXT),
+        (_TXA, 0, 0, 0),
+        (_ADD_IMM, 0, 0, 40),
+        (_TAX, 0, 0, 0),
+        (_LD_MEM, 0, 0, _NEXT),
+        *_ipv6_steps(MAX_IPV6_EXTENSIONS),
+        # The transport header at X: its source port.
+        "port",
+        (_LDH_IND, 0, 0, 0),
+        (_JEQ, "accept", "drop", 53),
+        # Verdicts: keep the whole frame, or none of it.
+        "accept",
+        (_RET, 0, 0, SNAP_LENGTH),
+        "drop",
+        (_RET, 0, 0, 0),
+    ]
 )
 
 _DROP_ALL: Final[tuple[Instruction, ...]] = ((0x06, 0, 0, 0),)  # ret #0

@@ -19,8 +19,11 @@ from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
     ICMPv6ND_NS,
     IPv6,
+    IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    PadN,
 )
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
@@ -254,10 +257,21 @@ def test_drops_later_ipv4_fragments_even_if_their_data_looks_like_port_53(offset
     assert not verdict(ETH / last / Raw(b"\x00\x35\x00\x35" * 4))
 
 
-def test_drops_ipv6_responses_behind_extension_headers() -> None:
-    # The documented limit: the transport header must follow the fixed header.
-    assert not verdict(ETH / V6 / IPv6ExtHdrHopByHop() / UDP(sport=53) / ANSWER)
-    assert not verdict(ETH / V6 / IPv6ExtHdrFragment(m=1) / UDP(sport=53) / ANSWER)
+def test_accepts_ipv6_responses_behind_extension_headers() -> None:
+    assert verdict(ETH / V6 / IPv6ExtHdrHopByHop() / UDP(sport=53) / ANSWER)
+    assert verdict(ETH / V6 / IPv6ExtHdrFragment(m=1, offset=0) / UDP(sport=53) / ANSWER)
+    assert verdict(ETH / V6 / IPv6ExtHdrDestOpt() / TCP(sport=53) / tcp_dns(ANSWER))
+    routed = IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() / IPv6ExtHdrFragment(m=1)
+    assert verdict(ETH / V6 / routed / UDP(sport=53) / ANSWER)
+    padded = IPv6ExtHdrHopByHop(options=[PadN(optdata=b"\0" * 20)])  # a longer header
+    assert verdict(ETH / Dot1Q(vlan=3) / V6 / padded / UDP(sport=53) / ANSWER)
+
+
+def test_drops_ipv6_later_fragments_and_chains_longer_than_it_steps_over() -> None:
+    assert not verdict(ETH / V6 / IPv6ExtHdrFragment(offset=185) / Raw(b"\x00\x35" * 8))
+    assert not verdict(ETH / V6 / IPv6ExtHdrHopByHop() / UDP(sport=54) / ANSWER)
+    four = IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt()
+    assert not verdict(ETH / V6 / four / UDP(sport=53) / ANSWER)
 
 
 @pytest.mark.parametrize(
@@ -293,9 +307,20 @@ def spec_accepts(frame: bytes, hatype: int) -> bool:
                 return False
             l4 = l3 + 4 * ihl
         elif ethertype == 0x86DD:
-            if frame[l3 + 6] not in (6, 17):
+            header, l4 = frame[l3 + 6], l3 + 40
+            for _ in range(3):  # up to three extension headers
+                if header in (6, 17):
+                    break
+                if header == 44:  # fragment: 8 bytes, the first fragment only
+                    if struct.unpack_from("!H", frame, l4 + 2)[0] & 0xFFF8:
+                        return False
+                    header, l4 = frame[l4], l4 + 8
+                elif header in (0, 43, 60):
+                    header, l4 = frame[l4], l4 + (frame[l4 + 1] + 1) * 8
+                else:
+                    return False
+            if header not in (6, 17):
                 return False
-            l4 = l3 + 40
         else:
             return False
         return bool(struct.unpack_from("!H", frame, l4)[0] == 53)
@@ -308,7 +333,7 @@ def frames() -> st.SearchStrategy[bytes]:
     word = st.sampled_from([53, 53, 53, 0, 0x35 << 8, 52, 54, 5353, 0x0800, 0xFFFF])
     tag = st.sampled_from([b"", b"\x81\x00\x00\x2a", b"\x88\xa8\x00\x2a", b"\x91\x00\x00\x2a"])
     ethertype = st.sampled_from([0x0800, 0x86DD, 0x0806, 0x8100, 0x1234])
-    proto = st.sampled_from([6, 17, 1, 58, 0, 44])
+    proto = st.sampled_from([6, 17, 1, 58, 0, 44, 43, 60])
     ihl = st.sampled_from([0x45, 0x46, 0x4F, 0x44, 0x40, 0x60])
     fragment = st.sampled_from([0, 0x2000, 0x4000, 0x0001, 0x2001, 0x1FFF])
     ipv4 = st.builds(
@@ -327,11 +352,24 @@ def frames() -> st.SearchStrategy[bytes]:
         word,
         word,
     )
+    extension = st.builds(
+        lambda nh, length, fill, frag: bytes([nh, length]) + struct.pack("!H", frag) + fill,
+        proto,
+        st.sampled_from([0, 0, 1, 2]),
+        st.binary(min_size=4, max_size=28),
+        st.sampled_from([0, 1, 8, 0xFFF8]),
+    )
     ipv6 = st.builds(
-        lambda p, sport, dport: (
-            b"\x60" + b"\0" * 5 + bytes([p, 64]) + b"\0" * 32 + struct.pack("!HH", sport, dport)
+        lambda p, exts, sport, dport: (
+            b"\x60"
+            + b"\0" * 5
+            + bytes([p, 64])
+            + b"\0" * 32
+            + b"".join(exts)
+            + struct.pack("!HH", sport, dport)
         ),
         proto,
+        st.lists(extension, max_size=4),
         word,
         word,
     )

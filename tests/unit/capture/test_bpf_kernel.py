@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import (
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    _IPv6ExtHdr,
+)
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
@@ -139,7 +145,19 @@ def _send_traffic(cap: str, peer: str, veth_peer: str) -> None:
     first = IP(src=PEER4, dst=CAP4, id=7, flags="MF", frag=0, proto=17)
     later = IP(src=PEER4, dst=CAP4, id=7, frag=3, proto=17)
     tagged = eth / Dot1Q(vlan=42) / IP(src=PEER4, dst=CAP4)
+    v6 = eth / IPv6(src=PEER6, dst=CAP6)
     frames = [
+        v6 / IPv6ExtHdrHopByHop() / UDP(sport=53, dport=40005) / Raw(b"cmbpf v6 hop-by-hop"),
+        v6
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrDestOpt()
+        / UDP(sport=53, dport=40005)
+        / Raw(b"cmbpf v6 two extensions"),
+        v6
+        / IPv6ExtHdrFragment(id=9, m=1, offset=0)
+        / UDP(sport=53, dport=40005)
+        / Raw(b"cmbpf v6 first fragment"),
+        v6 / IPv6ExtHdrFragment(id=9, offset=3, nh=17) / Raw(b"\x00\x35\x00\x35cmbpf v6 later"),
         tagged / UDP(sport=53, dport=40002) / Raw(b"cmbpf vlan from port 53"),
         tagged / UDP(sport=5353, dport=40002) / Raw(b"cmbpf vlan from mdns"),
         eth / first / UDP(sport=53, dport=40003) / Raw(b"cmbpf first fragment"),
@@ -251,6 +269,12 @@ def comes_from_port_53(frame: bytes) -> bool:
     if not ((isinstance(l3, IP) and l3.frag == 0) or isinstance(l3, IPv6)):
         return False
     l4 = l3.payload
+    for _ in range(3):  # up to three IPv6 extension headers, a later fragment ends it
+        if not isinstance(l4, _IPv6ExtHdr):
+            break
+        if isinstance(l4, IPv6ExtHdrFragment) and l4.offset:
+            return False
+        l4 = l4.payload
     return type(l4) in (UDP, TCP) and l4.sport == 53
 
 
@@ -301,6 +325,15 @@ def test_a_first_fragment_passes_and_a_later_one_does_not(captured: Captured) ->
     assert len(sent(captured.filtered, "cmbpf first fragment")) == 1
     assert sent(captured.unfiltered, "cmbpf later fragment")
     assert not sent(captured.filtered, "cmbpf later fragment")
+
+
+def test_ipv6_responses_behind_extension_headers_pass_and_later_fragments_do_not(
+    captured: Captured,
+) -> None:
+    for passing in ("cmbpf v6 hop-by-hop", "cmbpf v6 two extensions", "cmbpf v6 first fragment"):
+        assert len(sent(captured.filtered, passing)) == 1, passing
+    assert sent(captured.unfiltered, "cmbpf v6 later")
+    assert not sent(captured.filtered, "cmbpf v6 later")
 
 
 def test_loopback_frames_pass_by_their_zeroed_ethernet_header(captured: Captured) -> None:
