@@ -28,6 +28,8 @@ from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Wor
 
 DNS_PORT = 53
 DNS_V4 = str(SERVICE_V4.network_address + 10)
+UPSTREAM_DNS = "198.51.100.53"
+"""The upstream DNS server in the internet namespace, for ``dns_upstream`` labs."""
 DNS_V6 = str(SERVICE_V6.network_address + 10)
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated names
 _MAX_PODS_PER_NODE = 250
@@ -109,6 +111,8 @@ class ChurnStep:
     at: float
     victim: PodPlan
     replacement: PodPlan | None
+    pending_for: float = 0.0
+    """The replacement exists this long before ``at``, Pending: no IP, no process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class Plan:
     internet_netns: str
     dns_ips: tuple[str, ...] = (DNS_V4,)
     by_workload: Mapping[str, Workload] = field(default_factory=dict)
+    upstream_dns: str | None = None
+    """Where the cluster DNS forwards names outside its domain; None: it answers them itself."""
 
     def pods_in_phase(self, phase: int) -> tuple[PodPlan, ...]:
         """Live pods after the first ``phase`` churn steps."""
@@ -179,7 +185,7 @@ def plan(topology: Topology) -> Plan:
                 workload, ordinal, node, subdomains.get(workload.ref), ips=victim.ips
             )
             live.append(replacement)
-        churn.append(ChurnStep(at=event.at, victim=victim, replacement=replacement))
+        churn.append(ChurnStep(event.at, victim, replacement, event.pending_for))
     dual = topology.dual_stack
     return Plan(
         topology=topology,
@@ -192,6 +198,7 @@ def plan(topology: Topology) -> Plan:
         internet_netns=f"{prefix}internet",
         dns_ips=(DNS_V4, DNS_V6) if dual else (DNS_V4,),
         by_workload={w.ref: w for w in workloads},
+        upstream_dns=UPSTREAM_DNS if topology.dns_upstream else None,
     )
 
 
@@ -375,6 +382,8 @@ def _services(topology: Topology, dual: bool) -> tuple[ServicePlan, ...]:
 def _internet_ips(topology: Topology) -> tuple[str, ...]:
     addresses: list[str] = [ip for external in topology.externals for ip in external.ips]
     addresses += [str(a) for a in _literal_addresses(c.to for c in topology.calls)]
+    if topology.dns_upstream:
+        addresses.append(UPSTREAM_DNS)
     return tuple(dict.fromkeys(addresses))
 
 

@@ -11,7 +11,8 @@ search paths and nothing of streams/, watch/ or capture/).
 
 :func:`lab_history` is that record, built from the plan and the pods' lives
 (when each was created and deleted, by the lab's clock, which is the callers'
-clock): each pod holds its addresses from its creation to its deletion, is
+clock): each pod holds its addresses from its creation (or from when it got
+them, if it was Pending first) to its deletion, is
 owned by its workload, and carries a label per service it stands behind, which
 the service selects; nodes hold their addresses for the whole run. The lab's
 "internet" is one host for every external and answers ``pong internet``: a
@@ -21,6 +22,7 @@ call's external is the name the caller asked.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from lab.addressing import Plan, PodPlan, ServicePlan
 from lab.clusterhistory import (
@@ -56,7 +58,11 @@ def lab_history(plan: Plan, lives: Sequence[PodLife]) -> ApiHistory:
                 owner.kind, owner.uid, pod.namespace, owner.name, None
             )
         versions = history.pods.setdefault(life.pod.uid, Timeline())
-        versions.add(life.created, pod)
+        holds = life.holds_since
+        if holds is None or holds > life.created:  # Pending first: no address yet
+            versions.add(life.created, replace(pod, ips=()))
+        if holds is not None:
+            versions.add(holds, pod)
         if life.deleted is not None:
             versions.add(life.deleted, None)
     for node in plan.nodes:

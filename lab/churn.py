@@ -18,6 +18,12 @@ wait. One step (:func:`apply_step`):
    inventory file, where the victim keeps its entry with ``deleted`` set and
    the replacement appears; then the state file.
 
+A step with ``pending_for`` lists its replacement that long before the step
+(:func:`announce_pending`): in the inventory without IPs, as a Pending pod the
+scheduler has placed but whose sandbox has no network yet; at the step it
+gets the victim's IPs, ``ips_since`` the step's time. (Not in labs with an
+API server: there the replacement is created at the step.)
+
 The replacement's pod plan comes from :func:`lab.addressing.plan`, so the
 truth already knows it.
 """
@@ -30,13 +36,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.addressing import ChurnStep
+from lab.addressing import ChurnStep, PodPlan
 from lab.errors import LabError
 from lab.kubelab import LabCluster
 from lab.netbuild import pod_commands, run_commands
 from lab.processes import stop
 from lab.runtime import ETC_NETNS, Lab, node_states, reload_dns
-from lab.state import LabState, ProcessState, load_state, save_state
+from lab.state import LabState, PodState, ProcessState, load_state, save_state
 
 
 def run_churn(
@@ -52,6 +58,14 @@ def run_churn(
     lab = Lab.load(state.topology, state_dir)
     for index in range(state.churn_done, len(lab.plan.churn)):
         step = lab.plan.churn[index]
+        if step.pending_for and step.replacement is not None:
+            if state.kube is not None:
+                raise LabError(f"churn[{index}]: pending_for is not supported with --kubernetes")
+            if _waiting(state, step.replacement) is None:
+                delay = state.released + step.at - step.pending_for - clock()
+                if delay > 0:
+                    sleep(delay)
+                announce_pending(lab, state, step.replacement, clock())
         delay = state.released + step.at - clock()
         if delay > 0:
             sleep(delay)
@@ -88,6 +102,10 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
         run_commands(pod_commands(lab.plan, pod))
         pod_state = lab.start_caller(pod, hold=False)
         pod_state.created = now
+        waiting = _waiting(state, pod)
+        if waiting is not None:  # it was Pending: created then, its IPs from now
+            pod_state.created, pod_state.ips_since = waiting.created, now
+            state.pods.remove(waiting)
         state.pods.append(pod_state)
         state.processes.append(
             ProcessState(pid=pod_state.pid or 0, role="caller", netns=pod.netns, what=pod.key)
@@ -100,6 +118,31 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
     state.nodes = node_states(lab, state.pods)
     state.churn_done = index + 1
     save_state(state)
+
+
+def announce_pending(lab: Lab, state: LabState, pod: PodPlan, now: float) -> None:
+    """List ``pod`` as Pending: in the state and the inventory, without IPs or a process."""
+    state.pods.append(
+        PodState(
+            namespace=pod.namespace,
+            name=pod.name,
+            workload=pod.ref,
+            node=pod.node,
+            netns=pod.netns,
+            ips=[],
+            host_network=pod.host_network,
+            created=now,
+            pending=True,
+        )
+    )
+    lab.write_inventory(state.pods)
+    save_state(state)
+
+
+def _waiting(state: LabState, pod: PodPlan) -> PodState | None:
+    """``pod``'s Pending entry, if it has one."""
+    key = (pod.namespace, pod.name)
+    return next((p for p in state.pods if p.pending and (p.namespace, p.name) == key), None)
 
 
 def _logs_queries(lab: Lab) -> bool:

@@ -58,8 +58,15 @@ class Zone:
         return [f"{name},{target}" for name, target in sorted(self.cnames.items())]
 
 
-def build_zone(plan: Plan, pods: Iterable[PodPlan]) -> Zone:
-    """The records of a cluster whose live pods are ``pods``."""
+def external_zone(plan: Plan) -> Zone:
+    """The externals' records alone: what an upstream DNS server answers."""
+    addresses = {e.name: tuple(e.ips) for e in plan.topology.externals}
+    return Zone(plan.topology.domain, addresses, {})
+
+
+def build_zone(plan: Plan, pods: Iterable[PodPlan], externals: bool = True) -> Zone:
+    """The records of a cluster whose live pods are ``pods``, the externals' included
+    unless ``externals`` is False (a cluster DNS server that forwards them upstream)."""
     domain = plan.topology.domain
     live = tuple(pods)
     addresses: dict[str, list[str]] = {}
@@ -86,8 +93,9 @@ def build_zone(plan: Plan, pods: Iterable[PodPlan]) -> Zone:
             v4 = [ip for ip in pod.ips if ipaddress.ip_address(ip).version == 4]
             for ip in v4:
                 add(f"{ip.replace('.', '-')}.{pod.namespace}.pod.{domain}", [ip])
-    for external in plan.topology.externals:
-        add(external.name, external.ips)
+    if externals:
+        for external in plan.topology.externals:
+            add(external.name, external.ips)
     return Zone(domain, {k: tuple(v) for k, v in addresses.items()}, cnames)
 
 
@@ -125,19 +133,29 @@ def hosts_file(pod: PodPlan) -> str:
 
 
 def dnsmasq_conf(
-    zone: Zone, hosts_path: str, listen: Iterable[str], log_path: str, log_queries: bool
+    zone: Zone,
+    hosts_path: str,
+    listen: Iterable[str],
+    log_path: str,
+    log_queries: bool,
+    upstream: str | None = None,
 ) -> str:
     """dnsmasq's configuration: authoritative for everything it knows, NXDOMAIN for the rest.
 
-    No upstream servers and ``local=/#/``: an unknown name (a search-path
-    suffix, a typo) gets NXDOMAIN, as from a real cluster's DNS. Answers carry
-    the cluster TTL. Without EDNS, an answer over 512 bytes comes truncated
-    over UDP and the client's resolver asks again over TCP.
+    Without ``upstream``, ``local=/#/``: an unknown name (a search-path
+    suffix, a typo) gets NXDOMAIN, as from a real cluster's DNS. With it, only
+    the cluster domain is answered here (unknown names there get NXDOMAIN)
+    and every other name is forwarded to ``upstream``, as CoreDNS's
+    ``forward . /etc/resolv.conf`` does; the upstream's answers come to the
+    DNS server's own address. Answers carry the cluster TTL. Without EDNS,
+    an answer over 512 bytes comes truncated over UDP and the client's
+    resolver asks again over TCP.
     """
+    scope = [f"local=/{zone.domain}/", f"server={upstream}"] if upstream else ["local=/#/"]
     lines = [
         "no-resolv",
         "no-hosts",
-        "local=/#/",
+        *scope,
         f"addn-hosts={hosts_path}",
         f"local-ttl={TTL}",
         "bind-interfaces",

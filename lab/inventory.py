@@ -17,11 +17,13 @@ and rendered without ``v`` and ``cluster``, which live once at the top::
 A deleted pod stays, with ``deleted`` set, so that late events still resolve
 against it; its replacement appears as a new pod with the same IPs, held
 from its creation (``ips_since``: a lab pod's namespace is made with its
-address). A StatefulSet's pods carry ``hostname`` and ``subdomain`` as the
-StatefulSet controller sets them. A service names the workloads that have a
-live pod behind it, as a cluster's EndpointSlices do: a workload whose last
-pod is gone drops out, and ``workloads_since`` says when the set last changed
-(None while it is the first set, as ``callmap watch`` writes it). So the file
+address), or, for a replacement that was Pending first, listed without IPs
+from its creation and with them from when it got them. A StatefulSet's pods
+carry ``hostname`` and ``subdomain`` as the StatefulSet controller sets them.
+A service names the workloads that have a live pod with its IPs behind it, as
+a cluster's EndpointSlices do: a workload whose last pod is gone drops out,
+and ``workloads_since`` says when the set last changed (None while it is the
+first set, as ``callmap watch`` writes it). So the file
 says exactly what ``callmap watch`` makes of the same lab registered in an API
 server (``lab up --kubernetes``).
 """
@@ -81,13 +83,24 @@ class PodLife:
     pod: PodPlan
     created: float
     deleted: float | None = None
+    ips_since: float | None = None
+    """When it got its IPs, if later than ``created``."""
+    pending: bool = False
+    """Created but Pending: it holds no IP yet."""
+
+    @property
+    def holds_since(self) -> float | None:
+        """Since when it holds its IPs; None while Pending."""
+        if self.pending:
+            return None
+        return self.created if self.ips_since is None else self.ips_since
 
 
 def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
     """The inventory of a lab whose pods lived as ``lives`` say."""
     cluster = plan.topology.cluster
     pods = [_pod(cluster, life) for life in lives]
-    live = {life.pod.ref for life in lives if life.deleted is None}
+    live = {life.pod.ref for life in lives if life.deleted is None and not life.pending}
     services = [
         ServiceIdentity(
             cluster=cluster,
@@ -126,14 +139,14 @@ def _pod(cluster: str, life: PodLife) -> PodIdentity:
         uid=pod.uid,
         namespace=pod.namespace,
         name=pod.name,
-        ips=pod.ips,
+        ips=() if life.pending else pod.ips,
         node=pod.node,
         host_network=pod.host_network,
         workload=WorkloadRef(kind=pod.kind, name=pod.workload),
         labels=dict(pod.labels),
         created=life.created,
         deleted=life.deleted,
-        ips_since=life.created if pod.ips else None,
+        ips_since=life.holds_since if pod.ips else None,
         hostname=pod.hostname,
         subdomain=pod.subdomain,
     )
@@ -144,8 +157,8 @@ def _workloads_since(refs: Sequence[str], lives: Sequence[PodLife]) -> float | N
 
     None while it is the first set, as ``callmap watch`` writes it.
     """
-    mine = [life for life in lives if life.pod.ref in refs]
-    steps = [(life.created, 1, life.pod.ref) for life in mine]
+    mine = [life for life in lives if life.pod.ref in refs and life.holds_since is not None]
+    steps = [(life.holds_since or life.created, 1, life.pod.ref) for life in mine]
     steps += [(life.deleted, -1, life.pod.ref) for life in mine if life.deleted is not None]
     alive = dict.fromkeys(refs, 0)
     current: frozenset[str] = frozenset()

@@ -49,11 +49,10 @@ from lab.churn import run_churn
 from lab.clusterrecord import read_call_logs
 from lab.clustertruth import ClusterTruth
 from lab.compare import Comparison, compare, compare_with_truth, endpoint_text
-from lab.inventory import PodLife
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.lifecycle import LAB_REFRESH, LAB_TTL, Lifecycle, check_lifecycle, expiry_due
-from lab.runtime import release, up
+from lab.runtime import pod_life, release, up
 from lab.state import LabState, load_state
 from lab.teardown import down
 from lab.topology import load_topology
@@ -404,10 +403,7 @@ class CallsRead:
 
 def read_calls(state_dir: Path, the_plan: Plan, capture_started: float) -> CallsRead:
     pods = {pod.key: pod for pod in the_plan.all_pods}
-    lives = [
-        PodLife(pods[f"{p.namespace}/{p.name}"], p.created, p.deleted)
-        for p in load_state(state_dir).pods
-    ]
+    lives = [pod_life(pods[f"{p.namespace}/{p.name}"], p) for p in load_state(state_dir).pods]
     calls, _torn = read_call_logs(state_dir / "calls")  # a torn last line is still being written
     truth = lab_call_truth(the_plan, lives, calls, capture_started)
     last = last_calls(the_plan, lives, calls, capture_started)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.addressing import Plan, PodPlan, plan
-from lab.dnszone import build_zone, dnsmasq_conf, hosts_file, resolv_conf
+from lab.dnszone import build_zone, dnsmasq_conf, external_zone, hosts_file, resolv_conf
 from lab.errors import LabError
 from lab.inventory import PodLife, inventory_document, inventory_yaml
 from lab.kubelab import LabCluster, lab_servers, require_binaries, start_server
@@ -129,13 +129,27 @@ class Lab:
             run_commands([("ip", "netns", "exec", node.netns, "nft", "-f", str(path))])
 
     def write_dns(self, pods: tuple[PodPlan, ...], log_queries: bool) -> Path:
-        zone = build_zone(self.plan, pods)
+        upstream = self.plan.upstream_dns
+        zone = build_zone(self.plan, pods, externals=upstream is None)
         hosts = self.file("dns", "hosts")
         _atomic_write(hosts, zone.hosts_text())
         conf = self.file("dns", "dnsmasq.conf")
         dns_pod = self.dns_pod
         log = self.file("dns", "dnsmasq.log")
-        conf.write_text(dnsmasq_conf(zone, str(hosts), dns_pod.ips, str(log), log_queries))
+        conf.write_text(
+            dnsmasq_conf(zone, str(hosts), dns_pod.ips, str(log), log_queries, upstream)
+        )
+        return conf
+
+    def write_upstream_dns(self, upstream: str) -> Path:
+        """The upstream DNS server's files: the externals, NXDOMAIN for the rest."""
+        hosts = self.file("dns", "upstream.hosts")
+        _atomic_write(hosts, external_zone(self.plan).hosts_text())
+        conf = self.file("dns", "upstream.conf")
+        log = self.file("dns", "upstream.log")
+        conf.write_text(
+            dnsmasq_conf(external_zone(self.plan), str(hosts), [upstream], str(log), False)
+        )
         return conf
 
     @property
@@ -144,7 +158,7 @@ class Lab:
 
     def write_inventory(self, pods: list[PodState]) -> Path:
         by_key = {p.key: p for p in self.plan.all_pods}
-        lives = [PodLife(by_key[f"{p.namespace}/{p.name}"], p.created, p.deleted) for p in pods]
+        lives = [pod_life(by_key[f"{p.namespace}/{p.name}"], p) for p in pods]
         path = self.file("inventory.yaml")
         _atomic_write(path, inventory_yaml(inventory_document(self.plan, lives)))
         return path
@@ -206,6 +220,21 @@ def _build(
     log = lab.file("logs", "dnsmasq.log")
     dns_pid = spawn(dns_pod.netns, ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"], log)
     processes = [ProcessState(pid=dns_pid, role="dns", netns=dns_pod.netns, what=dns_pod.key)]
+    if the_plan.upstream_dns is not None:
+        upstream_conf = lab.write_upstream_dns(the_plan.upstream_dns)
+        upstream_pid = spawn(
+            the_plan.internet_netns,
+            ["dnsmasq", "--keep-in-foreground", f"--conf-file={upstream_conf}"],
+            lab.file("logs", "upstream-dns.log"),
+        )
+        processes.append(
+            ProcessState(
+                pid=upstream_pid,
+                role="dns-upstream",
+                netns=the_plan.internet_netns,
+                what="upstream",
+            )
+        )
     internet_spec = lab.file("pods", "internet.json")
     internet_spec.write_text(
         json.dumps({"pod": "internet", "listen": sorted(listen_ports(the_plan).get(INTERNET, ()))})
@@ -257,6 +286,11 @@ def _build(
     save_state(state)
     wait_ready(state, timeout)
     return state
+
+
+def pod_life(plan: PodPlan, pod: PodState) -> PodLife:
+    """A pod of the plan and its life so far, from the lab's state."""
+    return PodLife(plan, pod.created, pod.deleted, pod.ips_since, pod.pending)
 
 
 def pod_state(pod: PodPlan, created: float, pid: int, status: str | None = None) -> PodState:

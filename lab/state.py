@@ -43,6 +43,10 @@ class PodState(msgspec.Struct, kw_only=True):
     deleted: float | None = None
     pid: int | None = None
     """Its caller process (None for the DNS server's pod, whose process is ``dns.pid``)."""
+    ips_since: float | None = None
+    """When it got its IPs, if later than ``created`` (it was Pending until then)."""
+    pending: bool = False
+    """Created, waiting for its IPs: no namespace, no process yet."""
     status: str | None = None
     """The caller's status file."""
 

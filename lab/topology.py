@@ -134,6 +134,8 @@ class Churn:
     ip_to: str | None = None
     pod: str | None = None
     """The pod to delete; default: the newest live pod of the workload."""
+    pending_for: float = 0.0
+    """The ``ip_to`` pod exists this long before ``at``, Pending, without an IP."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,8 @@ class Topology:
     externals: tuple[External, ...]
     calls: tuple[Call, ...]
     churn: tuple[Churn, ...]
+    dns_upstream: bool = False
+    """The cluster DNS answers its domain and forwards every other name to an upstream."""
 
     def workload(self, ref: str) -> Workload:
         for workload in self.workloads:
@@ -197,6 +201,7 @@ def parse_topology(document: str | Mapping[str, Any], source: str = "topology") 
             "externals",
             "calls",
             "churn",
+            "dns_upstream",
         },
     )
     name = string(root, "name", source)
@@ -221,6 +226,7 @@ def parse_topology(document: str | Mapping[str, Any], source: str = "topology") 
         domain=domain,
         nodes=nodes,
         dual_stack=flag(root, "dual_stack", source),
+        dns_upstream=flag(root, "dns_upstream", source),
         workloads=tuple(
             _workload(v, f"{source}.workloads[{i}]", nodes)
             for i, v in enumerate(list_of(root, "workloads", source, []))
@@ -372,17 +378,25 @@ def _call(value: object, where: str) -> Call:
 
 def _churn(value: object, where: str) -> Churn:
     raw = mapping(value, where)
-    keys(raw, where, {"at", "delete"}, {"ip_to", "pod"})
+    keys(raw, where, {"at", "delete"}, {"ip_to", "pod", "pending_for"})
     at = raw["at"]
     if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
         raise TopologyError(f"{where}.at: {at!r} must be seconds (a number of at least 0)")
     ip_to = raw.get("ip_to")
     pod = raw.get("pod")
+    pending = raw.get("pending_for", 0)
+    if isinstance(pending, bool) or not isinstance(pending, int | float) or not 0 <= pending <= at:
+        raise TopologyError(
+            f"{where}.pending_for: {pending!r} must be seconds, at least 0 and at most `at`"
+        )
+    if pending and ip_to is None:
+        raise TopologyError(f"{where}.pending_for: needs ip_to, the pod that waits for the IP")
     return Churn(
         at=float(at),
         delete=ref(raw["delete"], f"{where}.delete"),
         ip_to=None if ip_to is None else ref(ip_to, f"{where}.ip_to"),
         pod=None if pod is None else str_item(pod, f"{where}.pod"),
+        pending_for=float(pending),
     )
 
 

@@ -120,6 +120,8 @@ def _lab_run_once(settings: Settings, topology: str, *extra: str) -> _Run:
         "dns-tcp-ipv6",  # DNS over TCP (an answer too large for UDP), AAAA, IPv6 pods
         "statefulset",  # a StatefulSet behind a headless service, called by per-pod names
         "two-nodes",  # pods calling across nodes
+        "hard-names",  # dual-stack externals, two names on one CDN address, search paths
+        "dns-upstream",  # the cluster DNS forwards to an upstream: its lookups are not calls
     ],
 )
 def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
@@ -131,6 +133,15 @@ def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
     skip_without_root()
     lab_run(settings, "two-clients", "--streams-delay", "20")
+
+
+def test_a_pending_pod_takes_an_address_only_when_it_gets_it_even_read_late(
+    settings: Settings,
+) -> None:
+    """The replacement exists, Pending, from the start; it gets the reused address at 25 s.
+    The stream app starts at 35 s and resolves every event after the fact."""
+    skip_without_root()
+    lab_run(settings, "pending-reuse", "--streams-delay", "35")
 
 
 @pytest.mark.kube

@@ -49,3 +49,10 @@ def test_a_failed_call_is_tolerated_not_required() -> None:
     truth = lab_call_truth(CHURN, LIVES, [failed], capture_started=50.0)
     assert truth.edges == frozenset()
     assert TrueEdge("shop/frontend", "shop/cartservice", 7070) in truth.tolerated
+
+
+def test_a_pod_pending_before_it_got_the_address_holds_it_only_from_then() -> None:
+    waiting = [*LIVES[:-1], PodLife(REPLACEMENT, 50.0, ips_since=200.0)]
+    before = call(150.0, PROBER, "10.244.0.4", "10.244.0.4", 7070, f"pong {VICTIM.key}")
+    truth = lab_call_truth(CHURN, waiting, [before], capture_started=50.0)
+    assert set(truth.edges) == {TrueEdge("ops/prober", "shop/cartservice", 7070)}

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from labplans import bundled, plan_of
 
-from lab.dnszone import build_zone, dnsmasq_conf, first_match, hosts_file, resolv_conf, search_names
+from lab.addressing import UPSTREAM_DNS
+from lab.dnszone import (
+    build_zone,
+    dnsmasq_conf,
+    external_zone,
+    first_match,
+    hosts_file,
+    resolv_conf,
+    search_names,
+)
 
 LAYOUT = """
 name: t
@@ -109,3 +118,14 @@ def test_churn_changes_the_records_of_headless_services() -> None:
     after = build_zone(layout, layout.pods_in_phase(1))
     assert before.exists("db-1.db.d.svc.cluster.local")
     assert not after.exists("db-1.db.d.svc.cluster.local")
+
+
+def test_a_cluster_dns_with_an_upstream_answers_its_domain_and_forwards_the_rest() -> None:
+    upstream = bundled("dns-upstream")
+    assert upstream.upstream_dns == UPSTREAM_DNS and UPSTREAM_DNS in upstream.internet_ips
+    own = build_zone(upstream, upstream.pods, externals=False)
+    assert not own.exists("api.github.com") and own.exists("server.api.svc.cluster.local")
+    conf = dnsmasq_conf(own, "/h", ["10.244.0.2"], "/log", False, upstream=UPSTREAM_DNS)
+    assert "local=/cluster.local/" in conf and f"server={UPSTREAM_DNS}" in conf
+    assert "local=/#/" not in conf
+    assert external_zone(upstream).lookup("api.github.com") == ("203.0.113.20",)
