@@ -112,3 +112,20 @@ def test_a_service_whose_workloads_changed_says_since_when() -> None:
     assert [s["name"] for s in changed] == ["cartservice"]  # type: ignore[index]
     assert services["cartservice"]["workloads_since"] == 130.0
     assert services["cartservice"]["workloads"] == []
+
+
+def test_a_pending_pod_is_listed_without_ips_and_then_holds_them_from_when_it_got_them() -> None:
+    layout = bundled("churn")
+    step = layout.churn[0]
+    assert step.replacement is not None
+    lives = [PodLife(pod, created=100.0) for pod in layout.pods]
+    waiting = inventory_document(layout, [*lives, PodLife(step.replacement, 110.0, pending=True)])
+    (pending,) = [p for p in waiting["pods"] if p["name"] == step.replacement.name]  # type: ignore[index, attr-defined]
+    assert (pending["ips"], pending["ips_since"], pending["created"]) == ([], None, 110.0)
+    got = PodLife(step.replacement, 110.0, ips_since=130.0)
+    (holder,) = [
+        p
+        for p in inventory_document(layout, [*lives, got])["pods"]  # type: ignore[attr-defined]
+        if p["name"] == step.replacement.name
+    ]
+    assert (holder["ips"], holder["ips_since"]) == (["10.244.0.4"], 130.0)
