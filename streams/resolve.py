@@ -27,6 +27,7 @@ outcome is counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from callmap.counters import StageCounters
@@ -81,7 +82,9 @@ class DnsMemory:
     A client is named by its identity (a pod's UID, a node's name) when it is
     known, so that an answer asked over IPv4 names the IPv6 address the client
     then connects from; by its address otherwise. One IP may carry several
-    names (a CDN): each client keeps the names *it* asked for.
+    names (a CDN): each client keeps the names *it* asked for. Answers are
+    kept ``retention`` seconds (by answer time), and forgotten in one pass a
+    quarter retention apart: memory holds at most 1.25 retentions of answers.
     """
 
     def __init__(
@@ -90,7 +93,9 @@ class DnsMemory:
         self.slack = slack
         self.retention = retention
         self._names: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
-        self._oldest_kept = 0.0
+        self._next_sweep = -math.inf
+        self.sweeps = 0
+        """Passes that forgot old answers: at most one per quarter retention of answer time."""
         self.ambiguous = 0
         """Connections to an IP the client had been given under several names at once."""
 
@@ -102,8 +107,9 @@ class DnsMemory:
             known = names.get(name)
             if known is None or known[0] <= answer.ts:
                 names[name] = (answer.ts, valid_until)
-        if answer.ts - self._oldest_kept > self.retention:
+        if answer.ts >= self._next_sweep:  # a pass over everything: a quarter retention apart
             self._forget_before(answer.ts - self.retention)
+            self._next_sweep = answer.ts + self.retention / 4
 
     def name(self, clients: tuple[str, ...], ip: str, connected_at: float) -> str | None:
         """The name the first of ``clients`` known was told for ``ip``, if valid then.
@@ -136,7 +142,7 @@ class DnsMemory:
             if recent:
                 kept[key] = recent
         self._names = kept
-        self._oldest_kept = horizon
+        self.sweeps += 1
 
     def __len__(self) -> int:
         return sum(len(names) for names in self._names.values())
