@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from callmap.config import Settings
 from callmap.counters import StageCounters
+from watch.identitytable import IdentityTables
 from watch.readback import read_back
-from watch.table import IdentityTables
 
 
 async def topics(settings: Settings, cluster: str) -> IdentityTables:

@@ -2,7 +2,7 @@
 
 The :class:`Catalog` turns pods (with their resolved workloads), services,
 EndpointSlices and nodes into ``PodIdentity``, ``ServiceIdentity`` and
-``NodeIdentity`` records in its :class:`~watch.table.IdentityTables`, which
+``NodeIdentity`` records in its :class:`~watch.identitytable.IdentityTables`, which
 publish what changes. It also keeps the relations that make a record depend
 on other objects: a service's workloads come from the pods its EndpointSlices
 name (ready or not), so a slice, or a pod's workload, changing republishes
@@ -25,8 +25,8 @@ from __future__ import annotations
 import msgspec
 
 from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity, ServiceWorkload, WorkloadRef
+from watch.identitytable import IdentityTables
 from watch.objects import SlimNode, SlimPod, SlimService, SlimSlice
-from watch.table import IdentityTables
 
 PodName = tuple[str, str]  # (namespace, name): how EndpointSlices name pods
 

@@ -14,13 +14,13 @@ import time
 from callmap.counters import Counters
 from watch.catalog import Catalog
 from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
+from watch.identitytable import Change, IdentityTables
 from watch.inventory import dump_inventory
-from watch.kube import ENDPOINT_SLICE, NODE, POD, SERVICE, KubeApi, Resource, api_client
+from watch.kubeclient import ENDPOINT_SLICE, NODE, POD, SERVICE, KubeApi, Resource, api_client
 from watch.options import KubeSource, LabelPolicy, WatchTimeouts
+from watch.ownercache import OwnerResolver, api_fetch
 from watch.reflector import Handler, Reflector
-from watch.resolver import OwnerResolver, api_fetch
 from watch.runtime import retrying
-from watch.table import Change, IdentityTables
 
 
 def _ignore(change: Change) -> None:

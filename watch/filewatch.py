@@ -23,9 +23,9 @@ from pathlib import Path
 from callmap.config import Settings
 from callmap.errors import ConfigError
 from callmap.metrics import serve_metrics
+from watch.identitytable import IdentityTable, R, identity_key
 from watch.inventory import Inventory, InventoryError, inventory_records, load_inventory
 from watch.runtime import IdentityOutput, every
-from watch.table import IdentityTable, R, identity_key
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from watch.objects import (
     slim_slice,
 )
 from watch.options import LabelPolicy
+from watch.ownercache import OwnerResolver
 from watch.owners import PodLink, is_followed
 from watch.reflector import EventType
-from watch.resolver import OwnerResolver
 
 log = logging.getLogger(__name__)
 

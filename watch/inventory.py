@@ -35,8 +35,8 @@ from callmap.wire import (
     WorkloadRef,
 )
 from callmap.wire.records import ServiceType
+from watch.identitytable import identity_key
 from watch.objects import BadObject, canonical_ip
-from watch.table import identity_key
 
 _UID_NAMESPACE = uuid.UUID("6f1c2a4e-7b1d-4c55-9f38-0c1b9b8e5a10")  # callmap inventory pods
 

@@ -26,12 +26,21 @@ from callmap.config import Settings
 from callmap.metrics import serve_metrics
 from watch.catalog import Catalog
 from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
-from watch.kube import ENDPOINT_SLICE, NODE, OWNERS, POD, SERVICE, KubeApi, Resource, api_client
+from watch.kubeclient import (
+    ENDPOINT_SLICE,
+    NODE,
+    OWNERS,
+    POD,
+    SERVICE,
+    KubeApi,
+    Resource,
+    api_client,
+)
 from watch.lease import LeaderElector, LeadershipLost
 from watch.options import WatchOptions
+from watch.ownercache import OwnerHandler, OwnerResolver, api_fetch
 from watch.permissions import check_permissions
 from watch.reflector import Handler, Reflector
-from watch.resolver import OwnerHandler, OwnerResolver, api_fetch
 from watch.runtime import IdentityOutput, every
 
 log = logging.getLogger(__name__)

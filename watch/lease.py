@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from kubernetes_asyncio import client
 
 from callmap.errors import CallmapError, TemporaryError
-from watch.kube import Conflict, NotFound, map_api_errors
+from watch.kubeclient import Conflict, NotFound, map_api_errors
 from watch.options import LeaseOptions
 
 log = logging.getLogger(__name__)

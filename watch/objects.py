@@ -24,8 +24,8 @@ import msgspec
 from callmap.errors import CallmapError
 from callmap.wire import ServicePort
 from callmap.wire.records import ServiceType
+from watch.interning import Shared
 from watch.options import WORKLOAD_ANNOTATION, LabelPolicy
-from watch.shared import Shared
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 NODE_ADDRESS_TYPES = frozenset({"InternalIP", "ExternalIP"})

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from callmap.wire import WorkloadRef
+from watch.interning import Shared
 from watch.objects import OwnerRef, SlimOwner, SlimPod
-from watch.shared import Shared
 
 # (API group, kind) of the controllers whose own owners are followed.
 FOLLOWED: Final = frozenset(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 
 from callmap.errors import PermanentError
-from watch.kube import map_api_errors
+from watch.kubeclient import map_api_errors
 from watch.options import LeaseOptions
 from watch.rbac import CLUSTER_RULES, PolicyRule, lease_rules
 

@@ -25,7 +25,7 @@ from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
 from callmap.wire import encode
 from callmap.wire.topics import identity_key
-from watch.table import Change
+from watch.identitytable import Change
 
 log = logging.getLogger(__name__)
 

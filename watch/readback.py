@@ -25,7 +25,7 @@ from callmap.counters import StageCounters
 from callmap.errors import TemporaryError, WireDecodeError
 from callmap.wire import IDENTITY_TOPICS, TopicSpec, decode, topic_by_name
 from callmap.wire.topics import split_identity_key
-from watch.table import Identity
+from watch.identitytable import Identity
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from callmap.errors import TemporaryError
-from watch.kube import Gone, Inactive, Page, Resource
+from watch.kubeclient import Gone, Inactive, Page, Resource
 from watch.options import WatchTimeouts
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ SHORT_WATCH = 1.0  # seconds: a watch that ends sooner, having sent nothing, is 
 
 
 class Source(Protocol):
-    """Lists and watches (``watch.kube.KubeApi`` against a real API server)."""
+    """Lists and watches (``watch.kubeclient.KubeApi`` against a real API server)."""
 
     async def list_page(self, resource: Resource, limit: int, token: str | None) -> Page: ...
 

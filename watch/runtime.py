@@ -24,9 +24,9 @@ from callmap.counters import Counters
 from callmap.errors import TemporaryError
 from callmap.metrics import CountersCollector
 from callmap.wire import IDENTITY_TOPICS
+from watch.identitytable import IdentityTables
 from watch.publisher import Publisher
 from watch.readback import read_back
-from watch.table import IdentityTables
 
 log = logging.getLogger(__name__)
 

@@ -187,10 +187,10 @@ async def run_watcher() -> dict[str, Any]:
     from callmap.counters import Counters
     from watch.catalog import Catalog
     from watch.handlers import PodHandler
+    from watch.identitytable import Change, IdentityTables
     from watch.objects import OwnerRef, SlimOwner
     from watch.options import LabelPolicy
-    from watch.resolver import OwnerResolver
-    from watch.table import Change, IdentityTables
+    from watch.ownercache import OwnerResolver
 
     async def fetch(ref: OwnerRef, namespace: str) -> SlimOwner | None:
         """The API server's answer for a ReplicaSet (owned by its Deployment) or a Deployment."""

@@ -46,7 +46,7 @@ from test_watch_cluster import (
 from callmap import devhelm
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
-from watch.kube import api_client
+from watch.kubeclient import api_client
 from watch.options import LeaseOptions
 from watch.permissions import missing_permissions
 

@@ -30,8 +30,8 @@ from callmap.broker import describe_topics, make_consumer
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
 from callmap.wire import PODS, PodIdentity, TopicSpec, decode
+from watch.identitytable import IdentityTables
 from watch.options import WatchTimeouts
-from watch.table import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 __all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster

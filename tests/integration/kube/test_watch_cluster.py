@@ -27,9 +27,9 @@ from callmap.devkube import KubeStatus
 from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity, ServicePort
 from callmap.wire import ServiceWorkload as Behind
 from callmap.wire import WorkloadRef as Workload
+from watch.identitytable import IdentityTables
 from watch.kubewatch import KubeWatcher
 from watch.options import KubeSource, WatchOptions
-from watch.table import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 

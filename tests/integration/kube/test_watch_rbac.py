@@ -28,7 +28,7 @@ from test_watch_cluster import (
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
 from callmap.errors import PermanentError
-from watch.kube import api_client
+from watch.kubeclient import api_client
 from watch.kubewatch import KubeWatcher
 from watch.options import KubeSource, LeaseOptions
 from watch.permissions import expand_rules, missing_permissions

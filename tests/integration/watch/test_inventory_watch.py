@@ -24,8 +24,8 @@ from identitytopics import eventually, topics
 from callmap.config import Settings
 from callmap.errors import ConfigError
 from watch.filewatch import InventoryWatcher
+from watch.identitytable import IdentityTables
 from watch.inventory import pod_uid
-from watch.table import IdentityTables
 
 pytestmark = pytest.mark.kafka
 

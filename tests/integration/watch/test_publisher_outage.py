@@ -17,9 +17,9 @@ from callmap.counters import StageCounters
 from callmap.devkafka import DevBroker
 from callmap.devprocess import free_port
 from callmap.wire import IDENTITY_TOPICS, PodIdentity, WorkloadRef
+from watch.identitytable import IdentityTables
 from watch.publisher import Publisher
 from watch.readback import read_back
-from watch.table import IdentityTables
 
 pytestmark = pytest.mark.kafka
 

@@ -6,9 +6,9 @@ from apiobjects import endpoint_slice, pod, service
 
 from callmap.wire import PodIdentity, ServiceWorkload, WorkloadRef
 from watch.catalog import Catalog
+from watch.identitytable import Change, IdentityTables
 from watch.objects import slim_pod, slim_service, slim_slice
 from watch.options import LabelPolicy
-from watch.table import Change, IdentityTables
 
 RETENTION = 600.0
 

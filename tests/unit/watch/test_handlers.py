@@ -12,11 +12,11 @@ from callmap.counters import Counters
 from callmap.wire import WorkloadRef
 from watch.catalog import Catalog
 from watch.handlers import NodeHandler, PodHandler, ServiceHandler
-from watch.kube import OWNERS
+from watch.identitytable import Change, IdentityTables
+from watch.kubeclient import OWNERS
 from watch.objects import OwnerRef, SlimOwner, slim_owner
 from watch.options import LabelPolicy
-from watch.resolver import OwnerHandler, OwnerResolver
-from watch.table import Change, IdentityTables
+from watch.ownercache import OwnerHandler, OwnerResolver
 
 
 class Cluster:

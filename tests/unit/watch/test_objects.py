@@ -6,6 +6,7 @@ import pytest
 from apiobjects import endpoint_slice, node, owner, pod, service
 
 from callmap.wire import ServicePort
+from watch.interning import Shared
 from watch.objects import (
     BadObject,
     OwnerRef,
@@ -16,7 +17,6 @@ from watch.objects import (
     slim_slice,
 )
 from watch.options import LabelPolicy
-from watch.shared import Shared
 
 POLICY = LabelPolicy()
 

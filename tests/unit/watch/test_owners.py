@@ -5,8 +5,8 @@ from __future__ import annotations
 from callmap.counters import StageCounters
 from callmap.wire import WorkloadRef
 from watch.objects import OwnerRef, SlimOwner
+from watch.ownercache import OwnerResolver
 from watch.owners import Missing, OwnerCache, PodLink, Resolved, resolve
-from watch.resolver import OwnerResolver
 
 RS = OwnerRef(group="apps", kind="ReplicaSet", name="web-7d9f", uid="rs-1")
 DEPLOYMENT = OwnerRef(group="apps", kind="Deployment", name="web", uid="d-1")

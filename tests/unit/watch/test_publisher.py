@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from callmap.config import KafkaSettings, Settings
 from callmap.counters import StageCounters
 from callmap.wire import NODES, PODS, NodeIdentity
+from watch.identitytable import Change
 from watch.publisher import Publisher
 from watch.runtime import IdentityOutput
-from watch.table import Change
 
 
 def node(name: str, *ips: str) -> NodeIdentity:

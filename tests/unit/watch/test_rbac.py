@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watch.kube import ENDPOINT_SLICE, NODE, OWNERS, POD, SERVICE
+from watch.kubeclient import ENDPOINT_SLICE, NODE, OWNERS, POD, SERVICE
 from watch.options import LeaseOptions
 from watch.permissions import Permission, permissions
 from watch.rbac import CLUSTER_RULES, lease_rules, manifests

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from callmap.errors import PermanentError, TemporaryError
-from watch.kube import POD, Gone, Inactive, Page, Resource
+from watch.kubeclient import POD, Gone, Inactive, Page, Resource
 from watch.options import WatchTimeouts
 from watch.reflector import EventType, Reflector
 

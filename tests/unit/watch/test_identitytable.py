@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from callmap.wire import PODS, SERVICES, PodIdentity, ServiceIdentity, WorkloadRef, message_key
 from callmap.wire.topics import split_identity_key
-from watch.table import Change, IdentityTable, IdentityTables, identity_key
+from watch.identitytable import Change, IdentityTable, IdentityTables, identity_key
 
 RETENTION = 3600.0
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from callmap.counters import StageCounters
 from callmap.wire import WorkloadRef
-from watch.kube import OWNERS, KubeApi, NotFound, Resource
+from watch.kubeclient import OWNERS, KubeApi, NotFound, Resource
 from watch.objects import BadObject, OwnerRef, SlimOwner, slim_owner
 from watch.owners import Missing, OwnerCache, PodLink, resolve
 from watch.reflector import EventType
