@@ -1,18 +1,9 @@
-"""The inventory file that ``callmap watch --inventory`` publishes.
+"""The inventory file that ``callmap watch --inventory`` publishes, for a lab.
 
-Pure: :func:`inventory_document` turns the plan and the lab's pod history
-(when each pod was created, and deleted) into the document. Every entry is
-built as the wire record (:class:`~callmap.wire.PodIdentity`,
-:class:`~callmap.wire.ServiceIdentity`, :class:`~callmap.wire.NodeIdentity`)
-and rendered without ``v`` and ``cluster``, which live once at the top::
-
-    cluster: shop
-    pods: [{uid, namespace, name, ips, node, host_network, workload: {kind, name},
-            labels, created, deleted, ips_since, hostname, subdomain}]
-    services: [{namespace, name, type, cluster_ips, external_name,
-                ports: [{port, protocol, name, target_port}],
-                workloads: [{namespace, kind, name}], workloads_since}]
-    nodes: [{name, ips}]
+Pure: :func:`lab_records` turns the plan and the lab's pod history (when each
+pod was created, and deleted) into the identity records, and
+:func:`inventory_yaml` writes them in the one inventory format
+(:mod:`callmap.inventory`).
 
 A deleted pod stays, with ``deleted`` set, so that late events still resolve
 against it; its replacement appears as a new pod with the same IPs, held
@@ -32,11 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
-import yaml
-
+from callmap.inventory import InventoryRecords, dump_inventory
 from callmap.wire import (
     NodeIdentity,
     PodIdentity,
@@ -47,33 +35,7 @@ from callmap.wire import (
 )
 from lab.addressing import Plan, PodPlan
 
-POD_KEYS = (
-    "uid",
-    "namespace",
-    "name",
-    "ips",
-    "node",
-    "host_network",
-    "workload",
-    "labels",
-    "created",
-    "deleted",
-    "ips_since",
-    "hostname",
-    "subdomain",
-)
-SERVICE_KEYS = (
-    "namespace",
-    "name",
-    "type",
-    "cluster_ips",
-    "external_name",
-    "ports",
-    "workloads",
-    "workloads_since",
-)
-PORT_KEYS = ("port", "protocol", "name", "target_port")
-NODE_KEYS = ("name", "ips")
+HEADER = "# Written by `callmap lab`; read by `callmap watch --inventory`.\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +58,12 @@ class PodLife:
         return self.created if self.ips_since is None else self.ips_since
 
 
-def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
-    """The inventory of a lab whose pods lived as ``lives`` say."""
+def lab_records(plan: Plan, lives: Sequence[PodLife]) -> InventoryRecords:
+    """The identity records of a lab whose pods lived as ``lives`` say."""
     cluster = plan.topology.cluster
-    pods = [_pod(cluster, life) for life in lives]
+    pods = tuple(_pod(cluster, life) for life in lives)
     live = {life.pod.ref for life in lives if life.deleted is None and not life.pending}
-    services = [
+    services = tuple(
         ServiceIdentity(
             cluster=cluster,
             namespace=s.namespace,
@@ -117,19 +79,17 @@ def inventory_document(plan: Plan, lives: Sequence[PodLife]) -> dict[str, Any]:
             workloads_since=_workloads_since(s.workloads, lives),
         )
         for s in plan.services
-    ]
-    nodes = [NodeIdentity(cluster=cluster, name=n.name, ips=n.ips) for n in plan.nodes]
-    return {
-        "cluster": cluster,
-        "pods": [_render(p, POD_KEYS) for p in pods],
-        "services": [_render_service(s) for s in services],
-        "nodes": [_render(n, NODE_KEYS) for n in nodes],
-    }
+    )
+    nodes = tuple(NodeIdentity(cluster=cluster, name=n.name, ips=n.ips) for n in plan.nodes)
+    return InventoryRecords(pods, services, nodes)
 
 
-def inventory_yaml(document: dict[str, Any]) -> str:
-    header = "# Written by `callmap lab`; read by `callmap watch --inventory`.\n"
-    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
+def inventory_yaml(plan: Plan, lives: Sequence[PodLife]) -> str:
+    """The inventory file of a lab whose pods lived as ``lives`` say."""
+    records = lab_records(plan, lives)
+    return HEADER + dump_inventory(
+        plan.topology.cluster, records.pods, records.services, records.nodes
+    )
 
 
 def _pod(cluster: str, life: PodLife) -> PodIdentity:
@@ -175,15 +135,3 @@ def _workloads_since(refs: Sequence[str], lives: Sequence[PodLife]) -> float | N
 def _service_workload(plan: Plan, ref: str) -> ServiceWorkload:
     namespace, _, name = ref.partition("/")
     return ServiceWorkload(namespace=namespace, kind=plan.by_workload[ref].kind, name=name)
-
-
-def _render(record: msgspec.Struct, keys: Sequence[str]) -> dict[str, Any]:
-    plain = msgspec.json.decode(msgspec.json.encode(record))  # JSON's shapes: lists, not tuples
-    assert isinstance(plain, dict)
-    return {key: plain[key] for key in keys}
-
-
-def _render_service(service: ServiceIdentity) -> dict[str, Any]:
-    rendered = _render(service, SERVICE_KEYS)
-    rendered["ports"] = [{key: port[key] for key in PORT_KEYS} for port in rendered["ports"]]
-    return rendered

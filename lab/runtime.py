@@ -36,7 +36,7 @@ from typing import Any
 from lab.addressing import Plan, PodPlan, plan
 from lab.dnszone import build_zone, dnsmasq_conf, external_zone, hosts_file, resolv_conf
 from lab.errors import LabError
-from lab.inventory import PodLife, inventory_document, inventory_yaml
+from lab.inventory import PodLife, inventory_yaml
 from lab.kubelab import LabCluster, lab_servers, require_binaries, start_server
 from lab.netbuild import build_commands, nft_ruleset, run_commands, table_name
 from lab.processes import caller_argv, lab_namespaces, signal_pids, spawn
@@ -160,7 +160,7 @@ class Lab:
         by_key = {p.key: p for p in self.plan.all_pods}
         lives = [pod_life(by_key[f"{p.namespace}/{p.name}"], p) for p in pods]
         path = self.file("inventory.yaml")
-        _atomic_write(path, inventory_yaml(inventory_document(self.plan, lives)))
+        _atomic_write(path, inventory_yaml(self.plan, lives))
         return path
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 
 from callmap.counters import Counters
+from callmap.inventory import dump_inventory
 from watch.catalog import Catalog
 from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
 from watch.identitytable import Change, IdentityTables
-from watch.inventory import dump_inventory
 from watch.kubeclient import ENDPOINT_SLICE, NODE, POD, SERVICE, KubeApi, Resource, api_client
 from watch.options import KubeSource, LabelPolicy, WatchTimeouts
 from watch.ownercache import OwnerResolver, api_fetch

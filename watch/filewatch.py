@@ -22,9 +22,10 @@ from pathlib import Path
 
 from callmap.config import Settings
 from callmap.errors import ConfigError
+from callmap.inventory import Inventory, InventoryError, inventory_records, load_inventory
 from callmap.metrics import serve_metrics
-from watch.identitytable import IdentityTable, R, identity_key
-from watch.inventory import Inventory, InventoryError, inventory_records, load_inventory
+from callmap.wire import local_identity_key
+from watch.identitytable import IdentityTable, R
 from watch.runtime import IdentityOutput, every
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class InventoryWatcher:
     def _apply(self, table: IdentityTable[R], records: Sequence[R], now: float) -> int:
         changes, present = 0, set()
         for record in records:
-            key = identity_key(record)
+            key = local_identity_key(record)
             if record.deleted is not None and record.deleted + table.retention <= now:
                 continue  # its retention is over: gone, as far as the topics are concerned
             present.add(key)

@@ -44,19 +44,6 @@ class Change:
 Emit = Callable[[Change], None]
 
 
-def identity_key(record: Identity) -> str:
-    """The key of an identity record within its cluster.
-
-    The wire key (``callmap.wire.message_key``) qualifies services and nodes
-    with the cluster; the publisher adds that, and the read-back strips it.
-    """
-    if isinstance(record, PodIdentity):
-        return record.uid
-    if isinstance(record, ServiceIdentity):
-        return f"{record.namespace}/{record.name}"
-    return record.name
-
-
 class IdentityTable(Generic[R]):
     """Last published record per key of one topic; emits only what changes."""
 

@@ -13,7 +13,6 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,6 +21,7 @@ from typing import Any
 import msgspec
 
 from callmap.errors import CallmapError
+from callmap.inventory import canonical_address
 from callmap.wire import ServicePort
 from callmap.wire.records import ServiceType
 from watch.interning import Shared
@@ -166,12 +166,9 @@ def canonical_ip(text: Any, field: str) -> str:
     if not isinstance(text, str):
         raise BadObject(field, f"expected an IP address, got {text!r}")
     try:
-        address = ipaddress.ip_address(text)
+        return canonical_address(text)
     except ValueError:
         raise BadObject(field, f"not an IP address: {text!r}") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 def parse_time(text: Any, field: str) -> float | None:

@@ -12,6 +12,7 @@ from callmap.wire.codec import (
     encode_batches,
     encode_pending_batches,
     encode_sighting_batches,
+    local_identity_key,
     message_key,
 )
 from callmap.wire.records import (
@@ -98,6 +99,7 @@ __all__ = [
     "encode_batches",
     "encode_pending_batches",
     "encode_sighting_batches",
+    "local_identity_key",
     "message_key",
     "topic_by_name",
 ]

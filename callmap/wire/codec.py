@@ -114,17 +114,27 @@ def _locate(message: str) -> tuple[str | None, str]:
     return (path or None), reason
 
 
+def local_identity_key(record: PodIdentity | ServiceIdentity | NodeIdentity) -> str:
+    """The key of an identity within its cluster: a pod UID, ``namespace/name`` of a
+    service, or a node name."""
+    if isinstance(record, PodIdentity):
+        return record.uid
+    if isinstance(record, ServiceIdentity):
+        return f"{record.namespace}/{record.name}"
+    return record.name
+
+
 def message_key(record: Record) -> bytes | None:
     """The Kafka message key of a record, as its topic defines it."""
     match record:
         case DnsAnswerBatch() | SocketBatch() | CaptureStats() | DnsAnswer() | SocketObservation():
             return record.node.encode()
         case PodIdentity():
-            return identity_key(PODS, record.cluster, record.uid)
+            return identity_key(PODS, record.cluster, local_identity_key(record))
         case ServiceIdentity():
-            return identity_key(SERVICES, record.cluster, f"{record.namespace}/{record.name}")
+            return identity_key(SERVICES, record.cluster, local_identity_key(record))
         case NodeIdentity():
-            return identity_key(NODES, record.cluster, record.name)
+            return identity_key(NODES, record.cluster, local_identity_key(record))
         case Edge() | EdgeSighting():
             return record.edge_id.encode()
         case SightingBatch():

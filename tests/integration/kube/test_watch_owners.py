@@ -25,9 +25,9 @@ from test_watch_cluster import (
 
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
+from callmap.inventory import inventory_records, load_inventory
 from callmap.wire import ServiceWorkload, WorkloadRef
 from watch.identitytable import IdentityTables
-from watch.inventory import inventory_records, load_inventory
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 __all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster

@@ -21,6 +21,7 @@ import pytest
 from labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
 
 from callmap.devprocess import alive
+from callmap.inventory import inventory_records, load_inventory
 from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity
 from lab.churn import run_churn
 from lab.errors import LabError
@@ -32,7 +33,6 @@ from lab.runtime import release, up
 from lab.state import LabState
 from lab.teardown import down, leftover_labs
 from lab.topology import object_prefix
-from watch.inventory import inventory_records, load_inventory
 
 pytestmark = [pytest.mark.netns, pytest.mark.kube, pytest.mark.timeout(600)]
 

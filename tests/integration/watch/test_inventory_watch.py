@@ -23,9 +23,9 @@ from identitytopics import eventually, topics
 
 from callmap.config import Settings
 from callmap.errors import ConfigError
+from callmap.inventory import pod_uid
 from watch.filewatch import InventoryWatcher
 from watch.identitytable import IdentityTables
-from watch.inventory import pod_uid
 
 pytestmark = pytest.mark.kafka
 

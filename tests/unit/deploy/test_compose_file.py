@@ -12,7 +12,7 @@ import pytest
 import yaml
 from podcli import FileSystem, parse_command
 
-from watch.inventory import load_inventory
+from callmap.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

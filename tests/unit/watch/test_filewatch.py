@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from callmap.config import Settings
+from callmap.inventory import load_inventory, pod_uid
 from watch.filewatch import InventoryWatcher
-from watch.inventory import load_inventory, pod_uid
 
 LIVE = "{namespace: shop, name: web-1, ips: [10.0.0.1]}"
 

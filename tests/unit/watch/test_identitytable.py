@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from callmap.wire import PODS, SERVICES, PodIdentity, ServiceIdentity, WorkloadRef, message_key
+from callmap.wire import (
+    PODS,
+    SERVICES,
+    PodIdentity,
+    ServiceIdentity,
+    WorkloadRef,
+    local_identity_key,
+    message_key,
+)
 from callmap.wire.topics import split_identity_key
-from watch.identitytable import Change, IdentityTable, IdentityTables, identity_key
+from watch.identitytable import Change, IdentityTable, IdentityTables
 
 RETENTION = 3600.0
 
@@ -31,7 +39,7 @@ def test_keys_are_the_wire_keys_within_their_cluster() -> None:
     for spec, record in ((PODS, pod("u1")), (SERVICES, service)):
         wire = message_key(record)
         assert wire is not None
-        assert split_identity_key(spec, wire)[1] == identity_key(record)
+        assert split_identity_key(spec, wire)[1] == local_identity_key(record)
     assert message_key(service) == b"c/shop/cart"
 
 

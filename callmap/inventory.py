@@ -11,11 +11,14 @@ unknown field, a malformed IP, a service type that does not exist or a key
 that appears twice is an :class:`InventoryError` naming the entry and field.
 
 Pure: :func:`load_inventory` parses text, :func:`inventory_records` makes the
-wire records, :func:`dump_inventory` writes records back as a file.
+wire records, :func:`dump_inventory` writes records as a file. The format lives
+here, in the shared runtime, because two parts write it: ``callmap watch
+--dump-inventory`` from a cluster, and the lab from its plan.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,10 +36,9 @@ from callmap.wire import (
     ServicePort,
     ServiceWorkload,
     WorkloadRef,
+    local_identity_key,
 )
 from callmap.wire.records import ServiceType
-from watch.identitytable import identity_key
-from watch.objects import BadObject, canonical_ip
 
 _UID_NAMESPACE = uuid.UUID("6f1c2a4e-7b1d-4c55-9f38-0c1b9b8e5a10")  # callmap inventory pods
 
@@ -183,10 +185,22 @@ def load_inventory(text: str) -> Inventory:
 
 def _check_ips(addresses: list[str], where: str) -> None:
     """Every address valid, and written canonically (in place)."""
-    try:
-        addresses[:] = [canonical_ip(ip, f"{where}[{i}]") for i, ip in enumerate(addresses)]
-    except BadObject as exc:
-        raise InventoryError(str(exc)) from None
+    for index, text in enumerate(addresses):
+        try:
+            addresses[index] = canonical_address(text)
+        except ValueError:
+            raise InventoryError(f"{where}[{index}]: not an IP address: {text!r}") from None
+
+
+def canonical_address(text: str) -> str:
+    """The canonical text of an address; IPv4-mapped IPv6 is written as IPv4.
+
+    Raises ValueError for anything that is not an address.
+    """
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def pod_uid(cluster: str, namespace: str, name: str) -> str:
@@ -239,9 +253,9 @@ def inventory_records(inventory: Inventory, cluster: str) -> InventoryRecords:
         NodeIdentity(cluster=cluster, name=node.name, ips=tuple(node.ips), deleted=node.deleted)
         for node in inventory.nodes
     )
-    _unique("pods", [identity_key(pod) for pod in pods])
-    _unique("services", [identity_key(service) for service in services])
-    _unique("nodes", [identity_key(node) for node in nodes])
+    _unique("pods", [local_identity_key(pod) for pod in pods])
+    _unique("services", [local_identity_key(service) for service in services])
+    _unique("nodes", [local_identity_key(node) for node in nodes])
     return InventoryRecords(pods, services, nodes)
 
 

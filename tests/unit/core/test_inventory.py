@@ -5,15 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from callmap.wire import (
-    NodeIdentity,
-    PodIdentity,
-    ServiceIdentity,
-    ServicePort,
-    ServiceWorkload,
-    WorkloadRef,
-)
-from watch.inventory import (
+from callmap.inventory import (
     InventoryError,
     InventoryNode,
     InventoryPod,
@@ -22,6 +14,14 @@ from watch.inventory import (
     inventory_records,
     load_inventory,
     pod_uid,
+)
+from callmap.wire import (
+    NodeIdentity,
+    PodIdentity,
+    ServiceIdentity,
+    ServicePort,
+    ServiceWorkload,
+    WorkloadRef,
 )
 
 EXAMPLE = """
