@@ -40,8 +40,8 @@ from lab.addressing import ChurnStep, PodPlan
 from lab.errors import LabError
 from lab.kubelab import LabCluster
 from lab.netbuild import pod_commands, run_commands
-from lab.processes import stop
-from lab.runtime import ETC_NETNS, Lab, node_states, reload_dns
+from lab.processes import ETC_NETNS, stop
+from lab.runtime import Lab, node_states, reload_dns
 from lab.state import LabState, PodState, ProcessState, load_state, save_state
 
 

@@ -23,6 +23,9 @@ from callmap.devprocess import alive
 from lab.errors import LabError
 
 NETNS_DIR = Path("/var/run/netns")
+ETC_NETNS = Path(
+    "/etc/netns"
+)  # per-namespace /etc files (resolv.conf), as `ip netns exec` binds them
 CALLER_MODULE = "lab.caller"
 MARKERS = (CALLER_MODULE, "dnsmasq")
 """A lab process's command line contains one of these."""

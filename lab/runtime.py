@@ -39,7 +39,7 @@ from lab.errors import LabError
 from lab.inventory import PodLife, inventory_yaml
 from lab.kubelab import LabCluster, lab_servers, require_binaries, start_server
 from lab.netbuild import build_commands, nft_ruleset, run_commands, table_name
-from lab.processes import caller_argv, lab_namespaces, signal_pids, spawn
+from lab.processes import ETC_NETNS, caller_argv, lab_namespaces, signal_pids, spawn
 from lab.state import (
     DnsState,
     KubeState,
@@ -51,10 +51,10 @@ from lab.state import (
     load_state,
     save_state,
 )
+from lab.teardown import down
 from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Topology, load_topology
 from lab.truth import INTERNET, expected_edges, listen_ports
 
-ETC_NETNS = Path("/etc/netns")
 TOOLS = {"ip": "iproute2", "nft": "nftables", "dnsmasq": "dnsmasq-base", "unshare": "util-linux"}
 DEFAULT_READY_TIMEOUT = 45.0
 
@@ -195,8 +195,6 @@ def up(
     try:
         return _build(lab, Path(topology_path).resolve(), hold, timeout, dns_log, kubernetes)
     except BaseException:
-        from lab.teardown import down
-
         down(lab.topology.name, lab.state_dir)
         raise
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from lab.errors import LabError
 from lab.kubelab import lab_servers, stop_servers
 from lab.processes import (
+    ETC_NETNS,
     NETNS_DIR,
     is_lab_process,
     lab_namespaces,
@@ -30,7 +31,6 @@ from lab.processes import (
     netns_inode,
     stop,
 )
-from lab.runtime import ETC_NETNS
 from lab.state import default_state_dir, load_state
 from lab.topology import object_prefix
 
