@@ -13,9 +13,9 @@ or anything with its interface (:class:`Cluster`). :meth:`ClusterLab.up`:
    of its own, ``literal-<address>.callmap-lab.invalid``);
 3. applies, with server-side apply (field manager ``callmap-lab``, strict
    field validation), the namespaces, the services and then the workloads
-   wave by wave (:func:`lab.clusterobjects.waves`): after each wave it waits
+   wave by wave (:func:`lab.clusteraddresses.waves`): after each wave it waits
    until every pod of the wave runs with an address, binds the plan's pods to
-   the real ones (:func:`lab.clusterobjects.bind_pods`) and maps the plan's
+   the real ones (:func:`lab.clusteraddresses.bind_pods`) and maps the plan's
    addresses the next waves call to the real pods', services' and nodes'
    addresses. A CronJob's run is applied once the CronJob has its uid;
 4. waits until every call that runs (only ``before_capture`` ones while held)
@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from callmap.paths import cache_dir
 from lab.addressing import Plan, plan
+from lab.clusteraddresses import bind_pods, literal_targets, real_address, waves
 from lab.clusterobjects import (
     LAB_LABEL,
     LOG_DIR,
@@ -54,20 +55,14 @@ from lab.clusterobjects import (
     WORKLOAD_LABEL,
     ClusterTarget,
     Manifest,
-    bind_pods,
-    check_topology,
-    cluster_node,
     collection_path,
     cronjob_run,
-    lab_workloads,
-    literal_targets,
     namespaces,
     object_path,
-    real_address,
     services,
-    waves,
     workload_objects,
 )
+from lab.clusterplan import check_topology, cluster_node, lab_workloads
 from lab.clusterrecord import KubeAccess, read_call_logs
 from lab.errors import LabError
 from lab.kubeapi import KubeApiError, KubeClient

@@ -40,24 +40,26 @@ and CoreDNS play them, and the lab only writes what a user would write:
 
 Calls to IP addresses of the netns lab's plan (a pod's, a service's, a
 node's) are rewritten to the cluster's address of the same thing
-(``addresses``), which is only known once that pod runs: :func:`waves` orders
-the workloads so that a workload starts after the pods whose addresses it
-calls. Nothing here talks to a cluster; :func:`object_path` says where each
-object goes for a server-side apply.
+(``addresses``), which is only known once that pod runs:
+:mod:`lab.clusteraddresses` orders the workloads so that a workload starts
+after the pods whose addresses it calls. Nothing here talks to a cluster;
+:func:`object_path` says where each object goes for a server-side apply.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from lab.addressing import Plan, PodPlan
+from lab.addressing import Plan
+from lab.clusteraddresses import literal_targets
 from lab.clusterhistory import is_ip
+from lab.clusterplan import check_topology, cluster_node, is_dns_service, lab_workloads
 from lab.errors import LabError
-from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
+from lab.topology import Workload
 from lab.truth import listen_ports
 
 LAB_LABEL = "lab.callmap.io/lab"
@@ -71,8 +73,6 @@ MANAGER = "callmap-lab"
 SERVICE_LABEL_DOMAIN = "svc.lab.callmap.io"
 PLACEHOLDER_LABEL = "lab.callmap.io/placeholder"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
-"""Namespaces a lab never creates, labels or deletes."""
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 SPEC_ENV = "CALLMAP_LAB_SPEC"
@@ -130,163 +130,6 @@ def service_label(service: str) -> str:
     return f"{SERVICE_LABEL_DOMAIN}/{service}"
 
 
-def cluster_node(topology: Topology, nodes: Sequence[str], name: str) -> str:
-    """The cluster node standing in for the topology's node ``name``."""
-    if not nodes:
-        raise LabError("the cluster has no nodes")
-    return nodes[topology.nodes.index(name) % len(nodes)]
-
-
-def lab_workloads(plan: Plan) -> tuple[Workload, ...]:
-    """The topology's workloads: the plan's own DNS server is the cluster's CoreDNS here."""
-    return tuple(w for w in plan.by_workload.values() if not _is_dns(w.ref))
-
-
-def check_topology(plan: Plan) -> None:
-    """Refuse what a real cluster cannot hold as the netns lab does."""
-    for workload in lab_workloads(plan):
-        if workload.namespace in SYSTEM_NAMESPACES:
-            raise LabError(
-                f"workload {workload.ref}: the cluster lab keeps out of {workload.namespace!r}"
-            )
-    for service in plan.services:
-        if service.key == f"{DNS_NAMESPACE}/{DNS_SERVICE}":
-            continue
-        if service.namespace in SYSTEM_NAMESPACES:
-            raise LabError(
-                f"service {service.key}: the cluster lab keeps out of {service.namespace!r}"
-            )
-        for ref in service.workloads:
-            if ref.partition("/")[0] != service.namespace:
-                raise LabError(
-                    f"service {service.key} selects {ref}: a Kubernetes Service selects pods "
-                    "in its own namespace only"
-                )
-    for index, step in enumerate(plan.churn):
-        kind = plan.by_workload[step.victim.ref].kind
-        if kind == "StatefulSet":
-            live = [p for p in plan.pods_in_phase(index) if p.ref == step.victim.ref]
-            if _ordinal(step.victim) != max(_ordinal(p) for p in live):
-                raise LabError(
-                    f"churn[{index}]: {step.victim.key}: a StatefulSet gives up its highest "
-                    "ordinal only"
-                )
-        replacement = step.replacement
-        if (
-            replacement is not None
-            and replacement.kind == "Pod"
-            and replacement.ref != step.victim.ref
-        ):
-            raise LabError(
-                f"churn[{index}].ip_to: {replacement.ref} is a bare Pod, which cannot get "
-                "a second pod while its first lives"
-            )
-
-
-def _ordinal(pod: PodPlan) -> int:
-    tail = pod.name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
-
-
-# --- addresses ------------------------------------------------------------------
-
-AddressKind = Literal["pod", "service", "node", "other"]
-
-
-@dataclass(frozen=True, slots=True)
-class AddressTarget:
-    """Whose an IP address a call names is in the netns lab's plan."""
-
-    address: str
-    kind: AddressKind
-    holder: str
-    """A plan pod's ``ns/name``, a service's ``ns/name``, a topology node's name, or ""."""
-
-
-def literal_targets(plan: Plan) -> dict[str, AddressTarget]:
-    """Every IP address a call names, and whose it is in the plan."""
-    result: dict[str, AddressTarget] = {}
-    for call in plan.topology.calls:
-        if not is_ip(call.to) or call.to in result:
-            continue
-        result[call.to] = _classify(plan, call.to)
-    return result
-
-
-def _classify(plan: Plan, address: str) -> AddressTarget:
-    for pod in plan.all_pods:
-        if address in pod.ips and not pod.host_network:
-            return AddressTarget(address, "pod", pod.key)
-    for service in plan.services:
-        if address in service.cluster_ips:
-            return AddressTarget(address, "service", service.key)
-    for node in plan.nodes:
-        if address in node.ips:
-            return AddressTarget(address, "node", node.name)
-    return AddressTarget(address, "other", "")
-
-
-def waves(plan: Plan) -> list[tuple[str, ...]]:
-    """Workload refs in start order: a workload after those whose pod addresses it calls."""
-    literals = literal_targets(plan)
-    pods = {p.key: p for p in plan.all_pods}
-    needs: dict[str, set[str]] = {w.ref: set() for w in lab_workloads(plan)}
-    for call in plan.topology.calls:
-        literal = literals.get(call.to)
-        if literal is not None and literal.kind == "pod":
-            needs[call.client].add(pods[literal.holder].ref)
-    result: list[tuple[str, ...]] = []
-    placed: set[str] = set()
-    while len(placed) < len(needs):
-        wave = tuple(ref for ref in needs if ref not in placed and needs[ref] <= placed)
-        if not wave:
-            stuck = sorted(ref for ref in needs if ref not in placed)
-            raise LabError(
-                "the cluster lab starts a workload after the pods whose addresses it calls; "
-                f"these call each other's addresses: {', '.join(stuck)}"
-            )
-        result.append(wave)
-        placed.update(wave)
-    return result
-
-
-def bind_pods(
-    plan: Plan, workload: str, pods: Sequence[tuple[str, str, float]], nodes: Sequence[str]
-) -> dict[str, str]:
-    """Which real pod stands for which of the plan's first pods of ``workload``.
-
-    ``pods`` are the real pods as ``(name, node, created)``. A StatefulSet's go
-    by ordinal, a DaemonSet's by node; the others in creation order (then
-    name), against the plan's pods in plan order. Returns plan ``ns/name`` ->
-    real pod name; a plan pod without a real one is left out.
-    """
-    planned = [p for p in plan.pods if p.ref == workload]
-    kind = plan.by_workload[workload].kind
-    if kind == "DaemonSet":
-        by_node = {node: name for name, node, _created in pods}
-        result: dict[str, str] = {}
-        for plan_pod in planned:
-            node = cluster_node(plan.topology, nodes, plan_pod.node)
-            if node in by_node and by_node[node] not in result.values():
-                result[plan_pod.key] = by_node[node]
-        return result
-    if kind == "StatefulSet":
-        real = sorted(pods, key=lambda p: int(p[0].rsplit("-", 1)[-1]))
-    else:
-        real = sorted(pods, key=lambda p: (p[2], p[0]))
-    return {plan_pod.key: pod[0] for plan_pod, pod in zip(planned, real, strict=False)}
-
-
-def real_address(literal: AddressTarget, candidates: Sequence[str]) -> str | None:
-    """Of ``candidates`` (the addresses the cluster gave the literal's holder), the one of
-    the literal's address family."""
-    version = ipaddress.ip_address(literal.address).version
-    for candidate in candidates:
-        if ipaddress.ip_address(candidate).version == version:
-            return candidate
-    return None
-
-
 # --- objects --------------------------------------------------------------------
 
 
@@ -309,7 +152,7 @@ def collection_path(kind: str, namespace: str | None = None) -> str:
 
 def namespaces(plan: Plan) -> list[Manifest]:
     names = {w.namespace for w in lab_workloads(plan)}
-    names |= {s.namespace for s in plan.services if not _is_dns_service(s.key)}
+    names |= {s.namespace for s in plan.services if not is_dns_service(s.key)}
     names.add(placeholder_namespace(plan.topology.name))
     return [
         {
@@ -324,7 +167,7 @@ def namespaces(plan: Plan) -> list[Manifest]:
 def services(plan: Plan) -> list[Manifest]:
     result = []
     for service in plan.services:
-        if _is_dns_service(service.key):
+        if is_dns_service(service.key):
             continue
         metadata = {
             "name": service.name,
@@ -460,7 +303,7 @@ def pod_labels(plan: Plan, workload: Workload) -> dict[str, str]:
     labels |= _lab_labels(plan.topology.name)
     labels |= {NAME_LABEL: workload.name, WORKLOAD_LABEL: workload.name}
     for service in plan.services:
-        if workload.ref in service.workloads and not _is_dns_service(service.key):
+        if workload.ref in service.workloads and not is_dns_service(service.key):
             labels[service_label(service.name)] = "true"
     return labels
 
@@ -579,11 +422,3 @@ def _metadata(plan: Plan, workload: Workload, name: str) -> dict[str, Any]:
 
 def _lab_labels(lab: str) -> dict[str, str]:
     return {LAB_LABEL: lab, MANAGED_BY_LABEL: MANAGER}
-
-
-def _is_dns(ref: str) -> bool:
-    return ref == f"{DNS_NAMESPACE}/{DNS_WORKLOAD}"
-
-
-def _is_dns_service(key: str) -> bool:
-    return key == f"{DNS_NAMESPACE}/{DNS_SERVICE}"

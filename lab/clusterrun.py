@@ -48,8 +48,8 @@ from lab.addressing import Plan
 from lab.clusterchurn import run_churn
 from lab.clusterhistory import ApiHistory
 from lab.clusterlab import Cluster, ClusterLab
-from lab.clusterobjects import lab_workloads
 from lab.clusterpipeline import Pipeline, PipelineRequest, StartPipeline, start_pipeline
+from lab.clusterplan import lab_workloads
 from lab.clusterrecord import ApiRecorder, load_record, read_call_logs
 from lab.clustertruth import ClusterTruth, true_edges
 from lab.compare import Comparison, compare_with_truth

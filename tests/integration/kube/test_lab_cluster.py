@@ -22,13 +22,13 @@ import pytest
 
 from callmap.devkube import KubeStatus
 from lab.addressing import plan
+from lab.clusteraddresses import literal_targets
 from lab.clusterhistory import ApiHistory
 from lab.clusterlab import apply
 from lab.clusterobjects import (
     ClusterTarget,
     cronjob_run,
     lab_objects,
-    literal_targets,
     placeholder_pod,
 )
 from lab.clusterrecord import ApiRecorder, KubeAccess, load_record

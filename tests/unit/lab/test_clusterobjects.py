@@ -9,6 +9,7 @@ import pytest
 from labplans import TOPOLOGY_DIR, bundled, plan_of
 
 from lab.addressing import Plan
+from lab.clusteraddresses import bind_pods, literal_targets, waves
 from lab.clusterlab import externals
 from lab.clusterobjects import (
     JOB_COMPLETIONS,
@@ -18,19 +19,15 @@ from lab.clusterobjects import (
     WORKLOAD_LABEL,
     ClusterTarget,
     addresses_to_fill,
-    bind_pods,
     caller_spec,
-    check_topology,
-    cluster_node,
     cronjob_run,
     lab_objects,
-    literal_targets,
     object_path,
     placeholder_namespace,
     placeholder_pod,
     service_label,
-    waves,
 )
+from lab.clusterplan import check_topology, cluster_node
 from lab.errors import LabError
 
 EVERY_KIND = """

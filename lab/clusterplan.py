@@ -1,0 +1,84 @@
+"""Which of a plan's workloads a real cluster runs, and on which of its nodes. Pure.
+
+The plan's own DNS server is the cluster's CoreDNS there, so it is not a lab
+workload; a topology node stands for a cluster node by its index; and
+:func:`check_topology` refuses what a real cluster cannot hold as the netns lab
+does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lab.addressing import Plan, PodPlan
+from lab.errors import LabError
+from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
+
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+"""Namespaces a lab never creates, labels or deletes."""
+
+
+def cluster_node(topology: Topology, nodes: Sequence[str], name: str) -> str:
+    """The cluster node standing in for the topology's node ``name``."""
+    if not nodes:
+        raise LabError("the cluster has no nodes")
+    return nodes[topology.nodes.index(name) % len(nodes)]
+
+
+def lab_workloads(plan: Plan) -> tuple[Workload, ...]:
+    """The topology's workloads: the plan's own DNS server is the cluster's CoreDNS here."""
+    return tuple(w for w in plan.by_workload.values() if not is_dns_workload(w.ref))
+
+
+def check_topology(plan: Plan) -> None:
+    """Refuse what a real cluster cannot hold as the netns lab does."""
+    for workload in lab_workloads(plan):
+        if workload.namespace in SYSTEM_NAMESPACES:
+            raise LabError(
+                f"workload {workload.ref}: the cluster lab keeps out of {workload.namespace!r}"
+            )
+    for service in plan.services:
+        if service.key == f"{DNS_NAMESPACE}/{DNS_SERVICE}":
+            continue
+        if service.namespace in SYSTEM_NAMESPACES:
+            raise LabError(
+                f"service {service.key}: the cluster lab keeps out of {service.namespace!r}"
+            )
+        for ref in service.workloads:
+            if ref.partition("/")[0] != service.namespace:
+                raise LabError(
+                    f"service {service.key} selects {ref}: a Kubernetes Service selects pods "
+                    "in its own namespace only"
+                )
+    for index, step in enumerate(plan.churn):
+        kind = plan.by_workload[step.victim.ref].kind
+        if kind == "StatefulSet":
+            live = [p for p in plan.pods_in_phase(index) if p.ref == step.victim.ref]
+            if _ordinal(step.victim) != max(_ordinal(p) for p in live):
+                raise LabError(
+                    f"churn[{index}]: {step.victim.key}: a StatefulSet gives up its highest "
+                    "ordinal only"
+                )
+        replacement = step.replacement
+        if (
+            replacement is not None
+            and replacement.kind == "Pod"
+            and replacement.ref != step.victim.ref
+        ):
+            raise LabError(
+                f"churn[{index}].ip_to: {replacement.ref} is a bare Pod, which cannot get "
+                "a second pod while its first lives"
+            )
+
+
+def _ordinal(pod: PodPlan) -> int:
+    tail = pod.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def is_dns_workload(ref: str) -> bool:
+    return ref == f"{DNS_NAMESPACE}/{DNS_WORKLOAD}"
+
+
+def is_dns_service(key: str) -> bool:
+    return key == f"{DNS_NAMESPACE}/{DNS_SERVICE}"
