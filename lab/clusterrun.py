@@ -9,7 +9,7 @@ The same topology files and the same report as the netns lab's ``lab run``
    only ``before_capture`` calls run;
 3. callmap's components start (one swappable call, :mod:`lab.clusterpipeline`)
    with a cluster name and stream app of the run's own, an
-   :class:`~lab.pipeline.EdgeReader` reading the edges topic from its end;
+   :class:`~lab.edgereader.EdgeReader` reading the edges topic from its end;
    once they run, that moment is "capture started" for the truth;
 4. the calls are released, the churn runs in a thread of its own
    (:mod:`lab.clusterchurn`);
@@ -53,9 +53,10 @@ from lab.clusterplan import lab_workloads
 from lab.clusterrecord import ApiRecorder, load_record, read_call_logs
 from lab.clustertruth import ClusterTruth, true_edges
 from lab.compare import Comparison, compare_with_truth
+from lab.edgereader import EdgeReader
 from lab.errors import LabError
 from lab.kubeobjects import label_keys
-from lab.pipeline import EdgeReader, Progress, RunOptions
+from lab.pipeline import Progress, RunOptions
 from lab.truth import ExpectedEdge
 
 PIPELINE_WARMUP = 5.0

@@ -36,19 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from callmap.broker import describe_topics, ensure_topics, make_consumer
+from callmap.broker import ensure_topics
 from callmap.config import Settings, load_settings
 from callmap.devkafka import DevBroker
 from callmap.paths import cache_dir
-from callmap.wire import EDGES, Edge, decode
 from lab.addressing import Plan, plan
 from lab.calltruth import lab_call_truth, last_calls
 from lab.churn import run_churn
 from lab.clusterrecord import read_call_logs
 from lab.clustertruth import ClusterTruth
-from lab.compare import Comparison, compare, compare_with_truth, endpoint_text
+from lab.compare import Comparison, compare, compare_with_truth
+from lab.edgereader import EdgeReader
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.lifecycle import LAB_REFRESH, LAB_TTL, Lifecycle, check_lifecycle, expiry_due
@@ -250,87 +248,6 @@ def start_streams(components: Components, app_id: str) -> None:
         "--metrics-port",
         "0",
     )
-
-
-class EdgeReader:
-    """The current map of one cluster, read from the edges topic by one consumer.
-
-    Start it before the run's components publish: only the edges after that
-    point count. ``async with`` starts it and stops it.
-    """
-
-    def __init__(self, settings: Settings, cluster: str) -> None:
-        self._settings = settings
-        self._cluster = cluster
-        self.edges: dict[str, Edge] = {}
-        """Each edge's latest announcement, by ``edge_id``."""
-        self.seen: dict[str, Edge] = {}
-        """Each edge's latest announcement while it lived: the run's whole map."""
-        self.expired_at: dict[str, float] = {}
-        """When each edge that is expired now was announced so (this machine's clock)."""
-        self.new_again: set[str] = set()
-        """Edges announced ``new`` again without being ``expired`` in between."""
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def start(self) -> None:
-        """Open the consumer where the topic ends now: this run's edges come after."""
-        (state,) = await describe_topics(self._settings.kafka, [EDGES.name])
-        partitions = [TopicPartition(EDGES.name, p) for p in range(state.partitions)]
-        consumer = make_consumer(self._settings.kafka)
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            for tp, offset in (await consumer.end_offsets(partitions)).items():
-                consumer.seek(tp, offset)
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer = consumer
-
-    async def stop(self) -> None:
-        """Close the consumer (again is harmless); the edges read stay."""
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-
-    async def __aenter__(self) -> EdgeReader:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def poll(self, seconds: float) -> bool:
-        """Read for ``seconds``; True if the map changed."""
-        if self._consumer is None:
-            raise RuntimeError("EdgeReader.poll() before start()")
-        changed = False
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for messages in (await self._consumer.getmany(timeout_ms=300)).values():
-                for message in messages:
-                    edge = decode(EDGES, message.value)
-                    if isinstance(edge, Edge) and edge.cluster == self._cluster:
-                        self._lived(edge)
-                        old = self.edges.get(edge.edge_id)
-                        if old is None or (old.event == "expired") != (edge.event == "expired"):
-                            changed = True
-                        self.edges[edge.edge_id] = edge
-        return changed
-
-    def _lived(self, edge: Edge) -> None:
-        if edge.event == "expired":
-            self.expired_at.setdefault(edge.edge_id, time.time())
-            return
-        known = edge.edge_id in self.seen and edge.edge_id not in self.expired_at
-        if edge.event == "new" and known:
-            self.new_again.add(edge.edge_id)
-        self.expired_at.pop(edge.edge_id, None)
-        self.seen[edge.edge_id] = edge
-
-    def pair(self, edge_id: str) -> ExpectedEdge:
-        edge = self.seen[edge_id]
-        return ExpectedEdge(endpoint_text(edge.client), endpoint_text(edge.server))
 
 
 @dataclass(frozen=True, slots=True)

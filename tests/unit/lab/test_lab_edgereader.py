@@ -13,8 +13,8 @@ from callmap.broker import TopicState
 from callmap.config import load_settings
 from callmap.wire import EDGES, Edge, Endpoint, encode
 from callmap.wire.records import EdgeEvent
-from lab import pipeline
-from lab.pipeline import EdgeReader
+from lab import edgereader
+from lab.edgereader import EdgeReader
 
 CLUSTER = "lab-abc123"
 END = {TopicPartition(EDGES.name, 0): 7, TopicPartition(EDGES.name, 1): 3}
@@ -81,8 +81,8 @@ def consumers(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
     async def describe_topics(kafka: object, names: list[str]) -> list[TopicState]:
         return [TopicState(name, 2, {}) for name in names]
 
-    monkeypatch.setattr(pipeline, "make_consumer", make_consumer)
-    monkeypatch.setattr(pipeline, "describe_topics", describe_topics)
+    monkeypatch.setattr(edgereader, "make_consumer", make_consumer)
+    monkeypatch.setattr(edgereader, "describe_topics", describe_topics)
     return made
 
 
@@ -138,7 +138,7 @@ async def test_a_failed_start_stops_its_consumer(
     consumers: list[FakeConsumer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failing = FakeConsumer(fail_on_end_offsets=True)
-    monkeypatch.setattr(pipeline, "make_consumer", lambda kafka: failing)
+    monkeypatch.setattr(edgereader, "make_consumer", lambda kafka: failing)
     edges = reader()
 
     with pytest.raises(RuntimeError, match="broker went away"):
