@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
@@ -173,3 +173,60 @@ def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKa
     options: dict[str, Any] = {"auto_offset_reset": "earliest", "enable_auto_commit": False}
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **{**kafka.client_kwargs(), **options})
+
+
+async def start_producer(
+    kafka: KafkaSettings, timeout: float, **overrides: Any
+) -> AIOKafkaProducer:
+    """A started producer (:func:`make_producer`); one that fails to start in ``timeout``
+    seconds is stopped again, so its connections do not leak, and the error raised."""
+    producer = make_producer(kafka, **overrides)
+    try:
+        async with asyncio.timeout(timeout):
+            await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+async def stop_quietly(
+    client: AIOKafkaProducer | AIOKafkaConsumer | None, what: str, timeout: float = 5.0
+) -> None:
+    """Stop a client that is being dropped anyway: a failure to close is logged, not raised."""
+    if client is None:
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await client.stop()
+    except (KafkaError, TimeoutError, OSError) as exc:
+        log.debug("closing %s: %s", what, exc)
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, max_records: int = 10_000
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every message of ``partitions`` from the beginning to their end offsets at call time.
+
+    The way to read a compacted topic whole: the consumer is assigned the
+    partitions and sought to their beginning, and each partition is done when
+    the consumer's position reaches the end offset it had when reading began
+    (compaction leaves gaps, so the last offset itself may never arrive).
+    Messages published after that point are not yielded.
+    """
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(partitions)
+    left = {tp for tp in partitions if ends[tp] > 0}
+    while left:
+        for tp in list(left):
+            if await consumer.position(tp) >= ends[tp]:
+                left.discard(tp)
+        if not left:
+            return
+        batch = await consumer.getmany(*left, timeout_ms=500, max_records=max_records)
+        for tp, messages in batch.items():
+            for message in messages:
+                if message.offset >= ends[tp]:
+                    break
+                yield message

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from callmap.broker import make_producer
+from callmap.backoff import Backoff
+from callmap.broker import start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
 from capture.outbox import Outbox, Outgoing
@@ -56,7 +57,7 @@ class Publisher:
 
     async def run(self) -> None:
         """Send until cancelled."""
-        backoff = 0.5
+        backoff = Backoff(0.5, self._max_backoff)
         try:
             while True:
                 message = self.outbox.peek()
@@ -68,12 +69,12 @@ class Publisher:
                     await self._send(message)
                 except (KafkaError, TimeoutError, OSError) as exc:
                     self.connected = False
-                    log.warning("Kafka send failed (%s); retrying in %.1fs", exc, backoff)
+                    pause = backoff.next()
+                    log.warning("Kafka send failed (%s); retrying in %.1fs", exc, pause)
                     await self._close_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._max_backoff)
+                    await asyncio.sleep(pause)
                     continue
-                backoff = 0.5
+                backoff.reset()
                 self.outbox.done(message)
                 self._counters.emitted += message.records
         finally:
@@ -89,13 +90,9 @@ class Publisher:
 
     async def _send(self, message: Outgoing) -> None:
         if self._producer is None:
-            producer = make_producer(self._kafka, compression_type="lz4", request_timeout_ms=10_000)
-            try:
-                await asyncio.wait_for(producer.start(), self._send_timeout)
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await start_producer(
+                self._kafka, self._send_timeout, compression_type="lz4", request_timeout_ms=10_000
+            )
             if not self.connected:
                 log.info("connected to Kafka at %s", self._kafka.bootstrap_servers)
             self.connected = True
@@ -106,8 +103,4 @@ class Publisher:
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.stop(), 5)
-            except (KafkaError, TimeoutError, OSError) as exc:
-                log.debug("closing the producer: %s", exc)
+        await stop_quietly(producer, "the producer")

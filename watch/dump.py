@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from callmap.backoff import retrying
 from callmap.counters import Counters
 from callmap.inventory import dump_inventory
 from watch.catalog import Catalog
@@ -20,7 +21,6 @@ from watch.kubeclient import ENDPOINT_SLICE, NODE, POD, SERVICE, KubeApi, Resour
 from watch.options import KubeSource, LabelPolicy, WatchTimeouts
 from watch.ownercache import OwnerResolver, api_fetch
 from watch.reflector import Handler, Reflector
-from watch.runtime import retrying
 
 
 def _ignore(change: Change) -> None:

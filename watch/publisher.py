@@ -20,7 +20,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from callmap.broker import make_producer
+from callmap.backoff import Backoff
+from callmap.broker import start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
 from callmap.wire import encode
@@ -76,7 +77,7 @@ class Publisher:
 
     async def run(self) -> None:
         """Send until cancelled."""
-        backoff = 0.5
+        backoff = Backoff(0.5, self._max_backoff)
         try:
             while True:
                 if not self._pending:
@@ -84,10 +85,9 @@ class Publisher:
                     await self._wakeup.wait()
                     continue
                 if await self._send_batch():
-                    backoff = 0.5
+                    backoff.reset()
                 else:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._max_backoff)
+                    await asyncio.sleep(backoff.next())
         finally:
             await self.close()
 
@@ -150,26 +150,16 @@ class Publisher:
 
     async def _connect(self) -> Any:
         if self._producer is None:
-            producer = make_producer(self._kafka, compression_type="lz4", linger_ms=20)
-            try:
-                async with asyncio.timeout(self._send_timeout):
-                    await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await start_producer(
+                self._kafka, self._send_timeout, compression_type="lz4", linger_ms=20
+            )
             log.info("publishing identities to Kafka at %s", self._kafka.bootstrap_servers)
         self.connected = True
         return self._producer
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                async with asyncio.timeout(5):
-                    await producer.stop()
-            except _FAILURES as exc:
-                log.debug("closing the producer: %s", exc)
+        await stop_quietly(producer, "the identity producer")
 
 
 def _failed(result: Any) -> bool:

@@ -17,9 +17,14 @@ import logging
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from callmap.broker import describe_topics, make_consumer, map_kafka_errors
+from callmap.broker import (
+    describe_topics,
+    make_consumer,
+    map_kafka_errors,
+    read_to_end,
+    stop_quietly,
+)
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
 from callmap.errors import TemporaryError, WireDecodeError
@@ -58,10 +63,7 @@ async def read_back(
     except TimeoutError:
         raise TemporaryError(f"reading back the identity topics took over {timeout:g}s") from None
     finally:
-        try:
-            await consumer.stop()
-        except KafkaError as exc:
-            log.debug("closing the read-back consumer: %s", exc)
+        await stop_quietly(consumer, "the read-back consumer")
 
 
 async def _read(
@@ -71,26 +73,12 @@ async def _read(
     adopt: Adopt,
     counters: StageCounters,
 ) -> int:
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
-    ends = await consumer.end_offsets(partitions)
-    left = {tp for tp in partitions if ends[tp] > 0}
-    for tp in left:
-        if await consumer.position(tp) >= ends[tp]:
-            left.discard(tp)
     read = 0
-    while left:
-        batches = await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)
-        for tp, messages in batches.items():
-            spec = topic_by_name(tp.topic)
-            for message in messages:
-                if message.offset >= ends[tp]:
-                    break
-                read += 1
-                _adopt_one(spec, message.key, message.value, cluster, adopt, counters)
-        for tp in list(left):
-            if await consumer.position(tp) >= ends[tp]:
-                left.discard(tp)
+    async for message in read_to_end(consumer, partitions):
+        read += 1
+        _adopt_one(
+            topic_by_name(message.topic), message.key, message.value, cluster, adopt, counters
+        )
     log.info("read back %d identity messages of cluster %s", read, cluster)
     return read
 

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal, Protocol
 
+from callmap.backoff import Backoff
 from callmap.errors import TemporaryError
 from watch.kubeclient import Gone, Inactive, Page, Resource
 from watch.options import WatchTimeouts
@@ -98,27 +99,27 @@ class Reflector:
 
     async def run(self) -> None:
         """List and watch until cancelled; a PermanentError ends it (and the watcher)."""
-        backoff = self.timeouts.initial_backoff
+        backoff = Backoff(self.timeouts.initial_backoff, self.timeouts.max_backoff)
         while True:
             try:
                 if self.version is None:
                     self.version = await self.list_all()
-                    backoff = self.timeouts.initial_backoff
+                    backoff.reset()
                 started = asyncio.get_running_loop().time()
                 received = await self._watch(self.version)
                 lasted = asyncio.get_running_loop().time() - started
                 if received or lasted >= SHORT_WATCH:
                     self.restarts["ended"] += 1
-                    backoff = self.timeouts.initial_backoff
+                    backoff.reset()
                     continue
                 # Ended at once with nothing: the server refuses it in a way that looks
                 # like success. Back off rather than spin.
                 self.restarts["short"] += 1
+                pause = backoff.next()
                 log.warning(
-                    "%s: a watch ended at once; retrying in %.1fs", self.resource.plural, backoff
+                    "%s: a watch ended at once; retrying in %.1fs", self.resource.plural, pause
                 )
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, self.timeouts.max_backoff)
+                await self._sleep(pause)
             except Gone as exc:
                 self.restarts["gone"] += 1
                 log.info("%s; listing again", exc)
@@ -128,9 +129,9 @@ class Reflector:
                 log.info("%s; restarting the watch", exc)
             except TemporaryError as exc:
                 self.restarts["error"] += 1
-                log.warning("%s; retrying in %.1fs", exc, backoff)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, self.timeouts.max_backoff)
+                pause = backoff.next()
+                log.warning("%s; retrying in %.1fs", exc, pause)
+                await self._sleep(pause)
 
     async def list_all(self) -> str:
         """One full list, page by page, handed to the handler; its resourceVersion."""

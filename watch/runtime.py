@@ -1,10 +1,10 @@
-"""What both watchers (Kubernetes and inventory file) run on: output, retries, metrics.
+"""What both watchers (Kubernetes and inventory file) run on: output, metrics.
 
 :class:`IdentityOutput` is the publishing half every watcher shares: the
 identity tables, the coalescing publisher behind them, and the start of a
 term (topics created if missing, the topics' current state read back and
-adopted). :func:`retrying` repeats a step whose faults may pass, with an
-exponential backoff; :func:`every` runs a step periodically.
+adopted, each retried by :func:`callmap.backoff.retrying`); :func:`every`
+runs a step periodically.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from callmap.backoff import retrying
 from callmap.broker import ensure_topics
 from callmap.config import Settings
 from callmap.counters import Counters
-from callmap.errors import TemporaryError
 from callmap.metrics import CountersCollector
 from callmap.wire import IDENTITY_TOPICS
 from watch.identitytable import IdentityTables
@@ -31,20 +31,6 @@ from watch.readback import read_back
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-async def retrying(
-    step: Callable[[], Awaitable[T]], what: str, *, first: float = 0.5, most: float = 30.0
-) -> T:
-    """``step()``, again after a growing pause for as long as it raises TemporaryError."""
-    delay = first
-    while True:
-        try:
-            return await step()
-        except TemporaryError as exc:
-            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, most)
 
 
 async def every(seconds: float, step: Callable[[], object]) -> None:

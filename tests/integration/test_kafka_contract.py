@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-from aiokafka import TopicPartition
+import asyncio
+import uuid
 
-from callmap.broker import describe_topics, ensure_topics, make_consumer, make_producer
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import NewTopic
+
+from callmap.broker import (
+    admin_client,
+    describe_topics,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    read_to_end,
+)
 from callmap.config import Settings
 from callmap.errors import WireDecodeError
 from callmap.wire import (
@@ -155,3 +166,35 @@ async def test_malformed_messages_raise_a_clear_error_and_the_good_ones_still_de
         ("callmap.dns.v1", "v"),
         good,
     ]
+
+
+async def test_reading_a_topic_to_its_end_ends_where_the_last_offset_is_no_message(
+    topics: Settings,
+) -> None:
+    """A transaction's commit marker takes the last offset of each partition it wrote: the
+    end offset is never a message, as after compaction, and reading must still end."""
+    topic = f"read-to-end-{uuid.uuid4().hex[:8]}"
+    async with admin_client(topics.kafka) as admin:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    producer = AIOKafkaProducer(
+        **topics.kafka.client_kwargs(), transactional_id=f"test-{uuid.uuid4().hex[:8]}"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(20):  # partitions 0 and 1 only; partition 2 stays empty
+                await producer.send(topic, b"%d" % i, key=b"k%d" % i, partition=i % 2)
+    finally:
+        await producer.stop()
+
+    consumer = make_consumer(topics.kafka)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(3)]
+        ends = await consumer.end_offsets(partitions)
+        assert ends[partitions[0]] == 11  # ten messages and the commit marker
+        async with asyncio.timeout(30):  # a reader waiting for the marker's offset never ends
+            read = [message.value async for message in read_to_end(consumer, partitions)]
+    finally:
+        await consumer.stop()
+    assert sorted(read) == sorted(b"%d" % i for i in range(20))
