@@ -20,6 +20,8 @@ from capture.procnet import TcpSocket, TcpState, parse_tcp_table
 from capture.procscan import parse_netns_link, scan_proc
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, classify
 
+pytestmark = pytest.mark.kernel
+
 
 @dataclass(frozen=True)
 class Pair:

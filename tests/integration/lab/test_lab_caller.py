@@ -11,8 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from callmap.devprocess import free_port
 from lab.caller import LOG_INTERVAL, CallLog, CallState
+
+pytestmark = pytest.mark.kernel
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
