@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from callmap.errors import ConfigError
-from capture.procscan import NamespaceScan
+from capture.procparse import NamespaceScan
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, Role
 
 __all__ = [

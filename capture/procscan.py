@@ -19,20 +19,20 @@ A namespace gets a pod UID only when every pid in it agrees on one: the
 node's own namespace holds host daemons and hostNetwork pods side by side, and
 must not be credited to any one of them.
 
-The parsing of ``ns/net`` links and ``cgroup`` files is pure and exported
-(:func:`parse_netns_link`, :func:`pod_uid_from_cgroup`).
+The parsing of ``ns/net`` links and ``cgroup`` files, and the scan's
+records, are pure and live in :mod:`capture.procparse`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 
 from callmap.errors import ConfigError
 from capture.procnet import ByteOrder, TcpState, parse_tcp_table
-from capture.sockroles import DROP_NOT_ESTABLISHED, Connection, classify
+from capture.procparse import NamespaceScan, ScanResult, parse_netns_link, pod_uid_from_cgroup
+from capture.sockroles import DROP_NOT_ESTABLISHED, classify
 
 __all__ = [
     "DEFAULT_PROC_ROOT",
@@ -47,10 +47,6 @@ __all__ = [
     "POD_AMBIGUOUS",
     "TABLES_READ",
     "TABLE_MISSING",
-    "NamespaceScan",
-    "ScanResult",
-    "parse_netns_link",
-    "pod_uid_from_cgroup",
     "scan_proc",
 ]
 
@@ -84,85 +80,6 @@ namespace in :attr:`NamespaceScan.skipped`."""
 # LISTEN to know the servers, ESTABLISHED to report; everything else is
 # filtered in the parser before its addresses are decoded.
 _WANTED_STATES = frozenset({TcpState.LISTEN, TcpState.ESTABLISHED})
-
-_POD_UID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    # Static (file-defined) pods get an md5 hex digest as their UID.
-    r"|[0-9a-f]{32}"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceScan:
-    """What one network namespace showed in one scan."""
-
-    netns: int
-    """Inode of the namespace (the N of ``net:[N]``)."""
-    pod_uid: str | None
-    """The pod every pid of the namespace belongs to; None for host or mixed."""
-    pid: int
-    """The pid whose tables were read."""
-    pids: tuple[int, ...]
-    """Every pid seen in the namespace, ascending."""
-    connections: tuple[Connection, ...]
-    listeners: frozenset[tuple[str, int]]
-    sockets: int
-    """Socket entries parsed (before the state filter)."""
-    skipped: dict[str, int] = field(default_factory=dict)
-    """procnet ``SKIP_*``, sockroles ``DROP_*`` and ``TABLE_MISSING`` counts."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    """One scan: every readable namespace, ascending by inode, and the counters."""
-
-    namespaces: tuple[NamespaceScan, ...]
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-def parse_netns_link(link: str) -> int | None:
-    """The inode in a ``net:[4026531992]`` link text, or None if it is not one."""
-    if not (link.startswith("net:[") and link.endswith("]")):
-        return None
-    digits = link[5:-1]
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(digits)
-
-
-def _pod_uid_from_segment(segment: str) -> str | None:
-    if segment.endswith(".slice"):
-        # systemd driver: kubepods-burstable-pod<uid>.slice, with the UID's
-        # dashes turned into underscores (a dash is systemd's slice separator).
-        stem, sep, candidate = segment[: -len(".slice")].rpartition("-pod")
-        if not sep or not stem:
-            return None
-    elif segment.startswith("pod"):
-        # cgroupfs driver: /kubepods/<qos>/pod<uid>/<container>.
-        candidate = segment[3:]
-    else:
-        return None
-    uid = candidate.replace("_", "-")
-    return uid if _POD_UID.fullmatch(uid) else None
-
-
-def pod_uid_from_cgroup(text: str) -> str | None:
-    """The pod UID in a ``/proc/<pid>/cgroup`` file, or None when not in a pod.
-
-    Reads cgroup v1 (``<id>:<controllers>:<path>``) and v2 (``0::<path>``)
-    lines, with the systemd or cgroupfs driver, for every QoS class. The path
-    need not contain ``kubepods``: read from inside a container's own cgroup
-    namespace it is relative (``/../../pod<uid>/<container>``).
-    """
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        for segment in parts[2].split("/"):
-            uid = _pod_uid_from_segment(segment)
-            if uid is not None:
-                return uid
-    return None
 
 
 def _fault(exc: OSError) -> str:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from callmap.counters import StageCounters
 from callmap.wire import SocketObservation
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
-from capture.procscan import DEFAULT_PROC_ROOT, ScanResult, scan_proc
+from capture.procparse import ScanResult
+from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
 
 log = logging.getLogger(__name__)
 

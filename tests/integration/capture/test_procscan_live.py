@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import pytest
 
 from capture.procnet import TcpSocket, TcpState, parse_tcp_table
-from capture.procscan import parse_netns_link, scan_proc
+from capture.procparse import parse_netns_link
+from capture.procscan import scan_proc
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, classify
 
 pytestmark = pytest.mark.kernel

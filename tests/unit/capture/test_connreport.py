@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from callmap.errors import ConfigError
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
-from capture.procscan import NamespaceScan
+from capture.procparse import NamespaceScan
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, Connection, Role
 
 NS_A, NS_B = 4026532100, 4026532200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callmap.counters import Counters
-from capture.procscan import NamespaceScan, ScanResult
+from capture.procparse import NamespaceScan, ScanResult
 from capture.sockagent import SocketScanner
 from capture.sockroles import Connection
 
