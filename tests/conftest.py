@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from kafkakit import broker_settings
+from helpers.kafkakit import broker_settings
 
 from callmap.config import Settings
 from callmap.devkafka import KAFKA_VERSION, DevBroker

@@ -1,5 +1,5 @@
 """Fixtures of the capture integration tests (the network lives in dnsnet.py)."""
 
-from dnsnet import dns_net
+from helpers.dnsnet import dns_net
 
 __all__ = ["dns_net"]

@@ -8,18 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 
 import pytest
-from aiokafka import TopicPartition
-from dnsnet import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, DnsNet
+from helpers.dnsnet import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, DnsNet
+from helpers.nodetopics import collect, end_offsets
 
-from callmap.broker import describe_topics, ensure_topics, make_consumer
+from callmap.broker import ensure_topics
 from callmap.config import Settings
 from callmap.devprocess import free_port
-from callmap.wire import DNS, SOCKETS, STATS, CaptureStats, DnsAnswer, StageStats, decode
+from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns]
 
@@ -35,49 +34,6 @@ print(ask("mongodb.data.svc.cluster.local", "AAAA", "{SERVER_V6}"))
 print(ask("api.stripe.com", "A", "{SERVER_V6}", tcp=True))
 print(ask("cartservice.shop.svc.cluster.local.shop.svc.cluster.local", "A", "{SERVER_V4}"))
 """
-
-
-async def _end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
-    (state,) = await describe_topics(settings.kafka, [topic])
-    partitions = [TopicPartition(topic, p) for p in range(state.partitions)]
-    consumer = make_consumer(settings.kafka)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)  # aiokafka cannot stop a consumer that never had one
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def _collect(
-    settings: Settings,
-    topic: str,
-    start: dict[TopicPartition, int],
-    node: str,
-    until,
-    timeout: float = 30.0,
-) -> list:  # type: ignore[no-untyped-def]
-    consumer = make_consumer(settings.kafka)
-    await consumer.start()
-    found: list = []  # type: ignore[type-arg]
-    try:
-        consumer.assign(list(start))
-        for partition, offset in start.items():
-            consumer.seek(partition, offset)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(found):
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                for message in messages:
-                    if message.key == node.encode():
-                        found.append(decode(topic_spec(topic), message.value))
-        return found
-    finally:
-        await consumer.stop()
-
-
-def topic_spec(topic: str):  # type: ignore[no-untyped-def]
-    return {DNS.name: DNS, SOCKETS.name: SOCKETS}.get(topic, STATS)
 
 
 def _saw_nxdomain(stats: list[CaptureStats]) -> bool:
@@ -99,8 +55,8 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
 ) -> None:
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
-    dns_start = await _end_offsets(settings, DNS.name)
-    stats_start = await _end_offsets(settings, STATS.name)
+    dns_start = await end_offsets(settings, DNS.name)
+    stats_start = await end_offsets(settings, STATS.name)
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -124,10 +80,10 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", QUERIES)
         assert asked.stdout.split() == ["NOERROR"] * 4 + ["NXDOMAIN"], asked.stderr
 
-        batches = await _collect(
+        batches = await collect(
             settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 4
         )
-        stats = await _collect(settings, STATS.name, stats_start, node, until=_saw_nxdomain)
+        stats = await collect(settings, STATS.name, stats_start, node, until=_saw_nxdomain)
         metrics = await asyncio.to_thread(_metrics, metrics_port)
     finally:
         agent.send_signal(signal.SIGINT)
@@ -184,8 +140,8 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
     pods on 169.254.20.10 and asks the cluster DNS server from the node's own address."""
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
-    dns_start = await _end_offsets(settings, DNS.name)
-    stats_start = await _end_offsets(settings, STATS.name)
+    dns_start = await end_offsets(settings, DNS.name)
+    stats_start = await end_offsets(settings, STATS.name)
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -215,7 +171,7 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
         assert cache.poll() is None, "the node-local cache did not start"
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", CACHE_QUERIES)
         assert asked.stdout.split() == ["NOERROR"] * 2, asked.stderr
-        batches = await _collect(
+        batches = await collect(
             settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 2
         )
 
@@ -223,7 +179,7 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
             folds = [s.stages.get("dns.fold", StageStats()) for s in stats]
             return sum(f.dropped.get("to_dns_server", 0) for f in folds) >= 2
 
-        stats = await _collect(settings, STATS.name, stats_start, node, until=dropped_to_server)
+        stats = await collect(settings, STATS.name, stats_start, node, until=dropped_to_server)
     finally:
         agent.send_signal(signal.SIGINT)
         agent.wait(timeout=20)
@@ -257,7 +213,7 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
     segments; the agent reassembles it into one answer with every address."""
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
-    dns_start = await _end_offsets(settings, DNS.name)
+    dns_start = await end_offsets(settings, DNS.name)
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -287,7 +243,7 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
         assert agent.poll() is None and server.poll() is None
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", BIG_QUERY)
         assert asked.stdout.split() == ["NOERROR", str(len(BIG_ADDRESSES))], asked.stderr
-        batches = await _collect(
+        batches = await collect(
             settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 1
         )
     finally:

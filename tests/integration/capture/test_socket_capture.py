@@ -7,7 +7,7 @@ import sys
 
 import msgspec
 import pytest
-from dnsnet import CLIENT_V4, SERVER_V4, DnsNet
+from helpers.dnsnet import CLIENT_V4, SERVER_V4, DnsNet
 
 from callmap.wire import SocketObservation
 

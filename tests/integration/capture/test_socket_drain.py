@@ -17,8 +17,8 @@ import sys
 import uuid
 
 import pytest
-from dnsnet import SERVER_V4, DnsNet
-from test_dns_capture import _collect, _end_offsets
+from helpers.dnsnet import SERVER_V4, DnsNet
+from helpers.nodetopics import collect, end_offsets
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
@@ -64,7 +64,7 @@ async def test_a_draining_connection_stays_the_server_side(
 ) -> None:
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
-    start = await _end_offsets(settings, SOCKETS.name)
+    start = await end_offsets(settings, SOCKETS.name)
     env = {
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -81,7 +81,7 @@ async def test_a_draining_connection_stays_the_server_side(
         command = ["capture", "sockets", "--node", node, "--scan-netns", dns_net.server]
         command += ["--scan-interval", "0.5", "--refresh-interval", "1", "--metrics-port", "0"]
         agent = subprocess.Popen([sys.executable, "-m", "callmap", *command], env=env)
-        seen = await _collect(settings, SOCKETS.name, start, node, until=_server_side)
+        seen = await collect(settings, SOCKETS.name, start, node, until=_server_side)
         assert [r.role for r in _server_side(seen)][:1] == ["server"]
 
         assert server.stdin is not None
@@ -89,7 +89,7 @@ async def test_a_draining_connection_stays_the_server_side(
         server.stdin.flush()
         assert server.stdout.readline().strip() == "closed"
         await asyncio.sleep(3.0)  # scans every 0.5 s, the connection reported every second
-        after = await _collect(
+        after = await collect(
             settings, SOCKETS.name, start, node, until=lambda found: len(_server_side(found)) >= 4
         )
     finally:

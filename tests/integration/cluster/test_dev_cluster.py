@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from clusterkit import run_pod
+from helpers.clusterkit import run_pod
 
 from devcluster.cluster import DevCluster
 from devcluster.layout import DNS_SERVICE_IP

@@ -12,10 +12,13 @@ lines; ``CALLMAP_REQUIRE_KUBE=1`` makes that a failure instead (for CI).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.kubewatch import Cluster
+from kubernetes_asyncio import client, config
 
 from callmap.devkube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
 from callmap.devprocess import free_port
@@ -48,3 +51,25 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStatus]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def admin(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(kube_api.kubeconfig), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
+        yield api
+
+
+@pytest.fixture
+async def ns(admin: client.ApiClient) -> str:
+    name = f"watch-{uuid.uuid4().hex[:8]}"
+    await client.CoreV1Api(admin).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+async def cluster(admin: client.ApiClient, ns: str) -> Cluster:
+    return Cluster(admin, ns)

@@ -28,20 +28,11 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.identitytopics import eventually
+from helpers.kubewatch import Cluster, options, pod_named, running, token_kubeconfig
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
-from test_watch_cluster import (
-    Cluster,
-    admin,
-    cluster,
-    eventually,
-    ns,
-    options,
-    pod_named,
-    running,
-    token_kubeconfig,
-)
 
 from callmap import devhelm
 from callmap.config import Settings
@@ -51,7 +42,6 @@ from watch.options import LeaseOptions
 from watch.permissions import missing_permissions
 
 pytestmark = pytest.mark.kube
-__all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / devhelm.CHART

@@ -12,19 +12,8 @@ import uuid
 
 import pytest
 from aiokafka import TopicPartition
-from test_watch_cluster import (
-    Cluster,
-    admin,
-    cluster,
-    eventually,
-    ns,
-    options,
-    pod_named,
-    pods_in,
-    running,
-    service_named,
-    until,
-)
+from helpers.identitytopics import eventually
+from helpers.kubewatch import Cluster, options, pod_named, pods_in, running, service_named, until
 
 from callmap.broker import describe_topics, make_consumer
 from callmap.config import Settings
@@ -34,7 +23,6 @@ from watch.identitytable import IdentityTables
 from watch.options import WatchTimeouts
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
-__all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster
 
 IP = "10.2.0.5"
 

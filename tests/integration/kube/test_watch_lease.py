@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.identitytopics import eventually
+from helpers.kubewatch import Cluster, pod_named
 from kubernetes_asyncio import client
-from test_watch_cluster import Cluster, admin, cluster, eventually, ns, pod_named
 
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
-__all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster
 
 DURATION, RETRY = 3, 0.3
 

@@ -10,18 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_watch_cluster import (
-    Cluster,
-    admin,
-    cluster,
-    eventually,
-    ns,
-    options,
-    pod_named,
-    ref,
-    running,
-    service_named,
-)
+from helpers.identitytopics import eventually
+from helpers.kubewatch import Cluster, options, pod_named, ref, running, service_named
 
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
@@ -30,7 +20,6 @@ from callmap.wire import ServiceWorkload, WorkloadRef
 from watch.identitytable import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
-__all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster
 
 
 async def test_a_replicaset_adopted_by_another_deployment_moves_its_pods(

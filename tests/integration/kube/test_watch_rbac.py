@@ -12,18 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.identitytopics import eventually
+from helpers.kubewatch import Cluster, options, pod_named, running, token_kubeconfig
 from kubernetes_asyncio import client
-from test_watch_cluster import (
-    Cluster,
-    admin,
-    cluster,
-    eventually,
-    ns,
-    options,
-    pod_named,
-    running,
-    token_kubeconfig,
-)
 
 from callmap.config import Settings
 from callmap.devkube import KubeStatus
@@ -35,7 +26,6 @@ from watch.permissions import expand_rules, missing_permissions
 from watch.rbac import CLUSTER_RULES, PolicyRule, lease_rules
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
-__all__ = ["admin", "cluster", "ns"]  # fixtures shared with test_watch_cluster
 
 LEASE_RULES = lease_rules("rbac-lease")
 EVERY_RULE = [("cluster", i) for i in range(len(CLUSTER_RULES))] + [

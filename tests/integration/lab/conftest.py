@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kafkakit import own_broker
-from labfixtures import skip_without_root, unique_name, write_topology
+from helpers.kafkakit import own_broker
+from helpers.labfixtures import skip_without_root, unique_name, write_topology
 
 from callmap.config import Settings
 from callmap.devkube import DevKubeError, binaries_built, fetch

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labfixtures import skip_without_root
+from helpers.labfixtures import skip_without_root
 
 from callmap.config import Settings
 from callmap.paths import cache_dir

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
+from helpers.labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
 
 from callmap.devprocess import alive
 from callmap.inventory import inventory_records, load_inventory

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
+from helpers.labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
 
 from lab.churn import run_churn
 from lab.processes import lab_namespaces

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labfixtures import in_netns, python_in
+from helpers.labfixtures import in_netns, python_in
 
 from lab.runtime import call_report, nft_list
 

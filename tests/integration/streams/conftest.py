@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kafkakit import own_broker
+from helpers.kafkakit import own_broker
 
 from callmap.config import Settings
 

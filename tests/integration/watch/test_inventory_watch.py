@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from identitytopics import eventually, topics
+from helpers.identitytopics import eventually, topics
 
 from callmap.config import Settings
 from callmap.errors import ConfigError

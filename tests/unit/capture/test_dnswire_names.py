@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import dns.name
 import pytest
-from dnsmessages import QNAME_AT, SERVICE, a, header, name, pointer, question, raw_name, record
+from helpers.dnsmessages import (
+    QNAME_AT,
+    SERVICE,
+    a,
+    header,
+    name,
+    pointer,
+    question,
+    raw_name,
+    record,
+)
 
 from capture.dnswire import DROP_MALFORMED, DnsResponse, parse_response
 

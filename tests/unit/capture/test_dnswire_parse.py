@@ -9,7 +9,17 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import pytest
-from dnsmessages import QNAME_AT, SERVICE, a, answer, header, name, pointer, question, record
+from helpers.dnsmessages import (
+    QNAME_AT,
+    SERVICE,
+    a,
+    answer,
+    header,
+    name,
+    pointer,
+    question,
+    record,
+)
 
 from capture.dnswire import (
     DROP_CNAME_LOOP,

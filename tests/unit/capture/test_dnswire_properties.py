@@ -8,7 +8,7 @@ import re
 import dns.message
 import dns.name
 import dns.rrset
-from dnsmessages import SERVICE, answer, header, name, question
+from helpers.dnsmessages import SERVICE, answer, header, name, question
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chartrender import EVERYTHING, Rendered, helm_or_skip, render
+from helpers.chartrender import EVERYTHING, Rendered, helm_or_skip, render
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartrender import ROOT, Rendered, render
-from podcli import ParsedCommand, kubernetes_file_system, parse_command, settings_variables
+from helpers.chartrender import ROOT, Rendered, render
+from helpers.podcli import ParsedCommand, kubernetes_file_system, parse_command, settings_variables
 
 from callmap.cli import COMMANDS
 from callmap.config import load_settings

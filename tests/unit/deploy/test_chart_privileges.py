@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartrender import CHART, ROOT, Rendered, render
+from helpers.chartrender import CHART, ROOT, Rendered, render
 
 MIB = 1024 * 1024
 UNITS = {"Ki": 1024, "Mi": MIB, "Gi": 1024 * MIB}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chartrender import Rendered, render
+from helpers.chartrender import Rendered, render
 
 from watch.options import LeaseOptions
 from watch.permissions import expand_rules, permissions

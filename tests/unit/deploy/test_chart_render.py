@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartrender import CHART, EVERYTHING, ROOT, Rendered, render
+from helpers.chartrender import CHART, EVERYTHING, ROOT, Rendered, render
 
 from callmap import devhelm
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from podcli import FileSystem, parse_command
+from helpers.podcli import FileSystem, parse_command
 
 from callmap.inventory import load_inventory
 

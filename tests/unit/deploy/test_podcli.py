@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 import pytest
-from podcli import FileSystem, parse_command, settings_variables
+from helpers.podcli import FileSystem, parse_command, settings_variables
 
 
 def test_an_option_the_command_does_not_have_is_an_error() -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from labplans import TOPOLOGY_DIR, bundled, plan_of
+from helpers.labplans import TOPOLOGY_DIR, bundled, plan_of
 
 from lab.addressing import Plan
 from lab.clusteraddresses import bind_pods, literal_targets, waves

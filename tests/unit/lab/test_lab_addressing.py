@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from labplans import bundled, plan_of
+from helpers.labplans import bundled, plan_of
 
 from lab.ranges import POD_V4, POD_V6, SERVICE_V4, SERVICE_V6
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labplans import bundled
+from helpers.labplans import bundled
 
 from lab.calltruth import lab_call_truth
 from lab.clustertruth import CallRecord, TrueEdge

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from labplans import TOPOLOGY_DIR
+from helpers.labplans import TOPOLOGY_DIR
 
 from lab.cli import lab
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labplans import plan_of
+from helpers.labplans import plan_of
 
 from callmap.wire import Edge, Endpoint
 from lab.clusterrun import lab_scope

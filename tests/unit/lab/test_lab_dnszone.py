@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labplans import bundled, plan_of
+from helpers.labplans import bundled, plan_of
 
 from lab.addressing import UPSTREAM_DNS
 from lab.dnszone import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labplans import bundled
+from helpers.labplans import bundled
 
 from callmap.inventory import InventoryRecords, inventory_records, load_inventory
 from callmap.wire import ServiceIdentity, ServicePort, ServiceWorkload, WorkloadRef

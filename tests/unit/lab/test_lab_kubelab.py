@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from labplans import TOPOLOGY_DIR, bundled
+from helpers.labplans import TOPOLOGY_DIR, bundled
 
 from callmap.devkube import apiserver_command
 from lab import kubelab

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from labplans import bundled, plan_of
+from helpers.labplans import bundled, plan_of
 
 from lab.addressing import Plan
 from lab.kubeobjects import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labplans import bundled
+from helpers.labplans import bundled
 
 from lab.netbuild import build_commands, nft_ruleset, pod_commands
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from labplans import bundled, plan_of
+from helpers.labplans import bundled, plan_of
 
 from lab.errors import TopologyError
 from lab.truth import ExpectedEdge, expected_edges, listen_ports

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apiobjects import endpoint_slice, pod, service
+from helpers.apiobjects import endpoint_slice, pod, service
 
 from callmap.wire import PodIdentity, ServiceWorkload, WorkloadRef
 from watch.catalog import Catalog

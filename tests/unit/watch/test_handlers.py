@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytest
-from apiobjects import controller, node, owner, pod, service
+from helpers.apiobjects import controller, node, owner, pod, service
 
 from callmap.counters import Counters
 from callmap.wire import WorkloadRef

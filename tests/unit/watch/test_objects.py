@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from apiobjects import endpoint_slice, node, owner, pod, service
+from helpers.apiobjects import endpoint_slice, node, owner, pod, service
 
 from callmap.wire import ServicePort
 from watch.interning import Shared

@@ -7,7 +7,7 @@ from pathlib import Path
 from lab.addressing import Plan, plan
 from lab.topology import load_topology, parse_topology
 
-TOPOLOGY_DIR = Path(__file__).parents[3] / "lab" / "topologies"
+TOPOLOGY_DIR = Path(__file__).parents[2] / "lab" / "topologies"
 
 
 def plan_of(text: str) -> Plan:

@@ -19,9 +19,9 @@ import pytest
 
 from callmap import devhelm
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / devhelm.CHART
-EVERYTHING = Path(__file__).with_name("values-everything.yaml")
+EVERYTHING = ROOT / "tests" / "unit" / "deploy" / "values-everything.yaml"
 WORKLOAD_KINDS = ("DaemonSet", "Deployment", "Job")
 
 
