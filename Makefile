@@ -87,20 +87,20 @@ cluster-fetch: $(STAMP) kube-binaries helm-binary
 # helm, built with Go from the module proxy (about a minute once, cached after),
 # for the chart tests; a failed build skips them loudly unless CALLMAP_REQUIRE_HELM=1.
 helm-binary: $(STAMP)
-	@$(PY) -m callmap.devhelm fetch >/dev/null || { \
+	@$(PY) -m devtools.helm fetch >/dev/null || { \
 	  echo "*** helm could not be built: chart tests will be skipped ***"; \
 	  test "$${CALLMAP_REQUIRE_HELM:-0}" != 1; }
 
 # deploy/manifests/ rendered anew from the chart (a test fails when they differ)
 manifests: helm-binary
-	$(PY) -m callmap.devhelm manifests
+	$(PY) -m devtools.helm manifests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 types: $(STAMP)
-	$(VENV)/bin/mypy callmap capture watch streams sinks lab devcluster
+	$(VENV)/bin/mypy callmap capture watch streams sinks lab devcluster devtools
 
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -12,48 +12,137 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
+from click.utils import make_default_short_help
 
 from callmap import __version__
 
 EX_UNAVAILABLE = 69
 
-# name -> "package.module:attribute" of a built command, loaded on first use.
-COMMANDS: dict[str, str] = {
-    "capture": "capture.cli:capture",
-    "demo": "lab.demo:demo",
-    "dev": "callmap.devcli:dev",
-    "export": "sinks.cli:export",
-    "lab": "lab.cli:lab",
-    "list": "sinks.cli:list_command",
-    "sink": "sinks.sinkcli:sink",
-    "visualize": "sinks.cli:visualize",
-    "watch": "watch.cli:watch",
-    "streams": "streams.cli:streams",
-    "topics": "callmap.devcli:topics",
+
+@dataclass(frozen=True, slots=True)
+class Lazy:
+    """A built command, imported only when it runs or shows its own help."""
+
+    target: str
+    """``package.module:attribute`` of the click command."""
+    summary: str
+    """Its one-line help for ``callmap --help`` (a test keeps it equal to the command's)."""
+
+
+COMMANDS: dict[str, Lazy] = {
+    "capture": Lazy("capture.cli:capture", "Node agent: DNS answers and socket tables to Kafka."),
+    "demo": Lazy(
+        "lab.demo:demo", "Map a real multi-pod network: the whole pipeline on one machine."
+    ),
+    "dev": Lazy(
+        "devtools.cli:dev",
+        "Development helpers: a local Kafka broker, a Kubernetes API server or whole cluster, "
+        "schema files.",
+    ),
+    "export": Lazy(
+        "sinks.cli:export",
+        "Export the map as ClientIntents, NetworkPolicies, CiliumNetworkPolicies, JSON or CSV.",
+    ),
+    "lab": Lazy(
+        "lab.cli:lab", "A real multi-pod network in network namespaces, and its true edges."
+    ),
+    "list": Lazy(
+        "sinks.cli:list_command", 'Print who calls whom: "X in namespace Y calls:" and its servers.'
+    ),
+    "sink": Lazy(
+        "sinks.sinkcli:sink", "Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds."
+    ),
+    "visualize": Lazy(
+        "sinks.cli:visualize",
+        "Draw the map with Graphviz: namespaces as clusters, externals apart.",
+    ),
+    "watch": Lazy(
+        "watch.cli:watch",
+        "Publish pod, service and node identities (from a cluster or a file) to Kafka.",
+    ),
+    "streams": Lazy(
+        "streams.cli:streams",
+        "Stream app: join capture events with identities into deduplicated edges.",
+    ),
+    "topics": Lazy(
+        "callmap.topicscli:topics",
+        "Create and describe callmap's Kafka topics (settings from CALLMAP_* variables).",
+    ),
 }
+
+# Packages a source checkout has and the image does not: the development tools.
+DEVELOPMENT_ONLY = frozenset({"devtools", "devcluster"})
 
 # name -> (what it will do, the issue that builds it).
 PLANNED: dict[str, tuple[str, int]] = {}
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when they are run or listed."""
+    """A group whose subcommands are imported only when they run or show their help.
+
+    ``callmap --help`` lists them from :data:`COMMANDS` without importing any,
+    so asking for help costs no service's imports (Faust alone is a quarter
+    of a second).
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS, *PLANNED})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
-            module_name, _, attribute = COMMANDS[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module_name), attribute)
-            assert isinstance(command, click.Command)
-            return command
+            return _load(cmd_name, COMMANDS[cmd_name])
         if cmd_name in PLANNED:
             return _planned(cmd_name, *PLANNED[cmd_name])
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in COMMANDS:
+                summary = make_default_short_help(COMMANDS[name].summary, limit)
+            elif name in PLANNED:
+                summary = f"{PLANNED[name][0]} [not built yet]"
+            else:
+                command = super().get_command(ctx, name)
+                summary = command.get_short_help_str(limit) if command else ""
+            rows.append((name, summary))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _load(name: str, lazy: Lazy) -> click.Command:
+    module_name, _, attribute = lazy.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in DEVELOPMENT_ONLY:
+            return _unavailable(name, "the development tools come with a source checkout only")
+        raise
+    command = getattr(module, attribute)
+    assert isinstance(command, click.Command)
+    return command
+
+
+def _unavailable(name: str, why: str) -> click.Command:
+    def run(args: tuple[str, ...]) -> NoReturn:
+        click.echo(f"callmap {name}: not installed here ({why}).", err=True)
+        sys.exit(EX_UNAVAILABLE)
+
+    return click.Command(
+        name,
+        callback=run,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
 
 
 def _planned(name: str, summary: str, issue: int) -> click.Command:

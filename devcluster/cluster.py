@@ -22,10 +22,6 @@ from typing import Any
 
 import yaml
 
-from callmap.devkafka import DevBroker
-from callmap.devkube import build_components
-from callmap.devkube import fetch as fetch_apiserver
-from callmap.devprocess import locked
 from callmap.paths import cache_dir
 from devcluster import addons, images, install, network
 from devcluster.controlplane import ControlPlane, build_binaries
@@ -39,6 +35,10 @@ from devcluster.layout import (
     plan_cluster,
 )
 from devcluster.node import Node, NodeBinaries, write_node_files
+from devtools.kafka import DevBroker
+from devtools.kube import build_components
+from devtools.kube import fetch as fetch_apiserver
+from devtools.process import locked
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """The development cluster's control plane, on this machine's side of the fabric.
 
-etcd and kube-apiserver come from :mod:`callmap.devkube` (its cluster flavour:
+etcd and kube-apiserver come from :mod:`devtools.kube` (its cluster flavour:
 Node authorization, ServiceAccount admission, the ``kubernetes`` Service's
 endpoints), listening on the host's fabric address so that nodes and pods reach
 it; kube-controller-manager and kube-scheduler run beside it, each with a
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from callmap.devkube import DevKube, build_components, ensure_certificate, render_kubeconfig
-from callmap.devprocess import PidFile, free_port
 from devcluster.layout import APISERVER_PORT, HOST_ADDRESS, POD_CIDR, SERVICE_CIDR, ClusterLayout
+from devtools.kube import DevKube, build_components, ensure_certificate, render_kubeconfig
+from devtools.process import PidFile, free_port
 
 CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
 NODE_COMMANDS = ("kubelet", "kube-proxy", "kubectl")

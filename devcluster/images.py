@@ -42,11 +42,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from callmap.devkube import render_build_gomod
-from callmap.devprocess import go_build_once, locked, run_go
 from callmap.paths import cache_dir
 from devcluster import oci
 from devcluster.errors import DevClusterError
+from devtools.kube import render_build_gomod
+from devtools.process import go_build_once, locked, run_go
 
 COREDNS_VERSION = "v1.14.7"  # kubeadm 1.36 deploys 1.14; this is its newest patch release
 COREDNS_MODULE = "github.com/coredns/coredns"

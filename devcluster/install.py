@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from callmap.devhelm import CHART, fetch, helm_environment
 from devcluster.errors import DevClusterError
+from devtools.helm import CHART, fetch, helm_environment
 
 RELEASE = "callmap"
 NAMESPACE = "callmap"

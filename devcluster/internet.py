@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from callmap.devprocess import PidFile
 from devcluster.layout import INTERNET_ADDRESS, ClusterLayout
 from devcluster.network import run
+from devtools.process import PidFile
 
 TTL = 30
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callmap.devkube import ensure_certificate, render_kubeconfig
-from callmap.devprocess import PidFile, alive
 from devcluster import cgroups, configs
 from devcluster.errors import DevClusterError
 from devcluster.layout import INTERNET_ADDRESS, ClusterLayout, NodeLayout
 from devcluster.network import NETNS_DIR
+from devtools.kube import ensure_certificate, render_kubeconfig
+from devtools.process import PidFile, alive
 
 # The paths a node has of its own, bound from its directory ("tmpfs": a fresh one).
 NODE_PATHS = (

@@ -53,7 +53,7 @@ class KubeClient:
 
     @classmethod
     def for_pki(cls, server: str, pki: Path) -> KubeClient:
-        """A client with the admin certificate of a :class:`~callmap.devkube.DevKube` instance."""
+        """A client with the admin certificate of a :class:`~devtools.kube.DevKube` instance."""
         return cls(server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
 
     def close(self) -> None:

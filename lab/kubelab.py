@@ -1,7 +1,7 @@
 """The lab's own Kubernetes API server, and the lab written into it (``--kubernetes``).
 
 :func:`start_server` runs a kube-apiserver and etcd
-(:class:`callmap.devkube.DevKube`) for one lab alone, in ``<state dir>/kube``
+(:class:`devtools.kube.DevKube`) for one lab alone, in ``<state dir>/kube``
 on a free loopback port, with the lab's service ranges as its service CIDRs
 (so every cluster IP of the plan is valid there, IPv6 too). One server per
 lab: two labs whose topologies share namespace names never meet, and a lab's
@@ -26,9 +26,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from callmap.devkube import DevKube, binaries_built
-from callmap.devprocess import free_port
 from callmap.errors import CallmapError
+from devtools.kube import DevKube, binaries_built
+from devtools.process import free_port
 from lab.addressing import Plan, PodPlan
 from lab.errors import LabError
 from lab.kubeapi import KubeApiError, KubeClient

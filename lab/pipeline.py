@@ -38,8 +38,8 @@ from typing import Any
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings, load_settings
-from callmap.devkafka import DevBroker
 from callmap.paths import cache_dir
+from devtools.kafka import DevBroker
 from lab.addressing import Plan, plan
 from lab.calltruth import lab_call_truth, last_calls
 from lab.churn import run_churn

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from callmap.devprocess import alive
+from devtools.process import alive
 from lab.errors import LabError
 
 NETNS_DIR = Path("/var/run/netns")

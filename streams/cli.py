@@ -14,7 +14,6 @@ from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import for_app
-from streams.app import StreamApp, StreamSettings
 from streams.combine import DEFAULT_COMBINE_INTERVAL
 from streams.stage import ResolveSettings
 
@@ -103,7 +102,9 @@ def worker(
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
-    from faust.worker import Worker
+    from faust.worker import Worker  # Faust only when a worker runs: --help stays light
+
+    from streams.app import StreamApp, StreamSettings
 
     settings = load_settings()
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]

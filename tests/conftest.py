@@ -17,8 +17,6 @@ import pytest
 from helpers.kafkakit import broker_settings
 
 from callmap.config import Settings
-from callmap.devkafka import KAFKA_VERSION, DevBroker
-from callmap.devprocess import free_port
 from callmap.wire import (
     CaptureStats,
     DeadLetter,
@@ -40,6 +38,8 @@ from callmap.wire import (
     StageStats,
     WorkloadRef,
 )
+from devtools.kafka import KAFKA_VERSION, DevBroker
+from devtools.process import free_port
 
 # The image the compose file uses too; kept at the same version as the jars.
 KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"

@@ -26,9 +26,9 @@ from rich.table import Table
 
 from callmap.broker import ensure_topics, make_consumer
 from callmap.config import Settings, load_settings
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
 from callmap.wire import DNS, STATS, decode
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 
 RATES = [5_000, 10_000, 20_000, 30_000, 40_000]
 SECONDS = 5.0

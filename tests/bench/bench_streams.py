@@ -44,8 +44,6 @@ from rich.table import Table
 
 from callmap.broker import ensure_topics, make_consumer, make_producer
 from callmap.config import Settings, load_settings
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
 from callmap.wire import (
     DNS,
     EDGES,
@@ -67,6 +65,8 @@ from callmap.wire import (
     message_key,
 )
 from callmap.wire.topics import TopicSpec
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 
 THROUGHPUT_RECORDS = 300_000
 CLIENTS, SERVED, CALLS_PER_CLIENT, NODES = 2_000, 1_000, 5, 20

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from callmap import devhelm
+from devtools import helm as devhelm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / devhelm.CHART

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from callmap.config import Settings, load_settings
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 
 
 def broker_settings(bootstrap: str) -> Settings:

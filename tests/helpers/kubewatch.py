@@ -15,8 +15,8 @@ import yaml
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
 from callmap.wire import PodIdentity, ServiceIdentity
+from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 from watch.kubewatch import KubeWatcher
 from watch.options import KubeSource, WatchOptions

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -17,8 +17,8 @@ from helpers.nodetopics import collect, end_offsets
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
-from callmap.devprocess import free_port
 from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats
+from devtools.process import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns]
 

@@ -13,11 +13,11 @@ from aiokafka import TopicPartition
 from callmap.broker import ensure_topics, make_consumer
 from callmap.config import load_settings
 from callmap.counters import StageCounters
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
 from callmap.wire import DNS, DnsAnswer, DnsAnswerBatch, decode, encode_batches
 from capture.outbox import Outbox, Outgoing
 from capture.publisher import Publisher
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -19,12 +19,12 @@ import pytest
 
 from callmap.broker import make_consumer
 from callmap.config import load_settings
-from callmap.devhelm import CHART, render
 from callmap.wire import Edge
 from callmap.wire.codec import decode_as
 from callmap.wire.topics import EDGES
 from devcluster.cluster import REPO, DevCluster
 from devcluster.install import NAMESPACE
+from devtools.helm import CHART, render
 
 pytestmark = pytest.mark.cluster
 

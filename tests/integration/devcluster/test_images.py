@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from callmap.devprocess import PidFile
 from devcluster import images, oci
+from devtools.process import PidFile
 
 # A cold build of CoreDNS and of callmap's base and image; minutes, once per machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]

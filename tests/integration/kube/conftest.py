@@ -1,6 +1,6 @@
 """The session-wide Kubernetes API server: real kube-apiserver and etcd on loopback.
 
-``kube_api`` starts :class:`callmap.devkube.DevKube` on free ports in pytest's
+``kube_api`` starts :class:`devtools.kube.DevKube` on free ports in pytest's
 temporary directory and stops it at the end. Its binaries come from the cache
 (``callmap dev kube fetch`` builds them); a machine that has not built them yet
 builds them here, once, so the first test gets the time a cold build needs.
@@ -20,8 +20,8 @@ import pytest
 from helpers.kubewatch import Cluster
 from kubernetes_asyncio import client, config
 
-from callmap.devkube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
-from callmap.devprocess import free_port
+from devtools.kube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
+from devtools.process import free_port
 
 # A cold build of kube-apiserver and etcd on two cores; see docs/development.md.
 BUILD_TIMEOUT = 3600

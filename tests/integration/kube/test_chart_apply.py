@@ -34,9 +34,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
-from callmap import devhelm
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
+from devtools import helm as devhelm
+from devtools.kube import KubeStatus
 from watch.kubeclient import api_client
 from watch.options import LeaseOptions
 from watch.permissions import missing_permissions

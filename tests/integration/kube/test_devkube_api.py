@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.rest import ApiException
 
-from callmap.devkube import DevKube, KubeStatus
-from callmap.devkubecli import kube
-from callmap.devprocess import free_port
+from devtools.kube import DevKube, KubeStatus
+from devtools.kubecli import kube
+from devtools.process import free_port
 
 pytestmark = pytest.mark.kube
 

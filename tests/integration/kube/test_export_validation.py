@@ -20,8 +20,8 @@ import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 
-from callmap.devkube import KubeStatus
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
+from devtools.kube import KubeStatus
 from sinks.intents import client_intents
 from sinks.labels import LabelBook
 from sinks.netpol import NetpolOptions, network_policies

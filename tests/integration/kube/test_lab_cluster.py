@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from callmap.devkube import KubeStatus
+from devtools.kube import KubeStatus
 from lab.addressing import plan
 from lab.clusteraddresses import literal_targets
 from lab.clusterhistory import ApiHistory

@@ -17,8 +17,8 @@ from helpers.kubewatch import Cluster, options, pod_named, pods_in, running, ser
 
 from callmap.broker import describe_topics, make_consumer
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
 from callmap.wire import PODS, PodIdentity, TopicSpec, decode
+from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 from watch.options import WatchTimeouts
 

@@ -24,10 +24,10 @@ from helpers.kubewatch import (
 )
 
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
 from callmap.wire import NodeIdentity, ServicePort
 from callmap.wire import ServiceWorkload as Behind
 from callmap.wire import WorkloadRef as Workload
+from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]

@@ -23,7 +23,7 @@ from helpers.kubewatch import Cluster, pod_named
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
+from devtools.kube import KubeStatus
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 

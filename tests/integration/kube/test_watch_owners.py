@@ -14,9 +14,9 @@ from helpers.identitytopics import eventually
 from helpers.kubewatch import Cluster, options, pod_named, ref, running, service_named
 
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
 from callmap.inventory import inventory_records, load_inventory
 from callmap.wire import ServiceWorkload, WorkloadRef
+from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]

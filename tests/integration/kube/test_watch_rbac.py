@@ -17,8 +17,8 @@ from helpers.kubewatch import Cluster, options, pod_named, running, token_kubeco
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
-from callmap.devkube import KubeStatus
 from callmap.errors import PermanentError
+from devtools.kube import KubeStatus
 from watch.kubeclient import api_client
 from watch.kubewatch import KubeWatcher
 from watch.options import KubeSource, LeaseOptions

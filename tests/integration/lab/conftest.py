@@ -13,7 +13,7 @@ from helpers.kafkakit import own_broker
 from helpers.labfixtures import skip_without_root, unique_name, write_topology
 
 from callmap.config import Settings
-from callmap.devkube import DevKubeError, binaries_built, fetch
+from devtools.kube import DevKubeError, binaries_built, fetch
 from lab.runtime import up
 from lab.state import LabState
 from lab.teardown import DownReport, down

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from callmap.devprocess import free_port
+from devtools.process import free_port
 from lab.caller import LOG_INTERVAL, CallLog, CallState
 
 pytestmark = pytest.mark.kernel

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from helpers.labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
 
-from callmap.devprocess import alive
 from callmap.inventory import inventory_records, load_inventory
 from callmap.wire import NodeIdentity, PodIdentity, ServiceIdentity
+from devtools.process import alive
 from lab.churn import run_churn
 from lab.errors import LabError
 from lab.kubeapi import KubeClient

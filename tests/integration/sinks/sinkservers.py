@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from callmap.devprocess import accepts_connections, free_port
+from devtools.process import accepts_connections, free_port
 
 RUNTIME_ERROR = "{} not found: apt-get install {} (the sink tests need a real one)"
 

@@ -14,9 +14,9 @@ import pytest
 from callmap.broker import ensure_topics
 from callmap.config import load_settings
 from callmap.counters import StageCounters
-from callmap.devkafka import DevBroker
-from callmap.devprocess import free_port
 from callmap.wire import IDENTITY_TOPICS, PodIdentity, WorkloadRef
+from devtools.kafka import DevBroker
+from devtools.process import free_port
 from watch.identitytable import IdentityTables
 from watch.publisher import Publisher
 from watch.readback import read_back

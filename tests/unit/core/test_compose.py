@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from callmap.cli import COMMANDS, PLANNED
-from callmap.devkafka import KAFKA_VERSION
+from devtools.kafka import KAFKA_VERSION
 
 COMPOSE = Path(__file__).resolve().parents[3] / "docker-compose.yml"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callmap.devkafka import DevBroker, _cluster_id
+from devtools.kafka import DevBroker, _cluster_id
 
 
 def test_cluster_ids_never_look_like_options_and_decode_to_16_bytes() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from callmap.devkube import (
+from devtools.kube import (
     ADMIN_USER,
     DevKube,
     apiserver_command,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from callmap.devprocess import PidFile, alive
+from devtools.process import PidFile, alive
 
 # Each child names the test's directory in its command line, as the dev servers
 # name their instance's, so that a PidFile can tell it apart from any other.

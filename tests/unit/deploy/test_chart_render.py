@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers.chartrender import CHART, EVERYTHING, ROOT, Rendered, render
 
-from callmap import devhelm
+from devtools import helm as devhelm
 
 
 def pod_labels(chart: Rendered) -> list[dict[str, str]]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from callmap import devhelm
-from callmap.devkube import render_build_gomod
+from devtools import helm as devhelm
+from devtools.kube import render_build_gomod
 
 HELM_GOMOD = """module helm.sh/helm/v3
 

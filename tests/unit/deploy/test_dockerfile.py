@@ -91,8 +91,9 @@ def test_everything_runs_as_a_numeric_unprivileged_user_under_an_init() -> None:
 
 
 # Installed with callmap on a development machine, never in the image: the development
-# cluster (devcluster/) builds the image and runs it; nothing in a pod imports it.
-DEVELOPMENT_ONLY = {"devcluster"}
+# tools (devtools/) and cluster (devcluster/) build the image and run it; nothing in a pod
+# imports them.
+DEVELOPMENT_ONLY = {"devcluster", "devtools"}
 
 
 def test_the_image_holds_every_package_pyproject_installs() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers.labplans import TOPOLOGY_DIR, bundled
 
-from callmap.devkube import apiserver_command
+from devtools.kube import apiserver_command
 from lab import kubelab
 from lab.errors import LabError
 from lab.pipeline import watch_args

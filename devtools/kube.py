@@ -40,7 +40,9 @@ from typing import Literal
 
 import yaml
 
-from callmap.devprocess import (
+from callmap.errors import CallmapError, TemporaryError
+from callmap.paths import cache_dir
+from devtools.process import (
     PidFile,
     accepts_connections,
     alive,
@@ -50,8 +52,6 @@ from callmap.devprocess import (
     locked,
     run_go,
 )
-from callmap.errors import CallmapError, TemporaryError
-from callmap.paths import cache_dir
 
 KUBE_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"

@@ -9,7 +9,7 @@ version ``helm template`` assumes, from the ``k8s.io/client-go`` it links).
 
 :func:`template` renders a chart with it; ``callmap dev helm manifests``
 rewrites ``deploy/manifests/`` from the chart with its default values (a test
-checks the two agree). ``python -m callmap.devhelm fetch`` builds without the
+checks the two agree). ``python -m devtools.helm fetch`` builds without the
 ``callmap`` command.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 import click
 import yaml
 
-from callmap.devkube import render_build_gomod
-from callmap.devprocess import go_build_once, go_built, run_go
 from callmap.errors import CallmapError
 from callmap.paths import cache_dir
+from devtools.kube import render_build_gomod
+from devtools.process import go_build_once, go_built, run_go
 
 HELM_VERSION = "v3.22.0"
 HELM_MODULE = "helm.sh/helm/v3"
@@ -203,4 +203,4 @@ def manifests_command(root: Path, check: bool) -> None:
 
 
 if __name__ == "__main__":
-    helm(prog_name="python -m callmap.devhelm")
+    helm(prog_name="python -m devtools.helm")

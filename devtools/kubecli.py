@@ -11,7 +11,7 @@ import sys
 import click
 from rich.console import Console
 
-from callmap.devkube import DEFAULT_PORT, ETCD_VERSION, KUBE_VERSION, DevKube, binaries_built, fetch
+from devtools.kube import DEFAULT_PORT, ETCD_VERSION, KUBE_VERSION, DevKube, binaries_built, fetch
 
 console = Console()
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from callmap.devprocess import PidFile, accepts_connections, alive, free_port, locked
 from callmap.errors import CallmapError, TemporaryError
 from callmap.paths import cache_dir
+from devtools.process import PidFile, accepts_connections, alive, free_port, locked
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"

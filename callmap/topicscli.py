@@ -1,0 +1,51 @@
+"""``callmap topics``: create and describe callmap's Kafka topics, as an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from callmap.broker import TopicState, describe_topics, ensure_topics
+from callmap.config import load_settings
+from callmap.wire.topics import ALL_TOPICS
+
+console = Console()
+
+
+@click.group()
+def topics() -> None:
+    """Create and describe callmap's Kafka topics (settings from CALLMAP_* variables)."""
+
+
+@topics.command()
+def create() -> None:
+    """Create every missing callmap topic with its partitions and cleanup policy."""
+    settings = load_settings()
+    states = asyncio.run(ensure_topics(settings.kafka, settings.topics))
+    console.print(_topic_table(states))
+
+
+@topics.command()
+def describe() -> None:
+    """Show partitions and cleanup settings of callmap's topics."""
+    settings = load_settings()
+    states = asyncio.run(describe_topics(settings.kafka, [s.name for s in ALL_TOPICS]))
+    console.print(_topic_table(states))
+
+
+def _topic_table(states: list[TopicState]) -> Table:
+    table = Table(title="callmap topics")
+    for column in ("topic", "partitions", "cleanup.policy", "retention.ms", "state"):
+        table.add_column(column)
+    for state in states:
+        table.add_row(
+            state.name,
+            str(state.partitions),
+            state.configs.get("cleanup.policy", "?"),
+            state.configs.get("retention.ms", "?"),
+            "created" if state.created else "exists",
+        )
+    return table
