@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +25,7 @@ import click
 
 from callmap.config import load_settings
 from callmap.counters import Counters
+from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
 from capture.dnsfold import DnsFolder
@@ -33,7 +35,9 @@ from capture.sockagent import SocketScanner
 FuncT = Callable[..., Any]
 
 
-def _live_options(function: FuncT) -> FuncT:
+def _live_options(function: Callable[..., None]) -> FuncT:
+    """The options every capture command shares, given to it as one :class:`AgentOptions`
+    (first argument); the command's own options follow by name."""
     decorators = [
         click.option(
             "--node",
@@ -94,41 +98,48 @@ def _live_options(function: FuncT) -> FuncT:
             help="Prometheus port; 0 turns it off.",
         ),
     ]
+
+    def command(
+        *,
+        node: str,
+        interfaces: tuple[str, ...],
+        netns: str | None,
+        scan_netns: tuple[str, ...],
+        proc_root: str,
+        flush_interval: float,
+        scan_interval: float,
+        refresh_interval: float,
+        stats_interval: float,
+        outbox_mib: int,
+        metrics_port: int,
+        **own: Any,
+    ) -> None:
+        live = AgentOptions(
+            node=node,
+            interfaces=interfaces,
+            netns=netns,
+            proc_root=proc_root,
+            scan_netns=scan_netns,
+            flush_interval=flush_interval,
+            scan_interval=scan_interval,
+            refresh_interval=refresh_interval,
+            stats_interval=stats_interval,
+            outbox_bytes=outbox_mib * 1024 * 1024,
+            metrics_port=metrics_port,
+        )
+        function(live, **own)
+
+    functools.update_wrapper(command, function)
     for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
+        command = decorator(command)
+    return command
 
 
-def _run_agent(dns: bool, sockets: bool, **options: Any) -> None:
-    settings = load_settings()
-    agent_options = AgentOptions(
-        node=options["node"],
-        dns=dns,
-        sockets=sockets,
-        interfaces=tuple(options["interfaces"]),
-        netns=options["netns"],
-        proc_root=options["proc_root"],
-        scan_netns=tuple(options["scan_netns"]),
-        flush_interval=options["flush_interval"],
-        scan_interval=options["scan_interval"],
-        refresh_interval=options["refresh_interval"],
-        stats_interval=options["stats_interval"],
-        outbox_bytes=options["outbox_mib"] * 1024 * 1024,
-        metrics_port=options["metrics_port"],
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_until_signalled(CaptureAgent(settings, agent_options)))
-
-
-async def _until_signalled(agent: CaptureAgent) -> None:
+def _run_agent(options: AgentOptions) -> None:
     """Run the agent until SIGTERM or SIGINT, then let it flush what it holds."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await agent.run()
+    agent = CaptureAgent(load_settings(), options)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_until_signalled(agent.run())
 
 
 @click.group()
@@ -138,9 +149,9 @@ def capture() -> None:
 
 @capture.command()
 @_live_options
-def run(**options: Any) -> None:
+def run(live: AgentOptions) -> None:
     """Capture DNS answers and scan socket tables; publish both to Kafka."""
-    _run_agent(dns=True, sockets=True, **options)
+    _run_agent(replace(live, dns=True, sockets=True))
 
 
 @capture.command()
@@ -151,16 +162,16 @@ def run(**options: Any) -> None:
 )
 @click.option("--output", type=click.Choice(["jsonl"]), help="With --pcap: print records.")
 @_live_options
-def dns(pcap: Path | None, output: str | None, **options: Any) -> None:
+def dns(live: AgentOptions, pcap: Path | None, output: str | None) -> None:
     """Capture DNS answers (live to Kafka, or from a capture file to stdout)."""
     if pcap is None:
-        _run_agent(dns=True, sockets=False, **options)
+        _run_agent(replace(live, dns=True, sockets=False))
         return
     settings = load_settings()
     counters = Counters()
-    folder = DnsFolder(cluster=settings.cluster, node=options["node"], counters=counters)
+    folder = DnsFolder(cluster=settings.cluster, node=live.node, counters=counters)
     with pcap.open("rb") as handle:
-        problems = _replay(handle, folder, options["flush_interval"])
+        problems = _replay(handle, folder, live.flush_interval)
     _summarise(counters, problems)
 
 
@@ -198,21 +209,20 @@ def _replay(handle: BinaryIO, folder: DnsFolder, window: float) -> list[str]:
 @click.option("--once", is_flag=True, help="Scan once, print the records, exit.")
 @click.option("--output", type=click.Choice(["jsonl"]), help="With --once: print records.")
 @_live_options
-def sockets(proc_dir: str | None, once: bool, output: str | None, **options: Any) -> None:
+def sockets(live: AgentOptions, proc_dir: str | None, once: bool, output: str | None) -> None:
     """Scan socket tables (live to Kafka, or once to stdout)."""
+    live = replace(live, proc_root=proc_dir or live.proc_root)
     if not once:
-        if proc_dir:
-            options["proc_root"] = proc_dir
-        _run_agent(dns=False, sockets=True, **options)
+        _run_agent(replace(live, dns=False, sockets=True))
         return
     settings = load_settings()
     counters = Counters()
     scanner = SocketScanner(
         cluster=settings.cluster,
-        node=options["node"],
+        node=live.node,
         counters=counters.stage("sockets"),
-        proc_root=proc_dir or options["proc_root"],
-        only_netns=netns_inodes(options["scan_netns"]),
+        proc_root=live.proc_root,
+        only_netns=netns_inodes(live.scan_netns),
     )
     _print_records(asyncio.run(scanner.scan_once()))
     _summarise(counters, [])
