@@ -10,18 +10,18 @@ SIGTERM and Ctrl-C stop it cleanly: pending records are flushed, the Lease relea
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from callmap.config import load_settings
+from callmap.config import Settings, load_settings
 from callmap.errors import CallmapError
+from callmap.signals import run_until_signalled
 from watch.options import (
     DEFAULT_LABEL_KEYS,
     DEFAULT_RETENTION,
@@ -39,23 +39,41 @@ _LEASE, _TIMEOUTS, _LABELS = LeaseOptions(), WatchTimeouts(), LabelPolicy()
 
 
 def run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main``; SIGTERM or SIGINT cancels it, so that its clean-up runs."""
-
-    async def runner() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
-        try:
-            await main
-        except asyncio.CancelledError:
-            log.info("stopped")
-
+    """Run ``main`` until it ends or a stop signal cancels it (its clean-up runs);
+    a callmap error inside it ends the command with its message."""
     try:
-        asyncio.run(runner())
+        run_until_signalled(main)
     except* CallmapError as group:
         raise click.ClickException(str(_first(group))) from None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCommand:
+    """What ``callmap watch`` was asked to do, from its options and the environment."""
+
+    cluster: str | None
+    """The name stamped on every record (``--cluster`` or ``CALLMAP_CLUSTER``); None: the
+    inventory file's, else the settings' default."""
+    source: KubeSource
+    """How to reach the API server."""
+    inventory: Path | None
+    """Publish this file instead of watching a cluster."""
+    dump_to: str | None
+    """List the cluster once and write its inventory here (``-``: stdout)."""
+    lease: LeaseOptions | None
+    """Leader election; None runs without a Lease."""
+    labels: LabelPolicy
+    """Which pod labels to keep."""
+    timeouts: WatchTimeouts
+    """List and watch timing."""
+    retention: float
+    """Seconds a deleted object's record stays before its tombstone."""
+    poll_interval: float
+    """Seconds between inventory checks."""
+    check_permissions: bool
+    """Check RBAC at start."""
+    metrics_port: int
+    """Prometheus port; 0 turns it off."""
 
 
 def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
@@ -161,7 +179,31 @@ def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
     envvar="CALLMAP_METRICS_PORT",
     help="Prometheus port; 0 turns it off.",
 )
-def watch(**options: Any) -> None:
+def watch(
+    *,
+    cluster: str | None,
+    inventory: Path | None,
+    dump_to: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    in_cluster: bool | None,
+    lease_name: str,
+    lease_namespace: str,
+    identity: str | None,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
+    no_leader_election: bool,
+    retention: float,
+    label_keys: tuple[str, ...],
+    max_labels: int,
+    watch_timeout: float,
+    inactivity_timeout: float,
+    page_size: int,
+    poll_interval: float,
+    skip_permission_check: bool,
+    metrics_port: int,
+) -> None:
     """Publish pod, service and node identities (from a cluster or a file) to Kafka."""
     if not logging.getLogger().handlers:  # run on its own, not under `callmap`
         logging.basicConfig(
@@ -170,62 +212,68 @@ def watch(**options: Any) -> None:
             stream=sys.stderr,
         )
     try:
-        _watch(options)
+        settings = load_settings()
+        lease = LeaseOptions(
+            name=lease_name,
+            namespace=lease_namespace,
+            identity=identity or "",
+            duration=lease_duration,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+        )
+        command = WatchCommand(
+            cluster=cluster,
+            source=KubeSource(kubeconfig, context, in_cluster),
+            inventory=inventory,
+            dump_to=dump_to,
+            lease=None if no_leader_election else lease,
+            labels=LabelPolicy(keys=label_keys or DEFAULT_LABEL_KEYS, max_labels=max_labels),
+            timeouts=WatchTimeouts(
+                page_size=page_size,
+                watch_timeout=watch_timeout,
+                inactivity_timeout=inactivity_timeout,
+            ),
+            retention=retention,
+            poll_interval=poll_interval,
+            check_permissions=not skip_permission_check,
+            metrics_port=metrics_port,
+        )
+        _watch(settings, command)
     except CallmapError as error:  # a bad setting or file, found before running
         raise click.ClickException(str(error)) from None
 
 
-def _watch(options: dict[str, Any]) -> None:
-    settings = load_settings()
-    cluster = options["cluster"]
-    source = KubeSource(options["kubeconfig"], options["context"], options["in_cluster"])
-    if options["inventory"] is not None:
+def _watch(settings: Settings, command: WatchCommand) -> None:
+    if command.inventory is not None:
         from watch.filewatch import InventoryWatcher
 
         inventory = InventoryWatcher(
             settings,
-            options["inventory"],
-            cluster=cluster,
-            retention=options["retention"],
-            poll_interval=options["poll_interval"],
-            metrics_port=options["metrics_port"],
+            command.inventory,
+            cluster=command.cluster,
+            retention=command.retention,
+            poll_interval=command.poll_interval,
+            metrics_port=command.metrics_port,
         )
         run_until_stopped(inventory.run())
         return
-    labels = LabelPolicy(
-        keys=tuple(options["label_keys"]) or DEFAULT_LABEL_KEYS, max_labels=options["max_labels"]
-    )
-    timeouts = WatchTimeouts(
-        page_size=options["page_size"],
-        watch_timeout=options["watch_timeout"],
-        inactivity_timeout=options["inactivity_timeout"],
-    )
-    if options["dump_to"] is not None:
-        _dump(source, cluster or settings.cluster, labels, timeouts, options["dump_to"])
+    if command.dump_to is not None:
+        cluster = command.cluster or settings.cluster
+        _dump(command.source, cluster, command.labels, command.timeouts, command.dump_to)
         return
-    lease = None
-    if not options["no_leader_election"]:
-        lease = LeaseOptions(
-            name=options["lease_name"],
-            namespace=options["lease_namespace"],
-            identity=options["identity"] or "",
-            duration=options["lease_duration"],
-            renew_deadline=options["renew_deadline"],
-            retry_period=options["retry_period"],
-        )
     from watch.kubewatch import KubeWatcher
 
     watcher = KubeWatcher(
         settings,
         WatchOptions(
-            cluster=cluster or settings.cluster,
-            source=source,
-            labels=labels,
-            timeouts=timeouts,
-            lease=lease,
-            retention=options["retention"],
-            check_permissions=not options["skip_permission_check"],
-            metrics_port=options["metrics_port"],
+            cluster=command.cluster or settings.cluster,
+            source=command.source,
+            labels=command.labels,
+            timeouts=command.timeouts,
+            lease=command.lease,
+            retention=command.retention,
+            check_permissions=command.check_permissions,
+            metrics_port=command.metrics_port,
         ),
     )
     run_until_stopped(watcher.run())
