@@ -44,20 +44,22 @@ COMMANDS: dict[str, Lazy] = {
         "schema files.",
     ),
     "export": Lazy(
-        "sinks.cli:export",
+        "sinks.maps.cli:export",
         "Export the map as ClientIntents, NetworkPolicies, CiliumNetworkPolicies, JSON or CSV.",
     ),
     "lab": Lazy(
         "lab.cli:lab", "A real multi-pod network in network namespaces, and its true edges."
     ),
     "list": Lazy(
-        "sinks.cli:list_command", 'Print who calls whom: "X in namespace Y calls:" and its servers.'
+        "sinks.maps.cli:list_command",
+        'Print who calls whom: "X in namespace Y calls:" and its servers.',
     ),
     "sink": Lazy(
-        "sinks.sinkcli:sink", "Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds."
+        "sinks.service.cli:sink",
+        "Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.",
     ),
     "visualize": Lazy(
-        "sinks.cli:visualize",
+        "sinks.maps.cli:visualize",
         "Draw the map with Graphviz: namespaces as clusters, externals apart.",
     ),
     "watch": Lazy(

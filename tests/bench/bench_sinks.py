@@ -18,15 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from callmap.wire import Edge, Endpoint
-from sinks.cef import SyslogFormat, syslog_message
 from sinks.changes import Change, Position
-from sinks.labels import LabelBook
-from sinks.linefile import LineFileSink, edge_line
-from sinks.listing import render_text
-from sinks.netpol import network_policies
-from sinks.ocsf import ocsf_json
-from sinks.sqlite import SqliteSink
-from sinks.tabular import edges_csv
+from sinks.maps.labels import LabelBook
+from sinks.maps.listing import render_text
+from sinks.maps.netpol import network_policies
+from sinks.maps.tabular import edges_csv
+from sinks.service.cef import SyslogFormat, syslog_message
+from sinks.service.linefile import LineFileSink, edge_line
+from sinks.service.ocsf import ocsf_json
+from sinks.service.sqlite import SqliteSink
 
 EDGES = 20_000
 BATCH = 500

@@ -22,10 +22,10 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
 from devtools.kube import KubeStatus
-from sinks.intents import client_intents
-from sinks.labels import LabelBook
-from sinks.netpol import NetpolOptions, network_policies
-from sinks.policy import PortMap
+from sinks.maps.intents import client_intents
+from sinks.maps.labels import LabelBook
+from sinks.maps.netpol import NetpolOptions, network_policies
+from sinks.maps.policy import PortMap
 
 pytestmark = pytest.mark.kube
 

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import msgspec
 import pytest
-from sinkkafka import edges_topic
-from sinkservers import postgres, rsyslog
+from helpers.sinkkafka import edges_topic
+from helpers.sinkservers import postgres, rsyslog
 
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
 

@@ -1,0 +1,271 @@
+"""``callmap sink KIND``: run one sink on the edges topic until stopped.
+
+Every kind shares the consumer options (group, batch size, flush interval,
+backoff, metrics port, ``--once``) and the loop of :mod:`sinks.service.runner`.
+SIGTERM or SIGINT makes the sink flush, commit and exit; while the target is
+down, it exits without committing (the next run replays, idempotently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callmap.config import load_settings
+from callmap.errors import CallmapError, ConfigError, TemporaryError
+from callmap.metrics import serve_metrics
+from callmap.signals import on_stop_signals
+from sinks.escape import terminal
+from sinks.service.cef import FACILITIES, SyslogFormat
+from sinks.service.destination import Sink
+from sinks.service.journal import OffsetJournal
+from sinks.service.linefile import DEFAULT_MAX_BYTES, LineFileSink, OcsfFileSink
+from sinks.service.runner import RunnerOptions, SinkRunner
+from sinks.service.stats import SinkCollector
+
+log = logging.getLogger(__name__)
+FuncT = Callable[..., Any]
+
+
+def _runner_options(function: Callable[..., None]) -> FuncT:
+    """The options every kind shares, given to the command as one :class:`SinkRun` (first
+    argument); the kind's own options follow by name."""
+    decorators = [
+        click.option("--group", help="Kafka consumer group [callmap-sink-KIND]."),
+        click.option("--batch-size", default=500, show_default=True, help="Records per flush."),
+        click.option(
+            "--flush-interval", default=1.0, show_default=True, help="Max seconds records wait."
+        ),
+        click.option(
+            "--max-backoff", default=30.0, show_default=True, help="Max seconds between retries."
+        ),
+        click.option(
+            "--metrics-port",
+            default=9810,
+            show_default=True,
+            envvar="CALLMAP_METRICS_PORT",
+            help="Prometheus port; 0 turns it off.",
+        ),
+        click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
+    ]
+
+    def command(
+        *,
+        group: str | None,
+        batch_size: int,
+        flush_interval: float,
+        max_backoff: float,
+        metrics_port: int,
+        once: bool,
+        **own: Any,
+    ) -> None:
+        run = SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once)
+        function(run, **own)
+
+    functools.update_wrapper(command, function)
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+@dataclass(frozen=True, slots=True)
+class SinkRun:
+    """How ``callmap sink`` runs, whatever its kind: the options every kind shares."""
+
+    group: str | None
+    """The Kafka consumer group; None: ``callmap-sink-KIND``."""
+    batch_size: int
+    """Records per flush."""
+    flush_interval: float
+    """Most seconds a record waits for its flush."""
+    max_backoff: float
+    """Most seconds between retries while the target is away."""
+    metrics_port: int
+    """Prometheus port; 0 turns it off."""
+    once: bool
+    """Write what the topic holds now, then exit."""
+
+    def runner_options(self, kind: str) -> RunnerOptions:
+        return RunnerOptions(
+            group_id=self.group or f"callmap-sink-{kind}",
+            batch_size=self.batch_size,
+            flush_interval=self.flush_interval,
+            max_backoff=self.max_backoff,
+        )
+
+
+async def run_sink(sink: Sink, options: RunnerOptions, *, metrics_port: int, once: bool) -> bool:
+    """Run ``sink`` until stopped (or caught up with ``once``); True if it ended committed."""
+    settings = load_settings()
+    serve_metrics(metrics_port, SinkCollector(sink.stats, lambda: sink.buffered))
+    runner = SinkRunner(settings.kafka, sink, options)
+    on_stop_signals(runner.request_stop)  # the runner flushes and commits what it holds
+    committed = True
+    try:
+        await runner.start()
+        await runner.run(until_caught_up=once)
+    except TemporaryError as exc:
+        log.warning("stopped while the target was away: %s", exc)
+        committed = False
+    finally:
+        await runner.close(commit=committed)
+    return committed
+
+
+def _run(kind: str, sink: Sink, run: SinkRun) -> None:
+    try:
+        asyncio.run(
+            run_sink(sink, run.runner_options(kind), metrics_port=run.metrics_port, once=run.once)
+        )
+    except CallmapError as exc:
+        raise click.ClickException(terminal(str(exc))) from exc
+    finally:
+        click.echo(sink.stats.summary(), err=True)
+
+
+@click.group()
+def sink() -> None:
+    """Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds."""
+
+
+@sink.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, help="Rotate at this size."
+)
+@click.option("--keep", default=0, show_default=True, help="Files to keep; 0 keeps all.")
+@_runner_options
+def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int) -> None:
+    """JSON Lines of edge events, rotated by size, fsynced before every commit."""
+    _run("jsonl", LineFileSink(directory, max_bytes=max_bytes, keep=keep), run)
+
+
+@sink.command()
+@click.option("--path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--busy-timeout", default=5.0, show_default=True, help="Seconds to wait for a lock.")
+@_runner_options
+def sqlite(run: SinkRun, path: Path, busy_timeout: float) -> None:
+    """Current state and history of every edge in a SQLite file (the embedded default)."""
+    from sinks.service.sqlite import SqliteSink
+
+    _run("sqlite", SqliteSink(path, busy_timeout=busy_timeout), run)
+
+
+@sink.command()
+@click.option(
+    "--dsn", envvar="CALLMAP_POSTGRES_DSN", help="postgresql://... (env CALLMAP_POSTGRES_DSN)."
+)
+@click.option(
+    "--dsn-file",
+    envvar="CALLMAP_POSTGRES_DSN_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file holding the DSN, e.g. a mounted Secret (env CALLMAP_POSTGRES_DSN_FILE).",
+)
+@_runner_options
+def postgres(run: SinkRun, dsn: str | None, dsn_file: Path | None) -> None:
+    """Current state and history of every edge in PostgreSQL, upserted in batches."""
+    from sinks.service.postgres import PostgresSink
+
+    if dsn_file is not None:
+        dsn = dsn_file.read_text().strip()
+    if not dsn:
+        raise click.UsageError("give --dsn or --dsn-file (or CALLMAP_POSTGRES_DSN)")
+    _run("postgres", PostgresSink(dsn), run)
+
+
+def _journal(state: Path | None) -> OffsetJournal:
+    if state is None:
+        log.warning("no --state file: replays after a crash are sent again")
+    return OffsetJournal(state)
+
+
+@sink.command()
+@click.option(
+    "--target", envvar="CALLMAP_SYSLOG_TARGET", required=True, help="udp|tcp|tls://HOST[:PORT]."
+)
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="TLS: trusted CAs.")
+@click.option("--cert-file", type=click.Path(exists=True, dir_okay=False), help="TLS: client cert.")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="TLS: client key.")
+@click.option("--server-name", help="TLS: name to verify the receiver's certificate against.")
+@click.option(
+    "--facility", type=click.Choice(sorted(FACILITIES)), default="local0", show_default=True
+)
+@click.option(
+    "--hostname", default=socket.gethostname, show_default="host name", envvar="CALLMAP_NODE"
+)
+@click.option("--sd-id", default="callmap@32473", show_default=True, help="Structured-data id.")
+@click.option("--max-message", default=8192, show_default=True, help="Bytes per message (UDP).")
+@click.option(
+    "--state", type=click.Path(dir_okay=False, path_type=Path), help="Offset journal file."
+)
+@_runner_options
+def syslog(
+    run: SinkRun,
+    target: str,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    server_name: str | None,
+    facility: str,
+    hostname: str,
+    sd_id: str,
+    max_message: int,
+    state: Path | None,
+) -> None:
+    """RFC 5424 syslog carrying CEF, over UDP, TCP (octet counting) or TLS."""
+    from sinks.service.syslog import SyslogSink, SyslogTarget, TlsOptions
+
+    form = SyslogFormat(hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id)
+    tls = TlsOptions(ca_file, cert_file, key_file, server_name)
+    try:
+        parsed = SyslogTarget.parse(target)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from exc
+    sink_ = SyslogSink(parsed, form, tls=tls, journal=_journal(state), max_message=max_message)
+    _run("syslog", sink_, run)
+
+
+@sink.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write rotated files here.",
+)
+@click.option("--topic", help="Or produce to this Kafka topic (not created by callmap).")
+@click.option(
+    "--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, help="--dir: rotate at this size."
+)
+@click.option("--keep", default=0, show_default=True, help="--dir: files to keep; 0 keeps all.")
+@click.option(
+    "--state", type=click.Path(dir_okay=False, path_type=Path), help="--topic: offset journal file."
+)
+@_runner_options
+def ocsf(
+    run: SinkRun,
+    directory: Path | None,
+    topic: str | None,
+    max_bytes: int,
+    keep: int,
+    state: Path | None,
+) -> None:
+    """OCSF Network Activity (class 4001) events, to files or to a Kafka topic."""
+    if (directory is None) == (topic is None):
+        raise click.UsageError("give exactly one of --dir and --topic")
+    sink_: Sink
+    if directory is not None:
+        sink_ = OcsfFileSink(directory, max_bytes=max_bytes, keep=keep)
+    else:
+        from sinks.service.ocsfkafka import OcsfKafkaSink
+
+        assert topic is not None
+        sink_ = OcsfKafkaSink(load_settings().kafka, topic, journal=_journal(state))
+    _run("ocsf", sink_, run)

@@ -1,0 +1,144 @@
+"""The PostgreSQL sink against a real server: the same schema as SQLite, batched
+upserts, crash and replay, the server down for a while, and reading the map back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from callmap.errors import PermanentError
+from callmap.wire import Edge, Endpoint
+from sinks.changes import Change
+from sinks.lifecycle import EdgeBook
+from sinks.maps.cli import list_command
+from sinks.service import sqlschema as schema
+from sinks.service.postgres import PostgresSink, load_edges, migrate
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def dsn(postgres) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(postgres.dsn())
+    try:
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    return str(postgres.dsn(name))
+
+
+def events(edges: int) -> list[Edge]:
+    result = []
+    for step, event in enumerate(("new", "refresh", "expired")):
+        for index in range(edges):
+            result.append(
+                Edge(
+                    edge_id=f"pg-{index}",
+                    event=event,  # type: ignore[arg-type]
+                    cluster="test",
+                    client=Endpoint(
+                        type="workload", namespace="shop", name=f"c{index}", kind="Deployment"
+                    ),
+                    server=Endpoint(
+                        type="workload", namespace="db", name="pg", kind="StatefulSet", service="pg"
+                    ),
+                    ports=(5432,),
+                    sources=("socket-client", "socket-server"),
+                    first_seen=1.0,
+                    last_seen=10.0 + step * 60,
+                    count=1 + step,
+                    self_edge=index == 0,
+                )
+            )
+    return result
+
+
+async def dump(dsn: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        state = await connection.fetch(f"SELECT * FROM {schema.EDGES_TABLE} ORDER BY edge_id")
+        history = await connection.fetch(f"SELECT * FROM {schema.EVENTS_TABLE} ORDER BY event_key")
+        return [tuple(r) for r in state], [tuple(r) for r in history]
+    finally:
+        await connection.close()
+
+
+async def test_the_corpus_round_trips_through_postgresql(
+    edges_topic, dsn: str, corpus_edges
+) -> None:
+    await edges_topic.produce(corpus_edges)
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-corpus")
+    assert await load_edges(dsn) == EdgeBook().apply_all(map(Change.of, corpus_edges)).edges()
+
+
+async def test_migrations_run_once_even_when_replicas_start_together(dsn: str) -> None:
+    connections = [await asyncpg.connect(dsn) for _ in range(3)]
+    try:
+        ran = await asyncio.gather(*(migrate(c) for c in connections))
+        assert sorted(version for versions in ran for version in versions) == [1, 2]
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_a_crash_between_write_and_commit_then_replay_ends_identical(
+    edges_topic, postgres, dsn: str
+) -> None:
+    produced = events(40)
+    await edges_topic.produce(produced)
+    clean = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn())
+    await admin.execute(f"CREATE DATABASE {clean}")
+    await admin.close()
+    await edges_topic.run_to_end(PostgresSink(postgres.dsn(clean)), "pg-clean")
+
+    await edges_topic.crash_after_flush(PostgresSink(dsn), "pg-crash", len(produced))
+    replay = PostgresSink(dsn)
+    await edges_topic.run_to_end(replay, "pg-crash")
+    assert replay.stats.received == len(produced)
+    assert await dump(dsn) == await dump(postgres.dsn(clean))
+
+
+async def test_the_server_down_for_a_while_loses_nothing(edges_topic, postgres, dsn: str) -> None:
+    if not hasattr(postgres, "data"):
+        pytest.skip("the containerised server is not stopped and started by the test")
+    sink = PostgresSink(dsn, connect_timeout=2)
+    runner = edges_topic.runner(sink, "pg-outage")
+    await runner.start()
+    task = asyncio.create_task(runner.run(until_caught_up=True))
+    try:
+        await asyncio.to_thread(postgres.stop)
+        produced = events(20)
+        await edges_topic.produce(produced)
+        while sink.stats.retried < len(produced):
+            assert not task.done()
+            await asyncio.sleep(0.05)
+        assert not sink.stats.target_up
+    finally:
+        await asyncio.to_thread(postgres.start)
+    await asyncio.wait_for(task, 60)
+    await runner.close()
+    assert await load_edges(dsn) == EdgeBook().apply_all(map(Change.of, produced)).edges()
+    assert sink.stats.written == len(produced)
+
+
+async def test_wrong_credentials_are_permanent(postgres) -> None:
+    with pytest.raises(PermanentError, match="password"):
+        await PostgresSink(postgres.dsn().replace(postgres.password, "wrong")).open()
+
+
+async def test_callmap_list_reads_the_map_from_postgresql(
+    edges_topic, dsn: str, corpus_edges
+) -> None:
+    await edges_topic.produce(corpus_edges)
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-list")
+    result = await asyncio.to_thread(
+        CliRunner().invoke, list_command, ["--from", dsn, "--namespace", "finance"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ledger in namespace finance calls:\n")

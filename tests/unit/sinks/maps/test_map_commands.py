@@ -1,0 +1,113 @@
+"""The map commands as users run them (click's runner), reading a JSON Lines file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sinks.maps.cli import export, list_command, visualize
+
+GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "sinks"
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> str:
+    path = tmp_path / "edges.jsonl"
+    shutil.copy(GOLDEN / "input-edges.jsonl", path)
+    return f"jsonl:{path}"
+
+
+def run(command, *args: str):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(command, list(args), catch_exceptions=False)
+    return result
+
+
+def test_list_reads_any_source_and_filters(source: str) -> None:
+    result = run(list_command, "--from", source, "--namespace", "finance")
+    assert result.exit_code == 0
+    assert result.output.startswith("ledger in namespace finance calls:\n")
+    assert (
+        "checkoutservice in namespace shop calls:\n  - ledger in namespace finance\n"
+        in result.output
+    )
+
+
+def test_list_as_json(source: str) -> None:
+    result = run(list_command, "--from", source, "--output", "json", "--client", "shop/frontend")
+    (client,) = json.loads(result.output)
+    assert client["display"] == "frontend in namespace shop"
+
+
+def test_export_writes_one_file_per_object_into_a_directory(source: str, tmp_path: Path) -> None:
+    out = tmp_path / "intents"
+    out.mkdir()
+    result = run(export, "--from", source, "--format", "intents", "-o", str(out))
+    assert result.exit_code == 0
+    names = sorted(path.name for path in out.iterdir())
+    assert "clientintents-shop-checkoutservice.yaml" in names
+    document = yaml.safe_load((out / "clientintents-shop-checkoutservice.yaml").read_text())
+    assert document["kind"] == "ClientIntents"
+
+
+def test_export_warnings_go_to_stderr_escaped(source: str) -> None:
+    result = CliRunner().invoke(
+        export, ["--from", source, "--format", "networkpolicy", "--egress"], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "warning: bad\\nns/Deployment/x" in result.stderr
+    assert all(doc["kind"] == "NetworkPolicy" for doc in yaml.safe_load_all(result.stdout))
+
+
+def test_export_takes_pod_labels_from_a_file(source: str, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("finance/ledger: {app: ledger, team: money}\n")
+    result = run(
+        export,
+        "--from",
+        source,
+        "--format",
+        "networkpolicy",
+        "--labels",
+        str(labels),
+        "-n",
+        "finance",
+    )
+    (policy,) = yaml.safe_load_all(result.stdout)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app": "ledger", "team": "money"}}
+
+
+def test_export_edges_as_csv_to_a_file(source: str, tmp_path: Path) -> None:
+    out = tmp_path / "edges.csv"
+    assert run(export, "--from", source, "--format", "csv", "-o", str(out)).exit_code == 0
+    assert out.read_text().startswith("edge_id,cluster,event,")
+
+
+def test_visualize_writes_dot_without_graphviz(source: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    out = tmp_path / "map.dot"
+    assert run(visualize, "--from", source, "-o", str(out)).exit_code == 0
+    assert out.read_text().startswith('digraph "callmap" {')
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+@pytest.mark.parametrize("suffix, magic", [(".svg", b"<?xml"), (".png", b"\x89PNG")])
+def test_visualize_draws_svg_and_png(
+    source: str, tmp_path: Path, suffix: str, magic: bytes
+) -> None:
+    out = tmp_path / f"map{suffix}"
+    assert run(visualize, "--from", source, "-o", str(out)).exit_code == 0
+    assert out.read_bytes().startswith(magic)
+
+
+def test_bad_input_is_one_clear_line(source: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(list_command, ["--from", "mysql://x"])
+    assert result.exit_code == 1 and "expected kafka, sqlite:///PATH" in result.output
+    result = CliRunner().invoke(list_command, ["--from", source, "--since", "soon"])
+    assert result.exit_code == 1 and "--since 'soon'" in result.output
+    result = CliRunner().invoke(visualize, ["--from", source, "-o", str(tmp_path / "m.txt")])
+    assert result.exit_code == 2

@@ -1,0 +1,150 @@
+"""Every output format, byte for byte, from the corpus (see conftest.py).
+
+A golden file is the reviewed output; a change to a format shows up as a diff
+of these files. The tests also state the properties a reader relies on, so a
+regenerated golden file cannot quietly lose them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from sinks.escape import terminal
+from sinks.maps.cilium import cilium_policies
+from sinks.maps.documents import to_json, to_yaml
+from sinks.maps.dot import render_dot
+from sinks.maps.filters import MapFilter
+from sinks.maps.intents import client_intents
+from sinks.maps.labels import LabelBook
+from sinks.maps.listing import render_json, render_text
+from sinks.maps.netpol import NetpolOptions, network_policies
+from sinks.maps.policy import PortMap
+from sinks.maps.tabular import edges_csv, edges_json
+from sinks.service.cef import SyslogFormat, syslog_message
+from sinks.service.ocsf import ocsf_json
+
+LIVE = MapFilter()
+WITH_EXPIRED = MapFilter(include_expired=True)
+
+
+def test_list_prints_the_form_users_know(corpus, golden) -> None:
+    text = render_text(LIVE.select(corpus.edges))
+    golden.check("list.txt", text)
+    assert (
+        "checkoutservice in namespace shop calls:\n"
+        "  - cartservice\n"
+        "  - cartservice-canary\n"
+        "  - paymentservice\n"
+        "  - ledger in namespace finance\n"
+        "  - api.stripe.com (external)\n"
+    ) in text
+    assert "cdn.example.net" not in text  # expired: left out unless asked
+    assert "  - 10.9.8.7 (unresolved IP)\n" in text
+
+
+def test_list_marks_expired_edges_when_asked(corpus, golden) -> None:
+    text = render_text(WITH_EXPIRED.select(corpus.edges))
+    golden.check("list-expired.txt", text)
+    assert "  - cdn.example.net (external) [expired]\n" in text
+
+
+def test_list_as_json_holds_the_same_map(corpus, golden) -> None:
+    output = render_json(LIVE.select(corpus.edges))
+    golden.check("list.json", output)
+    clients = json.loads(output)
+    checkout = next(c for c in clients if c["client"].get("name") == "checkoutservice")
+    assert [call["display"] for call in checkout["calls"]] == [
+        "cartservice",
+        "cartservice-canary",
+        "paymentservice",
+        "ledger in namespace finance",
+        "api.stripe.com (external)",
+    ]
+
+
+def test_intents_as_yaml_and_json(corpus, golden) -> None:
+    export = client_intents(corpus.edges)
+    golden.check("intents.yaml", to_yaml(export.documents))
+    golden.check("intents.json", to_json(export.documents))
+    golden.check("intents-warnings.txt", "".join(terminal(w) + "\n" for w in export.warnings))
+    checkout = next(d for d in export.documents if d["metadata"]["name"] == "checkoutservice")
+    assert checkout["spec"] == {
+        "workload": {"name": "checkoutservice", "kind": "Deployment"},
+        "targets": [
+            {"kubernetes": {"name": "cartservice", "kind": "Deployment"}},
+            {"kubernetes": {"name": "cartservice-canary", "kind": "Deployment"}},
+            {"kubernetes": {"name": "paymentservice", "kind": "Deployment"}},
+            {"kubernetes": {"name": "ledger.finance", "kind": "StatefulSet"}},
+            {"internet": {"domains": ["api.stripe.com"]}},
+        ],
+    }
+
+
+def test_networkpolicies_with_pod_labels_and_egress(corpus, golden) -> None:
+    export = network_policies(
+        corpus.edges,
+        LabelBook.from_pods(corpus.pods),
+        options=NetpolOptions(egress=True),
+        ports=PortMap(corpus.services),
+    )
+    golden.check("networkpolicy.yaml", to_yaml(export.documents))
+    golden.check("networkpolicy-warnings.txt", "".join(terminal(w) + "\n" for w in export.warnings))
+    ledger = next(d for d in export.documents if d["metadata"]["name"] == "callmap-ledger-ingress")
+    assert ledger["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "ledger"}}
+    (rule,) = ledger["spec"]["ingress"]
+    assert rule["from"] == [
+        {
+            "podSelector": {"matchLabels": {"app": "checkoutservice", "version": "v1"}},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}},
+        }
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8443}]
+
+
+def test_networkpolicies_by_label_convention(corpus, golden) -> None:
+    export = network_policies(corpus.edges, LabelBook())
+    golden.check("networkpolicy-convention.yaml", to_yaml(export.documents))
+    selectors = [d["spec"]["podSelector"]["matchLabels"] for d in export.documents]
+    assert all(list(s) == ["app.kubernetes.io/name"] for s in selectors)
+
+
+def test_cilium_policies(corpus, golden) -> None:
+    export = cilium_policies(
+        corpus.edges, LabelBook.from_pods(corpus.pods), ports=PortMap(corpus.services)
+    )
+    golden.check("cilium.yaml", to_yaml(export.documents))
+    golden.check("cilium-warnings.txt", "".join(terminal(w) + "\n" for w in export.warnings))
+
+
+def test_edges_as_json_and_csv(corpus, golden) -> None:
+    edges = LIVE.select(corpus.edges)
+    golden.check("edges.json", edges_json(edges))
+    golden.check("edges.csv", edges_csv(edges))
+    assert len(json.loads(edges_json(edges))) == len(edges)
+
+
+def test_graphviz_dot(corpus, golden) -> None:
+    dot = render_dot(WITH_EXPIRED.select(corpus.edges))
+    golden.check("map.dot", dot)
+    assert "subgraph cluster_" in dot and "outside the cluster" in dot
+    assert "last seen: 2023-11-14T22:23:20.000Z" in dot
+
+
+def test_syslog_cef_messages(corpus, golden) -> None:
+    form = SyslogFormat(hostname="node-a", procid="4242", version="0.1.0")
+    messages = [syslog_message(edge, form) for edge in corpus.edges]
+    golden.check("syslog-cef.txt", b"\n".join(messages) + b"\n")
+    assert all(b"\n" not in message for message in messages)
+
+
+def test_ocsf_events(corpus, golden) -> None:
+    lines = [ocsf_json(edge, version="0.1.0") for edge in corpus.edges]
+    golden.check("ocsf.jsonl", b"\n".join(lines) + b"\n")
+
+
+def test_every_kubernetes_document_parses_back(corpus) -> None:
+    export = network_policies(corpus.edges, LabelBook.from_pods(corpus.pods))
+    assert list(yaml.safe_load_all(to_yaml(export.documents))) == export.documents
+    assert json.loads(to_json(export.documents))["items"] == export.documents

@@ -1,0 +1,111 @@
+"""The SQL schema on SQLite: migrations, guarded upserts, history, idempotent replays."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from callmap.errors import PermanentError, TemporaryError
+from callmap.wire import Edge
+from sinks.changes import Change
+from sinks.service import sqlschema as schema
+from sinks.service.sqlite import SqliteSink, connect, load_edges, migrate, read_edges, write_batch
+
+
+def dump(
+    connection: sqlite3.Connection,
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    edges = connection.execute(f"SELECT * FROM {schema.EDGES_TABLE} ORDER BY edge_id").fetchall()
+    events = connection.execute(
+        f"SELECT * FROM {schema.EVENTS_TABLE} ORDER BY event_key"
+    ).fetchall()
+    return [tuple(row) for row in edges], [tuple(row) for row in events]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite3.Connection:
+    connection = connect(tmp_path / "map.db", busy_timeout=0.1)
+    migrate(connection)
+    return connection
+
+
+def test_migrations_run_once_and_in_order(tmp_path: Path) -> None:
+    connection = connect(tmp_path / "m.db", busy_timeout=0.1)
+    assert migrate(connection) == [1, 2]
+    assert migrate(connection) == []
+    versions = connection.execute(f"SELECT version FROM {schema.MIGRATIONS_TABLE}").fetchall()
+    assert [row[0] for row in versions] == [1, 2]
+
+
+def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None:
+    connection = connect(tmp_path / "old.db", busy_timeout=0.1)
+    connection.execute(schema.migrations_table(schema.SQLITE))
+    for statement in schema.MIGRATIONS[0].statements(schema.SQLITE):
+        connection.execute(statement)
+    connection.execute(schema.record_migration(schema.SQLITE), (1, "old", 0.0))
+    assert migrate(connection) == [2]
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
+    connection = connect(tmp_path / "new.db", busy_timeout=0.1)
+    migrate(connection)
+    connection.execute(schema.record_migration(schema.SQLITE), (99, "future", 0.0))
+    with pytest.raises(ValueError, match="upgrade callmap"):
+        migrate(connection)
+
+
+def test_current_state_and_history(db: sqlite3.Connection, corpus) -> None:
+    write_batch(db, [Change.of(edge) for edge in corpus.edges])
+    assert read_edges(db) == sorted(corpus.edges, key=lambda e: e.edge_id)
+    history = db.execute(f"SELECT count(*) FROM {schema.EVENTS_TABLE}").fetchone()[0]
+    assert history == len(corpus.edges)
+
+
+def test_replays_and_stale_events_change_nothing(db: sqlite3.Connection, corpus) -> None:
+    edge = corpus.edges[1]
+    newer = Edge(**{**_fields(edge), "event": "expired", "last_seen": edge.last_seen + 60})
+    write_batch(db, [Change.of(edge), Change.of(newer)])
+    before = dump(db)
+    write_batch(db, [Change.of(edge)])  # a replay of the older event, alone
+    write_batch(db, [Change.of(edge), Change.of(newer)])  # the whole batch again
+    assert dump(db) == before
+    assert read_edges(db) == [newer]
+
+
+def test_tombstones_delete_the_current_state_but_keep_history(
+    db: sqlite3.Connection, corpus
+) -> None:
+    edge = corpus.edges[0]
+    write_batch(db, [Change.of(edge), Change(edge.edge_id)])
+    edges, events = dump(db)
+    assert edges == [] and len(events) == 1
+
+
+async def test_a_locked_database_is_a_temporary_fault(tmp_path: Path, corpus) -> None:
+    path = tmp_path / "locked.db"
+    sink = SqliteSink(path, busy_timeout=0.1)
+    await sink.open()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    sink.add(Change.of(corpus.edges[0]))
+    with pytest.raises(TemporaryError, match="locked"):
+        await sink.flush()
+    holder.execute("ROLLBACK")
+    await sink.flush()
+    await sink.close()
+    assert [e.edge_id for e in await load_edges(path)] == [corpus.edges[0].edge_id]
+
+
+async def test_a_file_that_is_not_a_database_is_a_permanent_fault(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    sink = SqliteSink(path)
+    with pytest.raises(PermanentError):
+        await sink.open()
+    await sink.close()
+
+
+def _fields(edge: Edge) -> dict[str, object]:
+    return {field: getattr(edge, field) for field in edge.__struct_fields__}
