@@ -212,9 +212,7 @@ def test_narrowed_policies_name_their_peers_and_each_sinks_target(
 def test_a_syslog_target_without_a_port_opens_its_schemes_default(
     helm: Path, target: str, port: tuple[int, str]
 ) -> None:
-    rendered = render(
-        set_values=["sinks.syslog.enabled=true", f"sinks.syslog.target={target}"]
-    )
+    rendered = render(set_values=["sinks.syslog.enabled=true", f"sinks.syslog.target={target}"])
     assert egress_ports(rendered.one("NetworkPolicy", "callmap-sink-syslog")) == {port}
 
 
