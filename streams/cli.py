@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import click
@@ -15,7 +14,7 @@ from callmap.metrics import CountersCollector, serve_metrics
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import for_app
 from streams.combine import DEFAULT_COMBINE_INTERVAL
-from streams.stage import ResolveSettings
+from streams.resolvestage import ResolveSettings
 
 
 @click.group()
@@ -102,9 +101,7 @@ def worker(
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
-    from faust.worker import Worker  # Faust only when a worker runs: --help stays light
-
-    from streams.app import StreamApp, StreamSettings
+    from streams.faustapp import StreamApp, StreamSettings, run_worker  # --help stays light
 
     settings = load_settings()
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
@@ -139,8 +136,7 @@ def worker(
         ),
     }
     serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    Worker(app.app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    run_worker(app)
 
 
 def check_co_partitioned(states: list[TopicState], names: list[str]) -> None:

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from callmap.counters import StageCounters
 from callmap.wire import DnsAnswer, Endpoint, PodIdentity, ServiceIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
-from streams.identity import Holding, IdentityStore, WorkloadsVersion
-from streams.names import (
+from streams.dnsnames import (
     ApiServerName,
     ClusterName,
     ExternalName,
@@ -43,6 +42,7 @@ from streams.names import (
     ServiceName,
     classify,
 )
+from streams.identity import Holding, IdentityStore, WorkloadsVersion
 
 APISERVER = Endpoint(type="apiserver")
 DEFAULT_DNS_SLACK = 30.0

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from callmap.wire import DnsAnswer, PodIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
 from streams.combine import Combiner, Slot
+from streams.dnsnames import HeadlessPodName, PodIpName, classify
 from streams.identity import Holding, IdentityStore, WorkloadsVersion
-from streams.names import HeadlessPodName, PodIpName, classify
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_MAX_ROUTES = 100_000

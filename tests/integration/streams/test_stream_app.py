@@ -197,7 +197,7 @@ async def test_edges_refresh_while_seen_and_expire_when_not(
 
 
 # The second worker reads the raw backlog produced while no worker ran. Faust used
-# to drop part of it when nothing had been committed yet (see streams/transport.py).
+# to drop part of it when nothing had been committed yet (see streams/faustapp.py).
 async def test_a_killed_worker_restarts_without_announcing_known_edges_again(
     settings: Settings, cluster: str, app_id: str, tmp_path: Path
 ) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from callmap.config import load_settings
-from streams.app import StreamApp, StreamSettings
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.faustapp import FETCH_MAX_WAIT_MS, StreamApp, StreamSettings
 
 
 async def test_the_workers_consumer_never_holds_a_fetch_for_long() -> None:
@@ -17,6 +16,6 @@ async def test_the_workers_consumer_never_holds_a_fetch_for_long() -> None:
         # A private attribute of aiokafka's, read when the consumer starts: should a
         # release rename it, this fails instead of the setting quietly doing nothing.
         assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
-        assert type(thread).seek_to_committed.__module__ == "streams.transport"
+        assert type(thread).seek_to_committed.__module__ == "streams.faustapp"
     finally:
         await consumer.stop()

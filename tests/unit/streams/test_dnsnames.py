@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.names import (
+from streams.dnsnames import (
     ApiServerName,
     ExternalName,
     HeadlessPodName,

@@ -5,7 +5,7 @@ store per cluster. :class:`RawStage` turns one raw batch into the edge
 sightings that must go out now (:mod:`streams.combine` holds back repeats,
 :mod:`streams.routes` remembers resolutions) and the events that must wait
 for identities (a ``PendingBatch`` due after the grace period). The Faust
-agents in :mod:`streams.app` only move bytes between topics and these classes.
+agents in :mod:`streams.faustapp` only move bytes between topics and these classes.
 """
 
 from __future__ import annotations

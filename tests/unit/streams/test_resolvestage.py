@@ -7,7 +7,7 @@ from identities import CLUSTER, answer, pod, service, socket
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
 from callmap.wire import PODS, SERVICES, DnsAnswerBatch, SocketBatch, encode
-from streams.stage import Identities, RawStage, ResolveSettings
+from streams.resolvestage import Identities, RawStage, ResolveSettings
 
 
 def stage() -> tuple[RawStage, Identities, Counters]:

@@ -19,6 +19,28 @@ Three agents, each a thin shell around the pure classes:
 
 Undecodable messages go to the dead-letter topic with their origin; the
 stream goes on. Delivery is at least once; see docs/streams.md.
+
+This is the one module that speaks Faust; the stages it drives
+(:mod:`streams.resolvestage`, :mod:`streams.mergestage`) know nothing of it.
+Its Kafka transport carries two repairs:
+
+**No records lost on a seek back.** When Faust's flow stops in the middle of
+a fetched batch (a rebalance, the end of table recovery), it drops the rest
+of the batch and seeks every partition back to its committed offset, to read
+the dropped records again. aiokafka's ``seek_to_committed`` leaves a
+partition where it is when nothing (or offset 0) was committed for it, so
+the dropped records of such a partition were lost for good: a backlog
+produced while no worker ran, read by a restarted worker before its first
+commit, came out of Kafka and never reached an agent. Here such partitions
+go back to their beginning, as the consumer's reset policy (earliest) says:
+the records are read again instead.
+
+**No fetch held for 1.5 s.** Faust builds its consumer with
+``fetch_max_wait_ms=1500``. A fetch names only the partitions with nothing
+buffered, and the broker holds it until one of *those* gets data: records
+arriving meanwhile on the others (say, the sightings this worker just sent
+itself) waited up to 1.5 s. The worker's consumer waits at most
+:data:`FETCH_MAX_WAIT_MS` instead.
 """
 
 from __future__ import annotations
@@ -27,12 +49,15 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 from callmap.config import Settings
 from callmap.counters import Counters
@@ -58,21 +83,47 @@ from callmap.wire import (
 )
 from callmap.wire.topics import MAX_BATCH_BYTES, TopicSpec, for_app, owner_partition
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
-from streams.edges import (
-    DEFAULT_REFRESH_INTERVAL,
-    DEFAULT_TTL,
-    EdgeState,
-    due,
-    dump_state,
-    expired,
-    load_state,
-    sighted,
-)
-from streams.feed import IdentityFeed
-from streams.stage import Identities, RawStage, ResolveSettings
-from streams.transport import App
+from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
+from streams.identityfeed import IdentityFeed
+from streams.mergestage import Merged, MergeSettings, MergeStage
+from streams.resolvestage import Identities, RawStage, ResolveSettings
 
 log = logging.getLogger(__name__)
+
+FETCH_MAX_WAIT_MS = 100
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        unset = [tp for tp, offset in committed.items() if not offset]
+        if unset:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *unset)
+        return committed
+
+
+class _Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    """The aiokafka transport, its consumer seeking back without losses."""
+
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    """A Faust app whose consumer uses :class:`Transport`."""
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
 
 # Messages each stream buffers ahead of its agent.
 STREAM_BUFFER = 64
@@ -144,7 +195,6 @@ class StreamApp:
         )
         self.raw = RawStage(self.identities, stream.resolve, self.counters, combiner)
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
-        self._key_index: dict[int, set[bytes]] | None = None
         self.app = App(
             stream.app_id,
             broker=_broker_urls(settings),
@@ -187,6 +237,8 @@ class StreamApp:
             value_type=bytes,
         )
         self._changelog = self.edges.changelog_topic.get_topic_name()
+        merge = MergeSettings(stream.refresh_interval, stream.ttl, stream.sighting_partitions)
+        self.merge = MergeStage(self.edges.data, merge, self.counters)
         app.agent(self.raw_topic, name="resolve")(self._resolve)
         app.agent(self.pending_topic, name="retry")(self._retry)
         app.agent(self.sightings_topic, name="merge")(self._merge)
@@ -263,84 +315,28 @@ class StreamApp:
         async for event in stream.events():
             message = event.message
             self.counters.stage("in.sightings").seen += 1
-            if not message.value:
-                await self._check_partition(message.partition)
+            if not message.value:  # a tick
+                await self._write(self.merge.tick(message.partition, self.clock()))
                 continue
             batch = await self._decode(self.sightings, message)
             if batch is None:
                 continue
             assert isinstance(batch, SightingBatch)
-            self.counters.stage("merge").seen += len(batch.sightings)
-            now, table = self.clock(), self.edges.data
-            for sighting in batch.sightings:
-                key = sighting.edge_id.encode()
-                stored = table.get(key)
-                state = None if stored is None else load_state(stored)
-                state, edge = sighted(state, sighting, now, self.stream.refresh_interval)
-                await self._store(message.partition, key, dump_state(state))
-                if edge is not None:
-                    await self._announce(edge.edge_id, encode(edge), edge.event)
+            await self._write(self.merge.sightings(message.partition, batch, self.clock()))
 
-    async def _check_partition(self, partition: int) -> None:
-        """Refresh what is due and expire what is stale among this partition's edges."""
-        now, keys, table = self.clock(), self._keys_of(partition), self.edges.data
-        for key in list(keys):
-            stored = table.get(key)
-            if stored is None:
-                keys.discard(key)
-                continue
-            state: EdgeState = load_state(stored)
-            gone = expired(state, now, self.stream.ttl)
-            if gone is not None:
-                await self._store(partition, key, None)
-                await self._announce(gone.edge_id, encode(gone), "expired")
-                continue
-            refreshed = due(state, now, self.stream.refresh_interval)
-            if refreshed is not None:
-                await self._store(partition, key, dump_state(state))
-                await self._announce(refreshed.edge_id, encode(refreshed), "refresh")
+    async def _write(self, merged: Merged) -> None:
+        """The merge stage's states to the changelog, then its announcements.
 
-    async def _store(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Keep an edge's state in the table, its index and its changelog (None: forget it).
-
-        Written to the table's store and sent to its changelog here, not
-        through the table: Faust wraps each table write in futures and
-        callbacks that cost more than the write itself. Recovery reads the
-        changelog all the same, and it is the producer that Faust flushes
-        before it commits offsets.
+        Straight to the producer, not through the table or a Faust topic: both
+        wrap every message in futures and callbacks that cost more than the
+        write itself. Recovery reads the changelog all the same, and it is the
+        producer Faust flushes before it commits offsets.
         """
-        if value is None:
-            self.edges.data.pop(key, None)
-            self._keys_of(partition).discard(key)
-        else:
-            self.edges.data[key] = value
-            self._keys_of(partition).add(key)
-        await self.app.producer.send(self._changelog, key, value, partition, None, None)
-
-    def _keys_of(self, partition: int) -> set[bytes]:
-        """The keys of ``partition``'s edges, indexed anew after every rebalance.
-
-        The index is built on first use after an assignment, when the table
-        has been recovered from its changelog (streams wait for recovery).
-        """
-        if self._key_index is None:
-            count = self.stream.sighting_partitions
-            index: dict[int, set[bytes]] = {}
-            for key in self.edges.data:
-                index.setdefault(owner_partition(key.decode(), count), set()).add(key)
-            self._key_index = index
-        return self._key_index.setdefault(partition, set())
-
-    async def _forget_key_index(self, *_: Any, **__: Any) -> None:
-        self._key_index = None
-
-    async def _announce(self, edge_id: str, value: bytes, event: str) -> None:
-        # Straight to the producer: a Faust topic's send wraps every message in
-        # futures and callbacks, which costs more than the announcement itself.
-        # It is the same producer, so it is flushed before offsets are committed.
-        await self.app.producer.send(EDGES.name, edge_id.encode(), value, None, None, None)
-        self.counters.stage("edges").emitted += 1
-        self.counters.events[f"edge_{event}"] += 1
+        send = self.app.producer.send
+        for stored in merged.stored:
+            await send(self._changelog, stored.key, stored.value, stored.partition, None, None)
+        for announced in merged.announced:
+            await send(EDGES.name, announced.key, announced.value, None, None, None)
 
     async def _measure_lag(self) -> None:
         consumer = self.app.consumer
@@ -352,6 +348,9 @@ class StreamApp:
                 if highwater is not None and position is not None:
                     lag += max(0, highwater - position)
         self.lag = lag
+
+    async def _forget_key_index(self, *_: Any, **__: Any) -> None:
+        self.merge.forget_index()
 
     async def _tick(self) -> None:
         for partition in range(self.stream.sighting_partitions):
@@ -396,3 +395,11 @@ class StreamApp:
             payload_b64=base64.b64encode(value).decode(),
         )
         await self.dlq_topic.send(key=key, value=encode(letter))
+
+
+def run_worker(app: StreamApp) -> None:
+    """Run ``app`` as a Faust worker until a signal stops it, logging at the root's level."""
+    from faust.worker import Worker
+
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    Worker(app.app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()

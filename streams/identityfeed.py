@@ -15,13 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from callmap.broker import describe_topics, make_consumer
+from callmap.broker import describe_topics, make_consumer, read_to_end
 from callmap.config import KafkaSettings
 from callmap.errors import WireDecodeError
 from callmap.wire import IDENTITY_TOPICS
-from streams.stage import Identities
+from streams.resolvestage import Identities
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +46,13 @@ class IdentityFeed:
         consumer = make_consumer(self._kafka, client_id=f"{self._kafka.client_id}-identities")
         await consumer.start()
         try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            behind = {tp for tp, offset in end.items() if offset > 0}
-            if not behind:
-                self._ready()
+            async for message in read_to_end(consumer, partitions):
+                await self._apply(message)
+            self._ready()
             while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for tp, messages in batch.items():
+                for messages in (await consumer.getmany(timeout_ms=1000)).values():
                     for message in messages:
-                        await self._apply(tp, message.offset, message.key, message.value)
-                    if tp in behind and messages and messages[-1].offset + 1 >= end[tp]:
-                        behind.discard(tp)
-                if behind and not batch:  # compaction may have removed the last offsets
-                    for tp in list(behind):
-                        if await consumer.position(tp) >= end[tp]:
-                            behind.discard(tp)
-                if not behind and not self.ready.is_set():
-                    self._ready()
+                        await self._apply(message)
         finally:
             await consumer.stop()
 
@@ -75,13 +63,13 @@ class IdentityFeed:
     def size(self) -> int:
         return sum(len(r.store) for r in self._identities.resolvers.values())
 
-    async def _apply(
-        self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None
-    ) -> None:
+    async def _apply(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        topic, partition, offset = message.topic, message.partition, message.offset
+        key, value = message.key, message.value
         try:
             if key is None:
-                raise WireDecodeError(tp.topic, None, "identity message without a key")
-            self._identities.apply(tp.topic, key, value)
+                raise WireDecodeError(topic, None, "identity message without a key")
+            self._identities.apply(topic, key, value)
         except WireDecodeError as error:
-            log.warning("dead-lettering %s[%d]@%d: %s", tp.topic, tp.partition, offset, error)
-            await self._dead_letter(tp.topic, error, tp.partition, offset, key, value or b"")
+            log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+            await self._dead_letter(topic, error, partition, offset, key, value or b"")
