@@ -69,6 +69,7 @@ from devtools.kafka import DevBroker
 from devtools.process import free_port
 
 THROUGHPUT_RECORDS = 300_000
+PARTITIONS = 6  # of every topic the bench and its worker create
 CLIENTS, SERVED, CALLS_PER_CLIENT, NODES = 2_000, 1_000, 5, 20
 BATCH = CLIENTS * CALLS_PER_CLIENT // NODES  # one node's calls of one window
 LATENCY_RATE, LATENCY_SECONDS = 1_000, 10
@@ -223,7 +224,12 @@ class Worker:
         self.app_id = app_id or f"bench-{uuid.uuid4().hex[:6]}"
         self.metrics_port = metrics_port
         self.log = log
-        env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": bootstrap, "CALLMAP_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "CALLMAP_KAFKA_BOOTSTRAP": bootstrap,
+            "CALLMAP_LOG_LEVEL": "WARNING",
+            "CALLMAP_TOPIC_PARTITIONS": str(PARTITIONS),  # the raw topics have as many
+        }
         with log.open("w") as out:
             self.process = subprocess.Popen(
                 [
@@ -325,7 +331,10 @@ def main() -> None:
         broker.start()
         try:
             settings = load_settings(
-                {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "6"}
+                {
+                    "CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap,
+                    "CALLMAP_TOPIC_PARTITIONS": str(PARTITIONS),
+                }
             )
             asyncio.run(ensure_topics(settings.kafka, settings.topics))
             run(console, settings, broker.bootstrap, Path(tmp))
@@ -415,7 +424,7 @@ def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None
         asyncio.run(publish_identities(settings, cluster, total, 10, workloads=total))
         while worker.identities() < before + total + 10:
             time.sleep(0.2)
-        start_offsets = asyncio.run(end_offsets(settings, EDGES.name, 6))
+        start_offsets = asyncio.run(end_offsets(settings, EDGES.name, PARTITIONS))
 
         async def paced() -> list[float]:
             for second in range(LATENCY_SECONDS):
