@@ -1,6 +1,6 @@
 """docker-compose.yml runs real commands, least-privileged, and prints the map its sink wrote.
 
-(tests/unit/core/test_compose.py checks the Kafka image against the tests' broker.)
+(tests/unit/deploy/test_compose_commands.py checks the Kafka image against the tests' broker.)
 """
 
 from __future__ import annotations
