@@ -10,7 +10,7 @@ One addition to kubeadm's Corefile: ``autopath @kubernetes`` (with ``pods
 verified``, which it needs), a common production setting. A pod's lookup of
 ``api.example.com`` then comes back at its first search-path try
 (``api.example.com.<ns>.svc.cluster.local``) as a CNAME to the name meant, the
-shape of answer callmap must not take for a service (issue #15).
+shape of answer callmap must not take for a service.
 """
 
 from __future__ import annotations

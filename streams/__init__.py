@@ -1,4 +1,6 @@
-"""The stream app (Faust): joins capture events with identities into edges.
+"""The stream app: joins capture events with identities into deduplicated edges.
 
-Built by issue #5; it imports only the ``callmap`` core.
+Pure stages (:mod:`streams.resolvestage`, :mod:`streams.mergestage`) do the
+work; :mod:`streams.faustapp` runs them as a Faust app. It imports only the
+``callmap`` core; see docs/streams.md.
 """
