@@ -4,12 +4,16 @@ Service commands are loaded lazily from their own packages (``capture``,
 ``streams``, ``sinks``, ...) by dotted name, so the core never imports a
 service and ``callmap --help`` stays fast. A planned command that is not built
 yet is listed all the same; running it says so and exits with status 69
-(EX_UNAVAILABLE), never silently.
+(EX_UNAVAILABLE), never silently. So does a command that needs the development
+tools (``devtools``, ``devcluster``) where they are not installed, as in the
+image: ``callmap dev`` and ``callmap demo`` when they load, a ``callmap lab``
+command that builds a lab when it runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 from dataclasses import dataclass
@@ -101,6 +105,14 @@ class LazyGroup(click.Group):
             return _planned(cmd_name, *PLANNED[cmd_name])
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if not _development_only(exc):
+                raise
+            _not_installed(ctx.invoked_subcommand or "")
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         if not names:
@@ -125,18 +137,33 @@ def _load(name: str, lazy: Lazy) -> click.Command:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] in DEVELOPMENT_ONLY:
-            return _unavailable(name, "the development tools come with a source checkout only")
+        if _development_only(exc):
+            return _unavailable(name)
         raise
     command = getattr(module, attribute)
     assert isinstance(command, click.Command)
     return command
 
 
-def _unavailable(name: str, why: str) -> click.Command:
+def _development_only(exc: ModuleNotFoundError) -> bool:
+    """True if what is missing is a development package, absent by design from the image.
+
+    Only a package that is not installed at all counts: a missing module inside an
+    installed one is a bug, and its traceback says where.
+    """
+    package = (exc.name or "").partition(".")[0]
+    return package in DEVELOPMENT_ONLY and importlib.util.find_spec(package) is None
+
+
+def _not_installed(name: str) -> NoReturn:
+    why = "the development tools come with a source checkout only"
+    click.echo(f"callmap {name}: not installed here ({why}).", err=True)
+    sys.exit(EX_UNAVAILABLE)
+
+
+def _unavailable(name: str) -> click.Command:
     def run(args: tuple[str, ...]) -> NoReturn:
-        click.echo(f"callmap {name}: not installed here ({why}).", err=True)
-        sys.exit(EX_UNAVAILABLE)
+        _not_installed(name)
 
     return click.Command(
         name,

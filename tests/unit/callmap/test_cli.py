@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+import types
 
 import click
 import pytest
@@ -104,7 +106,80 @@ def test_a_development_command_missing_from_an_install_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(COMMANDS, "dev", Lazy("devtools.nowhere:dev", "Development helpers."))
-    monkeypatch.setitem(sys.modules, "devtools.nowhere", None)  # as in the image: not there
+    monkeypatch.setitem(sys.modules, "devtools", None)  # as in the image: not installed
     result = CliRunner().invoke(cli, ["dev", "kafka", "start"])
     assert result.exit_code == EX_UNAVAILABLE
-    assert "not installed here" in result.output
+    assert "callmap dev: not installed here" in result.output
+
+
+@click.command()
+def _builds_a_lab() -> None:
+    """Needs the development tools only once it runs, as `callmap lab up` does."""
+    importlib.import_module("devtools.kube")
+
+
+def test_a_command_that_needs_the_development_tools_as_it_runs_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("labless")
+    module.up = _builds_a_lab  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "labless", module)
+    monkeypatch.setitem(COMMANDS, "lab", Lazy("labless:up", "Builds a lab."))
+    monkeypatch.setitem(sys.modules, "devtools", None)
+    monkeypatch.delitem(sys.modules, "devtools.kube", raising=False)
+    result = CliRunner().invoke(cli, ["lab"])
+    assert result.exit_code == EX_UNAVAILABLE
+    assert "callmap lab: not installed here" in result.output
+
+
+def test_a_missing_module_inside_an_installed_package_is_not_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(COMMANDS, "dev", Lazy("devtools.nowhere:dev", "Development helpers."))
+    result = CliRunner().invoke(cli, ["dev"])
+    assert isinstance(result.exception, ModuleNotFoundError)  # a bug: its traceback shows
+
+
+# What the image runs: its packages, and the commands the chart and the compose file start.
+IMAGE_PACKAGES = ("callmap", "capture", "watch", "streams", "sinks")
+IMAGE_COMMANDS = [
+    ["capture", "run", "--help"],
+    ["capture", "dns", "--help"],
+    ["watch", "--help"],
+    ["streams", "worker", "--help"],
+    ["sink", "sqlite", "--help"],
+    ["topics", "create", "--help"],
+    ["list", "--help"],
+    ["lab", "--help"],
+]
+
+WITHOUT_DEVELOPMENT_TOOLS = """
+import importlib, pkgutil, sys
+from click.testing import CliRunner
+sys.modules["devtools"] = sys.modules["devcluster"] = None  # as in the image: not installed
+for package in {packages!r}:
+    root = importlib.import_module(package)
+    for found in pkgutil.walk_packages(root.__path__, package + "."):
+        if not found.name.endswith(".__main__"):  # that one runs the command
+            importlib.import_module(found.name)
+importlib.import_module("lab.caller")  # the program in every lab pod
+from callmap.cli import cli
+for args in {commands!r}:
+    result = CliRunner().invoke(cli, args)
+    print(result.exit_code, *args, file=sys.stderr)
+result = CliRunner().invoke(cli, ["dev", "kafka", "start"])
+print(result.exit_code, "dev", result.output.strip(), file=sys.stderr)
+"""
+
+
+def test_what_the_image_runs_needs_no_development_tool() -> None:
+    """devtools/ and devcluster/ are not in the image: nothing a pod runs may import them."""
+    code = WITHOUT_DEVELOPMENT_TOOLS.format(packages=IMAGE_PACKAGES, commands=IMAGE_COMMANDS)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    for args in IMAGE_COMMANDS:
+        assert f"0 {' '.join(args)}" in lines, result.stderr
+    assert f"{EX_UNAVAILABLE} dev callmap dev: not installed here" in result.stderr
