@@ -126,9 +126,25 @@ def template(
     return result.stdout
 
 
-def render(chart: Path, **options: Any) -> list[dict[str, Any]]:
+def render(
+    chart: Path,
+    *,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    values: Sequence[Path] = (),
+    set_values: Sequence[str] = (),
+    api_versions: Sequence[str] = (),
+) -> list[dict[str, Any]]:
     """:func:`template`'s output as objects (empty documents left out)."""
-    return [document for document in yaml.safe_load_all(template(chart, **options)) if document]
+    rendered = template(
+        chart,
+        release=release,
+        namespace=namespace,
+        values=values,
+        set_values=set_values,
+        api_versions=api_versions,
+    )
+    return [document for document in yaml.safe_load_all(rendered) if document]
 
 
 def lint(chart: Path, values: Sequence[Path] = ()) -> str:

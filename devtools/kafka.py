@@ -137,11 +137,18 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class BrokerStatus:
+    """What ``callmap dev kafka status`` reports about one broker instance."""
+
     running: bool
+    """True once the broker answers clients."""
     pid: int | None
+    """The broker process this machine's callmap started, if it still runs."""
     bootstrap: str
+    """``host:port`` for clients (``CALLMAP_KAFKA_BOOTSTRAP``)."""
     directory: Path
+    """Where the instance keeps its configuration, data and log."""
     detail: str
+    """``running``, ``not listening`` or ``not started``, for people."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +156,17 @@ class DevBroker:
     """One broker instance: its directory, client address and port, and controller port."""
 
     directory: Path
+    """The instance's own directory: configuration, KRaft data, log and pid file."""
     port: int = DEFAULT_PORT
+    """The client (PLAINTEXT) port."""
     controller_port: int | None = None
+    """The KRaft controller's port on loopback; None picks a free one at start."""
     host: str = "127.0.0.1"
     """The IPv4 address clients reach it at: loopback, or one a development cluster's pods reach."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevBroker:
+        """The instance ``callmap dev kafka --name NAME --port PORT`` means."""
         return cls(cache_dir() / "kafka" / "instances" / name, port)
 
     @property

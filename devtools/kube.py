@@ -71,8 +71,12 @@ class DevKubeError(CallmapError):
 
 @dataclass(frozen=True, slots=True)
 class KubeBinaries:
+    """The two programs a development API server runs, built into the cache."""
+
     apiserver: Path
+    """``kube-apiserver``."""
     etcd: Path
+    """``etcd``, at the version Kubernetes pins for its client."""
 
 
 def kube_home(version: str = KUBE_VERSION) -> Path:
@@ -315,13 +319,22 @@ def render_kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KubeStatus:
+    """What ``callmap dev kube status`` reports about one API server instance."""
+
     running: bool
+    """True once ``/readyz`` answers 200."""
     pid: int | None
+    """The kube-apiserver process this machine's callmap started, if it still runs."""
     etcd_pid: int | None
+    """Its etcd's process, likewise."""
     server: str
+    """The API server's URL."""
     kubeconfig: Path
+    """The admin kubeconfig, credentials embedded (``KUBECONFIG``)."""
     directory: Path
+    """Where the instance keeps certificates, etcd data, logs and pid files."""
     detail: str
+    """``running``, ``not ready`` or ``not started``, for people."""
 
     @property
     def ca_file(self) -> Path:
@@ -334,7 +347,9 @@ class DevKube:
     """One API server instance: its directory and secure port (etcd's ports are its own)."""
 
     directory: Path
+    """The instance's own directory: certificates, etcd data, logs, pid files, kubeconfig."""
     port: int = DEFAULT_PORT
+    """The secure (HTTPS) port."""
     service_cidrs: tuple[str, ...] = (SERVICE_CIDR,)
     """Where Services get their cluster IPs: one range, or an IPv4 and an IPv6 one
     (dual stack; the IPv6 range no larger than a /108). The ``kubernetes``
@@ -348,6 +363,7 @@ class DevKube:
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevKube:
+        """The instance ``callmap dev kube --name NAME --port PORT`` means."""
         return cls(cache_dir() / "kube" / "instances" / name, port)
 
     @property
