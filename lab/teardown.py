@@ -63,6 +63,9 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
     prefix = object_prefix(name)
     state_dir = state_dir or default_state_dir(name)
     report = DownReport(name)
+    # A `lab up` killed mid-build may leave an `ip` command running that is about to
+    # add one of its namespaces: stop those first, or the namespace comes after the list.
+    stop(_builders(prefix))
     namespaces = lab_namespaces(prefix)
     inodes = [inode for inode in map(netns_inode, namespaces) if inode is not None]
     pids = set(lab_processes(inodes))
@@ -75,13 +78,10 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
     report.stopped = stop(sorted(pids))
     report.servers = stop_servers(name, state_dir)
     for netns in namespaces:
-        result = subprocess.run(
-            ["ip", "netns", "del", netns], capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
-            report.namespaces.append(netns)
-        else:
-            report.left.append(f"namespace {netns}: {result.stderr.strip()}")
+        _delete_namespace(netns, report)
+    for netns in lab_namespaces(prefix):  # made while the others were deleted
+        if netns not in namespaces:
+            _delete_namespace(netns, report)
     if ETC_NETNS.is_dir():
         for folder in sorted(ETC_NETNS.iterdir()):
             if folder.name.startswith(prefix):
@@ -93,6 +93,29 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
     for pid in _survivors(inodes):
         report.left.append(f"process {pid} still runs in a deleted lab namespace (not the lab's)")
     return report
+
+
+def _delete_namespace(netns: str, report: DownReport) -> None:
+    result = subprocess.run(["ip", "netns", "del", netns], capture_output=True, text=True)
+    if result.returncode == 0:
+        report.namespaces.append(netns)
+    else:
+        report.left.append(f"namespace {netns}: {result.stderr.strip()}")
+
+
+def _builders(prefix: str) -> list[int]:
+    """Pids of ``ip`` commands that name one of the lab's namespaces."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == b"ip" and any(a.startswith(prefix.encode()) for a in argv):
+            found.append(int(entry))
+    return found
 
 
 def leftover_labs() -> list[str]:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from helpers.labfixtures import lab_leftovers, skip_without_root, unique_name, write_topology
 
+from callmap.inventory import load_inventory
 from lab.churn import run_churn
 from lab.processes import lab_namespaces
 from lab.runtime import call_report, release, up
@@ -79,9 +79,9 @@ def test_held_calls_wait_for_go_and_churn_hands_the_address_to_the_new_pod(lab_f
 
         final = run_churn(state_dir)
         assert final.churn_done == 1
-        inventory = yaml.safe_load(Path(final.inventory).read_text())
-        holders = [p for p in inventory["pods"] if p["ips"] == ["10.244.0.4"]]
-        assert [(p["workload"]["name"], p["deleted"] is None) for p in holders] == [
+        inventory = load_inventory(Path(final.inventory).read_text())  # as the watcher reads it
+        holders = [p for p in inventory.pods if p.ips == ["10.244.0.4"]]
+        assert [(p.workload and p.workload.name, p.deleted is None) for p in holders] == [
             ("cart", False),
             ("email", True),
         ]
