@@ -134,6 +134,10 @@ def worker(
             "Pods, services and nodes in the identity store.",
             lambda: float(app.feed.size()),
         ),
+        "edges": (
+            "Edges this worker owns (the states of its partitions of the edges table).",
+            lambda: float(len(app.edges.data)),
+        ),
     }
     serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
     run_worker(app)

@@ -248,6 +248,7 @@ class StreamApp:
         if stream.combine_interval > 0:
             app.timer(stream.combine_interval / 2)(self._send_held)
         app.on_before_shutdown.connect(self._drain_held)
+        self.edges.on_recover(self._drop_edges_owned_elsewhere)
         app.on_partitions_assigned.connect(self._forget_key_index)
         app.on_partitions_revoked.connect(self._forget_key_index)
         self.lag = 0
@@ -351,6 +352,18 @@ class StreamApp:
 
     async def _forget_key_index(self, *_: Any, **__: Any) -> None:
         self.merge.forget_index()
+
+    async def _drop_edges_owned_elsewhere(self) -> None:
+        """After a rebalance's recovery: keep only the edges of partitions this worker owns.
+
+        Faust drops a revoked partition's keys only for writes it made itself, and
+        the merge stage writes to the table's store directly.
+        """
+        mine = {self.sightings.name, self._changelog}
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in mine}
+        dropped = self.merge.keep_only(owned)
+        if dropped:
+            log.info("forgot %d edges of partitions other workers own now", dropped)
 
     async def _tick(self) -> None:
         for partition in range(self.stream.sighting_partitions):

@@ -13,12 +13,14 @@ The table is any mapping of ``edge_id`` bytes to encoded :class:`EdgeState`
 (the Faust table's store in the worker, a dict in tests). Ticks go through a
 per-partition index of keys, built from the table on first use after
 :meth:`MergeStage.forget_index` (every rebalance), so a tick reads only its
-partition's edges.
+partition's edges. States are written to the table directly, so the table does
+not know their partitions: after each rebalance :meth:`MergeStage.keep_only`
+drops the edges of partitions another worker owns now.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass, field
 
 from callmap.counters import Counters
@@ -117,6 +119,18 @@ class MergeStage:
     def forget_index(self) -> None:
         """After a rebalance: the partitions' keys are indexed again on the next tick."""
         self._index = None
+
+    def keep_only(self, partitions: Collection[int]) -> int:
+        """After a rebalance, once the table is recovered: forget the edges of every other
+        partition (their new owner recovers them from the changelog); how many went."""
+        count = self.settings.partitions
+        stale = [
+            key for key in self.table if owner_partition(key.decode(), count) not in partitions
+        ]
+        for key in stale:
+            del self.table[key]
+        self._index = None
+        return len(stale)
 
     def _keep(self, merged: Merged, partition: int, key: bytes, value: bytes | None) -> None:
         if value is None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +41,7 @@ from callmap.wire import (
     message_key,
 )
 from callmap.wire.topics import TopicSpec
+from devtools.process import free_port
 
 FAST = [
     "--grace",
@@ -61,6 +64,7 @@ class Worker:
 
     def __init__(self, settings: Settings, app_id: str, log_dir: Path, *args: str) -> None:
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
@@ -78,7 +82,7 @@ class Worker:
                     "--app-id",
                     app_id,
                     "--metrics-port",
-                    "0",
+                    str(self.metrics_port),
                     "--data-dir",
                     str(log_dir),
                     *FAST,
@@ -97,6 +101,15 @@ class Worker:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
+
+    def gauge(self, name: str) -> float:
+        """A gauge of the worker's Prometheus endpoint (``callmap_streams_<name>``)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        found = re.search(rf"^callmap_streams_{name} ([0-9.e+]+)$", text, re.MULTILINE)
+        assert found, f"no gauge callmap_streams_{name}"
+        return float(found.group(1))
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -253,12 +253,16 @@ async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
         ]
         await publish(settings, more)
         found = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 20, settle=5)
+        # Each edge's state is kept by its owner only: the first worker forgot the
+        # states of the partitions it handed over.
+        owned = (first.gauge("edges"), second.gauge("edges"))
     finally:
         first.stop()
         if second is not None:
             second.stop()
     news = Counter(names(e) for e in found if e.event == "new")
     assert len(news) == 20 and set(news.values()) == {1}
+    assert sum(owned) == 20, owned
 
 
 async def test_a_stopped_worker_hands_over_the_repeats_it_held(

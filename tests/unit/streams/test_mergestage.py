@@ -111,3 +111,18 @@ def test_edges_recovered_into_the_table_are_found_by_the_next_tick_after_a_rebal
     late = 120.0 + TTL + 1
     found = {n for p in range(PARTITIONS) for _, n in events(recovered.tick(p, late))}
     assert found == {"cart", "email"}
+
+
+def test_after_a_rebalance_only_the_edges_of_partitions_still_owned_stay() -> None:
+    merging = stage()
+    names = [f"svc-{i}" for i in range(40)]
+    for name in names:
+        merge(merging, name, ts=100.0, now=100.0)
+    kept = {0, 2}
+    dropped = merging.keep_only(kept)
+    assert dropped == sum(1 for name in names if partition_of(name) not in kept)
+    remaining = {load_state(value).server.name for value in merging.table.values()}
+    assert remaining == {name for name in names if partition_of(name) in kept}
+    late = 100.0 + TTL + 1
+    expired = {n for p in range(PARTITIONS) for _, n in events(merging.tick(p, late))}
+    assert expired == remaining  # nothing of another worker's is announced from here
