@@ -23,17 +23,18 @@ import yaml
 from callmap.config import load_settings
 from callmap.errors import CallmapError
 from sinks.escape import terminal
-from sinks.maps.cilium import CiliumOptions, cilium_policies
-from sinks.maps.documents import render, write_split
-from sinks.maps.dot import render_dot
 from sinks.maps.filters import MapFilter, parse_since
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import DEFAULT_LABEL_KEY, LabelBook
-from sinks.maps.listing import render_json, render_text
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.policy import Export, PortMap, single_cluster
+from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
+from sinks.maps.formats.documents import render
+from sinks.maps.formats.dot import render_dot
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import DEFAULT_LABEL_KEY, LabelBook
+from sinks.maps.formats.listing import render_json, render_text
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.policy import Export, PortMap, single_cluster
+from sinks.maps.formats.tabular import edges_csv, edges_json
+from sinks.maps.output import write_split
 from sinks.maps.readers import MapData, Source, load_map, parse_source
-from sinks.maps.tabular import edges_csv, edges_json
 
 FuncT = Callable[..., Any]
 
@@ -252,6 +253,6 @@ def visualize(query: MapQuery, output: Path, title: str) -> None:
     if fmt in ("dot", "gv"):
         output.write_text(dot)
         return
-    from sinks.maps.render import render_graph
+    from sinks.maps.graphviz import render_graph
 
     output.write_bytes(render_graph(dot, fmt))

@@ -24,10 +24,10 @@ from callmap.errors import CallmapError, ConfigError, TemporaryError
 from callmap.metrics import serve_metrics
 from callmap.signals import on_stop_signals
 from sinks.escape import terminal
-from sinks.service.cef import FACILITIES, SyslogFormat
 from sinks.service.destination import Sink
+from sinks.service.destinations.linefile import DEFAULT_MAX_BYTES, LineFileSink, OcsfFileSink
+from sinks.service.formats.cef import FACILITIES, SyslogFormat
 from sinks.service.journal import OffsetJournal
-from sinks.service.linefile import DEFAULT_MAX_BYTES, LineFileSink, OcsfFileSink
 from sinks.service.runner import RunnerOptions, SinkRunner
 from sinks.service.stats import SinkCollector
 
@@ -154,7 +154,7 @@ def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int) -> None:
 @_runner_options
 def sqlite(run: SinkRun, path: Path, busy_timeout: float) -> None:
     """Current state and history of every edge in a SQLite file (the embedded default)."""
-    from sinks.service.sqlite import SqliteSink
+    from sinks.service.destinations.sqlite import SqliteSink
 
     _run("sqlite", SqliteSink(path, busy_timeout=busy_timeout), run)
 
@@ -172,7 +172,7 @@ def sqlite(run: SinkRun, path: Path, busy_timeout: float) -> None:
 @_runner_options
 def postgres(run: SinkRun, dsn: str | None, dsn_file: Path | None) -> None:
     """Current state and history of every edge in PostgreSQL, upserted in batches."""
-    from sinks.service.postgres import PostgresSink
+    from sinks.service.destinations.postgres import PostgresSink
 
     if dsn_file is not None:
         dsn = dsn_file.read_text().strip()
@@ -221,7 +221,7 @@ def syslog(
     state: Path | None,
 ) -> None:
     """RFC 5424 syslog carrying CEF, over UDP, TCP (octet counting) or TLS."""
-    from sinks.service.syslog import SyslogSink, SyslogTarget, TlsOptions
+    from sinks.service.destinations.syslog import SyslogSink, SyslogTarget, TlsOptions
 
     form = SyslogFormat(hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id)
     tls = TlsOptions(ca_file, cert_file, key_file, server_name)
@@ -264,7 +264,7 @@ def ocsf(
     if directory is not None:
         sink_ = OcsfFileSink(directory, max_bytes=max_bytes, keep=keep)
     else:
-        from sinks.service.ocsfkafka import OcsfKafkaSink
+        from sinks.service.destinations.ocsfkafka import OcsfKafkaSink
 
         assert topic is not None
         sink_ = OcsfKafkaSink(load_settings().kafka, topic, journal=_journal(state))

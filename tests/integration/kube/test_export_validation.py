@@ -22,10 +22,10 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
 from devtools.kube import KubeStatus
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import LabelBook
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.policy import PortMap
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.policy import PortMap
 
 pytestmark = pytest.mark.kube
 
