@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers.sinkcorpus import GOLDEN
 
 from sinks.maps.cli import export, list_command, visualize
-
-GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "sinks"
 
 
 @pytest.fixture
