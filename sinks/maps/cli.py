@@ -33,7 +33,7 @@ from sinks.maps.formats.listing import render_json, render_text
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
 from sinks.maps.formats.policy import Export, PortMap, single_cluster
 from sinks.maps.formats.tabular import edges_csv, edges_json
-from sinks.maps.output import is_directory, write_output, write_split
+from sinks.maps.output import names_directory, write_output, write_split
 from sinks.maps.readers import MapData, load_map, parse_source
 from sinks.maps.settings import (
     DRAWINGS,
@@ -168,7 +168,7 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # as given: a Path would drop the "/" that asks for a directory
     help="A file, or a directory (existing, or ending in /) for one file per object.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Kubernetes objects as JSON, not YAML.")
@@ -186,7 +186,7 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
 def export(
     query: MapQuery,
     fmt: str,
-    output: Path | None,
+    output: str | None,
     as_json: bool,
     egress: bool,
     labels: Path | None,
@@ -200,7 +200,8 @@ def export(
     settings = ExportSettings(
         query=query,
         format=chosen,
-        output=output,
+        output=Path(output) if output is not None else None,
+        per_object=output is not None and names_directory(output),
         encoding="json" if as_json else "yaml",
         egress=egress,
         labels=labels,
@@ -224,7 +225,7 @@ def export_map(settings: ExportSettings) -> None:
     result = _objects(settings, data)
     for warning in dict.fromkeys(result.warnings):
         _warn("export", warning)
-    if settings.output is not None and is_directory(settings.output):
+    if settings.output is not None and settings.per_object:
         for path in write_split(result.documents, settings.output, settings.encoding):
             click.echo(f"wrote {path}", err=True)
     else:

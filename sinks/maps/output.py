@@ -25,9 +25,12 @@ def write_output(data: str | bytes, output: Path | None) -> None:
         output.write_bytes(raw)
 
 
-def is_directory(output: Path) -> bool:
-    """Whether ``-o`` asks for one file per object: an existing directory, or a path ending in /."""
-    return output.is_dir() or str(output).endswith("/")
+def names_directory(output: str) -> bool:
+    """Whether ``-o`` asks for one file per object: an existing directory, or a path ending in /.
+
+    Takes the argument as given: a :class:`~pathlib.Path` drops the trailing ``/``.
+    """
+    return output.endswith("/") or Path(output).is_dir()
 
 
 def write_split(documents: Sequence[dict[str, Any]], directory: Path, encoding: str) -> list[Path]:

@@ -63,6 +63,9 @@ class ExportSettings:
     """What to write (``--format``)."""
     output: Path | None
     """A file, a directory for one file per object, or None for stdout (``-o``)."""
+    per_object: bool
+    """Kubernetes objects: one file each in the directory ``output`` (``-o`` an existing
+    directory, or a path ending in ``/``)."""
     encoding: Encoding
     """Kubernetes objects as ``yaml`` or ``json`` (``--json``)."""
     egress: bool

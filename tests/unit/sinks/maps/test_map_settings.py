@@ -63,6 +63,22 @@ def test_export_settings(taken: Taken, tmp_path: Path) -> None:
     assert settings.output == tmp_path / "out" and settings.wants_identities
 
 
+def test_one_file_per_object_for_a_directory_or_a_path_ending_in_a_slash(
+    taken: Taken, tmp_path: Path
+) -> None:
+    (tmp_path / "there").mkdir()
+    for output in ("there", "new/", "new", "map.yaml"):
+        assert (
+            invoke(cli.export, "--format", "intents", "-o", f"{tmp_path}/{output}").exit_code == 0
+        )
+    assert [s.per_object for s in taken if isinstance(s, ExportSettings)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
 @pytest.mark.parametrize(
     "args, identities",
     [
