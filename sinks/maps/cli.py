@@ -2,20 +2,20 @@
 
 All three read the map from ``--from`` (see :mod:`sinks.maps.readers`), keep what
 the filters select (see :mod:`sinks.maps.filters`) and write to stdout or ``-o``.
-Warnings (what a format cannot express, records that did not decode) go to
-stderr, escaped, so stdout stays a clean document.
+Each command turns its options (and the environment) into one settings object
+of :mod:`sinks.maps.settings`, then runs on that alone. Warnings (what a format
+cannot express, records that did not decode) go to stderr, escaped, so stdout
+stays a clean document.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -23,24 +23,48 @@ import yaml
 from callmap.config import load_settings
 from callmap.errors import CallmapError
 from sinks.escape import terminal
-from sinks.maps.cilium import CiliumOptions, cilium_policies
-from sinks.maps.documents import render, write_split
-from sinks.maps.dot import render_dot
 from sinks.maps.filters import MapFilter, parse_since
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import DEFAULT_LABEL_KEY, LabelBook
-from sinks.maps.listing import render_json, render_text
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.policy import Export, PortMap, single_cluster
-from sinks.maps.readers import MapData, Source, load_map, parse_source
-from sinks.maps.tabular import edges_csv, edges_json
+from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
+from sinks.maps.formats.documents import render
+from sinks.maps.formats.dot import render_dot
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import DEFAULT_LABEL_KEY, LabelBook
+from sinks.maps.formats.listing import render_json, render_text
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.policy import Export, PortMap, single_cluster
+from sinks.maps.formats.tabular import edges_csv, edges_json
+from sinks.maps.output import names_directory, write_output, write_split
+from sinks.maps.readers import MapData, load_map, parse_source
+from sinks.maps.settings import (
+    DRAWINGS,
+    EXPORT_FORMATS,
+    LIST_FORMATS,
+    ExportSettings,
+    ListSettings,
+    MapQuery,
+    VisualizeSettings,
+)
 
 FuncT = Callable[..., Any]
+ChoiceT = TypeVar("ChoiceT", bound=str)
+
+
+def _guard(function: FuncT) -> FuncT:
+    """callmap's own errors as a one-line message and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (CallmapError, ValueError, OSError, yaml.YAMLError) as exc:
+            raise click.ClickException(terminal(str(exc))) from exc
+
+    return wrapper
 
 
 def _map_options(function: Callable[..., None]) -> FuncT:
     """The options every map command shares, given to it as one :class:`MapQuery` (first
-    argument); the command's own options follow by name."""
+    argument, with the Kafka settings of the environment); its own options follow by name."""
     decorators = [
         click.option(
             "--from",
@@ -67,7 +91,7 @@ def _map_options(function: Callable[..., None]) -> FuncT:
         cluster: tuple[str, ...],
         since: str | None,
         include_expired: bool,
-        **own: Any,
+        **own: object,
     ) -> None:
         selection = MapFilter(
             namespaces=frozenset(namespace),
@@ -77,7 +101,7 @@ def _map_options(function: Callable[..., None]) -> FuncT:
             since=parse_since(since, time.time()) if since else None,
             include_expired=include_expired,
         )
-        function(MapQuery(parse_source(source), selection), **own)
+        function(MapQuery(parse_source(source), selection, load_settings().kafka), **own)
 
     functools.update_wrapper(command, function)
     command = _guard(command)
@@ -86,14 +110,12 @@ def _map_options(function: Callable[..., None]) -> FuncT:
     return command
 
 
-@dataclass(frozen=True, slots=True)
-class MapQuery:
-    """What every map command is asked: where the map is, and which edges to keep."""
-
-    source: Source
-    """Where the edges are read (``--from``)."""
-    selection: MapFilter
-    """Which of them count (``--namespace``, ``--client``, ...)."""
+def _choice(value: str, choices: tuple[ChoiceT, ...]) -> ChoiceT:
+    """``value`` as the member of ``choices`` it is (click.Choice checked that it is one)."""
+    for choice in choices:
+        if choice == value:
+            return choice
+    raise ValueError(f"{value!r}: expected one of {', '.join(choices)}")
 
 
 def _warn(command: str, text: str) -> None:
@@ -101,7 +123,7 @@ def _warn(command: str, text: str) -> None:
 
 
 def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
-    data = asyncio.run(load_map(query.source, load_settings().kafka, identities=identities))
+    data = asyncio.run(load_map(query.source, query.kafka, identities=identities))
     for problem in data.problems[:20]:
         _warn(command, problem)
     if len(data.problems) > 20:
@@ -109,49 +131,19 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
     return data
 
 
-def _output(data: str | bytes, output: Path | None) -> None:
-    raw = data.encode() if isinstance(data, str) else data
-    if output is None:
-        sys.stdout.buffer.write(raw)
-        sys.stdout.flush()
-    else:
-        output.write_bytes(raw)
-
-
-def _guard(function: FuncT) -> FuncT:
-    """callmap's own errors as a one-line message and exit status 1."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except (CallmapError, ValueError, OSError, yaml.YAMLError) as exc:
-            raise click.ClickException(terminal(str(exc))) from exc
-
-    return wrapper
-
-
 @click.command("list")
 @_map_options
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
 @_guard
 def list_command(query: MapQuery, output: str) -> None:
     """Print who calls whom: "X in namespace Y calls:" and its servers."""
-    edges = query.selection.select(_load("list", query).edges)
-    _output(render_json(edges) if output == "json" else render_text(edges), None)
+    show_list(ListSettings(query, _choice(output, LIST_FORMATS)))
 
 
-def _labels(labels: str | None, key: str, data: MapData, cluster: str | None) -> LabelBook:
-    book = LabelBook(convention_key=key)
-    pods = [pod for pod in data.pods or () if pod.cluster == cluster]
-    if pods:
-        book = LabelBook.from_pods(pods, convention_key=key)
-    if labels:
-        document = yaml.safe_load(Path(labels).read_text()) or {}
-        if not isinstance(document, dict):
-            raise ValueError(f"{labels}: expected a mapping of namespace/workload")
-        book = LabelBook.from_mapping(document, convention_key=key).over(book)
-    return book
+def show_list(settings: ListSettings) -> None:
+    """``callmap list``: the map as text or JSON on stdout."""
+    edges = settings.query.selection.select(_load("list", settings.query).edges)
+    write_output(render_json(edges) if settings.output == "json" else render_text(edges), None)
 
 
 def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -169,19 +161,23 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["intents", "networkpolicy", "cilium", "json", "csv"]),
+    type=click.Choice(EXPORT_FORMATS),
     required=True,
     help="What to write.",
 )
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # as given: a Path would drop the "/" that asks for a directory
     help="A file, or a directory (existing, or ending in /) for one file per object.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Kubernetes objects as JSON, not YAML.")
 @click.option("--egress", is_flag=True, help="networkpolicy: also per-client egress policies.")
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False), help="Pod labels file.")
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pod labels file.",
+)
 @click.option("--label-key", default=DEFAULT_LABEL_KEY, show_default=True, help="Label convention.")
 @click.option("--identities/--no-identities", default=True, help="Read pod and service identities.")
 @click.option("--dns-namespace", default="kube-system", show_default=True)
@@ -190,46 +186,85 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
 def export(
     query: MapQuery,
     fmt: str,
-    output: Path | None,
+    output: str | None,
     as_json: bool,
     egress: bool,
-    labels: str | None,
+    labels: Path | None,
     label_key: str,
     identities: bool,
     dns_namespace: str,
     dns_label: tuple[str, ...],
 ) -> None:
     """Export the map as ClientIntents, NetworkPolicies, CiliumNetworkPolicies, JSON or CSV."""
-    selection = query.selection
-    policies = fmt in ("networkpolicy", "cilium")
-    data = _load("export", query, identities=policies and identities)
-    if fmt in ("json", "csv"):
-        edges = selection.select(data.edges)
-        _output(edges_json(edges) if fmt == "json" else edges_csv(edges), output)
+    chosen = _choice(fmt, EXPORT_FORMATS)
+    settings = ExportSettings(
+        query=query,
+        format=chosen,
+        output=Path(output) if output is not None else None,
+        per_object=output is not None and names_directory(output),
+        encoding="json" if as_json else "yaml",
+        egress=egress,
+        labels=labels,
+        label_key=label_key,
+        identities=identities,
+        dns_namespace=dns_namespace,
+        # Only the Kubernetes objects name the DNS pods; the edges as data never do.
+        dns_labels={} if chosen in ("json", "csv") else _dns_labels(dns_label),
+    )
+    export_map(settings)
+
+
+def export_map(settings: ExportSettings) -> None:
+    """``callmap export``: the edges as data, or Kubernetes objects built from them."""
+    data = _load("export", settings.query, identities=settings.wants_identities)
+    if settings.format in ("json", "csv"):
+        edges = settings.query.selection.select(data.edges)
+        as_data = edges_json(edges) if settings.format == "json" else edges_csv(edges)
+        write_output(as_data, settings.output)
         return
-    dns = _dns_labels(dns_label)
+    result = _objects(settings, data)
+    for warning in dict.fromkeys(result.warnings):
+        _warn("export", warning)
+    if settings.output is not None and settings.per_object:
+        for path in write_split(result.documents, settings.output, settings.encoding):
+            click.echo(f"wrote {path}", err=True)
+    else:
+        write_output(render(result.documents, settings.encoding), settings.output)
+
+
+def _objects(settings: ExportSettings, data: MapData) -> Export:
+    """The ClientIntents, NetworkPolicies or CiliumNetworkPolicies of the live edges."""
+    selection = settings.query.selection
     ports = PortMap(data.services or ())
     edges = [edge for edge in data.edges if selection.live(edge)]
     cluster = single_cluster(edges)
-    result: Export
-    if fmt == "intents":
-        result = client_intents(edges, selection)
-    elif fmt == "networkpolicy":
-        netpol = NetpolOptions(egress=egress, dns_namespace=dns_namespace, dns_labels=dns)
-        book = _labels(labels, label_key, data, cluster)
-        result = network_policies(edges, book, selection, netpol, ports)
-    else:
-        cilium = CiliumOptions(dns_namespace=dns_namespace, dns_labels=dns)
-        book = _labels(labels, label_key, data, cluster)
-        result = cilium_policies(edges, book, selection, cilium, ports)
-    for warning in dict.fromkeys(result.warnings):
-        _warn("export", warning)
-    encoding = "json" if as_json else "yaml"
-    if output is not None and (output.is_dir() or str(output).endswith("/")):
-        for path in write_split(result.documents, output, encoding):
-            click.echo(f"wrote {path}", err=True)
-    else:
-        _output(render(result.documents, encoding), output)
+    if settings.format == "intents":
+        return client_intents(edges, selection)
+    book = _labels(settings, data, cluster)
+    if settings.format == "networkpolicy":
+        netpol = NetpolOptions(
+            egress=settings.egress,
+            dns_namespace=settings.dns_namespace,
+            dns_labels=settings.dns_labels,
+        )
+        return network_policies(edges, book, selection, netpol, ports)
+    cilium = CiliumOptions(dns_namespace=settings.dns_namespace, dns_labels=settings.dns_labels)
+    return cilium_policies(edges, book, selection, cilium, ports)
+
+
+def _labels(settings: ExportSettings, data: MapData, cluster: str | None) -> LabelBook:
+    """Pod labels from the labels file, then the pods of ``cluster``, then the convention."""
+    key = settings.label_key
+    book = LabelBook(convention_key=key)
+    pods = [pod for pod in data.pods or () if pod.cluster == cluster]
+    if pods:
+        book = LabelBook.from_pods(pods, convention_key=key)
+    if settings.labels is not None:
+        document = yaml.safe_load(settings.labels.read_text()) or {}
+        if not isinstance(document, dict):
+            raise ValueError(f"{settings.labels}: expected a mapping of namespace/workload")
+        book = LabelBook.from_mapping(document, convention_key=key).over(book)
+    return book
 
 
 @click.command()
@@ -245,13 +280,19 @@ def export(
 @_guard
 def visualize(query: MapQuery, output: Path, title: str) -> None:
     """Draw the map with Graphviz: namespaces as clusters, externals apart."""
-    fmt = output.suffix.lower().lstrip(".")
-    if fmt not in ("svg", "png", "dot", "gv"):
+    drawing = DRAWINGS.get(output.suffix.lower().lstrip("."))
+    if drawing is None:
         raise click.BadParameter("the file name must end in .svg, .png or .dot", param_hint="-o")
-    dot = render_dot(query.selection.select(_load("visualize", query).edges), title)
-    if fmt in ("dot", "gv"):
-        output.write_text(dot)
-        return
-    from sinks.maps.render import render_graph
+    draw_map(VisualizeSettings(query, output, drawing, title))
 
-    output.write_bytes(render_graph(dot, fmt))
+
+def draw_map(settings: VisualizeSettings) -> None:
+    """``callmap visualize``: the map as DOT, or drawn by Graphviz as SVG or PNG."""
+    edges = settings.query.selection.select(_load("visualize", settings.query).edges)
+    dot = render_dot(edges, settings.title)
+    if settings.drawing == "dot":
+        settings.output.write_text(dot)
+        return
+    from sinks.maps.graphviz import render_graph
+
+    settings.output.write_bytes(render_graph(dot, settings.drawing))

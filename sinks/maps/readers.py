@@ -201,11 +201,11 @@ async def load_map(source: Source, kafka: KafkaSettings, *, identities: bool = T
     if source.kind == "kafka":
         return await read_kafka(kafka, identities=identities)
     if source.kind == "sqlite":
-        from sinks.service.sqlite import load_edges as load_sqlite
+        from sinks.service.destinations.sqlite import load_edges as load_sqlite
 
         return MapData(await load_sqlite(Path(source.location)))
     if source.kind == "postgresql":
-        from sinks.service.postgres import load_edges as load_postgres
+        from sinks.service.destinations.postgres import load_edges as load_postgres
 
         return MapData(await load_postgres(source.location))
     return await asyncio.to_thread(read_jsonl, Path(source.location))

@@ -2,8 +2,10 @@
 
 Every kind shares the consumer options (group, batch size, flush interval,
 backoff, metrics port, ``--once``) and the loop of :mod:`sinks.service.runner`.
-SIGTERM or SIGINT makes the sink flush, commit and exit; while the target is
-down, it exits without committing (the next run replays, idempotently).
+Each command turns its options (and the environment) into one settings object
+of :mod:`sinks.service.settings`, which makes the destination. SIGTERM or
+SIGINT makes the sink flush, commit and exit; while the target is down, it
+exits without committing (the next run replays, idempotently).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,19 @@ from callmap.errors import CallmapError, ConfigError, TemporaryError
 from callmap.metrics import serve_metrics
 from callmap.signals import on_stop_signals
 from sinks.escape import terminal
-from sinks.service.cef import FACILITIES, SyslogFormat
 from sinks.service.destination import Sink
-from sinks.service.journal import OffsetJournal
-from sinks.service.linefile import DEFAULT_MAX_BYTES, LineFileSink, OcsfFileSink
-from sinks.service.runner import RunnerOptions, SinkRunner
+from sinks.service.destinations.linefile import DEFAULT_MAX_BYTES
+from sinks.service.formats.cef import FACILITIES, SyslogFormat
+from sinks.service.runner import SinkRunner
+from sinks.service.settings import (
+    JsonlSettings,
+    OcsfSettings,
+    PostgresSettings,
+    SinkRun,
+    SinkSettings,
+    SqliteSettings,
+    SyslogSettings,
+)
 from sinks.service.stats import SinkCollector
 
 log = logging.getLogger(__name__)
@@ -37,7 +46,7 @@ FuncT = Callable[..., Any]
 
 def _runner_options(function: Callable[..., None]) -> FuncT:
     """The options every kind shares, given to the command as one :class:`SinkRun` (first
-    argument); the kind's own options follow by name."""
+    argument, with the Kafka settings of the environment); its own options follow by name."""
     decorators = [
         click.option("--group", help="Kafka consumer group [callmap-sink-KIND]."),
         click.option("--batch-size", default=500, show_default=True, help="Records per flush."),
@@ -65,9 +74,13 @@ def _runner_options(function: Callable[..., None]) -> FuncT:
         max_backoff: float,
         metrics_port: int,
         once: bool,
-        **own: Any,
+        **own: object,
     ) -> None:
-        run = SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once)
+        try:
+            kafka = load_settings().kafka
+        except CallmapError as exc:
+            raise click.ClickException(terminal(str(exc))) from exc
+        run = SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once, kafka)
         function(run, **own)
 
     functools.update_wrapper(command, function)
@@ -76,42 +89,16 @@ def _runner_options(function: Callable[..., None]) -> FuncT:
     return command
 
 
-@dataclass(frozen=True, slots=True)
-class SinkRun:
-    """How ``callmap sink`` runs, whatever its kind: the options every kind shares."""
-
-    group: str | None
-    """The Kafka consumer group; None: ``callmap-sink-KIND``."""
-    batch_size: int
-    """Records per flush."""
-    flush_interval: float
-    """Most seconds a record waits for its flush."""
-    max_backoff: float
-    """Most seconds between retries while the target is away."""
-    metrics_port: int
-    """Prometheus port; 0 turns it off."""
-    once: bool
-    """Write what the topic holds now, then exit."""
-
-    def runner_options(self, kind: str) -> RunnerOptions:
-        return RunnerOptions(
-            group_id=self.group or f"callmap-sink-{kind}",
-            batch_size=self.batch_size,
-            flush_interval=self.flush_interval,
-            max_backoff=self.max_backoff,
-        )
-
-
-async def run_sink(sink: Sink, options: RunnerOptions, *, metrics_port: int, once: bool) -> bool:
-    """Run ``sink`` until stopped (or caught up with ``once``); True if it ended committed."""
-    settings = load_settings()
-    serve_metrics(metrics_port, SinkCollector(sink.stats, lambda: sink.buffered))
-    runner = SinkRunner(settings.kafka, sink, options)
+async def run_sink(sink: Sink, settings: SinkSettings) -> bool:
+    """Run ``sink`` until stopped (or caught up with ``--once``); True if it ended committed."""
+    run = settings.run
+    serve_metrics(run.metrics_port, SinkCollector(sink.stats, lambda: sink.buffered))
+    runner = SinkRunner(run.kafka, sink, run.runner_options(settings.kind))
     on_stop_signals(runner.request_stop)  # the runner flushes and commits what it holds
     committed = True
     try:
         await runner.start()
-        await runner.run(until_caught_up=once)
+        await runner.run(until_caught_up=run.once)
     except TemporaryError as exc:
         log.warning("stopped while the target was away: %s", exc)
         committed = False
@@ -120,15 +107,15 @@ async def run_sink(sink: Sink, options: RunnerOptions, *, metrics_port: int, onc
     return committed
 
 
-def _run(kind: str, sink: Sink, run: SinkRun) -> None:
+def run_command(settings: SinkSettings) -> None:
+    """``callmap sink KIND``: make the destination, run it, and say what it did."""
+    sink_ = settings.sink()
     try:
-        asyncio.run(
-            run_sink(sink, run.runner_options(kind), metrics_port=run.metrics_port, once=run.once)
-        )
+        asyncio.run(run_sink(sink_, settings))
     except CallmapError as exc:
         raise click.ClickException(terminal(str(exc))) from exc
     finally:
-        click.echo(sink.stats.summary(), err=True)
+        click.echo(sink_.stats.summary(), err=True)
 
 
 @click.group()
@@ -145,7 +132,7 @@ def sink() -> None:
 @_runner_options
 def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int) -> None:
     """JSON Lines of edge events, rotated by size, fsynced before every commit."""
-    _run("jsonl", LineFileSink(directory, max_bytes=max_bytes, keep=keep), run)
+    run_command(JsonlSettings(run, directory, max_bytes, keep))
 
 
 @sink.command()
@@ -154,9 +141,7 @@ def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int) -> None:
 @_runner_options
 def sqlite(run: SinkRun, path: Path, busy_timeout: float) -> None:
     """Current state and history of every edge in a SQLite file (the embedded default)."""
-    from sinks.service.sqlite import SqliteSink
-
-    _run("sqlite", SqliteSink(path, busy_timeout=busy_timeout), run)
+    run_command(SqliteSettings(run, path, busy_timeout))
 
 
 @sink.command()
@@ -172,19 +157,11 @@ def sqlite(run: SinkRun, path: Path, busy_timeout: float) -> None:
 @_runner_options
 def postgres(run: SinkRun, dsn: str | None, dsn_file: Path | None) -> None:
     """Current state and history of every edge in PostgreSQL, upserted in batches."""
-    from sinks.service.postgres import PostgresSink
-
     if dsn_file is not None:
         dsn = dsn_file.read_text().strip()
     if not dsn:
         raise click.UsageError("give --dsn or --dsn-file (or CALLMAP_POSTGRES_DSN)")
-    _run("postgres", PostgresSink(dsn), run)
-
-
-def _journal(state: Path | None) -> OffsetJournal:
-    if state is None:
-        log.warning("no --state file: replays after a crash are sent again")
-    return OffsetJournal(state)
+    run_command(PostgresSettings(run, dsn))
 
 
 @sink.command()
@@ -221,16 +198,21 @@ def syslog(
     state: Path | None,
 ) -> None:
     """RFC 5424 syslog carrying CEF, over UDP, TCP (octet counting) or TLS."""
-    from sinks.service.syslog import SyslogSink, SyslogTarget, TlsOptions
+    from sinks.service.destinations.syslog import SyslogTarget, TlsOptions
 
-    form = SyslogFormat(hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id)
-    tls = TlsOptions(ca_file, cert_file, key_file, server_name)
     try:
         parsed = SyslogTarget.parse(target)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from exc
-    sink_ = SyslogSink(parsed, form, tls=tls, journal=_journal(state), max_message=max_message)
-    _run("syslog", sink_, run)
+    settings = SyslogSettings(
+        run,
+        target=parsed,
+        form=SyslogFormat(hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id),
+        tls=TlsOptions(ca_file, cert_file, key_file, server_name),
+        max_message=max_message,
+        state=state,
+    )
+    run_command(settings)
 
 
 @sink.command()
@@ -260,12 +242,4 @@ def ocsf(
     """OCSF Network Activity (class 4001) events, to files or to a Kafka topic."""
     if (directory is None) == (topic is None):
         raise click.UsageError("give exactly one of --dir and --topic")
-    sink_: Sink
-    if directory is not None:
-        sink_ = OcsfFileSink(directory, max_bytes=max_bytes, keep=keep)
-    else:
-        from sinks.service.ocsfkafka import OcsfKafkaSink
-
-        assert topic is not None
-        sink_ = OcsfKafkaSink(load_settings().kafka, topic, journal=_journal(state))
-    _run("ocsf", sink_, run)
+    run_command(OcsfSettings(run, directory, topic, max_bytes, keep, state))

@@ -19,14 +19,14 @@ from rich.table import Table
 
 from callmap.wire import Edge, Endpoint
 from sinks.changes import Change, Position
-from sinks.maps.labels import LabelBook
-from sinks.maps.listing import render_text
-from sinks.maps.netpol import network_policies
-from sinks.maps.tabular import edges_csv
-from sinks.service.cef import SyslogFormat, syslog_message
-from sinks.service.linefile import LineFileSink, edge_line
-from sinks.service.ocsf import ocsf_json
-from sinks.service.sqlite import SqliteSink
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.listing import render_text
+from sinks.maps.formats.netpol import network_policies
+from sinks.maps.formats.tabular import edges_csv
+from sinks.service.destinations.linefile import LineFileSink, edge_line
+from sinks.service.destinations.sqlite import SqliteSink
+from sinks.service.formats.cef import SyslogFormat, syslog_message
+from sinks.service.formats.ocsf import ocsf_json
 
 EDGES = 20_000
 BATCH = 500

@@ -11,31 +11,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 import yaml
+from helpers.sinkcorpus import GOLDEN, load_jsonl
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
 from devtools.kube import KubeStatus
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import LabelBook
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.policy import PortMap
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.policy import PortMap
 
 pytestmark = pytest.mark.kube
 
-GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "sinks"
 STRICT = {"dry_run": "All", "field_validation": "Strict"}
-
-
-def load(name: str, kind: type[Any]) -> list[Any]:
-    lines = (GOLDEN / f"input-{name}.jsonl").read_bytes().splitlines()
-    return [msgspec.json.decode(line, type=kind) for line in lines]
 
 
 @pytest.fixture
@@ -77,10 +69,10 @@ async def intents_crd(api: client.ApiClient) -> None:
 
 async def test_exported_networkpolicies_are_accepted(api: client.ApiClient) -> None:
     export = network_policies(
-        load("edges", Edge),
-        LabelBook.from_pods(load("pods", PodIdentity)),
+        load_jsonl("edges", Edge),
+        LabelBook.from_pods(load_jsonl("pods", PodIdentity)),
         options=NetpolOptions(egress=True),
-        ports=PortMap(load("services", ServiceIdentity)),
+        ports=PortMap(load_jsonl("services", ServiceIdentity)),
     )
     assert len(export.documents) >= 8
     networking = client.NetworkingV1Api(api)
@@ -97,7 +89,7 @@ async def test_exported_networkpolicies_are_accepted(api: client.ApiClient) -> N
 async def test_exported_client_intents_are_accepted(
     api: client.ApiClient, intents_crd: None
 ) -> None:
-    documents = client_intents(load("edges", Edge)).documents
+    documents = client_intents(load_jsonl("edges", Edge)).documents
     assert documents
     custom = client.CustomObjectsApi(api)
     for document in documents:

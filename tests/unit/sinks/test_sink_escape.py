@@ -6,6 +6,7 @@ import csv
 import io
 import re
 
+from helpers.sinkcorpus import HOSTILE
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from sinks.escape import (
     terminal,
 )
 
-HOSTILE = 'evil"name\n<script>,;|\\x00\u202e.example'
 anything = st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
 
 

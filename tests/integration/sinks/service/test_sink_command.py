@@ -20,7 +20,7 @@ from helpers.sinkkafka import create_topics
 from callmap.broker import make_producer
 from callmap.wire import EDGES, encode, message_key
 from sinks.maps.cli import list_command
-from sinks.service import sqlschema as schema
+from sinks.service.formats import sqlschema as schema
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 ROOT = Path(__file__).resolve().parents[4]

@@ -16,7 +16,7 @@ from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
 from sinks.maps.readers import read_jsonl
-from sinks.service.linefile import LineFileSink, OcsfFileSink
+from sinks.service.destinations.linefile import LineFileSink, OcsfFileSink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 

@@ -15,8 +15,8 @@ from helpers.sinkkafka import create_topics
 from callmap.wire import EDGES
 from sinks.changes import event_key
 from sinks.maps.readers import read_compacted
+from sinks.service.destinations.ocsfkafka import OcsfKafkaSink
 from sinks.service.journal import OffsetJournal
-from sinks.service.ocsfkafka import OcsfKafkaSink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 

@@ -15,8 +15,8 @@ from callmap.wire import Edge, Endpoint
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
-from sinks.service import sqlschema as schema
-from sinks.service.postgres import PostgresSink, load_edges, migrate
+from sinks.service.destinations.postgres import PostgresSink, load_edges, migrate
+from sinks.service.formats import sqlschema as schema
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -15,8 +15,8 @@ from callmap.wire import DeadLetter, Edge, Endpoint
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.readers import read_compacted
-from sinks.service import sqlschema as schema
-from sinks.service.sqlite import SqliteSink, load_edges
+from sinks.service.destinations.sqlite import SqliteSink, load_edges
+from sinks.service.formats import sqlschema as schema
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 

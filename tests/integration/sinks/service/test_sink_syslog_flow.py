@@ -13,9 +13,9 @@ import pytest
 from callmap.errors import PermanentError
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
-from sinks.service.cef import SyslogFormat
+from sinks.service.destinations.syslog import SyslogSink, SyslogTarget, TlsOptions
+from sinks.service.formats.cef import SyslogFormat
 from sinks.service.journal import OffsetJournal
-from sinks.service.syslog import SyslogSink, SyslogTarget, TlsOptions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers.sinkcorpus import GOLDEN
 
 from sinks.maps.cli import export, list_command, visualize
-
-GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "sinks"
 
 
 @pytest.fixture
@@ -52,6 +51,17 @@ def test_export_writes_one_file_per_object_into_a_directory(source: str, tmp_pat
     assert "clientintents-shop-checkoutservice.yaml" in names
     document = yaml.safe_load((out / "clientintents-shop-checkoutservice.yaml").read_text())
     assert document["kind"] == "ClientIntents"
+
+
+def test_export_makes_the_directory_a_path_ending_in_a_slash_names(
+    source: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "new" / "policies"
+    args = ["--from", source, "--format", "networkpolicy", "--json", "-o", f"{out}/"]
+    assert run(export, *args).exit_code == 0
+    assert out.is_dir() and "networkpolicy-finance-callmap-ledger-ingress.json" in {
+        path.name for path in out.iterdir()
+    }
 
 
 def test_export_warnings_go_to_stderr_escaped(source: str) -> None:

@@ -19,16 +19,16 @@ import pytest
 import yaml
 
 from callmap.wire import Edge, Endpoint
-from sinks.maps.cilium import cilium_policies
-from sinks.maps.documents import to_json, to_yaml
-from sinks.maps.dot import render_dot
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import LabelBook
-from sinks.maps.listing import render_json, render_text
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.tabular import CSV_COLUMNS, edges_csv, edges_json
-from sinks.service.cef import SyslogFormat, cef_message, syslog_message
-from sinks.service.ocsf import ocsf_event, ocsf_json
+from sinks.maps.formats.cilium import cilium_policies
+from sinks.maps.formats.documents import to_json, to_yaml
+from sinks.maps.formats.dot import render_dot
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.listing import render_json, render_text
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.tabular import CSV_COLUMNS, edges_csv, edges_json
+from sinks.service.formats.cef import SyslogFormat, cef_message, syslog_message
+from sinks.service.formats.ocsf import ocsf_event, ocsf_json
 
 NAMES = [
     'evil"name\n<script>,;|\\x00\u202e.example',

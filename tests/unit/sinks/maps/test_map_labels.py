@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callmap.wire import Endpoint, PodIdentity, WorkloadRef
-from sinks.maps.labels import LabelBook, Selector
+from sinks.maps.formats.labels import LabelBook, Selector
 
 
 def workload(name: str, namespace: str = "shop") -> Endpoint:

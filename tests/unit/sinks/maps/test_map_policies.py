@@ -6,27 +6,21 @@ tests/integration/kube/test_export_validation.py.)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jsonschema
 import pytest
 import yaml
+from helpers.sinkcorpus import GOLDEN
 
 from callmap.errors import ConfigError
 from callmap.wire import Edge, Endpoint, ServiceIdentity, ServicePort
-from sinks.maps.cilium import cilium_policies
 from sinks.maps.filters import MapFilter
-from sinks.maps.intents import client_intents
-from sinks.maps.labels import LabelBook
-from sinks.maps.netpol import NetpolOptions, network_policies
-from sinks.maps.policy import PortMap
+from sinks.maps.formats.cilium import cilium_policies
+from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.netpol import NetpolOptions, network_policies
+from sinks.maps.formats.policy import PortMap
 
-CRD = (
-    Path(__file__).resolve().parents[3]
-    / "golden"
-    / "sinks"
-    / "otterize-clientintents-v2beta1-crd.yaml"
-)
+CRD = GOLDEN / "otterize-clientintents-v2beta1-crd.yaml"
 
 
 def workload(namespace: str, name: str, service: str | None = None) -> Endpoint:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sinks.service.cef import FACILITIES, SyslogFormat, octet_frame, syslog_message
-from sinks.service.ocsf import ocsf_event
+from sinks.service.formats.cef import FACILITIES, SyslogFormat, octet_frame, syslog_message
+from sinks.service.formats.ocsf import ocsf_event
 from sinks.service.stats import SinkCollector, SinkStats
 
 # What OCSF 1.3 requires of a Network Activity event (base event + class 4001),

@@ -11,7 +11,7 @@ from callmap.errors import TemporaryError
 from callmap.wire import Edge, Endpoint
 from sinks.changes import Change, Position
 from sinks.maps.readers import read_jsonl
-from sinks.service.linefile import LineFileSink, OcsfFileSink
+from sinks.service.destinations.linefile import LineFileSink, OcsfFileSink
 
 
 def change(offset: int, event: str = "new") -> Change:

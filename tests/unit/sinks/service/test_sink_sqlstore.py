@@ -10,8 +10,15 @@ import pytest
 from callmap.errors import PermanentError, TemporaryError
 from callmap.wire import Edge
 from sinks.changes import Change
-from sinks.service import sqlschema as schema
-from sinks.service.sqlite import SqliteSink, connect, load_edges, migrate, read_edges, write_batch
+from sinks.service.destinations.sqlite import (
+    SqliteSink,
+    connect,
+    load_edges,
+    migrate,
+    read_edges,
+    write_batch,
+)
+from sinks.service.formats import sqlschema as schema
 
 
 def dump(

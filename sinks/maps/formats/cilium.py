@@ -19,8 +19,8 @@ from callmap.wire import Edge, Endpoint
 from sinks.endpoints import qualified, sort_key
 from sinks.escape import is_dns1123_label, is_dns_name, k8s_name
 from sinks.maps.filters import MapFilter
-from sinks.maps.labels import LabelBook
-from sinks.maps.policy import Export, PolicyBuilder, PortMap, cidr
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.policy import Export, PolicyBuilder, PortMap, cidr
 
 NAMESPACE_KEY = "k8s:io.kubernetes.pod.namespace"
 

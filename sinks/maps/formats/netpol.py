@@ -23,8 +23,8 @@ from callmap.wire import Edge, Endpoint
 from sinks.endpoints import qualified, sort_key
 from sinks.escape import is_dns1123_label, k8s_name
 from sinks.maps.filters import MapFilter
-from sinks.maps.labels import LabelBook
-from sinks.maps.policy import NAMESPACE_LABEL, Export, PolicyBuilder, Port, PortMap, cidr
+from sinks.maps.formats.labels import LabelBook
+from sinks.maps.formats.policy import NAMESPACE_LABEL, Export, PolicyBuilder, Port, PortMap, cidr
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from callmap.errors import ConfigError, PermanentError, TemporaryError
 from sinks.changes import Change
-from sinks.service.cef import SyslogFormat, octet_frame, syslog_message
 from sinks.service.destination import Sink
+from sinks.service.formats.cef import SyslogFormat, octet_frame, syslog_message
 from sinks.service.journal import OffsetJournal
 from sinks.service.stats import SinkStats
 

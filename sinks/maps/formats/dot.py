@@ -5,7 +5,7 @@ in clusters of their own, drawn differently. Every edge carries a tooltip with
 its ports, sources and last sighting (an SVG shows it on hover). Node ids are
 generated (``n0``, ``n1``, ...), and every label and tooltip goes through
 :func:`sinks.escape.dot_string`, so no name can add a statement. Writing DOT
-needs nothing installed; :mod:`sinks.maps.render` turns it into SVG or PNG. Pure.
+needs nothing installed; :mod:`sinks.maps.graphviz` turns it into SVG or PNG. Pure.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import client_key, edge_sort_key, identity, label, qualified
 from sinks.escape import dot_string
-from sinks.maps.tabular import iso
+from sinks.maps.formats.tabular import iso
 
 _GROUPS = {
     "external": ("external", "outside the cluster", 'style="dashed,rounded"; color="#c0834a";'),

@@ -23,7 +23,7 @@ from callmap.wire import Edge, Endpoint
 from sinks.endpoints import APISERVER_NAME, APISERVER_NAMESPACE, identity, qualified, sort_key
 from sinks.escape import is_dns1123_label, is_dns1123_subdomain, is_dns_name, k8s_name
 from sinks.maps.filters import MapFilter
-from sinks.maps.policy import Export, by_client, cidr, metadata, single_cluster
+from sinks.maps.formats.policy import Export, by_client, cidr, metadata, single_cluster
 
 API_VERSION = "k8s.otterize.com/v2beta1"
 

@@ -19,7 +19,7 @@ from callmap.errors import ConfigError
 from callmap.wire import Edge, Endpoint, ServiceIdentity
 from sinks.endpoints import identity, qualified
 from sinks.maps.filters import MapFilter
-from sinks.maps.labels import LabelBook
+from sinks.maps.formats.labels import LabelBook
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "callmap"}
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"

@@ -1,6 +1,6 @@
 """The embedded default sink: the map in a SQLite file (``callmap sink sqlite``).
 
-Current state and lifecycle history in the schema of :mod:`sinks.service.sqlschema`,
+Current state and lifecycle history in the schema of :mod:`sinks.service.formats.sqlschema`,
 migrated on open. Each flush is one transaction (WAL journal, ``synchronous=
 FULL``: committed means on disk) of tombstone deletes, guarded upserts and
 history inserts, so replaying a batch changes nothing. sqlite3 runs on one
@@ -24,8 +24,8 @@ from callmap.errors import PermanentError, TemporaryError
 from callmap.wire import Edge
 from sinks.changes import Change
 from sinks.lifecycle import reduce_batch
-from sinks.service import sqlschema as schema
 from sinks.service.destination import Sink
+from sinks.service.formats import sqlschema as schema
 from sinks.service.stats import SinkStats
 
 T = TypeVar("T")

@@ -151,7 +151,7 @@ class LineFileSink(Sink):
 
 def ocsf_line(change: Change) -> bytes | None:
     """A JSON line of the OCSF event of an edge event; tombstones have none."""
-    from sinks.service.ocsf import ocsf_json
+    from sinks.service.formats.ocsf import ocsf_json
 
     return None if change.edge is None else ocsf_json(change.edge) + b"\n"
 

@@ -4,15 +4,15 @@ YAML goes through PyYAML's safe dumper with ``allow_unicode=False``: every
 string is quoted or escaped as YAML needs, and non-ASCII characters (such as a
 right-to-left override in a hostile name) appear as ``\\u`` escapes a reviewer
 can see. A JSON stream of several objects is a ``v1`` ``List``, which
-``kubectl apply -f`` takes. File names come from the objects' (validated)
-names, never from raw input.
+``kubectl apply -f`` takes. File names (for one file per object, written by
+:mod:`sinks.maps.output`) come from the objects' (validated) names, never from
+raw input. Pure.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -49,14 +49,3 @@ def file_name(document: dict[str, Any], encoding: str) -> str:
     meta = document.get("metadata", {})
     stem = f"{document.get('kind', 'object')}-{meta.get('namespace', '')}-{meta.get('name', '')}"
     return f"{k8s_name(stem.lower(), 200)}.{'json' if encoding == 'json' else 'yaml'}"
-
-
-def write_split(documents: Sequence[dict[str, Any]], directory: Path, encoding: str) -> list[Path]:
-    """One file per object in ``directory``; returns the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for document in documents:
-        path = directory / file_name(document, encoding)
-        path.write_text(render([document], encoding))
-        written.append(path)
-    return written

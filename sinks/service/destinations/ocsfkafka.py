@@ -2,7 +2,7 @@
 
 The topic is the SIEM pipeline's, named by the operator; callmap does not
 create it. Each message is one OCSF Network Activity event (see
-:mod:`sinks.service.ocsf`), keyed by ``edge_id`` so that an edge's events stay in one
+:mod:`sinks.service.formats.ocsf`), keyed by ``edge_id`` so that an edge's events stay in one
 partition, in lifecycle order; ``metadata.uid`` (the event key) lets a
 pipeline drop a duplicate, and the offset journal skips replays before they
 are sent. A flush sends every event and waits for the acknowledgements of all
@@ -22,8 +22,8 @@ from callmap.config import KafkaSettings
 from callmap.errors import PermanentError, TemporaryError
 from sinks.changes import Change
 from sinks.service.destination import Sink
+from sinks.service.formats.ocsf import ocsf_json
 from sinks.service.journal import OffsetJournal
-from sinks.service.ocsf import ocsf_json
 from sinks.service.stats import SinkStats
 
 

@@ -1,6 +1,6 @@
 """The map in PostgreSQL through asyncpg (``callmap sink postgres``).
 
-The schema of :mod:`sinks.service.sqlschema`, migrated on open under an advisory lock (so
+The schema of :mod:`sinks.service.formats.sqlschema`, migrated on open under an advisory lock (so
 replicas starting together migrate once). A flush is one transaction: the
 batch is first reduced to one write per edge, then deletes, guarded upserts
 and history inserts go out as pipelined ``executemany`` batches.
@@ -24,8 +24,8 @@ from callmap.errors import PermanentError, TemporaryError
 from callmap.wire import Edge
 from sinks.changes import Change
 from sinks.lifecycle import reduce_batch
-from sinks.service import sqlschema as schema
 from sinks.service.destination import Sink
+from sinks.service.formats import sqlschema as schema
 from sinks.service.stats import SinkStats
 
 # SQLSTATE classes that pass: connection exception, insufficient resources,

@@ -1,0 +1,102 @@
+"""What each map command was asked, as one typed, frozen settings object.
+
+:mod:`sinks.maps.cli` builds these once from the command line and the
+environment; the code that runs a command reads only them, so a misspelt
+option is a type error rather than a ``KeyError`` at run time. Every command
+starts from a :class:`MapQuery` (``--from`` and the filters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from callmap.config import KafkaSettings
+from sinks.maps.filters import MapFilter
+from sinks.maps.readers import Source
+
+ListFormat = Literal["text", "json"]
+ExportFormat = Literal["intents", "networkpolicy", "cilium", "json", "csv"]
+Encoding = Literal["yaml", "json"]
+Drawing = Literal["svg", "png", "dot"]
+
+LIST_FORMATS: tuple[ListFormat, ...] = ("text", "json")
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("intents", "networkpolicy", "cilium", "json", "csv")
+POLICY_FORMATS: tuple[ExportFormat, ...] = ("networkpolicy", "cilium")
+"""Formats that select pods by label, and so want pod and service identities."""
+DRAWINGS: dict[str, Drawing] = {"svg": "svg", "png": "png", "dot": "dot", "gv": "dot"}
+"""``visualize``'s file extensions and what each one is drawn as."""
+
+
+@dataclass(frozen=True, slots=True)
+class MapQuery:
+    """What every map command is asked: where the map is, and which edges to keep."""
+
+    source: Source
+    """Where the edges are read (``--from``, env ``CALLMAP_MAP_FROM``)."""
+    selection: MapFilter
+    """Which of them count (``--namespace``, ``--client``, ``--server``, ``--cluster``,
+    ``--since``, ``--include-expired``)."""
+    kafka: KafkaSettings
+    """How to reach Kafka when the source is the topic (``CALLMAP_KAFKA_*``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListSettings:
+    """``callmap list``."""
+
+    query: MapQuery
+    """Where the map is and which edges to print."""
+    output: ListFormat
+    """``text`` (the listing people read) or ``json`` (``--output``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """``callmap export``."""
+
+    query: MapQuery
+    """Where the map is and which edges (or, for policies, which workloads) to export."""
+    format: ExportFormat
+    """What to write (``--format``)."""
+    output: Path | None
+    """A file, a directory for one file per object, or None for stdout (``-o``)."""
+    per_object: bool
+    """Kubernetes objects: one file each in the directory ``output`` (``-o`` an existing
+    directory, or a path ending in ``/``)."""
+    encoding: Encoding
+    """Kubernetes objects as ``yaml`` or ``json`` (``--json``)."""
+    egress: bool
+    """NetworkPolicies: also one egress policy per client (``--egress``)."""
+    labels: Path | None
+    """A file of pod labels per ``namespace/workload`` (``--labels``)."""
+    label_key: str
+    """The label a workload's pods carry its name in, when nothing better is known
+    (``--label-key``)."""
+    identities: bool
+    """Read pod and service identities for the policy formats (``--identities``)."""
+    dns_namespace: str
+    """Namespace of the cluster DNS pods that egress rules keep open (``--dns-namespace``)."""
+    dns_labels: Mapping[str, str]
+    """Labels of the cluster DNS pods (``--dns-label KEY=VALUE``, repeated)."""
+
+    @property
+    def wants_identities(self) -> bool:
+        """Whether the export reads pod and service identities along with the edges."""
+        return self.identities and self.format in POLICY_FORMATS
+
+
+@dataclass(frozen=True, slots=True)
+class VisualizeSettings:
+    """``callmap visualize``."""
+
+    query: MapQuery
+    """Where the map is and which edges to draw."""
+    output: Path
+    """The file to write (``-o``)."""
+    drawing: Drawing
+    """What to write, from the file's extension: ``svg``, ``png`` or ``dot``."""
+    title: str
+    """The graph's title (``--title``)."""
