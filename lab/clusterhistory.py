@@ -290,19 +290,18 @@ class ApiHistory:
 
     def selected(self, service: ServiceState, t: float) -> list[PodState]:
         """The pods ``service`` selected at ``t``: running, addressed, not terminating."""
+        return self.selected_during(service, t, t)
+
+    def selected_during(self, service: ServiceState, start: float, end: float) -> list[PodState]:
+        """The pods ``service`` selected at some time from ``start`` to ``end``."""
         if not service.selector:
             return []
         result = []
         for timeline in self.pods.values():
-            pod = timeline.at(t)
-            if (
-                pod is not None
-                and pod.namespace == service.namespace
-                and pod.ips
-                and not pod.terminating
-                and all(pod.labels.get(k) == v for k, v in service.selector.items())
-            ):
-                result.append(pod)
+            for since, until, pod in timeline.spans():
+                if since <= end and until > start and _selects(service, pod):
+                    result.append(pod)
+                    break
         return result
 
     def ever_selected(self, service: ServiceState) -> list[PodState]:
@@ -353,3 +352,13 @@ def is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _selects(service: ServiceState, pod: PodState) -> bool:
+    """Whether ``service`` sends traffic to ``pod`` in this state."""
+    return (
+        pod.namespace == service.namespace
+        and bool(pod.ips)
+        and not pod.terminating
+        and all(pod.labels.get(k) == v for k, v in (service.selector or {}).items())
+    )

@@ -61,6 +61,9 @@ from lab.clusterhistory import ApiHistory, PodState, ServiceState, is_ip
 
 EMPTY_SERVICE_SPAN = 10.0
 """Failed calls to a Service with nobody behind it must span this long to be required."""
+ENDPOINT_SYNC = 5.0
+"""Seconds a Service's change may take to reach kube-proxy on every node (its nftables
+sync, after the EndpointSlice's watch), on a loaded two-core machine."""
 NDOTS = 5
 DNS_SERVICE = ("kube-system", "kube-dns")
 DNS_PORT = 53
@@ -282,7 +285,9 @@ class _Builder:
             answering = self.history.pod_named(peer, call.t)
             if answering is not None:
                 name = self.history.workload(answering)[0]
-                if name not in workloads:
+                if name not in workloads and name in self._just_dropped(service, call.t):
+                    workloads.add(name)  # kube-proxy had not applied the change yet
+                elif name not in workloads:
                     self.note(
                         f"{call.pod} -> {call.to}:{call.port} answered by {peer}, "
                         f"which service {service.key} did not select then: counted"
@@ -293,6 +298,16 @@ class _Builder:
         if call.addr is None:
             return []  # the name did not resolve: no DNS answer to report
         return [(f"service:{service.key}", "empty")]
+
+    def _just_dropped(self, service: ServiceState, t: float) -> set[str]:
+        """Workloads ``service`` selected within :data:`ENDPOINT_SYNC` seconds before ``t``.
+
+        A Service's change reaches each node's kube-proxy a moment after the API
+        server has it; until then a connection may still go to a pod the Service
+        has just stopped selecting (one that is terminating, say).
+        """
+        pods = self.history.selected_during(service, t - ENDPOINT_SYNC, t)
+        return {self.history.workload(p)[0] for p in pods}
 
     def _address(self, call: CallRecord, peer: str | None) -> list[tuple[str, Weight]]:
         weight: Weight = "required" if call.ok else "tolerated"

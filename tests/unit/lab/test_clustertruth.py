@@ -12,6 +12,7 @@ import pytest
 from lab.clusterhistory import ApiEvent, ApiHistory, parse_api_line
 from lab.clustertruth import (
     EMPTY_SERVICE_SPAN,
+    ENDPOINT_SYNC,
     CallRecord,
     ClusterTruth,
     TrueEdge,
@@ -306,6 +307,13 @@ def test_an_answer_from_a_pod_the_service_did_not_select_counts_with_a_note() ->
         "shop/frontend -> shop/emailservice:5000",
     }
     assert "did not select" in truth.notes[0]
+
+
+def test_a_pod_the_service_dropped_a_moment_ago_still_answers_as_kube_proxy_lags() -> None:
+    just_after = CART_GONE - 2 + ENDPOINT_SYNC / 2  # terminating since CART_GONE - 2
+    truth = truth_of([call(just_after, FRONT, "cartservice", CART_SVC, 7070, CART)])
+    assert edges(truth) == {"shop/frontend -> shop/cartservice:7070"}
+    assert truth.notes == ()
 
 
 def test_an_owner_missing_from_the_record_is_named_and_noted() -> None:
