@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import click
 
 from callmap.config import load_settings
 from callmap.counters import Counters
+from callmap.optiongroups import option_group
 from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
@@ -32,13 +32,39 @@ from capture.dnsfold import DnsFolder
 from capture.sniffer import netns_inodes
 from capture.sockagent import SocketScanner
 
-FuncT = Callable[..., Any]
+
+def _agent_options(
+    *,
+    node: str,
+    interfaces: tuple[str, ...],
+    netns: str | None,
+    scan_netns: tuple[str, ...],
+    proc_root: str,
+    flush_interval: float,
+    scan_interval: float,
+    refresh_interval: float,
+    stats_interval: float,
+    outbox_mib: int,
+    metrics_port: int,
+) -> AgentOptions:
+    """The options every capture command shares, as one :class:`AgentOptions`."""
+    return AgentOptions(
+        node=node,
+        interfaces=interfaces,
+        netns=netns,
+        proc_root=proc_root,
+        scan_netns=scan_netns,
+        flush_interval=flush_interval,
+        scan_interval=scan_interval,
+        refresh_interval=refresh_interval,
+        stats_interval=stats_interval,
+        outbox_bytes=outbox_mib * 1024 * 1024,
+        metrics_port=metrics_port,
+    )
 
 
-def _live_options(function: Callable[..., None]) -> FuncT:
-    """The options every capture command shares, given to it as one :class:`AgentOptions`
-    (first argument); the command's own options follow by name."""
-    decorators = [
+_live_options = option_group(
+    [
         click.option(
             "--node",
             envvar="CALLMAP_NODE",
@@ -97,42 +123,10 @@ def _live_options(function: Callable[..., None]) -> FuncT:
             envvar="CALLMAP_METRICS_PORT",
             help="Prometheus port; 0 turns it off.",
         ),
-    ]
-
-    def command(
-        *,
-        node: str,
-        interfaces: tuple[str, ...],
-        netns: str | None,
-        scan_netns: tuple[str, ...],
-        proc_root: str,
-        flush_interval: float,
-        scan_interval: float,
-        refresh_interval: float,
-        stats_interval: float,
-        outbox_mib: int,
-        metrics_port: int,
-        **own: Any,
-    ) -> None:
-        live = AgentOptions(
-            node=node,
-            interfaces=interfaces,
-            netns=netns,
-            proc_root=proc_root,
-            scan_netns=scan_netns,
-            flush_interval=flush_interval,
-            scan_interval=scan_interval,
-            refresh_interval=refresh_interval,
-            stats_interval=stats_interval,
-            outbox_bytes=outbox_mib * 1024 * 1024,
-            metrics_port=metrics_port,
-        )
-        function(live, **own)
-
-    functools.update_wrapper(command, function)
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
+    ],
+    _agent_options,
+)
+"""The options every capture command shares, given to it first as one AgentOptions."""
 
 
 def _run_agent(options: AgentOptions) -> None:

@@ -22,6 +22,7 @@ import yaml
 
 from callmap.config import load_settings
 from callmap.errors import CallmapError
+from callmap.optiongroups import option_group
 from sinks.escape import terminal
 from sinks.maps.filters import MapFilter, parse_since
 from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
@@ -62,10 +63,30 @@ def _guard(function: FuncT) -> FuncT:
     return wrapper
 
 
-def _map_options(function: Callable[..., None]) -> FuncT:
-    """The options every map command shares, given to it as one :class:`MapQuery` (first
-    argument, with the Kafka settings of the environment); its own options follow by name."""
-    decorators = [
+def _map_query(
+    *,
+    source: str,
+    namespace: tuple[str, ...],
+    client: tuple[str, ...],
+    server: tuple[str, ...],
+    cluster: tuple[str, ...],
+    since: str | None,
+    include_expired: bool,
+) -> MapQuery:
+    """The options every map command shares, with the Kafka settings of the environment."""
+    selection = MapFilter(
+        namespaces=frozenset(namespace),
+        clients=frozenset(client),
+        servers=frozenset(server),
+        clusters=frozenset(cluster),
+        since=parse_since(since, time.time()) if since else None,
+        include_expired=include_expired,
+    )
+    return MapQuery(parse_source(source), selection, load_settings().kafka)
+
+
+_map_options = option_group(
+    [
         click.option(
             "--from",
             "source",
@@ -80,34 +101,10 @@ def _map_options(function: Callable[..., None]) -> FuncT:
         click.option("--cluster", multiple=True, help="Only edges of this cluster (repeat)."),
         click.option("--since", help="Only edges seen since: 30m, 24h, 7d or an ISO 8601 time."),
         click.option("--include-expired", is_flag=True, help="Keep expired edges too."),
-    ]
-
-    def command(
-        *,
-        source: str,
-        namespace: tuple[str, ...],
-        client: tuple[str, ...],
-        server: tuple[str, ...],
-        cluster: tuple[str, ...],
-        since: str | None,
-        include_expired: bool,
-        **own: object,
-    ) -> None:
-        selection = MapFilter(
-            namespaces=frozenset(namespace),
-            clients=frozenset(client),
-            servers=frozenset(server),
-            clusters=frozenset(cluster),
-            since=parse_since(since, time.time()) if since else None,
-            include_expired=include_expired,
-        )
-        function(MapQuery(parse_source(source), selection, load_settings().kafka), **own)
-
-    functools.update_wrapper(command, function)
-    command = _guard(command)
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
+    ],
+    _guard(_map_query),
+)
+"""The options every map command shares, given to it first as one MapQuery."""
 
 
 def _choice(value: str, choices: tuple[ChoiceT, ...]) -> ChoiceT:

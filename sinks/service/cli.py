@@ -11,18 +11,16 @@ exits without committing (the next run replays, idempotently).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from callmap.config import load_settings
 from callmap.errors import CallmapError, ConfigError, TemporaryError
 from callmap.metrics import serve_metrics
+from callmap.optiongroups import option_group
 from callmap.signals import on_stop_signals
 from sinks.escape import terminal
 from sinks.service.destination import Sink
@@ -41,13 +39,27 @@ from sinks.service.settings import (
 from sinks.service.stats import SinkCollector
 
 log = logging.getLogger(__name__)
-FuncT = Callable[..., Any]
 
 
-def _runner_options(function: Callable[..., None]) -> FuncT:
-    """The options every kind shares, given to the command as one :class:`SinkRun` (first
-    argument, with the Kafka settings of the environment); its own options follow by name."""
-    decorators = [
+def _sink_run(
+    *,
+    group: str | None,
+    batch_size: int,
+    flush_interval: float,
+    max_backoff: float,
+    metrics_port: int,
+    once: bool,
+) -> SinkRun:
+    """The options every kind shares, with the Kafka settings of the environment."""
+    try:
+        kafka = load_settings().kafka
+    except CallmapError as exc:
+        raise click.ClickException(terminal(str(exc))) from exc
+    return SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once, kafka)
+
+
+_runner_options = option_group(
+    [
         click.option("--group", help="Kafka consumer group [callmap-sink-KIND]."),
         click.option("--batch-size", default=500, show_default=True, help="Records per flush."),
         click.option(
@@ -64,29 +76,10 @@ def _runner_options(function: Callable[..., None]) -> FuncT:
             help="Prometheus port; 0 turns it off.",
         ),
         click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
-    ]
-
-    def command(
-        *,
-        group: str | None,
-        batch_size: int,
-        flush_interval: float,
-        max_backoff: float,
-        metrics_port: int,
-        once: bool,
-        **own: object,
-    ) -> None:
-        try:
-            kafka = load_settings().kafka
-        except CallmapError as exc:
-            raise click.ClickException(terminal(str(exc))) from exc
-        run = SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once, kafka)
-        function(run, **own)
-
-    functools.update_wrapper(command, function)
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
+    ],
+    _sink_run,
+)
+"""The options every kind shares, given to the command first as one SinkRun."""
 
 
 async def run_sink(sink: Sink, settings: SinkSettings) -> bool:
