@@ -161,6 +161,12 @@ async def _describe(admin: Any, names: list[str]) -> list[TopicState]:
     return states
 
 
+async def topic_partitions(kafka: KafkaSettings, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the topics ``names`` (PermanentError if one is missing)."""
+    states = await describe_topics(kafka, names)
+    return [TopicPartition(s.name, p) for s in states for p in range(s.partitions)]
+
+
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """A producer with callmap's delivery defaults: idempotent, acks from all replicas."""
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}

@@ -7,6 +7,7 @@ makes the decorator: it adds the options, takes their values out of what
 click passes, builds the object (the ``build`` function has one typed keyword
 parameter per option, so a misspelt option is a type error there) and calls
 the command with it first, the command's own options following by name.
+:func:`metrics_port_option` is the one option every service takes.
 """
 
 from __future__ import annotations
@@ -41,10 +42,22 @@ def option_group(
     return decorate
 
 
+def metrics_port_option(default: int) -> Decorator:
+    """``--metrics-port``, which every service takes: its Prometheus port, 0 for none."""
+    return click.option(
+        "--metrics-port",
+        default=default,
+        show_default=True,
+        envvar="CALLMAP_METRICS_PORT",
+        help="Prometheus port; 0 turns it off.",
+    )
+
+
 def _parameter_names(options: Sequence[Decorator]) -> list[str]:
     """The names click gives the values of ``options``, found by applying them once."""
 
-    def probe() -> None: ...
+    def probe() -> None:
+        """Carries the options' parameters; never called."""
 
     for option in options:
         option(probe)

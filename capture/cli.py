@@ -24,7 +24,7 @@ import click
 
 from callmap.config import load_settings
 from callmap.counters import Counters
-from callmap.optiongroups import option_group
+from callmap.optiongroups import metrics_port_option, option_group
 from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
@@ -116,13 +116,7 @@ _live_options = option_group(
             show_default=True,
             help="MiB kept while Kafka is unreachable; the oldest go first.",
         ),
-        click.option(
-            "--metrics-port",
-            default=9808,
-            show_default=True,
-            envvar="CALLMAP_METRICS_PORT",
-            help="Prometheus port; 0 turns it off.",
-        ),
+        metrics_port_option(9808),
     ],
     _agent_options,
 )

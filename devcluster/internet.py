@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from callmap.signals import on_stop_signals
 from devcluster.layout import INTERNET_ADDRESS, ClusterLayout
 from devcluster.network import run
 from devtools.process import PidFile
@@ -139,9 +140,7 @@ async def serve(config: Path) -> None:
         for item in json.loads(config.read_text())
     ]
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    on_stop_signals(stop.set)
     await stop.wait()
     for server in servers:
         server.close()

@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit
 
 import yaml
 
+from callmap.backoff import Backoff
 from lab.clusterhistory import ApiEvent, parse_api_line
 from lab.clustertruth import CallRecord, parse_call_log
 from lab.errors import LabError
@@ -218,14 +219,14 @@ class ApiRecorder:
     def _follow(self, kind: str) -> None:
         known: dict[str, dict[str, Any]] = {}
         version: str | None = None
-        backoff = 0.25
+        backoff = Backoff(0.25, _MAX_BACKOFF)
         while not self._stop.is_set():
             try:
                 if version is None:
                     version = self._list(kind, known)
                     self._listed[kind].set()
                 version = self._watch(kind, version, known)
-                backoff = 0.25
+                backoff.reset()
             except _Relist:
                 version = None
             except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -233,8 +234,7 @@ class ApiRecorder:
                     return
                 self.errors += 1
                 self.last_error = f"{kind}: {exc!r}"
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                self._stop.wait(backoff.next())
 
     def _list(self, kind: str, known: dict[str, dict[str, Any]]) -> str:
         response = self._get(kind, {})

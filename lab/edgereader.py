@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from callmap.broker import describe_topics, make_consumer
+from callmap.broker import make_consumer, topic_partitions
 from callmap.config import Settings
 from callmap.wire import EDGES, Edge, decode
 from lab.compare import endpoint_text
@@ -41,8 +41,7 @@ class EdgeReader:
 
     async def start(self) -> None:
         """Open the consumer where the topic ends now: this run's edges come after."""
-        (state,) = await describe_topics(self._settings.kafka, [EDGES.name])
-        partitions = [TopicPartition(EDGES.name, p) for p in range(state.partitions)]
+        partitions = await topic_partitions(self._settings.kafka, [EDGES.name])
         consumer = make_consumer(self._settings.kafka)
         await consumer.start()
         try:

@@ -83,9 +83,9 @@ def is_lab_process(pid: int, inodes: Iterable[int]) -> bool:
     """``pid`` runs one of the lab's programs inside one of the namespaces ``inodes``."""
     try:
         inode = os.stat(f"/proc/{pid}/ns/net").st_ino
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return False
+    cmdline = b" ".join(_argv(pid)).decode(errors="replace")
     return inode in set(inodes) and any(marker in cmdline for marker in MARKERS)
 
 
@@ -94,11 +94,30 @@ def lab_processes(inodes: Iterable[int]) -> list[int]:
     wanted = set(inodes)
     if not wanted:
         return []
+    return [pid for pid in _pids() if is_lab_process(pid, wanted)]
+
+
+def ip_commands(prefix: str) -> list[int]:
+    """Pids of ``ip`` commands naming one of the namespaces ``prefix`` starts (a build's)."""
+    named = prefix.encode()
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and is_lab_process(int(entry), wanted):
-            found.append(int(entry))
-    return sorted(found)
+    for pid in _pids():
+        argv = _argv(pid)
+        if argv and os.path.basename(argv[0]) == b"ip" and any(a.startswith(named) for a in argv):
+            found.append(pid)
+    return found
+
+
+def _pids() -> list[int]:
+    return sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+
+
+def _argv(pid: int) -> list[bytes]:
+    """The command line of ``pid``; empty if it is gone or unreadable."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return []
 
 
 def stop(pids: Iterable[int], grace: float = 3.0) -> list[int]:

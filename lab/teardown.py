@@ -25,6 +25,7 @@ from lab.kubelab import lab_servers, stop_servers
 from lab.processes import (
     ETC_NETNS,
     NETNS_DIR,
+    ip_commands,
     is_lab_process,
     lab_namespaces,
     lab_processes,
@@ -65,7 +66,7 @@ def down(name: str, state_dir: Path | None = None) -> DownReport:
     report = DownReport(name)
     # A `lab up` killed mid-build may leave an `ip` command running that is about to
     # add one of its namespaces: stop those first, or the namespace comes after the list.
-    stop(_builders(prefix))
+    stop(ip_commands(prefix))
     namespaces = lab_namespaces(prefix)
     inodes = [inode for inode in map(netns_inode, namespaces) if inode is not None]
     pids = set(lab_processes(inodes))
@@ -101,21 +102,6 @@ def _delete_namespace(netns: str, report: DownReport) -> None:
         report.namespaces.append(netns)
     else:
         report.left.append(f"namespace {netns}: {result.stderr.strip()}")
-
-
-def _builders(prefix: str) -> list[int]:
-    """Pids of ``ip`` commands that name one of the lab's namespaces."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if os.path.basename(argv[0]) == b"ip" and any(a.startswith(prefix.encode()) for a in argv):
-            found.append(int(entry))
-    return found
 
 
 def leftover_labs() -> list[str]:

@@ -11,6 +11,7 @@ from callmap.broker import TopicState, ensure_topics
 from callmap.config import load_settings
 from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
+from callmap.optiongroups import metrics_port_option
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import for_app
 from streams.combine import DEFAULT_COMBINE_INTERVAL
@@ -81,13 +82,7 @@ def streams() -> None:
     envvar="CALLMAP_STREAMS_DATA_DIR",
     help="Where Faust keeps its <app id>-data directory.",
 )
-@click.option(
-    "--metrics-port",
-    default=9809,
-    show_default=True,
-    envvar="CALLMAP_METRICS_PORT",
-    help="Prometheus port; 0 turns it off.",
-)
+@metrics_port_option(9809)
 def worker(
     app_id: str,
     grace: float,

@@ -86,7 +86,7 @@ from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Comb
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
 from streams.mergestage import Merged, MergeSettings, MergeStage
-from streams.resolvestage import Identities, RawStage, ResolveSettings
+from streams.resolvestage import Identities, ResolveSettings, ResolveStage
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class StreamApp:
         combiner = Combiner(
             stream.combine_interval, forget_after=min(DEFAULT_FORGET_AFTER, stream.ttl / 2)
         )
-        self.raw = RawStage(self.identities, stream.resolve, self.counters, combiner)
+        self.resolve = ResolveStage(self.identities, stream.resolve, self.counters, combiner)
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
         self.app = App(
             stream.app_id,
@@ -271,7 +271,7 @@ class StreamApp:
             if batch is None:
                 continue
             assert isinstance(batch, DnsAnswerBatch | SocketBatch)
-            await self._send_results(*self.raw.batch(batch, self.clock(), final=False))
+            await self._send_results(*self.resolve.batch(batch, self.clock(), final=False))
 
     async def _retry(self, stream: Any) -> None:
         async for event in stream.events():
@@ -284,7 +284,7 @@ class StreamApp:
             wait = batch.due - self.clock()
             if wait > 0:  # batches arrive in due order: waiting for this one delays none
                 await asyncio.sleep(wait)
-            await self._send_results(*self.raw.batch(batch, self.clock(), final=True))
+            await self._send_results(*self.resolve.batch(batch, self.clock(), final=True))
 
     async def _send_results(
         self, sightings: list[EdgeSighting], pending: PendingBatch | None
@@ -295,11 +295,11 @@ class StreamApp:
                 await self.pending_topic.send(key=pending.node.encode(), value=message.value)
 
     async def _send_held(self) -> None:
-        await self._send_sightings(self.raw.due(self.clock()))
+        await self._send_sightings(self.resolve.due(self.clock()))
 
     async def _drain_held(self, *_: Any, **__: Any) -> None:
         """Send the held repeats before the producer's last flush."""
-        await self._send_sightings(self.raw.drain())
+        await self._send_sightings(self.resolve.drain())
 
     async def _send_sightings(self, sightings: list[EdgeSighting]) -> None:
         self.counters.stage("sightings").emitted += len(sightings)

@@ -15,9 +15,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
-from callmap.broker import describe_topics, make_consumer, read_to_end
+from callmap.broker import make_consumer, read_to_end, topic_partitions
 from callmap.config import KafkaSettings
 from callmap.errors import WireDecodeError
 from callmap.wire import IDENTITY_TOPICS
@@ -40,9 +40,7 @@ class IdentityFeed:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        names = [spec.name for spec in IDENTITY_TOPICS]
-        states = await describe_topics(self._kafka, names)
-        partitions = [TopicPartition(s.name, p) for s in states for p in range(s.partitions)]
+        partitions = await topic_partitions(self._kafka, [s.name for s in IDENTITY_TOPICS])
         consumer = make_consumer(self._kafka, client_id=f"{self._kafka.client_id}-identities")
         await consumer.start()
         try:

@@ -1,7 +1,7 @@
 """The stream app's work on one message, without Faust or Kafka.
 
 :class:`Identities` applies identity-topic messages to one time-versioned
-store per cluster. :class:`RawStage` turns one raw batch into the edge
+store per cluster. :class:`ResolveStage` turns one raw batch into the edge
 sightings that must go out now (:mod:`streams.combine` holds back repeats,
 :mod:`streams.routes` remembers resolutions) and the events that must wait
 for identities (a ``PendingBatch`` due after the grace period). The Faust
@@ -114,7 +114,7 @@ def _put(
         store.put_node(key, record if isinstance(record, NodeIdentity) else None)
 
 
-class RawStage:
+class ResolveStage:
     """Resolves raw batches into sightings; see the module docstring."""
 
     def __init__(

@@ -21,6 +21,7 @@ import click
 
 from callmap.config import Settings, load_settings
 from callmap.errors import CallmapError
+from callmap.optiongroups import metrics_port_option
 from callmap.signals import run_until_signalled
 from watch.options import (
     DEFAULT_LABEL_KEYS,
@@ -172,13 +173,7 @@ def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
     "--poll-interval", default=1.0, show_default=True, help="Seconds between inventory checks."
 )
 @click.option("--skip-permission-check", is_flag=True, help="Do not check RBAC at start.")
-@click.option(
-    "--metrics-port",
-    default=9811,
-    show_default=True,
-    envvar="CALLMAP_METRICS_PORT",
-    help="Prometheus port; 0 turns it off.",
-)
+@metrics_port_option(9811)
 def watch(
     *,
     cluster: str | None,

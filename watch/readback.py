@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from callmap.broker import (
-    describe_topics,
     make_consumer,
     map_kafka_errors,
     read_to_end,
     stop_quietly,
+    topic_partitions,
 )
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
@@ -52,12 +52,7 @@ async def read_back(
     try:
         with map_kafka_errors("read back the identity topics"):
             async with asyncio.timeout(timeout):
-                described = await describe_topics(kafka, [spec.name for spec in specs])
-                partitions = [
-                    TopicPartition(state.name, partition)
-                    for state in described
-                    for partition in range(state.partitions)
-                ]
+                partitions = await topic_partitions(kafka, [spec.name for spec in specs])
                 await consumer.start()
                 return await _read(consumer, partitions, cluster, adopt, counters)
     except TimeoutError:

@@ -20,9 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import TopicPartition
-
-from callmap.broker import describe_topics, make_consumer, map_kafka_errors, read_to_end
+from callmap.broker import (
+    make_consumer,
+    map_kafka_errors,
+    read_to_end,
+    topic_partitions,
+)
 from callmap.config import KafkaSettings
 from callmap.errors import ConfigError, PermanentError, TemporaryError, WireDecodeError
 from callmap.wire import (
@@ -75,8 +78,7 @@ async def read_compacted(
     kafka: KafkaSettings, spec: TopicSpec, timeout: float = 60.0
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) of a topic from the start to its end offsets at call time."""
-    (state,) = await describe_topics(kafka, [spec.name])  # PermanentError if it is missing
-    partitions = [TopicPartition(spec.name, number) for number in range(state.partitions)]
+    partitions = await topic_partitions(kafka, [spec.name])  # PermanentError if it is missing
     consumer = make_consumer(kafka)
     with map_kafka_errors(f"read {spec.name}"):
         await consumer.start()

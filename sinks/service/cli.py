@@ -20,7 +20,7 @@ import click
 from callmap.config import load_settings
 from callmap.errors import CallmapError, ConfigError, TemporaryError
 from callmap.metrics import serve_metrics
-from callmap.optiongroups import option_group
+from callmap.optiongroups import metrics_port_option, option_group
 from callmap.signals import on_stop_signals
 from sinks.escape import terminal
 from sinks.service.destination import Sink
@@ -68,13 +68,7 @@ _runner_options = option_group(
         click.option(
             "--max-backoff", default=30.0, show_default=True, help="Max seconds between retries."
         ),
-        click.option(
-            "--metrics-port",
-            default=9810,
-            show_default=True,
-            envvar="CALLMAP_METRICS_PORT",
-            help="Prometheus port; 0 turns it off.",
-        ),
+        metrics_port_option(9810),
         click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
     ],
     _sink_run,

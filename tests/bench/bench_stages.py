@@ -54,7 +54,7 @@ from callmap.wire import (
 from callmap.wire.topics import TopicSpec, owner_partition
 from streams.combine import Combiner
 from streams.mergestage import MergeSettings, MergeStage
-from streams.resolvestage import Identities, RawStage, ResolveSettings
+from streams.resolvestage import Identities, ResolveSettings, ResolveStage
 
 CLUSTER = "tput"
 PARTITIONS = 6
@@ -91,15 +91,15 @@ class Worker:
         for n in range(SERVED):
             a_service = service(CLUSTER, n)
             self.identities.apply(SERVICES.name, message_key(a_service) or b"", encode(a_service))
-        self.raw = RawStage(self.identities, settings, self.counters, Combiner(5.0))
+        self.resolve = ResolveStage(self.identities, settings, self.counters, Combiner(5.0))
         self.merge = MergeStage({}, MergeSettings(600.0, 86400.0, PARTITIONS), self.counters)
 
     def run(self, spec: TopicSpec, values: list[bytes], now: float) -> None:
         for value in values:
             batch = decode(spec, value)
             assert isinstance(batch, DnsAnswerBatch | SocketBatch)
-            sightings, _ = self.raw.batch(batch, now, final=False)
-            sightings += self.raw.due(now)
+            sightings, _ = self.resolve.batch(batch, now, final=False)
+            sightings += self.resolve.due(now)
             by_partition: dict[int, list] = {}  # type: ignore[type-arg]
             for sighting in sightings:
                 by_partition.setdefault(owner_partition(sighting.edge_id, PARTITIONS), []).append(

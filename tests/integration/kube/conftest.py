@@ -55,6 +55,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStatus]:
 
 @pytest.fixture
 async def admin(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
+    """A client authenticated as the kubeconfig's admin (client certificate, system:masters)."""
     configuration = client.Configuration()
     await config.load_kube_config(
         config_file=str(kube_api.kubeconfig), client_configuration=configuration

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from click.testing import CliRunner
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.rest import ApiException
 
 from devtools.kube import DevKube, KubeStatus
@@ -24,17 +23,6 @@ from devtools.process import free_port
 pytestmark = pytest.mark.kube
 
 POD_IP = "10.1.0.10"
-
-
-@pytest.fixture
-async def admin(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
-    """A client authenticated as the kubeconfig's admin (client certificate, system:masters)."""
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(kube_api.kubeconfig), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
-        yield api
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from callmap.broker import TopicState
 from callmap.config import load_settings
 from callmap.wire import EDGES, Edge, Endpoint, encode
 from callmap.wire.records import EdgeEvent
@@ -78,11 +77,11 @@ def consumers(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
         made.append(FakeConsumer())
         return made[-1]
 
-    async def describe_topics(kafka: object, names: list[str]) -> list[TopicState]:
-        return [TopicState(name, 2, {}) for name in names]
+    async def topic_partitions(kafka: object, names: list[str]) -> list[TopicPartition]:
+        return [TopicPartition(name, p) for name in names for p in range(2)]
 
     monkeypatch.setattr(edgereader, "make_consumer", make_consumer)
-    monkeypatch.setattr(edgereader, "describe_topics", describe_topics)
+    monkeypatch.setattr(edgereader, "topic_partitions", topic_partitions)
     return made
 
 

@@ -7,14 +7,14 @@ from identities import CLUSTER, answer, pod, service, socket
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
 from callmap.wire import PODS, SERVICES, DnsAnswerBatch, SocketBatch, encode
-from streams.resolvestage import Identities, RawStage, ResolveSettings
+from streams.resolvestage import Identities, ResolveSettings, ResolveStage
 
 
-def stage() -> tuple[RawStage, Identities, Counters]:
+def stage() -> tuple[ResolveStage, Identities, Counters]:
     counters = Counters()
     settings = ResolveSettings(grace=60)
     identities = Identities(settings, counters)
-    return RawStage(identities, settings, counters), identities, counters
+    return ResolveStage(identities, settings, counters), identities, counters
 
 
 def test_identity_messages_build_one_store_per_cluster_and_tombstones_forget() -> None:
