@@ -97,6 +97,7 @@ class InventoryService(_Entry, kw_only=True):
     deleted: float | None = None
     created: float | None = None
     workloads_since: float | None = None
+    exported: bool = False
 
 
 class InventoryNode(_Entry, kw_only=True):
@@ -246,6 +247,7 @@ def inventory_records(inventory: Inventory, cluster: str) -> InventoryRecords:
             deleted=service.deleted,
             created=service.created,
             workloads_since=service.workloads_since,
+            exported=service.exported,
         )
         for service in inventory.services
     )

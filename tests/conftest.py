@@ -19,6 +19,7 @@ from helpers.kafkakit import broker_settings
 from callmap.config import Settings
 from callmap.wire import (
     CaptureStats,
+    ClusterInfo,
     DeadLetter,
     DnsAnswer,
     DnsAnswerBatch,
@@ -179,8 +180,16 @@ def sample_records(cluster: str = "test", node: str = "node-a") -> list[Record]:
             external_name=None,
             ports=(ServicePort(port=7070, name="grpc", target_port="grpc"),),
             workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
+            exported=True,
         ),
         NodeIdentity(cluster=cluster, name=node, ips=("192.168.5.10",), deleted=None),
+        ClusterInfo(
+            cluster=cluster,
+            uid="5b1c9a4e-2f0d-4c1e-9a7b-0d3e6f1a2b3c",
+            domain="cluster.local",
+            ts=1_700_000_000.0,
+            heartbeat=30.0,
+        ),
         Edge(
             edge_id="e3b0c44298fc1c14",
             event="new",

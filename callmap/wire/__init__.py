@@ -19,6 +19,7 @@ from callmap.wire.records import (
     RECORD_TYPES,
     SCHEMA_VERSION,
     CaptureStats,
+    ClusterInfo,
     DeadLetter,
     DnsAnswer,
     DnsAnswerBatch,
@@ -40,9 +41,11 @@ from callmap.wire.records import (
 )
 from callmap.wire.topics import (
     ALL_TOPICS,
+    CLUSTERS,
     DLQ,
     DNS,
     EDGES,
+    GLOBAL_EDGES,
     IDENTITY_TOPICS,
     MAX_BATCH_BYTES,
     NODES,
@@ -58,9 +61,11 @@ from callmap.wire.topics import (
 
 __all__ = [
     "ALL_TOPICS",
+    "CLUSTERS",
     "DLQ",
     "DNS",
     "EDGES",
+    "GLOBAL_EDGES",
     "IDENTITY_TOPICS",
     "MAX_BATCH_BYTES",
     "NODES",
@@ -74,6 +79,7 @@ __all__ = [
     "STATS",
     "BatchMessage",
     "CaptureStats",
+    "ClusterInfo",
     "DeadLetter",
     "DnsAnswer",
     "DnsAnswerBatch",

@@ -19,6 +19,7 @@ import msgspec
 from callmap.errors import WireDecodeError
 from callmap.wire.records import (
     CaptureStats,
+    ClusterInfo,
     DeadLetter,
     DnsAnswer,
     DnsAnswerBatch,
@@ -135,6 +136,8 @@ def message_key(record: Record) -> bytes | None:
             return identity_key(SERVICES, record.cluster, local_identity_key(record))
         case NodeIdentity():
             return identity_key(NODES, record.cluster, local_identity_key(record))
+        case ClusterInfo():
+            return record.cluster.encode()
         case Edge() | EdgeSighting():
             return record.edge_id.encode()
         case SightingBatch():

@@ -157,6 +157,29 @@ class ServiceIdentity(Record, frozen=True, kw_only=True):
     created: float | None = None
     workloads_since: float | None = None
     """When ``workloads`` became the workloads behind it; None: unknown, since ``created``."""
+    exported: bool = False
+    """A ServiceExport (MCS API) of the same name exists: ``<name>.<ns>.svc.clusterset.local``
+    reaches this service's workloads from every cluster of the clusterset."""
+
+
+class ClusterInfo(Record, frozen=True, kw_only=True):
+    """A cluster's stable id and how to read it (topic callmap.clusters.v1, key = alias).
+
+    The watch leader publishes it at start and then every ``heartbeat``
+    seconds, so an aggregator reading many clusters tells a quiet cluster
+    (no calls) from one whose pipeline or mirror stopped (no heartbeat).
+    """
+
+    cluster: str
+    """The readable alias every other record of this cluster carries (``--cluster``)."""
+    uid: str
+    """The cluster's id: the UID of its ``kube-system`` namespace (KEP-2149)."""
+    domain: str = "cluster.local"
+    """The cluster DNS domain."""
+    ts: float
+    """When this heartbeat was published."""
+    heartbeat: float = 30.0
+    """Seconds between heartbeats: a reader counts the cluster stale after a few missed."""
 
 
 class NodeIdentity(Record, frozen=True, kw_only=True):
@@ -178,6 +201,10 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     - service: namespace, name (a service with no workloads behind it)
     - external: dns_name (and ip when only the address is known)
     - node: name, ip; apiserver: nothing else; ip: ip
+
+    ``cluster`` is set on the global edges of an aggregator (every endpoint
+    that lives in a cluster says which); on a cluster's own edges it is left
+    out and the edge's ``cluster`` applies. Externals belong to no cluster.
     """
 
     type: EndpointType
@@ -187,6 +214,7 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     service: str | None = None
     dns_name: str | None = None
     ip: str | None = None
+    cluster: str | None = None
 
 
 class Edge(Record, frozen=True, kw_only=True):
@@ -297,6 +325,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     PodIdentity,
     ServiceIdentity,
     NodeIdentity,
+    ClusterInfo,
     Edge,
     CaptureStats,
     DeadLetter,

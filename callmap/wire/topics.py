@@ -12,6 +12,7 @@ from typing import Literal
 
 from callmap.wire.records import (
     CaptureStats,
+    ClusterInfo,
     DeadLetter,
     DnsAnswerBatch,
     Edge,
@@ -119,6 +120,23 @@ EDGES = TopicSpec(
     cleanup="compact",
     extra_configs=_COMPACTION,
 )
+CLUSTERS = TopicSpec(
+    name="callmap.clusters.v1",
+    record=ClusterInfo,
+    key="cluster alias",
+    partitions=1,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
+# Written by ``callmap aggregate`` at a hub that reads many clusters' topics.
+GLOBAL_EDGES = TopicSpec(
+    name="callmap.global-edges.v1",
+    record=Edge,
+    key="global edge_id (both endpoints carry their cluster)",
+    partitions=12,
+    cleanup="compact",
+    extra_configs=_COMPACTION,
+)
 STATS = TopicSpec(
     name="callmap.stats.v1",
     record=CaptureStats,
@@ -162,6 +180,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PODS,
     SERVICES,
     NODES,
+    CLUSTERS,
     EDGES,
     STATS,
     DLQ,
@@ -169,6 +188,10 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PENDING,
 )
 IDENTITY_TOPICS: tuple[TopicSpec, ...] = (PODS, SERVICES, NODES)
+# What a cluster's pipeline offers to an aggregator (mirrored to a hub by MirrorMaker 2).
+SHARED_TOPICS: tuple[TopicSpec, ...] = (EDGES, PODS, SERVICES, NODES, CLUSTERS)
+# Topics of the hub only: ``callmap aggregate`` creates them, a cluster never does.
+HUB_TOPICS: tuple[TopicSpec, ...] = (GLOBAL_EDGES,)
 
 
 def identity_key(spec: TopicSpec, cluster: str, local: str) -> bytes:
@@ -210,7 +233,7 @@ def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:
 
 def topic_by_name(name: str) -> TopicSpec:
     """The spec of a topic by its name; KeyError for a topic callmap does not own."""
-    for spec in ALL_TOPICS:
+    for spec in (*ALL_TOPICS, *HUB_TOPICS):
         if spec.name == name:
             return spec
     raise KeyError(name)

@@ -7,9 +7,11 @@ import pytest
 from callmap.config import TopicSettings
 from callmap.wire import (
     ALL_TOPICS,
+    CLUSTERS,
     DLQ,
     DNS,
     EDGES,
+    GLOBAL_EDGES,
     IDENTITY_TOPICS,
     NODES,
     PENDING,
@@ -18,6 +20,7 @@ from callmap.wire import (
     SIGHTINGS,
     SOCKETS,
     STATS,
+    ClusterInfo,
     DnsAnswerBatch,
     Edge,
     NodeIdentity,
@@ -26,6 +29,7 @@ from callmap.wire import (
     SocketBatch,
     topic_by_name,
 )
+from callmap.wire.topics import HUB_TOPICS, SHARED_TOPICS
 
 
 def test_topic_names_are_the_contracts() -> None:
@@ -35,6 +39,7 @@ def test_topic_names_are_the_contracts() -> None:
         "callmap.pods.v1",
         "callmap.services.v1",
         "callmap.nodes.v1",
+        "callmap.clusters.v1",
         "callmap.edges.v1",
         "callmap.stats.v1",
         "callmap.dlq.v1",
@@ -52,9 +57,26 @@ def test_each_topic_carries_one_record_type() -> None:
     )
     assert EDGES.record is Edge
     assert len({spec.record for spec in ALL_TOPICS}) == len(ALL_TOPICS)
+    assert CLUSTERS.record is ClusterInfo
 
 
-@pytest.mark.parametrize("spec", [*IDENTITY_TOPICS, EDGES], ids=lambda s: s.name)
+def test_the_hub_topic_is_the_edges_of_every_cluster_and_no_clusters_own() -> None:
+    assert [spec.name for spec in HUB_TOPICS] == ["callmap.global-edges.v1"]
+    assert GLOBAL_EDGES.record is Edge and GLOBAL_EDGES.cleanup == "compact"
+    assert GLOBAL_EDGES not in ALL_TOPICS
+    assert topic_by_name("callmap.global-edges.v1") is GLOBAL_EDGES
+    assert {spec.name for spec in SHARED_TOPICS} == {
+        "callmap.edges.v1",
+        "callmap.pods.v1",
+        "callmap.services.v1",
+        "callmap.nodes.v1",
+        "callmap.clusters.v1",
+    }
+
+
+@pytest.mark.parametrize(
+    "spec", [*IDENTITY_TOPICS, CLUSTERS, EDGES, GLOBAL_EDGES], ids=lambda s: s.name
+)
 def test_state_topics_are_compacted_and_never_expire_by_time(spec) -> None:  # type: ignore[no-untyped-def]
     configs = spec.configs()
     assert configs["cleanup.policy"] == "compact"

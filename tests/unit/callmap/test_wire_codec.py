@@ -150,6 +150,7 @@ def test_message_keys_follow_the_topics_definition(samples: list[Record]) -> Non
         "PodIdentity": b"6d0c1f7e",
         "ServiceIdentity": b"test/shop/cartservice",  # names are qualified by cluster
         "NodeIdentity": b"test/node-a",
+        "ClusterInfo": b"test",  # the alias
         "Edge": b"e3b0c44298fc1c14",
         "CaptureStats": b"node-a",
         "EdgeSighting": b"e3b0c44298fc1c14",
