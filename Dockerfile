@@ -27,6 +27,7 @@ COPY callmap ./callmap
 COPY capture ./capture
 COPY watch ./watch
 COPY streams ./streams
+COPY aggregate ./aggregate
 COPY sinks ./sinks
 COPY lab ./lab
 # pip compiles every module as it installs it: the read-only image never needs to.

@@ -38,6 +38,10 @@ class Lazy:
 
 
 COMMANDS: dict[str, Lazy] = {
+    "aggregate": Lazy(
+        "aggregate.cli:aggregate",
+        "Merge many clusters' edges at a hub into one map where every endpoint names its cluster.",
+    ),
     "capture": Lazy("capture.cli:capture", "Node agent: DNS answers and socket tables to Kafka."),
     "demo": Lazy(
         "lab.demo:demo", "Map a real multi-pod network: the whole pipeline on one machine."

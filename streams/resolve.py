@@ -334,26 +334,33 @@ class Resolver:
 
     def _behind(self, key: str, ts: float) -> list[Endpoint]:
         """The endpoints a call to service ``key`` at ``ts`` reaches."""
-        service = self.store.services[key]
-        if (service.namespace, service.name) == ("default", "kubernetes"):
-            return [APISERVER]
-        if service.type == "ExternalName" and service.external_name:
-            return [Endpoint(type="external", dns_name=service.external_name, service=service.name)]
-        version = self.store.workloads_at(key, ts)
         if self.store.workload_versions(key) > 1:
-            self.consulted.append((key, version))
-        if version.workloads:
-            return [
-                Endpoint(
-                    type="workload",
-                    namespace=w.namespace,
-                    name=w.name,
-                    kind=w.kind,
-                    service=service.name,
-                )
-                for w in version.workloads
-            ]
-        return [Endpoint(type="service", namespace=service.namespace, name=service.name)]
+            self.consulted.append((key, self.store.workloads_at(key, ts)))
+        return behind(self.store, key, ts)
+
+
+def behind(store: IdentityStore, key: str, ts: float) -> list[Endpoint]:
+    """The endpoints a call to service ``key`` (``namespace/name``) at ``ts`` reaches:
+    the API server, an ExternalName's target, the workloads behind it then, or the
+    service itself when nothing is behind it."""
+    service = store.services[key]
+    if (service.namespace, service.name) == ("default", "kubernetes"):
+        return [APISERVER]
+    if service.type == "ExternalName" and service.external_name:
+        return [Endpoint(type="external", dns_name=service.external_name, service=service.name)]
+    version = store.workloads_at(key, ts)
+    if version.workloads:
+        return [
+            Endpoint(
+                type="workload",
+                namespace=w.namespace,
+                name=w.name,
+                kind=w.kind,
+                service=service.name,
+            )
+            for w in version.workloads
+        ]
+    return [Endpoint(type="service", namespace=service.namespace, name=service.name)]
 
 
 def _key(service: ServiceIdentity) -> str:

@@ -141,12 +141,13 @@ def test_a_missing_module_inside_an_installed_package_is_not_hidden(
 
 
 # What the image runs: its packages, and the commands the chart and the compose file start.
-IMAGE_PACKAGES = ("callmap", "capture", "watch", "streams", "sinks")
+IMAGE_PACKAGES = ("callmap", "capture", "watch", "streams", "aggregate", "sinks")
 IMAGE_COMMANDS = [
     ["capture", "run", "--help"],
     ["capture", "dns", "--help"],
     ["watch", "--help"],
     ["streams", "worker", "--help"],
+    ["aggregate", "--help"],
     ["sink", "sqlite", "--help"],
     ["topics", "create", "--help"],
     ["list", "--help"],

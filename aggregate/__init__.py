@@ -1,0 +1,1 @@
+"""``callmap aggregate``: many clusters' edges merged into one global map (docs/multicluster.md)."""

@@ -1,0 +1,277 @@
+"""The global edges of the clusters a worker owns, and their lifecycle. Pure.
+
+A global edge is fed by the source edges (one cluster's edges) that mean it:
+its *contributions*, each the source edge's latest count and ``last_seen``.
+Usually one, but a call seen from both sides (A's ``socket-client`` edge and
+B's ``socket-server`` edge with A's pod as an ``ip`` client) or through
+several addresses merges into one. Its lifecycle on the global topic:
+
+- ``new`` once, when its first contribution arrives;
+- ``refresh`` at most once per ``refresh_interval``, only when a contribution
+  was seen again (a duplicate or a replayed source message changes nothing,
+  so MirrorMaker's redeliveries and the aggregator's own replays are silent);
+- ``expired`` when its last contribution is gone: the source edge expired in
+  its cluster, the source edge now means another global edge (an identity
+  arrived), or its cluster said nothing of it for ``ttl`` (a cluster gone
+  quiet keeps its edges as long as its own pipeline would, and no other
+  cluster's edges are touched).
+
+Restarts and rebalances: the worker restores the edges it announced from the
+global topic itself (:meth:`Ledger.restore`), then replays every source edge
+*silently* (:attr:`Ledger.replaying`) and settles the difference once
+(:meth:`Ledger.settle`): what was announced and has contributions stays
+announced (no second ``new``), what has none any more expires, what is new
+is announced ``new``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import msgspec
+
+from aggregate.globalize import Pair
+from callmap.counters import Counters
+from callmap.wire import Edge, Endpoint
+from callmap.wire.records import EdgeEvent, EdgeSource
+from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL, identity, merge_endpoint
+
+Contribution = tuple[int, float]
+"""A source edge's (count, last_seen)."""
+
+
+def global_edge_id(client: Endpoint, server: Endpoint) -> str:
+    """128 bits of SHA-256 over both endpoints' identities and clusters."""
+    canonical = msgspec.json.encode(
+        ["global", client.cluster, identity(client), server.cluster, identity(server)]
+    )
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def source_key(cluster: str, edge_id: str) -> str:
+    """How a source edge is named at the hub: edge ids are unique per cluster only."""
+    return f"{cluster}/{edge_id}"
+
+
+@dataclass(slots=True)
+class GlobalEdge:
+    """What the ledger keeps of one global edge."""
+
+    edge_id: str
+    client: Endpoint
+    server: Endpoint
+    first_seen: float
+    last_seen: float
+    ports: set[int]
+    sources: set[EdgeSource]
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    announced: bool = False
+    """Announced ``new`` (or restored from the global topic)."""
+    announced_at: float = 0.0
+    seen_since_announced: bool = False
+    restored_count: int = 0
+
+    @property
+    def count(self) -> int:
+        if not self.contributions:
+            return self.restored_count
+        return sum(count for count, _ in self.contributions.values())
+
+    def edge(self, event: EdgeEvent) -> Edge:
+        return Edge(
+            edge_id=self.edge_id,
+            event=event,
+            cluster=self.client.cluster or "",
+            client=self.client,
+            server=self.server,
+            ports=tuple(sorted(self.ports)),
+            sources=tuple(sorted(self.sources)),
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            count=self.count,
+            self_edge=identity(self.client) == identity(self.server)
+            and self.client.cluster == self.server.cluster
+            and self.client.type == "workload",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    """A global edge seen again is re-announced at most this often (seconds)."""
+    ttl: float = DEFAULT_TTL
+    """A contribution its cluster said nothing of for this long is gone (seconds)."""
+
+
+class Ledger:
+    """Global edges, their contributions, and what to announce."""
+
+    def __init__(self, settings: LedgerSettings, counters: Counters) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.edges: dict[str, GlobalEdge] = {}
+        self.by_source: dict[str, tuple[str, ...]] = {}
+        """Which global edges each source edge contributes to."""
+        self.replaying = False
+        """While True, nothing is announced: :meth:`settle` does it once, at the end."""
+        self._dirty: set[str] = set()
+
+    # --- restore and replay -----------------------------------------------------
+
+    def restore(self, edge: Edge, announced_at: float) -> None:
+        """An edge read back from the global topic: announced already, unless expired."""
+        if edge.event == "expired":
+            self.edges.pop(edge.edge_id, None)
+            return
+        self.edges[edge.edge_id] = GlobalEdge(
+            edge_id=edge.edge_id,
+            client=edge.client,
+            server=edge.server,
+            first_seen=edge.first_seen,
+            last_seen=edge.last_seen,
+            ports=set(edge.ports),
+            sources=set(edge.sources),
+            announced=True,
+            announced_at=announced_at,
+            restored_count=edge.count,
+        )
+
+    def settle(self, now: float) -> list[Edge]:
+        """End a replay: announce what changed while it was silent."""
+        self.replaying = False
+        out: list[Edge] = []
+        for edge_id in list(self.edges):
+            edge = self.edges[edge_id]
+            if not edge.contributions and not edge.announced:
+                del self.edges[edge_id]  # came and went within the replay: never announced
+            elif not edge.contributions:
+                out.append(self._expire(edge))
+            elif not edge.announced:
+                out.append(self._announce(edge, "new", now))
+        out.extend(self.refresh_due(now))
+        return out
+
+    # --- source edges -------------------------------------------------------------
+
+    def contribute(self, key: str, source: Edge, pairs: list[Pair], now: float) -> list[Edge]:
+        """Source edge ``key`` (new or refresh) now means the global edges ``pairs``."""
+        out: list[Edge] = []
+        ids: list[str] = []
+        value: Contribution = (source.count, source.last_seen)
+        for client, server in pairs:
+            edge_id = global_edge_id(client, server)
+            ids.append(edge_id)
+            edge = self.edges.get(edge_id)
+            if edge is None:
+                edge = self.edges[edge_id] = GlobalEdge(
+                    edge_id=edge_id,
+                    client=client,
+                    server=server,
+                    first_seen=source.first_seen,
+                    last_seen=source.last_seen,
+                    ports=set(source.ports),
+                    sources=set(source.sources),
+                )
+                edge.contributions[key] = value
+                if not self.replaying:
+                    out.append(self._announce(edge, "new", now))
+                continue
+            if edge.contributions.get(key) == value:
+                continue  # a duplicate or a replay: nothing new
+            edge.contributions[key] = value
+            edge.client = merge_endpoint(edge.client, client)
+            edge.server = merge_endpoint(edge.server, server)
+            edge.first_seen = min(edge.first_seen, source.first_seen)
+            if source.last_seen > edge.last_seen:
+                edge.last_seen = source.last_seen
+                edge.seen_since_announced = True
+                self._dirty.add(edge_id)
+            edge.ports.update(source.ports)
+            edge.sources.update(source.sources)
+        old = self.by_source.get(key, ())
+        self.by_source[key] = tuple(ids)
+        out.extend(self._withdraw(key, [i for i in old if i not in ids]))
+        if not self.replaying:
+            out.extend(self.refresh_due(now, ids))
+        return out
+
+    def withdraw(self, key: str) -> list[Edge]:
+        """Source edge ``key`` expired in its cluster."""
+        return self._withdraw(key, self.by_source.pop(key, ()))
+
+    # --- time -----------------------------------------------------------------
+
+    def refresh_due(self, now: float, ids: list[str] | None = None) -> list[Edge]:
+        """Refreshes due now among ``ids`` (default: every edge seen since announced)."""
+        out: list[Edge] = []
+        interval = self.settings.refresh_interval
+        for edge_id in list(self._dirty) if ids is None else ids:
+            edge = self.edges.get(edge_id)
+            if edge is None:
+                self._dirty.discard(edge_id)
+                continue
+            if not (edge.announced and edge.seen_since_announced):
+                continue
+            if now - edge.announced_at >= interval:
+                out.append(self._announce(edge, "refresh", now))
+        return out
+
+    def expire_stale(self, now: float) -> list[Edge]:
+        """Drop contributions their cluster said nothing of for ``ttl``; expire what is left
+        with none."""
+        if self.replaying:
+            return []
+        horizon = now - self.settings.ttl
+        out: list[Edge] = []
+        for edge_id in list(self.edges):
+            edge = self.edges[edge_id]
+            stale = [key for key, (_, seen) in edge.contributions.items() if seen <= horizon]
+            if not stale:
+                continue
+            for key in stale:
+                del edge.contributions[key]
+                self._unlink(key, edge_id)
+            if not edge.contributions:
+                self.counters.events["global_edge_ttl"] += 1
+                out.append(self._expire(edge))
+        return out
+
+    def clear(self) -> None:
+        """Forget everything (a rebalance: the worker restores and replays again)."""
+        self.edges.clear()
+        self.by_source.clear()
+        self._dirty.clear()
+
+    # --- inside -----------------------------------------------------------------
+
+    def _withdraw(self, key: str, ids: list[str] | tuple[str, ...]) -> list[Edge]:
+        out: list[Edge] = []
+        for edge_id in ids:
+            edge = self.edges.get(edge_id)
+            if edge is None or edge.contributions.pop(key, None) is None:
+                continue
+            if not edge.contributions and not self.replaying:
+                out.append(self._expire(edge))
+        return out
+
+    def _unlink(self, key: str, edge_id: str) -> None:
+        rest = tuple(i for i in self.by_source.get(key, ()) if i != edge_id)
+        if rest:
+            self.by_source[key] = rest
+        else:
+            self.by_source.pop(key, None)
+
+    def _announce(self, edge: GlobalEdge, event: EdgeEvent, now: float) -> Edge:
+        edge.announced = True
+        edge.announced_at = now
+        edge.seen_since_announced = False
+        self._dirty.discard(edge.edge_id)
+        self.counters.events[f"edge_{event}"] += 1
+        return edge.edge(event)
+
+    def _expire(self, edge: GlobalEdge) -> Edge:
+        del self.edges[edge.edge_id]
+        self._dirty.discard(edge.edge_id)
+        self.counters.events["edge_expired"] += 1
+        return edge.edge("expired")

@@ -1,0 +1,149 @@
+"""Global edges' lifecycle: new once, refresh when seen, expired when no cluster holds them."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from helpers.clustersets import edge, workload
+
+from aggregate.ledger import Ledger, LedgerSettings, global_edge_id, source_key
+from callmap.counters import Counters
+from callmap.wire import Edge, Endpoint
+
+FRONTEND = workload("frontend", "east")
+API = workload("api", "west", service="api")
+API_POD = workload("api", "west")
+PAIR = (FRONTEND, API)
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger(LedgerSettings(refresh_interval=60.0, ttl=3600.0), Counters())
+
+
+def events(announced: list[Edge]) -> list[tuple[str, str, str]]:
+    return [(e.event, e.client.name or "", e.server.name or "") for e in announced]
+
+
+def source(
+    last_seen: float = 100.0, count: int = 1, edge_id: str = "e1", event: str = "new"
+) -> Edge:
+    return edge(
+        "east",
+        workload("frontend"),
+        Endpoint(type="ip", ip="10.1.0.7"),
+        edge_id=edge_id,
+        event=event,
+        last_seen=last_seen,
+        count=count,
+    )
+
+
+def test_the_first_contribution_announces_new_with_both_clusters(ledger: Ledger) -> None:
+    (announced,) = ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    assert announced.event == "new" and announced.cluster == "east"
+    assert (announced.client.cluster, announced.server.cluster) == ("east", "west")
+    assert announced.edge_id == global_edge_id(FRONTEND, API)
+
+
+def test_global_ids_differ_by_cluster_and_ignore_attributes() -> None:
+    assert global_edge_id(FRONTEND, API) == global_edge_id(FRONTEND, API_POD)
+    elsewhere = msgspec.structs.replace(API, cluster="north")
+    assert global_edge_id(FRONTEND, API) != global_edge_id(FRONTEND, elsewhere)
+    assert source_key("east", "e1") != source_key("west", "e1")
+
+
+def test_duplicates_and_replays_say_nothing(ledger: Ledger) -> None:
+    ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    assert ledger.contribute("east/e1", source(), [PAIR], now=5000.0) == []
+
+
+def test_a_refresh_at_most_once_per_interval_and_only_when_seen_again(ledger: Ledger) -> None:
+    ledger.contribute("east/e1", source(100.0), [PAIR], now=1000.0)
+    assert ledger.contribute("east/e1", source(130.0, 2), [PAIR], now=1030.0) == []
+    assert events(ledger.refresh_due(1059.0)) == []
+    (refresh,) = ledger.refresh_due(1061.0)
+    assert (refresh.event, refresh.last_seen, refresh.count) == ("refresh", 130.0, 2)
+    assert ledger.refresh_due(2000.0) == []  # not seen since
+
+
+def test_a_call_seen_from_both_clusters_is_one_edge(ledger: Ledger) -> None:
+    ledger.contribute("east/e1", source(count=3), [PAIR], now=1000.0)
+    server_side = edge(
+        "west",
+        Endpoint(type="ip", ip="10.0.0.5"),
+        workload("api"),
+        edge_id="w9",
+        count=4,
+        last_seen=200.0,
+    )
+    assert ledger.contribute("west/w9", server_side, [(FRONTEND, API_POD)], now=1001.0) == []
+    (refresh,) = ledger.refresh_due(1100.0)
+    assert refresh.count == 7 and refresh.last_seen == 200.0
+
+
+def test_expired_only_when_every_contributing_source_expired(ledger: Ledger) -> None:
+    ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    ledger.contribute("west/w9", source(edge_id="w9"), [PAIR], now=1000.0)
+    assert ledger.withdraw("east/e1") == []
+    assert events(ledger.withdraw("west/w9")) == [("expired", "frontend", "api")]
+    assert ledger.edges == {}
+
+
+def test_a_source_that_now_means_another_edge_moves_there(ledger: Ledger) -> None:
+    unresolved = (FRONTEND, Endpoint(type="ip", ip="10.1.0.7", cluster="east"))
+    ledger.contribute("east/e1", source(), [unresolved], now=1000.0)
+    announced = ledger.contribute("east/e1", source(), [PAIR], now=1010.0)
+    assert sorted(e.event for e in announced) == ["expired", "new"]
+    assert [e.server.type for e in announced if e.event == "expired"] == ["ip"]
+
+
+def test_a_quiet_cluster_keeps_its_edges_for_the_ttl_and_touches_no_other(ledger: Ledger) -> None:
+    ledger.contribute("east/e1", source(last_seen=100.0), [PAIR], now=100.0)
+    other = (workload("web", "north"), workload("db", "north"))
+    ledger.contribute("north/n1", source(last_seen=3000.0, edge_id="n1"), [other], now=3000.0)
+    assert ledger.expire_stale(3699.0) == []
+    assert events(ledger.expire_stale(3701.0)) == [("expired", "frontend", "api")]
+    assert len(ledger.edges) == 1
+
+
+def test_a_restart_replays_silently_and_never_announces_new_twice(ledger: Ledger) -> None:
+    (announced,) = ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    gone_pair = (FRONTEND, workload("old", "west"))
+    (gone,) = ledger.contribute("east/e2", source(edge_id="e2"), [gone_pair], now=1000.0)
+
+    restarted = Ledger(ledger.settings, Counters())
+    restarted.replaying = True
+    restarted.restore(announced, announced_at=1000.0)
+    restarted.restore(gone, announced_at=1000.0)
+    # The replay: e1 went new -> expired -> new again in east; e2 expired; e3 is new.
+    assert restarted.contribute("east/e1", source(), [PAIR], now=2000.0) == []
+    assert restarted.withdraw("east/e1") == []
+    assert restarted.contribute("east/e1", source(150.0), [PAIR], now=2000.0) == []
+    assert restarted.contribute("east/e2", source(edge_id="e2"), [gone_pair], now=2000.0) == []
+    assert restarted.withdraw("east/e2") == []
+    third = (FRONTEND, workload("cart", "east"))
+    assert restarted.contribute("east/e3", source(edge_id="e3"), [third], now=2000.0) == []
+    settled = events(restarted.settle(2000.0))
+    assert sorted(settled) == [
+        ("expired", "frontend", "old"),
+        ("new", "frontend", "cart"),
+        ("refresh", "frontend", "api"),
+    ]
+
+
+def test_an_edge_that_came_and_went_within_a_replay_is_never_announced(ledger: Ledger) -> None:
+    ledger.replaying = True
+    ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    ledger.withdraw("east/e1")
+    assert ledger.settle(1000.0) == [] and ledger.edges == {}
+
+
+def test_an_expired_edge_read_back_is_not_restored(ledger: Ledger) -> None:
+    (announced,) = ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    (expired,) = ledger.withdraw("east/e1")
+    restarted = Ledger(ledger.settings, Counters())
+    restarted.replaying = True
+    restarted.restore(announced, 1000.0)
+    restarted.restore(expired, 1001.0)
+    assert restarted.settle(2000.0) == []
