@@ -1,0 +1,228 @@
+"""``callmap aggregate`` on a real broker: clusters sharing one Kafka's topics.
+
+Three clusters write the shared topics: east and west are peered, north's
+pod range overlaps west's and it peers with nobody. The truth is the scenario
+below, written by hand: which workload each address and name belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from helpers.clustersets import edge, pod, service, workload
+from helpers.kafkakit import own_broker
+
+from aggregate.clusterset import clusterset_from_groups
+from aggregate.ledger import LedgerSettings
+from aggregate.worker import AggregateOptions, AggregateWorker
+from callmap.broker import (
+    ensure_topics,
+    make_consumer,
+    read_to_end,
+    start_producer,
+    topic_partitions,
+)
+from callmap.config import Settings
+from callmap.counters import Counters
+from callmap.wire import (
+    ALL_TOPICS,
+    CLUSTERS,
+    EDGES,
+    GLOBAL_EDGES,
+    PODS,
+    SERVICES,
+    ClusterInfo,
+    Edge,
+    Endpoint,
+    Record,
+    decode,
+    encode,
+    message_key,
+)
+
+pytestmark = pytest.mark.kafka
+
+IDENTITIES: list[tuple[str, Record]] = [
+    (PODS.name, pod("east", "frontend-1", "10.0.0.5", "frontend")),
+    (PODS.name, pod("west", "api-1", "10.1.0.7", "api")),
+    (SERVICES.name, service("west", "api", "10.96.1.1", ("api",), exported=True)),
+    (PODS.name, pod("north", "api-1", "10.1.0.99", "api")),
+    (SERVICES.name, service("north", "api", "10.96.1.1", ("api",), exported=True)),
+    *[
+        (CLUSTERS.name, ClusterInfo(cluster=name, uid=f"uid-{name}", ts=0.0, heartbeat=30.0))
+        for name in ("east", "west", "north")
+    ],
+]
+
+FRONTEND, X, API = workload("frontend"), workload("x"), workload("api")
+CLUSTERSET_API = Endpoint(type="external", dns_name="api.shop.svc.clusterset.local")
+EXAMPLE = Endpoint(type="external", dns_name="example.com")
+
+SOURCE_EDGES = [
+    edge("east", FRONTEND, Endpoint(type="ip", ip="10.1.0.7"), edge_id="e1"),  # west's api pod
+    edge("west", Endpoint(type="ip", ip="10.0.0.5"), API, edge_id="w1"),  # east's frontend
+    edge("north", X, Endpoint(type="ip", ip="10.1.0.7"), edge_id="n1"),  # nobody north has
+    edge("east", FRONTEND, CLUSTERSET_API, edge_id="e2"),  # exported by west and north
+    edge("east", FRONTEND, EXAMPLE, edge_id="e3"),
+]
+
+TRUTH = {
+    ("east/shop/frontend", "west/shop/api"),  # e1, w1 and e2 (west)
+    ("east/shop/frontend", "north/shop/api"),  # e2 (north)
+    ("north/shop/x", "north/ip:10.1.0.7"),  # never west's pod: north is not its peer
+    ("east/shop/frontend", "external:example.com"),
+}
+
+
+def named(endpoint: Endpoint) -> str:
+    if endpoint.type == "external":
+        return f"external:{endpoint.dns_name}"
+    if endpoint.type == "ip":
+        return f"{endpoint.cluster}/ip:{endpoint.ip}"
+    return f"{endpoint.cluster}/{endpoint.namespace}/{endpoint.name}"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with own_broker(tmp_path_factory) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+async def topics(settings: Settings) -> Settings:
+    await ensure_topics(settings.kafka, settings.topics, ALL_TOPICS)
+    await publish(settings, IDENTITIES)
+    await publish(settings, [(EDGES.name, e) for e in SOURCE_EDGES])
+    return settings
+
+
+async def publish(settings: Settings, records: list[tuple[str, Record]]) -> None:
+    producer = await start_producer(settings.kafka, 30.0)
+    try:
+        for topic, record in records:
+            await producer.send_and_wait(topic, encode(record), key=message_key(record))
+    finally:
+        await producer.stop()
+
+
+async def global_topic(settings: Settings) -> list[Edge]:
+    """Every message of the global topic, in order per partition."""
+    partitions = await topic_partitions(settings.kafka, [GLOBAL_EDGES.name])
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    try:
+        found = []
+        async for message in read_to_end(consumer, partitions):
+            record = decode(GLOBAL_EDGES, message.value)  # type: ignore[arg-type]
+            assert isinstance(record, Edge)
+            found.append(record)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def current(messages: list[Edge]) -> set[tuple[str, str]]:
+    latest = {m.edge_id: m for m in messages}
+    return {(named(e.client), named(e.server)) for e in latest.values() if e.event != "expired"}
+
+
+async def eventually_map(
+    settings: Settings, truth: set[tuple[str, str]], timeout: float = 60
+) -> list[Edge]:
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = await global_topic(settings)
+        if current(messages) == truth or time.monotonic() > deadline:
+            assert current(messages) == truth
+            return messages
+        await asyncio.sleep(0.5)
+
+
+class Running:
+    def __init__(self, settings: Settings) -> None:
+        options = AggregateOptions(
+            ledger=LedgerSettings(refresh_interval=3600.0, ttl=86400.0),
+            tick_interval=0.5,
+            discover_interval=1.0,
+            reresolve_interval=0.5,
+        )
+        self.worker = AggregateWorker(
+            settings.kafka,
+            settings.topics,
+            clusterset_from_groups([["east", "west"]]),
+            options,
+            Counters(),
+        )
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.worker.run(self.stop))
+
+    async def ready(self) -> None:
+        await asyncio.wait_for(self.worker.ready.wait(), 60)
+
+    async def end(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+@pytest.fixture
+async def worker(topics: Settings) -> AsyncIterator[Running]:
+    running = Running(topics)
+    try:
+        yield running
+    finally:
+        await running.end()
+
+
+async def test_cross_cluster_calls_are_named_on_both_sides(
+    topics: Settings, worker: Running
+) -> None:
+    await worker.ready()
+    messages = await eventually_map(topics, TRUTH)
+    assert all(m.event == "new" for m in messages)
+    merged = next(m for m in messages if named(m.server) == "west/shop/api")
+    assert merged.count == 3  # east's socket, west's socket and east's clusterset name
+    assert worker.worker.identities.health.stale(time.time()) == []
+
+
+async def test_a_restart_announces_nothing_new_twice_and_catches_up(topics: Settings) -> None:
+    first = Running(topics)
+    await first.ready()
+    await first.end()
+    late = edge("west", Endpoint(type="ip", ip="10.0.0.5"), workload("cart"), edge_id="w2")
+    await publish(topics, [(EDGES.name, late)])
+    second = Running(topics)
+    try:
+        await second.ready()
+        truth = TRUTH | {("east/shop/frontend", "west/shop/cart")}
+        messages = await eventually_map(topics, truth)
+    finally:
+        await second.end()
+    news = Counter(m.edge_id for m in messages if m.event == "new")
+    assert set(news.values()) == {1}
+
+
+async def test_workers_share_the_clusters_and_a_source_expiry_expires_globally(
+    topics: Settings,
+) -> None:
+    one, two = Running(topics), Running(topics)
+    try:
+        await one.ready()
+        await two.ready()
+        gone = edge("east", FRONTEND, EXAMPLE, edge_id="e3", event="expired")
+        fresh = edge("north", X, workload("db"), edge_id="n2")
+        await publish(topics, [(EDGES.name, gone), (EDGES.name, fresh)])
+        truth = (TRUTH - {("east/shop/frontend", "external:example.com")}) | {
+            ("east/shop/frontend", "west/shop/cart"),
+            ("north/shop/x", "north/shop/db"),
+        }
+        messages = await eventually_map(topics, truth)
+    finally:
+        await one.end()
+        await two.end()
+    news = Counter(m.edge_id for m in messages if m.event == "new")
+    assert set(news.values()) == {1}
+    assert sum(len(w.worker.owned) for w in (one, two)) <= 3
