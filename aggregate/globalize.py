@@ -37,6 +37,9 @@ from callmap.wire import Edge, Endpoint
 from streams.identity import IdentityStore
 from streams.resolve import behind, workload_of
 
+PLACED_CACHE = 50_000
+"""Endpoints placed in a cluster kept for sharing; beyond it the cache starts over."""
+
 Pair = tuple[Endpoint, Endpoint]
 """A global edge's (client, server), each carrying its cluster (None for externals)."""
 
@@ -150,6 +153,8 @@ class Globalizer:
                 if endpoint.cluster == cluster
                 else msgspec.structs.replace(endpoint, cluster=cluster)
             )
+            if len(self._placed) >= PLACED_CACHE:
+                self._placed.clear()
             self._placed[key] = placed
         return placed
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -36,6 +37,8 @@ from callmap.counters import Counters
 from callmap.wire import Edge, Endpoint
 from callmap.wire.records import EdgeEvent, EdgeSource
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL, identity, merge_endpoint
+
+T = TypeVar("T", int, EdgeSource)
 
 Contribution = tuple[int, float]
 """A source edge's (count, last_seen)."""
@@ -63,8 +66,9 @@ class GlobalEdge:
     server: Endpoint
     first_seen: float
     last_seen: float
-    ports: set[int]
-    sources: set[EdgeSource]
+    ports: tuple[int, ...]
+    """Sorted; a tuple, not a set: a million edges hold a million of them."""
+    sources: tuple[EdgeSource, ...]
     contributions: dict[str, Contribution] = field(default_factory=dict)
     announced: bool = False
     """Announced ``new`` (or restored from the global topic)."""
@@ -85,8 +89,8 @@ class GlobalEdge:
             cluster=self.client.cluster or "",
             client=self.client,
             server=self.server,
-            ports=tuple(sorted(self.ports)),
-            sources=tuple(sorted(self.sources)),
+            ports=self.ports,
+            sources=self.sources,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             count=self.count,
@@ -130,8 +134,8 @@ class Ledger:
             server=edge.server,
             first_seen=edge.first_seen,
             last_seen=edge.last_seen,
-            ports=set(edge.ports),
-            sources=set(edge.sources),
+            ports=edge.ports,
+            sources=edge.sources,
             announced=True,
             announced_at=announced_at,
             restored_count=edge.count,
@@ -170,8 +174,8 @@ class Ledger:
                     server=server,
                     first_seen=source.first_seen,
                     last_seen=source.last_seen,
-                    ports=set(source.ports),
-                    sources=set(source.sources),
+                    ports=source.ports,
+                    sources=source.sources,
                 )
                 edge.contributions[key] = value
                 if not self.replaying:
@@ -187,8 +191,8 @@ class Ledger:
                 edge.last_seen = source.last_seen
                 edge.seen_since_announced = True
                 self._dirty.add(edge_id)
-            edge.ports.update(source.ports)
-            edge.sources.update(source.sources)
+            edge.ports = _union(edge.ports, source.ports)
+            edge.sources = _union(edge.sources, source.sources)
         old = self.by_source.get(key, ())
         self.by_source[key] = tuple(ids)
         out.extend(self._withdraw(key, [i for i in old if i not in ids]))
@@ -275,3 +279,12 @@ class Ledger:
         self._dirty.discard(edge.edge_id)
         self.counters.events["edge_expired"] += 1
         return edge.edge("expired")
+
+
+def _union(kept: tuple[T, ...], more: tuple[T, ...]) -> tuple[T, ...]:
+    """Both sorted tuples' items, sorted; ``kept`` itself when ``more`` adds nothing."""
+    if all(item in kept for item in more):
+        return kept
+    merged: set[T] = set(kept)
+    merged.update(more)
+    return tuple(sorted(merged))

@@ -64,8 +64,11 @@ def start(name: str, port: int) -> None:
 
 @kafka.command()
 def fetch() -> None:
-    """Resolve Kafka's jars from Maven Central into the cache (once)."""
+    """Resolve Kafka's and MirrorMaker 2's jars from Maven Central into the cache (once)."""
+    from devtools.mirror import resolve_mirror_jars
+
     console.print(f"Kafka jars in {resolve_jars()}")
+    console.print(f"MirrorMaker 2 jars in {resolve_mirror_jars()}")
 
 
 @kafka.command()

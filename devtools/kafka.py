@@ -47,7 +47,7 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-_LOG4J2 = """status = warn
+LOG4J2_TEMPLATE = """status = warn
 appender.file.type = File
 appender.file.name = file
 appender.file.fileName = {log}
@@ -214,7 +214,7 @@ class DevBroker:
             )
         )
         log4j = self.directory / "log4j2.properties"
-        log4j.write_text(_LOG4J2.format(log=self.log_file))
+        log4j.write_text(LOG4J2_TEMPLATE.format(log=self.log_file))
         base = [java, *_JVM_OPTIONS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
         if not (data / "meta.properties").exists():
             shutil.rmtree(data, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from callmap.wire import (
     Edge,
     Endpoint,
@@ -71,7 +73,7 @@ def edge(
     *,
     edge_id: str = "e1",
     event: str = "new",
-    last_seen: float = 100.0,
+    last_seen: float | None = None,
     count: int = 1,
     ports: tuple[int, ...] = (8080,),
 ) -> Edge:
@@ -84,6 +86,6 @@ def edge(
         ports=ports,
         sources=("socket-client",),
         first_seen=10.0,
-        last_seen=last_seen,
+        last_seen=time.time() if last_seen is None else last_seen,
         count=count,
     )

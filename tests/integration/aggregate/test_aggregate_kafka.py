@@ -7,41 +7,28 @@ below, written by hand: which workload each address and name belongs to.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from helpers.aggregatekit import Running, eventually_map, named, publish
 from helpers.clustersets import edge, pod, service, workload
 from helpers.kafkakit import own_broker
 
-from aggregate.clusterset import clusterset_from_groups
-from aggregate.ledger import LedgerSettings
-from aggregate.worker import AggregateOptions, AggregateWorker
 from callmap.broker import (
     ensure_topics,
-    make_consumer,
-    read_to_end,
-    start_producer,
-    topic_partitions,
 )
 from callmap.config import Settings
-from callmap.counters import Counters
 from callmap.wire import (
     ALL_TOPICS,
     CLUSTERS,
     EDGES,
-    GLOBAL_EDGES,
     PODS,
     SERVICES,
     ClusterInfo,
-    Edge,
     Endpoint,
     Record,
-    decode,
-    encode,
-    message_key,
 )
 
 pytestmark = pytest.mark.kafka
@@ -78,14 +65,6 @@ TRUTH = {
 }
 
 
-def named(endpoint: Endpoint) -> str:
-    if endpoint.type == "external":
-        return f"external:{endpoint.dns_name}"
-    if endpoint.type == "ip":
-        return f"{endpoint.cluster}/ip:{endpoint.ip}"
-    return f"{endpoint.cluster}/{endpoint.namespace}/{endpoint.name}"
-
-
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with own_broker(tmp_path_factory) as settings:
@@ -98,74 +77,6 @@ async def topics(settings: Settings) -> Settings:
     await publish(settings, IDENTITIES)
     await publish(settings, [(EDGES.name, e) for e in SOURCE_EDGES])
     return settings
-
-
-async def publish(settings: Settings, records: list[tuple[str, Record]]) -> None:
-    producer = await start_producer(settings.kafka, 30.0)
-    try:
-        for topic, record in records:
-            await producer.send_and_wait(topic, encode(record), key=message_key(record))
-    finally:
-        await producer.stop()
-
-
-async def global_topic(settings: Settings) -> list[Edge]:
-    """Every message of the global topic, in order per partition."""
-    partitions = await topic_partitions(settings.kafka, [GLOBAL_EDGES.name])
-    consumer = make_consumer(settings.kafka)
-    await consumer.start()
-    try:
-        found = []
-        async for message in read_to_end(consumer, partitions):
-            record = decode(GLOBAL_EDGES, message.value)  # type: ignore[arg-type]
-            assert isinstance(record, Edge)
-            found.append(record)
-        return found
-    finally:
-        await consumer.stop()
-
-
-def current(messages: list[Edge]) -> set[tuple[str, str]]:
-    latest = {m.edge_id: m for m in messages}
-    return {(named(e.client), named(e.server)) for e in latest.values() if e.event != "expired"}
-
-
-async def eventually_map(
-    settings: Settings, truth: set[tuple[str, str]], timeout: float = 60
-) -> list[Edge]:
-    deadline = time.monotonic() + timeout
-    while True:
-        messages = await global_topic(settings)
-        if current(messages) == truth or time.monotonic() > deadline:
-            assert current(messages) == truth
-            return messages
-        await asyncio.sleep(0.5)
-
-
-class Running:
-    def __init__(self, settings: Settings) -> None:
-        options = AggregateOptions(
-            ledger=LedgerSettings(refresh_interval=3600.0, ttl=86400.0),
-            tick_interval=0.5,
-            discover_interval=1.0,
-            reresolve_interval=0.5,
-        )
-        self.worker = AggregateWorker(
-            settings.kafka,
-            settings.topics,
-            clusterset_from_groups([["east", "west"]]),
-            options,
-            Counters(),
-        )
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-
-    async def ready(self) -> None:
-        await asyncio.wait_for(self.worker.ready.wait(), 60)
-
-    async def end(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 30)
 
 
 @pytest.fixture
