@@ -3,8 +3,9 @@
 Every cluster's watch leader publishes a :class:`ClusterInfo` heartbeat
 (``callmap.clusters.v1``). A cluster is *stale* when no heartbeat arrived for
 ``missed`` heartbeat intervals: its pipeline, its mirror or the cluster itself
-stopped. Stale clusters keep their edges (they expire on their own TTL); the
-figure is for people (metrics, a log line), not for the map.
+stopped. A cluster that never sent a heartbeat is not judged. Stale clusters
+keep their edges (they expire on their own TTL); the figure is for people
+(metrics, a log line), not for the map.
 
 A cluster id (the kube-system UID) seen under two aliases is counted: the same
 cluster mirrored twice, or two clusters sharing an alias in a shared topic.
@@ -34,8 +35,10 @@ class ClusterStatus:
     """Arrival time of its latest record of any kind."""
 
     def stale(self, now: float, missed: int = DEFAULT_MISSED) -> bool:
+        """True once ``missed`` heartbeats are overdue; a cluster that never sent one is
+        not judged (its pipeline may predate heartbeats)."""
         if self.heard_at is None or self.heartbeat is None:
-            return True
+            return False
         return now - self.heard_at > missed * self.heartbeat
 
 

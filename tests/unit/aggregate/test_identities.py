@@ -63,3 +63,10 @@ def test_garbage_raises_the_one_decode_error_for_the_adapter_to_count() -> None:
     assert source is not None
     with pytest.raises(WireDecodeError):
         identities.apply(source, b"east/shop/api", b"\xff{not json", 0.0)
+
+
+def test_a_cluster_that_never_sent_a_heartbeat_is_not_judged() -> None:
+    identities = Identities(Counters())
+    apply(identities, "east.callmap.pods.v1", pod("east", "web-1", "10.0.0.5", "web"), now=0.0)
+    assert identities.health.stale(now=10_000.0) == []
+    assert identities.health.clusters["east"].records_at == 0.0
