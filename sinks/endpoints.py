@@ -91,6 +91,11 @@ def clusters_in(edges: Iterable[Edge]) -> set[str]:
     return found
 
 
+def touches(edge: Edge, clusters: frozenset[str]) -> bool:
+    """Whether the client or the server of ``edge`` lives in one of ``clusters``."""
+    return cluster_of(edge, edge.client) in clusters or cluster_of(edge, edge.server) in clusters
+
+
 def where(endpoint: Endpoint) -> str:
     """`` (cluster NAME)`` for an endpoint carrying its cluster, else nothing."""
     return f" (cluster {endpoint.cluster})" if endpoint.cluster is not None else ""

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from callmap.errors import ConfigError
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import cluster_of, names, placed
+from sinks.endpoints import names, placed, touches
 
 _DURATION = re.compile(r"^(?P<count>\d+(?:\.\d+)?)(?P<unit>[smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -64,9 +64,7 @@ class MapFilter:
             return False
         if self.since is not None and edge.last_seen < self.since:
             return False
-        return not self.clusters or bool(
-            {cluster_of(edge, edge.client), cluster_of(edge, edge.server)} & self.clusters
-        )
+        return not self.clusters or touches(edge, self.clusters)
 
     def matches(self, edge: Edge) -> bool:
         if not self.live(edge):
