@@ -114,7 +114,9 @@ class LabelBook:
                 raise ValueError(
                     f"labels file: {name!r} is not '[cluster/]namespace/workload: {{labels}}'"
                 )
-            key: Key = (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, *parts)
+            key: Key = (
+                (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, parts[0], parts[1])
+            )
             known[key] = {str(k): str(v) for k, v in labels.items()}
         return cls(known, source="file", convention_key=convention_key)
 
