@@ -144,7 +144,8 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
 @click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
 @_guard
 def list_command(query: MapQuery, output: str) -> None:
-    """Print who calls whom: "X in namespace Y calls:" and its servers."""
+    """Print who calls whom: "X in namespace Y calls:" and its servers (with their clusters
+    when there are several)."""
     show_list(ListSettings(query, _choice(output, LIST_FORMATS)))
 
 
@@ -298,7 +299,8 @@ def _labels(settings: ExportSettings, data: MapData) -> LabelBook:
 @click.option("--title", default="callmap", show_default=True)
 @_guard
 def visualize(query: MapQuery, output: Path, title: str) -> None:
-    """Draw the map with Graphviz: namespaces as clusters, externals apart."""
+    """Draw the map with Graphviz: namespaces as boxes (in a box per Kubernetes cluster when
+    there are several), externals apart."""
     drawing = DRAWINGS.get(output.suffix.lower().lstrip("."))
     if drawing is None:
         raise click.BadParameter("the file name must end in .svg, .png or .dot", param_hint="-o")

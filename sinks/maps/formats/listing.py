@@ -38,7 +38,6 @@ from sinks.endpoints import (
     heading,
     identity,
     in_cluster,
-    placed,
     shown,
     sort_key,
 )
@@ -94,13 +93,10 @@ def render_json(edges: Iterable[Edge]) -> str:
     document = []
     groups, several = _by_client(edges)
     for (cluster, client), calls in groups:
-        first = calls[0]
         document.append(
             {
                 "cluster": cluster,
-                "client": _endpoint(
-                    placed(first, first.client) if several else identity(first.client)
-                ),
+                "client": _endpoint(client if several else identity(calls[0].client)),
                 "display": heading(client),
                 "calls": [
                     {
