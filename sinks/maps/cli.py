@@ -144,8 +144,10 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
 @click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
 @_guard
 def list_command(query: MapQuery, output: str) -> None:
-    """Print who calls whom: "X in namespace Y calls:" and its servers (with their clusters
-    when there are several)."""
+    """Print who calls whom: "X in namespace Y calls:" and its servers.
+
+    When the edges shown span several clusters, every name carries its cluster.
+    """
     show_list(ListSettings(query, _choice(output, LIST_FORMATS)))
 
 
@@ -299,8 +301,10 @@ def _labels(settings: ExportSettings, data: MapData) -> LabelBook:
 @click.option("--title", default="callmap", show_default=True)
 @_guard
 def visualize(query: MapQuery, output: Path, title: str) -> None:
-    """Draw the map with Graphviz: namespaces as boxes (in a box per Kubernetes cluster when
-    there are several), externals apart."""
+    """Draw the map with Graphviz: namespaces as clusters, externals apart.
+
+    A map of several Kubernetes clusters draws one box per cluster around its namespaces.
+    """
     drawing = DRAWINGS.get(output.suffix.lower().lstrip("."))
     if drawing is None:
         raise click.BadParameter("the file name must end in .svg, .png or .dot", param_hint="-o")
