@@ -11,7 +11,8 @@
   export format goes into :mod:`sinks.maps.formats`.
 - Here, what both share: the edge changes a consumer receives
   (:mod:`~sinks.changes`), their merge into current state
-  (:mod:`~sinks.lifecycle`), how endpoints are named (:mod:`~sinks.endpoints`)
+  (:mod:`~sinks.lifecycle`), how endpoints are named and which cluster each
+  lives in (:mod:`~sinks.endpoints`)
   and escaping for every format (:mod:`~sinks.escape`).
 
 The service never imports the map commands; the map commands import the

@@ -154,8 +154,8 @@ def k8s_name(text: str, max_length: int = 253) -> str:
     if len(text) <= max_length and is_dns1123_subdomain(text):
         return text
     cleaned = re.sub(r"[^a-z0-9.]+", "-", text.lower())
-    cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    cleaned = re.sub(r"-?\.-?", ".", cleaned).strip(".-")
+    # a run of dots and dashes holding a dot becomes one dot: no empty or dashed labels
+    cleaned = re.sub(r"[.-]*\.[.-]*", ".", cleaned).strip(".-")
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     head = cleaned[: max_length - len(digest) - 1].rstrip(".-")
     return f"{head}-{digest}" if head else f"x-{digest}"

@@ -28,11 +28,11 @@ from sinks.maps.filters import MapFilter, parse_since
 from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
 from sinks.maps.formats.documents import render
 from sinks.maps.formats.dot import render_dot
-from sinks.maps.formats.intents import client_intents
+from sinks.maps.formats.intents import CLUSTERSET_DOMAIN, client_intents
 from sinks.maps.formats.labels import DEFAULT_LABEL_KEY, LabelBook
 from sinks.maps.formats.listing import render_json, render_text
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
-from sinks.maps.formats.policy import Export, PortMap, single_cluster
+from sinks.maps.formats.policy import Export, PortMap
 from sinks.maps.formats.tabular import edges_csv, edges_json
 from sinks.maps.output import names_directory, write_output, write_split
 from sinks.maps.readers import MapData, load_map, parse_source
@@ -72,6 +72,7 @@ def _map_query(
     cluster: tuple[str, ...],
     since: str | None,
     include_expired: bool,
+    global_edges: bool,
 ) -> MapQuery:
     """The options every map command shares, with the Kafka settings of the environment."""
     selection = MapFilter(
@@ -82,7 +83,7 @@ def _map_query(
         since=parse_since(since, time.time()) if since else None,
         include_expired=include_expired,
     )
-    return MapQuery(parse_source(source), selection, load_settings().kafka)
+    return MapQuery(parse_source(source, global_edges), selection, load_settings().kafka)
 
 
 _map_options = option_group(
@@ -98,9 +99,19 @@ _map_options = option_group(
         click.option("--namespace", "-n", multiple=True, help="Only edges touching it (repeat)."),
         click.option("--client", multiple=True, help="Only edges from it: NAME or NS/NAME."),
         click.option("--server", multiple=True, help="Only edges to it: name, DNS name, IP."),
-        click.option("--cluster", multiple=True, help="Only edges of this cluster (repeat)."),
+        click.option(
+            "--cluster",
+            multiple=True,
+            help="Only edges with a side in this cluster (repeat); policies: its workloads.",
+        ),
         click.option("--since", help="Only edges seen since: 30m, 24h, 7d or an ISO 8601 time."),
         click.option("--include-expired", is_flag=True, help="Keep expired edges too."),
+        click.option(
+            "--global",
+            "global_edges",
+            is_flag=True,
+            help="Read the hub's global edges (callmap aggregate) instead of a cluster's.",
+        ),
     ],
     _guard(_map_query),
 )
@@ -133,7 +144,10 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
 @click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
 @_guard
 def list_command(query: MapQuery, output: str) -> None:
-    """Print who calls whom: "X in namespace Y calls:" and its servers."""
+    """Print who calls whom: "X in namespace Y calls:" and its servers.
+
+    When the edges shown span several clusters, every name carries its cluster.
+    """
     show_list(ListSettings(query, _choice(output, LIST_FORMATS)))
 
 
@@ -179,6 +193,12 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--identities/--no-identities", default=True, help="Read pod and service identities.")
 @click.option("--dns-namespace", default="kube-system", show_default=True)
 @click.option("--dns-label", multiple=True, help="DNS pods' label KEY=VALUE [k8s-app=kube-dns].")
+@click.option(
+    "--clusterset-domain",
+    default=CLUSTERSET_DOMAIN,
+    show_default=True,
+    help="intents: the MCS domain that names services of other clusters.",
+)
 @_guard
 def export(
     query: MapQuery,
@@ -191,6 +211,7 @@ def export(
     identities: bool,
     dns_namespace: str,
     dns_label: tuple[str, ...],
+    clusterset_domain: str,
 ) -> None:
     """Export the map as ClientIntents, NetworkPolicies, CiliumNetworkPolicies, JSON or CSV."""
     chosen = _choice(fmt, EXPORT_FORMATS)
@@ -207,6 +228,7 @@ def export(
         dns_namespace=dns_namespace,
         # Only the Kubernetes objects name the DNS pods; the edges as data never do.
         dns_labels={} if chosen in ("json", "csv") else _dns_labels(dns_label),
+        clusterset_domain=clusterset_domain,
     )
     export_map(settings)
 
@@ -222,6 +244,9 @@ def export_map(settings: ExportSettings) -> None:
     result = _objects(settings, data)
     for warning in dict.fromkeys(result.warnings):
         _warn("export", warning)
+    if result.counts:
+        counted = ", ".join(f"{reason}={count}" for reason, count in sorted(result.counts.items()))
+        click.echo(f"callmap export: {counted}", err=True)
     if settings.output is not None and settings.per_object:
         for path in write_split(result.documents, settings.output, settings.encoding):
             click.echo(f"wrote {path}", err=True)
@@ -234,10 +259,9 @@ def _objects(settings: ExportSettings, data: MapData) -> Export:
     selection = settings.query.selection
     ports = PortMap(data.services or ())
     edges = [edge for edge in data.edges if selection.live(edge)]
-    cluster = single_cluster(edges)
     if settings.format == "intents":
-        return client_intents(edges, selection)
-    book = _labels(settings, data, cluster)
+        return client_intents(edges, selection, settings.clusterset_domain)
+    book = _labels(settings, data)
     if settings.format == "networkpolicy":
         netpol = NetpolOptions(
             egress=settings.egress,
@@ -249,11 +273,12 @@ def _objects(settings: ExportSettings, data: MapData) -> Export:
     return cilium_policies(edges, book, selection, cilium, ports)
 
 
-def _labels(settings: ExportSettings, data: MapData, cluster: str | None) -> LabelBook:
-    """Pod labels from the labels file, then the pods of ``cluster``, then the convention."""
+def _labels(settings: ExportSettings, data: MapData) -> LabelBook:
+    """Pod labels from the labels file, then the pods (of each workload's cluster), then
+    the convention."""
     key = settings.label_key
     book = LabelBook(convention_key=key)
-    pods = [pod for pod in data.pods or () if pod.cluster == cluster]
+    pods = data.pods or []
     if pods:
         book = LabelBook.from_pods(pods, convention_key=key)
     if settings.labels is not None:
@@ -276,7 +301,10 @@ def _labels(settings: ExportSettings, data: MapData, cluster: str | None) -> Lab
 @click.option("--title", default="callmap", show_default=True)
 @_guard
 def visualize(query: MapQuery, output: Path, title: str) -> None:
-    """Draw the map with Graphviz: namespaces as clusters, externals apart."""
+    """Draw the map with Graphviz: namespaces as clusters, externals apart.
+
+    A map of several Kubernetes clusters draws one box per cluster around its namespaces.
+    """
     drawing = DRAWINGS.get(output.suffix.lower().lstrip("."))
     if drawing is None:
         raise click.BadParameter("the file name must end in .svg, .png or .dot", param_hint="-o")

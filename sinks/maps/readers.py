@@ -2,6 +2,10 @@
 
 - ``kafka`` (default): the compacted edges topic, read from the start to the
   end offsets it has now; pod and service identities from their topics too.
+  With ``--global``, the hub's global edges (``callmap.global-edges.v1``,
+  written by ``callmap aggregate``, every endpoint carrying its cluster), and
+  identities from the hub's shared topics and each cluster's mirrored ones
+  (``<cluster>.callmap.pods.v1``), those that exist.
 - ``sqlite:///PATH`` (``sqlite:////abs/path`` for an absolute path, as
   SQLAlchemy spells it), ``postgresql://...``: what a database sink stored.
 - ``jsonl:PATH``: a JSON Lines sink's directory (up to what its journal says
@@ -14,13 +18,17 @@ Every source yields the current state of each edge (lifecycle merged, see
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from callmap.broker import (
+    admin_client,
     make_consumer,
     map_kafka_errors,
     read_to_end,
@@ -30,6 +38,7 @@ from callmap.config import KafkaSettings
 from callmap.errors import ConfigError, PermanentError, TemporaryError, WireDecodeError
 from callmap.wire import (
     EDGES,
+    GLOBAL_EDGES,
     PODS,
     SERVICES,
     Edge,
@@ -40,6 +49,7 @@ from callmap.wire import (
     decode_as,
 )
 from sinks.changes import Change
+from sinks.endpoints import clusters_in
 from sinks.lifecycle import EdgeBook
 
 
@@ -58,11 +68,18 @@ class Source:
     kind: str
     """``kafka``, ``sqlite``, ``postgresql`` or ``jsonl``."""
     location: str
+    global_edges: bool = False
+    """``kafka``: the hub's global edges rather than a cluster's own (``--global``)."""
 
 
-def parse_source(text: str) -> Source:
+def parse_source(text: str, global_edges: bool = False) -> Source:
+    if global_edges and text != "kafka":
+        raise ConfigError(
+            f"--global reads the global edges topic from Kafka, not --from {text!r} "
+            "(a sink's store holds global edges when its sink read them with --global)"
+        )
     if text == "kafka":
-        return Source("kafka", "")
+        return Source("kafka", "", global_edges)
     if text.startswith("sqlite:///"):
         return Source("sqlite", text[len("sqlite:///") :])
     if text.startswith(("postgresql://", "postgres://")):
@@ -108,6 +125,44 @@ def _latest(
     return iter(latest.values())
 
 
+async def existing_topics(kafka: KafkaSettings) -> set[str]:
+    """The names of every topic the brokers hold."""
+    async with admin_client(kafka) as admin:
+        with map_kafka_errors("list topics"):
+            return set(await admin.list_topics())
+
+
+def mirrored(spec: TopicSpec, cluster: str) -> TopicSpec:
+    """The topic MirrorMaker 2's default policy makes of ``spec`` of ``cluster`` at a hub."""
+    return dataclasses.replace(spec, name=f"{cluster}.{spec.name}")
+
+
+async def _hub_identities(
+    kafka: KafkaSettings, clusters: set[str], problems: list[str]
+) -> tuple[list[PodIdentity], list[ServiceIdentity]]:
+    """Pods and services at a hub: shared topics, and each cluster's mirrored ones.
+
+    A mirrored topic's records belong to the cluster its name carries,
+    whatever they say (as the aggregator reads them).
+    """
+    names = await existing_topics(kafka)
+    pods: list[PodIdentity] = []
+    services: list[ServiceIdentity] = []
+    for cluster in [None, *sorted(clusters)]:
+        for base in (PODS, SERVICES):
+            spec = base if cluster is None else mirrored(base, cluster)
+            if spec.name not in names:
+                continue
+            for record in _latest(await read_compacted(kafka, spec), spec, problems):
+                if isinstance(record, PodIdentity | ServiceIdentity) and cluster is not None:
+                    record = msgspec.structs.replace(record, cluster=cluster)
+                if isinstance(record, PodIdentity):
+                    pods.append(record)
+                elif isinstance(record, ServiceIdentity):
+                    services.append(record)
+    return pods, services
+
+
 async def read_kafka(
     kafka: KafkaSettings,
     *,
@@ -132,7 +187,9 @@ async def read_kafka(
         assert isinstance(edge, Edge)
         book.apply(Change.of(edge))
     data = MapData(book.edges(), problems=problems)
-    if identities:
+    if identities and edges_topic.name == GLOBAL_EDGES.name:
+        data.pods, data.services = await _hub_identities(kafka, clusters_in(data.edges), problems)
+    elif identities:
         pods = _latest(await read_compacted(kafka, pods_topic), pods_topic, problems)
         data.pods = [pod for pod in pods if isinstance(pod, PodIdentity)]
         services = _latest(await read_compacted(kafka, services_topic), services_topic, problems)
@@ -201,7 +258,8 @@ def _tombstone(line: bytes) -> str | None:
 async def load_map(source: Source, kafka: KafkaSettings, *, identities: bool = True) -> MapData:
     """Read the map from ``source``; identities only come with ``kafka``."""
     if source.kind == "kafka":
-        return await read_kafka(kafka, identities=identities)
+        topic = GLOBAL_EDGES if source.global_edges else EDGES
+        return await read_kafka(kafka, identities=identities, edges_topic=topic)
     if source.kind == "sqlite":
         from sinks.service.destinations.sqlite import load_edges as load_sqlite
 

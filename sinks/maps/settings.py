@@ -35,7 +35,8 @@ class MapQuery:
     """What every map command is asked: where the map is, and which edges to keep."""
 
     source: Source
-    """Where the edges are read (``--from``, env ``CALLMAP_MAP_FROM``)."""
+    """Where the edges are read (``--from``, env ``CALLMAP_MAP_FROM``; ``--global`` for the
+    hub's global edges)."""
     selection: MapFilter
     """Which of them count (``--namespace``, ``--client``, ``--server``, ``--cluster``,
     ``--since``, ``--include-expired``)."""
@@ -81,6 +82,8 @@ class ExportSettings:
     """Namespace of the cluster DNS pods that egress rules keep open (``--dns-namespace``)."""
     dns_labels: Mapping[str, str]
     """Labels of the cluster DNS pods (``--dns-label KEY=VALUE``, repeated)."""
+    clusterset_domain: str = "clusterset.local"
+    """Intents: the MCS domain naming a service of another cluster (``--clusterset-domain``)."""
 
     @property
     def wants_identities(self) -> bool:

@@ -49,13 +49,25 @@ def _sink_run(
     max_backoff: float,
     metrics_port: int,
     once: bool,
+    cluster: tuple[str, ...],
+    global_edges: bool,
 ) -> SinkRun:
     """The options every kind shares, with the Kafka settings of the environment."""
     try:
         kafka = load_settings().kafka
     except CallmapError as exc:
         raise click.ClickException(terminal(str(exc))) from exc
-    return SinkRun(group, batch_size, flush_interval, max_backoff, metrics_port, once, kafka)
+    return SinkRun(
+        group,
+        batch_size,
+        flush_interval,
+        max_backoff,
+        metrics_port,
+        once,
+        kafka,
+        clusters=frozenset(cluster),
+        global_edges=global_edges,
+    )
 
 
 _runner_options = option_group(
@@ -70,6 +82,15 @@ _runner_options = option_group(
         ),
         metrics_port_option(9810),
         click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
+        click.option(
+            "--cluster", multiple=True, help="Only edges with a side in this cluster (repeat)."
+        ),
+        click.option(
+            "--global",
+            "global_edges",
+            is_flag=True,
+            help="Read the hub's global edges (callmap aggregate) instead of a cluster's.",
+        ),
     ],
     _sink_run,
 )

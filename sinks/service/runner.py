@@ -33,6 +33,7 @@ from callmap.config import KafkaSettings
 from callmap.errors import CallmapError, TemporaryError, WireDecodeError
 from callmap.wire import DLQ, EDGES, DeadLetter, Edge, TopicSpec, decode, encode
 from sinks.changes import Change, Position
+from sinks.endpoints import touches
 from sinks.service.destination import Sink
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class RunnerOptions:
     """The edges topic (tests use a topic of their own with the same settings)."""
     dead_letters: TopicSpec | None = DLQ
     """Where undecodable messages go; None to only count them."""
+    clusters: frozenset[str] = frozenset()
+    """Only edges with a side in one of these clusters; others are skipped
+    (``other_cluster``). Tombstones always pass: they carry no cluster."""
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -138,6 +142,9 @@ class SinkRunner:
             self._reject(partition, message, "undecodable", str(exc))
             return
         assert isinstance(edge, Edge)
+        if self.options.clusters and not touches(edge, self.options.clusters):
+            self.stats.skip("other_cluster")
+            return
         self.sink.add(Change.of(edge, position))
 
     def _reject(self, partition: TopicPartition, message: Any, reason: str, error: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from callmap.config import KafkaSettings
+from callmap.wire import EDGES, GLOBAL_EDGES
 from sinks.service.destination import Sink
 from sinks.service.formats.cef import SyslogFormat
 from sinks.service.journal import OffsetJournal
@@ -32,7 +33,8 @@ class SinkRun:
     """How ``callmap sink`` runs, whatever its kind: the options every kind shares."""
 
     group: str | None
-    """The Kafka consumer group (``--group``); None: ``callmap-sink-KIND``."""
+    """The Kafka consumer group (``--group``); None: ``callmap-sink-KIND``
+    (``callmap-sink-KIND-global`` with ``--global``)."""
     batch_size: int
     """Records per flush (``--batch-size``)."""
     flush_interval: float
@@ -45,13 +47,21 @@ class SinkRun:
     """Write what the topic holds now, then exit (``--once``)."""
     kafka: KafkaSettings
     """How to reach Kafka (``CALLMAP_KAFKA_*``)."""
+    clusters: frozenset[str] = frozenset()
+    """Only edges with the client or the server in one of these clusters (``--cluster``);
+    empty: every edge."""
+    global_edges: bool = False
+    """Read the hub's global edges (``--global``) rather than a cluster's own."""
 
     def runner_options(self, kind: str) -> RunnerOptions:
+        suffix = "-global" if self.global_edges else ""
         return RunnerOptions(
-            group_id=self.group or f"callmap-sink-{kind}",
+            group_id=self.group or f"callmap-sink-{kind}{suffix}",
             batch_size=self.batch_size,
             flush_interval=self.flush_interval,
             max_backoff=self.max_backoff,
+            topic=GLOBAL_EDGES if self.global_edges else EDGES,
+            clusters=self.clusters,
         )
 
 

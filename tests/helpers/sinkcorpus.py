@@ -7,6 +7,12 @@ externals (one with an address), the API server, a node, an unresolved IP,
 an expired edge, an edge seen by DNS only, a self edge, and hostile names in a
 DNS name, a workload name, a namespace and a pod label. Golden files of every
 output format live next to it.
+
+The global corpus (``input-global-*.jsonl``) is a hand-written map of two
+clusters as an aggregator publishes it: east's frontend calls east's cart,
+west's api through its clusterset service, west's ledger by pod address and an
+external; west's reporter calls east's cart; each cluster has a call of its
+own; east and west both have a workload named ``api`` with different labels.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ class Corpus:
     edges: list[Edge]
     pods: list[PodIdentity]
     services: list[ServiceIdentity]
+
+
+def load_global_corpus() -> Corpus:
+    return Corpus(load_jsonl("global-edges", Edge), load_jsonl("global-pods", PodIdentity), [])
 
 
 def load_corpus() -> Corpus:

@@ -51,17 +51,35 @@ class EdgesTopic:
         finally:
             await producer.stop()
 
-    def runner(self, sink: Sink, group: str, **options: float | int) -> SinkRunner:
+    def runner(
+        self,
+        sink: Sink,
+        group: str,
+        clusters: frozenset[str] = frozenset(),
+        **options: float | int,
+    ) -> SinkRunner:
         settings = {**FAST, **options}
         return SinkRunner(
             self.settings.kafka,
             sink,
-            RunnerOptions(group_id=group, topic=self.spec, dead_letters=self.dlq, **settings),  # type: ignore[arg-type]
+            RunnerOptions(
+                group_id=group,
+                topic=self.spec,
+                dead_letters=self.dlq,
+                clusters=clusters,
+                **settings,  # type: ignore[arg-type]
+            ),
         )
 
-    async def run_to_end(self, sink: Sink, group: str, timeout: float = 60) -> SinkRunner:
+    async def run_to_end(
+        self,
+        sink: Sink,
+        group: str,
+        timeout: float = 60,
+        clusters: frozenset[str] = frozenset(),
+    ) -> SinkRunner:
         """Run ``sink`` until it has written and committed everything on the topic."""
-        runner = self.runner(sink, group)
+        runner = self.runner(sink, group, clusters)
         await runner.start()
         try:
             await asyncio.wait_for(runner.run(until_caught_up=True), timeout)

@@ -6,7 +6,14 @@ client. Unlike plain NetworkPolicies, Cilium can name what callmap sees:
 externals by DNS name (``toFQDNs``, with the DNS proxy rule that makes them
 work), the API server (``toEntities: kube-apiserver``), nodes (``host``,
 ``remote-node``) and services without workloads (``toServices``). A DNS name
-that is not a valid one (hostile input) is left out with a warning. Pure.
+that is not a valid one (hostile input) is left out with a warning.
+
+A workload of another cluster (global edges, Cilium Cluster Mesh) is selected
+with the cluster label, ``io.cilium.k8s.policy.cluster: <name>``, next to its
+pod labels and namespace: Cilium selects endpoints of the local cluster only
+unless a cluster is named. The API server, nodes without an address and
+services without workloads of another cluster have no such form: left out,
+warned about and counted. Pure.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ from typing import Any
 
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import qualified, sort_key
-from sinks.escape import is_dns1123_label, is_dns_name, k8s_name
+from sinks.escape import is_dns1123_label, is_dns_name, is_label_value, k8s_name
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.policy import Export, PolicyBuilder, PortMap, cidr
 
 NAMESPACE_KEY = "k8s:io.kubernetes.pod.namespace"
+CLUSTER_KEY = "io.cilium.k8s.policy.cluster"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +54,22 @@ class _Builder(PolicyBuilder[CiliumOptions]):
             return None
         return {"matchLabels": {**selector.labels, NAMESPACE_KEY: endpoint.namespace}}
 
+    def remote_selector(self, endpoint: Endpoint) -> dict[str, Any] | None:
+        """A workload of another cluster: its selector with the cluster label."""
+        cluster = endpoint.cluster or ""
+        if not (cluster and is_label_value(cluster)):
+            self.left_out(endpoint, "the cluster name is not a valid label value")
+            return None
+        selector = self.selector(endpoint)
+        if selector is None:
+            return None
+        self.export.counts["cross_cluster_peers"] += 1
+        return {"matchLabels": {**selector["matchLabels"], CLUSTER_KEY: cluster}}
+
     def peer(self, endpoint: Endpoint, side: str) -> dict[str, Any] | None:
         """The selecting part of a rule (``fromEndpoints``, ``toFQDNs``, ...)."""
+        if self.foreign(endpoint):
+            return self.remote_peer(endpoint, side)
         match endpoint.type:
             case "workload":
                 selector = self.selector(endpoint)
@@ -68,6 +90,19 @@ class _Builder(PolicyBuilder[CiliumOptions]):
         if block is not None:
             return {f"{side}CIDR": [block]}
         self.warn(f"{qualified(endpoint)}: cannot be written as a Cilium peer, left out")
+        return None
+
+    def remote_peer(self, endpoint: Endpoint, side: str) -> dict[str, Any] | None:
+        """A peer in another cluster: a workload by labels and cluster, anything else by
+        its address, if it has one."""
+        if endpoint.type == "workload":
+            selector = self.remote_selector(endpoint)
+            return {f"{side}Endpoints": [selector]} if selector else None
+        block = cidr(endpoint.ip or "")
+        if block is not None:
+            self.export.counts["cross_cluster_peers"] += 1
+            return {f"{side}CIDR": [block]}
+        self.left_out(endpoint, "Cilium names it in its own cluster only")
         return None
 
     def rules(self, edges: list[Edge], side: str) -> list[dict[str, Any]]:
@@ -120,12 +155,18 @@ def cilium_policies(
         own = {k: v for k, v in selector["matchLabels"].items() if k != NAMESPACE_KEY}
         spec: dict[str, Any] = {"endpointSelector": {"matchLabels": own}}
         if workload in servers:
-            calls = sorted(servers[workload], key=lambda e: sort_key(e.client, workload.namespace))
+            calls = sorted(
+                servers[workload],
+                key=lambda e: sort_key(e.client, workload.namespace, workload.cluster),
+            )
             rules = builder.rules(calls, "from")
             if builder.complete(workload, "ingress"):
                 spec["ingress"] = rules
         if workload in clients:
-            calls = sorted(clients[workload], key=lambda e: sort_key(e.server, workload.namespace))
+            calls = sorted(
+                clients[workload],
+                key=lambda e: sort_key(e.server, workload.namespace, workload.cluster),
+            )
             rules = [*builder.rules(calls, "to"), builder.dns_rule()]
             if builder.complete(workload, "egress"):
                 spec["egress"] = rules

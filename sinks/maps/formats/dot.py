@@ -1,7 +1,10 @@
 """The map as a Graphviz DOT graph (``callmap visualize``).
 
 Namespaces are clusters; externals, unresolved IPs and the control plane sit
-in clusters of their own, drawn differently. Every edge carries a tooltip with
+in clusters of their own, drawn differently. When the map spans several
+Kubernetes clusters, each is a box of its own (``subgraph cluster_...``)
+holding its namespaces, IPs and control plane, and externals sit outside them
+all. Every edge carries a tooltip with
 its ports, sources and last sighting (an SVG shows it on hover). Node ids are
 generated (``n0``, ``n1``, ...), and every label and tooltip goes through
 :func:`sinks.escape.dot_string`, so no name can add a statement. Writing DOT
@@ -13,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import client_key, edge_sort_key, identity, label, qualified
+from sinks.endpoints import (
+    client_key,
+    cluster_of,
+    clusters_in,
+    edge_sort_key,
+    label,
+    qualified,
+    shown,
+)
 from sinks.escape import dot_string
 from sinks.maps.formats.tabular import iso
 
@@ -23,6 +34,7 @@ _GROUPS = {
     "node": ("infra", "control plane and nodes", 'style="rounded"; color="#7a7a7a";'),
     "apiserver": ("infra", "control plane and nodes", 'style="rounded"; color="#7a7a7a";'),
 }
+_CLUSTER_STYLE = 'style="bold,rounded"; color="#2f4f7f"; fontsize=13;'
 _NODE_STYLE = {
     "workload": 'shape=box, style="rounded,filled", fillcolor="#e8f0fb"',
     "service": 'shape=box, style="rounded,filled,dashed", fillcolor="#f4f4f4"',
@@ -38,35 +50,51 @@ def _lines(*lines: str) -> str:
     return '"' + "\\n".join(dot_string(line)[1:-1] for line in lines) + '"'
 
 
-def _group(cluster: str, endpoint: Endpoint, several: bool) -> tuple[str, str, str]:
-    """(group key, caption, style) of the cluster an endpoint is drawn in."""
-    prefix = f"cluster {cluster} / " if several else ""
+def _group(endpoint: Endpoint) -> tuple[str, str, str]:
+    """(group key, caption, style) of the box an endpoint is drawn in, within its cluster."""
     if endpoint.type in _GROUPS:
         key, caption, style = _GROUPS[endpoint.type]
-        return (f"{cluster}\0~{key}", prefix + caption, style)
-    caption = f"{prefix}namespace {endpoint.namespace}"
-    return (f"{cluster}\0{endpoint.namespace}", caption, 'style="rounded"; color="#8aa4c8";')
+        return (f"~{key}", caption, style)
+    caption = f"namespace {endpoint.namespace}"
+    return (endpoint.namespace or "", caption, 'style="rounded"; color="#8aa4c8";')
+
+
+Box = tuple[str, str, list[str]]
+"""(caption, style, node statements) of one box."""
+
+
+def _boxes(
+    nodes: dict[Endpoint, str], several: bool, only: str
+) -> dict[str | None, dict[str, Box]]:
+    """Node statements by cluster (None: outside every cluster), then by box."""
+    clusters: dict[str | None, dict[str, Box]] = {}
+    for endpoint, node_id in nodes.items():
+        cluster = endpoint.cluster if several else only
+        group, caption, style = _group(endpoint)
+        if several and cluster is None:
+            caption = "outside the clusters"
+        where = f"cluster {cluster}" if cluster is not None else "in no cluster"
+        tooltip = _lines(qualified(endpoint), where)
+        statement = (
+            f"{node_id} [label={dot_string(label(endpoint))}, tooltip={tooltip}, "
+            f"{_NODE_STYLE.get(endpoint.type, 'shape=box')}];"
+        )
+        boxes = clusters.setdefault(cluster if several else None, {})
+        boxes.setdefault(group, (caption, style, []))[2].append(statement)
+    return clusters
 
 
 def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
     """A DOT digraph of ``edges`` (already filtered), deterministic for the same input."""
     edges = sorted(edges, key=edge_sort_key)
-    several = len({edge.cluster for edge in edges}) > 1
-    nodes: dict[tuple[str, Endpoint], str] = {}
-    for key in sorted(
-        {(e.cluster, identity(ep)) for e in edges for ep in (e.client, e.server)},
-        key=lambda item: (item[0], client_key(item[1])),
+    several = len(clusters_in(edges)) > 1
+    only = edges[0].cluster if edges else ""
+    nodes: dict[Endpoint, str] = {}
+    for endpoint in sorted(
+        {shown(e, ep, several) for e in edges for ep in (e.client, e.server)},
+        key=lambda ep: (ep.cluster or "", client_key(ep)),
     ):
-        nodes[key] = f"n{len(nodes)}"
-    groups: dict[str, tuple[str, str, list[str]]] = {}
-    for (cluster, endpoint), node_id in nodes.items():
-        group, caption, style = _group(cluster, endpoint, several)
-        tooltip = _lines(qualified(endpoint), f"cluster {cluster}")
-        statement = (
-            f"{node_id} [label={dot_string(label(endpoint))}, tooltip={tooltip}, "
-            f"{_NODE_STYLE.get(endpoint.type, 'shape=box')}];"
-        )
-        groups.setdefault(group, (caption, style, []))[2].append(statement)
+        nodes[endpoint] = f"n{len(nodes)}"
     out = [
         f"digraph {dot_string(title)} {{",
         '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, labelloc=t, '
@@ -74,15 +102,28 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         '  node [fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9, color="#4a5a70"];',
     ]
-    for index, group in enumerate(sorted(groups)):
-        caption, style, statements = groups[group]
-        out.append(f"  subgraph cluster_{index} {{")
-        out.append(f"    label={dot_string(caption)}; {style}")
-        out.extend(f"    {statement}" for statement in statements)
-        out.append("  }")
+    index = 0
+    clusters = _boxes(nodes, several, only)
+    for cluster in sorted(clusters, key=lambda name: (name is None, name or "")):
+        indent = "  "
+        if cluster is not None:
+            out.append(f"  subgraph cluster_{index} {{")
+            out.append(f"    label={dot_string(f'cluster {cluster}')}; {_CLUSTER_STYLE}")
+            index += 1
+            indent = "    "
+        boxes = clusters[cluster]
+        for group in sorted(boxes):
+            caption, style, statements = boxes[group]
+            out.append(f"{indent}subgraph cluster_{index} {{")
+            out.append(f"{indent}  label={dot_string(caption)}; {style}")
+            out.extend(f"{indent}  {statement}" for statement in statements)
+            out.append(f"{indent}}}")
+            index += 1
+        if cluster is not None:
+            out.append("  }")
     for edge in edges:
-        source = nodes[(edge.cluster, identity(edge.client))]
-        target = nodes[(edge.cluster, identity(edge.server))]
+        source = nodes[shown(edge, edge.client, several)]
+        target = nodes[shown(edge, edge.server, several)]
         ports = ", ".join(str(port) for port in edge.ports) or "none seen"
         details = [
             f"{label(edge.client)} -> {label(edge.server)}",
@@ -93,6 +134,9 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         ]
         if edge.server.service:
             details.insert(1, f"via service {edge.server.service}")
+        if several:
+            sides = [cluster_of(edge, side) or "no cluster" for side in (edge.client, edge.server)]
+            details.insert(1, f"cluster {sides[0]} -> {sides[1]}")
         if edge.event == "expired":
             details.append("expired")
         attributes = [f"tooltip={_lines(*details)}"]

@@ -2,10 +2,11 @@
 
 Edges name workloads, not labels. Labels come, in order of preference, from:
 
-1. a labels file (``--labels FILE``): YAML mapping ``namespace/workload`` to labels;
+1. a labels file (``--labels FILE``): YAML mapping ``namespace/workload`` (any
+   cluster) or ``cluster/namespace/workload`` to labels;
 2. pod identities (``callmap.pods.v1``): the labels that every live pod of the
-   workload shares, minus those that differ per pod or per rollout
-   (``pod-template-hash``, ``controller-revision-hash``, ...);
+   workload, in the workload's cluster, shares, minus those that differ per pod
+   or per rollout (``pod-template-hash``, ``controller-revision-hash``, ...);
 3. the convention: ``{CONVENTION_KEY: workload name}`` (by default
    ``app.kubernetes.io/name``; ``--label-key`` changes it).
 
@@ -58,12 +59,16 @@ def _valid(labels: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+Key = tuple[str | None, str, str]
+"""(cluster, namespace, workload name); cluster None: the workload of that name in any."""
+
+
 class LabelBook:
-    """Pod labels per (namespace, workload name)."""
+    """Pod labels per (cluster, namespace, workload name)."""
 
     def __init__(
         self,
-        known: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+        known: Mapping[Key, Mapping[str, str]] | None = None,
         *,
         source: str = "file",
         convention_key: str = DEFAULT_LABEL_KEY,
@@ -85,10 +90,10 @@ class LabelBook:
         cls, pods: Iterable[PodIdentity], *, convention_key: str = DEFAULT_LABEL_KEY
     ) -> LabelBook:
         """Labels every live pod of a workload shares (all its pods if none is live)."""
-        groups: dict[tuple[str, str], list[PodIdentity]] = {}
+        groups: dict[Key, list[PodIdentity]] = {}
         for pod in pods:
-            groups.setdefault((pod.namespace, pod.workload.name), []).append(pod)
-        known: dict[tuple[str, str], dict[str, str]] = {}
+            groups.setdefault((pod.cluster, pod.namespace, pod.workload.name), []).append(pod)
+        known: dict[Key, dict[str, str]] = {}
         for key, members in groups.items():
             live = [pod for pod in members if pod.deleted is None] or members
             shared = dict(live[0].labels)
@@ -101,19 +106,35 @@ class LabelBook:
     def from_mapping(
         cls, document: Mapping[str, Mapping[str, str]], *, convention_key: str = DEFAULT_LABEL_KEY
     ) -> LabelBook:
-        """From a labels file's content: ``{"namespace/workload": {key: value}}``."""
-        known: dict[tuple[str, str], Mapping[str, str]] = {}
+        """From a labels file's content: ``{"[cluster/]namespace/workload": {key: value}}``."""
+        known: dict[Key, Mapping[str, str]] = {}
         for name, labels in document.items():
-            namespace, slash, workload = name.partition("/")
-            if not slash or not isinstance(labels, Mapping):
-                raise ValueError(f"labels file: {name!r} is not 'namespace/workload: {{labels}}'")
-            known[(namespace, workload)] = {str(k): str(v) for k, v in labels.items()}
+            parts = str(name).split("/")
+            if len(parts) not in (2, 3) or not all(parts) or not isinstance(labels, Mapping):
+                raise ValueError(
+                    f"labels file: {name!r} is not '[cluster/]namespace/workload: {{labels}}'"
+                )
+            key: Key = (
+                (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, parts[0], parts[1])
+            )
+            known[key] = {str(k): str(v) for k, v in labels.items()}
         return cls(known, source="file", convention_key=convention_key)
+
+    def _labels(self, endpoint: Endpoint) -> dict[str, str] | None:
+        """Known labels of the workload in its cluster, else of that name in any cluster."""
+        namespace, name = endpoint.namespace or "", endpoint.name or ""
+        for key in ((endpoint.cluster, namespace, name), (None, namespace, name)):
+            if self._known.get(key):
+                return self._known[key]
+        if endpoint.cluster is None:  # not placed in a cluster: of that name in one cluster only
+            found = [v for (_, ns, n), v in self._known.items() if (ns, n) == (namespace, name)]
+            return found[0] if len(found) == 1 and found[0] else None
+        return None
 
     def selector(self, endpoint: Endpoint) -> Selector | None:
         """The selector of a workload's pods; None if no valid one can be written."""
         name = endpoint.name or ""
-        labels = self._known.get((endpoint.namespace or "", name))
+        labels = self._labels(endpoint)
         if labels:
             return Selector(dict(sorted(labels.items())), self._source)
         if self._fallback is not None:

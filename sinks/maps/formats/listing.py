@@ -10,8 +10,15 @@
 Clients are sorted by namespace and name; under each, servers in the client's
 namespace come first, then other namespaces, then the API server, nodes,
 externals and unresolved IPs. Expired edges (shown only when asked) are
-marked. Every name passes through :func:`sinks.escape.terminal`, so a hostile
-name cannot start a new line or move the cursor. Pure.
+marked. When the edges shown span several clusters, clients come cluster by
+cluster and every name but an external's carries its cluster::
+
+    frontend in namespace shop (cluster east) calls:
+      - cartservice (cluster east)
+      - api in namespace shop (cluster west)
+
+Every name passes through :func:`sinks.escape.terminal`, so a hostile name
+cannot start a new line or move the cursor. Pure.
 """
 
 from __future__ import annotations
@@ -23,28 +30,48 @@ from typing import Any
 import msgspec
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import client_key, describe, edge_sort_key, heading, identity, sort_key
+from sinks.endpoints import (
+    client_key,
+    clusters_in,
+    describe,
+    edge_sort_key,
+    heading,
+    identity,
+    in_cluster,
+    shown,
+    sort_key,
+)
 from sinks.escape import terminal
 
+Groups = list[tuple[tuple[str, Endpoint], list[Edge]]]
 
-def _by_client(edges: Iterable[Edge]) -> list[tuple[tuple[str, Endpoint], list[Edge]]]:
+
+def _by_client(edges: Iterable[Edge]) -> tuple[Groups, bool]:
+    """Edges by (cluster, client as shown), and whether they span several clusters."""
+    edges = sorted(edges, key=edge_sort_key)
+    several = len(clusters_in(edges)) > 1
     groups: dict[tuple[str, Endpoint], list[Edge]] = {}
-    for edge in sorted(edges, key=edge_sort_key):
-        groups.setdefault((edge.cluster, identity(edge.client)), []).append(edge)
-    return sorted(groups.items(), key=lambda item: (item[0][0], client_key(item[0][1])))
+    for edge in edges:
+        groups.setdefault((edge.cluster, shown(edge, edge.client, several)), []).append(edge)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], client_key(item[0][1])))
+    return ordered, several
+
+
+def _calls(client: Endpoint, calls: list[Edge], several: bool) -> list[tuple[Edge, Endpoint]]:
+    """A client's edges with their servers as shown, in listing order."""
+    servers = [(edge, shown(edge, edge.server, several)) for edge in calls]
+    return sorted(servers, key=lambda item: sort_key(item[1], client.namespace, client.cluster))
 
 
 def render_text(edges: Iterable[Edge]) -> str:
-    """The map as text; a cluster is named only when there are several."""
-    groups = _by_client(edges)
-    several = len({cluster for (cluster, _), _ in groups}) > 1
+    """The map as text; clusters are named only when there are several."""
+    groups, several = _by_client(edges)
     lines: list[str] = []
-    for (cluster, client), calls in groups:
-        where = f" (cluster {terminal(cluster)})" if several else ""
-        lines.append(f"{terminal(heading(client))}{where} calls:")
+    for (_, client), calls in groups:
+        lines.append(f"{terminal(heading(client))} calls:")
         seen: set[str] = set()
-        for edge in sorted(calls, key=lambda e: sort_key(e.server, client.namespace)):
-            line = describe(edge.server, client.namespace)
+        for edge, server in _calls(client, calls, several):
+            line = describe(server, client.namespace, client.cluster)
             if edge.event == "expired":
                 line += " [expired]"
             if line not in seen:
@@ -59,18 +86,24 @@ def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def render_json(edges: Iterable[Edge]) -> str:
-    """The same map as JSON: a list of clients, each with its calls in listing order."""
+    """The same map as JSON: a list of clients, each with its calls in listing order.
+
+    With several clusters, every endpoint carries its ``cluster`` (externals none).
+    """
     document = []
-    for (cluster, client), calls in _by_client(edges):
+    groups, several = _by_client(edges)
+    for (cluster, client), calls in groups:
         document.append(
             {
                 "cluster": cluster,
-                "client": _endpoint(client),
+                "client": _endpoint(client if several else identity(calls[0].client)),
                 "display": heading(client),
                 "calls": [
                     {
-                        "server": _endpoint(edge.server),
-                        "display": describe(edge.server, client.namespace),
+                        "server": _endpoint(
+                            in_cluster(edge, edge.server) if several else edge.server
+                        ),
+                        "display": describe(server, client.namespace, client.cluster),
                         "edge_id": edge.edge_id,
                         "event": edge.event,
                         "ports": list(edge.ports),
@@ -79,7 +112,7 @@ def render_json(edges: Iterable[Edge]) -> str:
                         "last_seen": edge.last_seen,
                         "count": edge.count,
                     }
-                    for edge in sorted(calls, key=lambda e: sort_key(e.server, client.namespace))
+                    for edge, server in _calls(client, calls, several)
                 ],
             }
         )

@@ -10,7 +10,13 @@ With ``egress=True``, also one ``Egress`` policy per covered client workload,
 allowing its observed servers and DNS (to the cluster's DNS pods, UDP and TCP
 53, which every workload needs to resolve anything). Plain NetworkPolicies
 cannot name DNS names: an external reached only by name is reported as a
-warning (use ``--format cilium`` and its ``toFQDNs`` rules). Pure.
+warning (use ``--format cilium`` and its ``toFQDNs`` rules).
+
+A NetworkPolicy cannot select pods of another cluster (global edges): such a
+peer is left out, warned about and counted (``cross_cluster_left_out``), and
+the policy that would have held it is not written, as for any peer it cannot
+express. Nodes and unresolved IPs of another cluster are ``ipBlock``s as
+anywhere. ``--format cilium`` names workloads of other clusters. Pure.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ def _ports(ports: list[Port], protocol: str = "TCP") -> list[dict[str, Any]]:
 class _Builder(PolicyBuilder[NetpolOptions]):
     def peer(self, endpoint: Endpoint, home: str) -> dict[str, Any] | None:
         """A NetworkPolicyPeer for ``endpoint`` seen from a policy in namespace ``home``."""
+        if self.foreign(endpoint) and endpoint.type in ("workload", "service", "apiserver"):
+            self.left_out(
+                endpoint, "a NetworkPolicy cannot select pods of another cluster (try cilium)"
+            )
+            return None
         if endpoint.type == "service":
             self.warn(f"{qualified(endpoint)}: a service with no workloads behind it, left out")
             return None
@@ -121,7 +132,9 @@ def network_policies(
             builder.warn(f"{qualified(server)}: a service with no workloads behind it, no policy")
         if server.type != "workload":
             continue
-        calls = sorted(servers[server], key=lambda e: sort_key(e.client, server.namespace))
+        calls = sorted(
+            servers[server], key=lambda e: sort_key(e.client, server.namespace, server.cluster)
+        )
         rules = builder.rules(calls, server.namespace or "", "from")
         builder.policy(server, "Ingress", rules)
     if builder.options.egress:
@@ -129,7 +142,10 @@ def network_policies(
         for client in sorted(clients, key=sort_key):
             if client.type != "workload":
                 continue
-            calls = sorted(clients[client], key=lambda e: sort_key(e.server, client.namespace))
+            calls = sorted(
+                clients[client],
+                key=lambda e: sort_key(e.server, client.namespace, client.cluster),
+            )
             rules = [*builder.rules(calls, client.namespace or "", "to"), builder.dns_rule()]
             builder.policy(client, "Egress", rules)
     return builder.export

@@ -5,19 +5,26 @@ A policy covers one workload and holds *every* live peer of it (see
 identities are known, a service port is translated to the pods' target port,
 which is what a NetworkPolicy matches after kube-proxy's DNAT.
 :class:`PolicyBuilder` holds what the NetworkPolicy and Cilium exports do
-alike, so that each states only how it writes a peer and a rule. Pure.
+alike, so that each states only how it writes a peer and a rule.
+
+Policies are per cluster: :func:`policy_cluster` picks it (``--cluster``, or
+the only cluster the edges hold), only that cluster's workloads get a policy,
+and a peer in another cluster (on global edges) is written in the form the
+format has for it, or left out, warned about and counted in
+:attr:`Export.counts`. Pure.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from callmap.errors import ConfigError
 from callmap.wire import Edge, Endpoint, ServiceIdentity
-from sinks.endpoints import identity, qualified
+from sinks.endpoints import cluster_of, clusters_in, in_cluster, placed, qualified
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.labels import LabelBook
 
@@ -34,6 +41,9 @@ class Export:
 
     documents: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    """Peers by what became of them: ``cross_cluster_peers`` (written in the form the
+    format has for another cluster), ``cross_cluster_left_out`` (no form for it)."""
 
 
 class PortMap:
@@ -55,7 +65,8 @@ class PortMap:
         server = edge.server
         found: set[Port] = set()
         for port in edge.ports:
-            key = (edge.cluster, server.namespace or "", server.service or "", port)
+            cluster = cluster_of(edge, server) or ""
+            key = (cluster, server.namespace or "", server.service or "", port)
             found.add(self._targets.get(key, port) if server.service else port)
         return sorted(found, key=port_key)
 
@@ -65,9 +76,14 @@ def port_key(port: Port) -> tuple[bool, int, str]:
     return (isinstance(port, str), port if isinstance(port, int) else 0, str(port))
 
 
-def single_cluster(edges: Iterable[Edge]) -> str | None:
-    """The one cluster the edges belong to; policies are per cluster."""
-    clusters = sorted({edge.cluster for edge in edges})
+def policy_cluster(edges: Iterable[Edge], selection: MapFilter) -> str | None:
+    """The one cluster policies are written for: the one ``--cluster`` names, else
+    the only one the edges hold."""
+    if len(selection.clusters) > 1:
+        raise ConfigError("policies are per cluster: give one --cluster, not several")
+    if selection.clusters:
+        return next(iter(selection.clusters))
+    clusters = sorted(clusters_in(edges))
     if len(clusters) > 1:
         raise ConfigError(
             f"the edges span clusters {', '.join(clusters)}: choose one with --cluster"
@@ -76,24 +92,24 @@ def single_cluster(edges: Iterable[Edge]) -> str | None:
 
 
 def by_server(edges: Iterable[Edge], selection: MapFilter) -> dict[Endpoint, list[Edge]]:
-    """Covered servers, each with every live edge into it."""
+    """Covered servers (placed in their cluster), each with every live edge into it."""
     edges = list(edges)
     covered = selection.covered_servers(edges)
     groups: dict[Endpoint, list[Edge]] = {}
     for edge in edges:
-        server = identity(edge.server)
+        server = placed(edge, edge.server)
         if server in covered and selection.live(edge):
             groups.setdefault(server, []).append(edge)
     return groups
 
 
 def by_client(edges: Iterable[Edge], selection: MapFilter) -> dict[Endpoint, list[Edge]]:
-    """Covered clients, each with every live edge out of it."""
+    """Covered clients (placed in their cluster), each with every live edge out of it."""
     edges = list(edges)
     covered = selection.covered_clients(edges)
     groups: dict[Endpoint, list[Edge]] = {}
     for edge in edges:
-        client = identity(edge.client)
+        client = placed(edge, edge.client)
         if client in covered and selection.live(edge):
             groups.setdefault(client, []).append(edge)
     return groups
@@ -134,7 +150,7 @@ class PolicyBuilder(Generic[OptionsT]):
     ) -> None:
         self.edges = list(edges)
         self.selection = selection or MapFilter()
-        self.cluster = single_cluster(self.edges)
+        self.cluster = policy_cluster(self.edges, self.selection)
         self.labels = labels
         self.portmap = ports or PortMap()
         self.options = options
@@ -144,6 +160,15 @@ class PolicyBuilder(Generic[OptionsT]):
 
     def warn(self, text: str) -> None:
         self.export.warnings.append(text)
+
+    def foreign(self, endpoint: Endpoint) -> bool:
+        """Whether a placed ``endpoint`` lives in a cluster other than the policies' own."""
+        return endpoint.cluster is not None and endpoint.cluster != self.cluster
+
+    def left_out(self, endpoint: Endpoint, why: str) -> None:
+        """A peer in another cluster that this format cannot write: warned and counted."""
+        self.export.counts["cross_cluster_left_out"] += 1
+        self.warn(f"{qualified(endpoint)} in cluster {endpoint.cluster}: {why}, left out")
 
     def servers(self) -> dict[Endpoint, list[Edge]]:
         """Covered servers, each with every live edge into it."""
@@ -168,7 +193,9 @@ class PolicyBuilder(Generic[OptionsT]):
         merged: dict[str, tuple[dict[str, Any], set[Port], bool]] = {}
         self.incomplete = False
         for edge in edges:
-            peer = peer_of(identity(edge.client) if side == "from" else edge.server)
+            peer = peer_of(
+                placed(edge, edge.client) if side == "from" else in_cluster(edge, edge.server)
+            )
             if peer is None:
                 self.incomplete = True
                 continue

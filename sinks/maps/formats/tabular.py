@@ -4,7 +4,9 @@ JSON is a list of wire-format edges (see docs/wire-contract.md), in the
 canonical order. CSV has one row per edge with flat columns; the csv module
 quotes separators, quotes and line breaks, and :func:`sinks.escape.csv_cell`
 keeps spreadsheets from running a hostile name as a formula. Times in CSV are
-ISO 8601 UTC. Pure.
+ISO 8601 UTC. When the edges span several clusters, CSV has two more columns
+at the end, ``client_cluster`` and ``server_cluster`` (empty for an
+external); JSON edges carry what their records carry. Pure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import edge_sort_key
+from sinks.endpoints import cluster_of, clusters_in, edge_sort_key
 from sinks.escape import csv_cell
 
 ENDPOINT_FIELDS = ("type", "namespace", "name", "kind", "service", "dns_name", "ip")
@@ -34,6 +36,8 @@ CSV_COLUMNS = (
     "count",
     "self_edge",
 )
+CLUSTER_COLUMNS = ("client_cluster", "server_cluster")
+"""Added at the end when the edges span several clusters."""
 
 
 def iso(ts: float) -> str:
@@ -57,10 +61,13 @@ def _endpoint_cells(endpoint: Endpoint) -> list[str]:
 
 def edges_csv(edges: Iterable[Edge]) -> str:
     """The edges as CSV with a header row (RFC 4180: CRLF line ends, quoted as needed)."""
+    edges = sorted(edges, key=edge_sort_key)
+    several = len(clusters_in(edges)) > 1
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for edge in sorted(edges, key=edge_sort_key):
+    writer.writerow(CSV_COLUMNS + CLUSTER_COLUMNS if several else CSV_COLUMNS)
+    for edge in edges:
+        clusters = [csv_cell(cluster_of(edge, side) or "") for side in (edge.client, edge.server)]
         writer.writerow(
             [
                 csv_cell(edge.edge_id),
@@ -74,6 +81,7 @@ def edges_csv(edges: Iterable[Edge]) -> str:
                 iso(edge.last_seen),
                 str(edge.count),
                 "true" if edge.self_edge else "false",
+                *(clusters if several else []),
             ]
         )
     return out.getvalue()

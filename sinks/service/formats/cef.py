@@ -15,6 +15,10 @@ A message looks like::
   at its start.
 - ``externalId`` (and ``eventId`` in structured data) is the event key of
   :func:`sinks.changes.event_key`: a SIEM can drop a replay by it.
+- ``deviceExternalId`` (and ``cluster``) is the edge's cluster. A global edge
+  names each side's cluster too: ``flexString1`` (label ``clientCluster``) and
+  ``flexString2`` (``serverCluster``), and ``clientCluster`` and
+  ``serverCluster`` in structured data; a cluster's own edges leave them out.
 
 ``octet_frame`` adds RFC 6587 octet-counting framing for TCP and TLS. Pure.
 """
@@ -110,6 +114,10 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
     ]
     if edge.server.service:
         fields += [("cs6Label", "service"), ("cs6", edge.server.service)]
+    if edge.client.cluster is not None:
+        fields += [("flexString1Label", "clientCluster"), ("flexString1", edge.client.cluster)]
+    if edge.server.cluster is not None:
+        fields += [("flexString2Label", "serverCluster"), ("flexString2", edge.server.cluster)]
     extension = " ".join(f"{key}={cef_value(value)}" for key, value in fields)
     return "|".join(header) + "|" + extension
 
@@ -120,6 +128,10 @@ def syslog_message(edge: Edge, form: SyslogFormat) -> bytes:
     priority = form.facility * 8 + severity
     params = {"eventId": event_key(edge), "edgeId": edge.edge_id, "event": edge.event}
     params["cluster"] = edge.cluster
+    if edge.client.cluster is not None:
+        params["clientCluster"] = edge.client.cluster
+    if edge.server.cluster is not None:
+        params["serverCluster"] = edge.server.cluster
     sd_params = " ".join(f'{name}="{sd_param_value(value)}"' for name, value in params.items())
     header = " ".join(
         [

@@ -4,7 +4,9 @@ Lifecycle events map to activities: ``new`` is Open (1), ``refresh`` is
 Traffic (6), ``expired`` is Close (2). The client is ``src_endpoint``, the
 server ``dst_endpoint``; workloads are named ``name.namespace`` with their
 workload kind in ``type``; ``metadata.uid`` is the event key (a SIEM can drop a
-replay by it) and ``metadata.correlation_uid`` the edge id. What OCSF has no
+replay by it) and ``metadata.correlation_uid`` the edge id. On global edges,
+each endpoint's cluster is its ``zone`` (the network segment it lives in:
+clusters are address spaces of their own). What OCSF has no
 attribute for (every port, sources, Kubernetes identities) is kept under
 ``unmapped.callmap``. Strings stay verbatim: JSON escapes them. Pure.
 """
@@ -44,6 +46,8 @@ def _endpoint(endpoint: Endpoint, port: int | None) -> dict[str, Any]:
         value["type"] = "Kubernetes API server"
     if endpoint.ip:
         value["ip"] = endpoint.ip
+    if endpoint.cluster is not None:
+        value["zone"] = endpoint.cluster
     if port is not None:
         value["port"] = port
     return value or {"type": endpoint.type}

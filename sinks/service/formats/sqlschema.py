@@ -3,7 +3,9 @@
 SQLite and PostgreSQL share one schema, written once here and rendered per
 dialect:
 
-- ``callmap_edges``: the current state of every edge, one row per ``edge_id``.
+- ``callmap_edges``: the current state of every edge, one row per ``edge_id``;
+  ``client_cluster`` and ``server_cluster`` hold each side's cluster on global
+  edges (NULL on a cluster's own, where ``cluster`` applies).
   An upsert replaces a row only with the same or a later state (see
   :func:`sinks.changes.order_key`), so replays and late duplicates change nothing.
 - ``callmap_edge_events``: the lifecycle history, one row per event, keyed by
@@ -60,7 +62,7 @@ POSTGRES = Dialect(
     lambda index: f"${index}",
 )
 
-EDGE_COLUMNS: tuple[tuple[str, str], ...] = (
+_V1_EDGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("edge_id", "text"),
     ("cluster", "text"),
     ("event", "text"),
@@ -74,6 +76,13 @@ EDGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("count", "int"),
     ("self_edge", "bool"),
 )
+CLUSTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("client_cluster", "text"),
+    ("server_cluster", "text"),
+)
+"""Each side's cluster as a global edge names it (``Endpoint.cluster``); NULL on a
+cluster's own edges, where the row's ``cluster`` applies to both sides (migration 3)."""
+EDGE_COLUMNS: tuple[tuple[str, str], ...] = _V1_EDGE_COLUMNS + CLUSTER_COLUMNS
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_key", "text"),
     ("edge_id", "text"),
@@ -105,7 +114,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "edges and their lifecycle history",
         lambda d: [
-            _table(d, EDGES_TABLE, EDGE_COLUMNS, "edge_id"),
+            _table(d, EDGES_TABLE, _V1_EDGE_COLUMNS, "edge_id"),
             _table(d, EVENTS_TABLE, EVENT_COLUMNS, "event_key"),
         ],
     ),
@@ -117,6 +126,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE INDEX {EDGES_TABLE}_server_ns ON {EDGES_TABLE} (server_namespace)",
             f"CREATE INDEX {EDGES_TABLE}_last_seen ON {EDGES_TABLE} (last_seen)",
             f"CREATE INDEX {EVENTS_TABLE}_edge ON {EVENTS_TABLE} (edge_id, last_seen)",
+        ],
+    ),
+    Migration(
+        3,
+        "each side's cluster, for global edges",
+        lambda d: [
+            f"ALTER TABLE {EDGES_TABLE} ADD COLUMN {column} {d.types[kind]}"
+            for column, kind in CLUSTER_COLUMNS
         ],
     ),
 )
@@ -198,6 +215,8 @@ def edge_row(edge: Edge, dialect: Dialect) -> tuple[Any, ...]:
         edge.last_seen,
         edge.count,
         flag,
+        edge.client.cluster,
+        edge.server.cluster,
     )
 
 
@@ -216,7 +235,7 @@ def event_row(edge: Edge) -> tuple[Any, ...]:
 
 
 def _endpoint(values: Mapping[str, Any], side: str) -> Endpoint:
-    fields = {field: values[f"{side}_{field}"] for field in _ENDPOINT_FIELDS}
+    fields = {field: values[f"{side}_{field}"] for field in (*_ENDPOINT_FIELDS, "cluster")}
     return Endpoint(**{k: v for k, v in fields.items() if v is not None})
 
 

@@ -20,6 +20,7 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from callmap.wire import Edge, PodIdentity, ServiceIdentity
 from devtools.kube import KubeStatus
+from sinks.maps.filters import MapFilter
 from sinks.maps.formats.intents import client_intents
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
@@ -98,6 +99,28 @@ async def test_exported_client_intents_are_accepted(
             document, **STRICT,
         )  # fmt: skip
         assert created["spec"] == document["spec"]  # nothing pruned, nothing added
+
+
+async def test_one_clusters_exports_from_global_edges_are_accepted(
+    api: client.ApiClient, intents_crd: None
+) -> None:
+    edges = load_jsonl("global-edges", Edge)
+    east = MapFilter(clusters=frozenset({"east"}))
+    labels = LabelBook.from_pods(load_jsonl("global-pods", PodIdentity))
+    policies = network_policies(edges, labels, east, NetpolOptions(egress=True)).documents
+    intents = client_intents(edges, east).documents
+    assert policies and len(intents) == 2
+    networking = client.NetworkingV1Api(api)
+    for document in policies:
+        namespace = document["metadata"]["namespace"]
+        await networking.create_namespaced_network_policy(namespace, document, **STRICT)
+    custom = client.CustomObjectsApi(api)
+    for document in intents:
+        created = await custom.create_namespaced_custom_object(
+            "k8s.otterize.com", "v2beta1", document["metadata"]["namespace"], "clientintents",
+            document, **STRICT,
+        )  # fmt: skip
+        assert created["spec"] == document["spec"]
 
 
 async def test_the_crd_does_reject_an_invalid_client_intents(

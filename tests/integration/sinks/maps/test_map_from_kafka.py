@@ -10,11 +10,13 @@ import msgspec
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers.sinkcorpus import load_jsonl
 from helpers.sinkkafka import create_topics
 
 from callmap.broker import make_producer
 from callmap.wire import (
     EDGES,
+    GLOBAL_EDGES,
     PODS,
     SERVICES,
     Edge,
@@ -27,7 +29,7 @@ from callmap.wire import (
 )
 from sinks.changes import Change
 from sinks.maps.cli import export, list_command
-from sinks.maps.readers import read_kafka
+from sinks.maps.readers import mirrored, read_kafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 
@@ -99,3 +101,73 @@ async def test_export_from_kafka_takes_labels_from_pods_and_ports_from_services(
 
     listing = await asyncio.to_thread(CliRunner().invoke, list_command, ["--cluster", cluster])
     assert "checkoutservice in namespace shop calls:\n  - cartservice\n" in listing.output
+
+
+def _renamed(edge: Edge, names: dict[str, str]) -> Edge:
+    def side(endpoint: Endpoint) -> Endpoint:
+        cluster = names.get(endpoint.cluster or "", endpoint.cluster)
+        return msgspec.structs.replace(endpoint, cluster=cluster)
+
+    return msgspec.structs.replace(
+        edge,
+        edge_id=f"{names['east']}-{edge.edge_id}",
+        cluster=names[edge.cluster],
+        client=side(edge.client),
+        server=side(edge.server),
+    )
+
+
+async def test_export_of_one_cluster_from_the_hubs_global_edges(
+    settings, kafka_bootstrap, monkeypatch
+) -> None:
+    tag = uuid.uuid4().hex[:8]  # the global topic may hold other tests' records too
+    names = {"east": f"east{tag}", "west": f"west{tag}"}
+    world = [_renamed(e, names) for e in load_jsonl("global-edges", Edge)]
+    pods = load_jsonl("global-pods", PodIdentity)
+    east_pods = [
+        msgspec.structs.replace(p, cluster=names["east"], uid=f"{tag}-{p.uid}")
+        for p in pods
+        if p.cluster == "east"
+    ]
+    # west's pods came through MirrorMaker: their topic names the cluster, whatever they say
+    west_pods = [
+        msgspec.structs.replace(p, cluster="default", uid=f"{tag}-{p.uid}")
+        for p in pods
+        if p.cluster == "west"
+    ]
+    west_topic = mirrored(PODS, names["west"])
+    await create_topics(settings, [GLOBAL_EDGES, PODS, SERVICES, west_topic])
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        for record, topic in [
+            *((e, GLOBAL_EDGES) for e in world),
+            *((p, PODS) for p in east_pods),
+            *((p, west_topic) for p in west_pods),
+        ]:
+            await producer.send(topic.name, encode(record), key=message_key(record))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    monkeypatch.setenv("CALLMAP_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    args = ["--global", "--cluster", names["east"], "--format", "cilium"]
+    result = await asyncio.to_thread(CliRunner().invoke, export, args)
+    assert result.exit_code == 0, result.output
+    policies = {p["metadata"]["name"]: p for p in yaml.safe_load_all(result.stdout)}
+    assert set(policies) == {"callmap-cart", "callmap-frontend"}
+    egress = policies["callmap-frontend"]["spec"]["egress"]
+    assert egress[1]["toEndpoints"] == [
+        {
+            "matchLabels": {
+                "app": "api",
+                "tier": "backend",
+                "k8s:io.kubernetes.pod.namespace": "shop",
+                "io.cilium.k8s.policy.cluster": names["west"],
+            }
+        }
+    ]
+    listing = await asyncio.to_thread(
+        CliRunner().invoke, list_command, ["--global", "--cluster", names["west"]]
+    )
+    assert f"reporter in namespace ops (cluster {names['west']}) calls:\n" in listing.output

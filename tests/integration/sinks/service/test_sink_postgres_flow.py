@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import pytest
 from click.testing import CliRunner
+from helpers.sinkcorpus import load_jsonl
 
 from callmap.errors import PermanentError
 from callmap.wire import Edge, Endpoint
@@ -76,11 +77,26 @@ async def test_the_corpus_round_trips_through_postgresql(
     assert await load_edges(dsn) == EdgeBook().apply_all(map(Change.of, corpus_edges)).edges()
 
 
+async def test_global_edges_keep_each_sides_cluster(edges_topic, dsn: str) -> None:
+    world = load_jsonl("global-edges", Edge)
+    await edges_topic.produce(world)
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-global")
+    assert await load_edges(dsn) == sorted(world, key=lambda edge: edge.edge_id)
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            f"SELECT client_cluster, server_cluster FROM {schema.EDGES_TABLE} WHERE edge_id = 'g02'"
+        )
+    finally:
+        await connection.close()
+    assert tuple(row) == ("east", "west")
+
+
 async def test_migrations_run_once_even_when_replicas_start_together(dsn: str) -> None:
     connections = [await asyncpg.connect(dsn) for _ in range(3)]
     try:
         ran = await asyncio.gather(*(migrate(c) for c in connections))
-        assert sorted(version for versions in ran for version in versions) == [1, 2]
+        assert sorted(version for versions in ran for version in versions) == [1, 2, 3]
     finally:
         for connection in connections:
             await connection.close()

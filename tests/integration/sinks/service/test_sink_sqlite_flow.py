@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from helpers.sinkcorpus import load_jsonl
 
 from callmap.wire import DeadLetter, Edge, Endpoint
 from sinks.changes import Change
@@ -67,6 +68,26 @@ async def test_the_map_and_its_history_land_in_sqlite(
     _, history = dump(tmp_path / "map.db")
     assert len(history) == len(corpus_edges)
     assert runner.stats.written == len(changes) and runner.stats.commits >= 1
+
+
+async def test_one_clusters_global_edges_with_each_sides_cluster(
+    edges_topic, tmp_path: Path
+) -> None:
+    world = load_jsonl("global-edges", Edge)
+    await edges_topic.produce(world)
+    sink = SqliteSink(tmp_path / "west.db")
+    await edges_topic.run_to_end(sink, "sqlite-west", clusters=frozenset({"west"}))
+    stored = await load_edges(tmp_path / "west.db")
+    # east's calls into west, west's own, west's calls out; east's own are skipped
+    assert [e.edge_id for e in stored] == ["g02", "g03", "g06", "g07"]
+    assert stored == [e for e in world if e.edge_id in {"g02", "g03", "g06", "g07"}]
+    assert sink.stats.skipped["other_cluster"] == 3
+    connection = sqlite3.connect(tmp_path / "west.db")
+    row = connection.execute(
+        f"SELECT client_cluster, server_cluster FROM {schema.EDGES_TABLE} WHERE edge_id = 'g07'"
+    ).fetchone()
+    connection.close()
+    assert row == ("west", "east")
 
 
 async def test_a_crash_between_write_and_commit_then_replay_ends_identical(

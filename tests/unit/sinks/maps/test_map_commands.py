@@ -114,6 +114,35 @@ def test_visualize_draws_svg_and_png(
     assert out.read_bytes().startswith(magic)
 
 
+@pytest.fixture
+def world(tmp_path: Path) -> str:
+    path = tmp_path / "global.jsonl"
+    shutil.copy(GOLDEN / "input-global-edges.jsonl", path)
+    return f"jsonl:{path}"
+
+
+def test_list_of_one_clusters_global_map(world: str) -> None:
+    result = run(list_command, "--from", world, "--cluster", "west")
+    assert result.exit_code == 0
+    assert result.output.startswith(
+        "frontend in namespace shop (cluster east) calls:\n"
+        "  - api in namespace shop (cluster west)\n"
+        "  - ledger in namespace shop (cluster west)\n"
+    )
+    assert "api.stripe.com" not in result.output  # east's own calls are not west's map
+
+
+def test_export_for_one_cluster_counts_cross_cluster_peers(world: str) -> None:
+    args = ["--from", world, "--format", "cilium", "--cluster", "east", "--no-identities"]
+    result = CliRunner().invoke(export, args, catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "callmap export: cross_cluster_peers=3" in result.stderr
+    kinds = {doc["metadata"]["name"] for doc in yaml.safe_load_all(result.stdout)}
+    assert kinds == {"callmap-cart", "callmap-frontend"}
+    several = CliRunner().invoke(export, ["--from", world, "--format", "intents"])
+    assert several.exit_code == 1 and "choose one with --cluster" in several.output
+
+
 def test_bad_input_is_one_clear_line(source: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(list_command, ["--from", "mysql://x"])
     assert result.exit_code == 1 and "expected kafka, sqlite:///PATH" in result.output

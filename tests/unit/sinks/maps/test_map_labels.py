@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from callmap.wire import Endpoint, PodIdentity, WorkloadRef
 from sinks.maps.formats.labels import LabelBook, Selector
 
@@ -52,3 +54,23 @@ def test_a_labels_file_wins_over_pod_identities() -> None:
     assert book.selector(workload("cart")) == Selector({"team": "carts"}, "file")
     other = LabelBook.from_mapping({"shop/other": {"x": "y"}}).over(pods)
     assert other.selector(workload("cart")) == Selector({"app": "cart"}, "pods")
+
+
+def test_each_cluster_has_its_own_labels_and_a_file_may_name_the_cluster() -> None:
+    east = PodIdentity(
+        cluster="east", uid="e", namespace="shop", name="e",
+        workload=WorkloadRef(kind="Deployment", name="cart"), labels={"app": "cart-east"},
+    )  # fmt: skip
+    west = msgspec.structs.replace(east, cluster="west", uid="w", labels={"app": "cart-west"})
+    book = LabelBook.from_pods([east, west])
+    in_west = msgspec.structs.replace(workload("cart"), cluster="west")
+    assert book.selector(in_west) == Selector({"app": "cart-west"}, "pods")
+    # a workload not placed in a cluster, known in two: no guess, the convention
+    assert book.selector(workload("cart")) == Selector(
+        {"app.kubernetes.io/name": "cart"}, "convention"
+    )
+    document = {"west/shop/cart": {"team": "w"}, "shop/cart": {"team": "any"}}
+    filed = LabelBook.from_mapping(document).over(book)
+    assert filed.selector(in_west) == Selector({"team": "w"}, "file")
+    in_east = msgspec.structs.replace(workload("cart"), cluster="east")
+    assert filed.selector(in_east) == Selector({"team": "any"}, "file")

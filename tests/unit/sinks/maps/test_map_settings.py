@@ -43,6 +43,16 @@ def test_the_query_holds_the_source_the_filters_and_kafka(taken: Taken) -> None:
     assert query.kafka.bootstrap_servers == "kafka.example:9092"
 
 
+def test_global_edges_and_clusters(taken: Taken) -> None:
+    args = ["--global", "--cluster", "east", "--cluster", "west"]
+    assert invoke(cli.list_command, *args).exit_code == 0
+    query = taken[0].query
+    assert query.source == Source("kafka", "", global_edges=True)
+    assert query.selection.clusters == {"east", "west"}
+    result = invoke(cli.list_command, "--global", "--from", "sqlite:///map.db")
+    assert result.exit_code == 1 and "--global reads the global edges topic" in result.output
+
+
 def test_the_source_may_come_from_the_environment(
     taken: Taken, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,6 +69,19 @@ def test_options_and_their_environment_variables(
     assert settings.run.runner_options(settings.kind).group_id == "g"
 
 
+def test_global_edges_of_some_clusters(taken: list[SinkSettings], tmp_path: Path) -> None:
+    args = ["--path", str(tmp_path / "m.db"), "--global", "--cluster", "east", "--cluster", "west"]
+    assert invoke("sqlite", *args).exit_code == 0
+    (settings,) = taken
+    options = settings.run.runner_options(settings.kind)
+    assert options.topic.name == "callmap.global-edges.v1"
+    assert options.group_id == "callmap-sink-sqlite-global"
+    assert options.clusters == {"east", "west"}
+    assert invoke("sqlite", "--path", str(tmp_path / "m.db")).exit_code == 0
+    plain = taken[1].run.runner_options("sqlite")
+    assert plain.topic.name == "callmap.edges.v1" and plain.clusters == frozenset()
+
+
 def test_a_bad_kafka_environment_is_one_line_and_nothing_runs(
     taken: list[SinkSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from callmap.errors import PermanentError, TemporaryError
-from callmap.wire import Edge
+from callmap.wire import Edge, Endpoint
 from sinks.changes import Change
 from sinks.service.destinations.sqlite import (
     SqliteSink,
@@ -40,10 +40,10 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 def test_migrations_run_once_and_in_order(tmp_path: Path) -> None:
     connection = connect(tmp_path / "m.db", busy_timeout=0.1)
-    assert migrate(connection) == [1, 2]
+    assert migrate(connection) == [1, 2, 3]
     assert migrate(connection) == []
     versions = connection.execute(f"SELECT version FROM {schema.MIGRATIONS_TABLE}").fetchall()
-    assert [row[0] for row in versions] == [1, 2]
+    assert [row[0] for row in versions] == [1, 2, 3]
 
 
 def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None:
@@ -52,7 +52,47 @@ def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None
     for statement in schema.MIGRATIONS[0].statements(schema.SQLITE):
         connection.execute(statement)
     connection.execute(schema.record_migration(schema.SQLITE), (1, "old", 0.0))
-    assert migrate(connection) == [2]
+    assert migrate(connection) == [2, 3]
+
+
+def test_edges_stored_before_the_cluster_columns_read_back_after_them(
+    tmp_path: Path, corpus
+) -> None:
+    connection = connect(tmp_path / "v2.db", busy_timeout=0.1)
+    connection.execute(schema.migrations_table(schema.SQLITE))
+    for migration in schema.MIGRATIONS[:2]:
+        for statement in migration.statements(schema.SQLITE):
+            connection.execute(statement)
+        connection.execute(schema.record_migration(schema.SQLITE), (migration.version, "old", 0.0))
+    edge = corpus.edges[0]
+    v1_columns = [column for column, _ in schema.EDGE_COLUMNS[: -len(schema.CLUSTER_COLUMNS)]]
+    row = schema.edge_row(edge, schema.SQLITE)[: len(v1_columns)]
+    connection.execute(
+        f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(v1_columns)}) "
+        f"VALUES ({schema.SQLITE.params(len(v1_columns))})",
+        row,
+    )
+    assert migrate(connection) == [3]
+    assert read_edges(connection) == [edge]
+
+
+def test_global_edges_keep_each_sides_cluster(db: sqlite3.Connection) -> None:
+    edge = Edge(
+        edge_id="g1",
+        event="new",
+        cluster="east",
+        client=Endpoint(type="workload", namespace="shop", name="web", cluster="east"),
+        server=Endpoint(type="workload", namespace="shop", name="api", cluster="west"),
+        first_seen=1.0,
+        last_seen=2.0,
+    )
+    own = Edge(**{**_fields(edge), "edge_id": "o1", "client": Endpoint(type="apiserver")})
+    write_batch(db, [Change.of(edge), Change.of(own)])
+    assert read_edges(db) == [edge, own]
+    rows = db.execute(
+        f"SELECT edge_id, client_cluster, server_cluster FROM {schema.EDGES_TABLE} ORDER BY edge_id"
+    ).fetchall()
+    assert [tuple(row) for row in rows] == [("g1", "east", "west"), ("o1", None, "west")]
 
 
 def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
