@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from callmap.wire.topics import SHARED_TOPICS, TopicSpec
+from callmap.wire.topics import SHARED_TOPICS, TopicSpec, mirrored
 
 _BY_NAME = {spec.name: spec for spec in SHARED_TOPICS}
 _ALIAS = r"[A-Za-z0-9][A-Za-z0-9_-]*"
@@ -51,4 +51,4 @@ def source_topic(name: str) -> SourceTopic | None:
 
 def mirrored_name(alias: str, spec: TopicSpec) -> str:
     """The name MirrorMaker 2's default policy gives ``spec``'s topic of cluster ``alias``."""
-    return f"{alias}.{spec.name}"
+    return mirrored(spec, alias).name

@@ -231,6 +231,12 @@ def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:
     return replace(spec, name=app_id + spec.name[len(DEFAULT_STREAMS_APP) :])
 
 
+def mirrored(spec: TopicSpec, alias: str) -> TopicSpec:
+    """``spec``'s topic of cluster ``alias`` at a hub, as MirrorMaker 2's default
+    replication policy names it: ``<alias>.<topic>``."""
+    return replace(spec, name=f"{alias}.{spec.name}")
+
+
 def topic_by_name(name: str) -> TopicSpec:
     """The spec of a topic by its name; KeyError for a topic callmap does not own."""
     for spec in (*ALL_TOPICS, *HUB_TOPICS):

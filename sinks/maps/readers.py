@@ -18,7 +18,6 @@ Every source yields the current state of each edge (lifecycle merged, see
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from callmap.wire import (
     decode,
     decode_as,
 )
+from callmap.wire.topics import mirrored
 from sinks.changes import Change
 from sinks.endpoints import clusters_in
 from sinks.lifecycle import EdgeBook
@@ -130,11 +130,6 @@ async def existing_topics(kafka: KafkaSettings) -> set[str]:
     async with admin_client(kafka) as admin:
         with map_kafka_errors("list topics"):
             return set(await admin.list_topics())
-
-
-def mirrored(spec: TopicSpec, cluster: str) -> TopicSpec:
-    """The topic MirrorMaker 2's default policy makes of ``spec`` of ``cluster`` at a hub."""
-    return dataclasses.replace(spec, name=f"{cluster}.{spec.name}")
 
 
 async def _hub_identities(

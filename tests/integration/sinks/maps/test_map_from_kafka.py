@@ -27,9 +27,10 @@ from callmap.wire import (
     encode,
     message_key,
 )
+from callmap.wire.topics import mirrored
 from sinks.changes import Change
 from sinks.maps.cli import export, list_command
-from sinks.maps.readers import mirrored, read_kafka
+from sinks.maps.readers import read_kafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 
