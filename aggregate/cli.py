@@ -73,7 +73,7 @@ from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
     help="Seconds a cluster may say nothing of an edge before it expires (>= the clusters' TTL).",
 )
 @click.option("--tick-interval", default=5.0, show_default=True, help="Seconds between ticks.")
-@metrics_port_option(9811)
+@metrics_port_option(9812)
 def aggregate(
     clusterset_file: Path | None,
     peers: tuple[str, ...],

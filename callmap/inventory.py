@@ -108,6 +108,7 @@ class InventoryNode(_Entry, kw_only=True):
 
 class _Document(_Entry, kw_only=True):
     cluster: str | None = None
+    cluster_uid: str | None = None
     pods: list[InventoryPod] = []
     services: list[InventoryService] = []
     nodes: list[InventoryNode] = []
@@ -121,6 +122,8 @@ class Inventory:
     pods: tuple[InventoryPod, ...]
     services: tuple[InventoryService, ...]
     nodes: tuple[InventoryNode, ...]
+    cluster_uid: str | None = None
+    """The cluster's id (a kube-system UID) when the file names one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +183,11 @@ def load_inventory(text: str) -> Inventory:
     for index, node in enumerate(document.nodes):
         _check_ips(node.ips, f"nodes[{index}].ips")
     return Inventory(
-        document.cluster, tuple(document.pods), tuple(document.services), tuple(document.nodes)
+        document.cluster,
+        tuple(document.pods),
+        tuple(document.services),
+        tuple(document.nodes),
+        document.cluster_uid,
     )
 
 

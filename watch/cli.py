@@ -24,6 +24,7 @@ from callmap.errors import CallmapError
 from callmap.optiongroups import metrics_port_option
 from callmap.signals import run_until_signalled
 from watch.options import (
+    DEFAULT_HEARTBEAT,
     DEFAULT_LABEL_KEYS,
     DEFAULT_RETENTION,
     KubeSource,
@@ -71,6 +72,8 @@ class WatchCommand:
     """Seconds a deleted object's record stays before its tombstone."""
     poll_interval: float
     """Seconds between inventory checks."""
+    heartbeat: float
+    """Seconds between heartbeats (the cluster's id on callmap.clusters.v1)."""
     check_permissions: bool
     """Check RBAC at start."""
     metrics_port: int
@@ -139,6 +142,12 @@ def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
     "--no-leader-election", is_flag=True, help="Run without a Lease (one instance only!)."
 )
 @click.option(
+    "--heartbeat",
+    default=DEFAULT_HEARTBEAT,
+    show_default=True,
+    help="Seconds between the cluster's heartbeats (its id, for aggregators).",
+)
+@click.option(
     "--retention",
     default=DEFAULT_RETENTION,
     show_default=True,
@@ -189,6 +198,7 @@ def watch(
     renew_deadline: float,
     retry_period: float,
     no_leader_election: bool,
+    heartbeat: float,
     retention: float,
     label_keys: tuple[str, ...],
     max_labels: int,
@@ -230,6 +240,7 @@ def watch(
             ),
             retention=retention,
             poll_interval=poll_interval,
+            heartbeat=heartbeat,
             check_permissions=not skip_permission_check,
             metrics_port=metrics_port,
         )
@@ -249,6 +260,7 @@ def _watch(settings: Settings, command: WatchCommand) -> None:
             retention=command.retention,
             poll_interval=command.poll_interval,
             metrics_port=command.metrics_port,
+            heartbeat=command.heartbeat,
         )
         run_until_stopped(inventory.run())
         return
@@ -269,6 +281,7 @@ def _watch(settings: Settings, command: WatchCommand) -> None:
             retention=command.retention,
             check_permissions=command.check_permissions,
             metrics_port=command.metrics_port,
+            heartbeat=command.heartbeat,
         ),
     )
     run_until_stopped(watcher.run())

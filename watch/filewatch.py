@@ -26,7 +26,8 @@ from callmap.inventory import Inventory, InventoryError, inventory_records, load
 from callmap.metrics import serve_metrics
 from callmap.wire import local_identity_key
 from watch.identitytable import IdentityTable, R
-from watch.runtime import IdentityOutput, every
+from watch.options import DEFAULT_HEARTBEAT
+from watch.runtime import IdentityOutput, every, stand_in_uid
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,15 @@ class InventoryWatcher:
         poll_interval: float = 1.0,
         sweep_interval: float = 10.0,
         metrics_port: int = 0,
+        heartbeat: float = DEFAULT_HEARTBEAT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
         self.metrics_port = metrics_port
+        self.heartbeat = heartbeat
+        self.domain = settings.cluster_domain
         self.clock = clock
         inventory = self._load()  # fail before anything else when the file is unusable
         self.cluster = cluster or inventory.cluster or settings.cluster
@@ -61,6 +65,8 @@ class InventoryWatcher:
         self.output = IdentityOutput(settings, self.cluster, retention)
         self.counters = self.output.counters
         self._first = inventory
+        self.cluster_uid = inventory.cluster_uid or stand_in_uid(self.cluster)
+        """The file's ``cluster_uid``; else an id made from the alias (logged at start)."""
         self._state: FileState | None = None
         self._digest = b""
         self.loads = 0
@@ -83,8 +89,15 @@ class InventoryWatcher:
             self._state, self._digest = self._stat(), self._hash()
             self.apply(self._first)
             self.ready.set()
+            if self._first.cluster_uid is None:
+                log.info(
+                    "inventory names no cluster_uid: cluster %s gets one from its name",
+                    self.cluster,
+                )
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.output.publisher.run(), name="watch-publisher")
+                heartbeat = self.output.heartbeat(self.cluster_uid, self.domain, self.heartbeat)
+                group.create_task(heartbeat, name="watch-heartbeat")
                 group.create_task(every(self.poll_interval, self._poll), name="watch-inventory")
                 group.create_task(every(self.sweep_interval, self._sweep), name="watch-retention")
         finally:

@@ -22,6 +22,7 @@ from callmap.wire import (
     NODES,
     PODS,
     SERVICES,
+    ClusterInfo,
     NodeIdentity,
     PodIdentity,
     ServiceIdentity,
@@ -38,7 +39,7 @@ class Change:
 
     topic: TopicSpec
     key: str
-    record: Identity | None
+    record: Identity | ClusterInfo | None
 
 
 Emit = Callable[[Change], None]

@@ -88,6 +88,9 @@ OWNERS: dict[tuple[str, str], Resource] = {
     )
 }
 LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+CLUSTER_ID_NAMESPACE = "kube-system"
+"""Its UID is the cluster's id (KEP-2149: the id Kubernetes' multi-cluster work uses)."""
 
 
 @dataclass(frozen=True, slots=True)

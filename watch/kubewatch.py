@@ -3,7 +3,8 @@
 One :class:`KubeWatcher` per cluster publishes at a time. While it waits for
 the Lease it does nothing else; once it leads, a *term* starts: the tables
 adopt what the identity topics hold, then named tasks run the publisher, the
-retention sweeper, one reflector per controller kind (keeping cached owners
+retention sweeper, the heartbeat (the cluster's id: its kube-system
+namespace's UID), one reflector per controller kind (keeping cached owners
 fresh), and the reflectors of nodes, pods, EndpointSlices and services, whose
 first lists run in that order so that a service's first record already
 carries the workloads behind it. A lost lease ends the term (its tasks are
@@ -27,7 +28,9 @@ from callmap.metrics import serve_metrics
 from watch.catalog import Catalog
 from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
 from watch.kubeclient import (
+    CLUSTER_ID_NAMESPACE,
     ENDPOINT_SLICE,
+    NAMESPACE,
     NODE,
     OWNERS,
     POD,
@@ -69,6 +72,9 @@ class KubeWatcher:
         self.terms = 0
         self.ready = asyncio.Event()
         """Set when a term's first lists are complete (cleared when a term ends)."""
+        self.settings = settings
+        self.cluster_uid: str | None = None
+        """The UID of the cluster's kube-system namespace, read at the start of a term."""
 
     @property
     def leading(self) -> bool:
@@ -113,6 +119,12 @@ class KubeWatcher:
     async def _start(self, api: KubeApi, group: asyncio.TaskGroup) -> None:
         await self.output.begin_term()
         group.create_task(self.output.publisher.run(), name="watch-publisher")
+        namespace = await api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE)
+        self.cluster_uid = str(namespace["metadata"]["uid"])
+        heartbeat = self.output.heartbeat(
+            self.cluster_uid, self.settings.cluster_domain, self.options.heartbeat
+        )
+        group.create_task(heartbeat, name="watch-heartbeat")
         group.create_task(every(self.options.sweep_interval, self._sweep), name="watch-retention")
         owners, ordered = self._reflectors(api)
         self.reflectors = {r.resource.plural: r for r in (*owners, *ordered)}

@@ -24,6 +24,10 @@ WORKLOAD_ANNOTATION = "callmap.io/workload"
 DEFAULT_RETENTION = 3600.0
 
 
+DEFAULT_HEARTBEAT = 30.0
+"""Seconds between two heartbeats of the watch leader (the cluster's id, for aggregators)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LabelPolicy:
     """Which pod labels travel on ``PodIdentity.labels`` (a bounded subset)."""
@@ -108,3 +112,5 @@ class WatchOptions:
     """Ask the API server at start whether every RBAC rule is granted."""
     metrics_port: int = 0
     """Prometheus port; 0 turns it off."""
+    heartbeat: float = DEFAULT_HEARTBEAT
+    """Seconds between two heartbeats (the cluster's id on callmap.clusters.v1)."""

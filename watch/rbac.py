@@ -13,6 +13,8 @@ What each rule is for:
 - replicasets, deployments, statefulsets, daemonsets; jobs, cronjobs: get (an
   owner is fetched the first time a pod needs it), list and watch (cached
   owners are kept fresh).
+- namespaces: get ``kube-system`` only (its UID is the cluster's id, sent
+  with the heartbeat).
 - leases: create (the first watcher creates the Lease; ``create`` cannot be
   narrowed to a name), get and update of that one Lease (acquire, renew,
   release).
@@ -39,6 +41,12 @@ CLUSTER_RULES: list[PolicyRule] = [
         "verbs": ["get", "list", "watch"],
     },
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["namespaces"],
+        "resourceNames": ["kube-system"],
+        "verbs": ["get"],
+    },
 ]
 
 

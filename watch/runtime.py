@@ -3,14 +3,18 @@
 :class:`IdentityOutput` is the publishing half every watcher shares: the
 identity tables, the coalescing publisher behind them, and the start of a
 term (topics created if missing, the topics' current state read back and
-adopted, each retried by :func:`callmap.backoff.retrying`); :func:`every`
-runs a step periodically.
+adopted, each retried by :func:`callmap.backoff.retrying`), and the
+cluster's heartbeat (:meth:`IdentityOutput.heartbeat`: its id on
+``callmap.clusters.v1``, for aggregators); :func:`every` runs a step
+periodically.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
@@ -23,14 +27,19 @@ from callmap.broker import ensure_topics
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.metrics import CountersCollector
-from callmap.wire import IDENTITY_TOPICS
-from watch.identitytable import IdentityTables
+from callmap.wire import CLUSTERS, IDENTITY_TOPICS, ClusterInfo
+from watch.identitytable import Change, IdentityTables
 from watch.publisher import Publisher
 from watch.readback import read_back
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def stand_in_uid(cluster: str) -> str:
+    """A stable id for a cluster known only by its alias (an inventory without one)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"callmap:cluster:{cluster}"))
 
 
 async def every(seconds: float, step: Callable[[], object]) -> None:
@@ -55,12 +64,25 @@ class IdentityOutput:
         self.tables.clear()
         self.publisher.discard()
         kafka, topics = self.settings.kafka, self.settings.topics
-        await retrying(lambda: ensure_topics(kafka, topics, IDENTITY_TOPICS), "create topics")
+        specs = (*IDENTITY_TOPICS, CLUSTERS)
+        await retrying(lambda: ensure_topics(kafka, topics, specs), "create topics")
         stage = self.counters.stage("readback")
         await retrying(
             lambda: read_back(kafka, self.cluster, self.tables.adopt, stage),
             "read back the identity topics",
         )
+
+    async def heartbeat(self, uid: str, domain: str, interval: float) -> None:
+        """Publish this cluster's :class:`ClusterInfo` now and every ``interval`` seconds,
+        until cancelled (the term ends: a watcher that does not lead stays silent)."""
+        log.info("cluster %s has id %s; heartbeat every %.0f s", self.cluster, uid, interval)
+        while True:
+            info = ClusterInfo(
+                cluster=self.cluster, uid=uid, domain=domain, ts=time.time(), heartbeat=interval
+            )
+            self.publisher.submit(Change(CLUSTERS, self.cluster, info))
+            self.counters.stage("heartbeat").emitted += 1
+            await asyncio.sleep(interval)
 
     def collector(
         self,

@@ -165,10 +165,10 @@ class ServiceIdentity(Record, frozen=True, kw_only=True):
 class ClusterInfo(Record, frozen=True, kw_only=True):
     """A cluster's stable id and how to read it (topic callmap.clusters.v1, key = alias).
 
-    Meant to be published by the watch leader at start and then every
-    ``heartbeat`` seconds (not yet: issue #16), so an aggregator reading many
-    clusters tells a quiet cluster (no calls) from one whose pipeline or
-    mirror stopped (no heartbeat).
+    The watch leader publishes it at the start of its term and then every
+    ``heartbeat`` seconds, so an aggregator reading many clusters tells a
+    quiet cluster (no calls) from one whose pipeline or mirror stopped (no
+    heartbeat).
     """
 
     cluster: str

@@ -198,9 +198,14 @@ def identity_key(spec: TopicSpec, cluster: str, local: str) -> bytes:
     """The message key of an identity: pod UIDs as they are, others under their cluster.
 
     ``local`` is the key within one cluster: a pod UID, ``namespace/name`` of a
-    service, or a node name. Clusters share topics, so names are qualified.
+    service, or a node name (ignored for the clusters topic, keyed by alias).
+    Clusters share topics, so names are qualified.
     """
-    return (local if spec.name == PODS.name else f"{cluster}/{local}").encode()
+    if spec.name == PODS.name:
+        return local.encode()
+    if spec.name == CLUSTERS.name:  # one heartbeat per cluster: the alias is the key
+        return cluster.encode()
+    return f"{cluster}/{local}".encode()
 
 
 def split_identity_key(spec: TopicSpec, key: bytes) -> tuple[str | None, str]:

@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 from helpers.identitytopics import eventually, topics
 
+from callmap.broker import make_consumer, read_to_end, topic_partitions
 from callmap.config import Settings
 from callmap.errors import ConfigError
 from callmap.inventory import pod_uid
+from callmap.wire import CLUSTERS, ClusterInfo, decode
 from watch.filewatch import InventoryWatcher
 from watch.identitytable import IdentityTables
 
@@ -182,3 +184,37 @@ async def test_the_command_publishes_a_file_and_stops_cleanly_on_sigterm(
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr.decode()
+
+
+async def clusters_topic(settings: Settings) -> dict[str, ClusterInfo]:
+    """The latest heartbeat of every cluster on callmap.clusters.v1."""
+    partitions = await topic_partitions(settings.kafka, [CLUSTERS.name])
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    try:
+        latest = {}
+        async for message in read_to_end(consumer, partitions):
+            record = decode(CLUSTERS, message.value)  # type: ignore[arg-type]
+            assert isinstance(record, ClusterInfo)
+            latest[record.cluster] = record
+        return latest
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["uid-in-file", "uid-from-name"])
+async def test_an_inventory_beats_with_its_clusters_id(
+    settings: Settings, tmp_path: Path, named: bool
+) -> None:
+    cluster = f"inv-{uuid.uuid4().hex[:6]}"
+    given = str(uuid.uuid4())
+    path = tmp_path / "inventory.yaml"
+    write(path, (f"cluster_uid: {given}\n" if named else "") + FIRST)
+    watcher = InventoryWatcher(settings, path, cluster=cluster, retention=60, heartbeat=0.5)
+    async with running(watcher):
+        deadline = time.monotonic() + 20
+        while cluster not in (beats := await clusters_topic(settings)):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.3)
+    expected = given if named else str(uuid.uuid5(uuid.NAMESPACE_URL, f"callmap:cluster:{cluster}"))
+    assert beats[cluster].uid == expected and beats[cluster].heartbeat == 0.5

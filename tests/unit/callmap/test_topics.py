@@ -29,7 +29,7 @@ from callmap.wire import (
     SocketBatch,
     topic_by_name,
 )
-from callmap.wire.topics import HUB_TOPICS, SHARED_TOPICS
+from callmap.wire.topics import HUB_TOPICS, SHARED_TOPICS, identity_key
 
 
 def test_topic_names_are_the_contracts() -> None:
@@ -104,3 +104,9 @@ def test_topics_are_found_by_name_and_foreign_names_are_refused() -> None:
     assert topic_by_name("callmap.edges.v1") is EDGES
     with pytest.raises(KeyError):
         topic_by_name("callmap.edges.v0")
+
+
+def test_a_clusters_heartbeat_is_keyed_by_its_alias_alone() -> None:
+    assert identity_key(CLUSTERS, "east", "ignored") == b"east"
+    assert identity_key(SERVICES, "east", "shop/api") == b"east/shop/api"
+    assert identity_key(PODS, "east", "6d0c") == b"6d0c"

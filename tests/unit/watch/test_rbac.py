@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from watch.kubeclient import ENDPOINT_SLICE, NODE, OWNERS, POD, SERVICE
+from watch.kubeclient import (
+    CLUSTER_ID_NAMESPACE,
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    NODE,
+    OWNERS,
+    POD,
+    SERVICE,
+)
 from watch.options import LeaseOptions
 from watch.permissions import Permission, permissions
 from watch.rbac import CLUSTER_RULES, lease_rules, manifests
@@ -28,12 +36,18 @@ def test_owner_kinds_may_also_be_fetched_one_by_one() -> None:
 
 
 def test_no_rule_grants_anything_the_watcher_does_not_read() -> None:
-    used = {(r.group, r.plural) for r in (POD, SERVICE, ENDPOINT_SLICE, NODE, *OWNERS.values())}
+    read = (POD, SERVICE, ENDPOINT_SLICE, NODE, NAMESPACE, *OWNERS.values())
+    used = {(r.group, r.plural) for r in read}
     listed = {
         (g, r) for rule in CLUSTER_RULES for g in rule["apiGroups"] for r in rule["resources"]
     }
     assert listed == used
     assert all("*" not in str(rule) for rule in CLUSTER_RULES + lease_rules())
+
+
+def test_only_kube_system_may_be_read_of_the_namespaces_for_the_clusters_id() -> None:
+    (rule,) = [r for r in CLUSTER_RULES if "namespaces" in r["resources"]]
+    assert rule["verbs"] == ["get"] and rule["resourceNames"] == [CLUSTER_ID_NAMESPACE]
 
 
 def test_the_lease_may_be_created_and_only_the_named_one_read_and_written() -> None:
@@ -54,7 +68,8 @@ def test_every_permission_is_checked_where_it_is_used() -> None:
     assert Permission("apps", "replicasets", "get") in checked
     assert Permission("coordination.k8s.io", "leases", "update", "callmap", "l") in checked
     assert Permission("coordination.k8s.io", "leases", "create", "callmap") in checked
-    assert len(checked) == 29
+    assert Permission("", "namespaces", "get", None, "kube-system") in checked
+    assert len(checked) == 30
     assert str(checked[-1]) == "update leases.coordination.k8s.io named l in namespace callmap"
 
 
