@@ -42,6 +42,7 @@ class Catalog:
         self._slices: dict[str, SlimSlice] = {}
         self._slices_by_service: dict[str, set[str]] = {}
         self._services_by_pod: dict[PodName, set[str]] = {}
+        self._exports: set[str] = set()  # namespace/name of every ServiceExport
 
     # --- pods ---------------------------------------------------------------------
 
@@ -111,8 +112,31 @@ class Catalog:
             workloads=workloads,
             created=service.created,
             workloads_since=_workloads_since(workloads, before, now),
+            exported=service.key in self._exports,
         )
         return self.tables.services.put(service.key, record)
+
+    # --- ServiceExports (MCS API) -----------------------------------------------------
+
+    def export_seen(self, key: str) -> bool:
+        """A ServiceExport of service ``key`` exists: its record says ``exported``."""
+        self._exports.add(key)
+        return self._mark_exported(key, True)
+
+    def export_deleted(self, key: str) -> bool:
+        self._exports.discard(key)
+        return self._mark_exported(key, False)
+
+    def exports_listed(self, keys: set[str]) -> list[str]:
+        """After a list: forget exports that are gone; the keys whose record changed."""
+        gone = [key for key in self._exports if key not in keys]
+        return [key for key in gone if self.export_deleted(key)]
+
+    def _mark_exported(self, key: str, exported: bool) -> bool:
+        record = self.tables.services.get(key)
+        if record is None or record.deleted is not None or record.exported == exported:
+            return False  # the service comes later (or never): its record will say
+        return self.tables.services.put(key, msgspec.structs.replace(record, exported=exported))
 
     def service_deleted(self, key: str, now: float) -> bool:
         return self.tables.services.delete(key, now)

@@ -38,7 +38,7 @@ from watch.reflector import EventType
 
 log = logging.getLogger(__name__)
 
-S = TypeVar("S", SlimPod, SlimService, SlimSlice, SlimNode)
+S = TypeVar("S", SlimPod, SlimService, SlimSlice, SlimNode, str)
 Clock = Callable[[], float]
 
 
@@ -213,6 +213,30 @@ class ServiceHandler(_Handler[SlimService]):
 
     def _reconcile(self, present: set[str]) -> list[str]:
         return self.catalog.services_listed(present, self.clock())
+
+
+class ExportHandler(_Handler[str]):
+    """ServiceExports (MCS API) publish nothing themselves: they mark services exported."""
+
+    kind = "ServiceExport"
+
+    def _slim_one(self, obj: Any) -> str:
+        key = _raw_key(obj, self.key_style)
+        if key is None or key.startswith("None/"):
+            raise BadObject("metadata", "no namespace and name")
+        return key
+
+    def _key(self, item: str) -> str:
+        return item
+
+    async def _apply(self, item: str) -> bool:
+        return self.catalog.export_seen(item)
+
+    async def _delete(self, item: str) -> bool:
+        return self.catalog.export_deleted(item)
+
+    def _reconcile(self, present: set[str]) -> list[str]:
+        return self.catalog.exports_listed(present)
 
 
 class SliceHandler(_Handler[SlimSlice]):

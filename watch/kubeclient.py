@@ -89,6 +89,10 @@ OWNERS: dict[tuple[str, str], Resource] = {
 }
 LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+SERVICE_EXPORT = Resource(
+    "multicluster.x-k8s.io", "v1alpha1", "serviceexports", "ServiceExport", metadata_only=True
+)
+"""The MCS API's export of a service to the clusterset (KEP-1645); a CRD, when installed."""
 CLUSTER_ID_NAMESPACE = "kube-system"
 """Its UID is the cluster's id (KEP-2149: the id Kubernetes' multi-cluster work uses)."""
 
@@ -203,6 +207,20 @@ class KubeApi:
                 data = msgspec.json.decode(await response.read())
         meta = data.get("metadata") or {}
         return Page(data.get("items") or [], meta.get("resourceVersion", ""), meta.get("continue"))
+
+    async def serves(self, resource: Resource) -> bool:
+        """True if the API server serves ``resource`` (a CRD's kind may not be installed)."""
+        path = resource.path().rsplit("/", 1)[0]  # the group version's discovery document
+        action = f"discover {resource.group}/{resource.version}"
+        with map_api_errors(action):
+            try:
+                response = await self._open(resource, [], action=action, list_=False, path=path)
+            except NotFound:
+                return False
+            async with response:
+                document = msgspec.json.decode(await response.read())
+        names = {entry.get("name") for entry in document.get("resources") or []}
+        return resource.plural in names
 
     async def get(self, resource: Resource, namespace: str | None, name: str) -> Any:
         """One object as a dict; NotFound when it does not exist."""

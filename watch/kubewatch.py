@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from callmap.config import Settings
 from callmap.metrics import serve_metrics
 from watch.catalog import Catalog
-from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
+from watch.handlers import ExportHandler, NodeHandler, PodHandler, ServiceHandler, SliceHandler
 from watch.kubeclient import (
     CLUSTER_ID_NAMESPACE,
     ENDPOINT_SLICE,
@@ -35,6 +35,7 @@ from watch.kubeclient import (
     OWNERS,
     POD,
     SERVICE,
+    SERVICE_EXPORT,
     KubeApi,
     Resource,
     api_client,
@@ -126,7 +127,10 @@ class KubeWatcher:
         )
         group.create_task(heartbeat, name="watch-heartbeat")
         group.create_task(every(self.options.sweep_interval, self._sweep), name="watch-retention")
-        owners, ordered = self._reflectors(api)
+        exports = await api.serves(SERVICE_EXPORT)
+        if not exports:
+            log.info("the MCS API (ServiceExport) is not served here: no service is exported")
+        owners, ordered = self._reflectors(api, exports)
         self.reflectors = {r.resource.plural: r for r in (*owners, *ordered)}
         for reflector in owners:
             group.create_task(reflector.run(), name=f"watch-{reflector.resource.plural}")
@@ -143,9 +147,10 @@ class KubeWatcher:
             len(tables.nodes),
         )
 
-    def _reflectors(self, api: KubeApi) -> tuple[list[Reflector], list[Reflector]]:
-        """The controller kinds' reflectors, and those of nodes, pods, EndpointSlices and
-        services, in the order their first lists run."""
+    def _reflectors(self, api: KubeApi, exports: bool) -> tuple[list[Reflector], list[Reflector]]:
+        """The controller kinds' reflectors, and those of nodes, pods, EndpointSlices,
+        ServiceExports (where ``exports``: the MCS API is served) and services, in the
+        order their first lists run."""
         counters, clock, timeouts = self.counters, self.clock, self.options.timeouts
         resolver = self.resolver = OwnerResolver(api_fetch(api), counters.stage("owners"))
         pods = PodHandler(
@@ -166,6 +171,9 @@ class KubeWatcher:
             (ENDPOINT_SLICE, SliceHandler(self.catalog, counters.stage("endpointslices"), clock)),
             (SERVICE, ServiceHandler(self.catalog, counters.stage("services"), clock)),
         ]
+        if exports:
+            exported = ExportHandler(self.catalog, counters.stage("serviceexports"), clock)
+            handlers.insert(-1, (SERVICE_EXPORT, exported))
         return owners, [Reflector(api, r, handler, timeouts) for r, handler in handlers]
 
     def _sweep(self) -> None:

@@ -13,6 +13,8 @@ What each rule is for:
 - replicasets, deployments, statefulsets, daemonsets; jobs, cronjobs: get (an
   owner is fetched the first time a pod needs it), list and watch (cached
   owners are kept fresh).
+- serviceexports (``multicluster.x-k8s.io``, the MCS API): list and watch, to
+  mark exported services (only used where the CRD is installed).
 - namespaces: get ``kube-system`` only (its UID is the cluster's id, sent
   with the heartbeat).
 - leases: create (the first watcher creates the Lease; ``create`` cannot be
@@ -41,6 +43,11 @@ CLUSTER_RULES: list[PolicyRule] = [
         "verbs": ["get", "list", "watch"],
     },
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["multicluster.x-k8s.io"],
+        "resources": ["serviceexports"],
+        "verbs": ["list", "watch"],
+    },
     {
         "apiGroups": [""],
         "resources": ["namespaces"],

@@ -212,3 +212,16 @@ def test_a_service_recreated_under_its_name_starts_afresh() -> None:
     cat.service_seen(slim_service(service("cart")), 70.0)
     record = cat.tables.services.get("shop/cart")
     assert record is not None and record.deleted is None and record.workloads_since is None
+
+
+def test_a_service_export_marks_its_service_exported_in_any_order() -> None:
+    cat, out = catalog()
+    assert not cat.export_seen("shop/cart")  # before the service: nothing to publish yet
+    cat.service_seen(slim_service(service("cart")), 1.0)
+    assert cat.tables.services.get("shop/cart").exported  # type: ignore[union-attr]
+    cat.service_seen(slim_service(service("web")), 1.0)
+    assert cat.export_seen("shop/web") and out[-1].record.exported  # type: ignore[union-attr]
+    assert not cat.export_seen("shop/web")  # seen again: no change
+    assert cat.exports_listed({"shop/web"}) == ["shop/cart"]  # cart's export is gone
+    assert not cat.tables.services.get("shop/cart").exported  # type: ignore[union-attr]
+    assert cat.export_deleted("shop/web") and not out[-1].record.exported  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ from watch.kubeclient import (
     OWNERS,
     POD,
     SERVICE,
+    SERVICE_EXPORT,
 )
 from watch.options import LeaseOptions
 from watch.permissions import Permission, permissions
@@ -26,7 +27,7 @@ def granted(group: str, resource: str) -> set[str]:
 
 
 def test_watched_kinds_may_be_listed_and_watched_only() -> None:
-    for resource in (POD, SERVICE, ENDPOINT_SLICE, NODE):
+    for resource in (POD, SERVICE, ENDPOINT_SLICE, NODE, SERVICE_EXPORT):
         assert granted(resource.group, resource.plural) == {"list", "watch"}
 
 
@@ -36,7 +37,7 @@ def test_owner_kinds_may_also_be_fetched_one_by_one() -> None:
 
 
 def test_no_rule_grants_anything_the_watcher_does_not_read() -> None:
-    read = (POD, SERVICE, ENDPOINT_SLICE, NODE, NAMESPACE, *OWNERS.values())
+    read = (POD, SERVICE, ENDPOINT_SLICE, NODE, SERVICE_EXPORT, NAMESPACE, *OWNERS.values())
     used = {(r.group, r.plural) for r in read}
     listed = {
         (g, r) for rule in CLUSTER_RULES for g in rule["apiGroups"] for r in rule["resources"]
@@ -69,7 +70,8 @@ def test_every_permission_is_checked_where_it_is_used() -> None:
     assert Permission("coordination.k8s.io", "leases", "update", "callmap", "l") in checked
     assert Permission("coordination.k8s.io", "leases", "create", "callmap") in checked
     assert Permission("", "namespaces", "get", None, "kube-system") in checked
-    assert len(checked) == 30
+    assert Permission("multicluster.x-k8s.io", "serviceexports", "watch") in checked
+    assert len(checked) == 32
     assert str(checked[-1]) == "update leases.coordination.k8s.io named l in namespace callmap"
 
 
