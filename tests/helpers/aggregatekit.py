@@ -68,9 +68,12 @@ async def eventually_map(
 class Running:
     """One aggregator worker in this event loop."""
 
-    def __init__(self, settings: Settings, peers: list[list[str]] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, peers: list[list[str]] | None = None, ttl: float = 86400.0
+    ) -> None:
         options = AggregateOptions(
-            ledger=LedgerSettings(refresh_interval=3600.0, ttl=86400.0),
+            ledger=LedgerSettings(refresh_interval=3600.0, ttl=ttl),
+            expiry_interval=0.5,
             tick_interval=0.5,
             discover_interval=1.0,
             reresolve_interval=0.5,
