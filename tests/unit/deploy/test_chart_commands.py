@@ -70,11 +70,25 @@ def test_every_container_parses_with_the_real_command(chart: Rendered, tmp_path:
     assert paths["watch"] == ("callmap", "watch")
     assert paths["streams"] == ("callmap", "streams", "worker")
     assert paths["topics"] == ("callmap", "topics", "create")
+    if "aggregate" in paths:  # the hub's release only
+        assert paths["aggregate"] == ("callmap", "aggregate")
     assert paths["capture"][:2] == ("callmap", "capture")
     sinks = {
         parsed(d, p, c, tmp_path).path for d, p, c in each_container(chart) if c["name"] == "sink"
     }
     assert sinks and all(path[:2] == ("callmap", "sink") for path in sinks)
+
+
+def test_the_hub_aggregator_is_off_by_default_and_gets_its_peer_groups(
+    default_chart: Rendered, everything_chart: Rendered
+) -> None:
+    assert not [d for d in default_chart.workloads() if "aggregate" in str(d[0])]
+    _, container = everything_chart.component("aggregate")
+    command = parse_command(container["args"], container_env(container))
+    assert command.params["peers"] == ("east,west", "west,north")
+    assert command.params["ttl"] == 172800.0
+    (port,) = container["ports"]
+    assert command.params["metrics_port"] == port["containerPort"] == 9812
 
 
 def test_the_capture_agent_reads_the_hosts_proc_where_it_is_mounted(chart: Rendered) -> None:

@@ -148,7 +148,7 @@ def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Ren
     scraped = [
         s for s in everything_chart.of_kind("Service") if selects(selector, s["metadata"]["labels"])
     ]
-    assert len(scraped) == 8  # capture, watch, streams, five sinks
+    assert len(scraped) == 9  # capture, watch, streams, aggregate, five sinks
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}
     ]
