@@ -94,6 +94,64 @@ def status(name: str, port: int) -> None:
         sys.exit(1)
 
 
+@dev.group()
+def mirror() -> None:
+    """Apache Kafka's MirrorMaker 2: clusters' callmap topics into a hub (docs/multicluster.md)."""
+
+
+def _alias_address(value: str) -> tuple[str, str]:
+    alias, _, address = value.partition("=")
+    if not alias or not address:
+        raise click.BadParameter(f"expected ALIAS=HOST:PORT, got {value!r}")
+    return alias, address
+
+
+_mirror_name = click.option("--name", default="dev", show_default=True, help="Mirror name.")
+
+
+@mirror.command("start")
+@_mirror_name
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    required=True,
+    metavar="ALIAS=HOST:PORT",
+    help="A cluster's broker (repeatable); its topics reach the hub as ALIAS.<topic>.",
+)
+@click.option("--hub", required=True, metavar="ALIAS=HOST:PORT", help="The hub's broker.")
+def mirror_start(name: str, sources: tuple[str, ...], hub: str) -> None:
+    """Start MirrorMaker 2 (resolving its jars with Maven the first time); idempotent."""
+    from devtools.mirror import DevMirror
+
+    instance = DevMirror.named(name, dict(map(_alias_address, sources)), _alias_address(hub))
+    pid = instance.start()
+    console.print(f"MirrorMaker 2 running (pid {pid}); log in {instance.log_file}")
+
+
+@mirror.command("status")
+@_mirror_name
+def mirror_status(name: str) -> None:
+    """Say whether the named MirrorMaker runs (exit 1 if not)."""
+    from devtools.mirror import DevMirror
+
+    instance = DevMirror.named(name)
+    if not instance.running():
+        console.print(f"MirrorMaker {name}: not running")
+        sys.exit(1)
+    console.print(f"MirrorMaker {name}: running; log in {instance.log_file}")
+
+
+@mirror.command("stop")
+@_mirror_name
+def mirror_stop(name: str) -> None:
+    """Stop the MirrorMaker this machine's callmap started."""
+    from devtools.mirror import DevMirror
+
+    stopped = DevMirror.named(name).stop()
+    console.print(f"MirrorMaker {name}: " + ("stopped" if stopped else "was not running"))
+
+
 dev.add_command(kube)
 dev.add_command(helm)
 

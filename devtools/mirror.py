@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from callmap.errors import TemporaryError
+from callmap.paths import cache_dir
 from callmap.wire.topics import SHARED_TOPICS
 from devtools.kafka import KAFKA_VERSION, LOG4J2_TEMPLATE, LOG4J_VERSION, DevKafkaError, kafka_home
 from devtools.process import PidFile, alive, locked
@@ -151,6 +152,13 @@ class DevMirror:
     @property
     def log_file(self) -> Path:
         return self.directory / "mirror.log"
+
+    @classmethod
+    def named(
+        cls, name: str, sources: Mapping[str, str] | None = None, hub: tuple[str, str] = ("", "")
+    ) -> DevMirror:
+        """The instance ``callmap dev mirror --name NAME`` means."""
+        return cls(cache_dir() / "kafka" / "mirrors" / name, sources or {}, hub)
 
     def running(self) -> bool:
         return self._pid_file.recorded() is not None
