@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import subprocess
 import time
@@ -27,11 +26,18 @@ from aiokafka.errors import KafkaError
 
 from callmap.errors import TemporaryError
 from callmap.paths import cache_dir
-from callmap.wire.topics import SHARED_TOPICS
 from devtools.kafka import KAFKA_VERSION, LOG4J2_TEMPLATE, LOG4J_VERSION, DevKafkaError, kafka_home
-from devtools.process import PidFile, alive, locked
+from devtools.mirrorconfig import mirror_flows, mirror_properties
+from devtools.process import PidFile, alive, free_port, locked
 
 MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
+
+EXACTLY_ONCE = True
+"""Whether a MirrorMaker writes to the hub in transactions unless told otherwise."""
+
+# A Connect worker per flow in one small JVM: serial GC and C1 only start
+# fastest on a two-core development machine.
+_JVM_OPTIONS = ["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -49,9 +55,6 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   </dependencies>
 </project>
 """
-
-SHARED_TOPICS_PATTERN = "|".join(re.escape(spec.name) for spec in SHARED_TOPICS)
-"""The topics every flow copies: a cluster's edges, identities and heartbeats."""
 
 
 def resolve_mirror_jars(version: str = KAFKA_VERSION) -> Path:
@@ -86,51 +89,17 @@ def resolve_mirror_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
-def mirror_properties(sources: Mapping[str, str], hub: tuple[str, str]) -> str:
-    """MirrorMaker 2's configuration: every source cluster's shared topics to the hub.
+@dataclass(frozen=True, slots=True)
+class MirrorStatus:
+    """What ``callmap dev mirror status`` reports about one MirrorMaker instance."""
 
-    ``sources`` maps each source alias to its bootstrap address; ``hub`` is
-    (alias, bootstrap). Replication factors are 1 (single-broker dev
-    clusters); topic configs (compaction) are copied; topics and groups are
-    looked for every 5 s so that tests do not wait; no consumer-offset
-    checkpoints (callmap's readers keep no offsets at the hub).
-    """
-    hub_alias, hub_bootstrap = hub
-    if hub_alias in sources:
-        raise ValueError(f"the hub alias {hub_alias!r} is also a source")
-    lines = [
-        f"clusters = {', '.join([*sources, hub_alias])}",
-        f"{hub_alias}.bootstrap.servers = {hub_bootstrap}",
-    ]
-    for alias, bootstrap in sources.items():
-        lines += [
-            f"{alias}.bootstrap.servers = {bootstrap}",
-            f"{alias}->{hub_alias}.enabled = true",
-            f"{alias}->{hub_alias}.topics = {SHARED_TOPICS_PATTERN}",
-        ]
-    lines += [
-        f"{name} = 1"
-        for name in (
-            "replication.factor",
-            "checkpoints.topic.replication.factor",
-            "heartbeats.topic.replication.factor",
-            "offset-syncs.topic.replication.factor",
-            "offset.storage.replication.factor",
-            "status.storage.replication.factor",
-            "config.storage.replication.factor",
-        )
-    ]
-    lines += [
-        "sync.topic.configs.enabled = true",
-        "sync.topic.acls.enabled = false",
-        "emit.checkpoints.enabled = false",
-        "sync.group.offsets.enabled = false",
-        "refresh.topics.interval.seconds = 5",
-        "refresh.groups.interval.seconds = 5",
-        "sync.topic.configs.interval.seconds = 5",
-        "dedicated.mode.enable.internode.rest = false",
-    ]
-    return "\n".join(lines) + "\n"
+    running: bool
+    pid: int | None
+    """The MirrorMaker process this machine's callmap started, if it still runs."""
+    flows: list[tuple[str, str]]
+    """(source alias, hub alias) of each flow it was last started with."""
+    directory: Path
+    """Where the instance keeps its properties, log and pid file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,60 +107,108 @@ class DevMirror:
     """One MirrorMaker 2 instance copying ``sources`` into ``hub``."""
 
     directory: Path
+    """The instance's own directory: properties, log and pid file."""
     sources: Mapping[str, str]
     """Source alias -> bootstrap address."""
     hub: tuple[str, str]
     """(hub alias, hub bootstrap address)."""
+    exactly_once: bool = EXACTLY_ONCE
+    """Transactional writes to the hub (see :func:`mirror_properties`)."""
+
+    @classmethod
+    def named(
+        cls,
+        name: str,
+        sources: Mapping[str, str] | None = None,
+        hub: tuple[str, str] = ("", ""),
+        exactly_once: bool = EXACTLY_ONCE,
+    ) -> DevMirror:
+        """The instance ``callmap dev mirror --name NAME`` means."""
+        return cls(cache_dir() / "kafka" / "mirrors" / name, sources or {}, hub, exactly_once)
 
     @property
     def _pid_file(self) -> PidFile:
-        return PidFile(
-            self.directory / "mirror.pid", (MAIN_CLASS.encode(), str(self.directory).encode())
-        )
+        """``mirror.pid``: a pid counts while it runs MirrorMaker from this directory."""
+        marks = (MAIN_CLASS.encode(), str(self.directory).encode())
+        return PidFile(self.directory / "mirror.pid", marks)
 
     @property
     def log_file(self) -> Path:
         return self.directory / "mirror.log"
 
-    @classmethod
-    def named(
-        cls, name: str, sources: Mapping[str, str] | None = None, hub: tuple[str, str] = ("", "")
-    ) -> DevMirror:
-        """The instance ``callmap dev mirror --name NAME`` means."""
-        return cls(cache_dir() / "kafka" / "mirrors" / name, sources or {}, hub)
+    @property
+    def properties_file(self) -> Path:
+        return self.directory / "mm2.properties"
 
     def running(self) -> bool:
         return self._pid_file.recorded() is not None
 
-    def start(self) -> int:
-        """Start MirrorMaker unless it runs already; its pid. Mirroring begins a few seconds
-        later: :func:`wait_mirrored` says when topics reached the hub."""
+    def status(self) -> MirrorStatus:
+        pid = self._pid_file.recorded()
+        try:
+            flows = mirror_flows(self.properties_file.read_text())
+        except OSError:
+            flows = []
+        return MirrorStatus(pid is not None, pid, flows, self.directory)
+
+    def start(self, settle: float = 2.0) -> int:
+        """Start MirrorMaker unless it runs already; its pid.
+
+        A MirrorMaker that runs with other flows is an error (stop it first),
+        not silently kept. Mirroring begins some seconds after start-up:
+        :func:`wait_mirrored` says when topics reached the hub. ``settle``
+        seconds catch a MirrorMaker that exits at once (a bad setting).
+        """
         pid = self._pid_file.recorded()
         if pid is not None:
+            running = self.status().flows
+            wanted = [(alias, self.hub[0]) for alias in self.sources]
+            if self.sources and sorted(running) != sorted(wanted):
+                raise DevKafkaError(
+                    f"MirrorMaker in {self.directory} runs {_flows_text(running)}, "
+                    f"not {_flows_text(wanted)}: stop it first"
+                )
             return pid
+        properties = mirror_properties(
+            self.sources,
+            self.hub,
+            exactly_once=self.exactly_once,
+            rest_port=free_port() if self.exactly_once else None,
+        )
         libs = resolve_mirror_jars()
         java = shutil.which("java")
         if java is None:
             raise DevKafkaError("Java 17 or newer is needed to run MirrorMaker; install it first")
         self.directory.mkdir(parents=True, exist_ok=True)
-        properties = self.directory / "mm2.properties"
-        properties.write_text(mirror_properties(self.sources, self.hub))
+        self.properties_file.write_text(properties)
         log4j = self.directory / "log4j2.properties"
         log4j.write_text(LOG4J2_TEMPLATE.format(log=self.log_file))
         command = [
-            java, "-Xmx384m", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", f"{libs}/*", MAIN_CLASS, str(properties), "--clusters", self.hub[0],
+            java, *_JVM_OPTIONS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
+            MAIN_CLASS, str(self.properties_file), "--clusters", self.hub[0],
         ]  # fmt: skip
         pid = self._pid_file.spawn(command, self.directory / "mirror.out")
-        time.sleep(0.5)
-        if not alive(pid):
-            self._pid_file.forget()
-            raise DevKafkaError(f"MirrorMaker exited during start-up; see {self.directory}")
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                self._pid_file.forget()
+                raise DevKafkaError(
+                    f"MirrorMaker exited during start-up; see {self.directory / 'mirror.out'}"
+                )
+            time.sleep(0.1)
         return pid
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the MirrorMaker this instance started; False if none was running."""
+        """Stop the MirrorMaker this instance started; False if none was running.
+
+        SIGTERM lets MirrorMaker commit the source offsets it has written
+        (or abort its open transaction): a restart resumes there.
+        """
         return self._pid_file.stop(timeout)
+
+
+def _flows_text(flows: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{source}->{target}" for source, target in flows) or "no flow"
 
 
 def wait_mirrored(hub_bootstrap: str, topics: Iterable[str], timeout: float = 120.0) -> None:
