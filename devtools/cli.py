@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from callmap.errors import CallmapError
 from callmap.wire.schemas import render_schemas, write_schemas
 from devtools.helm import helm
 from devtools.kafka import DEFAULT_PORT, DevBroker, resolve_jars
@@ -106,6 +107,14 @@ def _alias_address(value: str) -> tuple[str, str]:
     return alias, address
 
 
+def _sources(values: tuple[str, ...]) -> dict[str, str]:
+    pairs = [_alias_address(value) for value in values]
+    aliases = [alias for alias, _ in pairs]
+    if len(set(aliases)) != len(aliases):
+        raise click.BadParameter(f"each source needs an alias of its own: {', '.join(aliases)}")
+    return dict(pairs)
+
+
 _mirror_name = click.option("--name", default="dev", show_default=True, help="Mirror name.")
 
 
@@ -120,26 +129,45 @@ _mirror_name = click.option("--name", default="dev", show_default=True, help="Mi
     help="A cluster's broker (repeatable); its topics reach the hub as ALIAS.<topic>.",
 )
 @click.option("--hub", required=True, metavar="ALIAS=HOST:PORT", help="The hub's broker.")
-def mirror_start(name: str, sources: tuple[str, ...], hub: str) -> None:
+@click.option(
+    "--exactly-once/--at-least-once",
+    default=True,
+    show_default=True,
+    help="Write to the hub in transactions: after a crash, readers that take committed "
+    "records only (read_committed) see none twice.",
+)
+def mirror_start(name: str, sources: tuple[str, ...], hub: str, exactly_once: bool) -> None:
     """Start MirrorMaker 2 (resolving its jars with Maven the first time); idempotent."""
     from devtools.mirror import DevMirror
 
-    instance = DevMirror.named(name, dict(map(_alias_address, sources)), _alias_address(hub))
-    pid = instance.start()
-    console.print(f"MirrorMaker 2 running (pid {pid}); log in {instance.log_file}")
+    instance = DevMirror.named(name, _sources(sources), _alias_address(hub), exactly_once)
+    before = instance.status()
+    try:
+        pid = instance.start()
+    except ValueError as exc:  # an alias MirrorMaker cannot use
+        raise click.BadParameter(str(exc)) from None
+    except CallmapError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "already running" if before.running else "started"
+    flows = ", ".join(f"{source}->{target}" for source, target in instance.status().flows)
+    console.print(f"MirrorMaker 2 {verb} (pid {pid}): {flows}")
+    console.print(f"  log in {instance.log_file}")
 
 
 @mirror.command("status")
 @_mirror_name
 def mirror_status(name: str) -> None:
-    """Say whether the named MirrorMaker runs (exit 1 if not)."""
+    """Say whether the named MirrorMaker runs, and its flows (exit 1 if it does not run)."""
     from devtools.mirror import DevMirror
 
     instance = DevMirror.named(name)
-    if not instance.running():
+    state = instance.status()
+    if not state.running:
         console.print(f"MirrorMaker {name}: not running")
         sys.exit(1)
-    console.print(f"MirrorMaker {name}: running; log in {instance.log_file}")
+    flows = ", ".join(f"{source}->{target}" for source, target in state.flows)
+    console.print(f"MirrorMaker {name}: running (pid {state.pid}): {flows}")
+    console.print(f"  log in {instance.log_file}")
 
 
 @mirror.command("stop")

@@ -49,21 +49,20 @@ def test_start_status_stop(brokers: tuple[str, str]) -> None:
     asyncio.run(ensure_topics(settings.kafka, settings.topics, [EDGES]))
     name = f"test-{uuid.uuid4().hex[:8]}"
     try:
-        started = _callmap(
-            "dev",
-            "mirror",
-            "start",
-            "--name",
-            name,
-            "--source",
-            f"east={east}",
-            "--hub",
-            f"hub={hub}",
-        )
+        flows = ["--source", f"east={east}", "--hub", f"hub={hub}"]
+        started = _callmap("dev", "mirror", "start", "--name", name, *flows)
         assert started.returncode == 0, started.stdout + started.stderr
+        assert "started" in started.stdout and "east->hub" in started.stdout
         wait_mirrored(hub, [f"east.{EDGES.name}"], timeout=120)
         status = _callmap("dev", "mirror", "status", "--name", name)
         assert status.returncode == 0 and "running" in status.stdout
+        assert "east->hub" in status.stdout
+
+        again = _callmap("dev", "mirror", "start", "--name", name, *flows)
+        assert again.returncode == 0 and "already running" in again.stdout
+        other = _callmap("dev", "mirror", "start", "--name", name, "--source", f"west={east}",
+                         "--hub", f"hub={hub}")  # fmt: skip
+        assert other.returncode != 0 and "stop it first" in other.stderr
     finally:
         stopped = _callmap("dev", "mirror", "stop", "--name", name)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
