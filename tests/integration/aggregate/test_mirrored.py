@@ -132,20 +132,24 @@ async def test_mirrored_clusters_aggregate_and_survive_a_stopped_mirror(
                 ("hub", hub.kafka.bootstrap_servers),
             )
             west_only.start()
-            outage_began = time.monotonic()
-            late = edge("east", workload("frontend"), workload("search"), edge_id="e3")
-            await publish(east, [(EDGES.name, late)])
-            await publish(
-                west, [(EDGES.name, edge("west", workload("api"), workload("cache"), edge_id="w2"))]
-            )
-            truth_west = truth | {("west/shop/api", "west/shop/cache")}
-            await eventually_map(hub, truth_west, timeout=90)  # east's late edge is not there
-            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - outage_began)))
-            health = running.worker.identities.health
-            assert health.stale(time.time()) == ["east"]  # west still beats
-            assert (await eventually_map(hub, truth_west, timeout=5)) is not None  # none expired
-
-            west_only.stop()
+            try:  # a failed check must not leave this MirrorMaker running
+                outage_began = time.monotonic()
+                late = edge("east", workload("frontend"), workload("search"), edge_id="e3")
+                await publish(east, [(EDGES.name, late)])
+                await publish(
+                    west,
+                    [(EDGES.name, edge("west", workload("api"), workload("cache"), edge_id="w2"))],
+                )
+                truth_west = truth | {("west/shop/api", "west/shop/cache")}
+                await eventually_map(hub, truth_west, timeout=90)  # east's late edge is not there
+                await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - outage_began)))
+                health = running.worker.identities.health
+                assert health.stale(time.time()) == ["east"]  # west still beats
+                assert (
+                    await eventually_map(hub, truth_west, timeout=5)
+                ) is not None  # none expired
+            finally:
+                west_only.stop()
             mirror.start()
             messages = await eventually_map(
                 hub, truth_west | {("east/shop/frontend", "east/shop/search")}, timeout=120
