@@ -6,8 +6,11 @@ from Maven Central with Maven into the cache once). One instance runs in
 dedicated mode and copies each source cluster's shared callmap topics
 (:data:`callmap.wire.topics.SHARED_TOPICS`) to a hub under MirrorMaker's
 default replication policy, ``<alias>.<topic>``: what ``callmap aggregate``
-reads. Like :class:`~devtools.kafka.DevBroker`, an instance keeps its files in
-a directory of its own, and stopping only signals the process it started.
+reads (the properties: :mod:`devtools.mirrorconfig`). Writes to the hub are
+exactly-once by default: a reader with ``isolation.level=read_committed`` sees
+no record twice, even after MirrorMaker was killed. Like
+:class:`~devtools.kafka.DevBroker`, an instance keeps its files in a directory
+of its own, and stopping only signals the process it started.
 """
 
 from __future__ import annotations
