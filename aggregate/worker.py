@@ -8,7 +8,8 @@ Each worker reads, with plain aiokafka consumers and no committed offsets:
   the current graph), and keeps the source edges whose *client* is in a
   cluster it owns;
 
-and publishes the global edges of the clusters it owns on
+committed records only (MirrorMaker 2 writes to the hub in transactions). It
+publishes the global edges of the clusters it owns on
 ``callmap.global-edges.v1``, each to the partition of its client's cluster.
 
 Work is shared by cluster: workers join one consumer group on the global
@@ -132,7 +133,13 @@ class AggregateWorker:
     async def run(self, stop: asyncio.Event) -> None:
         states = await ensure_topics(self.kafka, self.topics, HUB_TOPICS)
         self.partitions = states[0].partitions
-        kwargs = {"client_id": self.kafka.client_id, "max_poll_records": self.options.max_records}
+        kwargs = {
+            "client_id": self.kafka.client_id,
+            "max_poll_records": self.options.max_records,
+            # MirrorMaker 2 writes to the hub in transactions: an aborted one's copies
+            # are never read (they would change nothing, but they cost a decode each).
+            "isolation_level": "read_committed",
+        }
         identity_reader = make_consumer(self.kafka, **kwargs)
         edge_reader = make_consumer(self.kafka, **kwargs)
         restorer = make_consumer(self.kafka, **kwargs)

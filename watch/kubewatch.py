@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from prometheus_client.registry import Collector
 
+from callmap.backoff import retrying
 from callmap.config import Settings
 from callmap.metrics import serve_metrics
 from watch.catalog import Catalog
@@ -120,14 +121,16 @@ class KubeWatcher:
     async def _start(self, api: KubeApi, group: asyncio.TaskGroup) -> None:
         await self.output.begin_term()
         group.create_task(self.output.publisher.run(), name="watch-publisher")
-        namespace = await api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE)
+        namespace = await retrying(
+            lambda: api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE), "read the cluster's id"
+        )
         self.cluster_uid = str(namespace["metadata"]["uid"])
         heartbeat = self.output.heartbeat(
             self.cluster_uid, self.settings.cluster_domain, self.options.heartbeat
         )
         group.create_task(heartbeat, name="watch-heartbeat")
         group.create_task(every(self.options.sweep_interval, self._sweep), name="watch-retention")
-        exports = await api.serves(SERVICE_EXPORT)
+        exports = await retrying(lambda: api.serves(SERVICE_EXPORT), "discover the MCS API")
         if not exports:
             log.info("the MCS API (ServiceExport) is not served here: no service is exported")
         owners, ordered = self._reflectors(api, exports)
