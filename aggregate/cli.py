@@ -70,7 +70,8 @@ from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
     "--ttl",
     default=DEFAULT_TTL,
     show_default=True,
-    help="Seconds a cluster may say nothing of an edge before it expires (>= the clusters' TTL).",
+    help="Seconds a cluster may say nothing of an edge before it expires "
+    "(>= the clusters' --refresh-interval plus their TTL).",
 )
 @click.option("--tick-interval", default=5.0, show_default=True, help="Seconds between ticks.")
 @metrics_port_option(9812)

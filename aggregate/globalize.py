@@ -71,6 +71,16 @@ class Globalizer:
             return cluster
         return self._side(cluster, edge.client, edge.last_seen, as_client=True)[0].cluster
 
+    def follows_exports(self, edge: Edge) -> bool:
+        """True if ``edge``'s server is a clusterset name: which clusters export the
+        service can change, so its pairs are named again when identities do."""
+        server = edge.server
+        return (
+            server.type == "external"
+            and server.dns_name is not None
+            and classify_clusterset_name(server.dns_name, self.clusterset.domain) is not None
+        )
+
     def unresolved(self, pairs: list[Pair]) -> bool:
         """True if a lookup could name more of ``pairs`` once identities arrive."""
         return any(

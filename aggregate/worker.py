@@ -75,7 +75,8 @@ class AggregateOptions:
     discover_interval: float = 10.0
     """How often new clusters' topics are looked for (seconds)."""
     reresolve_interval: float = 10.0
-    """How often edges with unresolved ends are named again after identities changed."""
+    """How often edges with unresolved ends, or to a clusterset name, are named again
+    after identities changed."""
     stale_log_interval: float = 60.0
     """How often stale clusters are logged (seconds)."""
     max_records: int = 5000
@@ -123,6 +124,8 @@ class AggregateWorker:
         self._replay_ends: dict[TopicPartition, int] | None = None
         self._sources: dict[str, SourceTopic] = {}
         self._unresolved: dict[str, tuple[str, Edge]] = {}
+        """Source edges named again when identities change: an end still an ``ip`` or a
+        clusterset name (the clusters exporting it may change)."""
         self._resolved_version = 0
         self._producer: AIOKafkaProducer | None = None
         self._outbox: list[Edge] = []
@@ -322,7 +325,7 @@ class AggregateWorker:
         pairs = self.globalizer.pairs(cluster, edge) if mine else []
         pairs = [pair for pair in pairs if pair[0].cluster and self._owns(pair[0].cluster)]
         self._publish(self.ledger.contribute(key, edge, pairs, now))
-        if pairs and self.globalizer.unresolved(pairs):
+        if mine and (self.globalizer.unresolved(pairs) or self.globalizer.follows_exports(edge)):
             self._unresolved[key] = (cluster, edge)
         else:
             self._unresolved.pop(key, None)

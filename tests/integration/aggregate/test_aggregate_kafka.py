@@ -137,3 +137,26 @@ async def test_workers_share_the_clusters_and_a_source_expiry_expires_globally(
     news = Counter(m.edge_id for m in messages if m.event == "new")
     assert set(news.values()) == {1}
     assert sum(len(w.worker.owned) for w in (one, two)) <= 3
+
+
+async def test_a_cluster_exporting_later_joins_the_calls_to_the_clusterset_name(
+    topics: Settings, worker: Running
+) -> None:
+    await worker.ready()
+    await eventually_map(topics, _EARLIER)
+    await publish(
+        topics,
+        [
+            (PODS.name, pod("south", "api-1", "10.3.0.4", "api")),
+            (SERVICES.name, service("south", "api", "10.96.1.1", ("api",), exported=True)),
+        ],
+    )
+    # e2 was named when west and north exported the service; south joins it.
+    await eventually_map(topics, _EARLIER | {("east/shop/frontend", "south/shop/api")})
+
+
+# The map the earlier tests of this module left on the shared topics.
+_EARLIER = (TRUTH - {("east/shop/frontend", "external:example.com")}) | {
+    ("east/shop/frontend", "west/shop/cart"),
+    ("north/shop/x", "north/shop/db"),
+}
