@@ -23,14 +23,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lab.errors import TopologyError
-from lab.ranges import CLUSTER_RANGES, NODE_V4, NODE_V6, POD_V4, POD_V6, SERVICE_V4, SERVICE_V6
-from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
+from lab.ranges import NODE_V4, NODE_V6, Network, Ranges
+from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Import, Topology, Workload
 
 DNS_PORT = 53
-DNS_V4 = str(SERVICE_V4.network_address + 10)
+DNS_V4 = str(Ranges().service_v4.network_address + 10)
 UPSTREAM_DNS = "198.51.100.53"
 """The upstream DNS server in the internet namespace, for ``dns_upstream`` labs."""
-DNS_V6 = str(SERVICE_V6.network_address + 10)
+DNS_V6 = str(Ranges().service_v6.network_address + 10)
+CLUSTERSET_DOMAIN = "clusterset.local"
+_IMPORT_BASE = 200 * 256
+"""Clusterset virtual IPs start at ``10.96.200.1`` (the cluster's services never get there)."""
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated names
 _MAX_PODS_PER_NODE = 250
 
@@ -100,10 +103,23 @@ class ServicePlan:
     workloads: tuple[str, ...] = ()
     """``ns/workload`` refs of the workloads behind it."""
     external_name: str | None = None
+    exported: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """A clusterset service as one cluster sees it: its name, virtual IP and backends."""
+
+    service: Import
+    ip: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.service.name}.{self.service.namespace}.svc.{CLUSTERSET_DOMAIN}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +147,8 @@ class Plan:
     by_workload: Mapping[str, Workload] = field(default_factory=dict)
     upstream_dns: str | None = None
     """Where the cluster DNS forwards names outside its domain; None: it answers them itself."""
+    ranges: Ranges = field(default_factory=Ranges)
+    imports: tuple[ImportPlan, ...] = ()
 
     def pods_in_phase(self, phase: int) -> tuple[PodPlan, ...]:
         """Live pods after the first ``phase`` churn steps."""
@@ -153,7 +171,8 @@ class Plan:
 def plan(topology: Topology) -> Plan:
     """Lay out ``topology``: deterministic names and addresses for everything."""
     prefix = topology.prefix
-    nodes = tuple(_node(topology, i, name) for i, name in enumerate(topology.nodes))
+    ranges = Ranges(topology.slot)
+    nodes = tuple(_node(topology, ranges, i, name) for i, name in enumerate(topology.nodes))
     dns_workload = Workload(
         namespace=DNS_NAMESPACE,
         name=DNS_WORKLOAD,
@@ -187,30 +206,41 @@ def plan(topology: Topology) -> Plan:
             live.append(replacement)
         churn.append(ChurnStep(event.at, victim, replacement, event.pending_for))
     dual = topology.dual_stack
+    dns_v4 = str(ranges.service_v4.network_address + 10)
+    dns_v6 = str(ranges.service_v6.network_address + 10)
     return Plan(
         topology=topology,
         nodes=nodes,
         pods=tuple(pods),
-        services=_services(topology, dual),
+        services=_services(topology, ranges, dual),
         churn=tuple(churn),
-        internet_ips=_internet_ips(topology),
+        internet_ips=_internet_ips(topology, ranges),
         fabric_netns=f"{prefix}fabric",
         internet_netns=f"{prefix}internet",
-        dns_ips=(DNS_V4, DNS_V6) if dual else (DNS_V4,),
+        dns_ips=(dns_v4, dns_v6) if dual else (dns_v4,),
         by_workload={w.ref: w for w in workloads},
         upstream_dns=UPSTREAM_DNS if topology.dns_upstream else None,
+        ranges=ranges,
+        imports=tuple(
+            ImportPlan(i, str(ranges.service_v4.network_address + _IMPORT_BASE + 1 + n))
+            for n, i in enumerate(topology.imports)
+        ),
     )
 
 
-def _node(topology: Topology, index: int, name: str) -> NodePlan:
+def _node(topology: Topology, ranges: Ranges, index: int, name: str) -> NodePlan:
     return NodePlan(
         name=name,
         index=index,
         ipv4=str(NODE_V4.network_address + 10 + index),
         ipv6=str(NODE_V6.network_address + 10 + index),
         netns=f"{topology.prefix}node-{name}",
-        pod_cidr_v4=str(ipaddress.ip_network((int(POD_V4.network_address) + (index << 8), 24))),
-        pod_cidr_v6=str(ipaddress.ip_network((int(POD_V6.network_address) + (index << 16), 112))),
+        pod_cidr_v4=str(
+            ipaddress.ip_network((int(ranges.pod_v4.network_address) + (index << 8), 24))
+        ),
+        pod_cidr_v6=str(
+            ipaddress.ip_network((int(ranges.pod_v6.network_address) + (index << 16), 112))
+        ),
         uplink=f"n{index}",
     )
 
@@ -337,33 +367,44 @@ def _subdomains(topology: Topology) -> dict[str, str]:
     return result
 
 
-def _services(topology: Topology, dual: bool) -> tuple[ServicePlan, ...]:
+def _services(topology: Topology, ranges: Ranges, dual: bool) -> tuple[ServicePlan, ...]:
+    service_v4, service_v6 = ranges.service_v4, ranges.service_v6
+    dns_v4 = str(service_v4.network_address + 10)
+    dns_v6 = str(service_v6.network_address + 10)
     dns = ServicePlan(
         namespace=DNS_NAMESPACE,
         name=DNS_SERVICE,
         type="ClusterIP",
-        cluster_ips=(DNS_V4, DNS_V6) if dual else (DNS_V4,),
+        cluster_ips=(dns_v4, dns_v6) if dual else (dns_v4,),
         ports=(PortPlan(DNS_PORT, "UDP", "dns"), PortPlan(DNS_PORT, "TCP", "dns-tcp")),
         workloads=(f"{DNS_NAMESPACE}/{DNS_WORKLOAD}",),
     )
-    specs: list[tuple[str, str, tuple[int, ...], bool, tuple[str, ...], str | None]] = [
-        (w.namespace, w.service.name, w.service.ports, w.service.headless, (w.ref,), None)
+    specs: list[tuple[str, str, tuple[int, ...], bool, tuple[str, ...], str | None, bool]] = [
+        (
+            w.namespace,
+            w.service.name,
+            w.service.ports,
+            w.service.headless,
+            (w.ref,),
+            None,
+            w.service.export,
+        )
         for w in topology.workloads
         if w.service is not None
     ]
     specs += [
-        (s.namespace, s.name, s.ports, s.headless, s.selects, s.external_name)
+        (s.namespace, s.name, s.ports, s.headless, s.selects, s.external_name, s.export)
         for s in topology.services
     ]
     result = [dns]
     index = 0
-    for namespace, name, ports, headless, workloads, external in specs:
+    for namespace, name, ports, headless, workloads, external, exported in specs:
         ips: tuple[str, ...] = ()
         kind = "ExternalName" if external else "Headless" if headless else "ClusterIP"
         if kind == "ClusterIP":
             index += 1
-            v4 = SERVICE_V4.network_address + 256 * (1 + (index - 1) // 250) + 1 + (index - 1) % 250
-            v6 = SERVICE_V6.network_address + 0x10000 + index
+            v4 = service_v4.network_address + 256 * (1 + (index - 1) // 250) + 1 + (index - 1) % 250
+            v6 = service_v6.network_address + 0x10000 + index
             ips = (str(v4), str(v6)) if dual else (str(v4),)
         result.append(
             ServicePlan(
@@ -374,29 +415,32 @@ def _services(topology: Topology, dual: bool) -> tuple[ServicePlan, ...]:
                 ports=tuple(PortPlan(p, "TCP", f"tcp-{p}") for p in ports),
                 workloads=() if external else workloads,
                 external_name=external,
+                exported=exported,
             )
         )
     return tuple(result)
 
 
-def _internet_ips(topology: Topology) -> tuple[str, ...]:
+def _internet_ips(topology: Topology, ranges: Ranges) -> tuple[str, ...]:
     addresses: list[str] = [ip for external in topology.externals for ip in external.ips]
-    addresses += [str(a) for a in _literal_addresses(c.to for c in topology.calls)]
+    owned = (*ranges.owned, *(ipaddress.ip_network(r) for r in topology.peer_ranges))
+    addresses += [str(a) for a in _literal_addresses((c.to for c in topology.calls), owned)]
     if topology.dns_upstream:
         addresses.append(UPSTREAM_DNS)
     return tuple(dict.fromkeys(addresses))
 
 
 def _literal_addresses(
-    targets: Iterable[str],
+    targets: Iterable[str], owned: Iterable[Network]
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Call targets that are IP addresses outside every lab range."""
+    """Call targets that are IP addresses outside the ``owned`` ranges."""
+    owned = tuple(owned)
     result = []
     for target in targets:
         try:
             address = ipaddress.ip_address(target)
         except ValueError:
             continue
-        if not any(address in network for network in CLUSTER_RANGES):
+        if not any(address in network for network in owned):
             result.append(address)
     return result

@@ -55,7 +55,7 @@ def run_churn(
     state = load_state(state_dir)
     if state.released is None:
         raise LabError("the lab's calls are held: run `callmap lab go` before churn")
-    lab = Lab.load(state.topology, state_dir)
+    lab = Lab.load(state.topology, state_dir, state.member)
     for index in range(state.churn_done, len(lab.plan.churn)):
         step = lab.plan.churn[index]
         if step.pending_for and step.replacement is not None:

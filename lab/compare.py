@@ -24,11 +24,17 @@ from typing import Any
 
 from callmap.wire import Edge, Endpoint
 from lab.clustertruth import ClusterTruth
-from lab.truth import ExpectedEdge, Truth
+from lab.truth import ExpectedEdge, Truth, prefixed
 
 
 def endpoint_text(endpoint: Endpoint) -> str:
-    """An endpoint as the truth names it."""
+    """An endpoint as the truth names it; a global edge's with its cluster
+    (:func:`lab.multitruth.prefixed`)."""
+    text = _local_text(endpoint)
+    return prefixed(text, endpoint.cluster) if endpoint.cluster else text
+
+
+def _local_text(endpoint: Endpoint) -> str:
     match endpoint.type:
         case "workload":
             return f"{endpoint.namespace}/{endpoint.name}"

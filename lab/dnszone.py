@@ -93,6 +93,8 @@ def build_zone(plan: Plan, pods: Iterable[PodPlan], externals: bool = True) -> Z
             v4 = [ip for ip in pod.ips if ipaddress.ip_address(ip).version == 4]
             for ip in v4:
                 add(f"{ip.replace('.', '-')}.{pod.namespace}.pod.{domain}", [ip])
+    for imported in plan.imports:
+        add(imported.name, (imported.ip,))
     if externals:
         for external in plan.topology.externals:
             add(external.name, external.ips)

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from callmap.broker import make_consumer, topic_partitions
 from callmap.config import Settings
-from callmap.wire import EDGES, Edge, decode
+from callmap.wire import EDGES, Edge, TopicSpec, decode
 from lab.compare import endpoint_text
 from lab.truth import ExpectedEdge
 
@@ -26,9 +26,11 @@ class EdgeReader:
     point count. ``async with`` starts it and stops it.
     """
 
-    def __init__(self, settings: Settings, cluster: str) -> None:
+    def __init__(self, settings: Settings, cluster: str | None, topic: TopicSpec = EDGES) -> None:
+        """``cluster``: keep only its edges (None: every edge, as on a hub's global topic)."""
         self._settings = settings
         self._cluster = cluster
+        self._topic = topic
         self.edges: dict[str, Edge] = {}
         """Each edge's latest announcement, by ``edge_id``."""
         self.seen: dict[str, Edge] = {}
@@ -41,7 +43,7 @@ class EdgeReader:
 
     async def start(self) -> None:
         """Open the consumer where the topic ends now: this run's edges come after."""
-        partitions = await topic_partitions(self._settings.kafka, [EDGES.name])
+        partitions = await topic_partitions(self._settings.kafka, [self._topic.name])
         consumer = make_consumer(self._settings.kafka)
         await consumer.start()
         try:
@@ -75,8 +77,10 @@ class EdgeReader:
         while time.monotonic() < deadline:
             for messages in (await self._consumer.getmany(timeout_ms=300)).values():
                 for message in messages:
-                    edge = decode(EDGES, message.value)
-                    if isinstance(edge, Edge) and edge.cluster == self._cluster:
+                    edge = decode(self._topic, message.value)
+                    if not isinstance(edge, Edge):
+                        continue
+                    if self._cluster is None or edge.cluster == self._cluster:
                         self._lived(edge)
                         old = self.edges.get(edge.edge_id)
                         if old is None or (old.event == "expired") != (edge.event == "expired"):

@@ -77,6 +77,7 @@ def lab_records(plan: Plan, lives: Sequence[PodLife]) -> InventoryRecords:
             ),
             workloads=tuple(_service_workload(plan, ref) for ref in s.workloads if ref in live),
             workloads_since=_workloads_since(s.workloads, lives),
+            exported=s.exported,
         )
         for s in plan.services
     )

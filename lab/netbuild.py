@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 
 from lab.addressing import Plan, PodPlan
 from lab.errors import LabError
-from lab.ranges import FABRIC_V4, FABRIC_V6, GATEWAY_V4, GATEWAY_V6, SERVICE_V4, SERVICE_V6
+from lab.ranges import FABRIC_V4, FABRIC_V6, GATEWAY_V4, GATEWAY_V6
 
 Command = tuple[str, ...]
 HAIRPIN_MARK = "0x00004000"
@@ -119,8 +119,8 @@ def fabric_commands(plan: Plan) -> list[Command]:
     commands += namespace_commands(plan.internet_netns)
     commands += _downlink(fabric, "inet0", plan.internet_netns, plan.internet_ips, (), FABRIC_V4)
     commands += [
-        _ip(fabric, "route", "add", "unreachable", str(SERVICE_V4)),
-        _ip(fabric, "route", "add", "unreachable", str(SERVICE_V6)),
+        _ip(fabric, "route", "add", "unreachable", str(plan.ranges.service_v4)),
+        _ip(fabric, "route", "add", "unreachable", str(plan.ranges.service_v6)),
     ]
     return commands
 
@@ -163,7 +163,14 @@ def nft_ruleset(plan: Plan, pods: Sequence[PodPlan]) -> str:
                     continue
                 chain = f"svc-{service.namespace}-{service.name}-{proto}-{port.port}-v{version}"
                 matches[version].append(f"{cluster_ip} . {proto} . {port.port} : goto {chain}")
-                chains += _service_chains(chain, proto, port.port, version, targets)
+                named = [(p.key, ip) for p, ip in targets]
+                chains += _service_chains(chain, proto, port.port, version, named)
+    for imported in plan.imports:
+        # A clusterset service: the exporting clusters' pods, reached over the peering.
+        for number in imported.service.ports:
+            chain = f"mcs-{imported.service.namespace}-{imported.service.name}-tcp-{number}-v4"
+            matches[4].append(f"{imported.ip} . tcp . {number} : goto {chain}")
+            chains += _service_chains(chain, "tcp", number, 4, list(imported.service.backends))
     lines = [
         f"add table inet {table}",
         f"delete table inet {table}",
@@ -195,8 +202,9 @@ def _base_chain(name: str, hook: str, rule: str) -> str:
 
 
 def _service_chains(
-    chain: str, proto: str, port: int, version: int, targets: list[tuple[PodPlan, str]]
+    chain: str, proto: str, port: int, version: int, targets: list[tuple[str, str]]
 ) -> list[str]:
+    """A service's chain: one of ``targets`` (a pod's name for the comment, its IP) at random."""
     family = "ip" if version == 4 else "ip6"
     endpoint_chains = []
     verdicts = []
@@ -205,7 +213,7 @@ def _service_chains(
         where = ip if version == 4 else f"[{ip}]"
         rules = [
             f"\t\t{family} saddr {ip} meta mark set meta mark | {HAIRPIN_MARK}",
-            f'\t\tmeta l4proto {proto} dnat {family} to {where}:{port} comment "{pod.key}"',
+            f'\t\tmeta l4proto {proto} dnat {family} to {where}:{port} comment "{pod}"',
         ]
         endpoint_chains.append(f"\tchain {name} {{\n" + "\n".join(rules) + "\n\t}")
         verdicts.append(f"{index} : goto {name}")

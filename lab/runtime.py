@@ -38,6 +38,7 @@ from lab.dnszone import build_zone, dnsmasq_conf, external_zone, hosts_file, res
 from lab.errors import LabError
 from lab.inventory import PodLife, inventory_yaml
 from lab.kubelab import LabCluster, lab_servers, require_binaries, start_server
+from lab.multitopology import load_member
 from lab.netbuild import build_commands, nft_ruleset, run_commands, table_name
 from lab.processes import ETC_NETNS, caller_argv, lab_namespaces, signal_pids, spawn
 from lab.state import (
@@ -52,7 +53,7 @@ from lab.state import (
     save_state,
 )
 from lab.teardown import down
-from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Topology, load_topology
+from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Topology
 from lab.truth import INTERNET, expected_edges, listen_ports
 
 TOOLS = {"ip": "iproute2", "nft": "nftables", "dnsmasq": "dnsmasq-base", "unshare": "util-linux"}
@@ -68,8 +69,11 @@ class Lab:
     state_dir: Path
 
     @classmethod
-    def load(cls, path: str | Path, state_dir: Path | None = None) -> Lab:
-        topology = load_topology(path)
+    def load(
+        cls, path: str | Path, state_dir: Path | None = None, member: str | None = None
+    ) -> Lab:
+        """The lab of a topology file (of one cluster, ``member``, of a multi-cluster file)."""
+        topology = load_member(path, member)
         return cls(topology, plan(topology), state_dir or default_state_dir(topology.name))
 
     def file(self, *parts: str) -> Path:
@@ -171,8 +175,12 @@ def up(
     timeout: float = DEFAULT_READY_TIMEOUT,
     dns_log: bool = False,
     kubernetes: bool = False,
+    member: str | None = None,
 ) -> LabState:
     """Build and start the lab; return its state once every pod and call works.
+
+    ``member``: build that cluster of a multi-cluster topology (see
+    :mod:`lab.multilab`, which also peers the clusters).
 
     ``kubernetes``: also start an API server of the lab's own and register
     the lab's nodes, workloads, pods, services and EndpointSlices in it.
@@ -182,7 +190,7 @@ def up(
     check_host()
     if kubernetes:
         require_binaries()
-    lab = Lab.load(Path(topology_path).resolve(), state_dir)
+    lab = Lab.load(Path(topology_path).resolve(), state_dir, member)
     expected_edges(lab.plan)  # every call must reach something: fail before building
     prefix = lab.topology.prefix
     if lab_namespaces(prefix) or lab.topology.name in lab_servers():
@@ -193,14 +201,22 @@ def up(
     shutil.rmtree(lab.state_dir, ignore_errors=True)
     lab.state_dir.mkdir(parents=True)
     try:
-        return _build(lab, Path(topology_path).resolve(), hold, timeout, dns_log, kubernetes)
+        return _build(
+            lab, Path(topology_path).resolve(), hold, timeout, dns_log, kubernetes, member
+        )
     except BaseException:
         down(lab.topology.name, lab.state_dir)
         raise
 
 
 def _build(
-    lab: Lab, topology_path: Path, hold: bool, timeout: float, dns_log: bool, kubernetes: bool
+    lab: Lab,
+    topology_path: Path,
+    hold: bool,
+    timeout: float,
+    dns_log: bool,
+    kubernetes: bool,
+    member: str | None,
 ) -> LabState:
     the_plan = lab.plan
     kube: KubeState | None = None
@@ -280,6 +296,7 @@ def _build(
         pods=pods,
         processes=processes,
         kube=kube,
+        member=member,
     )
     save_state(state)
     wait_ready(state, timeout)

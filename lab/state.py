@@ -103,6 +103,8 @@ class LabState(msgspec.Struct, kw_only=True):
     processes: list[ProcessState]
     kube: KubeState | None = None
     """Set when the lab is registered in an API server of its own (``--kubernetes``)."""
+    member: str | None = None
+    """The cluster of a multi-cluster topology this lab is (:mod:`lab.multitopology`)."""
 
     def live_pods(self) -> list[PodState]:
         return [pod for pod in self.pods if pod.deleted is None]

@@ -59,6 +59,8 @@ class WorkloadService:
     name: str
     ports: tuple[int, ...]
     headless: bool = False
+    export: bool = False
+    """A ServiceExport exists for it (multi-cluster labs: served under clusterset.local)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class Service:
     """Workloads behind it, as ``ns/name`` (a bare name means the service's namespace)."""
     headless: bool = False
     external_name: str | None = None
+    export: bool = False
+    """A ServiceExport exists for it (multi-cluster labs: served under clusterset.local)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,9 @@ class Call:
     """Opened when the lab comes up, before ``lab go`` releases the other calls."""
     family: Family = "any"
     """Which addresses to ask for and connect to: ``4``, ``6`` or ``any`` (both)."""
+    cross_cluster: bool = False
+    """In a multi-cluster lab: the target is in another cluster (a clusterset name or a
+    peer's IP), so this cluster's truth leaves it to the global one (:mod:`lab.multitruth`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,21 @@ class Churn:
 
 
 @dataclass(frozen=True, slots=True)
+class Import:
+    """A clusterset service one cluster of a multi-cluster lab can call (MCS ServiceImport).
+
+    Its name, ``<name>.<namespace>.svc.clusterset.local``, resolves to a virtual IP of
+    the importing cluster, translated to the exporting clusters' pods (``backends``).
+    """
+
+    namespace: str
+    name: str
+    ports: tuple[int, ...]
+    backends: tuple[tuple[str, str], ...]
+    """(``cluster/ns/pod``, IP) of every pod behind the service in every exporting cluster."""
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     name: str
     cluster: str
@@ -152,6 +174,12 @@ class Topology:
     churn: tuple[Churn, ...]
     dns_upstream: bool = False
     """The cluster DNS answers its domain and forwards every other name to an upstream."""
+    slot: int = 0
+    """The cluster's address ranges (:class:`lab.ranges.Ranges`); 0 but in multi-cluster labs."""
+    imports: tuple[Import, ...] = ()
+    """Clusterset services the cluster resolves and translates (multi-cluster labs)."""
+    peer_ranges: tuple[str, ...] = ()
+    """Other clusters' ranges its fabric routes to their fabrics (multi-cluster labs)."""
 
     def workload(self, ref: str) -> Workload:
         for workload in self.workloads:
@@ -179,14 +207,24 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(text, source=str(path))
 
 
+def load_document(document: str | Mapping[str, Any], source: str) -> object:
+    """YAML text loaded, or an already loaded mapping as it is."""
+    if not isinstance(document, str):
+        return document
+    try:
+        return yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{source}: not valid YAML: {exc}") from None
+
+
 def parse_topology(document: str | Mapping[str, Any], source: str = "topology") -> Topology:
     """Validate a topology given as YAML text or a loaded mapping."""
-    if isinstance(document, str):
-        try:
-            document = yaml.safe_load(document)
-        except yaml.YAMLError as exc:
-            raise TopologyError(f"{source}: not valid YAML: {exc}") from None
-    root = mapping(document, source)
+    root = mapping(load_document(document, source), source)
+    if "clusters" in root:
+        raise TopologyError(
+            f"{source}: declares several clusters; only `callmap lab run` and `lab truth` "
+            "take a multi-cluster topology"
+        )
     keys(
         root,
         source,
@@ -279,11 +317,12 @@ def _workload(value: object, where: str, nodes: tuple[str, ...]) -> Workload:
     if "service" in raw:
         svc_where = f"{where}.service"
         svc = mapping(raw["service"], svc_where)
-        keys(svc, svc_where, {"ports"}, {"name", "headless"})
+        keys(svc, svc_where, {"ports"}, {"name", "headless", "export"})
         service = WorkloadService(
             name=label(svc.get("name", name), f"{svc_where}.name"),
             ports=ports(svc, "ports", svc_where, required=True),
             headless=flag(svc, "headless", svc_where),
+            export=flag(svc, "export", svc_where),
         )
     labels = raw.get("labels", {"app": name})
     labels_map = mapping(labels, f"{where}.labels")
@@ -306,7 +345,12 @@ def _workload(value: object, where: str, nodes: tuple[str, ...]) -> Workload:
 
 def _service(value: object, where: str) -> Service:
     raw = mapping(value, where)
-    keys(raw, where, {"namespace", "name"}, {"ports", "selects", "headless", "external_name"})
+    keys(
+        raw,
+        where,
+        {"namespace", "name"},
+        {"ports", "selects", "headless", "external_name", "export"},
+    )
     namespace = label(raw["namespace"], f"{where}.namespace")
     external = raw.get("external_name")
     selects = tuple(
@@ -324,6 +368,7 @@ def _service(value: object, where: str) -> Service:
         selects=tuple(s if "/" in s else f"{namespace}/{s}" for s in selects),
         headless=flag(raw, "headless", where),
         external_name=external,
+        export=flag(raw, "export", where),
     )
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.addressing import Plan, plan
+from lab.multitopology import is_multi, read_document
 from lab.topology import load_topology, parse_topology
 
 TOPOLOGY_DIR = Path(__file__).parents[2] / "lab" / "topologies"
+SINGLE_CLUSTER = sorted(
+    path.stem for path in TOPOLOGY_DIR.glob("*.yaml") if not is_multi(read_document(path))
+)
+"""The bundled single-cluster topologies (``clusters.yaml`` is several clusters)."""
 
 
 def plan_of(text: str) -> Plan:

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from helpers.labplans import TOPOLOGY_DIR, bundled
+from helpers.labplans import SINGLE_CLUSTER, TOPOLOGY_DIR, bundled
 
 from devtools.kube import apiserver_command
 from lab import kubelab
@@ -15,7 +15,7 @@ from lab.pipeline import watch_args
 from lab.state import DnsState, KubeState, LabState
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("name", SINGLE_CLUSTER)
 def test_every_planned_cluster_ip_lies_in_the_lab_api_servers_service_ranges(name: str) -> None:
     ranges = [ipaddress.ip_network(cidr) for cidr in kubelab.SERVICE_CIDRS]
     ips = [ip for service in bundled(name).services for ip in service.cluster_ips]

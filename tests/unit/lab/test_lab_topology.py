@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.labplans import SINGLE_CLUSTER, TOPOLOGY_DIR
 
 from lab.errors import TopologyError
 from lab.topology import load_topology, object_prefix, parse_topology
 
-TOPOLOGIES = sorted((Path(__file__).parents[3] / "lab" / "topologies").glob("*.yaml"))
+TOPOLOGIES = [TOPOLOGY_DIR / f"{name}.yaml" for name in SINGLE_CLUSTER]
 
 ISSUE_EXAMPLE = """
 name: shop
