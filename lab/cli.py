@@ -27,8 +27,10 @@ from types import FrameType
 
 import click
 
-from lab.addressing import plan
+from lab.addressing import Plan, plan
 from lab.errors import LabError
+from lab.multitopology import is_multi, load_multi, read_document
+from lab.multitruth import global_truth
 from lab.state import default_state_dir, load_state
 from lab.topology import load_topology
 from lab.truth import expected_edges
@@ -221,9 +223,16 @@ def status(name: str, state_dir: Path | None, as_json: bool) -> None:
 @click.argument("topology", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="{edges: [...], tolerated: [...]}.")
 def truth(topology: str, as_json: bool) -> None:
-    """Print the edges a correct pipeline reports for TOPOLOGY."""
+    """Print the edges a correct pipeline reports for TOPOLOGY.
+
+    For a multi-cluster topology: the global map's edges, named with their clusters.
+    """
     try:
-        result = expected_edges(plan(load_topology(topology)))
+        if is_multi(read_document(topology)):
+            multi = load_multi(topology)
+            result = global_truth(multi, multi.plans())
+        else:
+            result = expected_edges(plan(load_topology(topology)))
     except LabError as exc:
         _fail(exc)
         return
@@ -238,11 +247,22 @@ def truth(topology: str, as_json: bool) -> None:
 @click.argument("topology", type=click.Path(exists=True, dir_okay=False))
 def show_plan(topology: str) -> None:
     """Print the pods, addresses and services the lab would create (no root needed)."""
+    layouts: list[tuple[str | None, Plan]]
     try:
-        layout = plan(load_topology(topology))
+        if is_multi(read_document(topology)):
+            layouts = [(name, p) for name, p in load_multi(topology).plans().items()]
+        else:
+            layouts = [(None, plan(load_topology(topology)))]
     except LabError as exc:
         _fail(exc)
         return
+    for cluster, layout in layouts:
+        if cluster is not None:
+            click.echo(f"cluster {cluster} (lab {layout.topology.name}):")
+        _print_plan(layout)
+
+
+def _print_plan(layout: Plan) -> None:
     for node in layout.nodes:
         click.echo(
             f"node {node.name}: {', '.join(node.ips)}, pods {node.pod_cidr_v4}, netns {node.netns}"
@@ -252,7 +272,11 @@ def show_plan(topology: str) -> None:
         click.echo(f"pod {pod.key} [{pod.ref}] on {pod.node}: {', '.join(pod.ips)}{later}")
     for service in layout.services:
         target = service.external_name or ", ".join(service.cluster_ips) or "headless"
-        click.echo(f"service {service.key} ({service.type}): {target}")
+        exported = ", exported" if service.exported else ""
+        click.echo(f"service {service.key} ({service.type}{exported}): {target}")
+    for imported in layout.imports:
+        backends = ", ".join(ip for _, ip in imported.service.backends)
+        click.echo(f"clusterset {imported.name}: {imported.ip} -> {backends}")
 
 
 @lab.command(name="run")
@@ -311,6 +335,11 @@ def run_command(
             result = run_on_cluster(topology, options, progress)
             comparison, report = result.comparison, result.as_json()
             text, perfect = comparison.as_text(), comparison.perfect
+        elif is_multi(read_document(topology)):
+            from lab.multirun import run_multi
+
+            multi_run = run_multi(topology, options, progress)
+            report, text, perfect = multi_run.as_json(), multi_run.as_text(), multi_run.perfect
         else:
             lab_run = run(topology, options, progress)
             report, text, perfect = lab_run.as_json(), lab_run.as_text(), lab_run.perfect

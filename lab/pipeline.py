@@ -230,7 +230,9 @@ def watch_args(state: LabState, cluster: str) -> list[str]:
     ]
 
 
-def start_streams(components: Components, app_id: str) -> None:
+def start_streams(components: Components, app_id: str, refresh: float | None = None) -> None:
+    """The stream worker; ``refresh``: its ``--refresh-interval`` (default: the app's)."""
+    extra = () if refresh is None else ("--refresh-interval", str(refresh))
     components.start(
         "streams",
         "streams",
@@ -247,6 +249,7 @@ def start_streams(components: Components, app_id: str) -> None:
         str(components.log_dir),
         "--metrics-port",
         "0",
+        *extra,
     )
 
 
