@@ -73,6 +73,13 @@ from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
     help="Seconds a cluster may say nothing of an edge before it expires "
     "(>= the clusters' --refresh-interval plus their TTL).",
 )
+@click.option(
+    "--grace",
+    default=60.0,
+    show_default=True,
+    help="Seconds a new edge the hub cannot name yet (an address of a cluster mirrored in "
+    "late) waits for identities before it is announced with the raw address.",
+)
 @click.option("--tick-interval", default=5.0, show_default=True, help="Seconds between ticks.")
 @metrics_port_option(9812)
 def aggregate(
@@ -82,6 +89,7 @@ def aggregate(
     group: str,
     refresh_interval: float,
     ttl: float,
+    grace: float,
     tick_interval: float,
     metrics_port: int,
 ) -> None:
@@ -95,12 +103,17 @@ def aggregate(
         group_id=group,
         ledger=LedgerSettings(refresh_interval=refresh_interval, ttl=ttl),
         tick_interval=tick_interval,
+        grace=grace,
     )
     counters = Counters()
     worker = AggregateWorker(settings.kafka, settings.topics, clusterset, options, counters)
     gauges = {
         "edges": ("Global edges this worker owns.", lambda: float(len(worker.ledger.edges))),
         "identities": ("Identities of every cluster.", lambda: float(len(worker.identities))),
+        "waiting_edges": (
+            "New edges waiting for identities to name them.",
+            lambda: float(worker.waiting()),
+        ),
     }
     serve_metrics(
         metrics_port,

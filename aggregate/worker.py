@@ -40,6 +40,7 @@ from aggregate.globalize import Globalizer
 from aggregate.identities import Identities
 from aggregate.ledger import Ledger, LedgerSettings, source_key
 from aggregate.sources import SourceTopic, source_topic
+from aggregate.waiting import Waiting
 from callmap.broker import (
     ensure_topics,
     make_consumer,
@@ -77,6 +78,9 @@ class AggregateOptions:
     reresolve_interval: float = 10.0
     """How often edges with unresolved ends, or to a clusterset name, are named again
     after identities changed."""
+    grace: float = 60.0
+    """How long a new edge the hub cannot name yet waits for identities before it is
+    announced with the raw address (seconds; :mod:`aggregate.waiting`)."""
     stale_log_interval: float = 60.0
     """How often stale clusters are logged (seconds)."""
     max_records: int = 5000
@@ -126,6 +130,7 @@ class AggregateWorker:
         self._unresolved: dict[str, tuple[str, Edge]] = {}
         """Source edges named again when identities change: an end still an ``ip`` or a
         clusterset name (the clusters exporting it may change)."""
+        self._waiting = Waiting(options.grace)
         self._resolved_version = 0
         self._producer: AIOKafkaProducer | None = None
         self._outbox: list[Edge] = []
@@ -189,6 +194,7 @@ class AggregateWorker:
             if clock - last["tick"] >= options.tick_interval:
                 last["tick"] = clock
                 self._publish(self.ledger.refresh_due(now))
+                self._end_waits(now)
             if clock - last["expiry"] >= options.expiry_interval:
                 last["expiry"] = clock
                 self._publish(self.ledger.expire_stale(now))
@@ -216,6 +222,7 @@ class AggregateWorker:
         self._rebuild = False
         self.ledger.clear()
         self._unresolved.clear()
+        self._waiting.clear()
         self.ledger.replaying = True
         owned = [TopicPartition(GLOBAL_EDGES.name, p) for p in sorted(self.owned)]
         restored = 0
@@ -311,33 +318,66 @@ class AggregateWorker:
                 self.identities.health.heard(cluster, now)
                 self._source_edge(cluster, edge, now)
 
-    def _source_edge(self, cluster: str, edge: Edge, now: float) -> None:
-        """One source edge of ``cluster``: what it means for the clusters this worker owns."""
+    def _source_edge(self, cluster: str, edge: Edge, now: float, final: bool = False) -> None:
+        """One source edge of ``cluster``: what it means for the clusters this worker owns.
+
+        A new one that cannot be named yet waits (:mod:`aggregate.waiting`) unless
+        ``final``: its wait ended."""
         key = source_key(cluster, edge.edge_id)
         if edge.event == "expired":
             self._unresolved.pop(key, None)
+            self._waiting.drop(key)
             self._publish(self.ledger.withdraw(key))
             return
         client_cluster = self.globalizer.client_cluster(cluster, edge)
         mine = client_cluster is not None and self._owns(client_cluster)
         if not mine and key not in self.ledger.by_source:
+            self._waiting.drop(key)
             return
         pairs = self.globalizer.pairs(cluster, edge) if mine else []
         pairs = [pair for pair in pairs if pair[0].cluster and self._owns(pair[0].cluster)]
+        unresolved = mine and self.globalizer.unresolved(pairs)
+        if unresolved and not final and self._waits(key, cluster, edge, now):
+            return
+        self._waiting.drop(key)
         self._publish(self.ledger.contribute(key, edge, pairs, now))
-        if mine and (self.globalizer.unresolved(pairs) or self.globalizer.follows_exports(edge)):
+        if unresolved or (mine and self.globalizer.follows_exports(edge)):
             self._unresolved[key] = (cluster, edge)
         else:
             self._unresolved.pop(key, None)
         self.counters.stage("source_edges").emitted += 1
 
+    def _waits(self, key: str, cluster: str, edge: Edge, now: float) -> bool:
+        """Hold a new edge the hub cannot name yet; a replay never holds (it settles
+        what is known at its end) and an edge announced already is named in place."""
+        if self.ledger.replaying or key in self.ledger.by_source:
+            return False
+        first = key not in self._waiting
+        held = self._waiting.wait(key, cluster, edge, now)
+        if held and first:
+            self.counters.events["source_edge_waits"] += 1
+        return held
+
+    def _end_waits(self, now: float) -> None:
+        """Announce the waiting edges whose grace ended, with what is known of them."""
+        for waiter in self._waiting.take_due(now):
+            self.counters.events["source_edge_unnamed_after_grace"] += 1
+            self._source_edge(waiter.cluster, waiter.edge, now, final=True)
+
     def _resolve_again(self, now: float) -> None:
-        """Identities changed: name again the edges that had an end nobody was known for."""
+        """Identities changed: name again the edges that had an end nobody was known for,
+        and the waiting ones."""
         if self.identities.version == self._resolved_version or self._replay_ends is not None:
             return
         self._resolved_version = self.identities.version
         for cluster, edge in list(self._unresolved.values()):
             self._source_edge(cluster, edge, now)
+        for waiter in self._waiting.waiters():
+            self._source_edge(waiter.cluster, waiter.edge, now)
+
+    def waiting(self) -> int:
+        """How many new edges wait for identities."""
+        return len(self._waiting)
 
     def _owns(self, cluster: str) -> bool:
         return self._partition_of(cluster) in self.owned

@@ -69,7 +69,11 @@ class Running:
     """One aggregator worker in this event loop."""
 
     def __init__(
-        self, settings: Settings, peers: list[list[str]] | None = None, ttl: float = 86400.0
+        self,
+        settings: Settings,
+        peers: list[list[str]] | None = None,
+        ttl: float = 86400.0,
+        grace: float = 60.0,
     ) -> None:
         options = AggregateOptions(
             ledger=LedgerSettings(refresh_interval=3600.0, ttl=ttl),
@@ -77,6 +81,7 @@ class Running:
             tick_interval=0.5,
             discover_interval=1.0,
             reresolve_interval=0.5,
+            grace=grace,
         )
         self.worker = AggregateWorker(
             settings.kafka,

@@ -7,9 +7,10 @@ below, written by hand: which workload each address and name belongs to.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from helpers.aggregatekit import Running, eventually_map, named, publish
@@ -153,6 +154,49 @@ async def test_a_cluster_exporting_later_joins_the_calls_to_the_clusterset_name(
     )
     # e2 was named when west and north exported the service; south joins it.
     await eventually_map(topics, _EARLIER | {("east/shop/frontend", "south/shop/api")})
+
+
+async def test_a_call_seen_before_its_servers_identity_is_announced_once_by_name(
+    topics: Settings, worker: Running
+) -> None:
+    await worker.ready()
+    before = _EARLIER | {("east/shop/frontend", "south/shop/api")}
+    await eventually_map(topics, before)
+    early = edge("east", FRONTEND, Endpoint(type="ip", ip="10.1.0.9"), edge_id="e4")
+    await publish(topics, [(EDGES.name, early)])
+    await _eventually(lambda: worker.worker.waiting() == 1)  # read, and nobody holds 10.1.0.9
+    await publish(topics, [(PODS.name, pod("west", "ledger-1", "10.1.0.9", "ledger"))])
+    messages = await eventually_map(topics, before | {("east/shop/frontend", "west/shop/ledger")})
+    assert [named(m.server) for m in messages if m.server.ip == "10.1.0.9"] == []
+    assert worker.worker.waiting() == 0
+
+
+async def test_an_address_nobody_holds_is_announced_when_its_grace_ends(topics: Settings) -> None:
+    running = Running(topics, grace=1.0)
+    try:
+        await running.ready()
+        stray = edge("east", FRONTEND, Endpoint(type="ip", ip="10.7.7.7"), edge_id="e5")
+        await publish(topics, [(EDGES.name, stray)])
+        await eventually_map(
+            topics,
+            _EARLIER
+            | {
+                ("east/shop/frontend", "south/shop/api"),
+                ("east/shop/frontend", "west/shop/ledger"),
+                ("east/shop/frontend", "east/ip:10.7.7.7"),
+            },
+        )
+        events = running.worker.counters.events
+        assert (events["source_edge_waits"], events["source_edge_unnamed_after_grace"]) == (1, 1)
+    finally:
+        await running.end()
+
+
+async def _eventually(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
 
 
 # The map the earlier tests of this module left on the shared topics.
