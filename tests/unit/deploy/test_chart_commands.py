@@ -152,6 +152,8 @@ def test_everything_reaches_the_commands(everything_chart: Rendered) -> None:
     assert params("streams")["excluded"] == ("kube-system", "monitoring")
     assert params("capture")["interfaces"] == ("eth0", "cni0")
     assert params("watch")["label_keys"] == ("app", "team/")
+    assert params("watch")["heartbeat"] == 15.0
+    assert params("aggregate")["grace"] == 30.0
     assert params("sink-ocsf")["topic"] == "siem.ocsf.network"
 
 
