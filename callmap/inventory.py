@@ -281,6 +281,7 @@ def dump_inventory(
     pods: Iterable[PodIdentity],
     services: Iterable[ServiceIdentity],
     nodes: Iterable[NodeIdentity],
+    cluster_uid: str | None = None,
 ) -> str:
     """An inventory document (YAML) holding these records; fields at defaults are left out."""
 
@@ -293,6 +294,8 @@ def dump_inventory(
         return converted
 
     document: dict[str, Any] = {"cluster": cluster} if cluster else {}
+    if cluster_uid:
+        document["cluster_uid"] = cluster_uid
     document["pods"] = entries(sorted(pods, key=lambda p: (p.namespace, p.name)), InventoryPod)
     document["services"] = entries(
         sorted(services, key=lambda s: (s.namespace, s.name)), InventoryService

@@ -3,8 +3,10 @@
 For people who want to run callmap without cluster access later (or to see
 what the watcher would publish): every node, pod, EndpointSlice and service
 is listed once, exactly as the watcher would (owners resolved, labels
-bounded), and the records are written in the inventory format of
-docs/watch.md. Nothing goes to Kafka and no Lease is taken.
+bounded, services marked exported where the MCS API's ServiceExports are
+served), with the cluster's id (its kube-system namespace's UID), and the
+records are written in the inventory format of docs/watch.md. Nothing goes to
+Kafka and no Lease is taken.
 """
 
 from __future__ import annotations
@@ -15,9 +17,20 @@ from callmap.backoff import retrying
 from callmap.counters import Counters
 from callmap.inventory import dump_inventory
 from watch.catalog import Catalog
-from watch.handlers import NodeHandler, PodHandler, ServiceHandler, SliceHandler
+from watch.handlers import ExportHandler, NodeHandler, PodHandler, ServiceHandler, SliceHandler
 from watch.identitytable import Change, IdentityTables
-from watch.kubeclient import ENDPOINT_SLICE, NODE, POD, SERVICE, KubeApi, Resource, api_client
+from watch.kubeclient import (
+    CLUSTER_ID_NAMESPACE,
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    NODE,
+    POD,
+    SERVICE,
+    SERVICE_EXPORT,
+    KubeApi,
+    Resource,
+    api_client,
+)
 from watch.options import KubeSource, LabelPolicy, WatchTimeouts
 from watch.ownercache import OwnerResolver, api_fetch
 from watch.reflector import Handler, Reflector
@@ -44,7 +57,11 @@ async def dump_cluster(
     async with api_client(source) as client:
         api = KubeApi(client, timeouts.request_timeout)
         resolver = OwnerResolver(api_fetch(api), counters.stage("owners"))
-        steps: tuple[tuple[Resource, Handler], ...] = (
+        namespace = await retrying(
+            lambda: api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE), "read the cluster's id"
+        )
+        exports = await retrying(lambda: api.serves(SERVICE_EXPORT), "discover the MCS API")
+        steps: list[tuple[Resource, Handler]] = [
             (NODE, NodeHandler(catalog, counters.stage("nodes"), clock)),
             (
                 POD,
@@ -54,7 +71,10 @@ async def dump_cluster(
             ),
             (ENDPOINT_SLICE, SliceHandler(catalog, counters.stage("endpointslices"), clock)),
             (SERVICE, ServiceHandler(catalog, counters.stage("services"), clock)),
-        )
+        ]
+        if exports:
+            exported = ExportHandler(catalog, counters.stage("serviceexports"), clock)
+            steps.insert(-1, (SERVICE_EXPORT, exported))
         for resource, handler in steps:  # slices after pods, services last: see kubewatch
             reflector = Reflector(api, resource, handler, timeouts)
             await retrying(reflector.list_all, f"list {resource.plural}")
@@ -63,4 +83,5 @@ async def dump_cluster(
         (record for _, record in tables.pods.items()),
         (record for _, record in tables.services.items()),
         (record for _, record in tables.nodes.items()),
+        cluster_uid=str(namespace["metadata"]["uid"]),
     )

@@ -8,7 +8,10 @@ discovery at the start of its term.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers.identitytopics import eventually
@@ -16,6 +19,7 @@ from helpers.kubewatch import Cluster, options, running, service_named
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
+from callmap.inventory import inventory_records, load_inventory
 from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 
@@ -95,3 +99,27 @@ async def test_an_export_marks_its_service_and_its_deletion_unmarks_it(
         await objects.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "api")
         await eventually(settings, cluster_name, exported(ns, "api", False))
         assert watcher.counters.stage("serviceexports").seen >= 2
+
+
+async def test_an_inventory_dump_carries_the_exports_and_the_clusters_id(
+    kube_api: KubeStatus, admin: client.ApiClient, cluster: Cluster, ns: str, tmp_path: Path
+) -> None:
+    await install_crd(admin)
+    await cluster.service("ledger", clusterIP="10.96.51.1")
+    await cluster.service("private", clusterIP="10.96.51.2")
+    export = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceExport"}
+    await client.CustomObjectsApi(admin).create_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, {**export, "metadata": {"name": "ledger"}}
+    )
+    kube_system = await client.CoreV1Api(admin).read_namespace("kube-system")
+    target = tmp_path / "inventory.yaml"
+    command = [sys.executable, "-m", "watch", "--dump-inventory", str(target)]
+    command += ["--kubeconfig", str(kube_api.kubeconfig), "--cluster", "dumped"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    inventory = load_inventory(target.read_text())
+    assert inventory.cluster_uid == kube_system.metadata.uid
+    services = {
+        s.name: s for s in inventory_records(inventory, "dumped").services if s.namespace == ns
+    }
+    assert (services["ledger"].exported, services["private"].exported) == (True, False)

@@ -120,6 +120,11 @@ def test_dumping_and_loading_gives_the_same_records() -> None:
     assert "host_network" not in text and "v:" not in text  # defaults and versions left out
 
 
+def test_a_dump_keeps_the_clusters_id() -> None:
+    text = dump_inventory("lab", (), (), (), cluster_uid="6f1c-kube-system")
+    assert load_inventory(text).cluster_uid == "6f1c-kube-system"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
