@@ -193,6 +193,10 @@ class KubeWatcher:
             {
                 "leading": ("1 while this watcher holds the Lease.", self._leading_gauge),
                 "owners_cached": ("Controllers in the owner cache.", self._owners_gauge),
+                "exported_services": (
+                    "Services a ServiceExport (MCS API) exports.",
+                    lambda: float(self.exported_services()),
+                ),
             },
         )
 
@@ -201,3 +205,8 @@ class KubeWatcher:
 
     def _owners_gauge(self) -> float:
         return float(len(self.resolver.cache)) if self.resolver is not None else 0.0
+
+    def exported_services(self) -> int:
+        """Live services that a ServiceExport exports."""
+        services = self.output.tables.services.items()
+        return sum(1 for _, s in services if s.exported and s.deleted is None)

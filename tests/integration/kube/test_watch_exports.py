@@ -93,6 +93,8 @@ async def test_an_export_marks_its_service_and_its_deletion_unmarks_it(
         cluster_name = watch_options.cluster
         await eventually(settings, cluster_name, exported(ns, "api", True))
         await eventually(settings, cluster_name, exported(ns, "quiet", False))
+        every_export = await objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        assert watcher.exported_services() == len(every_export["items"])  # each has its service
         late = {**export, "metadata": {"name": "quiet"}}
         await objects.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, late)
         await eventually(settings, cluster_name, exported(ns, "quiet", True))
