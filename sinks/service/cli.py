@@ -47,6 +47,7 @@ def _sink_run(
     batch_size: int,
     flush_interval: float,
     max_backoff: float,
+    start_timeout: float,
     metrics_port: int,
     once: bool,
     cluster: tuple[str, ...],
@@ -62,6 +63,7 @@ def _sink_run(
         batch_size,
         flush_interval,
         max_backoff,
+        start_timeout,
         metrics_port,
         once,
         kafka,
@@ -79,6 +81,12 @@ _runner_options = option_group(
         ),
         click.option(
             "--max-backoff", default=30.0, show_default=True, help="Max seconds between retries."
+        ),
+        click.option(
+            "--start-timeout",
+            default=120.0,
+            show_default=True,
+            help="Seconds to keep trying to reach Kafka at start; then exit non-zero.",
         ),
         metrics_port_option(9810),
         click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
@@ -108,6 +116,8 @@ async def run_sink(sink: Sink, settings: SinkSettings) -> bool:
         await runner.start()
         await runner.run(until_caught_up=run.once)
     except TemporaryError as exc:
+        if not runner.stop_requested.is_set():
+            raise  # not asked to stop: a failure (Kafka never reached at start), exit non-zero
         log.warning("stopped while the target was away: %s", exc)
         committed = False
     finally:

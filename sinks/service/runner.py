@@ -55,6 +55,8 @@ class RunnerOptions:
     initial_backoff: float = 0.5
     """First wait after a failed flush; doubles up to ``max_backoff``."""
     max_backoff: float = 30.0
+    start_timeout: float = 120.0
+    """Seconds to keep trying to reach Kafka at start; then starting fails for good."""
     topic: TopicSpec = EDGES
     """The edges topic (tests use a topic of their own with the same settings)."""
     dead_letters: TopicSpec | None = DLQ
@@ -102,13 +104,38 @@ class SinkRunner:
         self.stop_requested = asyncio.Event()
 
     async def start(self) -> None:
-        """Join the consumer group and open the target (retrying while it is away)."""
+        """Join the consumer group and open the target, retrying while either is away.
+
+        Kafka gets ``start_timeout`` seconds: a sink that never reached its broker
+        (a wrong address, a broker that is not there) raises the last
+        :class:`TemporaryError` rather than wait unseen. The target is retried
+        without end, as it is while running."""
+        deadline = self._clock() + self.options.start_timeout
+
+        def within_budget(exc: TemporaryError) -> None:
+            if self.stop_requested.is_set() or self._clock() >= deadline:
+                raise exc
+
+        backoff = Backoff(self.options.initial_backoff, self.options.max_backoff)
+        self._consumer = await retrying(
+            self._start_consumer,
+            "start the edges consumer",
+            backoff,
+            sleep=self._sleep,
+            on_retry=within_budget,
+        )
+        await self._retry("open the target", self.sink.open)
+
+    async def _start_consumer(self) -> Any:
         consumer = make_consumer(self.kafka, group_id=self.options.group_id)
         consumer.subscribe([self.options.topic.name], listener=_Revocations(self._pending))
-        with map_kafka_errors("start the edges consumer"):
-            await consumer.start()
-        self._consumer = consumer
-        await self._retry("open the target", self.sink.open)
+        try:
+            with map_kafka_errors("start the edges consumer"):
+                await consumer.start()
+        except BaseException:
+            await stop_quietly(consumer, "the edges consumer")
+            raise
+        return consumer
 
     async def poll(self, timeout: float) -> int:
         """Read what is there (waiting up to ``timeout``) into the sink; return the count."""

@@ -41,6 +41,8 @@ class SinkRun:
     """Most seconds a record waits for its flush (``--flush-interval``)."""
     max_backoff: float
     """Most seconds between retries while the target is away (``--max-backoff``)."""
+    start_timeout: float
+    """Seconds to keep trying to reach Kafka at start before failing (``--start-timeout``)."""
     metrics_port: int
     """Prometheus port; 0 turns it off (``--metrics-port``, env ``CALLMAP_METRICS_PORT``)."""
     once: bool
@@ -60,6 +62,7 @@ class SinkRun:
             batch_size=self.batch_size,
             flush_interval=self.flush_interval,
             max_backoff=self.max_backoff,
+            start_timeout=self.start_timeout,
             topic=GLOBAL_EDGES if self.global_edges else EDGES,
             clusters=self.clusters,
         )

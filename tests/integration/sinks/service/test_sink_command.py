@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -84,3 +85,24 @@ async def test_the_sink_command_follows_the_topic_and_stops_on_sigterm(
     args = ["--from", f"sqlite:///{database}", "--cluster", cluster, "-n", "finance"]
     listing = await asyncio.to_thread(CliRunner().invoke, list_command, args)
     assert listing.output.startswith("ledger in namespace finance calls:\n")
+
+
+def test_a_sink_that_never_reaches_kafka_retries_then_exits_non_zero(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [
+        sys.executable, "-c", "from sinks.service.cli import sink; sink()", "jsonl",
+        "--dir", str(tmp_path / "out"), "--metrics-port", "0", "--start-timeout", "3",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, env=environment, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode != 0, result.stderr
+    assert "start the edges consumer" in result.stderr and "retrying in" in result.stderr
+    assert "Unclosed" not in result.stderr  # every failed attempt closed its consumer
