@@ -3,10 +3,16 @@
 The collector reads the counters at scrape time: the hot path never touches
 prometheus-client. Metric names are ``callmap_<component>_<what>_total`` with
 ``stage`` and ``reason`` labels.
+
+Every service serves them on ``--metrics-port`` at the address
+``CALLMAP_METRICS_ADDRESS`` names, every address when it is unset. The chart
+sets it to the pod's IP: the capture agent runs in the host's network, where
+every address would mean every interface of the node.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -59,10 +65,16 @@ class CountersCollector(Collector):
             yield gauge
 
 
-def serve_metrics(port: int, collector: Collector, address: str = "0.0.0.0") -> CollectorRegistry:
-    """Serve ``collector`` on http://address:port/metrics (port 0: do not serve)."""
+METRICS_ADDRESS_VARIABLE = "CALLMAP_METRICS_ADDRESS"
+"""The address metrics are served on; unset or empty: every address."""
+
+
+def serve_metrics(port: int, collector: Collector, address: str | None = None) -> CollectorRegistry:
+    """Serve ``collector`` on http://address:port/metrics (port 0: do not serve); the
+    address defaults to ``CALLMAP_METRICS_ADDRESS``, else every address."""
     registry = CollectorRegistry()
     registry.register(collector)
     if port:
+        address = address or os.environ.get(METRICS_ADDRESS_VARIABLE) or "0.0.0.0"
         start_http_server(port, addr=address, registry=registry)
     return registry

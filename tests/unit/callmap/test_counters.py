@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import urllib.request
+
+import pytest
 from prometheus_client import generate_latest
 
 from callmap.counters import Counters
-from callmap.metrics import CountersCollector, serve_metrics
+from callmap.metrics import METRICS_ADDRESS_VARIABLE, CountersCollector, serve_metrics
 from callmap.wire import StageStats
 
 
@@ -41,3 +45,17 @@ def test_prometheus_sees_running_totals_and_gauges_at_scrape_time() -> None:
     assert 'callmap_capture_seen_total{stage="dns.parse"} 5.0' in text
     assert 'callmap_capture_dropped_total{reason="nxdomain",stage="dns.parse"} 2.0' in text
     assert "callmap_capture_outbox_bytes 42.0" in text
+
+
+def test_metrics_are_served_only_on_the_address_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(METRICS_ADDRESS_VARIABLE, "127.0.0.2")
+    serve_metrics(port, CountersCollector("capture", Counters(), {}))
+    with urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5) as answer:
+        assert answer.status == 200
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass

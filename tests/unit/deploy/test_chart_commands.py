@@ -19,9 +19,14 @@ from helpers.podcli import ParsedCommand, kubernetes_file_system, parse_command,
 
 from callmap.cli import COMMANDS
 from callmap.config import load_settings
+from callmap.metrics import METRICS_ADDRESS_VARIABLE
 
 # What a downward-API variable holds in a pod (the tests need a value).
-DOWNWARD = {"spec.nodeName": "node-a", "metadata.name": "callmap-watch-7d9f-abcde"}
+DOWNWARD = {
+    "spec.nodeName": "node-a",
+    "metadata.name": "callmap-watch-7d9f-abcde",
+    "status.podIP": "10.244.0.7",
+}
 
 
 def container_env(container: dict[str, object]) -> dict[str, str]:
@@ -126,7 +131,7 @@ def test_metrics_ports_are_the_ports_the_commands_serve(chart: Rendered, tmp_pat
 def test_every_callmap_variable_the_chart_sets_is_read_by_callmap(
     chart: Rendered, tmp_path: Path
 ) -> None:
-    read_by_settings = settings_variables()
+    read_by_settings = settings_variables() | {METRICS_ADDRESS_VARIABLE}
     for document, pod, container in each_container(chart):
         command = parsed(document, pod, container, tmp_path)
         unread = set(container_env(container)) - read_by_settings - command.envvars
@@ -162,3 +167,9 @@ def test_socket_scans_follow_the_value(helm: Path, sockets: bool) -> None:
     rendered = render(set_values=[f"capture.sockets={str(sockets).lower()}"])
     _, container = rendered.component("capture")
     assert container["args"][:2] == ["capture", "run" if sockets else "dns"]
+
+
+def test_every_component_serves_metrics_on_its_pods_ip_only(chart: Rendered) -> None:
+    for _, _, container in each_container(chart):
+        env = container_env(container)
+        assert env[METRICS_ADDRESS_VARIABLE] == DOWNWARD["status.podIP"], container["name"]

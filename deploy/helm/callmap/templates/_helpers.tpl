@@ -85,6 +85,9 @@ Secrets travel as files (the ..._FILE variables), never as values.
   value: {{ $values.clusterDomain | quote }}
 - name: CALLMAP_LOG_LEVEL
   value: {{ $values.logLevel | quote }}
+# Metrics on the pod's IP only (the capture agent's is the node's: not every interface).
+- name: CALLMAP_METRICS_ADDRESS
+  valueFrom: {fieldRef: {fieldPath: status.podIP}}
 - name: CALLMAP_KAFKA_BOOTSTRAP
   value: {{ required "kafka.bootstrapServers is required" $kafka.bootstrapServers | quote }}
 - name: CALLMAP_KAFKA_SECURITY_PROTOCOL
