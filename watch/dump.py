@@ -17,23 +17,16 @@ from callmap.backoff import retrying
 from callmap.counters import Counters
 from callmap.inventory import dump_inventory
 from watch.catalog import Catalog
-from watch.handlers import ExportHandler, NodeHandler, PodHandler, ServiceHandler, SliceHandler
+from watch.handlers import PodHandler, identity_handlers
 from watch.identitytable import Change, IdentityTables
 from watch.kubeclient import (
-    CLUSTER_ID_NAMESPACE,
-    ENDPOINT_SLICE,
-    NAMESPACE,
-    NODE,
-    POD,
-    SERVICE,
     SERVICE_EXPORT,
     KubeApi,
-    Resource,
     api_client,
 )
 from watch.options import KubeSource, LabelPolicy, WatchTimeouts
 from watch.ownercache import OwnerResolver, api_fetch
-from watch.reflector import Handler, Reflector
+from watch.reflector import Reflector
 
 
 def _ignore(change: Change) -> None:
@@ -57,25 +50,10 @@ async def dump_cluster(
     async with api_client(source) as client:
         api = KubeApi(client, timeouts.request_timeout)
         resolver = OwnerResolver(api_fetch(api), counters.stage("owners"))
-        namespace = await retrying(
-            lambda: api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE), "read the cluster's id"
-        )
+        cluster_uid = await retrying(api.cluster_uid, "read the cluster's id")
         exports = await retrying(lambda: api.serves(SERVICE_EXPORT), "discover the MCS API")
-        steps: list[tuple[Resource, Handler]] = [
-            (NODE, NodeHandler(catalog, counters.stage("nodes"), clock)),
-            (
-                POD,
-                PodHandler(
-                    catalog, resolver, labels or LabelPolicy(), counters.stage("pods"), clock
-                ),
-            ),
-            (ENDPOINT_SLICE, SliceHandler(catalog, counters.stage("endpointslices"), clock)),
-            (SERVICE, ServiceHandler(catalog, counters.stage("services"), clock)),
-        ]
-        if exports:
-            exported = ExportHandler(catalog, counters.stage("serviceexports"), clock)
-            steps.insert(-1, (SERVICE_EXPORT, exported))
-        for resource, handler in steps:  # slices after pods, services last: see kubewatch
+        pods = PodHandler(catalog, resolver, labels or LabelPolicy(), counters.stage("pods"), clock)
+        for resource, handler in identity_handlers(catalog, pods, counters, clock, exports):
             reflector = Reflector(api, resource, handler, timeouts)
             await retrying(reflector.list_all, f"list {resource.plural}")
     return dump_inventory(
@@ -83,5 +61,5 @@ async def dump_cluster(
         (record for _, record in tables.pods.items()),
         (record for _, record in tables.services.items()),
         (record for _, record in tables.nodes.items()),
-        cluster_uid=str(namespace["metadata"]["uid"]),
+        cluster_uid=cluster_uid,
     )

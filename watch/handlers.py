@@ -17,8 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from callmap.counters import StageCounters
+from callmap.counters import Counters, StageCounters
 from watch.catalog import Catalog
+from watch.kubeclient import ENDPOINT_SLICE, NODE, POD, SERVICE, SERVICE_EXPORT, Resource
 from watch.objects import (
     BadObject,
     OwnerRef,
@@ -34,7 +35,7 @@ from watch.objects import (
 from watch.options import LabelPolicy
 from watch.ownercache import OwnerResolver
 from watch.owners import PodLink, is_followed
-from watch.reflector import EventType
+from watch.reflector import EventType, Handler
 
 log = logging.getLogger(__name__)
 
@@ -281,3 +282,25 @@ class NodeHandler(_Handler[SlimNode]):
 
     def _reconcile(self, present: set[str]) -> list[str]:
         return self.catalog.nodes_listed(present, self.clock())
+
+
+def identity_handlers(
+    catalog: Catalog,
+    pods: PodHandler,
+    counters: Counters,
+    clock: Clock,
+    exports: bool,
+) -> list[tuple[Resource, Handler]]:
+    """The identity kinds with their handlers, in the order their first lists run:
+    nodes, pods, EndpointSlices, ServiceExports (where ``exports``: the MCS API is
+    served), services last (they read what the others left in the catalog)."""
+    handlers: list[tuple[Resource, Handler]] = [
+        (NODE, NodeHandler(catalog, counters.stage("nodes"), clock)),
+        (POD, pods),
+        (ENDPOINT_SLICE, SliceHandler(catalog, counters.stage("endpointslices"), clock)),
+        (SERVICE, ServiceHandler(catalog, counters.stage("services"), clock)),
+    ]
+    if exports:
+        exported = ExportHandler(catalog, counters.stage("serviceexports"), clock)
+        handlers.insert(-1, (SERVICE_EXPORT, exported))
+    return handlers

@@ -222,6 +222,11 @@ class KubeApi:
         names = {entry.get("name") for entry in document.get("resources") or []}
         return resource.plural in names
 
+    async def cluster_uid(self) -> str:
+        """The cluster's id: the UID of its kube-system namespace (KEP-2149)."""
+        namespace = await self.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE)
+        return str(namespace["metadata"]["uid"])
+
     async def get(self, resource: Resource, namespace: str | None, name: str) -> Any:
         """One object as a dict; NotFound when it does not exist."""
         path = resource.path(namespace if resource.namespaced else None, name)

@@ -27,25 +27,18 @@ from callmap.backoff import retrying
 from callmap.config import Settings
 from callmap.metrics import serve_metrics
 from watch.catalog import Catalog
-from watch.handlers import ExportHandler, NodeHandler, PodHandler, ServiceHandler, SliceHandler
+from watch.handlers import PodHandler, identity_handlers
 from watch.kubeclient import (
-    CLUSTER_ID_NAMESPACE,
-    ENDPOINT_SLICE,
-    NAMESPACE,
-    NODE,
     OWNERS,
-    POD,
-    SERVICE,
     SERVICE_EXPORT,
     KubeApi,
-    Resource,
     api_client,
 )
 from watch.lease import LeaderElector, LeadershipLost
 from watch.options import WatchOptions
 from watch.ownercache import OwnerHandler, OwnerResolver, api_fetch
 from watch.permissions import check_permissions
-from watch.reflector import Handler, Reflector
+from watch.reflector import Reflector
 from watch.runtime import IdentityOutput, every
 
 log = logging.getLogger(__name__)
@@ -121,10 +114,7 @@ class KubeWatcher:
     async def _start(self, api: KubeApi, group: asyncio.TaskGroup) -> None:
         await self.output.begin_term()
         group.create_task(self.output.publisher.run(), name="watch-publisher")
-        namespace = await retrying(
-            lambda: api.get(NAMESPACE, None, CLUSTER_ID_NAMESPACE), "read the cluster's id"
-        )
-        self.cluster_uid = str(namespace["metadata"]["uid"])
+        self.cluster_uid = await retrying(api.cluster_uid, "read the cluster's id")
         heartbeat = self.output.heartbeat(
             self.cluster_uid, self.settings.cluster_domain, self.options.heartbeat
         )
@@ -168,15 +158,7 @@ class KubeWatcher:
             )
             for resource in OWNERS.values()
         ]
-        handlers: list[tuple[Resource, Handler]] = [
-            (NODE, NodeHandler(self.catalog, counters.stage("nodes"), clock)),
-            (POD, pods),
-            (ENDPOINT_SLICE, SliceHandler(self.catalog, counters.stage("endpointslices"), clock)),
-            (SERVICE, ServiceHandler(self.catalog, counters.stage("services"), clock)),
-        ]
-        if exports:
-            exported = ExportHandler(self.catalog, counters.stage("serviceexports"), clock)
-            handlers.insert(-1, (SERVICE_EXPORT, exported))
+        handlers = identity_handlers(self.catalog, pods, counters, clock, exports)
         return owners, [Reflector(api, r, handler, timeouts) for r, handler in handlers]
 
     def _sweep(self) -> None:

@@ -4,6 +4,8 @@ reading what ``callmap watch`` made of it, for the watcher's tests."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +17,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
+from callmap.inventory import Inventory, load_inventory
 from callmap.wire import PodIdentity, ServiceIdentity
 from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
@@ -204,3 +207,12 @@ async def token_kubeconfig(
     path = tmp_path / f"{account}.kubeconfig"
     path.write_text(yaml.safe_dump(kubeconfig))
     return KubeSource(kubeconfig=str(path))
+
+
+def dump_inventory_file(kube_api: KubeStatus, target: Path, cluster: str) -> Inventory:
+    """Run ``watch --dump-inventory`` against the test API server; the file it wrote."""
+    command = [sys.executable, "-m", "watch", "--dump-inventory", str(target)]
+    command += ["--kubeconfig", str(kube_api.kubeconfig), "--cluster", cluster]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return load_inventory(target.read_text())

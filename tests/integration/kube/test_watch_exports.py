@@ -8,18 +8,16 @@ discovery at the start of its term.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers.identitytopics import eventually
-from helpers.kubewatch import Cluster, options, running, service_named
+from helpers.kubewatch import Cluster, dump_inventory_file, options, running, service_named
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
-from callmap.inventory import inventory_records, load_inventory
+from callmap.inventory import inventory_records
 from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 
@@ -114,12 +112,7 @@ async def test_an_inventory_dump_carries_the_exports_and_the_clusters_id(
         GROUP, VERSION, ns, PLURAL, {**export, "metadata": {"name": "ledger"}}
     )
     kube_system = await client.CoreV1Api(admin).read_namespace("kube-system")
-    target = tmp_path / "inventory.yaml"
-    command = [sys.executable, "-m", "watch", "--dump-inventory", str(target)]
-    command += ["--kubeconfig", str(kube_api.kubeconfig), "--cluster", "dumped"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    inventory = load_inventory(target.read_text())
+    inventory = dump_inventory_file(kube_api, tmp_path / "inventory.yaml", "dumped")
     assert inventory.cluster_uid == kube_system.metadata.uid
     services = {
         s.name: s for s in inventory_records(inventory, "dumped").services if s.namespace == ns

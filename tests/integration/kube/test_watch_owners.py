@@ -4,17 +4,23 @@ Also the inventory dump, which resolves owners the same way."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from helpers.identitytopics import eventually
-from helpers.kubewatch import Cluster, options, pod_named, ref, running, service_named
+from helpers.kubewatch import (
+    Cluster,
+    dump_inventory_file,
+    options,
+    pod_named,
+    ref,
+    running,
+    service_named,
+)
 
 from callmap.config import Settings
-from callmap.inventory import inventory_records, load_inventory
+from callmap.inventory import inventory_records
 from callmap.wire import ServiceWorkload, WorkloadRef
 from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
@@ -97,12 +103,7 @@ async def test_dump_inventory_writes_what_the_watcher_would_publish(
     await cluster.pod("web-7d9f-a", ("10.3.2.1",), owner=rs, labels={"app": "web"})
     await cluster.service("web", selector={"app": "web"})
     await cluster.endpoints("web", [("web-7d9f-a", "10.3.2.1")])
-    target = tmp_path / "inventory.yaml"
-    command = [sys.executable, "-m", "watch", "--dump-inventory", str(target)]
-    command += ["--kubeconfig", str(kube_api.kubeconfig), "--cluster", "dumped"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    inventory = load_inventory(target.read_text())
+    inventory = dump_inventory_file(kube_api, tmp_path / "inventory.yaml", "dumped")
     assert inventory.cluster == "dumped"
     records = inventory_records(inventory, "dumped")
     (pod,) = [p for p in records.pods if p.namespace == ns]

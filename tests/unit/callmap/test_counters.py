@@ -57,5 +57,5 @@ def test_metrics_are_served_only_on_the_address_the_environment_names(
     serve_metrics(port, CountersCollector("capture", Counters(), {}))
     with urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5) as answer:
         assert answer.status == 200
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
-        pass
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
