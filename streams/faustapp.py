@@ -59,6 +59,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from callmap.broker import PartitionBatches
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
@@ -81,7 +82,13 @@ from callmap.wire import (
     encode_pending_batches,
     encode_sighting_batches,
 )
-from callmap.wire.topics import MAX_BATCH_BYTES, TopicSpec, for_app, owner_partition
+from callmap.wire.topics import (
+    MAX_BATCH_BYTES,
+    TopicSpec,
+    for_app,
+    kafka_partition,
+    owner_partition,
+)
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
@@ -127,6 +134,10 @@ class App(faust.App):
 
 # Messages each stream buffers ahead of its agent.
 STREAM_BUFFER = 64
+# Bytes of one producer batch (one partition's share of a produce request).
+# Faust's 16 KiB made a cold start's thousands of changelog and edge writes
+# wait for the previous batch of their partition to go out, request by request.
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +225,7 @@ class StreamApp:
             # buffered messages a stream let a worker catching up on a backlog grow
             # by gigabytes. 64 keep the agents busy.
             stream_buffer_maxsize=STREAM_BUFFER,
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
             broker_session_timeout=stream.session_timeout,
             broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
         )
@@ -328,16 +340,26 @@ class StreamApp:
     async def _write(self, merged: Merged) -> None:
         """The merge stage's states to the changelog, then its announcements.
 
-        Straight to the producer, not through the table or a Faust topic: both
-        wrap every message in futures and callbacks that cost more than the
-        write itself. Recovery reads the changelog all the same, and it is the
-        producer Faust flushes before it commits offsets.
+        Straight to the producer in whole batches, not through the table or a
+        Faust topic: both wrap every message in futures and callbacks that cost
+        more than the write itself. Recovery reads the changelog all the same,
+        and it is the producer Faust flushes before it commits offsets. An
+        announcement goes to the partition Kafka's default partitioner would
+        pick, as the edges topic's other writers do.
         """
-        send = self.app.producer.send
+        if not merged.stored and not merged.announced:
+            return
+        # The aiokafka producer inside Faust's, the one its commits flush.
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        batches = PartitionBatches(producer)
         for stored in merged.stored:
-            await send(self._changelog, stored.key, stored.value, stored.partition, None, None)
-        for announced in merged.announced:
-            await send(EDGES.name, announced.key, announced.value, None, None, None)
+            await batches.add(self._changelog, stored.partition, stored.key, stored.value)
+        if merged.announced:
+            partitions = len(await producer.partitions_for(EDGES.name))
+            for announced in merged.announced:
+                partition = kafka_partition(announced.key, partitions)
+                await batches.add(EDGES.name, partition, announced.key, announced.value)
+        await batches.send()
 
     async def _measure_lag(self) -> None:
         consumer = self.app.consumer

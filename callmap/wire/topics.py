@@ -7,6 +7,7 @@ and keyed by the object, so reading one from the start yields current state.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -227,6 +228,38 @@ def owner_partition(edge_id: str, partitions: int) -> int:
     as murmur2 of it, at a fraction of the cost of pure-Python murmur2.
     """
     return int(edge_id[:8], 16) % partitions
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as in Java).
+
+    Producers that name the partition themselves (to hand the producer whole
+    batches) must agree with every other writer of a compacted topic, or one
+    key would live on two partitions. aiokafka's pure-Python murmur2 costs
+    about 15 µs for an edge key; this one reads the key's words in one
+    ``struct`` call and costs a fraction of that.
+    """
+    return (_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def _murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2`` (seed 0x9747b28c), as an unsigned 32-bit value."""
+    length = len(data)
+    h = (0x9747B28C ^ length) & _MASK
+    words = length // 4
+    for k in struct.unpack_from(f"<{words}I", data):
+        k = (k * _M) & _MASK
+        k = ((k ^ (k >> 24)) * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = data[words * 4 :]
+    if tail:
+        h = ((h ^ int.from_bytes(tail, "little")) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 def for_app(spec: TopicSpec, app_id: str) -> TopicSpec:

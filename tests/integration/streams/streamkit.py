@@ -172,6 +172,8 @@ class Reader:
         self.settings, self.topic = settings, topic
         self.spec = spec or {EDGES.name: EDGES, DLQ.name: DLQ}[topic]
         self.start: dict[TopicPartition, int] = {}
+        self.placed: list[tuple[int, bytes | None]] = []
+        """(partition, key) of every record kept, as read."""
 
     async def mark(self) -> Reader:
         (state,) = await describe_topics(self.settings.kafka, [self.topic])
@@ -215,6 +217,7 @@ class Reader:
                         record = decode(spec, message.value)
                         if keep(record):
                             found.append(record)
+                            self.placed.append((message.partition, message.key))
             return found
         finally:
             await consumer.stop()

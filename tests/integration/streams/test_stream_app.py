@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from streamkit import Reader, Worker, dead_letters_from, names, of_cluster, publish, send_raw
 
 from callmap.broker import ensure_topics
@@ -149,6 +150,11 @@ async def test_events_and_identities_become_deduplicated_edges(
     stripe = by_pair[("checkout", "api.stripe.com")]
     assert stripe.server.type == "external"
     assert dead and dead[-1].stage == "streams" and "callmap.dns.v1" in dead[-1].error
+    partitions = list(range(len(edges.start)))  # where any Kafka client would put each key
+    assert edges.placed and all(
+        partition == DefaultPartitioner()(key, partitions, partitions)
+        for partition, key in edges.placed
+    ), edges.placed
 
 
 async def test_an_identity_arriving_within_the_grace_period_still_names_the_workload(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from callmap.config import TopicSettings
 from callmap.wire import (
@@ -29,7 +32,7 @@ from callmap.wire import (
     SocketBatch,
     topic_by_name,
 )
-from callmap.wire.topics import HUB_TOPICS, SHARED_TOPICS, identity_key
+from callmap.wire.topics import HUB_TOPICS, SHARED_TOPICS, identity_key, kafka_partition
 
 
 def test_topic_names_are_the_contracts() -> None:
@@ -110,3 +113,30 @@ def test_a_clusters_heartbeat_is_keyed_by_its_alias_alone() -> None:
     assert identity_key(CLUSTERS, "east", "ignored") == b"east"
     assert identity_key(SERVICES, "east", "shop/api") == b"east/shop/api"
     assert identity_key(PODS, "east", "6d0c") == b"6d0c"
+
+
+# Kafka's own murmur2 test vectors (Java ``UtilsTest.testMurmur2``), as signed ints.
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "signed"), JAVA_MURMUR2.items())
+def test_a_key_goes_where_the_java_client_would_put_it(key: bytes, signed: int) -> None:
+    for partitions in (1, 3, 6, 12, 7):
+        assert kafka_partition(key, partitions) == (signed & 0x7FFFFFFF) % partitions
+
+
+def test_a_key_goes_where_aiokafkas_default_partitioner_would_put_it() -> None:
+    rng = random.Random(7)
+    for length in range(0, 80):  # every tail length, words and none
+        for _ in range(20):
+            key = rng.randbytes(length)
+            for partitions in (1, 6, 12):
+                ours = kafka_partition(key, partitions)
+                assert ours == DefaultPartitioner()(key, list(range(partitions)), []), key
