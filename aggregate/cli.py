@@ -33,7 +33,7 @@ from callmap.config import load_settings
 from callmap.counters import Counters
 from callmap.errors import CallmapError
 from callmap.metrics import CountersCollector, serve_metrics
-from callmap.optiongroups import metrics_port_option
+from callmap.optiongroups import metrics_port_option, start_timeout_option
 from callmap.signals import on_stop_signals
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 
@@ -81,6 +81,7 @@ from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
     "late) waits for identities before it is announced with the raw address.",
 )
 @click.option("--tick-interval", default=5.0, show_default=True, help="Seconds between ticks.")
+@start_timeout_option()
 @metrics_port_option(9812)
 def aggregate(
     clusterset_file: Path | None,
@@ -91,6 +92,7 @@ def aggregate(
     ttl: float,
     grace: float,
     tick_interval: float,
+    start_timeout: float,
     metrics_port: int,
 ) -> None:
     """Merge many clusters' edges at a hub into one map where every endpoint names its cluster."""
@@ -104,6 +106,7 @@ def aggregate(
         ledger=LedgerSettings(refresh_interval=refresh_interval, ttl=ttl),
         tick_interval=tick_interval,
         grace=grace,
+        start_timeout=start_timeout,
     )
     counters = Counters()
     worker = AggregateWorker(settings.kafka, settings.topics, clusterset, options, counters)

@@ -41,6 +41,7 @@ from aggregate.identities import Identities
 from aggregate.ledger import Ledger, LedgerSettings, source_key
 from aggregate.sources import SourceTopic, source_topic
 from aggregate.waiting import Waiting
+from callmap.backoff import DEFAULT_START_TIMEOUT, give_up_after, retrying
 from callmap.broker import (
     ensure_topics,
     make_consumer,
@@ -85,6 +86,8 @@ class AggregateOptions:
     """How often stale clusters are logged (seconds)."""
     max_records: int = 5000
     """Messages taken per read."""
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    """How long to keep trying to reach Kafka at start before failing (seconds)."""
 
 
 class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -139,7 +142,11 @@ class AggregateWorker:
     # --- the loop -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        states = await ensure_topics(self.kafka, self.topics, HUB_TOPICS)
+        states = await retrying(
+            lambda: ensure_topics(self.kafka, self.topics, HUB_TOPICS),
+            "create topics",
+            on_retry=give_up_after(self.options.start_timeout, or_when=stop.is_set),
+        )
         self.partitions = states[0].partitions
         kwargs = {
             "client_id": self.kafka.client_id,

@@ -3,13 +3,17 @@
 Every loop that retries a fault that may pass (a broker or API server away, a
 timeout) waits by a :class:`Backoff`: ``first`` seconds, doubling up to
 ``most``, and back to ``first`` after a success. :func:`retrying` is the loop
-for one step that either succeeds or raises :class:`TemporaryError`.
+for one step that either succeeds or raises :class:`TemporaryError`, and
+:func:`give_up_after` the start-up budget every long-running command gives
+Kafka: retry for a while, then fail loudly (exit non-zero) rather than wait
+unseen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -72,3 +76,24 @@ async def retrying(
             pause = backoff.next()
             log.warning("%s: %s; retrying in %.1fs", what, exc, pause)
             await sleep(pause)
+
+
+DEFAULT_START_TIMEOUT = 120.0
+"""Seconds a command keeps trying to reach Kafka at start (``--start-timeout``)."""
+
+
+def give_up_after(
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    or_when: Callable[[], bool] = lambda: False,
+) -> Callable[[TemporaryError], None]:
+    """An ``on_retry`` for :func:`retrying` that re-raises the fault once ``seconds``
+    have passed since it was made, or at once when ``or_when()`` (a stop requested)."""
+    deadline = clock() + seconds
+
+    def check(fault: TemporaryError) -> None:
+        if or_when() or clock() >= deadline:
+            raise fault
+
+    return check

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import click
 
+from callmap.backoff import DEFAULT_START_TIMEOUT
+
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -50,6 +52,16 @@ def metrics_port_option(default: int) -> Decorator:
         show_default=True,
         envvar="CALLMAP_METRICS_PORT",
         help="Prometheus port; 0 turns it off.",
+    )
+
+
+def start_timeout_option() -> Decorator:
+    """``--start-timeout``, which every service that needs Kafka to start takes."""
+    return click.option(
+        "--start-timeout",
+        default=DEFAULT_START_TIMEOUT,
+        show_default=True,
+        help="Seconds to keep trying to reach Kafka at start; then exit non-zero.",
     )
 
 

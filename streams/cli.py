@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from callmap.backoff import give_up_after, retrying
 from callmap.broker import TopicState, ensure_topics
 from callmap.config import load_settings
 from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
-from callmap.optiongroups import metrics_port_option
+from callmap.optiongroups import metrics_port_option, start_timeout_option
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import for_app
 from streams.combine import DEFAULT_COMBINE_INTERVAL
@@ -82,6 +83,7 @@ def streams() -> None:
     envvar="CALLMAP_STREAMS_DATA_DIR",
     help="Where Faust keeps its <app id>-data directory.",
 )
+@start_timeout_option()
 @metrics_port_option(9809)
 def worker(
     app_id: str,
@@ -93,6 +95,7 @@ def worker(
     excluded: tuple[str, ...],
     session_timeout: float,
     data_dir: Path,
+    start_timeout: float,
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
@@ -101,7 +104,13 @@ def worker(
     settings = load_settings()
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
     topics = [spec for spec in ALL_TOPICS if spec not in (SIGHTINGS, PENDING)] + own
-    states = asyncio.run(ensure_topics(settings.kafka, settings.topics, topics))
+    states = asyncio.run(
+        retrying(
+            lambda: ensure_topics(settings.kafka, settings.topics, topics),
+            "create topics",
+            on_retry=give_up_after(start_timeout),
+        )
+    )
     check_co_partitioned(states, [DNS.name, SOCKETS.name, own[1].name])
     (sightings,) = [state for state in states if state.name == own[0].name]
     stream = StreamSettings(

@@ -20,7 +20,7 @@ import click
 from callmap.config import load_settings
 from callmap.errors import CallmapError, ConfigError, TemporaryError
 from callmap.metrics import serve_metrics
-from callmap.optiongroups import metrics_port_option, option_group
+from callmap.optiongroups import metrics_port_option, option_group, start_timeout_option
 from callmap.signals import on_stop_signals
 from sinks.escape import terminal
 from sinks.service.destination import Sink
@@ -82,12 +82,7 @@ _runner_options = option_group(
         click.option(
             "--max-backoff", default=30.0, show_default=True, help="Max seconds between retries."
         ),
-        click.option(
-            "--start-timeout",
-            default=120.0,
-            show_default=True,
-            help="Seconds to keep trying to reach Kafka at start; then exit non-zero.",
-        ),
+        start_timeout_option(),
         metrics_port_option(9810),
         click.option("--once", is_flag=True, help="Write what the topic holds now, then exit."),
         click.option(

@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from callmap.backoff import Backoff, retrying
+from callmap.backoff import Backoff, give_up_after, retrying
 from callmap.broker import make_consumer, map_kafka_errors, start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.errors import CallmapError, TemporaryError, WireDecodeError
@@ -110,19 +110,15 @@ class SinkRunner:
         (a wrong address, a broker that is not there) raises the last
         :class:`TemporaryError` rather than wait unseen. The target is retried
         without end, as it is while running."""
-        deadline = self._clock() + self.options.start_timeout
-
-        def within_budget(exc: TemporaryError) -> None:
-            if self.stop_requested.is_set() or self._clock() >= deadline:
-                raise exc
-
         backoff = Backoff(self.options.initial_backoff, self.options.max_backoff)
         self._consumer = await retrying(
             self._start_consumer,
             "start the edges consumer",
             backoff,
             sleep=self._sleep,
-            on_retry=within_budget,
+            on_retry=give_up_after(
+                self.options.start_timeout, self._clock, or_when=self.stop_requested.is_set
+            ),
         )
         await self._retry("open the target", self.sink.open)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callmap.backoff import Backoff, retrying
+from callmap.backoff import Backoff, give_up_after, retrying
 from callmap.errors import PermanentError, TemporaryError
 
 
@@ -63,3 +63,37 @@ async def test_on_retry_may_stop_the_loop_by_raising() -> None:
 
     with pytest.raises(TemporaryError):
         await retrying(step, "flush", on_retry=stopping)
+
+
+async def test_a_start_budget_retries_until_it_is_spent_then_raises_the_fault() -> None:
+    now = [0.0]
+
+    async def sleep(pause: float) -> None:
+        now[0] += pause
+
+    async def unreachable() -> None:
+        raise TemporaryError(f"broker away at {now[0]:g}s")
+
+    with pytest.raises(TemporaryError, match=r"away at 15\.5s"):
+        await retrying(
+            unreachable,
+            "create topics",
+            Backoff(first=0.5, most=4.0),
+            sleep=sleep,
+            on_retry=give_up_after(15.0, lambda: now[0]),
+        )
+
+
+async def test_a_start_budget_gives_up_at_once_when_a_stop_is_requested() -> None:
+    attempts = 0
+
+    async def unreachable() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise TemporaryError("broker away")
+
+    with pytest.raises(TemporaryError):
+        await retrying(
+            unreachable, "create topics", on_retry=give_up_after(60.0, or_when=lambda: True)
+        )
+    assert attempts == 1
