@@ -21,7 +21,7 @@ import click
 
 from callmap.config import Settings, load_settings
 from callmap.errors import CallmapError
-from callmap.optiongroups import metrics_port_option
+from callmap.optiongroups import metrics_port_option, start_timeout_option
 from callmap.signals import run_until_signalled
 from watch.options import (
     DEFAULT_HEARTBEAT,
@@ -76,6 +76,8 @@ class WatchCommand:
     """Seconds between heartbeats (the cluster's id on callmap.clusters.v1)."""
     check_permissions: bool
     """Check RBAC at start."""
+    start_timeout: float
+    """Seconds to keep trying to reach Kafka at the start of a term."""
     metrics_port: int
     """Prometheus port; 0 turns it off."""
 
@@ -182,6 +184,7 @@ def _first(group: BaseExceptionGroup[CallmapError]) -> BaseException:
     "--poll-interval", default=1.0, show_default=True, help="Seconds between inventory checks."
 )
 @click.option("--skip-permission-check", is_flag=True, help="Do not check RBAC at start.")
+@start_timeout_option()
 @metrics_port_option(9811)
 def watch(
     *,
@@ -207,6 +210,7 @@ def watch(
     page_size: int,
     poll_interval: float,
     skip_permission_check: bool,
+    start_timeout: float,
     metrics_port: int,
 ) -> None:
     """Publish pod, service and node identities (from a cluster or a file) to Kafka."""
@@ -242,6 +246,7 @@ def watch(
             poll_interval=poll_interval,
             heartbeat=heartbeat,
             check_permissions=not skip_permission_check,
+            start_timeout=start_timeout,
             metrics_port=metrics_port,
         )
         _watch(settings, command)
@@ -261,6 +266,7 @@ def _watch(settings: Settings, command: WatchCommand) -> None:
             poll_interval=command.poll_interval,
             metrics_port=command.metrics_port,
             heartbeat=command.heartbeat,
+            start_timeout=command.start_timeout,
         )
         run_until_stopped(inventory.run())
         return
@@ -282,6 +288,7 @@ def _watch(settings: Settings, command: WatchCommand) -> None:
             check_permissions=command.check_permissions,
             metrics_port=command.metrics_port,
             heartbeat=command.heartbeat,
+            start_timeout=command.start_timeout,
         ),
     )
     run_until_stopped(watcher.run())

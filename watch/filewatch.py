@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from callmap.backoff import DEFAULT_START_TIMEOUT
 from callmap.config import Settings
 from callmap.errors import ConfigError
 from callmap.inventory import Inventory, InventoryError, inventory_records, load_inventory
@@ -49,6 +50,7 @@ class InventoryWatcher:
         sweep_interval: float = 10.0,
         metrics_port: int = 0,
         heartbeat: float = DEFAULT_HEARTBEAT,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -62,7 +64,7 @@ class InventoryWatcher:
         self.cluster = cluster or inventory.cluster or settings.cluster
         # A --cluster given on the command line wins over the file, also on reloads.
         self._cluster_from_file = cluster is None and bool(inventory.cluster)
-        self.output = IdentityOutput(settings, self.cluster, retention)
+        self.output = IdentityOutput(settings, self.cluster, retention, start_timeout)
         self.counters = self.output.counters
         self._first = inventory
         self.cluster_uid = inventory.cluster_uid or stand_in_uid(self.cluster)

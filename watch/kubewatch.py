@@ -57,7 +57,9 @@ class KubeWatcher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.options = options
-        self.output = IdentityOutput(settings, options.cluster, options.retention)
+        self.output = IdentityOutput(
+            settings, options.cluster, options.retention, options.start_timeout
+        )
         self.counters = self.output.counters
         self.catalog = Catalog(options.cluster, self.output.tables)
         self.clock = clock

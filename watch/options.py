@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from callmap.backoff import DEFAULT_START_TIMEOUT
+
 DEFAULT_LABEL_KEYS: tuple[str, ...] = (
     "app",
     "app.kubernetes.io/name",
@@ -114,3 +116,5 @@ class WatchOptions:
     """Prometheus port; 0 turns it off."""
     heartbeat: float = DEFAULT_HEARTBEAT
     """Seconds between two heartbeats (the cluster's id on callmap.clusters.v1)."""
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    """Seconds a term keeps trying to reach Kafka before the watcher fails."""

@@ -22,7 +22,7 @@ from typing import TypeVar
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from callmap.backoff import retrying
+from callmap.backoff import DEFAULT_START_TIMEOUT, give_up_after, retrying
 from callmap.broker import ensure_topics
 from callmap.config import Settings
 from callmap.counters import Counters
@@ -52,24 +52,38 @@ async def every(seconds: float, step: Callable[[], object]) -> None:
 class IdentityOutput:
     """The identity tables of one watcher and the publisher they emit into."""
 
-    def __init__(self, settings: Settings, cluster: str, retention: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cluster: str,
+        retention: float,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> None:
         self.settings = settings
         self.cluster = cluster
+        self.start_timeout = start_timeout
+        """Seconds a term keeps trying to reach Kafka; then the fault ends the watcher."""
         self.counters = Counters()
         self.publisher = Publisher(settings.kafka, self.counters.stage("publish"), cluster=cluster)
         self.tables = IdentityTables(retention, self.publisher.submit)
 
     async def begin_term(self) -> None:
-        """Forget everything, then adopt what the topics hold (creating missing topics)."""
+        """Forget everything, then adopt what the topics hold (creating missing topics).
+
+        Kafka gets ``start_timeout`` seconds for both; then the fault is raised."""
         self.tables.clear()
         self.publisher.discard()
         kafka, topics = self.settings.kafka, self.settings.topics
         specs = (*IDENTITY_TOPICS, CLUSTERS)
-        await retrying(lambda: ensure_topics(kafka, topics, specs), "create topics")
+        budget = give_up_after(self.start_timeout)
+        await retrying(
+            lambda: ensure_topics(kafka, topics, specs), "create topics", on_retry=budget
+        )
         stage = self.counters.stage("readback")
         await retrying(
             lambda: read_back(kafka, self.cluster, self.tables.adopt, stage),
             "read back the identity topics",
+            on_retry=budget,
         )
 
     async def heartbeat(self, uid: str, domain: str, interval: float) -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+INVENTORY = '{"cluster": "lab", "nodes": [{"name": "node-a", "ips": ["192.168.9.9"]}]}'
 COMMANDS = {
     "streams worker": ["streams", "worker", "--metrics-port", "0"],
     "aggregate": ["aggregate", "--peers", "east,west", "--metrics-port", "0"],
+    "watch": ["watch", "--inventory", "inventory.json", "--metrics-port", "0"],
 }
 
 
@@ -23,6 +25,7 @@ def test_a_command_that_never_reaches_kafka_retries_then_exits_non_zero(
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    (tmp_path / "inventory.json").write_text(INVENTORY)
     environment = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
     result = subprocess.run(
         [sys.executable, "-m", "callmap", *command, "--start-timeout", "3"],
