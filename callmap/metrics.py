@@ -8,12 +8,17 @@ Every service serves them on ``--metrics-port`` at the address
 ``CALLMAP_METRICS_ADDRESS`` names, every address when it is unset. The chart
 sets it to the pod's IP: the capture agent runs in the host's network, where
 every address would mean every interface of the node.
+
+The same server answers ``/healthz``, which the chart's liveness probes ask:
+``200 ok``, or ``503`` and one line per problem when the service's health
+check names any (a capture thread that died, a scan that stopped finishing).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -69,12 +74,43 @@ METRICS_ADDRESS_VARIABLE = "CALLMAP_METRICS_ADDRESS"
 """The address metrics are served on; unset or empty: every address."""
 
 
-def serve_metrics(port: int, collector: Collector, address: str | None = None) -> CollectorRegistry:
-    """Serve ``collector`` on http://address:port/metrics (port 0: do not serve); the
-    address defaults to ``CALLMAP_METRICS_ADDRESS``, else every address."""
+HEALTH_PATH = "/healthz"
+
+Health = Callable[[], list[str]]
+"""What is wrong with a service now, one line each; empty when it is healthy."""
+
+
+def serve_metrics(
+    port: int,
+    collector: Collector,
+    address: str | None = None,
+    health: Health | None = None,
+) -> CollectorRegistry:
+    """Serve ``collector`` on http://address:port/metrics and ``health`` on
+    ``/healthz`` (port 0: do not serve); the address defaults to
+    ``CALLMAP_METRICS_ADDRESS``, else every address."""
     registry = CollectorRegistry()
     registry.register(collector)
     if port:
         address = address or os.environ.get(METRICS_ADDRESS_VARIABLE) or "0.0.0.0"
-        start_http_server(port, addr=address, registry=registry)
+        server, _ = start_http_server(port, addr=address, registry=registry)
+        server.set_app(_with_health(server.get_app(), health or (lambda: [])))
     return registry
+
+
+def _with_health(metrics: Any, health: Health) -> Any:
+    """The metrics WSGI app, answering :data:`HEALTH_PATH` itself."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != HEALTH_PATH:
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        try:
+            problems = health()
+        except Exception as exc:  # a broken check must not look healthy
+            problems = [f"health check failed: {exc!r}"]
+        status = "503 Service Unavailable" if problems else "200 OK"
+        body = ("\n".join(problems) if problems else "ok").encode() + b"\n"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+        return [body]
+
+    return app

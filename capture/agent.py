@@ -95,6 +95,8 @@ class CaptureAgent:
         self.outbox = Outbox(options.outbox_bytes)
         self.publisher = Publisher(settings.kafka, self.outbox, self.counters.stage(PUBLISH))
         self.folder = DnsFolder(cluster=settings.cluster, node=options.node, counters=self.counters)
+        self.sniffer: Sniffer | None = None
+        """The DNS capture thread, once :meth:`run` opened it."""
         self.scanner = SocketScanner(
             cluster=settings.cluster,
             node=options.node,
@@ -157,8 +159,10 @@ class CaptureAgent:
         options = self.options
         sniffer = None
         if options.dns:  # first: a capture that cannot start fails before anything else runs
-            sniffer = Sniffer(open_sockets(options.interfaces, options.netns), self.folder)
-        serve_metrics(options.metrics_port, self.collector())
+            sniffer = self.sniffer = Sniffer(
+                open_sockets(options.interfaces, options.netns), self.folder
+            )
+        serve_metrics(options.metrics_port, self.collector(), health=self.health)
         tasks: dict[str, Coroutine[Any, Any, None]] = {
             "publisher": self.publisher.run(),
             "stats": self._every(options.stats_interval, self._publish_stats),
@@ -183,6 +187,15 @@ class CaptureAgent:
                 sniffer.stop()
                 self.publish_dns(self.folder.flush(self._clock()))
             await self._drain_remaining()
+
+    def health(self) -> list[str]:
+        """What keeps this agent from capturing (the liveness probe fails on any)."""
+        problems = []
+        if self.sniffer is not None and (failure := self.sniffer.failure()) is not None:
+            problems.append(f"DNS capture stopped: {failure}")
+        if self.options.sockets and (stall := self.scanner.stalled(self.options.scan_interval)):
+            problems.append(stall)
+        return problems
 
     async def _refresh_local_addresses(self, seconds: float) -> None:
         """The capture namespace's addresses, for the folder's DNS-server rule."""

@@ -157,6 +157,7 @@ class Sniffer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="callmap-sniffer", daemon=True)
+        self._failure: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -167,6 +168,13 @@ class Sniffer:
         for sock in self._sockets:
             sock.close()
 
+    def failure(self) -> str | None:
+        """Why the capture thread stopped reading, once it has; None while it reads
+        (and before it starts, and after :meth:`stop`)."""
+        if self._stop.is_set() or self._thread.ident is None or self._thread.is_alive():
+            return None
+        return self._failure or "the capture thread ended"
+
     def flush(self, now: float) -> list[DnsAnswer]:
         """The window's records; also takes the kernel's drop count since the last flush."""
         with self._lock:
@@ -176,6 +184,13 @@ class Sniffer:
             return self._folder.flush(now)
 
     def _read(self) -> None:
+        try:
+            self._read_until_stopped()
+        except Exception as exc:  # logged here; the liveness probe reports it
+            self._failure = f"the capture thread died: {exc!r}"
+            log.exception("packet capture thread died")
+
+    def _read_until_stopped(self) -> None:
         selector = selectors.DefaultSelector()
         for sock in self._sockets:
             sock.setblocking(False)
@@ -201,6 +216,7 @@ class Sniffer:
         finally:
             selector.close()
         if not self._stop.is_set():
+            self._failure = "no capture socket left"
             log.error("packet capture stopped: no capture socket left")
 
     def _socket_error(

@@ -71,6 +71,9 @@ class SocketScanner:
         self._only_netns = only_netns
         self.reporter = ConnReporter(refresh_interval)
         self.last_scan_seconds = 0.0
+        self.started_at = time.monotonic()
+        self.last_scan_done: float | None = None
+        """When the last scan finished (``time.monotonic``); None before the first."""
 
     def take(self, result: ScanResult, now: float) -> list[SocketObservation]:
         """Account for one scan's result and return what to publish."""
@@ -90,7 +93,16 @@ class SocketScanner:
         now = self._clock()
         result = await asyncio.to_thread(scan_proc, self._proc_root, only_netns=self._only_netns)
         self.last_scan_seconds = time.perf_counter() - started
+        self.last_scan_done = time.monotonic()
         return self.take(result, now)
+
+    def stalled(self, interval: float) -> str | None:
+        """Why scans look stuck: none finished for three intervals (at least a minute)."""
+        since = self.last_scan_done if self.last_scan_done is not None else self.started_at
+        quiet = time.monotonic() - since
+        if quiet <= max(3 * interval, 60.0):
+            return None
+        return f"no socket scan finished for {quiet:.0f}s (every {interval:g}s expected)"
 
     async def run(self, emit: Callable[[list[SocketObservation]], None], interval: float) -> None:
         """Scan every ``interval`` seconds until cancelled."""

@@ -44,8 +44,8 @@ def _answers(batches: list) -> list[DnsAnswer]:  # type: ignore[type-arg]
     return [record for batch in batches for record in batch.records]
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+def _metrics(port: int, path: str = "/metrics") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
         return answer.read().decode()
 
 
@@ -85,6 +85,7 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
         )
         stats = await collect(settings, STATS.name, stats_start, node, until=_saw_nxdomain)
         metrics = await asyncio.to_thread(_metrics, metrics_port)
+        health = await asyncio.to_thread(_metrics, metrics_port, "/healthz")
     finally:
         agent.send_signal(signal.SIGINT)
         agent.wait(timeout=20)
@@ -120,6 +121,7 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     assert 'callmap_capture_emitted_total{stage="dns.fold"}' in metrics
     assert 'callmap_capture_dropped_total{reason="nxdomain",stage="dns.parse"}' in metrics
     assert "callmap_capture_outbox_bytes" in metrics
+    assert health == "ok\n"  # what the liveness probe asks
 
 
 NODE_LOCAL_CACHE = "169.254.20.10"

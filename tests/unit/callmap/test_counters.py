@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
@@ -59,3 +60,38 @@ def test_metrics_are_served_only_on_the_address_the_environment_names(
         assert answer.status == 200
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_health_is_served_beside_the_metrics_and_names_every_problem() -> None:
+    problems: list[str] = []
+    port = _free_port()
+    serve_metrics(port, CountersCollector("capture", Counters(), {}), "127.0.0.1", lambda: problems)
+    assert _get(port, "/healthz") == (200, "ok\n")
+    problems += ["DNS capture stopped: no capture socket left", "no socket scan finished"]
+    assert _get(port, "/healthz") == (503, "\n".join(problems) + "\n")
+    status, text = _get(port, "/metrics")
+    assert status == 200 and "callmap_capture_seen_total" in text
+
+
+def test_a_health_check_that_fails_is_reported_unhealthy() -> None:
+    def broken() -> list[str]:
+        raise RuntimeError("no state yet")
+
+    port = _free_port()
+    serve_metrics(port, CountersCollector("capture", Counters(), {}), "127.0.0.1", broken)
+    status, text = _get(port, "/healthz")
+    assert status == 503 and "no state yet" in text

@@ -194,10 +194,11 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Probes on the metrics port: the process serves it for as long as it runs. */}}
+{{/* Probes on the metrics port: the process serves it for as long as it runs, and
+/healthz fails while a part of it has stopped (the capture agent's DNS thread). */}}
 {{- define "callmap.probes" -}}
 livenessProbe:
-  httpGet: {path: /metrics, port: metrics}
+  httpGet: {path: /healthz, port: metrics}
   initialDelaySeconds: 10
   periodSeconds: 20
   timeoutSeconds: 5
