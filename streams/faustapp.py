@@ -22,7 +22,7 @@ stream goes on. Delivery is at least once; see docs/streams.md.
 
 This is the one module that speaks Faust; the stages it drives
 (:mod:`streams.resolvestage`, :mod:`streams.mergestage`) know nothing of it.
-Its Kafka transport carries two repairs:
+Its Kafka transport carries three repairs:
 
 **No records lost on a seek back.** When Faust's flow stops in the middle of
 a fetched batch (a rebalance, the end of table recovery), it drops the rest
@@ -41,6 +41,11 @@ buffered, and the broker holds it until one of *those* gets data: records
 arriving meanwhile on the others (say, the sightings this worker just sent
 itself) waited up to 1.5 s. The worker's consumer waits at most
 :data:`FETCH_MAX_WAIT_MS` instead.
+
+**An idempotent producer.** Faust turns idempotence on only for transactions,
+so a produce request retried after a lost response could write a changelog
+state or an announcement twice. The worker's producer is idempotent with
+``acks=all``, as every other callmap producer is.
 """
 
 from __future__ import annotations
@@ -119,10 +124,19 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(driver.Producer):
+    def _settings_extra(self) -> Mapping[str, Any]:
+        # Faust asks for idempotence only inside transactions; a retried produce
+        # request must not write a changelog state or an announcement twice.
+        return {"acks": "all", "enable_idempotence": True}
+
+
 class Transport(driver.Transport):
-    """The aiokafka transport, its consumer seeking back without losses."""
+    """The aiokafka transport: its consumer seeks back without losses, its producer
+    is idempotent."""
 
     Consumer = _Consumer
+    Producer = _Producer
 
 
 class App(faust.App):

@@ -1,4 +1,4 @@
-"""The worker's Kafka consumer, as Faust builds it with callmap's repairs."""
+"""The worker's Kafka clients, as Faust builds them with callmap's repairs."""
 
 from __future__ import annotations
 
@@ -19,3 +19,17 @@ async def test_the_workers_consumer_never_holds_a_fetch_for_long() -> None:
         assert type(thread).seek_to_committed.__module__ == "streams.faustapp"
     finally:
         await consumer.stop()
+
+
+async def test_the_workers_producer_is_idempotent_and_waits_for_every_replica() -> None:
+    app = StreamApp(
+        load_settings({"CALLMAP_KAFKA_BOOTSTRAP": "127.0.0.1:9"}), StreamSettings(app_id="t")
+    )
+    producer = app.app.producer._new_producer()  # the aiokafka producer, not started
+    try:
+        # aiokafka keeps a transaction manager (producer id, sequence numbers) exactly
+        # when idempotence is on.
+        assert producer._txn_manager is not None
+        assert producer._sender._acks == -1  # "all"
+    finally:
+        await producer.stop()
