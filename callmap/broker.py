@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -66,6 +66,8 @@ class TopicState:
     partitions: int
     configs: dict[str, str]
     created: bool = False
+    replication: int = 1
+    """Replicas of its first partition."""
 
 
 async def ensure_topics(
@@ -92,7 +94,7 @@ async def ensure_topics(
                 log.info("created topics %s", ", ".join(spec.name for spec in missing))
             states = await _describe_when_created(admin, [spec.name for spec in specs])
     created = {spec.name for spec in missing}
-    return [TopicState(s.name, s.partitions, s.configs, created=s.name in created) for s in states]
+    return [replace(s, created=s.name in created) for s in states]
 
 
 async def describe_topics(kafka: KafkaSettings, names: Iterable[str]) -> list[TopicState]:
@@ -127,8 +129,14 @@ def _new_topic(spec: TopicSpec, topics: TopicSettings, replication: int) -> NewT
         name=spec.name,
         num_partitions=topics.partitions_for(spec),
         replication_factor=replication,
-        topic_configs=spec.configs(),
+        topic_configs={**spec.configs(), **durability_configs(replication)},
     )
+
+
+def durability_configs(replication: int) -> dict[str, str]:
+    """With three replicas or more, a write needs two of them (with ``acks=all``): one
+    broker may be down, and no acknowledged record lives on one disk only."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}
 
 
 def _raise_for_topic_errors(response: Any) -> None:
@@ -157,7 +165,11 @@ async def _describe(admin: Any, names: list[str]) -> list[TopicState]:
         topic = metadata.get(name)
         if topic is None or topic.get("error_code", 0) != 0:
             raise PermanentError(f"topic {name} does not exist")
-        states.append(TopicState(name, len(topic["partitions"]), configs.get(name, {})))
+        partitions = topic["partitions"]
+        replicas = len(partitions[0]["replicas"]) if partitions else 0
+        states.append(
+            TopicState(name, len(partitions), configs.get(name, {}), replication=replicas)
+        )
     return states
 
 

@@ -1,4 +1,4 @@
-"""A real single-node Apache Kafka 4.x broker (KRaft) on loopback, for development and tests.
+"""A real Apache Kafka 4.x broker (KRaft) on loopback, for development and tests.
 
 The official jars (``org.apache.kafka:kafka_2.13`` and its runtime
 dependencies) are resolved from Maven Central with Maven into the cache
@@ -63,12 +63,13 @@ logger.ready.name = kafka.server.KafkaRaftServer
 logger.ready.level = INFO
 """
 
-# Small, fast settings for one broker on a development machine: one replica,
-# few offsets partitions, no rebalance delay, and no topic auto-creation, as
-# on production clusters, so that a missing topic is a bug we see.
+# Small, fast settings for a development machine: one replica (three in a
+# three-broker cluster), few offsets partitions, no rebalance delay, and no
+# topic auto-creation, as on production clusters, so that a missing topic is a
+# bug we see.
 _SERVER_PROPERTIES = """process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
@@ -76,11 +77,12 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor={replicas}
+min.insync.replicas={min_insync}
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_insync}
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.cleaner.backoff.ms=2000
@@ -163,6 +165,15 @@ class DevBroker:
     """The KRaft controller's port on loopback; None picks a free one at start."""
     host: str = "127.0.0.1"
     """The IPv4 address clients reach it at: loopback, or one a development cluster's pods reach."""
+    node_id: int = 1
+    """Its KRaft node id; the brokers of one cluster differ by it."""
+    voters: str | None = None
+    """``controller.quorum.voters`` of a multi-broker cluster; None: this broker alone
+    (its ``controller_port`` must then be None or its own)."""
+    replicas: int = 1
+    """Replicas of internal topics and of topics created without a factor."""
+    cluster_id: str | None = None
+    """The KRaft cluster id it is formatted with; None: a new random one."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevBroker:
@@ -196,8 +207,14 @@ class DevBroker:
         current = self.status()
         if current.running:
             return current
-        if current.pid is not None:  # started earlier but not ready yet, or wedged
-            return self._wait_ready(current.pid, timeout)
+        return self._wait_ready(self.spawn(), timeout)
+
+    def spawn(self) -> int:
+        """Start the broker process unless it runs already; its pid. A broker of a
+        multi-broker cluster is ready only once a majority of them runs."""
+        current = self.status()
+        if current.pid is not None:  # started earlier, ready or not yet, or wedged
+            return current.pid
         if accepts_connections(self.port, self.host):
             raise DevKafkaError(f"port {self.port} is taken by a process callmap did not start")
         libs = resolve_jars()
@@ -210,7 +227,14 @@ class DevBroker:
         properties = self.directory / "server.properties"
         properties.write_text(
             _SERVER_PROPERTIES.format(
-                host=self.host, port=self.port, controller_port=controller_port, data=data
+                host=self.host,
+                port=self.port,
+                controller_port=controller_port,
+                data=data,
+                node_id=self.node_id,
+                voters=self.voters or f"{self.node_id}@127.0.0.1:{controller_port}",
+                replicas=self.replicas,
+                min_insync=min(2, self.replicas),
             )
         )
         log4j = self.directory / "log4j2.properties"
@@ -222,7 +246,7 @@ class DevBroker:
                 *base,
                 "kafka.tools.StorageTool",
                 "format",
-                f"--cluster-id={_cluster_id()}",
+                f"--cluster-id={self.cluster_id or new_cluster_id()}",
                 "-c",
                 str(properties),
             ]
@@ -232,12 +256,20 @@ class DevBroker:
                     f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
                 )
         command = [*base, "kafka.Kafka", str(properties)]
-        pid = self._pid_file.spawn(command, self.directory / "broker.out")
-        return self._wait_ready(pid, timeout)
+        return self._pid_file.spawn(command, self.directory / "broker.out")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker this instance started; False if none was running."""
         return self._pid_file.stop(timeout)
+
+    def wait_ready(self, timeout: float = 90.0) -> BrokerStatus:
+        """Return once the spawned broker accepts clients."""
+        current = self.status()
+        if current.running:
+            return current
+        if current.pid is None:
+            raise DevKafkaError(f"Kafka is not running in {self.directory}")
+        return self._wait_ready(current.pid, timeout)
 
     def _wait_ready(self, pid: int, timeout: float) -> BrokerStatus:
         deadline = time.monotonic() + timeout
@@ -268,7 +300,7 @@ def _answers_clients(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
 
     Like Kafka's own ``Uuid.randomUuid``, never one that starts with a dash,

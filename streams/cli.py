@@ -124,6 +124,7 @@ def worker(
         ttl=ttl,
         tick_interval=tick_interval,
         sighting_partitions=sightings.partitions,
+        replication=sightings.replication,
         session_timeout=session_timeout,
         combine_interval=combine_interval,
         data_dir=data_dir,

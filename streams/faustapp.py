@@ -64,7 +64,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from callmap.broker import PartitionBatches
+from callmap.broker import PartitionBatches, durability_configs
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
@@ -170,6 +170,9 @@ class StreamSettings:
     """How often owners check their edges for refresh and expiry (seconds)."""
     sighting_partitions: int = 12
     """Partitions of the sightings topic; the edges table has as many."""
+    replication: int = 1
+    """Replicas of the topics Faust creates (the table's changelog), as the sightings
+    topic has them."""
     session_timeout: float = 30.0
     """Seconds after which a silent worker's partitions go to the others."""
     combine_interval: float = DEFAULT_COMBINE_INTERVAL
@@ -232,7 +235,7 @@ class StreamApp:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             topic_allow_declare=True,
-            topic_replication_factor=settings.topics.replication or 1,
+            topic_replication_factor=stream.replication,
             table_standby_replicas=0,
             stream_wait_empty=False,
             # A raw message is a batch of up to 900 kB: Faust's default of 4,096
@@ -261,6 +264,7 @@ class StreamApp:
             partitions=stream.sighting_partitions,
             key_type=bytes,
             value_type=bytes,
+            extra_topic_configs=durability_configs(stream.replication),
         )
         self._changelog = self.edges.changelog_topic.get_topic_name()
         merge = MergeSettings(stream.refresh_interval, stream.ttl, stream.sighting_partitions)

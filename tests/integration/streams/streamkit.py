@@ -62,15 +62,25 @@ FAST = [
 class Worker:
     """One `callmap streams worker` process."""
 
-    def __init__(self, settings: Settings, app_id: str, log_dir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app_id: str,
+        log_dir: Path,
+        *args: str,
+        replication: str | None = "1",
+    ) -> None:
+        """``replication`` None: the brokers' default (three where there are three)."""
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.metrics_port = free_port()
         env = {
             **os.environ,
             "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
             "CALLMAP_TOPIC_PARTITIONS": "3",
-            "CALLMAP_TOPIC_REPLICATION": "1",
+            "CALLMAP_TOPIC_REPLICATION": replication or "",
         }
+        if replication is None:
+            del env["CALLMAP_TOPIC_REPLICATION"]
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [

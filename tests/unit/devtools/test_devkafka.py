@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devtools.kafka import DevBroker, _cluster_id
+from devtools.kafka import DevBroker, new_cluster_id
 
 
 def test_cluster_ids_never_look_like_options_and_decode_to_16_bytes() -> None:
     import base64
 
     for _ in range(2000):
-        cluster_id = _cluster_id()
+        cluster_id = new_cluster_id()
         assert not cluster_id.startswith("-")
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
