@@ -193,39 +193,6 @@ def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKa
     return AIOKafkaConsumer(*topics, **{**kafka.client_kwargs(), **options})
 
 
-class PartitionBatches:
-    """Messages gathered into one batch per topic partition, handed to a producer whole.
-
-    ``AIOKafkaProducer.send`` costs about 10 µs a message (a future, the
-    partitioner, the accumulator); appending to a batch builder costs a
-    fraction of that, and a writer with hundreds of messages at once (the
-    merge stage on a cold start) spends most of its time there otherwise. A
-    batch goes to the producer when it is full and at :meth:`send`, so that
-    a flush of the producer (before offsets are committed) covers every
-    message added before it. Messages to one partition keep their order.
-    """
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self._producer = producer
-        self._open: dict[tuple[str, int], Any] = {}
-
-    async def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
-        """Add one message for ``partition`` of ``topic``."""
-        batch = self._open.get((topic, partition))
-        if batch is None:
-            batch = self._open[(topic, partition)] = self._producer.create_batch()
-        if batch.append(timestamp=None, key=key, value=value) is None:  # full
-            await self._producer.send_batch(batch, topic, partition=partition)
-            batch = self._open[(topic, partition)] = self._producer.create_batch()
-            batch.append(timestamp=None, key=key, value=value)  # an empty batch takes any
-
-    async def send(self) -> None:
-        """Hand every open batch to the producer."""
-        for (topic, partition), batch in self._open.items():
-            await self._producer.send_batch(batch, topic, partition=partition)
-        self._open.clear()
-
-
 async def start_producer(
     kafka: KafkaSettings, timeout: float, **overrides: Any
 ) -> AIOKafkaProducer:

@@ -13,6 +13,7 @@ from callmap.errors import CallmapError
 from callmap.wire.schemas import render_schemas, write_schemas
 from devtools.helm import helm
 from devtools.kafka import DEFAULT_PORT, DevBroker, resolve_jars
+from devtools.kafkacluster import DevKafkaCluster
 from devtools.kubecli import kube
 
 console = Console()
@@ -40,23 +41,36 @@ def dev() -> None:
 
 @dev.group()
 def kafka() -> None:
-    """A single-node Apache Kafka 4.x (KRaft) broker on loopback."""
+    """An Apache Kafka 4.x (KRaft) broker on loopback, or a cluster of three."""
 
 
 _name = click.option("--name", default="dev", show_default=True, help="Broker instance name.")
 _port = click.option("--port", default=DEFAULT_PORT, show_default=True, help="Client port.")
+_brokers = click.option(
+    "--brokers",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="3: three brokers on PORT..PORT+2 (controllers on the next three), topics with "
+    "three replicas and min.insync.replicas 2.",
+)
+
+
+def _instance(name: str, port: int, brokers: str) -> DevBroker | DevKafkaCluster:
+    return DevKafkaCluster.named(name, port) if brokers == "3" else DevBroker.named(name, port)
 
 
 @kafka.command()
 @_name
 @_port
-def start(name: str, port: int) -> None:
+@_brokers
+def start(name: str, port: int, brokers: str) -> None:
     """Start the broker (resolving its jars with Maven the first time); idempotent."""
-    broker = DevBroker.named(name, port)
-    before = broker.status()
+    instance = _instance(name, port, brokers)
+    before = instance.status()
     if not before.running:
         console.print(f"resolving Kafka jars into {resolve_jars().parent} ...")
-    status = broker.start()
+    status = instance.start()
     verb = "already running" if before.running else "started"
     console.print(f"Kafka {verb}: bootstrap {status.bootstrap} (pid {status.pid})")
     console.print(f"  data and log in {status.directory}")
@@ -75,18 +89,20 @@ def fetch() -> None:
 @kafka.command()
 @_name
 @_port
-def stop(name: str, port: int) -> None:
+@_brokers
+def stop(name: str, port: int, brokers: str) -> None:
     """Stop the broker this machine's callmap started."""
-    stopped = DevBroker.named(name, port).stop()
+    stopped = _instance(name, port, brokers).stop()
     console.print("Kafka stopped" if stopped else "Kafka was not running")
 
 
 @kafka.command()
 @_name
 @_port
-def status(name: str, port: int) -> None:
+@_brokers
+def status(name: str, port: int, brokers: str) -> None:
     """Say whether the broker runs; exit 1 if it does not."""
-    state = DevBroker.named(name, port).status()
+    state = _instance(name, port, brokers).status()
     console.print(
         f"Kafka {state.detail}: bootstrap {state.bootstrap}"
         + (f" (pid {state.pid})" if state.pid else "")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.kafka import DevBroker, new_cluster_id
+from callmap.paths import cache_dir
+from devtools.kafka import BrokerStatus, DevBroker, new_cluster_id
 from devtools.process import free_port
 
 BROKERS = 3
@@ -20,15 +21,25 @@ BROKERS = 3
 
 @dataclass
 class DevKafkaCluster:
-    """Three brokers in ``directory``/broker-1..3 on free loopback ports."""
+    """Three brokers in ``directory``/broker-1..3: on free loopback ports, or on
+    ``port`` .. ``port`` + 2 for clients and the three after them for controllers."""
 
     directory: Path
+    port: int | None = None
     brokers: list[DevBroker] = field(init=False)
 
+    @classmethod
+    def named(cls, name: str, port: int) -> DevKafkaCluster:
+        """The instance ``callmap dev kafka --brokers 3 --name NAME --port PORT`` means."""
+        return cls(cache_dir() / "kafka" / "instances" / f"{name}-x{BROKERS}", port)
+
     def __post_init__(self) -> None:
-        ports = [(free_port(), free_port()) for _ in range(BROKERS)]
+        if self.port is None:
+            ports = [(free_port(), free_port()) for _ in range(BROKERS)]
+        else:
+            ports = [(self.port + n, self.port + BROKERS + n) for n in range(BROKERS)]
         voters = ",".join(f"{n + 1}@127.0.0.1:{c}" for n, (_, c) in enumerate(ports))
-        cluster_id = new_cluster_id()
+        cluster_id = self._formatted_id() or new_cluster_id()
         self.brokers = [
             DevBroker(
                 self.directory / f"broker-{n + 1}",
@@ -42,17 +53,40 @@ class DevKafkaCluster:
             for n, (port, controller) in enumerate(ports)
         ]
 
+    def _formatted_id(self) -> str | None:
+        """The cluster id a broker of an earlier start was formatted with, if any."""
+        for meta in sorted(self.directory.glob("broker-*/data/meta.properties")):
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.removeprefix("cluster.id=").strip()
+        return None
+
     @property
     def bootstrap(self) -> str:
         return ",".join(broker.bootstrap for broker in self.brokers)
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0) -> BrokerStatus:
         """Start every broker, then return once each accepts clients."""
         for broker in self.brokers:
             broker.spawn()  # all at once: none is ready before a majority of them runs
         for broker in self.brokers:
             broker.wait_ready(timeout)
+        return self.status()
 
-    def stop(self) -> None:
-        for broker in self.brokers:
-            broker.stop()
+    def status(self) -> BrokerStatus:
+        """Running when every broker is; the pid is the first broker's."""
+        states = [broker.status() for broker in self.brokers]
+        up = sum(state.running for state in states)
+        pids = ", ".join(str(state.pid) for state in states if state.pid)
+        detail = "running" if up == BROKERS else f"{up} of {BROKERS} brokers running"
+        return BrokerStatus(
+            up == BROKERS,
+            states[0].pid,
+            self.bootstrap,
+            self.directory,
+            f"{detail} (pids {pids})" if pids else detail,
+        )
+
+    def stop(self) -> bool:
+        """Stop the brokers this machine's callmap started; False if none was running."""
+        return any([broker.stop() for broker in self.brokers])

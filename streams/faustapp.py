@@ -64,7 +64,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from callmap.broker import PartitionBatches, durability_configs
+from callmap.broker import durability_configs
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
@@ -149,8 +149,9 @@ class App(faust.App):
 # Messages each stream buffers ahead of its agent.
 STREAM_BUFFER = 64
 # Bytes of one producer batch (one partition's share of a produce request).
-# Faust's 16 KiB made a cold start's thousands of changelog and edge writes
-# wait for the previous batch of their partition to go out, request by request.
+# Faust's 16 KiB filled after some 30 changelog or edge writes, and the next
+# write of that partition waited until the full batch was sent: a cold start's
+# thousands of them went out request by request.
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 
@@ -358,26 +359,27 @@ class StreamApp:
     async def _write(self, merged: Merged) -> None:
         """The merge stage's states to the changelog, then its announcements.
 
-        Straight to the producer in whole batches, not through the table or a
-        Faust topic: both wrap every message in futures and callbacks that cost
-        more than the write itself. Recovery reads the changelog all the same,
-        and it is the producer Faust flushes before it commits offsets. An
-        announcement goes to the partition Kafka's default partitioner would
-        pick, as the edges topic's other writers do.
+        Straight to the aiokafka producer inside Faust's, not through the table
+        or a Faust topic: both wrap every message in futures and callbacks that
+        cost more than the write itself. Recovery reads the changelog all the
+        same, and it is the producer Faust flushes before it commits offsets.
+        An announcement goes to the partition Kafka's default partitioner would
+        pick (as the edges topic's other writers do), computed here at half the
+        cost of aiokafka's partitioner. Messages are appended one by one to the
+        producer's open batches: handing over whole batches would wait for the
+        previous batch of each partition to be sent, once per call.
         """
         if not merged.stored and not merged.announced:
             return
-        # The aiokafka producer inside Faust's, the one its commits flush.
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        batches = PartitionBatches(producer)
+        send = producer.send
         for stored in merged.stored:
-            await batches.add(self._changelog, stored.partition, stored.key, stored.value)
+            await send(self._changelog, stored.value, key=stored.key, partition=stored.partition)
         if merged.announced:
             partitions = len(await producer.partitions_for(EDGES.name))
             for announced in merged.announced:
                 partition = kafka_partition(announced.key, partitions)
-                await batches.add(EDGES.name, partition, announced.key, announced.value)
-        await batches.send()
+                await send(EDGES.name, announced.value, key=announced.key, partition=partition)
 
     async def _measure_lag(self) -> None:
         consumer = self.app.consumer

@@ -10,7 +10,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 
 from callmap.broker import (
-    PartitionBatches,
     admin_client,
     describe_topics,
     ensure_topics,
@@ -113,48 +112,6 @@ async def test_the_same_key_always_lands_on_the_same_partition(topics: Settings)
     for (key, _), meta in zip(values, metadata, strict=True):
         partition_of.setdefault(key, set()).add(meta.partition)
     assert all(len(partitions) == 1 for partitions in partition_of.values())
-
-
-async def test_partition_batches_land_on_their_partitions_in_order(topics: Settings) -> None:
-    start = await _end_offsets(topics, DNS.name)
-    producer = make_producer(topics.kafka, max_batch_size=4096)  # so batches fill and split
-    await producer.start()
-    try:
-        batches = PartitionBatches(producer)
-        sent = [(i % 3, b"k%d" % i, b"v%04d" % i + b"." * 300) for i in range(200)]
-        for partition, key, value in sent:
-            await batches.add(DNS.name, partition, key, value)
-        await batches.send()
-        await producer.flush()
-    finally:
-        await producer.stop()
-    consumer = make_consumer(topics.kafka)
-    await consumer.start()
-    try:
-        consumer.assign(list(start))
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        got: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-        while sum(map(len, got.values())) < len(sent):
-            fetched = await consumer.getmany(timeout_ms=10_000)
-            assert fetched, "timed out reading back what was produced"
-            for tp, messages in fetched.items():
-                got.setdefault(tp.partition, []).extend((m.key, m.value) for m in messages)
-    finally:
-        await consumer.stop()
-    for partition in range(3):
-        assert got[partition] == [(k, v) for p, k, v in sent if p == partition]
-
-
-async def _end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
-    consumer = make_consumer(settings.kafka)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(3)]
-        consumer.assign(tps)
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
 
 
 async def test_split_batches_arrive_whole_and_in_order(topics: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -11,6 +12,7 @@ import uuid
 import pytest
 
 from devtools.kafka import DevBroker
+from devtools.kafkacluster import DevKafkaCluster
 from devtools.process import free_port
 
 pytestmark = pytest.mark.kafka
@@ -28,13 +30,31 @@ def _callmap(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_start_status_stop() -> None:
-    name, port = f"test-{uuid.uuid4().hex[:8]}", str(free_port())
-    common = ["--name", name, "--port", port]
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports nobody listens on."""
+    while True:
+        first = free_port()
+        probes = [socket.socket() for _ in range(count)]
+        try:
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_start_status_stop(brokers: int) -> None:
+    name, port = f"test-{uuid.uuid4().hex[:8]}", _free_ports(2 * brokers)
+    common = ["--name", name, "--port", str(port), "--brokers", str(brokers)]
+    bootstrap = ",".join(f"127.0.0.1:{port + n}" for n in range(brokers))
     try:
         started = _callmap("dev", "kafka", "start", *common)
         assert started.returncode == 0, started.stdout + started.stderr
-        assert f"bootstrap 127.0.0.1:{port}" in started.stdout
+        assert f"bootstrap {bootstrap}" in started.stdout
 
         again = _callmap("dev", "kafka", "start", *common)
         assert again.returncode == 0 and "already running" in again.stdout
@@ -46,6 +66,8 @@ def test_start_status_stop() -> None:
     assert stopped.returncode == 0 and "Kafka stopped" in stopped.stdout
 
     after = _callmap("dev", "kafka", "status", *common)
-    assert after.returncode == 1 and "not started" in after.stdout
+    stopped_detail = "not started" if brokers == 1 else "0 of 3 brokers running"
+    assert after.returncode == 1 and stopped_detail in after.stdout
     assert "was not running" in _callmap("dev", "kafka", "stop", *common).stdout
-    shutil.rmtree(DevBroker.named(name).directory)
+    instance = DevKafkaCluster.named(name, port) if brokers == 3 else DevBroker.named(name)
+    shutil.rmtree(instance.directory)
