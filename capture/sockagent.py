@@ -71,9 +71,9 @@ class SocketScanner:
         self._only_netns = only_netns
         self.reporter = ConnReporter(refresh_interval)
         self.last_scan_seconds = 0.0
-        self.started_at = time.monotonic()
-        self.last_scan_done: float | None = None
-        """When the last scan finished (``time.monotonic``); None before the first."""
+        self.last_scan_done = time.monotonic()
+        """When the last scan finished (``time.monotonic``); at first, when the scanner
+        was made."""
 
     def take(self, result: ScanResult, now: float) -> list[SocketObservation]:
         """Account for one scan's result and return what to publish."""
@@ -98,8 +98,7 @@ class SocketScanner:
 
     def stalled(self, interval: float) -> str | None:
         """Why scans look stuck: none finished for three intervals (at least a minute)."""
-        since = self.last_scan_done if self.last_scan_done is not None else self.started_at
-        quiet = time.monotonic() - since
+        quiet = time.monotonic() - self.last_scan_done
         if quiet <= max(3 * interval, 60.0):
             return None
         return f"no socket scan finished for {quiet:.0f}s (every {interval:g}s expected)"

@@ -128,7 +128,8 @@ class _Producer(driver.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
         # Faust asks for idempotence only inside transactions; a retried produce
         # request must not write a changelog state or an announcement twice.
-        return {"acks": "all", "enable_idempotence": True}
+        # (acks=all comes from the app's producer_acks.)
+        return {"enable_idempotence": True}
 
 
 class Transport(driver.Transport):

@@ -233,11 +233,10 @@ def owner_partition(edge_id: str, partitions: int) -> int:
 def kafka_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` (murmur2, as in Java).
 
-    Producers that name the partition themselves (to hand the producer whole
-    batches) must agree with every other writer of a compacted topic, or one
-    key would live on two partitions. aiokafka's pure-Python murmur2 costs
-    about 15 µs for an edge key; this one reads the key's words in one
-    ``struct`` call and costs a fraction of that.
+    A producer that names the partition itself must agree with every other
+    writer of a compacted topic, or one key would live on two partitions.
+    aiokafka's pure-Python murmur2 costs about 15 µs for an edge key; this one
+    reads the key's words in one ``struct`` call and costs half of that.
     """
     return (_murmur2(key) & 0x7FFFFFFF) % partitions
 

@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from callmap.backoff import Backoff, give_up_after, retrying
+from callmap.backoff import DEFAULT_START_TIMEOUT, Backoff, give_up_after, retrying
 from callmap.broker import make_consumer, map_kafka_errors, start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.errors import CallmapError, TemporaryError, WireDecodeError
@@ -55,7 +55,7 @@ class RunnerOptions:
     initial_backoff: float = 0.5
     """First wait after a failed flush; doubles up to ``max_backoff``."""
     max_backoff: float = 30.0
-    start_timeout: float = 120.0
+    start_timeout: float = DEFAULT_START_TIMEOUT
     """Seconds to keep trying to reach Kafka at start; then starting fails for good."""
     topic: TopicSpec = EDGES
     """The edges topic (tests use a topic of their own with the same settings)."""

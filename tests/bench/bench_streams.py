@@ -271,15 +271,14 @@ class Worker:
         matches = [re.search(pattern + r" ([0-9.e+]+)", text) for pattern in patterns]
         return [float(match.group(1)) if match else 0.0 for match in matches]
 
-    def progress(self) -> tuple[float, float, float, float]:
-        """Events resolved; sightings found, forwarded to their owners, merged by owners."""
-        resolved, found, forwarded, merged = self.metrics(
+    def progress(self) -> tuple[float, float, float]:
+        """Events resolved; sightings forwarded to their owners, merged by owners."""
+        resolved, forwarded, merged = self.metrics(
             r'callmap_streams_events_total\{event="resolved"\}',
-            r'callmap_streams_seen_total\{stage="sightings"\}',
             r'callmap_streams_emitted_total\{stage="sightings"\}',
             r'callmap_streams_seen_total\{stage="merge"\}',
         )
-        return resolved, found, forwarded, merged
+        return resolved, forwarded, merged
 
     def identities(self) -> float:
         return self.metrics(r'callmap_streams_seen_total\{stage="identities"\}')[0]
@@ -349,7 +348,7 @@ def caught_up(worker: Worker, resolved: int) -> float:
     """Seconds until ``resolved`` records are resolved and every forwarded sighting merged."""
     start = time.perf_counter()
     while True:
-        done, _, forwarded, merged = worker.progress()
+        done, forwarded, merged = worker.progress()
         if done >= resolved and merged >= forwarded:
             return time.perf_counter() - start
         if time.perf_counter() - start > 600:
