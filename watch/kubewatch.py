@@ -87,6 +87,7 @@ class KubeWatcher:
             api = KubeApi(api_client_, self.options.timeouts.request_timeout)
             if self.options.lease is not None:
                 self.elector = LeaderElector(api_client_, self.options.lease)
+                self.output.publisher.entitled = self.elector.entitled
             try:
                 while True:
                     if self.elector is not None:

@@ -101,20 +101,35 @@ class LeaderElector:
         self.identity = options.identity or default_identity()
         self.election = Election(self.identity)
         self.leading = False
+        self.renewed_at: float | None = None
+        """When this instance last took or renewed the lease (its clock)."""
         self._api = client.CoordinationV1Api(api)
         self._clock = clock
+
+    def entitled(self) -> bool:
+        """Whether this instance may publish: it leads, and renewed the lease within the
+        renew deadline. A standby may take the lease only after the lease duration,
+        which is longer, so a leader that checks this stops before another begins (a
+        process paused past the deadline finds its clock moved on when it resumes)."""
+        renewed = self.renewed_at
+        return (
+            self.leading
+            and renewed is not None
+            and self._clock() - renewed < self.options.renew_deadline
+        )
 
     async def acquire(self) -> None:
         """Return once this instance holds the lease."""
         log.info("waiting to lead: lease %s/%s", self.options.namespace, self.options.name)
         while not await self._try():
             await asyncio.sleep(self.options.retry_period)
+        self.renewed_at = self._clock()
         self.leading = True
         log.info("leading as %s", self.identity)
 
     async def hold(self) -> NoReturn:
         """Renew until the renew deadline passes without success: LeadershipLost."""
-        renewed = self._clock()
+        renewed = self.renewed_at = self._clock()
         while True:
             await asyncio.sleep(self.options.retry_period)
             left = self.options.renew_deadline - (self._clock() - renewed)
@@ -124,7 +139,7 @@ class LeaderElector:
             except TimeoutError:
                 ok = False
             if ok:
-                renewed = self._clock()
+                renewed = self.renewed_at = self._clock()
             elif not self.election.holds() and self.election.observed is not None:
                 self.leading = False
                 raise LeadershipLost(f"lease taken by {self.election.observed.holder}")

@@ -9,16 +9,25 @@ batch is handed to the idempotent producer, and the next batch starts only
 when the whole batch is acknowledged, so two values of one key are never in
 flight together. A failed send is retried after an exponential backoff, unless
 a newer value of its key arrived meanwhile.
+
+**Fenced, not just elected.** Each batch is one Kafka transaction of a
+producer whose transactional id names the cluster (``callmap-watch-<cluster>``),
+the same for every watcher of that cluster. A new leader's producer starts
+before it reads the topics back (:meth:`Publisher.connect`), which aborts what
+an old leader left open and fences it: the old leader's next batch fails with
+``ProducerFenced`` and it stops publishing (:class:`watch.lease.LeadershipLost`),
+however late it notices that its Lease is gone. Readers take committed records
+only, so nothing of an aborted batch is ever read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from callmap.backoff import Backoff
 from callmap.broker import start_producer, stop_quietly
@@ -27,6 +36,7 @@ from callmap.counters import StageCounters
 from callmap.wire import encode
 from callmap.wire.topics import identity_key
 from watch.identitytable import Change
+from watch.lease import LeadershipLost
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,8 @@ class Publisher:
         self._batch_size = batch_size
         self._send_timeout = send_timeout
         self._max_backoff = max_backoff
+        self.entitled: Callable[[], bool] = lambda: True
+        """Whether this watcher may publish now (the lease's check, when there is one)."""
         self._pending: dict[tuple[str, str], Change] = {}
         self._in_flight = 0
         self._wakeup = asyncio.Event()
@@ -70,6 +82,18 @@ class Publisher:
             self._counters.drop("superseded")
         self._pending[slot] = change
         self._wakeup.set()
+
+    @property
+    def transactional_id(self) -> str:
+        """Shared by every watcher of the cluster: the newest producer fences the others."""
+        return f"callmap-watch-{self._cluster}"
+
+    async def connect(self) -> None:
+        """Start the producer now: a new leader does so before it reads the topics back,
+        which fences the previous leader."""
+        if not self.entitled():
+            raise LeadershipLost("the lease was not renewed within its deadline")
+        await self._connect()
 
     def discard(self) -> None:
         """Forget everything unsent (leadership lost: the next leader publishes)."""
@@ -100,6 +124,9 @@ class Publisher:
                         await asyncio.sleep(0.5)
         except TimeoutError:
             log.warning("shutting down with %d identity changes unsent", len(self._pending))
+        except LeadershipLost as lost:
+            log.warning("not sending %d identity changes: %s", len(self._pending), lost)
+            self.discard()
         finally:
             await self.close()
         return not self._pending
@@ -132,9 +159,15 @@ class Publisher:
             self._pending.setdefault(slot, change)  # unless a newer value came meanwhile
 
     async def _send(self, batch: list[Change]) -> list[Any]:
-        """Each change's outcome: its record metadata, or the exception that stopped it."""
+        """Each change's outcome: its record metadata, or the exception that stopped it
+        (one for all when the transaction failed). Fenced: LeadershipLost."""
+        if not self.entitled():
+            self.discard()
+            await self.close()
+            raise LeadershipLost("the lease was not renewed within its deadline")
         try:
             producer = await self._connect()
+            await producer.begin_transaction()
             futures = [
                 await producer.send(
                     change.topic.name,
@@ -144,14 +177,33 @@ class Publisher:
                 for change in batch
             ]
             async with asyncio.timeout(self._send_timeout):
-                return list(await asyncio.gather(*futures, return_exceptions=True))
+                results = list(await asyncio.gather(*futures, return_exceptions=True))
+                failures = [result for result in results if _failed(result)]
+                for failure in failures:
+                    if isinstance(failure, ProducerFenced):
+                        raise failure
+                if failures:
+                    return [failures[0]] * len(batch)
+                await producer.commit_transaction()
+            return results
+        except ProducerFenced as fenced:
+            self.discard()
+            await self.close()
+            self._counters.drop("fenced", len(batch))
+            raise LeadershipLost(
+                f"another watcher publishes for cluster {self._cluster} now: {fenced}"
+            ) from fenced
         except _FAILURES as exc:
             return [exc] * len(batch)
 
     async def _connect(self) -> Any:
         if self._producer is None:
             self._producer = await start_producer(
-                self._kafka, self._send_timeout, compression_type="lz4", linger_ms=20
+                self._kafka,
+                self._send_timeout,
+                compression_type="lz4",
+                linger_ms=20,
+                transactional_id=self.transactional_id,
             )
             log.info("publishing identities to Kafka at %s", self._kafka.bootstrap_servers)
         self.connected = True

@@ -68,7 +68,8 @@ class IdentityOutput:
         self.tables = IdentityTables(retention, self.publisher.submit)
 
     async def begin_term(self) -> None:
-        """Forget everything, then adopt what the topics hold (creating missing topics).
+        """Forget everything, fence the previous leader, then adopt what the topics hold
+        (creating missing topics).
 
         Kafka gets ``start_timeout`` seconds for both; then the fault is raised."""
         self.tables.clear()
@@ -79,6 +80,9 @@ class IdentityOutput:
         await retrying(
             lambda: ensure_topics(kafka, topics, specs), "create topics", on_retry=budget
         )
+        # Before reading back: starting the producer fences a previous leader, so
+        # nothing it still sends can land after what is read here.
+        await retrying(self.publisher.connect, "connect to Kafka", on_retry=budget)
         stage = self.counters.stage("readback")
         await retrying(
             lambda: read_back(kafka, self.cluster, self.tables.adopt, stage),
