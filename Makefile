@@ -15,18 +15,23 @@ export CALLMAP_CACHE := $(CACHE)
 ENV_KEY := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
-.PHONY: help demo test lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache
+.PHONY: help demo test faults lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache
 
 help:
 	@echo "make demo   - start a local Kafka broker and run callmap's real path"
 	@echo "make test   - set up everything, then lint, types, import contracts and pytest"
 	@echo "make bench  - run the benchmarks and print their tables"
+	@echo "make faults - fail processes and brokers under load; print what was lost"
 
 demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
 test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imports
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/faults
+
+# The fault suite: minutes a scenario, so not part of `make test`.
+faults: $(STAMP) kafka-jars
+	$(PY) -m pytest tests/faults
 
 # Tools the project needs from the operating system: Java and Maven for Kafka,
 # iproute2 and nftables for network namespaces and the lab's service DNAT,

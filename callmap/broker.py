@@ -97,6 +97,26 @@ async def ensure_topics(
     return [replace(s, created=s.name in created) for s in states]
 
 
+async def ensure_topic(
+    kafka: KafkaSettings, name: str, partitions: int, replication: int, configs: dict[str, str]
+) -> TopicState:
+    """Create one topic outside the wire contract (a service's internal topic) unless it
+    exists; describe it. Durability configs follow ``replication``."""
+    async with admin_client(kafka) as admin:
+        with map_kafka_errors(f"create topic {name}"):
+            if name not in set(await admin.list_topics()):
+                topic = NewTopic(
+                    name=name,
+                    num_partitions=partitions,
+                    replication_factor=replication,
+                    topic_configs={**configs, **durability_configs(replication)},
+                )
+                _raise_for_topic_errors(await admin.create_topics([topic]))
+                log.info("created topic %s", name)
+            (state,) = await _describe_when_created(admin, [name])
+    return state
+
+
 async def describe_topics(kafka: KafkaSettings, names: Iterable[str]) -> list[TopicState]:
     """Partition count and topic-level configs of each named topic."""
     async with admin_client(kafka) as admin:
@@ -187,8 +207,14 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
 
 
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer of ``topics``; pass ``group_id`` for a committed consumer group."""
-    options: dict[str, Any] = {"auto_offset_reset": "earliest", "enable_auto_commit": False}
+    """A consumer of ``topics`` that reads committed records only; pass ``group_id``
+    for a committed consumer group."""
+    options: dict[str, Any] = {
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        # The stream app announces edges in transactions: never read an aborted one.
+        "isolation_level": "read_committed",
+    }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **{**kafka.client_kwargs(), **options})
 

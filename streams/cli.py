@@ -8,14 +8,15 @@ from pathlib import Path
 import click
 
 from callmap.backoff import give_up_after, retrying
-from callmap.broker import TopicState, ensure_topics
+from callmap.broker import TopicState, ensure_topic, ensure_topics
 from callmap.config import load_settings
 from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
 from callmap.optiongroups import metrics_port_option, start_timeout_option
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
-from callmap.wire.topics import for_app
+from callmap.wire.topics import changelog_configs, changelog_topic, for_app
 from streams.combine import DEFAULT_COMBINE_INTERVAL
+from streams.edgelog import DEFAULT_COMMIT_INTERVAL
 from streams.resolvestage import ResolveSettings
 
 
@@ -63,6 +64,13 @@ def streams() -> None:
     help="Seconds repeats of a known edge are combined before they go to its owner (0: never).",
 )
 @click.option(
+    "--commit-interval",
+    type=click.FloatRange(min=0.01),
+    default=DEFAULT_COMMIT_INTERVAL,
+    show_default=True,
+    help="Seconds the edge transactions stay open: announcements wait up to this long.",
+)
+@click.option(
     "--exclude-namespace",
     "excluded",
     multiple=True,
@@ -92,6 +100,7 @@ def worker(
     ttl: float,
     tick_interval: float,
     combine_interval: float,
+    commit_interval: float,
     excluded: tuple[str, ...],
     session_timeout: float,
     data_dir: Path,
@@ -113,6 +122,19 @@ def worker(
     )
     check_co_partitioned(states, [DNS.name, SOCKETS.name, own[1].name])
     (sightings,) = [state for state in states if state.name == own[0].name]
+    asyncio.run(
+        retrying(
+            lambda: ensure_topic(
+                settings.kafka,
+                changelog_topic(app_id),
+                sightings.partitions,
+                sightings.replication,
+                changelog_configs(),
+            ),
+            "create the changelog topic",
+            on_retry=give_up_after(start_timeout),
+        )
+    )
     stream = StreamSettings(
         app_id=app_id,
         resolve=ResolveSettings(
@@ -127,6 +149,7 @@ def worker(
         replication=sightings.replication,
         session_timeout=session_timeout,
         combine_interval=combine_interval,
+        commit_interval=commit_interval,
         data_dir=data_dir,
     )
     app = StreamApp(settings, stream)
@@ -140,8 +163,8 @@ def worker(
             lambda: float(app.feed.size()),
         ),
         "edges": (
-            "Edges this worker owns (the states of its partitions of the edges table).",
-            lambda: float(len(app.edges.data)),
+            "Edges this worker owns (the states of its partitions).",
+            lambda: float(len(app.merge.table)),
         ),
     }
     serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))

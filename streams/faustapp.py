@@ -12,13 +12,15 @@ Three agents, each a thin shell around the pure classes:
 2. ``retry`` consumes the pending topic, waits until each batch is due, and
    resolves it with raw ``ip`` endpoints for whatever is still unknown.
 3. ``merge`` consumes the sightings topic. It owns the edges of its
-   partitions in a Faust table (backed by a changelog topic, so a restarted or
+   partitions (their states backed by a changelog topic, so a restarted or
    rebalanced worker recovers them) and announces ``new``, ``refresh`` and
-   ``expired`` on the compacted edges topic. Ticks (empty messages that the
-   leader sends to every partition) drive refresh and expiry.
+   ``expired`` on the compacted edges topic, in transactions
+   (:mod:`streams.edgelog`): each edge is announced ``new`` exactly once.
+   Ticks (empty messages that the leader sends to every partition) drive
+   refresh and expiry.
 
 Undecodable messages go to the dead-letter topic with their origin; the
-stream goes on. Delivery is at least once; see docs/streams.md.
+stream goes on. See docs/streams.md for the delivery guarantees.
 
 This is the one module that speaks Faust; the stages it drives
 (:mod:`streams.resolvestage`, :mod:`streams.mergestage`) know nothing of it.
@@ -64,14 +66,12 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from callmap.broker import durability_configs
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
 from callmap.wire import (
     DLQ,
     DNS,
-    EDGES,
     PENDING,
     SIGHTINGS,
     SOCKETS,
@@ -90,11 +90,12 @@ from callmap.wire import (
 from callmap.wire.topics import (
     MAX_BATCH_BYTES,
     TopicSpec,
+    changelog_topic,
     for_app,
-    kafka_partition,
     owner_partition,
 )
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
+from streams.edgelog import DEFAULT_COMMIT_INTERVAL, EdgeLog, EdgeLogSettings
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
 from streams.mergestage import Merged, MergeSettings, MergeStage
@@ -141,10 +142,18 @@ class Transport(driver.Transport):
 
 
 class App(faust.App):
-    """A Faust app whose consumer uses :class:`Transport`."""
+    """A Faust app whose consumer uses :class:`Transport`, and which tells
+    :attr:`on_assignment` of a new assignment before it delivers a message of it."""
+
+    on_assignment: Callable[[set[TP]], None] | None = None
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
+
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        if self.on_assignment is not None and not self.should_stop:
+            self.on_assignment(assigned)
+        await super()._on_partitions_assigned(assigned, generation_id)
 
 
 # Messages each stream buffers ahead of its agent.
@@ -173,14 +182,15 @@ class StreamSettings:
     sighting_partitions: int = 12
     """Partitions of the sightings topic; the edges table has as many."""
     replication: int = 1
-    """Replicas of the topics Faust creates (the table's changelog), as the sightings
-    topic has them."""
+    """Replicas of the topics Faust creates, as the sightings topic has them."""
     session_timeout: float = 30.0
     """Seconds after which a silent worker's partitions go to the others."""
     combine_interval: float = DEFAULT_COMBINE_INTERVAL
     """Repeats of a known edge go to its owner at most this often (seconds; 0: at once)."""
     data_dir: Path = Path(".")
     """Where Faust keeps its ``<app id>-data`` directory."""
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
+    """Seconds the merge stage's transactions stay open (announcements wait as long)."""
     max_message_bytes: int = MAX_BATCH_BYTES
     """Sightings and pending messages are split to stay within this many bytes, under
     the broker's message limit (Kafka's default ``message.max.bytes`` is about 1 MB)."""
@@ -260,29 +270,33 @@ class StreamApp:
             partitions=stream.sighting_partitions,
         )
         self.dlq_topic = app.topic(DLQ.name, key_type=bytes, value_type=bytes)
-        self.edges = app.Table(
-            "edges",
-            default=None,
-            partitions=stream.sighting_partitions,
-            key_type=bytes,
-            value_type=bytes,
-            extra_topic_configs=durability_configs(stream.replication),
-        )
-        self._changelog = self.edges.changelog_topic.get_topic_name()
         merge = MergeSettings(stream.refresh_interval, stream.ttl, stream.sighting_partitions)
-        self.merge = MergeStage(self.edges.data, merge, self.counters)
+        self.merge = MergeStage({}, merge, self.counters)
+        log_settings = EdgeLogSettings(
+            app_id=stream.app_id,
+            changelog=changelog_topic(stream.app_id),
+            transaction_timeout=max(10.0, stream.session_timeout),
+            batch_bytes=PRODUCER_BATCH_BYTES,
+        )
+        self.edge_log = EdgeLog(
+            settings.kafka,
+            self.merge,
+            log_settings,
+            self.counters,
+            on_failure=lambda error: asyncio.ensure_future(self.app.crash(error)),
+        )
+        app.on_assignment = self._assigned
         app.agent(self.raw_topic, name="resolve")(self._resolve)
         app.agent(self.pending_topic, name="retry")(self._retry)
         app.agent(self.sightings_topic, name="merge")(self._merge)
         app.task(self.feed.run)
         app.timer(stream.tick_interval, on_leader=True)(self._tick)
         app.timer(5.0)(self._measure_lag)
+        app.timer(stream.commit_interval)(self.edge_log.commit)
         if stream.combine_interval > 0:
             app.timer(stream.combine_interval / 2)(self._send_held)
         app.on_before_shutdown.connect(self._drain_held)
-        self.edges.on_recover(self._drop_edges_owned_elsewhere)
-        app.on_partitions_assigned.connect(self._forget_key_index)
-        app.on_partitions_revoked.connect(self._forget_key_index)
+        app.on_before_shutdown.connect(self._close_edge_log)
         self.lag = 0
         """Messages on this worker's raw and sightings partitions not consumed yet."""
 
@@ -345,42 +359,22 @@ class StreamApp:
                 await self.sightings_topic.send(key=None, value=message.value, partition=partition)
 
     async def _merge(self, stream: Any) -> None:
-        async for event in stream.events():
+        # Acknowledged once the edge log has committed what the message made.
+        async for event in stream.noack().events():
             message = event.message
+            partition = message.partition
+            if not await self.edge_log.owns(partition):
+                continue  # handed over: its owner reads it again
             self.counters.stage("in.sightings").seen += 1
+            merged = Merged()
             if not message.value:  # a tick
-                await self._write(self.merge.tick(message.partition, self.clock()))
-                continue
-            batch = await self._decode(self.sightings, message)
-            if batch is None:
-                continue
-            assert isinstance(batch, SightingBatch)
-            await self._write(self.merge.sightings(message.partition, batch, self.clock()))
-
-    async def _write(self, merged: Merged) -> None:
-        """The merge stage's states to the changelog, then its announcements.
-
-        Straight to the aiokafka producer inside Faust's, not through the table
-        or a Faust topic: both wrap every message in futures and callbacks that
-        cost more than the write itself. Recovery reads the changelog all the
-        same, and it is the producer Faust flushes before it commits offsets.
-        An announcement goes to the partition Kafka's default partitioner would
-        pick (as the edges topic's other writers do), computed here at half the
-        cost of aiokafka's partitioner. Messages are appended one by one to the
-        producer's open batches: handing over whole batches would wait for the
-        previous batch of each partition to be sent, once per call.
-        """
-        if not merged.stored and not merged.announced:
-            return
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        send = producer.send
-        for stored in merged.stored:
-            await send(self._changelog, stored.value, key=stored.key, partition=stored.partition)
-        if merged.announced:
-            partitions = len(await producer.partitions_for(EDGES.name))
-            for announced in merged.announced:
-                partition = kafka_partition(announced.key, partitions)
-                await send(EDGES.name, announced.value, key=announced.key, partition=partition)
+                merged = self.merge.tick(partition, self.clock())
+            else:
+                batch = await self._decode(self.sightings, message)
+                if batch is not None:
+                    assert isinstance(batch, SightingBatch)
+                    merged = self.merge.sightings(partition, batch, self.clock())
+            await self.edge_log.write(partition, merged, event.ack)
 
     async def _measure_lag(self) -> None:
         consumer = self.app.consumer
@@ -393,20 +387,11 @@ class StreamApp:
                     lag += max(0, highwater - position)
         self.lag = lag
 
-    async def _forget_key_index(self, *_: Any, **__: Any) -> None:
-        self.merge.forget_index()
+    def _assigned(self, assigned: set[TP]) -> None:
+        self.edge_log.assign({tp.partition for tp in assigned if tp.topic == self.sightings.name})
 
-    async def _drop_edges_owned_elsewhere(self) -> None:
-        """After a rebalance's recovery: keep only the edges of partitions this worker owns.
-
-        Faust drops a revoked partition's keys only for writes it made itself, and
-        the merge stage writes to the table's store directly.
-        """
-        mine = {self.sightings.name, self._changelog}
-        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in mine}
-        dropped = self.merge.keep_only(owned)
-        if dropped:
-            log.info("forgot %d edges of partitions other workers own now", dropped)
+    async def _close_edge_log(self, *_: Any, **__: Any) -> None:
+        await self.edge_log.close()
 
     async def _tick(self) -> None:
         for partition in range(self.stream.sighting_partitions):

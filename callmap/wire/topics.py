@@ -280,3 +280,16 @@ def topic_by_name(name: str) -> TopicSpec:
         if spec.name == name:
             return spec
     raise KeyError(name)
+
+
+def changelog_topic(app_id: str) -> str:
+    """The edge states of the stream app with id ``app_id``: compacted, with as many
+    partitions as its sightings topic (partition ``p`` holds the states of the edges
+    that sightings partition ``p`` owns). Internal to the stream app, and named as
+    Faust named its table's changelog when the states lived in one."""
+    return f"{app_id}-edges-changelog"
+
+
+def changelog_configs() -> dict[str, str]:
+    """Topic-level configs of a changelog topic (:func:`changelog_topic`)."""
+    return {"cleanup.policy": "compact", **_COMPACTION}

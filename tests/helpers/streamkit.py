@@ -33,8 +33,10 @@ from callmap.wire import (
     PodIdentity,
     Record,
     ServiceIdentity,
+    ServiceWorkload,
     SocketBatch,
     SocketObservation,
+    WorkloadRef,
     decode,
     encode,
     encode_batches,
@@ -59,6 +61,63 @@ FAST = [
 ]
 
 
+def pod(cluster: str, name: str, ip: str) -> PodIdentity:
+    return PodIdentity(
+        cluster=cluster,
+        uid=f"{cluster}-{name}",
+        namespace="shop",
+        name=f"{name}-0",
+        ips=(ip,),
+        node="node-a",
+        workload=WorkloadRef(kind="Deployment", name=name),
+        created=0.0,
+    )
+
+
+def cart_service(cluster: str) -> ServiceIdentity:
+    return ServiceIdentity(
+        cluster=cluster,
+        namespace="shop",
+        name="cartservice",
+        type="ClusterIP",
+        cluster_ips=("10.96.4.2",),
+        workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
+    )
+
+
+def dns(cluster: str, qname: str, client: str, *ips: str) -> DnsAnswer:
+    return DnsAnswer(
+        cluster=cluster,
+        node="node-a",
+        ts=time.time(),
+        client_ip=client,
+        server_ip="10.96.0.10",
+        transport="udp",
+        qname=qname,
+        qtype="A",
+        answers=ips,
+        ttl=30,
+    )
+
+
+def conn(
+    cluster: str, local: str, lport: int, remote: str, rport: int, role: str
+) -> SocketObservation:
+    now = time.time()
+    return SocketObservation(
+        cluster=cluster,
+        node="node-a",
+        ts=now,
+        netns=1,
+        local_ip=local,
+        local_port=lport,
+        remote_ip=remote,
+        remote_port=rport,
+        role=role,
+        first_seen=now,
+    )  # type: ignore[arg-type]
+
+
 class Worker:
     """One `callmap streams worker` process."""
 
@@ -71,6 +130,7 @@ class Worker:
         replication: str | None = "1",
     ) -> None:
         """``replication`` None: the brokers' default (three where there are three)."""
+        self.settings, self.app_id = settings, app_id
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.metrics_port = free_port()
         env = {
@@ -111,6 +171,19 @@ class Worker:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
+
+    def wait_owning(self, timeout: float = 60) -> None:
+        """Until the worker holds edge states: it owns partitions and has recovered them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if self.gauge("edges") > 0:
+                    return
+            except OSError:  # its metrics endpoint is not up yet
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker owns no edges: {self.log.read_text()[-3000:]}")
 
     def gauge(self, name: str) -> float:
         """A gauge of the worker's Prometheus endpoint (``callmap_streams_<name>``)."""
@@ -184,6 +257,8 @@ class Reader:
         self.start: dict[TopicPartition, int] = {}
         self.placed: list[tuple[int, bytes | None]] = []
         """(partition, key) of every record kept, as read."""
+        self.held_at: float | None = None
+        """When the last :meth:`read`'s ``until`` first held (``time.monotonic``)."""
 
     async def mark(self) -> Reader:
         (state,) = await describe_topics(self.settings.kafka, [self.topic])
@@ -215,9 +290,11 @@ class Reader:
                 consumer.seek(tp, offset)
             deadline = time.monotonic() + timeout
             done_at: float | None = None
+            self.held_at = None
             while time.monotonic() < deadline:
                 if done_at is None and until(found):
-                    done_at = time.monotonic() + settle
+                    self.held_at = time.monotonic()
+                    done_at = self.held_at + settle
                 if done_at is not None and time.monotonic() >= done_at:
                     break
                 for messages in (await consumer.getmany(timeout_ms=300)).values():

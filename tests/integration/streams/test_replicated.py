@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streamkit import Reader, Worker, names, of_cluster, publish
-from test_stream_app import cart_service, dns, pod
+from helpers.streamkit import Reader, Worker, cart_service, dns, names, of_cluster, pod, publish
 
 from callmap.broker import describe_topics, ensure_topics
 from callmap.config import Settings, load_settings

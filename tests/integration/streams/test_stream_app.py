@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from streamkit import Reader, Worker, dead_letters_from, names, of_cluster, publish, send_raw
+from helpers.streamkit import (
+    Reader,
+    Worker,
+    cart_service,
+    conn,
+    dead_letters_from,
+    dns,
+    names,
+    of_cluster,
+    pod,
+    publish,
+    send_raw,
+)
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
@@ -19,74 +30,11 @@ from callmap.wire import (
     DNS,
     EDGES,
     SIGHTINGS,
-    DnsAnswer,
-    PodIdentity,
-    ServiceIdentity,
-    ServiceWorkload,
     SightingBatch,
-    SocketObservation,
-    WorkloadRef,
 )
 from callmap.wire.topics import for_app
 
 pytestmark = pytest.mark.kafka
-
-
-def pod(cluster: str, name: str, ip: str) -> PodIdentity:
-    return PodIdentity(
-        cluster=cluster,
-        uid=f"{cluster}-{name}",
-        namespace="shop",
-        name=f"{name}-0",
-        ips=(ip,),
-        node="node-a",
-        workload=WorkloadRef(kind="Deployment", name=name),
-        created=0.0,
-    )
-
-
-def cart_service(cluster: str) -> ServiceIdentity:
-    return ServiceIdentity(
-        cluster=cluster,
-        namespace="shop",
-        name="cartservice",
-        type="ClusterIP",
-        cluster_ips=("10.96.4.2",),
-        workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
-    )
-
-
-def dns(cluster: str, qname: str, client: str, *ips: str) -> DnsAnswer:
-    return DnsAnswer(
-        cluster=cluster,
-        node="node-a",
-        ts=time.time(),
-        client_ip=client,
-        server_ip="10.96.0.10",
-        transport="udp",
-        qname=qname,
-        qtype="A",
-        answers=ips,
-        ttl=30,
-    )
-
-
-def conn(
-    cluster: str, local: str, lport: int, remote: str, rport: int, role: str
-) -> SocketObservation:
-    now = time.time()
-    return SocketObservation(
-        cluster=cluster,
-        node="node-a",
-        ts=now,
-        netns=1,
-        local_ip=local,
-        local_port=lport,
-        remote_ip=remote,
-        remote_port=rport,
-        role=role,
-        first_seen=now,
-    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True, scope="module")

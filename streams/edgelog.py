@@ -1,0 +1,253 @@
+"""The merge stage's output in Kafka transactions: an edge's state and its
+announcement land together, or neither does.
+
+Each sightings partition this worker owns has a transactional producer of its
+own, with the transactional id ``<app id>-merge-<partition>``. What the merge
+stage asks to write for a partition (states to the changelog, announcements to
+the edges topic) goes into that producer's open transaction, which is
+committed every commit interval. Only then are the consumed sightings
+acknowledged, so the offsets Faust commits never pass work that is not
+committed. Hence:
+
+- A worker killed at any moment leaves an open transaction, which is aborted:
+  readers with ``isolation.level=read_committed`` (every callmap reader) never
+  see its announcements, the next owner never recovers its states, and the
+  sightings are read again from the last committed offset. Nothing is lost.
+- A transaction committed before the sightings' offsets were is replayed
+  against the states it wrote: a known edge is not announced ``new`` again.
+- The next owner of a partition starts a producer with the same transactional
+  id before it reads the partition's states. That aborts whatever the previous
+  owner left open and fences it: a worker that lost a partition but did not
+  notice (a long pause) fails its next commit with ``ProducerFenced`` and
+  drops the partition, instead of announcing beside the new owner.
+
+A new owner recovers a partition's states by reading the changelog partition
+whole, committed records only. Faust's own tables are not used for this: they
+recover without ``read_committed`` and do not end a recovery at a partition
+whose last record is a transaction marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from callmap.broker import make_consumer, make_producer, read_to_end, stop_quietly
+from callmap.config import KafkaSettings
+from callmap.counters import Counters
+from callmap.wire import EDGES
+from callmap.wire.topics import kafka_partition
+from streams.mergestage import Merged, MergeStage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMIT_INTERVAL = 0.2
+"""Seconds an edge log transaction stays open: announcements wait up to this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLogSettings:
+    app_id: str
+    """The stream app's id: transactional ids are ``<app id>-merge-<partition>``."""
+    changelog: str
+    """The topic of the edge states, one partition per sightings partition."""
+    transaction_timeout: float
+    """Seconds after which the broker aborts a transaction its producer left open."""
+    batch_bytes: int
+    """Bytes of one producer batch."""
+
+
+@dataclass(slots=True)
+class _Partition:
+    """One owned partition: its producer and the transaction open on it."""
+
+    producer: AIOKafkaProducer
+    edge_partitions: int
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    open: bool = False
+    closed: bool = False
+    done: list[Callable[[], object]] = field(default_factory=list)
+    """What to call once the open transaction is committed (the sightings' acks)."""
+
+
+class EdgeLog:
+    """The merge stage's writes, one transaction per owned partition at a time."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        merge: MergeStage,
+        settings: EdgeLogSettings,
+        counters: Counters,
+        on_failure: Callable[[BaseException], object] = lambda _: None,
+    ) -> None:
+        """``on_failure`` hears of an assignment that could not be taken over (its
+        producers would not start, its states could not be read): the worker cannot
+        go on without those partitions, and should stop."""
+        self._kafka = kafka
+        self._merge = merge
+        self._settings = settings
+        self._counters = counters
+        self._on_failure = on_failure
+        self._owned: dict[int, _Partition] = {}
+        self._assigning: asyncio.Future[None] | None = None
+
+    # --- ownership --------------------------------------------------------------
+
+    def assign(self, partitions: Collection[int]) -> None:
+        """The sightings partitions this worker owns from now on (every rebalance).
+
+        Takes effect in the background, after any assignment still in progress;
+        :meth:`owns` waits for it.
+        """
+        previous = self._assigning
+        self._assigning = asyncio.ensure_future(self._assign(set(partitions), previous))
+        self._assigning.add_done_callback(self._check)
+
+    def _check(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and (error := done.exception()) is not None:
+            log.error("could not take over the assigned partitions: %r", error)
+            self._on_failure(error)
+
+    async def owns(self, partition: int) -> bool:
+        """Whether ``partition`` is this worker's, once its states are recovered."""
+        if self._assigning is not None:
+            await asyncio.shield(self._assigning)
+        return partition in self._owned
+
+    def owned(self) -> set[int]:
+        return set(self._owned)
+
+    async def _assign(self, partitions: set[int], previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            await previous
+        for partition in sorted(set(self._owned) - partitions):
+            await self._release(partition)
+        taken = sorted(partitions - set(self._owned))
+        if taken:
+            started = time.monotonic()
+            for partition in taken:
+                self._owned[partition] = await self._start(partition)
+            recovered = await self._recover(taken)
+            log.info(
+                "took over partitions %s: %d edge states in %.1f s",
+                taken,
+                recovered,
+                time.monotonic() - started,
+            )
+        dropped = self._merge.keep_only(set(self._owned))
+        if dropped:
+            log.info("forgot %d edges of partitions other workers own now", dropped)
+
+    async def _start(self, partition: int) -> _Partition:
+        """A producer for ``partition``: starting it aborts the transaction a previous
+        owner left open, and fences that owner."""
+        producer = make_producer(
+            self._kafka,
+            transactional_id=f"{self._settings.app_id}-merge-{partition}",
+            transaction_timeout_ms=int(self._settings.transaction_timeout * 1000),
+            max_batch_size=self._settings.batch_bytes,
+        )
+        try:
+            await producer.start()
+            edge_partitions = len(await producer.partitions_for(EDGES.name))
+        except BaseException:
+            await stop_quietly(producer, f"edge log producer of partition {partition}")
+            raise
+        return _Partition(producer, edge_partitions)
+
+    async def _recover(self, partitions: list[int]) -> int:
+        """Read the committed states of ``partitions`` from the changelog."""
+        table, count = self._merge.table, 0
+        consumer = make_consumer(self._kafka)  # committed records only
+        await consumer.start()
+        try:
+            wanted = [TopicPartition(self._settings.changelog, p) for p in partitions]
+            async for message in read_to_end(consumer, wanted):
+                count += 1
+                if message.value:
+                    table[message.key] = message.value
+                else:
+                    table.pop(message.key, None)
+        finally:
+            await consumer.stop()
+        return count
+
+    async def _release(self, partition: int) -> None:
+        """A partition another worker owns now: commit what is open, stop its producer."""
+        part = self._owned.pop(partition)
+        await self._commit(partition, part)
+        part.closed = True
+        await stop_quietly(part.producer, f"edge log producer of partition {partition}")
+
+    # --- writing ----------------------------------------------------------------
+
+    async def write(self, partition: int, merged: Merged, done: Callable[[], object]) -> None:
+        """Add ``merged`` to ``partition``'s open transaction; ``done`` is called once it
+        is committed. A partition this worker does not own is not written, and ``done``
+        not called: its owner reads the sightings again."""
+        part = self._owned.get(partition)
+        if part is None:
+            return
+        if not merged.stored and not merged.announced:
+            if part.open:
+                part.done.append(done)
+            else:
+                done()
+            return
+        changelog = self._settings.changelog
+        async with part.lock:
+            if part.closed:
+                return
+            producer = part.producer
+            if not part.open:
+                await producer.begin_transaction()
+                part.open = True
+            send = producer.send
+            for stored in merged.stored:
+                await send(changelog, stored.value, key=stored.key, partition=stored.partition)
+            for announced in merged.announced:
+                edge_partition = kafka_partition(announced.key, part.edge_partitions)
+                await send(EDGES.name, announced.value, key=announced.key, partition=edge_partition)
+            part.done.append(done)
+
+    async def commit(self) -> None:
+        """Commit every open transaction, then acknowledge what it holds."""
+        await asyncio.gather(
+            *(self._commit(partition, part) for partition, part in list(self._owned.items()))
+        )
+
+    async def _commit(self, partition: int, part: _Partition) -> None:
+        async with part.lock:
+            if not part.open or part.closed:
+                return
+            try:
+                await part.producer.commit_transaction()
+            except ProducerFenced:
+                self._counters.events["edge_log_fenced"] += 1
+                log.warning(
+                    "partition %d of the edges has another owner now: dropping it", partition
+                )
+                part.closed = True
+                self._owned.pop(partition, None)
+                self._merge.keep_only(set(self._owned))
+                await stop_quietly(part.producer, f"fenced producer of partition {partition}")
+                return
+            part.open = False
+            done, part.done = part.done, []
+        self._counters.events["edge_log_transactions"] += 1
+        for acknowledge in done:
+            acknowledge()
+
+    async def close(self) -> None:
+        """Commit what is open and stop every producer (the worker stops)."""
+        if self._assigning is not None:
+            await asyncio.shield(self._assigning)
+        for partition in sorted(self._owned):
+            await self._release(partition)
