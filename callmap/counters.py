@@ -53,18 +53,25 @@ class Counters:
     def interval(self) -> dict[str, StageStats]:
         """What changed since the previous call, as wire records."""
         now = self.totals()
-        result: dict[str, StageStats] = {}
-        for name, current in now.items():
-            before = self._last.get(name, StageCounters())
-            dropped = {
-                reason: count - before.dropped.get(reason, 0)
-                for reason, count in current.dropped.items()
-                if count != before.dropped.get(reason, 0)
-            }
-            result[name] = StageStats(
-                seen=current.seen - before.seen,
-                emitted=current.emitted - before.emitted,
-                dropped=dropped,
-            )
+        result = {
+            name: _stats(current, self._last.get(name, StageCounters()))
+            for name, current in now.items()
+        }
         self._last = now
         return result
+
+    def running(self) -> dict[str, StageStats]:
+        """Every stage's running totals, as wire records."""
+        return {name: _stats(current, StageCounters()) for name, current in self.totals().items()}
+
+
+def _stats(current: StageCounters, before: StageCounters) -> StageStats:
+    """What changed from ``before`` to ``current``."""
+    dropped = {
+        reason: count - before.dropped.get(reason, 0)
+        for reason, count in current.dropped.items()
+        if count != before.dropped.get(reason, 0)
+    }
+    return StageStats(
+        seen=current.seen - before.seen, emitted=current.emitted - before.emitted, dropped=dropped
+    )

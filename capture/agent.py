@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from callmap.wire import (
 )
 from capture.dnsfold import DnsFolder
 from capture.localaddrs import read_local_addresses
-from capture.outbox import DEFAULT_MAX_BYTES, Outbox, Outgoing
+from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
 from capture.publisher import Publisher
 from capture.sniffer import Sniffer, netns_inodes, open_sockets
 from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
@@ -74,6 +75,8 @@ class AgentOptions:
     """Seconds between CaptureStats records."""
     outbox_bytes: int = DEFAULT_MAX_BYTES
     """Bytes of messages kept while Kafka is unreachable; the oldest go first."""
+    outbox_max_age: float = DEFAULT_MAX_AGE
+    """Seconds a message may wait for Kafka before it is dropped (0: no bound)."""
     metrics_port: int = 9808
     """Port of the Prometheus endpoint; 0 turns it off."""
 
@@ -92,8 +95,13 @@ class CaptureAgent:
         self.options = options
         self.counters = Counters()
         self._clock = clock
-        self.outbox = Outbox(options.outbox_bytes)
-        self.publisher = Publisher(settings.kafka, self.outbox, self.counters.stage(PUBLISH))
+        self.outbox = Outbox(options.outbox_bytes, options.outbox_max_age)
+        self.publisher = Publisher(
+            settings.kafka, self.outbox, self.counters.stage(PUBLISH), clock=clock
+        )
+        self.boot_id = uuid.uuid4().hex
+        """This process's id on its CaptureStats: a new one means the counters began again."""
+        self._stats_seq = 0
         self.folder = DnsFolder(cluster=settings.cluster, node=options.node, counters=self.counters)
         self.sniffer: Sniffer | None = None
         """The DNS capture thread, once :meth:`run` opened it."""
@@ -115,8 +123,8 @@ class CaptureAgent:
             gauges={
                 "outbox_bytes": ("Bytes waiting for Kafka.", lambda: float(self.outbox.bytes)),
                 "outbox_dropped_records": (
-                    "Records dropped because the outbox was full.",
-                    lambda: float(self.outbox.dropped_records),
+                    "Records the outbox dropped (full, or past its age bound).",
+                    lambda: float(self.outbox.dropped_records.total()),
                 ),
                 "kafka_connected": (
                     "1 while the last send to Kafka succeeded.",
@@ -146,12 +154,16 @@ class CaptureAgent:
             self.publisher.submit(Outgoing(topic, self._key, message.value, message.records))
 
     def stats_record(self) -> CaptureStats:
+        self._stats_seq += 1
         return CaptureStats(
             cluster=self.settings.cluster,
             node=self.options.node,
             ts=self._clock(),
             interval=self.options.stats_interval,
             stages=self.counters.interval(),
+            boot_id=self.boot_id,
+            seq=self._stats_seq,
+            totals=self.counters.running(),
         )
 
     async def run(self) -> None:
@@ -186,6 +198,7 @@ class CaptureAgent:
             if sniffer is not None:
                 sniffer.stop()
                 self.publish_dns(self.folder.flush(self._clock()))
+            self._publish_stats()  # the last counts, drops included, before leaving
             await self._drain_remaining()
 
     def health(self) -> list[str]:
@@ -206,7 +219,7 @@ class CaptureAgent:
 
     def _publish_stats(self) -> None:
         stats = self.stats_record()
-        self.publisher.submit(Outgoing(STATS.name, self._key, encode(stats), 1))
+        self.publisher.submit_stats(Outgoing(STATS.name, self._key, encode(stats), 1))
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -218,8 +231,6 @@ class CaptureAgent:
 
     async def _drain_remaining(self, timeout: float = 5.0) -> None:
         """On shutdown, give what is queued a few seconds to reach Kafka."""
-        if not len(self.outbox):
-            return
         sender = asyncio.create_task(self.publisher.run(), name="capture-final-drain")
         try:
             if not await self.publisher.drain(timeout):

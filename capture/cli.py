@@ -29,6 +29,7 @@ from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
 from capture.dnsfold import DnsFolder
+from capture.outbox import DEFAULT_MAX_AGE
 from capture.sniffer import netns_inodes
 from capture.sockagent import SocketScanner
 
@@ -45,6 +46,7 @@ def _agent_options(
     refresh_interval: float,
     stats_interval: float,
     outbox_mib: int,
+    outbox_max_age: float,
     metrics_port: int,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
@@ -59,6 +61,7 @@ def _agent_options(
         refresh_interval=refresh_interval,
         stats_interval=stats_interval,
         outbox_bytes=outbox_mib * 1024 * 1024,
+        outbox_max_age=outbox_max_age,
         metrics_port=metrics_port,
     )
 
@@ -115,6 +118,13 @@ _live_options = option_group(
             default=64,
             show_default=True,
             help="MiB kept while Kafka is unreachable; the oldest go first.",
+        ),
+        click.option(
+            "--outbox-max-age",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_MAX_AGE,
+            show_default=True,
+            help="Seconds a record may wait for Kafka before it is dropped (0: no bound).",
         ),
         metrics_port_option(9808),
     ],

@@ -1,17 +1,27 @@
 """A bounded queue of encoded messages waiting for Kafka.
 
 Capture must never stall because Kafka does: messages wait here while the
-broker is away, and when the queue would grow past its byte budget the
-*oldest* messages are dropped (fresh data is worth more than stale data) and
-counted by the records they carried. Pure: no I/O, no clock.
+broker is away, within two bounds the user sets. When the queue would grow
+past its byte budget, the *oldest* messages are dropped (fresh data is worth
+more than stale data); a message older than the age bound is dropped too.
+Dropped records are counted by reason. The message being sent (the one
+:meth:`Outbox.peek` handed out last) is never dropped: its records either
+reach Kafka or stay queued, so each record is counted once, as sent or as
+dropped. Pure: no I/O; time comes in as arguments.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
+from callmap.wire import DROP_OVERFLOW, DROP_TOO_OLD
+
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_AGE = 3600.0
+
+OVERFLOW = DROP_OVERFLOW
+TOO_OLD = DROP_TOO_OLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +32,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     records: int
+    queued_at: float = 0.0
+    """When it was queued (seconds, the agent's clock): the age bound reads it."""
 
     @property
     def size(self) -> int:
@@ -29,14 +41,18 @@ class Outgoing:
 
 
 class Outbox:
-    """FIFO of messages under a byte budget; overflow drops the oldest."""
+    """FIFO of messages under a byte budget and an age bound."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_age: float = DEFAULT_MAX_AGE):
+        """``max_age`` 0: no age bound."""
         self.max_bytes = max_bytes
+        self.max_age = max_age
         self._queue: deque[Outgoing] = deque()
         self._bytes = 0
+        self._sending: Outgoing | None = None
         self.dropped_messages = 0
-        self.dropped_records = 0
+        self.dropped_records: Counter[str] = Counter()
+        """Records dropped so far, by reason (:data:`OVERFLOW`, :data:`TOO_OLD`)."""
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -50,19 +66,44 @@ class Outbox:
         self._queue.append(message)
         self._bytes += message.size
         dropped = 0
-        while self._bytes > self.max_bytes and self._queue:
-            old = self._queue.popleft()
-            self._bytes -= old.size
-            dropped += old.records
-            self.dropped_messages += 1
-        self.dropped_records += dropped
+        while self._bytes > self.max_bytes and (old := self._oldest_not_sending()) is not None:
+            dropped += self._drop(old, OVERFLOW)
+        return dropped
+
+    def expire(self, now: float) -> int:
+        """Drop the messages older than the age bound; return how many records went."""
+        if not self.max_age:
+            return 0
+        dropped, limit = 0, now - self.max_age
+        while (old := self._oldest_not_sending()) is not None and old.queued_at < limit:
+            dropped += self._drop(old, TOO_OLD)
         return dropped
 
     def peek(self) -> Outgoing | None:
-        return self._queue[0] if self._queue else None
+        """The oldest message, to send now: it is not dropped until :meth:`done`."""
+        self._sending = self._queue[0] if self._queue else None
+        return self._sending
 
     def done(self, message: Outgoing) -> None:
-        """Forget ``message`` after it was sent (if overflow has not dropped it already)."""
+        """Forget ``message`` after it was sent."""
         if self._queue and self._queue[0] is message:
             self._queue.popleft()
             self._bytes -= message.size
+        if self._sending is message:
+            self._sending = None
+
+    def _oldest_not_sending(self) -> Outgoing | None:
+        for message in self._queue:
+            if message is not self._sending:
+                return message
+        return None
+
+    def _drop(self, message: Outgoing, reason: str) -> int:
+        if self._queue[0] is message:
+            self._queue.popleft()
+        else:  # the message being sent is first: the oldest other one is second
+            del self._queue[1]
+        self._bytes -= message.size
+        self.dropped_messages += 1
+        self.dropped_records[reason] += message.records
+        return message.records

@@ -4,14 +4,22 @@ One named task takes the oldest message, sends it with acks from all replicas
 (idempotent producer, lz4), and only then removes it from the outbox. When the
 broker is unreachable the task backs off exponentially and tries again; the
 outbox keeps absorbing new messages meanwhile (dropping its oldest past the
-budget). Delivery is at least once: a send that timed out may have landed and
-is sent again.
+budget, and those past the age bound). Delivery is at least once: a send that
+timed out may have landed and is sent again.
+
+The agent's own stats travel on a lane of their own, never dropped: it holds
+the latest stats message, which goes out before any data. A newer one that
+arrives while the broker is away replaces it; the running totals it carries
+cover the one it replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -36,6 +44,7 @@ class Publisher:
         *,
         send_timeout: float = 15.0,
         max_backoff: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._kafka = kafka
         self.outbox = outbox
@@ -43,24 +52,53 @@ class Publisher:
         self._send_timeout = send_timeout
         self._max_backoff = max_backoff
         self._wakeup = asyncio.Event()
+        self._clock = clock
         self._producer: Any = None
+        self._stats: Outgoing | None = None
         self.connected = False
 
     def submit(self, message: Outgoing) -> None:
         """Queue a message (never blocks); count records dropped to make room."""
         self._counters.seen += message.records
-        dropped = self.outbox.put(message)
-        if dropped:
-            self._counters.drop("buffer_overflow", dropped)
-            log.warning("outbox full: dropped %d oldest records", dropped)
+        if self.outbox.put(dataclasses.replace(message, queued_at=self._clock())):
+            log.warning("outbox full: dropping the oldest records")
+        self._count_drops()
         self._wakeup.set()
+
+    def submit_stats(self, message: Outgoing) -> None:
+        """Put ``message`` on the stats lane, in place of any stats not sent yet."""
+        self._stats = message
+        self._wakeup.set()
+
+    def _count_drops(self) -> None:
+        """Bring the stage's drop counts up to the outbox's."""
+        dropped = self._counters.dropped
+        for reason, count in self.outbox.dropped_records.items():
+            if count != dropped[reason]:
+                dropped[reason] = count
+
+    def _next(self) -> Outgoing | None:
+        if self._stats is not None:
+            return self._stats
+        if self.outbox.expire(self._clock()):
+            log.warning("dropped records older than %.0f s", self.outbox.max_age)
+            self._count_drops()
+        return self.outbox.peek()
+
+    def _sent(self, message: Outgoing, stats: bool) -> None:
+        if not stats:
+            self.outbox.done(message)
+            self._counters.emitted += message.records
+        elif self._stats is message:  # not replaced while it was being sent
+            self._stats = None
 
     async def run(self) -> None:
         """Send until cancelled."""
         backoff = Backoff(0.5, self._max_backoff)
         try:
             while True:
-                message = self.outbox.peek()
+                message = self._next()
+                stats = message is not None and message is self._stats
                 if message is None:
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -75,8 +113,7 @@ class Publisher:
                     await asyncio.sleep(pause)
                     continue
                 backoff.reset()
-                self.outbox.done(message)
-                self._counters.emitted += message.records
+                self._sent(message, stats)
         finally:
             await self._close_producer()
 
@@ -84,9 +121,9 @@ class Publisher:
         """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.outbox) and loop.time() < deadline:
+        while (len(self.outbox) or self._stats is not None) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        return not len(self.outbox)
+        return not len(self.outbox) and self._stats is None
 
     async def _send(self, message: Outgoing) -> None:
         if self._producer is None:

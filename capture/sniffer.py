@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from callmap.errors import ConfigError
-from callmap.wire import DnsAnswer
+from callmap.wire import DROP_KERNEL, DnsAnswer
 from capture.bpf import SNAP_LENGTH, attach_filter
 from capture.dnsfold import DnsFolder
 
@@ -40,7 +40,6 @@ PACKET_STATISTICS = 6
 _TPACKET_STATS = struct.Struct("II")  # tp_packets, tp_drops; reading resets them
 CLONE_NEWNET = 0x40000000
 DEFAULT_RCVBUF = 16 * 1024 * 1024
-DROP_KERNEL = "kernel_drop"
 
 
 def open_all_interfaces(rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:

@@ -109,6 +109,7 @@ def worker(
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
     from streams.faustapp import StreamApp, StreamSettings, run_worker  # --help stays light
+    from streams.statsfeed import NodeLossCollector
 
     settings = load_settings()
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
@@ -167,7 +168,8 @@ def worker(
             lambda: float(len(app.merge.table)),
         ),
     }
-    serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
+    registry = serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
+    registry.register(NodeLossCollector(app.stats_feed))
     run_worker(app)
 
 

@@ -99,7 +99,9 @@ from streams.edgelog import DEFAULT_COMMIT_INTERVAL, EdgeLog, EdgeLogSettings
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
 from streams.mergestage import Merged, MergeSettings, MergeStage
+from streams.nodeloss import NodeLoss
 from streams.resolvestage import Identities, ResolveSettings, ResolveStage
+from streams.statsfeed import StatsFeed
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +237,7 @@ class StreamApp:
         )
         self.resolve = ResolveStage(self.identities, stream.resolve, self.counters, combiner)
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
+        self.stats_feed = StatsFeed(settings.kafka, NodeLoss(), self.dead_letter)
         self.app = App(
             stream.app_id,
             broker=_broker_urls(settings),
@@ -290,6 +293,7 @@ class StreamApp:
         app.agent(self.pending_topic, name="retry")(self._retry)
         app.agent(self.sightings_topic, name="merge")(self._merge)
         app.task(self.feed.run)
+        app.task(self.stats_feed.run)
         app.timer(stream.tick_interval, on_leader=True)(self._tick)
         app.timer(5.0)(self._measure_lag)
         app.timer(stream.commit_interval)(self.edge_log.commit)

@@ -294,6 +294,17 @@ class StageStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     dropped: dict[str, int] = {}
 
 
+DROP_KERNEL = "kernel_drop"
+"""Frames the kernel dropped before capture read them (its socket buffer was full)."""
+DROP_OVERFLOW = "buffer_overflow"
+"""Records capture dropped because its outbox was full while Kafka was away."""
+DROP_TOO_OLD = "buffer_too_old"
+"""Records capture dropped because they waited for Kafka longer than its age bound."""
+LOSS_REASONS: tuple[str, ...] = (DROP_KERNEL, DROP_OVERFLOW, DROP_TOO_OLD)
+"""Drop reasons of CaptureStats that mean data was lost; the others are filters (a frame
+that is not DNS, a connection reported already)."""
+
+
 class CaptureStats(Record, frozen=True, kw_only=True):
     """Per node and interval: each capture stage's counters (topic callmap.stats.v1)."""
 
@@ -302,6 +313,15 @@ class CaptureStats(Record, frozen=True, kw_only=True):
     ts: float
     interval: float
     stages: dict[str, StageStats] = {}
+    """What changed in the ``interval`` seconds before ``ts``."""
+    boot_id: str = ""
+    """A random id of the agent process: a new one means its counters began again."""
+    seq: int = 0
+    """The record's number since the process began (1, 2, ...): a gap means records
+    were replaced before they were sent (``totals`` covers them)."""
+    totals: dict[str, StageStats] = {}
+    """Running totals since the process began: loss is read from these, so that no
+    count is missed when an interval's record is."""
 
 
 class DeadLetter(Record, frozen=True, kw_only=True):

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from capture.sniffer import DROP_KERNEL
+from callmap.wire import DROP_KERNEL
 from devcluster.cluster import REPO, DevCluster
 
 RATES = [1_000, 2_000, 4_000, 8_000, 12_000, 16_000, 24_000]

@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from callmap.broker import ensure_topics, make_consumer
+from callmap.broker import ensure_topics, make_consumer, read_to_end
 from callmap.config import load_settings
-from callmap.counters import StageCounters
-from callmap.wire import DNS, DnsAnswer, DnsAnswerBatch, decode, encode_batches
+from callmap.counters import Counters, StageCounters
+from callmap.wire import (
+    DNS,
+    STATS,
+    CaptureStats,
+    DnsAnswer,
+    DnsAnswerBatch,
+    decode,
+    encode,
+    encode_batches,
+)
 from capture.outbox import Outbox, Outgoing
 from capture.publisher import Publisher
 from devtools.kafka import DevBroker
@@ -52,6 +61,20 @@ async def _qnames(settings, expected: int) -> list[str]:  # type: ignore[no-unty
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 names += [r.qname for m in messages for r in decode(DNS, m.value).records]  # type: ignore[attr-defined]
         return names
+    finally:
+        await consumer.stop()
+
+
+async def _stats(settings) -> list[CaptureStats]:  # type: ignore[no-untyped-def]
+    consumer = make_consumer(settings.kafka)
+    await consumer.start()
+    try:
+        found = []
+        async for message in read_to_end(consumer, [TopicPartition(STATS.name, 0)]):
+            record = decode(STATS, message.value)
+            assert isinstance(record, CaptureStats)
+            found.append(record)
+        return found
     finally:
         await consumer.stop()
 
@@ -102,3 +125,46 @@ async def test_an_outage_loses_nothing_within_the_bound_and_counts_what_overflow
         assert counters.emitted >= 80
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_stats_outlive_an_outage_on_their_own_lane_and_each_record_counts_once(
+    tmp_path: Path,
+) -> None:
+    broker = DevBroker(tmp_path / "kafka", port=free_port())
+    await asyncio.to_thread(broker.start)
+    try:
+        settings = load_settings(
+            {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
+        )
+        await ensure_topics(settings.kafka, settings.topics, [DNS, STATS])
+        outbox = Outbox(max_bytes=10 * _batch(10).size)
+        counters = Counters()
+        stage = counters.stage("publish")
+        publisher = Publisher(settings.kafka, outbox, stage, send_timeout=3, max_backoff=1)
+        sender = asyncio.create_task(publisher.run())
+        await asyncio.to_thread(broker.stop)
+        for seq in range(1, 4):  # an outage longer than the outbox holds
+            for n in range(seq * 10, seq * 10 + 10):
+                publisher.submit(_batch(n))
+            record = CaptureStats(
+                cluster="test",
+                node="outage",
+                ts=float(seq),
+                interval=1.0,
+                boot_id="boot",
+                seq=seq,
+                totals=counters.running(),
+            )
+            publisher.submit_stats(Outgoing(STATS.name, b"outage", encode(record), 1))
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(broker.start)
+        assert await publisher.drain(60)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        sent = await _stats(settings)
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert [s.seq for s in sent] == [3]  # only the latest waited, and it was sent
+    (last,) = sent
+    assert last.totals["publish"].dropped == {"buffer_overflow": 20}
+    assert stage.seen == 30 == stage.emitted + sum(stage.dropped.values())

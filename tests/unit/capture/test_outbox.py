@@ -1,12 +1,13 @@
-"""The outbox keeps messages in order under a byte budget, dropping the oldest."""
+"""The outbox keeps messages in order under a byte budget and an age bound, dropping
+the oldest, never the one being sent."""
 
 from __future__ import annotations
 
-from capture.outbox import Outbox, Outgoing
+from capture.outbox import OVERFLOW, TOO_OLD, Outbox, Outgoing
 
 
-def message(n: int, size: int = 100, records: int = 10) -> Outgoing:
-    return Outgoing("callmap.dns.v1", b"node", bytes([n % 256]) * size, records)
+def message(n: int, size: int = 100, records: int = 10, at: float = 0.0) -> Outgoing:
+    return Outgoing("callmap.dns.v1", b"node", bytes([n % 256]) * size, records, at)
 
 
 def test_messages_leave_in_the_order_they_came() -> None:
@@ -24,19 +25,45 @@ def test_overflow_drops_the_oldest_and_counts_their_records() -> None:
     for n in range(3):
         assert outbox.put(message(n)) == 0
     assert outbox.put(message(3, records=7)) == 10
-    assert outbox.dropped_records == 10 and outbox.dropped_messages == 1
+    assert outbox.dropped_records == {OVERFLOW: 10} and outbox.dropped_messages == 1
     assert outbox.bytes <= outbox.max_bytes
     assert outbox.peek() == message(1)
 
 
-def test_a_message_dropped_while_in_flight_is_not_removed_twice() -> None:
+def test_the_message_being_sent_is_never_dropped_the_next_oldest_goes() -> None:
     outbox = Outbox(max_bytes=2 * 104)
-    in_flight = message(1)
-    outbox.put(in_flight)
+    outbox.put(message(1))
+    in_flight = outbox.peek()
     outbox.put(message(2))
-    outbox.put(message(3))  # drops in_flight while the publisher is sending it
-    outbox.done(in_flight)
-    assert len(outbox) == 2 and outbox.peek() == message(2)
+    outbox.put(message(3))  # over budget while message 1 is being sent
+    assert outbox.dropped_records == {OVERFLOW: 10}
+    outbox.done(in_flight)  # type: ignore[arg-type]
+    assert len(outbox) == 1 and outbox.peek() == message(3)
+
+
+def test_each_record_is_counted_once_as_sent_or_dropped() -> None:
+    outbox, sent = Outbox(max_bytes=3 * 104), 0
+    for n in range(50):
+        outbox.put(message(n, records=n + 1))
+        if n % 4 == 0 and (head := outbox.peek()) is not None:
+            outbox.done(head)
+            sent += head.records
+    queued = 0
+    while (head := outbox.peek()) is not None:
+        outbox.done(head)
+        queued += head.records
+    assert sent + queued + outbox.dropped_records.total() == sum(range(1, 51))
+
+
+def test_messages_past_the_age_bound_are_dropped_and_counted_apart() -> None:
+    outbox = Outbox(max_bytes=10_000, max_age=60.0)
+    outbox.put(message(1, at=100.0))
+    outbox.put(message(2, at=130.0, records=3))
+    assert outbox.expire(now=150.0) == 0
+    assert outbox.expire(now=161.0) == 10
+    assert outbox.dropped_records == {TOO_OLD: 10} and outbox.peek() == message(2, 100, 3, 130.0)
+    assert outbox.expire(now=1000.0) == 0  # the one being sent stays
+    assert Outbox(max_age=0).expire(now=1e9) == 0
 
 
 def test_bytes_follow_what_is_queued() -> None:

@@ -16,6 +16,7 @@ import yaml
 from helpers.chartrender import CHART, EVERYTHING, ROOT, Rendered, render
 
 from devtools import helm as devhelm
+from streams.statsfeed import LOST_RECORDS, STATS_AGE
 
 
 def pod_labels(chart: Rendered) -> list[dict[str, str]]:
@@ -152,6 +153,22 @@ def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Ren
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}
     ]
+
+
+def test_alert_rules_watch_the_figures_the_stream_workers_expose(
+    everything_chart: Rendered, default_chart: Rendered
+) -> None:
+    assert not default_chart.of_kind("PrometheusRule")  # needs the Prometheus Operator
+    (rules,) = everything_chart.of_kind("PrometheusRule")
+    assert rules["metadata"]["labels"]["release"] == "prometheus"
+    (group,) = rules["spec"]["groups"]
+    alerts = {rule["alert"]: rule for rule in group["rules"]}
+    assert set(alerts) == {"CallmapCaptureLostRecords", "CallmapCaptureSilent"}
+    lost = alerts["CallmapCaptureLostRecords"]["expr"]
+    assert f"delta({LOST_RECORDS}[15m])" in lost and lost.endswith("> 0")
+    assert f"({STATS_AGE}) > 600" in alerts["CallmapCaptureSilent"]["expr"]
+    summary = alerts["CallmapCaptureLostRecords"]["annotations"]["summary"]
+    assert "{{ $labels.node }}" in summary  # Prometheus' template, not Helm's
 
 
 def egress_ports(policy: dict[str, Any]) -> set[tuple[object, str]]:
