@@ -15,7 +15,8 @@ from callmap.metrics import CountersCollector, serve_metrics
 from callmap.optiongroups import metrics_port_option, start_timeout_option
 from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
 from callmap.wire.topics import changelog_configs, changelog_topic, for_app
-from streams.combine import DEFAULT_COMBINE_INTERVAL
+from streams.caps import DEFAULT_BATCH_RECORDS, DEFAULT_MESSAGE_BYTES, Caps
+from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_MAX_EDGES_PER_CLIENT
 from streams.edgelog import DEFAULT_COMMIT_INTERVAL
 from streams.resolvestage import ResolveSettings
 
@@ -71,6 +72,27 @@ def streams() -> None:
     help="Seconds the edge transactions stay open: announcements wait up to this long.",
 )
 @click.option(
+    "--max-edges-per-client",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_EDGES_PER_CLIENT,
+    show_default=True,
+    help="Servers one client may reach within the TTL; beyond, dead-lettered (0: no cap).",
+)
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=1024),
+    default=DEFAULT_MESSAGE_BYTES,
+    show_default=True,
+    help="Bytes of one message the worker takes; larger ones are dead-lettered.",
+)
+@click.option(
+    "--max-batch-records",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_RECORDS,
+    show_default=True,
+    help="Records of one raw batch the worker takes; larger ones are dead-lettered.",
+)
+@click.option(
     "--exclude-namespace",
     "excluded",
     multiple=True,
@@ -101,6 +123,9 @@ def worker(
     tick_interval: float,
     combine_interval: float,
     commit_interval: float,
+    max_edges_per_client: int,
+    max_message_bytes: int,
+    max_batch_records: int,
     excluded: tuple[str, ...],
     session_timeout: float,
     data_dir: Path,
@@ -151,6 +176,11 @@ def worker(
         session_timeout=session_timeout,
         combine_interval=combine_interval,
         commit_interval=commit_interval,
+        caps=Caps(
+            message_bytes=max_message_bytes,
+            batch_records=max_batch_records,
+            edges_per_client=max_edges_per_client,
+        ),
         data_dir=data_dir,
     )
     app = StreamApp(settings, stream)

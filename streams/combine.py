@@ -23,6 +23,14 @@ refreshes lag by at most ``interval``; and a worker killed with SIGKILL loses
 at most ``interval`` seconds of repeats (counts and last-seen times, never an
 edge, a port or a source). docs/streams.md states this in the delivery
 guarantee. With ``interval`` 0 every sighting is urgent.
+
+**The per-client cap.** One noisy pod (a scanner, a crawler) could make edges
+without end, and each lives in an owner's memory for the edge TTL. With
+``max_edges_per_client`` set, a client reaches at most that many servers
+within ``edge_ttl``: a pair beyond it is not forwarded (counted, and reported
+once per client and ``report_every`` through :meth:`Combiner.take_capped`),
+until servers the client no longer calls age out. Only a pair's first
+sightings pay for the check; the fast path of known repeats does not.
 """
 
 from __future__ import annotations
@@ -32,11 +40,26 @@ from collections.abc import Iterator
 
 from callmap.wire import EdgeSighting, Endpoint
 from callmap.wire.records import EdgeSource
-from streams.edges import edge_id
+from streams.edges import DEFAULT_TTL, edge_id
 
 DEFAULT_COMBINE_INTERVAL = 5.0
 DEFAULT_FORGET_AFTER = 600.0
 DEFAULT_MAX_EDGES = 200_000
+DEFAULT_MAX_EDGES_PER_CLIENT = 2_000
+REPORT_EVERY = 3600.0
+"""Seconds between two reports of one client over its cap."""
+
+
+class Client:
+    """The servers one client reached lately, for the per-client cap."""
+
+    __slots__ = ("checked_at", "dropped", "reported_at", "servers")
+
+    def __init__(self) -> None:
+        self.servers: dict[Endpoint, float] = {}  # server -> when the pair was last admitted
+        self.checked_at = 0.0  # when entries were last aged out
+        self.reported_at = -REPORT_EVERY
+        self.dropped = 0
 
 
 class Slot:
@@ -44,6 +67,7 @@ class Slot:
 
     __slots__ = (
         "active_at",
+        "admitted",
         "client",
         "cluster",
         "count",
@@ -76,6 +100,7 @@ class Slot:
         self.since = 0.0  # processing time of the first of them
         self.urgent = False
         self.active_at = 0.0
+        self.admitted = False  # within its client's cap (checked until it is)
 
     def sighting(self) -> EdgeSighting:
         """What the slot holds, as one sighting; the slot is empty after."""
@@ -111,10 +136,18 @@ class Combiner:
         *,
         forget_after: float = DEFAULT_FORGET_AFTER,
         max_edges: int = DEFAULT_MAX_EDGES,
+        max_edges_per_client: int = 0,
+        edge_ttl: float = DEFAULT_TTL,
     ) -> None:
+        """``max_edges_per_client`` 0: no cap."""
         self.interval = interval
         self.forget_after = forget_after
         self.max_edges = max_edges
+        self.max_edges_per_client = max_edges_per_client
+        self.edge_ttl = edge_ttl
+        self._clients: dict[tuple[str, Endpoint], Client] = {}
+        self._capped: list[EdgeSighting] = []
+        self._dropped = 0
         self._slots: dict[tuple[str, Endpoint, Endpoint], Slot] = {}
         self._urgent: list[Slot] = []
         self._waiting: deque[tuple[float, Slot]] = deque()  # (since, slot), oldest first
@@ -138,6 +171,8 @@ class Combiner:
         count: int = 1,
     ) -> None:
         """``count`` sightings of ``slot``'s pair at ``ts`` (``now`` is processing time)."""
+        if not slot.admitted and not self._admit(slot, ts, now, count):
+            return
         if slot.count == 0:
             slot.first = slot.last = ts
             slot.since = slot.active_at = now
@@ -192,6 +227,63 @@ class Combiner:
                 self.seen(slot, ts, port, source, now, count)
         return len(slots)
 
+    def _admit(self, slot: Slot, ts: float, now: float, count: int) -> bool:
+        """Whether ``slot``'s pair is within its client's cap; counted and noted if not."""
+        cap = self.max_edges_per_client
+        if not cap:
+            slot.admitted = True
+            return True
+        key = (slot.cluster, slot.client)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = Client()
+        servers = client.servers
+        if slot.server not in servers and len(servers) >= cap:
+            self._age_out(key, client, now)
+        if slot.server in servers or len(servers) < cap:
+            servers[slot.server] = now
+            slot.admitted = True
+            return True
+        self._dropped += count
+        client.dropped += count
+        if now - client.reported_at >= REPORT_EVERY:
+            client.reported_at = now
+            self._capped.append(
+                EdgeSighting(
+                    edge_id=slot.edge_id,
+                    cluster=slot.cluster,
+                    client=slot.client,
+                    server=slot.server,
+                    first_seen=ts,
+                    last_seen=ts,
+                    count=count,
+                )
+            )
+        return False
+
+    def _age_out(
+        self, key: tuple[str, Endpoint], client: Client, now: float, *, force: bool = False
+    ) -> None:
+        """Forget the servers the client has not reached within ``edge_ttl`` (at most once
+        a minute unless forced: a capped client keeps knocking)."""
+        if not force and now - client.checked_at < 60.0:
+            return
+        client.checked_at = now
+        horizon, cluster, endpoint = now - self.edge_ttl, key[0], key[1]
+        for server, admitted in list(client.servers.items()):
+            slot = self._slots.get((cluster, endpoint, server))
+            if slot is not None and slot.active_at > admitted:
+                client.servers[server] = admitted = slot.active_at
+            if admitted < horizon:
+                del client.servers[server]
+
+    def take_capped(self) -> tuple[int, list[EdgeSighting]]:
+        """Sightings dropped by the per-client cap since the last call, and one sighting
+        per client to report (at most once per client and ``REPORT_EVERY``)."""
+        dropped, capped = self._dropped, self._capped
+        self._dropped, self._capped = 0, []
+        return dropped, capped
+
     def urgent(self) -> list[EdgeSighting]:
         """The sightings that must go out now."""
         out = [slot.sighting() for slot in self._urgent if slot.count]
@@ -232,6 +324,10 @@ class Combiner:
     def _sweep(self, now: float) -> None:
         """Forget idle pairs, then the least recently active beyond ``max_edges``."""
         self._swept_at = now
+        for client_key, client in list(self._clients.items()):
+            self._age_out(client_key, client, now, force=True)
+            if not client.servers:
+                del self._clients[client_key]
         horizon = now - self.forget_after
         idle = [key for key, slot in self._slots.items() if slot.active_at < horizon]
         excess = len(self._slots) - len(idle) - self.max_edges

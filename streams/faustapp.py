@@ -94,6 +94,7 @@ from callmap.wire.topics import (
     for_app,
     owner_partition,
 )
+from streams.caps import Caps, edge_cap_error, over_bytes, over_records
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
 from streams.edgelog import DEFAULT_COMMIT_INTERVAL, EdgeLog, EdgeLogSettings
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
@@ -193,6 +194,8 @@ class StreamSettings:
     """Where Faust keeps its ``<app id>-data`` directory."""
     commit_interval: float = DEFAULT_COMMIT_INTERVAL
     """Seconds the merge stage's transactions stay open (announcements wait as long)."""
+    caps: Caps = field(default_factory=Caps)
+    """What one message, and one client, may bring in."""
     max_message_bytes: int = MAX_BATCH_BYTES
     """Sightings and pending messages are split to stay within this many bytes, under
     the broker's message limit (Kafka's default ``message.max.bytes`` is about 1 MB)."""
@@ -233,7 +236,10 @@ class StreamApp:
         self.counters = Counters()
         self.identities = Identities(stream.resolve, self.counters)
         combiner = Combiner(
-            stream.combine_interval, forget_after=min(DEFAULT_FORGET_AFTER, stream.ttl / 2)
+            stream.combine_interval,
+            forget_after=min(DEFAULT_FORGET_AFTER, stream.ttl / 2),
+            max_edges_per_client=stream.caps.edges_per_client,
+            edge_ttl=stream.ttl,
         )
         self.resolve = ResolveStage(self.identities, stream.resolve, self.counters, combiner)
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
@@ -352,6 +358,7 @@ class StreamApp:
         await self._send_sightings(self.resolve.drain())
 
     async def _send_sightings(self, sightings: list[EdgeSighting]) -> None:
+        await self._report_capped()
         self.counters.stage("sightings").emitted += len(sightings)
         count = self.stream.sighting_partitions
         by_partition: dict[int, list[EdgeSighting]] = {}
@@ -361,6 +368,27 @@ class StreamApp:
         for partition, group in by_partition.items():
             for message in encode_sighting_batches(group, self.stream.max_message_bytes):
                 await self.sightings_topic.send(key=None, value=message.value, partition=partition)
+
+    async def _report_capped(self) -> None:
+        """Count what the per-client edge cap dropped; dead-letter one sighting per
+        client over it (at most hourly), saying so."""
+        dropped, capped = self.resolve.combiner.take_capped()
+        if dropped:
+            self.counters.stage("sightings").drop("edge_cap", dropped)
+        cap = self.stream.caps.edges_per_client
+        for sighting in capped:
+            error = edge_cap_error(sighting, cap)
+            key = sighting.edge_id.encode()
+            await self.dead_letter(
+                self.sightings.name,
+                error,
+                None,
+                None,
+                key,
+                encode(sighting),
+                reason="edge_cap",
+                counted=True,
+            )
 
     async def _merge(self, stream: Any) -> None:
         # Acknowledged once the edge log has committed what the message made.
@@ -402,33 +430,49 @@ class StreamApp:
             await self.sightings_topic.send(key=b"tick", value=b"", partition=partition)
 
     async def _decode(self, spec: TopicSpec, message: Any) -> Record | None:
-        """The message's record, or None after sending it to the dead-letter topic."""
-        try:
-            return decode(spec, message.value)
-        except WireDecodeError as error:
-            await self.dead_letter(
-                message.topic,
-                error,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-            )
-            return None
+        """The message's record, or None after sending it to the dead-letter topic:
+        undecodable, or over the byte or record cap."""
+        value: bytes = message.value or b""
+        reason = "oversized"
+        problem = over_bytes(len(value), self.stream.caps)
+        if problem is None:
+            try:
+                record = decode(spec, value)
+            except WireDecodeError as error:
+                problem, reason = str(error), "undecodable"
+            else:
+                problem = over_records(record, self.stream.caps)
+                if problem is None:
+                    return record
+        await self.dead_letter(
+            message.topic,
+            problem,
+            message.partition,
+            message.offset,
+            message.key,
+            value,
+            reason=reason,
+        )
+        return None
 
     async def dead_letter(
         self,
         topic: str,
-        error: WireDecodeError,
-        partition: int,
-        offset: int,
+        error: str | WireDecodeError,
+        partition: int | None,
+        offset: int | None,
         key: bytes | None,
         value: bytes,
+        *,
+        reason: str = "undecodable",
+        counted: bool = False,
     ) -> None:
-        """Send an undecodable message to the dead-letter topic, with its origin."""
+        """Send a message the stream will not take to the dead-letter topic, with its
+        origin and why."""
         self.counters.events["dead_lettered"] += 1
-        self.counters.stage(f"in.{topic}").drop("undecodable")
-        log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+        if not counted:  # else the caller counted the drop in its own stage
+            self.counters.stage(f"in.{topic}").drop(reason)
+        log.warning("dead-lettering %s[%s]@%s (%s): %s", topic, partition, offset, reason, error)
         letter = DeadLetter(
             ts=self.clock(),
             stage="streams",
@@ -438,6 +482,7 @@ class StreamApp:
             offset=offset,
             key_b64=base64.b64encode(key).decode() if key is not None else None,
             payload_b64=base64.b64encode(value).decode(),
+            reason=reason,
         )
         await self.dlq_topic.send(key=key, value=encode(letter))
 

@@ -77,6 +77,12 @@ def decode_as(record_type: type[R], data: bytes, *, topic: str) -> R:
         raise WireDecodeError(topic, *_locate(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise WireDecodeError(topic, None, f"not JSON: {exc}") from None
+    # msgspec raises these for bytes that are not UTF-8 where a key is expected, and for
+    # nesting deeper than it recurses: bad input all the same, never a crash.
+    except UnicodeDecodeError as exc:
+        raise WireDecodeError(topic, None, f"not UTF-8: {exc}") from None
+    except RecursionError:
+        raise WireDecodeError(topic, None, "nested too deep") from None
     _check_version(record, topic, "v")
     if isinstance(record, DnsAnswerBatch | SocketBatch):
         for index, inner in enumerate(record.records):
@@ -95,7 +101,7 @@ def _check_raw_version(data: bytes, topic: str, expected: int) -> None:
     """On the error path only: report a foreign version before any field."""
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return  # not JSON as a whole: the typed decoder's message says more
     version = value.get("v") if isinstance(value, dict) else None
     if version is not None and version != expected:

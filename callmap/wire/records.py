@@ -325,7 +325,8 @@ class CaptureStats(Record, frozen=True, kw_only=True):
 
 
 class DeadLetter(Record, frozen=True, kw_only=True):
-    """A message that no stage could decode, with where it came from and why."""
+    """A message that a stage could not or would not take, with where it came from and
+    why."""
 
     ts: float
     stage: str
@@ -336,6 +337,10 @@ class DeadLetter(Record, frozen=True, kw_only=True):
     key_b64: str | None = None
     payload_b64: str
     cluster: str | None = None
+    reason: str = ""
+    """Why, in one word: ``undecodable``, ``oversized`` (over a byte or record cap),
+    ``edge_cap`` (a client over its edge cap), or a sink's own reason; empty from
+    older writers."""
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (

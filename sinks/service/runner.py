@@ -187,6 +187,7 @@ class SinkRunner:
                 offset=message.offset,
                 key_b64=base64.b64encode(message.key).decode() if message.key else None,
                 payload_b64=base64.b64encode(message.value or b"").decode(),
+                reason=reason,
             )
         )
 
