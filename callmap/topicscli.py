@@ -1,4 +1,5 @@
-"""``callmap topics``: create and describe callmap's Kafka topics, as an operator would."""
+"""``callmap topics``: create and describe callmap's Kafka topics, and print each
+component's ACLs, as an operator would."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from callmap.acls import COMPONENTS, component_acls, kafka_acls_command
 from callmap.broker import TopicState, describe_topics, ensure_topics
 from callmap.config import load_settings
-from callmap.wire.topics import ALL_TOPICS
+from callmap.wire.topics import ALL_TOPICS, DEFAULT_STREAMS_APP
 
 console = Console()
 
@@ -49,3 +51,17 @@ def _topic_table(states: list[TopicState]) -> Table:
             "created" if state.created else "exists",
         )
     return table
+
+
+@topics.command()
+@click.argument("component", type=click.Choice(COMPONENTS))
+@click.option("--principal", help="The component's Kafka principal [User:<component>].")
+@click.option(
+    "--app-id", default=DEFAULT_STREAMS_APP, show_default=True, help="The stream app's id."
+)
+@click.option("--cluster", default="default", show_default=True, help="The watcher's cluster.")
+def acls(component: str, principal: str | None, app_id: str, cluster: str) -> None:
+    """Print the kafka-acls.sh commands that grant COMPONENT what it needs, and no more."""
+    who = principal or f"User:{component}"
+    for acl in component_acls(component, app_id=app_id, cluster=cluster):
+        click.echo(kafka_acls_command(acl, who))

@@ -70,10 +70,10 @@ logger.ready.level = INFO
 _SERVER_PROPERTIES = """process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://{host}:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller_port}{secure_listeners}
+advertised.listeners=PLAINTEXT://{host}:{port}{secure_listeners}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{secure_map}
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions=1
@@ -87,6 +87,55 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.cleaner.backoff.ms=2000
 """
+
+# The listeners that authenticate (SecureListeners). The open PLAINTEXT listener and
+# the controller's stay, for development, and their anonymous principal is a super
+# user; everyone else needs ACLs.
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+_SECURE_PROPERTIES = """sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_login}
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={truststore}
+listener.name.ssl.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SecureListeners:
+    """Two client listeners that authenticate, on loopback, for trying callmap's
+    security settings against a real broker: SASL_SSL with SCRAM-SHA-512 users, and
+    SSL that requires a client certificate (the principal is the certificate's CN).
+    ACLs are enforced (StandardAuthorizer, nothing allowed without one)."""
+
+    sasl_port: int
+    ssl_port: int
+    keystore: Path
+    """PEM: the server's private key (PKCS#8, unencrypted) and its certificate."""
+    truststore: Path
+    """PEM: the certificate authority of the client certificates."""
+    scram_users: tuple[tuple[str, str], ...] = ()
+    """(name, password) of each SCRAM user, created when the storage is formatted."""
+
+    def listeners(self) -> str:
+        return f",SASL_SSL://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.ssl_port}"
+
+    def properties(self) -> str:
+        return _SECURE_PROPERTIES.format(
+            keystore=self.keystore, truststore=self.truststore, scram_login=_SCRAM_LOGIN
+        )
+
+    def format_options(self) -> list[str]:
+        return [
+            f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+            for name, password in self.scram_users
+        ]
+
 
 _JVM_OPTIONS = [
     "-Xms256m",
@@ -174,6 +223,8 @@ class DevBroker:
     """Replicas of internal topics and of topics created without a factor."""
     cluster_id: str | None = None
     """The KRaft cluster id it is formatted with; None: a new random one."""
+    secure: SecureListeners | None = None
+    """Listeners that authenticate, with ACLs enforced; None: the open listener only."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevBroker:
@@ -225,6 +276,7 @@ class DevBroker:
         self.directory.mkdir(parents=True, exist_ok=True)
         data = self.directory / "data"
         properties = self.directory / "server.properties"
+        secure = self.secure
         properties.write_text(
             _SERVER_PROPERTIES.format(
                 host=self.host,
@@ -235,7 +287,10 @@ class DevBroker:
                 voters=self.voters or f"{self.node_id}@127.0.0.1:{controller_port}",
                 replicas=self.replicas,
                 min_insync=min(2, self.replicas),
+                secure_listeners=secure.listeners() if secure else "",
+                secure_map=",SASL_SSL:SASL_SSL,SSL:SSL" if secure else "",
             )
+            + (secure.properties() if secure else "")
         )
         log4j = self.directory / "log4j2.properties"
         log4j.write_text(LOG4J2_TEMPLATE.format(log=self.log_file))
@@ -249,6 +304,7 @@ class DevBroker:
                 f"--cluster-id={self.cluster_id or new_cluster_id()}",
                 "-c",
                 str(properties),
+                *(secure.format_options() if secure else []),
             ]
             result = subprocess.run(format_command, capture_output=True, text=True, check=False)
             if result.returncode != 0:

@@ -128,8 +128,10 @@ class Worker:
         log_dir: Path,
         *args: str,
         replication: str | None = "1",
+        environment: dict[str, str] | None = None,
     ) -> None:
-        """``replication`` None: the brokers' default (three where there are three)."""
+        """``replication`` None: the brokers' default (three where there are three);
+        ``environment``: more CALLMAP_* settings (credentials)."""
         self.settings, self.app_id = settings, app_id
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.metrics_port = free_port()
@@ -138,6 +140,7 @@ class Worker:
             "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
             "CALLMAP_TOPIC_PARTITIONS": "3",
             "CALLMAP_TOPIC_REPLICATION": replication or "",
+            **(environment or {}),
         }
         if replication is None:
             del env["CALLMAP_TOPIC_REPLICATION"]

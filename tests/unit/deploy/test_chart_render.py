@@ -155,6 +155,30 @@ def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Ren
     ]
 
 
+def kafka_secrets(pod_spec: dict[str, Any]) -> dict[str, str]:
+    return {
+        v["name"]: v["secret"]["secretName"]
+        for v in pod_spec["volumes"]
+        if v["name"] in ("kafka-sasl", "kafka-client")
+    }
+
+
+def test_each_component_may_have_its_own_kafka_principal(everything_chart: Rendered) -> None:
+    specs = {
+        w["metadata"]["name"]: w["spec"]["template"]["spec"]
+        for kind in ("DaemonSet", "Deployment", "StatefulSet")
+        for w in everything_chart.of_kind(kind)
+    }
+    by_name = {name.removeprefix("prod-callmap-"): kafka_secrets(s) for name, s in specs.items()}
+    assert by_name["capture"] == {
+        "kafka-sasl": "kafka-user-capture",
+        "kafka-client": "kafka-client-capture",
+    }
+    assert by_name["streams"] == {"kafka-sasl": "kafka-user", "kafka-client": "kafka-client-tls"}
+    sinks = [secrets for name, secrets in by_name.items() if name.startswith("sink-")]
+    assert sinks and all(s["kafka-sasl"] == "kafka-user-sinks" for s in sinks)
+
+
 def test_alert_rules_watch_the_figures_the_stream_workers_expose(
     everything_chart: Rendered, default_chart: Rendered
 ) -> None:

@@ -94,9 +94,11 @@ Secrets travel as files (the ..._FILE variables), never as values.
   value: {{ $kafka.securityProtocol | quote }}
 - name: CALLMAP_KAFKA_CLIENT_ID
   value: {{ printf "%s-%s" $kafka.clientIdPrefix .component | quote }}
+{{- $sasl := include "callmap.kafkaSaslSecret" . }}
+{{- $client := include "callmap.kafkaClientSecret" . }}
 {{- if hasPrefix "SASL_" $kafka.securityProtocol }}
-{{- if not $kafka.sasl.secret }}
-{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.secret (a Secret with the user name and password)" $kafka.securityProtocol) }}
+{{- if not $sasl }}
+{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.secret or kafka.sasl.secrets.%s (a Secret with the user name and password)" $kafka.securityProtocol (include "callmap.kafkaPrincipalKey" .)) }}
 {{- end }}
 - name: CALLMAP_KAFKA_SASL_MECHANISM
   value: {{ $kafka.sasl.mechanism | quote }}
@@ -109,7 +111,7 @@ Secrets travel as files (the ..._FILE variables), never as values.
 - name: CALLMAP_KAFKA_SSL_CAFILE
   value: {{ include "callmap.secretDir" "kafka-ca" }}/ca.crt
 {{- end }}
-{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $kafka.tls.clientSecret }}
+{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $client }}
 - name: CALLMAP_KAFKA_SSL_CERTFILE
   value: {{ include "callmap.secretDir" "kafka-client" }}/tls.crt
 - name: CALLMAP_KAFKA_SSL_KEYFILE
@@ -125,13 +127,36 @@ Secrets travel as files (the ..._FILE variables), never as values.
 {{- end }}
 {{- end -}}
 
-{{/* Volumes for the Kafka Secrets that the settings use (each key projected by name). */}}
+{{/*
+Which principal a component is, for its own Kafka credentials: the key of
+kafka.sasl.secrets and kafka.tls.clientSecrets (every sink kind is "sinks").
+*/}}
+{{- define "callmap.kafkaPrincipalKey" -}}
+{{- if hasPrefix "sink-" .component }}sinks{{ else }}{{ .component }}{{ end }}
+{{- end -}}
+
+{{/* The component's SASL Secret: its own (kafka.sasl.secrets), else the shared one. */}}
+{{- define "callmap.kafkaSaslSecret" -}}
+{{- $kafka := .root.Values.kafka -}}
+{{- index $kafka.sasl.secrets (include "callmap.kafkaPrincipalKey" .) | default $kafka.sasl.secret -}}
+{{- end -}}
+
+{{/* The component's client certificate Secret: its own, else the shared one. */}}
+{{- define "callmap.kafkaClientSecret" -}}
+{{- $kafka := .root.Values.kafka -}}
+{{- index $kafka.tls.clientSecrets (include "callmap.kafkaPrincipalKey" .) | default $kafka.tls.clientSecret -}}
+{{- end -}}
+
+{{/* Volumes for the Kafka Secrets that the settings use (each key projected by name):
+callmap.kafkaVolumes (dict "root" $ "component" "watch"). */}}
 {{- define "callmap.kafkaVolumes" -}}
-{{- $kafka := .Values.kafka -}}
+{{- $kafka := .root.Values.kafka -}}
+{{- $sasl := include "callmap.kafkaSaslSecret" . }}
+{{- $client := include "callmap.kafkaClientSecret" . }}
 {{- if hasPrefix "SASL_" $kafka.securityProtocol }}
 - name: kafka-sasl
   secret:
-    secretName: {{ $kafka.sasl.secret | quote }}
+    secretName: {{ $sasl | quote }}
     defaultMode: 0440
     items:
       - {key: {{ $kafka.sasl.usernameKey | quote }}, path: username}
@@ -145,10 +170,10 @@ Secrets travel as files (the ..._FILE variables), never as values.
     items:
       - {key: {{ $kafka.tls.caKey | quote }}, path: ca.crt}
 {{- end }}
-{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $kafka.tls.clientSecret }}
+{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $client }}
 - name: kafka-client
   secret:
-    secretName: {{ $kafka.tls.clientSecret | quote }}
+    secretName: {{ $client | quote }}
     defaultMode: 0440
     items:
       - {key: tls.crt, path: tls.crt}
@@ -157,14 +182,14 @@ Secrets travel as files (the ..._FILE variables), never as values.
 {{- end -}}
 
 {{- define "callmap.kafkaVolumeMounts" -}}
-{{- $kafka := .Values.kafka -}}
+{{- $kafka := .root.Values.kafka -}}
 {{- if hasPrefix "SASL_" $kafka.securityProtocol }}
 - {name: kafka-sasl, mountPath: {{ include "callmap.secretDir" "kafka-sasl" }}, readOnly: true}
 {{- end }}
 {{- if and (hasSuffix "SSL" $kafka.securityProtocol) $kafka.tls.caSecret }}
 - {name: kafka-ca, mountPath: {{ include "callmap.secretDir" "kafka-ca" }}, readOnly: true}
 {{- end }}
-{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $kafka.tls.clientSecret }}
+{{- if and (hasSuffix "SSL" $kafka.securityProtocol) (include "callmap.kafkaClientSecret" .) }}
 - {name: kafka-client, mountPath: {{ include "callmap.secretDir" "kafka-client" }}, readOnly: true}
 {{- end }}
 {{- end -}}
