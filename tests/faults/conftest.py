@@ -13,8 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from helpers.faultruns import HEADER, FaultRow
 from helpers.kafkakit import own_broker
+from helpers.sinkservers import postgres
 
 from callmap.config import Settings
+
+__all__ = ["postgres", "report", "settings"]
 
 ROWS: list[FaultRow] = []
 

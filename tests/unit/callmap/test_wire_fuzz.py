@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from conftest import sample_records
+from helpers.wiresamples import sample_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
