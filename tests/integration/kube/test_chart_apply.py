@@ -4,8 +4,9 @@ Every object ``helm template`` renders, with defaults and with every option
 (tests/unit/deploy/values-everything.yaml), is created with ``dryRun=All`` and
 strict field validation: an unknown field, a bad enum or a malformed quantity
 is an error, as it is for ``kubectl apply --dry-run=server``. ServiceMonitor
-is checked against a minimal copy of the Prometheus Operator's CRD (only the
-fields the chart writes, typed and constrained as upstream types them).
+and PrometheusRule are checked against minimal copies of the Prometheus
+Operator's CRDs (only the fields the chart writes, typed and constrained as
+upstream types them).
 
 Pod templates are created as Pods in namespaces that enforce the Pod Security
 Standards: every component but the capture agent passes "restricted", and the
@@ -107,6 +108,55 @@ spec:
                           values: {type: array, items: {type: string}}
 """.replace("DURATION", f"'{DURATION}'")
 
+# The fields of monitoring.coreos.com/v1 PrometheusRule the chart writes, as the
+# Prometheus Operator's CRD (0.84) types them.
+PROMETHEUS_RULE_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules,
+          singular: prometheusrule, shortNames: [promrule]}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          required: [spec]
+          properties:
+            apiVersion: {type: string}
+            kind: {type: string}
+            metadata: {type: object}
+            spec:
+              type: object
+              properties:
+                groups:
+                  type: array
+                  items:
+                    type: object
+                    required: [name]
+                    properties:
+                      name: {type: string, minLength: 1}
+                      interval: {type: string, pattern: DURATION}
+                      rules:
+                        type: array
+                        items:
+                          type: object
+                          required: [expr]
+                          properties:
+                            alert: {type: string}
+                            record: {type: string}
+                            expr: {x-kubernetes-int-or-string: true}
+                            for: {type: string, pattern: DURATION}
+                            labels: {type: object, additionalProperties: {type: string}}
+                            annotations: {type: object, additionalProperties: {type: string}}
+""".replace("DURATION", f"'{DURATION}'")
+
 
 def helm_or_skip() -> None:
     try:
@@ -136,20 +186,25 @@ async def new_namespace(admin: client.ApiClient, labels: dict[str, str] | None =
 
 @pytest.fixture
 async def service_monitors(admin: client.ApiClient) -> None:
-    """The ServiceMonitor kind, registered and established."""
-    crd = yaml.safe_load(SERVICE_MONITOR_CRD)
+    """The ServiceMonitor and PrometheusRule kinds, registered and established."""
     extensions = client.ApiextensionsV1Api(admin)
-    try:
-        await extensions.create_custom_resource_definition(crd)
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    for text in (SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD):
+        crd = yaml.safe_load(text)
+        try:
+            await extensions.create_custom_resource_definition(crd)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        await _established(extensions, crd["metadata"]["name"])
+
+
+async def _established(extensions: client.ApiextensionsV1Api, name: str) -> None:
     for _ in range(100):
-        current = await extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        current = await extensions.read_custom_resource_definition(name)
         if {c.type: c.status for c in current.status.conditions or []}.get("Established") == "True":
             return
         await asyncio.sleep(0.1)
-    pytest.fail("the ServiceMonitor CRD never became established")
+    pytest.fail(f"the CRD {name} never became established")
 
 
 async def dynamic(admin: client.ApiClient, tmp_path: Path) -> DynamicClient:
@@ -198,6 +253,7 @@ async def test_every_object_is_accepted_by_the_api_server(
         accepted.append(document["kind"])
     assert {"DaemonSet", "Deployment", "ClusterRole", "Role", "NetworkPolicy"} <= set(accepted)
     assert ("ServiceMonitor" in accepted) == everything
+    assert ("PrometheusRule" in accepted) == everything
 
 
 async def test_strict_validation_does_refuse_a_field_the_api_does_not_have(
