@@ -113,7 +113,7 @@ def kafka_acls_command(acl: Acl, principal: str) -> str:
         "TRANSACTIONAL_ID": f"--transactional-id {acl.name}",
         "CLUSTER": "--cluster",
     }[acl.resource]
-    operation = acl.operation.replace("_", "").title().replace("configs", "Configs")
+    operation = "".join(word.title() for word in acl.operation.split("_"))
     return (
         f"kafka-acls.sh --bootstrap-server $BOOTSTRAP --command-config admin.properties "
         f"--add --allow-principal {principal} --operation {operation} {resource} "

@@ -20,9 +20,6 @@ from callmap.wire import DROP_OVERFLOW, DROP_TOO_OLD
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE = 3600.0
 
-OVERFLOW = DROP_OVERFLOW
-TOO_OLD = DROP_TOO_OLD
-
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -52,7 +49,7 @@ class Outbox:
         self._sending: Outgoing | None = None
         self.dropped_messages = 0
         self.dropped_records: Counter[str] = Counter()
-        """Records dropped so far, by reason (:data:`OVERFLOW`, :data:`TOO_OLD`)."""
+        """Records dropped so far, by reason (``DROP_OVERFLOW``, ``DROP_TOO_OLD``)."""
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -67,7 +64,7 @@ class Outbox:
         self._bytes += message.size
         dropped = 0
         while self._bytes > self.max_bytes and (old := self._oldest_not_sending()) is not None:
-            dropped += self._drop(old, OVERFLOW)
+            dropped += self._drop(old, DROP_OVERFLOW)
         return dropped
 
     def expire(self, now: float) -> int:
@@ -76,7 +73,7 @@ class Outbox:
             return 0
         dropped, limit = 0, now - self.max_age
         while (old := self._oldest_not_sending()) is not None and old.queued_at < limit:
-            dropped += self._drop(old, TOO_OLD)
+            dropped += self._drop(old, DROP_TOO_OLD)
         return dropped
 
     def peek(self) -> Outgoing | None:

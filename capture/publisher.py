@@ -28,6 +28,7 @@ from callmap.backoff import Backoff
 from callmap.broker import start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
+from callmap.wire import DROP_OVERFLOW, DROP_TOO_OLD
 from capture.outbox import Outbox, Outgoing
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,10 @@ class Publisher:
     def submit(self, message: Outgoing) -> None:
         """Queue a message (never blocks); count records dropped to make room."""
         self._counters.seen += message.records
-        if self.outbox.put(dataclasses.replace(message, queued_at=self._clock())):
-            log.warning("outbox full: dropping the oldest records")
-        self._count_drops()
+        dropped = self.outbox.put(dataclasses.replace(message, queued_at=self._clock()))
+        if dropped:
+            self._counters.drop(DROP_OVERFLOW, dropped)
+            log.warning("outbox full: dropped %d oldest records", dropped)
         self._wakeup.set()
 
     def submit_stats(self, message: Outgoing) -> None:
@@ -70,19 +72,13 @@ class Publisher:
         self._stats = message
         self._wakeup.set()
 
-    def _count_drops(self) -> None:
-        """Bring the stage's drop counts up to the outbox's."""
-        dropped = self._counters.dropped
-        for reason, count in self.outbox.dropped_records.items():
-            if count != dropped[reason]:
-                dropped[reason] = count
-
     def _next(self) -> Outgoing | None:
         if self._stats is not None:
             return self._stats
-        if self.outbox.expire(self._clock()):
-            log.warning("dropped records older than %.0f s", self.outbox.max_age)
-            self._count_drops()
+        expired = self.outbox.expire(self._clock())
+        if expired:
+            self._counters.drop(DROP_TOO_OLD, expired)
+            log.warning("dropped %d records older than %.0f s", expired, self.outbox.max_age)
         return self.outbox.peek()
 
     def _sent(self, message: Outgoing, stats: bool) -> None:

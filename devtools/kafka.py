@@ -125,6 +125,9 @@ class SecureListeners:
     def listeners(self) -> str:
         return f",SASL_SSL://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.ssl_port}"
 
+    def protocol_map(self) -> str:
+        return ",SASL_SSL:SASL_SSL,SSL:SSL"
+
     def properties(self) -> str:
         return _SECURE_PROPERTIES.format(
             keystore=self.keystore, truststore=self.truststore, scram_login=_SCRAM_LOGIN
@@ -288,7 +291,7 @@ class DevBroker:
                 replicas=self.replicas,
                 min_insync=min(2, self.replicas),
                 secure_listeners=secure.listeners() if secure else "",
-                secure_map=",SASL_SSL:SASL_SSL,SSL:SSL" if secure else "",
+                secure_map=secure.protocol_map() if secure else "",
             )
             + (secure.properties() if secure else "")
         )

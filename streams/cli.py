@@ -9,11 +9,11 @@ import click
 
 from callmap.backoff import give_up_after, retrying
 from callmap.broker import TopicState, ensure_topic, ensure_topics
-from callmap.config import load_settings
+from callmap.config import Settings, load_settings
 from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
 from callmap.optiongroups import metrics_port_option, start_timeout_option
-from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS
+from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS, TopicSpec
 from callmap.wire.topics import changelog_configs, changelog_topic, for_app
 from streams.caps import DEFAULT_BATCH_RECORDS, DEFAULT_MESSAGE_BYTES, Caps
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_MAX_EDGES_PER_CLIENT
@@ -139,28 +139,9 @@ def worker(
     settings = load_settings()
     own = [for_app(SIGHTINGS, app_id), for_app(PENDING, app_id)]
     topics = [spec for spec in ALL_TOPICS if spec not in (SIGHTINGS, PENDING)] + own
-    states = asyncio.run(
-        retrying(
-            lambda: ensure_topics(settings.kafka, settings.topics, topics),
-            "create topics",
-            on_retry=give_up_after(start_timeout),
-        )
-    )
+    states = asyncio.run(_prepare_topics(settings, app_id, topics, start_timeout))
     check_co_partitioned(states, [DNS.name, SOCKETS.name, own[1].name])
     (sightings,) = [state for state in states if state.name == own[0].name]
-    asyncio.run(
-        retrying(
-            lambda: ensure_topic(
-                settings.kafka,
-                changelog_topic(app_id),
-                sightings.partitions,
-                sightings.replication,
-                changelog_configs(),
-            ),
-            "create the changelog topic",
-            on_retry=give_up_after(start_timeout),
-        )
-    )
     stream = StreamSettings(
         app_id=app_id,
         resolve=ResolveSettings(
@@ -201,6 +182,33 @@ def worker(
     registry = serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
     registry.register(NodeLossCollector(app.stats_feed))
     run_worker(app)
+
+
+async def _prepare_topics(
+    settings: Settings, app_id: str, topics: list[TopicSpec], start_timeout: float
+) -> list[TopicState]:
+    """Make sure ``topics`` and the app's changelog exist (as many partitions and
+    replicas as its sightings topic), within one start-up budget; the states of
+    ``topics``."""
+    budget = give_up_after(start_timeout)
+    states = await retrying(
+        lambda: ensure_topics(settings.kafka, settings.topics, topics),
+        "create topics",
+        on_retry=budget,
+    )
+    (sightings,) = [s for s in states if s.name == for_app(SIGHTINGS, app_id).name]
+    await retrying(
+        lambda: ensure_topic(
+            settings.kafka,
+            changelog_topic(app_id),
+            sightings.partitions,
+            sightings.replication,
+            changelog_configs(),
+        ),
+        "create the changelog topic",
+        on_retry=budget,
+    )
+    return states
 
 
 def check_co_partitioned(states: list[TopicState], names: list[str]) -> None:

@@ -28,7 +28,7 @@ guarantee. With ``interval`` 0 every sighting is urgent.
 without end, and each lives in an owner's memory for the edge TTL. With
 ``max_edges_per_client`` set, a client reaches at most that many servers
 within ``edge_ttl``: a pair beyond it is not forwarded (counted, and reported
-once per client and ``report_every`` through :meth:`Combiner.take_capped`),
+once per client and :data:`REPORT_EVERY` through :meth:`Combiner.take_capped`),
 until servers the client no longer calls age out. Only a pair's first
 sightings pay for the check; the fast path of known repeats does not.
 """
@@ -53,13 +53,12 @@ REPORT_EVERY = 3600.0
 class Client:
     """The servers one client reached lately, for the per-client cap."""
 
-    __slots__ = ("checked_at", "dropped", "reported_at", "servers")
+    __slots__ = ("checked_at", "reported_at", "servers")
 
     def __init__(self) -> None:
         self.servers: dict[Endpoint, float] = {}  # server -> when the pair was last admitted
         self.checked_at = 0.0  # when entries were last aged out
         self.reported_at = -REPORT_EVERY
-        self.dropped = 0
 
 
 class Slot:
@@ -245,7 +244,6 @@ class Combiner:
             slot.admitted = True
             return True
         self._dropped += count
-        client.dropped += count
         if now - client.reported_at >= REPORT_EVERY:
             client.reported_at = now
             self._capped.append(

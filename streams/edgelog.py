@@ -121,9 +121,6 @@ class EdgeLog:
             await asyncio.shield(self._assigning)
         return partition in self._owned
 
-    def owned(self) -> set[int]:
-        return set(self._owned)
-
     async def _assign(self, partitions: set[int], previous: asyncio.Future[None] | None) -> None:
         if previous is not None:
             await previous

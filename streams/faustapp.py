@@ -27,7 +27,7 @@ This is the one module that speaks Faust; the stages it drives
 Its Kafka transport carries three repairs:
 
 **No records lost on a seek back.** When Faust's flow stops in the middle of
-a fetched batch (a rebalance, the end of table recovery), it drops the rest
+a fetched batch (a rebalance), it drops the rest
 of the batch and seeks every partition back to its committed offset, to read
 the dropped records again. aiokafka's ``seek_to_committed`` leaves a
 partition where it is when nothing (or offset 0) was committed for it, so
@@ -45,9 +45,10 @@ itself) waited up to 1.5 s. The worker's consumer waits at most
 :data:`FETCH_MAX_WAIT_MS` instead.
 
 **An idempotent producer.** Faust turns idempotence on only for transactions,
-so a produce request retried after a lost response could write a changelog
-state or an announcement twice. The worker's producer is idempotent with
-``acks=all``, as every other callmap producer is.
+so a produce request retried after a lost response could write a sighting, a
+pending event or a dead letter twice. Faust's producer is idempotent with
+``acks=all`` here, as every other callmap producer is (the edge log's own
+producers are transactional).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class _Consumer(driver.Consumer):
 class _Producer(driver.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
         # Faust asks for idempotence only inside transactions; a retried produce
-        # request must not write a changelog state or an announcement twice.
+        # request must not write a message twice.
         # (acks=all comes from the app's producer_acks.)
         return {"enable_idempotence": True}
 
@@ -161,10 +162,11 @@ class App(faust.App):
 
 # Messages each stream buffers ahead of its agent.
 STREAM_BUFFER = 64
-# Bytes of one producer batch (one partition's share of a produce request).
-# Faust's 16 KiB filled after some 30 changelog or edge writes, and the next
-# write of that partition waited until the full batch was sent: a cold start's
-# thousands of them went out request by request.
+# Bytes of one producer batch (one partition's share of a produce request), for
+# Faust's producer and the edge log's. Faust's 16 KiB filled after some 30
+# changelog or edge writes, and the next write of that partition waited until
+# the full batch was sent: a cold start's thousands of them went out request
+# by request.
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 
@@ -183,7 +185,7 @@ class StreamSettings:
     tick_interval: float = 10.0
     """How often owners check their edges for refresh and expiry (seconds)."""
     sighting_partitions: int = 12
-    """Partitions of the sightings topic; the edges table has as many."""
+    """Partitions of the sightings topic; the changelog has as many."""
     replication: int = 1
     """Replicas of the topics Faust creates, as the sightings topic has them."""
     session_timeout: float = 30.0

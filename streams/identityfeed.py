@@ -68,6 +68,5 @@ class IdentityFeed:
             if key is None:
                 raise WireDecodeError(topic, None, "identity message without a key")
             self._identities.apply(topic, key, value)
-        except WireDecodeError as error:
-            log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+        except WireDecodeError as error:  # the dead letter says so in the log
             await self._dead_letter(topic, error, partition, offset, key, value or b"")

@@ -3,19 +3,17 @@
 Each worker owns the edges of its partitions of the sightings topic. For every
 sighting it updates the edge's state (:func:`streams.edges.sighted`), and on a
 tick of a partition it refreshes what is due and expires what is stale among
-that partition's edges. What comes out is what the adapter must write, in
-this order: the states to the table's changelog (``None`` forgets an edge),
-then the announcements to the public edges topic. A worker killed between the
-two replays the sightings from its last commit, so a state written without
-its announcement is announced again from the replay, never lost.
+that partition's edges. What comes out is what the adapter must write: the
+states for the changelog (``None`` forgets an edge) and the announcements for
+the public edges topic, both in one transaction (:mod:`streams.edgelog`), so
+that neither lands without the other.
 
 The table is any mapping of ``edge_id`` bytes to encoded :class:`EdgeState`
-(the Faust table's store in the worker, a dict in tests). Ticks go through a
-per-partition index of keys, built from the table on first use after
-:meth:`MergeStage.forget_index` (every rebalance), so a tick reads only its
-partition's edges. States are written to the table directly, so the table does
-not know their partitions: after each rebalance :meth:`MergeStage.keep_only`
-drops the edges of partitions another worker owns now.
+(a dict the edge log fills from the changelog in the worker). Ticks go
+through a per-partition index of keys, built from the table on first use, so
+a tick reads only its partition's edges. After each rebalance
+:meth:`MergeStage.keep_only` drops the edges of partitions another worker owns
+now and forgets the index (:meth:`MergeStage.forget_index` forgets it alone).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from callmap.broker import make_consumer, topic_partitions
 from callmap.config import KafkaSettings
 from callmap.errors import WireDecodeError
-from callmap.wire import STATS, CaptureStats, decode
+from callmap.wire import STATS, CaptureStats, decode_as
 from streams.identityfeed import DeadLetter
 from streams.nodeloss import NodeLoss
 
@@ -93,11 +93,8 @@ class StatsFeed:
         topic, partition, offset = message.topic, message.partition, message.offset
         key, value = message.key, message.value
         try:
-            record = decode(STATS, value or b"")
-            if not isinstance(record, CaptureStats):
-                raise WireDecodeError(topic, None, f"not CaptureStats: {type(record).__name__}")
-        except WireDecodeError as error:
-            log.warning("dead-lettering %s[%d]@%d: %s", topic, partition, offset, error)
+            record = decode_as(CaptureStats, value or b"", topic=topic)
+        except WireDecodeError as error:  # the dead letter says so in the log
             await self._dead_letter(topic, error, partition, offset, key, value or b"")
             return
         self.loss.add(record)

@@ -91,9 +91,12 @@ class Publisher:
     async def connect(self) -> None:
         """Start the producer now: a new leader does so before it reads the topics back,
         which fences the previous leader."""
+        self._check_entitled()
+        await self._connect()
+
+    def _check_entitled(self) -> None:
         if not self.entitled():
             raise LeadershipLost("the lease was not renewed within its deadline")
-        await self._connect()
 
     def discard(self) -> None:
         """Forget everything unsent (leadership lost: the next leader publishes)."""
@@ -160,11 +163,13 @@ class Publisher:
 
     async def _send(self, batch: list[Change]) -> list[Any]:
         """Each change's outcome: its record metadata, or the exception that stopped it
-        (one for all when the transaction failed). Fenced: LeadershipLost."""
-        if not self.entitled():
-            self.discard()
+        (one for all when the transaction failed). Not entitled, or fenced:
+        LeadershipLost (the term ends, and the next one starts afresh)."""
+        try:
+            self._check_entitled()
+        except LeadershipLost:
             await self.close()
-            raise LeadershipLost("the lease was not renewed within its deadline")
+            raise
         try:
             producer = await self._connect()
             await producer.begin_transaction()
@@ -187,7 +192,6 @@ class Publisher:
                 await producer.commit_transaction()
             return results
         except ProducerFenced as fenced:
-            self.discard()
             await self.close()
             self._counters.drop("fenced", len(batch))
             raise LeadershipLost(

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 from helpers.faultruns import FaultRow
+from helpers.kafkakit import stoppable_broker
 
 from callmap.broker import ensure_topics, make_consumer, read_to_end
-from callmap.config import Settings, load_settings
+from callmap.config import Settings
 from callmap.counters import StageCounters
 from callmap.wire import DNS, DnsAnswer, DnsAnswerBatch, decode, encode_batches
 from capture.outbox import Outbox, Outgoing
 from capture.publisher import Publisher
-from devtools.kafka import DevBroker
-from devtools.process import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
@@ -72,12 +71,7 @@ async def delivered(settings: Settings) -> Counter[str]:
 async def test_the_broker_away_for_a_minute_at_the_rated_load(
     tmp_path: Path, report: Callable[[FaultRow], None]
 ) -> None:
-    broker = DevBroker(tmp_path / "kafka", port=free_port())
-    await asyncio.to_thread(broker.start)
-    try:
-        settings = load_settings(
-            {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
-        )
+    async with stoppable_broker(tmp_path / "kafka", 1) as (broker, settings):
         await ensure_topics(settings.kafka, settings.topics, [DNS])
         counters = StageCounters()
         publisher = Publisher(settings.kafka, Outbox(), counters, send_timeout=3, max_backoff=2)
@@ -107,8 +101,6 @@ async def test_the_broker_away_for_a_minute_at_the_rated_load(
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         seen = await delivered(settings)
-    finally:
-        await asyncio.to_thread(broker.stop)
     expected = {f"svc-{n}.shop.svc.cluster.local" for n in range(sent)}
     lost = expected - set(seen)
     report(

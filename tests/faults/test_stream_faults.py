@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from helpers.faultruns import Fault, FaultRow, killing, row, under_load
+from helpers.kafkakit import stoppable_broker
 from helpers.streamkit import Worker
 
 from callmap.config import Settings, load_settings
 from devtools.kafka import DevBroker
 from devtools.kafkacluster import DevKafkaCluster
-from devtools.process import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(1800)]
 
@@ -70,15 +70,8 @@ async def test_one_of_three_brokers_killed(
 async def test_the_only_broker_restarted(
     tmp_path: Path, report: Callable[[FaultRow], None]
 ) -> None:
-    broker = DevBroker(tmp_path / "kafka", port=free_port())
-    await asyncio.to_thread(broker.start)
-    try:
-        settings = load_settings(
-            {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "3"}
-        )
+    async with stoppable_broker(tmp_path / "kafka", 3) as (broker, settings):
         fault = broker_down(broker, kill=False)
         outcome = await under_load(settings, tmp_path, fault)
-    finally:
-        await asyncio.to_thread(broker.stop)
     report(row(f"the only broker stopped for {OUTAGE:.0f} s, then started", outcome))
     outcome.check()

@@ -150,7 +150,7 @@ async def under_load(
     )
 
 
-def killing(kills: int, replication: str | None = "1") -> Fault:
+def killing(kills: int) -> Fault:
     """SIGKILL a random worker ``kills`` times, each a moment after every worker holds
     edges again (so that the kill lands in its work, not in a rebalance), and start
     another in its place."""
@@ -161,11 +161,8 @@ def killing(kills: int, replication: str | None = "1") -> Fault:
                 await asyncio.to_thread(worker.wait_owning)
             await asyncio.sleep(rng.uniform(0.5, 2))
             victim = rng.randrange(len(running))
-            old = running[victim]
-            old.kill()
-            running[victim] = Worker(
-                old.settings, old.app_id, old.log.parent, *WORKER_ARGS, replication=replication
-            )
+            running[victim].kill()
+            running[victim] = running[victim].again()
         for worker in running:
             await asyncio.to_thread(worker.wait_owning)
 

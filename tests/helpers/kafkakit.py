@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +46,25 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         yield broker_settings(broker.bootstrap)
     finally:
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def stoppable_broker(
+    directory: Path, partitions: int
+) -> AsyncIterator[tuple[DevBroker, Settings]]:
+    """A broker of the test's own, which the test may stop and start again, and settings
+    that create topics of ``partitions`` partitions on it."""
+    broker = DevBroker(directory, port=free_port())
+    await asyncio.to_thread(broker.start)
+    try:
+        yield (
+            broker,
+            load_settings(
+                {
+                    "CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap,
+                    "CALLMAP_TOPIC_PARTITIONS": str(partitions),
+                }
+            ),
+        )
+    finally:
+        await asyncio.to_thread(broker.stop)

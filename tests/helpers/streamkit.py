@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -132,7 +133,7 @@ class Worker:
     ) -> None:
         """``replication`` None: the brokers' default (three where there are three);
         ``environment``: more CALLMAP_* settings (credentials)."""
-        self.settings, self.app_id = settings, app_id
+        self._again = (settings, app_id, log_dir, args, replication, environment)
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.metrics_port = free_port()
         env = {
@@ -175,16 +176,21 @@ class Worker:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
 
+    def again(self) -> Worker:
+        """Another worker started as this one was (say, in place of it, killed)."""
+        settings, app_id, log_dir, args, replication, environment = self._again
+        return Worker(
+            settings, app_id, log_dir, *args, replication=replication, environment=environment
+        )
+
     def wait_owning(self, timeout: float = 60) -> None:
         """Until the worker holds edge states: it owns partitions and has recovered them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
+            with contextlib.suppress(OSError):  # its metrics endpoint may not be up yet
                 if self.gauge("edges") > 0:
                     return
-            except OSError:  # its metrics endpoint is not up yet
-                pass
             time.sleep(0.2)
         raise AssertionError(f"worker owns no edges: {self.log.read_text()[-3000:]}")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from helpers.kafkakit import stoppable_broker
 
 from callmap.broker import ensure_topics, make_consumer, read_to_end
-from callmap.config import load_settings
 from callmap.counters import Counters, StageCounters
 from callmap.wire import (
     DNS,
@@ -25,8 +25,6 @@ from callmap.wire import (
 )
 from capture.outbox import Outbox, Outgoing
 from capture.publisher import Publisher
-from devtools.kafka import DevBroker
-from devtools.process import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -82,12 +80,7 @@ async def _stats(settings) -> list[CaptureStats]:  # type: ignore[no-untyped-def
 async def test_an_outage_loses_nothing_within_the_bound_and_counts_what_overflows(
     tmp_path: Path,
 ) -> None:
-    broker = DevBroker(tmp_path / "kafka", port=free_port())
-    await asyncio.to_thread(broker.start)
-    try:
-        settings = load_settings(
-            {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
-        )
+    async with stoppable_broker(tmp_path / "kafka", 1) as (broker, settings):
         await ensure_topics(settings.kafka, settings.topics, [DNS])
         one = _batch(10).size  # every message below has a two-digit number: the same size
         outbox = Outbox(max_bytes=40 * one)
@@ -123,19 +116,12 @@ async def test_an_outage_loses_nothing_within_the_bound_and_counts_what_overflow
         assert counters.dropped["buffer_overflow"] == len(lost) == 20
         assert lost == {f"q{n}.example.org" for n in range(40, 60)}  # the oldest went first
         assert counters.emitted >= 80
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 async def test_stats_outlive_an_outage_on_their_own_lane_and_each_record_counts_once(
     tmp_path: Path,
 ) -> None:
-    broker = DevBroker(tmp_path / "kafka", port=free_port())
-    await asyncio.to_thread(broker.start)
-    try:
-        settings = load_settings(
-            {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
-        )
+    async with stoppable_broker(tmp_path / "kafka", 1) as (broker, settings):
         await ensure_topics(settings.kafka, settings.topics, [DNS, STATS])
         outbox = Outbox(max_bytes=10 * _batch(10).size)
         counters = Counters()
@@ -162,8 +148,6 @@ async def test_stats_outlive_an_outage_on_their_own_lane_and_each_record_counts_
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         sent = await _stats(settings)
-    finally:
-        await asyncio.to_thread(broker.stop)
     assert [s.seq for s in sent] == [3]  # only the latest waited, and it was sent
     (last,) = sent
     assert last.totals["publish"].dropped == {"buffer_overflow": 20}

@@ -3,7 +3,9 @@ the oldest, never the one being sent."""
 
 from __future__ import annotations
 
-from capture.outbox import OVERFLOW, TOO_OLD, Outbox, Outgoing
+from callmap.wire import DROP_OVERFLOW as OVERFLOW
+from callmap.wire import DROP_TOO_OLD as TOO_OLD
+from capture.outbox import Outbox, Outgoing
 
 
 def message(n: int, size: int = 100, records: int = 10, at: float = 0.0) -> Outgoing:
