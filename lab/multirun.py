@@ -14,8 +14,9 @@ both global truths (:mod:`lab.multitruth`).
 ``stop_mirror`` entries stop a cluster's MirrorMaker (SIGTERM) at their time
 after the calls were released and start it again after their duration,
 while everything else runs on: the hub then hears nothing from that
-cluster. The aggregator's TTL (:func:`aggregate_ttl`) covers the longest
-stop, as an operator sets it to cover the mirror outages they accept; the
+cluster. The aggregator's TTL (:func:`aggregate_ttl`) and grace
+(:func:`aggregate_grace`) cover the longest stop, as an operator sets them
+to cover the mirror outages they accept; the
 report's ``new_again`` shows whether the return announced anything twice.
 
 Every broker is new for the run (its own directory under the callmap cache,
@@ -73,6 +74,18 @@ def aggregate_ttl(multi: MultiTopology) -> float:
     plus two capture refreshes."""
     longest = max((stop.seconds for stop in multi.stop_mirror), default=0.0)
     return STREAMS_REFRESH + LAB_TTL + longest + 2 * LAB_REFRESH
+
+
+AGGREGATE_GRACE = 60.0
+"""The aggregator's default ``--grace``: how long a new edge waits for its names."""
+
+
+def aggregate_grace(multi: MultiTopology) -> float:
+    """The aggregator's grace: the default plus the longest mirror stop. A cluster's
+    identities may reach the hub only when its stopped mirror runs again; an edge into
+    that cluster seen meanwhile must wait for them, not reach the map as a raw ``ip``."""
+    longest = max((stop.seconds for stop in multi.stop_mirror), default=0.0)
+    return AGGREGATE_GRACE + longest
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +259,7 @@ class _Run:
             "aggregate",
             "--clusterset", str(self.topology),
             "--ttl", str(aggregate_ttl(self.multi)),
+            "--grace", str(aggregate_grace(self.multi)),
             "--refresh-interval", str(LAB_REFRESH),
             "--tick-interval", "2",
             "--metrics-port", "0",
