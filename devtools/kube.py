@@ -261,8 +261,10 @@ def apiserver_command(
     service_cidrs: tuple[str, ...] = (SERVICE_CIDR,),
     address: str = "127.0.0.1",
     serve_nodes: bool = False,
+    extra_args: tuple[str, ...] = (),
 ) -> list[str]:
-    """The API server command line; ``serve_nodes`` for a cluster with nodes and controllers."""
+    """The API server command line; ``serve_nodes`` for a cluster with nodes and controllers,
+    ``extra_args`` last (a later flag wins)."""
     pki = directory / "pki"
     if serve_nodes:
         # As kubeadm sets it up: nodes authorized by the Node authorizer and admission,
@@ -297,6 +299,7 @@ def apiserver_command(
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--allow-privileged=true",  # callmap's node agent runs privileged
         "--profiling=false",
+        *extra_args,
     ]
 
 
@@ -360,6 +363,9 @@ class DevKube:
     serve_nodes: bool = False
     """Run as a real cluster's API server: Node authorization, ServiceAccount
     admission, the ``kubernetes`` Service's endpoints (see ``apiserver_command``)."""
+    extra_args: tuple[str, ...] = ()
+    """More API server flags, e.g. ``--watch-cache=false`` for a test of the paths
+    a cache hides."""
 
     @classmethod
     def named(cls, name: str = "dev", port: int = DEFAULT_PORT) -> DevKube:
@@ -410,6 +416,7 @@ class DevKube:
                 self.service_cidrs,
                 self.address,
                 self.serve_nodes,
+                self.extra_args,
             )
             pid = self._spawn("apiserver", command)
             credentials = (pki / name for name in ("ca.crt", "admin.crt", "admin.key"))
@@ -423,6 +430,12 @@ class DevKube:
         """Stop the API server, then etcd, if this instance started them; False if neither ran."""
         stopped = [self._pid_file(role).stop(timeout) for role in ("apiserver", "etcd")]
         return any(stopped)
+
+    def restart_apiserver(self, timeout: float = 180.0) -> KubeStatus:
+        """Stop the API server (SIGTERM, as a rolling upgrade does) and start it again on
+        the same etcd; return once it is ready."""
+        self._pid_file("apiserver").stop(timeout)
+        return self.start(timeout)
 
     def _spawn(self, role: _Role, command: list[str]) -> int:
         return self._pid_file(role).spawn(command, self.directory / f"{role}.log")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, config
 
 from callmap.config import Settings
 from callmap.inventory import Inventory, load_inventory
@@ -123,6 +123,26 @@ class Cluster:
             "endpoints": endpoints,
         }
         return await self.discovery.create_namespaced_endpoint_slice(self.ns, body)
+
+
+@asynccontextmanager
+async def admin_client(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
+    """A client authenticated as the kubeconfig's admin (client certificate, system:masters)."""
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(kube_api.kubeconfig), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
+        yield api
+
+
+def kubeconfig_via(kube_api: KubeStatus, port: int, target: Path) -> KubeSource:
+    """The admin kubeconfig, pointed at ``127.0.0.1:port`` (a relay in front of the server)."""
+    kubeconfig = yaml.safe_load(kube_api.kubeconfig.read_text())
+    for entry in kubeconfig["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    target.write_text(yaml.safe_dump(kubeconfig))
+    return KubeSource(kubeconfig=str(target))
 
 
 def options(kube_api: KubeStatus, **changes: Any) -> WatchOptions:

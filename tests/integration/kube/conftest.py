@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from helpers.kubewatch import Cluster
-from kubernetes_asyncio import client, config
+from helpers.kubewatch import Cluster, admin_client
+from kubernetes_asyncio import client
 
 from devtools.kube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
 from devtools.process import free_port
@@ -56,11 +56,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStatus]:
 @pytest.fixture
 async def admin(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
     """A client authenticated as the kubeconfig's admin (client certificate, system:masters)."""
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(kube_api.kubeconfig), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
+    async with admin_client(kube_api) as api:
         yield api
 
 

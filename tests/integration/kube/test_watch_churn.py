@@ -11,13 +11,11 @@ import time
 import uuid
 
 import pytest
-from aiokafka import TopicPartition
-from helpers.identitytopics import eventually
+from helpers.identitytopics import eventually, history
 from helpers.kubewatch import Cluster, options, pod_named, pods_in, running, service_named, until
 
-from callmap.broker import describe_topics, make_consumer
 from callmap.config import Settings
-from callmap.wire import PODS, PodIdentity, TopicSpec, decode
+from callmap.wire import PODS
 from devtools.kube import KubeStatus
 from watch.identitytable import IdentityTables
 from watch.options import WatchTimeouts
@@ -25,30 +23,6 @@ from watch.options import WatchTimeouts
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
 IP = "10.2.0.5"
-
-
-async def history(settings: Settings, topic: TopicSpec, key: str) -> list[PodIdentity | None]:
-    """Every message of ``key`` on ``topic``, oldest first (None: a tombstone)."""
-    (described,) = await describe_topics(settings.kafka, [topic.name])
-    partitions = [TopicPartition(topic.name, p) for p in range(described.partitions)]
-    consumer = make_consumer(settings.kafka)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: list[PodIdentity | None] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for message in messages:
-                    if message.key == key.encode():
-                        value = message.value
-                        record = decode(topic, value) if value is not None else None
-                        assert record is None or isinstance(record, PodIdentity)
-                        found.append(record)
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_create_relabel_delete_recreate_with_the_same_ip(

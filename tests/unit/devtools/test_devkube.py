@@ -98,6 +98,12 @@ def test_the_api_server_is_loopback_only_rbac_and_signs_service_account_tokens(
     assert all(str(tmp_path) in arg for arg in command if arg.endswith((".crt", ".key", ".pub")))
 
 
+def test_extra_flags_come_last_so_they_win(tmp_path: Path) -> None:
+    extra = ("--watch-cache=false", "--etcd-compaction-interval=1s")
+    command = apiserver_command(Path("/bin/kube-apiserver"), tmp_path, 6443, 2379, extra_args=extra)
+    assert tuple(command[-2:]) == extra
+
+
 def test_the_kubeconfig_embeds_every_credential() -> None:
     text = render_kubeconfig("https://127.0.0.1:6443", b"CA", b"CERT", b"KEY")
     config = yaml.safe_load(text)
