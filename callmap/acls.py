@@ -18,13 +18,18 @@ from callmap.wire.topics import (
     DLQ,
     DNS,
     EDGES,
+    GLOBAL_EDGES,
     IDENTITY_TOPICS,
+    SHARED_TOPICS,
     SOCKETS,
     STATS,
     TopicSpec,
+    mirrored,
 )
 
-COMPONENTS = ("capture", "watch", "streams", "sink", "topics")
+COMPONENTS = ("capture", "watch", "streams", "sink", "topics", "aggregate")
+AGGREGATE_GROUP = "callmap-aggregate"
+"""``callmap aggregate``'s consumer group unless ``--group`` says otherwise."""
 TOPIC_PREFIX = "callmap."
 """Every topic of the wire contract starts so."""
 
@@ -62,11 +67,16 @@ def component_acls(
     *,
     app_id: str = "callmap-streams",
     cluster: str = "default",
+    aliases: Iterable[str] = (),
+    group: str = AGGREGATE_GROUP,
 ) -> list[Acl]:
     """The ACLs of one component (one of :data:`COMPONENTS`), sorted.
 
     ``app_id`` is the stream app's (its own topics, group and transactional ids
     start with it), ``cluster`` the watcher's (its transactional id names it).
+    An aggregator reads the shared topics at its hub and, for each of
+    ``aliases``, the copies MirrorMaker 2 makes of that cluster's
+    (``east.callmap.edges.v1``); ``group`` is its consumer group.
     A sink's consumer group is ``callmap-sink-<kind>`` unless ``--group`` says
     otherwise; the OCSF sink writing to a topic needs WRITE on that topic too.
     """
@@ -100,6 +110,14 @@ def component_acls(
         ]
     elif component == "topics":  # the chart's Job: `callmap topics create`
         acls = _making_sure_topics_exist()
+    elif component == "aggregate":
+        sources = [*SHARED_TOPICS, *(mirrored(s, a) for a in aliases for s in SHARED_TOPICS)]
+        acls = [
+            *_topics(sources, "READ", "DESCRIBE"),
+            *_topics((GLOBAL_EDGES,), "READ", "WRITE", "DESCRIBE"),  # it reads back its own
+            *_making_sure_topics_exist(),
+            Acl("GROUP", "LITERAL", group, "READ"),
+        ]
     else:
         raise ValueError(f"no such component: {component} (one of {', '.join(COMPONENTS)})")
     return sorted(set(acls))

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from callmap.acls import COMPONENTS, component_acls, kafka_acls_command
+from callmap.acls import AGGREGATE_GROUP, COMPONENTS, component_acls, kafka_acls_command
 from callmap.broker import TopicState, describe_topics, ensure_topics
 from callmap.config import load_settings
 from callmap.wire.topics import ALL_TOPICS, DEFAULT_STREAMS_APP
@@ -60,8 +60,26 @@ def _topic_table(states: list[TopicState]) -> Table:
     "--app-id", default=DEFAULT_STREAMS_APP, show_default=True, help="The stream app's id."
 )
 @click.option("--cluster", default="default", show_default=True, help="The watcher's cluster.")
-def acls(component: str, principal: str | None, app_id: str, cluster: str) -> None:
+@click.option(
+    "--alias",
+    "aliases",
+    multiple=True,
+    help="A cluster whose topics MirrorMaker 2 copies to the aggregator's hub (repeatable).",
+)
+@click.option(
+    "--group", default=AGGREGATE_GROUP, show_default=True, help="The aggregator's consumer group."
+)
+def acls(
+    component: str,
+    principal: str | None,
+    app_id: str,
+    cluster: str,
+    aliases: tuple[str, ...],
+    group: str,
+) -> None:
     """Print the kafka-acls.sh commands that grant COMPONENT what it needs, and no more."""
     who = principal or f"User:{component}"
-    for acl in component_acls(component, app_id=app_id, cluster=cluster):
+    for acl in component_acls(
+        component, app_id=app_id, cluster=cluster, aliases=aliases, group=group
+    ):
         click.echo(kafka_acls_command(acl, who))

@@ -3,7 +3,8 @@
 Every component gets a principal of its own name: a SCRAM-SHA-512 user with a
 random password, and a client certificate whose CN is that name, signed by a
 certificate authority made for the test; each is granted the component's
-ACLs from :mod:`callmap.acls`, nothing else.
+ACLs from :mod:`callmap.acls`, nothing else. The aggregator's are those of a
+hub that MirrorMaker 2 copies cluster ``east`` into (:data:`MIRRORED`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from callmap.acls import COMPONENTS, component_acls
 from devtools.kafka import DevBroker, SecureListeners
 from devtools.kafkaacl import grant
 from devtools.process import free_port
+
+MIRRORED = ("east",)
+"""The clusters whose copies the aggregator principal may read."""
 
 
 def _openssl(*args: str) -> None:
@@ -96,7 +100,8 @@ def secure_broker(directory: Path, app_id: str) -> Iterator[SecureBroker]:
     broker.start()
     try:
         for component in COMPONENTS:
-            grant(broker, f"User:{component}", component_acls(component, app_id=app_id))
+            acls = component_acls(component, app_id=app_id, aliases=MIRRORED)
+            grant(broker, f"User:{component}", acls)
         yield SecureBroker(broker, listeners, certificates, passwords)
     finally:
         broker.stop()

@@ -1,6 +1,7 @@
 """callmap against a broker that authenticates (SASL_SSL with SCRAM, TLS client
 certificates) and enforces ACLs: each component runs with its own principal and
-ACLs, and a capture principal cannot write edges."""
+ACLs, a capture principal cannot write edges, and an aggregator reads only the
+clusters it was granted."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
-from helpers.kafkasecurity import SecureBroker, secure_broker
+from helpers import aggregatekit, clustersets
+from helpers.kafkasecurity import MIRRORED, SecureBroker, secure_broker
 from helpers.streamkit import Reader, Worker, conn, names, of_cluster, pod, publish
 
 from callmap.broker import ensure_topics, make_producer
 from callmap.config import Settings, load_settings
-from callmap.wire import DNS, EDGES
+from callmap.wire import DNS, EDGES, PODS
+from callmap.wire.topics import SHARED_TOPICS, mirrored
 
 pytestmark = pytest.mark.kafka
 
@@ -108,3 +111,33 @@ async def test_watch_capture_streams_and_sink_principals_map_calls_together(
     assert sink.returncode == 0, sink.stderr[-3000:]
     written = "".join(path.read_text() for path in (tmp_path / "out").glob("*.jsonl"))
     assert cluster in written
+
+
+async def test_an_aggregate_principal_maps_the_clusters_it_was_granted_and_no_other(
+    secured: SecureBroker,
+) -> None:
+    admin = administrator(secured)
+    (east,) = MIRRORED
+    copies = {name: [mirrored(spec, name) for spec in SHARED_TOPICS] for name in (east, "west")}
+    for specs in copies.values():  # as MirrorMaker 2 creates them at the hub
+        await ensure_topics(admin.kafka, admin.topics, specs)
+    frontend, cart, api = (clustersets.workload(n) for n in ("frontend", "cart", "api"))
+    records = [
+        (f"{east}.{PODS.name}", clustersets.pod(east, "frontend-1", "10.0.0.5", "frontend")),
+        (f"{east}.{PODS.name}", clustersets.pod(east, "cart-1", "10.0.0.6", "cart")),
+        (f"{east}.{EDGES.name}", clustersets.edge(east, frontend, cart, edge_id="e1")),
+        (f"west.{PODS.name}", clustersets.pod("west", "api-1", "10.1.0.7", "api")),
+        (f"west.{EDGES.name}", clustersets.edge("west", api, api, edge_id="w1")),
+    ]
+    await aggregatekit.publish(admin, records)
+    aggregate = load_settings({**secured.scram("aggregate"), "CALLMAP_TOPIC_PARTITIONS": "3"})
+    running = aggregatekit.Running(aggregate, peers=[[east, "west"]])
+    try:
+        await running.ready()
+        await aggregatekit.eventually_map(admin, {(f"{east}/shop/frontend", f"{east}/shop/cart")})
+    finally:
+        await running.end()
+    assert east in running.worker.identities.stores
+    assert "west" not in running.worker.identities.stores  # its copies are not even listed
+    with pytest.raises(TopicAuthorizationFailedError):  # only MirrorMaker writes the copies
+        await write(secured.scram("aggregate"), f"{east}.{EDGES.name}")

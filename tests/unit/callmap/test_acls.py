@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from aggregate.worker import DEFAULT_GROUP
 from callmap.acls import COMPONENTS, Acl, component_acls, kafka_acls_command
 from callmap.cli import cli
 from callmap.wire import DNS, EDGES, PODS
@@ -63,3 +64,12 @@ def test_topics_acls_prints_one_line_per_acl() -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == len(component_acls("sink"))
     assert all("--allow-principal User:s1" in line for line in lines)
+
+
+def test_an_aggregator_reads_the_hub_and_its_clusters_copies_and_writes_global_edges() -> None:
+    acls = component_acls("aggregate", aliases=("east",))
+    reads = {a.name for a in acls if a.resource == "TOPIC" and a.operation == "READ"}
+    assert {"east.callmap.edges.v1", "east.callmap.pods.v1", EDGES.name} <= reads
+    assert not any(name.startswith("west.") for name in reads)
+    assert writes("aggregate") == {"callmap.global-edges.v1"}
+    assert Acl("GROUP", "LITERAL", DEFAULT_GROUP, "READ") in acls  # its default group
