@@ -36,8 +36,9 @@ from callmap.wire import (
 from capture.dnsfold import DnsFolder
 from capture.localaddrs import read_local_addresses
 from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
+from capture.privileges import drop_to
 from capture.publisher import Publisher
-from capture.sniffer import Sniffer, netns_inodes, open_sockets
+from capture.sniffer import Sniffer, open_sockets, scanned_namespace_ids
 from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class AgentOptions:
     """Seconds a message may wait for Kafka before it is dropped (0: no bound)."""
     metrics_port: int = 9808
     """Port of the Prometheus endpoint; 0 turns it off."""
+    drop_to: tuple[int, int] | None = None
+    """Become this user and group once the packet sockets are open
+    (:mod:`capture.privileges`); None: stay as started."""
 
 
 class CaptureAgent:
@@ -111,7 +115,7 @@ class CaptureAgent:
             counters=self.counters.stage("sockets"),
             proc_root=options.proc_root,
             refresh_interval=options.refresh_interval,
-            only_netns=netns_inodes(options.scan_netns),
+            only_netns=scanned_namespace_ids(options.scan_netns),
             clock=clock,
         )
         self._key = options.node.encode()
@@ -174,6 +178,9 @@ class CaptureAgent:
             sniffer = self.sniffer = Sniffer(
                 open_sockets(options.interfaces, options.netns), self.folder
             )
+        if options.drop_to is not None:
+            drop_to(*options.drop_to)
+            log.info("running as user %d, group %d, without capabilities", *options.drop_to)
         serve_metrics(options.metrics_port, self.collector(), health=self.health)
         tasks: dict[str, Coroutine[Any, Any, None]] = {
             "publisher": self.publisher.run(),

@@ -30,7 +30,8 @@ from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
 from capture.dnsfold import DnsFolder
 from capture.outbox import DEFAULT_MAX_AGE
-from capture.sniffer import netns_inodes
+from capture.privileges import parse_user
+from capture.sniffer import scanned_namespace_ids
 from capture.sockagent import SocketScanner
 
 
@@ -48,8 +49,13 @@ def _agent_options(
     outbox_mib: int,
     outbox_max_age: float,
     metrics_port: int,
+    drop_to: str | None,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
+    if drop_to and netns:
+        # The agent enters --netns again to refresh its addresses, which takes
+        # CAP_SYS_ADMIN; a development setup, where staying root is fine.
+        raise click.UsageError("--drop-to cannot be combined with --netns")
     return AgentOptions(
         node=node,
         interfaces=interfaces,
@@ -63,6 +69,7 @@ def _agent_options(
         outbox_bytes=outbox_mib * 1024 * 1024,
         outbox_max_age=outbox_max_age,
         metrics_port=metrics_port,
+        drop_to=parse_user(drop_to) if drop_to else None,
     )
 
 
@@ -127,6 +134,13 @@ _live_options = option_group(
             help="Seconds a record may wait for Kafka before it is dropped (0: no bound).",
         ),
         metrics_port_option(9808),
+        click.option(
+            "--drop-to",
+            metavar="UID[:GID]",
+            envvar="CALLMAP_CAPTURE_DROP_TO",
+            help="Once the packet sockets are open, become this user and group, without "
+            "capabilities (as tcpdump -Z). Needs CAP_SETUID and CAP_SETGID to start.",
+        ),
     ],
     _agent_options,
 )
@@ -220,7 +234,7 @@ def sockets(live: AgentOptions, proc_dir: str | None, once: bool, output: str | 
         node=live.node,
         counters=counters.stage("sockets"),
         proc_root=live.proc_root,
-        only_netns=netns_inodes(live.scan_netns),
+        only_netns=scanned_namespace_ids(live.scan_netns),
     )
     _print_records(asyncio.run(scanner.scan_once()))
     _summarise(counters, [])

@@ -19,10 +19,9 @@ if asked (on a thread of its own, as ``setns`` moves only the calling thread).
 from __future__ import annotations
 
 import ipaddress
-import threading
 from pathlib import Path
 
-from capture.sniffer import enter_netns, netns_path
+from capture.sniffer import in_netns
 
 PROC_NET = Path("/proc/thread-self/net")
 
@@ -75,16 +74,11 @@ def read_local_addresses(netns: str | None = None, proc_net: Path = PROC_NET) ->
     """The non-loopback addresses of this thread's namespace, or of ``netns``."""
     if netns is None:
         return _read(proc_net)
-    result: list[frozenset[str]] = []
 
-    def in_namespace() -> None:
-        try:
-            enter_netns(netns_path(netns))
-        except Exception:  # the capture sockets' opening reports a bad namespace
-            return
-        result.append(_read(proc_net))
+    def inside() -> frozenset[str]:
+        return _read(proc_net)
 
-    thread = threading.Thread(target=in_namespace, name="callmap-local-addresses")
-    thread.start()
-    thread.join()
-    return result[0] if result else frozenset()
+    try:
+        return in_netns(netns, inside)
+    except Exception:  # the capture sockets' opening reports a bad namespace
+        return frozenset()

@@ -1,7 +1,6 @@
 """What the socket scan reads in /proc besides the TCP tables, and what a scan finds. Pure.
 
-:func:`parse_netns_link` reads a namespace's inode from its ``ns/net`` link,
-:func:`pod_uid_from_cgroup` a pod's UID from a ``cgroup`` file;
+:func:`pod_uid_from_cgroup` reads a pod's UID from a ``cgroup`` file;
 :class:`NamespaceScan` and :class:`ScanResult` are what one scan of
 :mod:`capture.procscan` returns.
 """
@@ -25,7 +24,8 @@ class NamespaceScan:
     """What one network namespace showed in one scan."""
 
     netns: int
-    """Inode of the namespace (the N of ``net:[N]``)."""
+    """The namespace's id on the node: the inode of its ``net/tcp`` table
+    (:func:`capture.procscan.namespace_id`)."""
     pod_uid: str | None
     """The pod every pid of the namespace belongs to; None for host or mixed."""
     pid: int
@@ -42,20 +42,10 @@ class NamespaceScan:
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
-    """One scan: every readable namespace, ascending by inode, and the counters."""
+    """One scan: every readable namespace, ascending by id, and the counters."""
 
     namespaces: tuple[NamespaceScan, ...]
     counters: dict[str, int] = field(default_factory=dict)
-
-
-def parse_netns_link(link: str) -> int | None:
-    """The inode in a ``net:[4026531992]`` link text, or None if it is not one."""
-    if not (link.startswith("net:[") and link.endswith("]")):
-        return None
-    digits = link[5:-1]
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(digits)
 
 
 def _pod_uid_from_segment(segment: str) -> str | None:

@@ -5,8 +5,9 @@ This is the thin I/O shell around :mod:`capture.procnet` (parsing) and
 
 1. list the numeric pid directories of the proc root (``/proc`` on a host,
    ``/host/proc`` in the chart's DaemonSet);
-2. group pids by network namespace, read from the ``ns/net`` link
-   (``net:[4026531992]``), and find each pid's pod from its ``cgroup`` file;
+2. group pids by network namespace, known by the inode of the pid's
+   ``net/tcp`` (:func:`namespace_id`), and find each pid's pod from its
+   ``cgroup`` file;
 3. for each namespace, read ``net/tcp`` and ``net/tcp6`` of ONE pid (the
    lowest, which in a pod is usually the long-lived pause process) — the
    tables belong to the namespace, so every other pid would show the same;
@@ -19,8 +20,16 @@ A namespace gets a pod UID only when every pid in it agrees on one: the
 node's own namespace holds host daemons and hostNetwork pods side by side, and
 must not be credited to any one of them.
 
-The parsing of ``ns/net`` links and ``cgroup`` files, and the scan's
-records, are pure and live in :mod:`capture.procparse`.
+Why not the namespace's own inode, in the ``ns/net`` link: the kernel shows
+another process's ``ns`` links only with ptrace read access, which would take
+``CAP_SYS_PTRACE`` and with it every process's ``environ``, ``mem`` and open
+files. ``net/tcp``, ``cgroup`` and the ``stat`` of a ``net`` file need no
+capability, and each namespace's ``net/tcp`` is one proc entry with an inode
+number of its own, drawn from the same pool as the namespaces' inodes: the
+same for every pid in the namespace and unique on the node while it lives.
+
+The parsing of ``cgroup`` files, and the scan's records, are pure and live
+in :mod:`capture.procparse`.
 """
 
 from __future__ import annotations
@@ -31,13 +40,12 @@ from dataclasses import dataclass, field
 
 from callmap.errors import ConfigError
 from capture.procnet import ByteOrder, TcpState, parse_tcp_table
-from capture.procparse import NamespaceScan, ScanResult, parse_netns_link, pod_uid_from_cgroup
+from capture.procparse import NamespaceScan, ScanResult, pod_uid_from_cgroup
 from capture.sockroles import DROP_NOT_ESTABLISHED, classify
 
 __all__ = [
     "DEFAULT_PROC_ROOT",
     "NAMESPACES",
-    "NETNS_BAD_LINK",
     "NETNS_UNREADABLE",
     "PIDS",
     "PID_DENIED",
@@ -47,6 +55,7 @@ __all__ = [
     "POD_AMBIGUOUS",
     "TABLES_READ",
     "TABLE_MISSING",
+    "namespace_id",
     "scan_proc",
 ]
 
@@ -67,8 +76,6 @@ PID_ERROR = "pid_error"
 """Any other OSError on one pid's files."""
 PID_MOVED = "pid_moved_netns"
 """A pid changed network namespace while its tables were read; not used."""
-NETNS_BAD_LINK = "netns_bad_link"
-"""An ``ns/net`` link that does not read ``net:[<inode>]``."""
 NETNS_UNREADABLE = "netns_unreadable"
 """A namespace none of whose pids could be read; it is missing from the scan."""
 POD_AMBIGUOUS = "pod_ambiguous"
@@ -96,6 +103,12 @@ def _read(path: str) -> bytes:
         return f.readall()
 
 
+def namespace_id(pid_dir: str) -> int:
+    """The id of the network namespace of the process at ``pid_dir`` (``/proc/<pid>``,
+    or ``/proc/thread-self``): the inode of its ``net/tcp`` table."""
+    return os.stat(f"{pid_dir}/net/tcp").st_ino
+
+
 def _bump(counters: dict[str, int], key: str, by: int = 1) -> None:
     counters[key] = counters.get(key, 0) + by
 
@@ -118,14 +131,10 @@ def _group_pids(root: str, counters: dict[str, int]) -> dict[int, _Namespace]:
     for pid in pids:
         base = f"{root}/{pid}"
         try:
-            link = os.readlink(f"{base}/ns/net")
+            netns = namespace_id(base)
             cgroup = _read(f"{base}/cgroup")
         except OSError as exc:
             _bump(counters, _fault(exc))
-            continue
-        netns = parse_netns_link(link)
-        if netns is None:
-            _bump(counters, NETNS_BAD_LINK)
             continue
         ns = namespaces.get(netns)
         if ns is None:
@@ -152,7 +161,7 @@ def _read_tables(
                     raise  # the whole pid is gone, not just IPv6
                 tcp6 = None
             # A pid that setns()'d while we read showed another namespace.
-            moved = parse_netns_link(os.readlink(f"{base}/ns/net")) != netns
+            moved = namespace_id(base) != netns
         except OSError as exc:
             _bump(counters, _fault(exc))
             continue
@@ -172,7 +181,7 @@ def scan_proc(
 ) -> ScanResult:
     """Scan every network namespace visible under ``proc_root`` once.
 
-    ``only_netns``, when given, limits the scan to those namespace inodes (an
+    ``only_netns``, when given, limits the scan to those namespace ids (an
     agent that must see only some namespaces, like one lab node's pods).
 
     Blocking (many small file reads): run it off the event loop thread.

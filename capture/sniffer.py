@@ -23,16 +23,18 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from callmap.errors import ConfigError
 from callmap.wire import DROP_KERNEL, DnsAnswer
 from capture.bpf import SNAP_LENGTH, attach_filter
 from capture.dnsfold import DnsFolder
+from capture.procscan import namespace_id
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -102,12 +104,37 @@ def netns_path(name: str) -> str:
     return name if "/" in name else str(Path("/var/run/netns") / name)
 
 
-def netns_inodes(names: Sequence[str]) -> frozenset[int] | None:
-    """The inodes of the named network namespaces; None when no name is given."""
+def in_netns(name: str, work: Callable[[], T]) -> T:
+    """``work()``'s result, done by a thread of its own inside the network namespace
+    ``name``: setns must not move the event loop's thread."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def inside() -> None:
+        try:
+            enter_netns(netns_path(name))
+            result.append(work())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=inside, name="callmap-in-netns")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def scanned_namespace_ids(names: Sequence[str]) -> frozenset[int] | None:
+    """The socket scan's ids of the named network namespaces (the inode of each
+    one's ``net/tcp``, :func:`capture.procscan.namespace_id`); None when no name
+    is given."""
     if not names:
         return None
     try:
-        return frozenset(os.stat(netns_path(name)).st_ino for name in names)
+        return frozenset(
+            in_netns(name, lambda: namespace_id("/proc/thread-self")) for name in names
+        )
     except OSError as exc:
         raise ConfigError(f"no network namespace {exc.filename}") from None
 
@@ -118,22 +145,7 @@ def open_sockets(
     """Capture sockets for ``interfaces`` (all when empty), in ``netns`` if given."""
     if netns is None:
         return _open(interfaces, rcvbuf)
-    result: list[socket.socket] = []
-    error: list[BaseException] = []
-
-    def in_namespace() -> None:  # a thread of its own: setns must not move the loop's thread
-        try:
-            enter_netns(netns_path(netns))
-            result.extend(_open(interfaces, rcvbuf))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=in_namespace, name="callmap-open-netns")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result
+    return in_netns(netns, lambda: _open(interfaces, rcvbuf))
 
 
 def _open(interfaces: Sequence[str], rcvbuf: int) -> list[socket.socket]:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SCAN_INTERVAL = 10.0
 
 # Scan counters that mean the scan could not see something it should have.
-_LOSSES = ("netns_unreadable", "netns_bad_link", "pid_denied", "pid_error", "table_missing")
+_LOSSES = ("netns_unreadable", "pid_denied", "pid_error", "table_missing")
 
 
 def observations(

@@ -3,13 +3,17 @@
 Real sockets on loopback: the kernel writes the table, the parser must find
 them by port and by inode (``fstat`` of a socket gives the inode /proc shows).
 Loopback is dropped in normal scans, so the lower-level parser and
-``include_loopback`` are used to see them. No namespaces are created here.
+``include_loopback`` are used to see them. The namespace tests start a
+listener in a network namespace of its own (``unshare -n``) and stop it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -17,8 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from capture.procnet import TcpSocket, TcpState, parse_tcp_table
-from capture.procparse import parse_netns_link
-from capture.procscan import scan_proc
+from capture.procscan import namespace_id, scan_proc
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER, classify
 
 pytestmark = pytest.mark.kernel
@@ -143,14 +146,91 @@ def test_a_real_ipv6_connection() -> None:
 
 
 def test_a_real_scan_finds_this_processs_namespace_and_sockets() -> None:
-    own_netns = parse_netns_link(os.readlink("/proc/self/ns/net"))
     with connected_pair(socket.AF_INET, "127.0.0.1", "127.0.0.1") as pair:
         result = scan_proc("/proc", include_loopback=True)
 
-    ours = next(ns for ns in result.namespaces if ns.netns == own_netns)
-    assert os.getpid() in ours.pids
+    ours = next(ns for ns in result.namespaces if os.getpid() in ns.pids)
     assert ("127.0.0.1", pair.port) in ours.listeners
     assert {(c.inode, c.role) for c in ours.connections} >= {
         (pair.client, ROLE_CLIENT),
         (pair.server, ROLE_SERVER),
     }
+
+
+LISTEN_PORT = 5555
+LISTENER = f"""
+import socket, time
+server = socket.create_server(("127.0.0.1", {LISTEN_PORT}))
+print("listening", flush=True)
+time.sleep(120)
+"""
+
+
+@contextmanager
+def listener_in_its_own_namespace() -> Iterator[int]:
+    """A process listening on loopback in a new network namespace; its pid."""
+    inside = f"ip link set lo up && exec {sys.executable} -c '{LISTENER}'"
+    command = ["unshare", "--net", "sh", "-c", inside]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "listening\n"
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def namespaces_two_ways() -> tuple[list[list[int]], list[list[int]]]:
+    """Every pid grouped by the kernel's namespace inode (its ``ns/net`` link) and by
+    the scan's id (the inode of its ``net/tcp``); pids either cannot read are left out."""
+    by_link: dict[str, list[int]] = {}
+    by_table: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        base = f"/proc/{name}"
+        try:
+            link, table = os.readlink(f"{base}/ns/net"), namespace_id(base)
+        except OSError:
+            continue
+        by_link.setdefault(link, []).append(int(name))
+        by_table.setdefault(table, []).append(int(name))
+    return sorted(map(sorted, by_link.values())), sorted(map(sorted, by_table.values()))
+
+
+def test_the_scans_namespace_id_groups_processes_as_the_kernels_namespace_inode() -> None:
+    with listener_in_its_own_namespace():
+        by_link, by_table = namespaces_two_ways()
+    assert len(by_link) >= 2
+    assert by_table == by_link
+
+
+SCAN_WITHOUT_CAPABILITIES = """
+import json, sys
+from capture.procscan import scan_proc
+pid = int(sys.argv[1])
+status = open("/proc/self/status").read()
+result = scan_proc("/proc", include_loopback=True)
+try:
+    open(f"/proc/{pid}/environ", "rb").read()
+    environ = "read"
+except PermissionError:
+    environ = "denied"
+print(json.dumps({
+    "effective": status.split("CapEff:")[1].split()[0],
+    "listeners": [sorted(map(list, ns.listeners)) for ns in result.namespaces if pid in ns.pids],
+    "environ": environ,
+}))
+"""
+
+
+def test_a_scan_with_no_capability_sees_other_namespaces_sockets_but_not_their_environ() -> None:
+    """As the agent runs in the chart: root, without CAP_SYS_PTRACE (here without any)."""
+    with listener_in_its_own_namespace() as pid:
+        command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+        command += [sys.executable, "-c", SCAN_WITHOUT_CAPABILITIES, str(pid)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    found = json.loads(done.stdout)
+    assert found["effective"] == "0000000000000000"
+    assert found["listeners"] == [[["127.0.0.1", LISTEN_PORT]]]
+    assert found["environ"] == "denied"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,15 +215,62 @@ async def read_edges(
     return edges
 
 
-# What the agent's one-shot scan and a packet socket show under other grants.
-PACKET_SOCKET = """
-import socket
+# What a process made from the agent's pod template reaches: a packet socket, the
+# network namespaces the socket scan sees, and other pods' environment. With
+# DROP, it first gives root up as the agent does (capture.privileges, the
+# chart's ids) once its packet socket is open.
+REACH = """
+import os, socket, sys
 try:
-    socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+    packet = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     print("packet socket: opened")
 except PermissionError:
     print("packet socket: denied")
+if sys.argv[1] == "drop":
+    from capture.privileges import drop_to
+    drop_to(10002, 10002)
+    print(f"switched to {os.getresuid()}")
+from capture.procscan import scan_proc
+scan = scan_proc("/host/proc")
+print(f"namespaces with a pod: {sum(ns.pod_uid is not None for ns in scan.namespaces)}")
+own = open("/proc/self/cgroup").read()
+read = denied = 0
+for pid in (p for p in os.listdir("/host/proc") if p.isdigit()):
+    try:
+        cgroup = open(f"/host/proc/{pid}/cgroup").read()
+        if "pod" not in cgroup or cgroup == own:
+            continue
+        open(f"/host/proc/{pid}/environ", "rb").read()
+        read += 1
+    except PermissionError:
+        denied += 1
+    except OSError:
+        pass
+print(f"other pods environ: {read} read, {denied} denied")
 """
+
+
+def reach(output: str) -> dict[str, int]:
+    """What the REACH script printed: pod namespaces, other pods' environ read, denied."""
+    pods = re.search(r"namespaces with a pod: (\d+)", output)
+    environ = re.search(r"other pods environ: (\d+) read, (\d+) denied", output)
+    assert pods is not None and environ is not None, output
+    return {"pods": int(pods[1]), "read": int(environ[1]), "denied": int(environ[2])}
+
+
+def agent_process_status(cluster: DevCluster) -> str:
+    """The running agent's /proc status, read from this host (the nodes share its kernel)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        # The agent, not the container's init (tini), which starts it and only forwards
+        # signals and reaps.
+        agent = not words[0].endswith(b"tini")
+        if agent and b"capture" in words and b"run" in words and b"--drop-to" in words:
+            return (cmdline.parent / "status").read_text()
+    raise AssertionError("no capture agent process with --drop-to on this machine")
 
 
 def agent_pod(cluster: DevCluster, name: str, add: list[str], user: int, script: str) -> str:
@@ -263,25 +312,23 @@ def agent_pod(cluster: DevCluster, name: str, add: list[str], user: int, script:
     return output
 
 
-def namespaces(scan_output: str) -> set[int]:
-    """The network namespaces whose sockets a one-shot scan printed."""
-    lines = scan_output.splitlines()
-    return {json.loads(line)["netns"] for line in lines if line.startswith("{")}
-
-
-def test_each_of_the_agents_privileges_is_needed_on_a_real_node(installed: DevCluster) -> None:
-    scan = (
-        "callmap capture sockets --once --output jsonl --proc-root /host/proc 2>&1; "
-        f"python -c '{PACKET_SOCKET}'"
-    )
-    granted = agent_pod(installed, "grants-chart", ["NET_RAW", "SYS_PTRACE"], 0, scan)
-    assert len(namespaces(granted)) >= 3, granted  # the node's and its pods' (streams, ...)
-    assert "packet socket: opened" in granted
-    # Without SYS_PTRACE the kernel hides every other process's network namespace:
-    # the scan sees only the one the agent itself is in, the node's.
-    no_ptrace = agent_pod(installed, "grants-no-ptrace", ["NET_RAW"], 0, scan)
-    assert len(namespaces(no_ptrace)) == 1 and "pid_denied" in no_ptrace, no_ptrace
+def test_the_agents_grants_are_needed_and_do_not_reach_other_pods_environment(
+    installed: DevCluster,
+) -> None:
+    status = agent_process_status(installed)
+    assert re.search(r"^Uid:\t10002\t10002\t10002\t10002$", status, re.M), status
+    assert re.search(r"^CapEff:\t0+$", status, re.M) and re.search(r"^CapPrm:\t0+$", status, re.M)
+    chart = ["NET_RAW", "SETUID", "SETGID"]
+    script = f"python -c '{REACH}'"
+    switched = agent_pod(installed, "grants-chart", chart, 0, f"{script} drop")
+    assert "packet socket: opened" in switched and "switched to (10002, 10002, 10002)" in switched
+    found = reach(switched)
+    assert found["pods"] >= 2, switched  # the socket scan sees the pods (streams, sink...)
+    assert (found["read"], found["denied"] > 0) == (0, True), switched
+    # SYS_PTRACE, which the chart does not grant, would open other pods' environment.
+    ptrace = agent_pod(installed, "grants-ptrace", [*chart, "SYS_PTRACE"], 0, f"{script} stay")
+    assert reach(ptrace)["read"] > 0, ptrace
     # Without NET_RAW no packet socket; and a non-root user gets none of the added grants.
-    assert "packet socket: denied" in agent_pod(installed, "grants-no-raw", [], 0, scan)
-    non_root = agent_pod(installed, "grants-non-root", ["NET_RAW", "SYS_PTRACE"], 10001, scan)
+    assert "packet socket: denied" in agent_pod(installed, "grants-no-raw", [], 0, f"{script} stay")
+    non_root = agent_pod(installed, "grants-non-root", chart, 10001, f"{script} stay")
     assert "packet socket: denied" in non_root

@@ -1,33 +1,14 @@
-"""Namespace links and cgroup files read as the kubelet and the kernel write them."""
+"""cgroup files read as the kubelet and the kernel write them."""
 
 from __future__ import annotations
 
 import pytest
 
-from capture.procparse import parse_netns_link, pod_uid_from_cgroup
+from capture.procparse import pod_uid_from_cgroup
 
 UID = "0f5f3a57-3b4e-4a5c-9a43-1c2d3e4f5a6b"
 UID_ = UID.replace("-", "_")
 CTR = "5c0ffee0" * 8  # a 64-hex container id
-
-
-@pytest.mark.parametrize(
-    ("link", "inode"),
-    [
-        ("net:[4026531992]", 4026531992),
-        ("net:[1]", 1),
-        ("net:[]", None),
-        ("net:[12a]", None),
-        ("net:[-1]", None),
-        ("mnt:[4026531992]", None),
-        ("net:4026531992", None),
-        ("net:[4026531992", None),
-        ("", None),
-        ("net:[٤٢]", None),
-    ],
-)
-def test_parse_netns_link(link: str, inode: int | None) -> None:
-    assert parse_netns_link(link) == inode
 
 
 CGROUP_V1_CGROUPFS = f"""\

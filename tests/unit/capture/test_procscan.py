@@ -13,7 +13,6 @@ from callmap.errors import ConfigError
 from capture.procnet import SKIP_HEADER, TcpState
 from capture.procscan import (
     NAMESPACES,
-    NETNS_BAD_LINK,
     NETNS_UNREADABLE,
     PID_DENIED,
     PID_ERROR,
@@ -56,27 +55,42 @@ def line(local: str, remote: str, state: TcpState, inode: int = 1) -> str:
     )
 
 
+def namespace(
+    proc: Path, name: str, *, tcp: list[str] | None = None, tcp6: list[str] | None = None
+) -> None:
+    """A network namespace's tables, kept beside the pids (under a name that is no pid)."""
+    tables = proc / ".namespaces" / name
+    tables.mkdir(parents=True, exist_ok=True)
+    for table, lines in (("tcp", tcp), ("tcp6", tcp6)):
+        if lines is not None:
+            (tables / table).write_text(HEADER + "".join(lines))
+
+
+def ns_id(proc: Path, name: str) -> int:
+    """The id a scan gives namespace ``name``: the inode its pids' ``net/tcp`` share."""
+    return (proc / ".namespaces" / name / "tcp").stat().st_ino
+
+
 def add_pid(
     proc: Path,
     pid: int,
-    netns: int | str,
+    netns: str,
     *,
     tcp: list[str] | None = None,
     tcp6: list[str] | None = None,
     cgroup: str = "0::/system.slice/containerd.service\n",
 ) -> Path:
-    """One /proc/<pid> directory; tables only when given, as on a real pid."""
+    """One /proc/<pid> directory in namespace ``netns``: its ``net/tcp`` and ``net/tcp6``
+    are hard links to the namespace's tables, so every pid in it shows the same file,
+    one inode, as the kernel's do. ``tcp``/``tcp6`` set the tables when given."""
+    namespace(proc, netns, tcp=tcp, tcp6=tcp6)
     base = proc / str(pid)
-    (base / "ns").mkdir(parents=True)
-    link = f"net:[{netns}]" if isinstance(netns, int) else netns
-    (base / "ns" / "net").symlink_to(link)
+    (base / "net").mkdir(parents=True)
     (base / "cgroup").write_text(cgroup)
-    if tcp is not None or tcp6 is not None:
-        (base / "net").mkdir()
-    if tcp is not None:
-        (base / "net" / "tcp").write_text(HEADER + "".join(tcp))
-    if tcp6 is not None:
-        (base / "net" / "tcp6").write_text(HEADER + "".join(tcp6))
+    for table in ("tcp", "tcp6"):
+        shared = proc / ".namespaces" / netns / table
+        if shared.exists():
+            os.link(shared, base / "net" / table)
     return base
 
 
@@ -88,8 +102,7 @@ def pod_cgroup(uid: str) -> str:
 
 
 L, E, TW = TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.TIME_WAIT
-POD_NS = 4026532100
-HOST_NS = 4026531992
+POD_NS, OTHER_POD_NS, HOST_NS = "pod", "other-pod", "host"
 
 
 def test_a_pod_namespace_is_read_once_through_its_lowest_pid(tmp_path: Path) -> None:
@@ -102,23 +115,15 @@ def test_a_pod_namespace_is_read_once_through_its_lowest_pid(tmp_path: Path) -> 
         "tcp6": [line("[::]:9090", "[::]:0", L), line("[fd00::5]:9090", "[fd00::9]:42000", E)],
     }
     add_pid(tmp_path, 200, POD_NS, **tables, cgroup=pod_cgroup(UID))
-    # The app container's pid shows a different table: had it been read, its
-    # connection would show up.
-    add_pid(
-        tmp_path,
-        310,
-        POD_NS,
-        tcp=[line("10.0.0.5:39999", "10.0.0.8:80", E)],
-        tcp6=[],
-        cgroup=pod_cgroup(UID),
-    )
-    add_pid(tmp_path, 45, POD_NS, cgroup=pod_cgroup(UID)).joinpath("net").mkdir()
+    add_pid(tmp_path, 310, POD_NS, cgroup=pod_cgroup(UID))
+    add_pid(tmp_path, 45, POD_NS, cgroup=pod_cgroup(UID))
+    for table in ("tcp", "tcp6"):  # pid 45 is exiting: its tables are gone
+        (tmp_path / "45" / "net" / table).unlink()
 
     result = scan_proc(str(tmp_path))
 
     (ns,) = result.namespaces
-    assert (ns.netns, ns.pod_uid, ns.pids) == (POD_NS, UID, (45, 200, 310))
-    # pid 45 has an empty net dir (its tables vanished): 200 is read instead.
+    assert (ns.netns, ns.pod_uid, ns.pids) == (ns_id(tmp_path, POD_NS), UID, (200, 310))
     assert ns.pid == 200
     assert [(c.local_port, c.remote_ip, c.remote_port, c.role) for c in ns.connections] == [
         (8080, "10.0.0.9", 41000, ROLE_SERVER),
@@ -127,13 +132,13 @@ def test_a_pod_namespace_is_read_once_through_its_lowest_pid(tmp_path: Path) -> 
     ]
     assert ns.listeners == {("0.0.0.0", 8080), ("::", 9090)}
     assert ns.sockets == 5
-    assert result.counters[TABLES_READ] == 2
+    assert result.counters[TABLES_READ] == 2  # once for the namespace, not per pid
     assert result.counters[PID_VANISHED] == 1
 
 
-def test_namespaces_come_out_in_inode_order_with_their_own_tables(tmp_path: Path) -> None:
+def test_namespaces_come_out_in_id_order_with_their_own_tables(tmp_path: Path) -> None:
     add_pid(tmp_path, 1, HOST_NS, tcp=[line("0.0.0.0:22", "0.0.0.0:0", L)], tcp6=[])
-    add_pid(tmp_path, 900, POD_NS + 1, tcp=[], tcp6=[], cgroup=pod_cgroup(OTHER_UID))
+    add_pid(tmp_path, 900, OTHER_POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(OTHER_UID))
     add_pid(
         tmp_path,
         500,
@@ -145,12 +150,15 @@ def test_namespaces_come_out_in_inode_order_with_their_own_tables(tmp_path: Path
 
     result = scan_proc(str(tmp_path))
 
-    assert [(ns.netns, ns.pid, ns.pod_uid) for ns in result.namespaces] == [
-        (HOST_NS, 1, None),
-        (POD_NS, 500, UID),
-        (POD_NS + 1, 900, OTHER_UID),
-    ]
-    assert [len(ns.connections) for ns in result.namespaces] == [0, 1, 0]
+    expected = sorted(
+        [
+            (ns_id(tmp_path, HOST_NS), 1, None, 0),
+            (ns_id(tmp_path, POD_NS), 500, UID, 1),
+            (ns_id(tmp_path, OTHER_POD_NS), 900, OTHER_UID, 0),
+        ]
+    )
+    found = [(ns.netns, ns.pid, ns.pod_uid, len(ns.connections)) for ns in result.namespaces]
+    assert found == expected
     assert result.counters == {PIDS: 3, TABLES_READ: 6, NAMESPACES: 3}
 
 
@@ -160,6 +168,7 @@ def test_the_host_namespace_with_hostnetwork_pods_gets_no_pod(tmp_path: Path) ->
 
     result = scan_proc(str(tmp_path))
 
+    assert result.namespaces[0].pids == (1, 700)
     assert result.namespaces[0].pod_uid is None
     assert result.counters[POD_AMBIGUOUS] == 1
 
@@ -211,10 +220,10 @@ def test_a_namespace_without_tcp6_is_read_from_tcp_alone(tmp_path: Path) -> None
     assert result.counters[TABLES_READ] == 1
 
 
-def test_pids_that_vanished_before_their_link_was_read_are_counted(tmp_path: Path) -> None:
+def test_pids_that_vanished_before_they_were_grouped_are_counted(tmp_path: Path) -> None:
     add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
-    (tmp_path / "11").mkdir()  # listed, then gone: no ns/net, no cgroup
-    (tmp_path / "12" / "ns").mkdir(parents=True)
+    (tmp_path / "11").mkdir()  # listed, then gone: no net/tcp, no cgroup
+    (tmp_path / "12" / "net").mkdir(parents=True)
 
     result = scan_proc(str(tmp_path))
 
@@ -223,14 +232,17 @@ def test_pids_that_vanished_before_their_link_was_read_are_counted(tmp_path: Pat
     assert result.counters[NAMESPACES] == 1
 
 
-def test_a_namespace_none_of_whose_pids_can_be_read_is_left_out(tmp_path: Path) -> None:
-    add_pid(tmp_path, 10, POD_NS)
+def test_a_namespace_none_of_whose_pids_can_be_read_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
     add_pid(tmp_path, 11, POD_NS)
-    add_pid(tmp_path, 20, POD_NS + 1, tcp=[], tcp6=[])
+    add_pid(tmp_path, 20, OTHER_POD_NS, tcp=[], tcp6=[])
+    fail_on(monkeypatch, ("/10/net/tcp", "/11/net/tcp"), ProcessLookupError(3, "No such process"))
 
     result = scan_proc(str(tmp_path))
 
-    assert [ns.netns for ns in result.namespaces] == [POD_NS + 1]
+    assert [ns.netns for ns in result.namespaces] == [ns_id(tmp_path, OTHER_POD_NS)]
     assert result.counters[NETNS_UNREADABLE] == 1
     assert result.counters[PID_VANISHED] == 2
 
@@ -246,21 +258,12 @@ def test_entries_that_are_not_pids_are_ignored(tmp_path: Path) -> None:
     assert result.counters[PIDS] == 1
 
 
-def test_a_link_that_is_not_a_netns_is_counted(tmp_path: Path) -> None:
-    add_pid(tmp_path, 10, "mnt:[4026531840]", tcp=[], tcp6=[])
-
-    result = scan_proc(str(tmp_path))
-
-    assert result.namespaces == ()
-    assert result.counters[NETNS_BAD_LINK] == 1
-
-
-def fail_on(monkeypatch: pytest.MonkeyPatch, suffix: str, exc: OSError) -> None:
-    """Make procscan's reads of paths ending in ``suffix`` raise ``exc``."""
+def fail_on(monkeypatch: pytest.MonkeyPatch, suffixes: str | tuple[str, ...], exc: OSError) -> None:
+    """Make procscan's reads of paths ending in one of ``suffixes`` raise ``exc``."""
     real_read = procscan._read
 
     def read(path: str) -> bytes:
-        if path.endswith(suffix):
+        if path.endswith(suffixes):
             raise exc
         return real_read(path)
 
@@ -306,22 +309,24 @@ def test_a_pid_that_changes_namespace_while_read_is_not_trusted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = add_pid(tmp_path, 10, POD_NS, tcp=[line("10.9.9.9:1", "10.9.9.8:2", E)], tcp6=[])
-    add_pid(tmp_path, 11, POD_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)], tcp6=[])
+    add_pid(tmp_path, 11, POD_NS)
+    namespace(tmp_path, HOST_NS, tcp=[line("10.0.0.5:4000", "10.0.0.6:80", E)], tcp6=[])
     real_read = procscan._read
 
-    def read_then_setns(path: str) -> bytes:
-        data = real_read(path)
-        if path.endswith("/10/net/tcp6"):
-            (first / "ns" / "net").unlink()
-            (first / "ns" / "net").symlink_to(f"net:[{HOST_NS}]")
-        return data
+    def setns_while_read(path: str) -> bytes:
+        if path.endswith("/10/net/tcp"):  # pid 10 moves to the host's namespace meanwhile
+            for table in ("tcp", "tcp6"):
+                (first / "net" / table).unlink()
+                os.link(tmp_path / ".namespaces" / HOST_NS / table, first / "net" / table)
+        return real_read(path)
 
-    monkeypatch.setattr(procscan, "_read", read_then_setns)
+    monkeypatch.setattr(procscan, "_read", setns_while_read)
 
     result = scan_proc(str(tmp_path))
 
     (ns,) = result.namespaces
-    assert [(c.remote_ip, c.remote_port) for c in ns.connections] == [("10.0.0.6", 80)]
+    assert (ns.netns, ns.pid) == (ns_id(tmp_path, POD_NS), 11)
+    assert [(c.remote_ip, c.remote_port) for c in ns.connections] == [("10.9.9.8", 2)]
     assert result.counters[PID_MOVED] == 1
 
 

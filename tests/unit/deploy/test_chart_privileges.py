@@ -1,8 +1,9 @@
 """Least privilege, as rendered: what each pod may do, and why the capture agent may do more.
 
 The capture agent is the one exception to "non-root, no capabilities, no host
-access": root with NET_RAW (and SYS_PTRACE when it scans sockets), the host's
-network and its /proc read-only. Sizes come from the benchmarks quoted in
+access": root with NET_RAW (and SETUID and SETGID to give root up once its
+sockets are open; never SYS_PTRACE), the host's network and its /proc
+read-only. Sizes come from the benchmarks quoted in
 values.yaml and docs/deploy.md.
 """
 
@@ -40,14 +41,15 @@ def test_the_capture_agent_is_root_with_only_the_capabilities_it_uses(
     assert context["runAsUser"] == 0 and context["privileged"] is False
     assert context["allowPrivilegeEscalation"] is False
     assert context["readOnlyRootFilesystem"] is True
-    assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "SYS_PTRACE"]}
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "SETUID", "SETGID"]}
 
 
 @pytest.mark.parametrize(
     ("values", "added"),
     [
-        (["capture.sockets=false"], ["NET_RAW"]),
-        (["capture.forceReceiveBuffer=true"], ["NET_RAW", "SYS_PTRACE", "NET_ADMIN"]),
+        (["capture.dropTo=null"], ["NET_RAW"]),
+        (["capture.sockets=false"], ["NET_RAW", "SETUID", "SETGID"]),
+        (["capture.forceReceiveBuffer=true"], ["NET_RAW", "SETUID", "SETGID", "NET_ADMIN"]),
     ],
 )
 def test_each_extra_capability_comes_only_with_the_feature_that_needs_it(
@@ -68,6 +70,13 @@ def test_the_capture_agent_sees_the_node_through_its_network_and_a_read_only_pro
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "host-proc"]
     assert mount == {"name": "host-proc", "mountPath": "/host/proc", "readOnly": True}
     assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_capture_agent_gives_root_up_once_its_sockets_are_open(chart: Rendered) -> None:
+    pod, container = capture(chart)
+    args = container["args"]
+    assert args[args.index("--drop-to") + 1] == "10002:10002"
+    assert pod["securityContext"]["fsGroup"] == 10002  # Kafka's files stay readable to it
 
 
 def test_the_capture_agent_runs_on_every_node(chart: Rendered) -> None:
@@ -166,7 +175,7 @@ def test_every_path_a_component_writes_is_a_volume(chart: Rendered) -> None:
 def test_every_capability_the_agent_can_get_has_a_written_reason(helm: Path) -> None:
     _, container = capture(render(set_values=["capture.forceReceiveBuffer=true"]))
     possible = container["securityContext"]["capabilities"]["add"]
-    assert set(possible) == {"NET_RAW", "SYS_PTRACE", "NET_ADMIN"}
+    assert set(possible) == {"NET_RAW", "SETUID", "SETGID", "NET_ADMIN"}
     reasons = (ROOT / "docs" / "deploy.md").read_text()
     template = (CHART / "templates" / "capture.yaml").read_text()
     for capability in possible:

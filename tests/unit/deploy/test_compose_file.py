@@ -63,7 +63,7 @@ def test_the_map_service_lists_what_the_sqlite_sink_writes() -> None:
 def test_the_capture_agent_is_the_only_root_service_and_has_two_capabilities() -> None:
     capture = CALLMAP["capture"]
     assert capture["user"] == "0:0" and capture["network_mode"] == "host"
-    assert capture["cap_drop"] == ["ALL"] and capture["cap_add"] == ["NET_RAW", "SYS_PTRACE"]
+    assert capture["cap_drop"] == ["ALL"] and capture["cap_add"] == ["NET_RAW", "SETUID", "SETGID"]
     assert capture["volumes"] == ["/proc:/host/proc:ro"]
     assert "privileged" not in capture and capture["read_only"] is True
     for name, service in CALLMAP.items():
