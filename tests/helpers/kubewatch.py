@@ -4,12 +4,14 @@ reading what ``callmap watch`` made of it, for the watcher's tests."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +138,13 @@ async def admin_client(kube_api: KubeStatus) -> AsyncIterator[client.ApiClient]:
         yield api
 
 
-def kubeconfig_via(kube_api: KubeStatus, port: int, target: Path) -> KubeSource:
+def kubeconfig_via(kube_api: KubeStatus, port: int, target: Path) -> Path:
     """The admin kubeconfig, pointed at ``127.0.0.1:port`` (a relay in front of the server)."""
     kubeconfig = yaml.safe_load(kube_api.kubeconfig.read_text())
     for entry in kubeconfig["clusters"]:
         entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
     target.write_text(yaml.safe_dump(kubeconfig))
-    return KubeSource(kubeconfig=str(target))
+    return target
 
 
 def options(kube_api: KubeStatus, **changes: Any) -> WatchOptions:
@@ -236,3 +238,62 @@ def dump_inventory_file(kube_api: KubeStatus, target: Path, cluster: str) -> Inv
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return load_inventory(target.read_text())
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    """A short Lease for tests: taken over within seconds of its holder's end."""
+
+    duration: float = 3
+    renew_deadline: float = 2
+    retry: float = 0.3
+
+
+LEASE = LeaseTimes()
+
+
+def start_watcher(
+    identity: str,
+    *,
+    kubeconfig: Path,
+    settings: Settings,
+    cluster_name: str,
+    lease: str,
+    namespace: str,
+    log: Path,
+    times: LeaseTimes = LEASE,
+) -> subprocess.Popen[bytes]:
+    """A ``callmap watch`` process that competes for the Lease ``namespace/lease``."""
+    command = [sys.executable, "-m", "watch", "--kubeconfig", str(kubeconfig)]
+    command += ["--cluster", cluster_name, "--identity", identity, "--metrics-port", "0"]
+    command += ["--lease-name", lease, "--lease-namespace", namespace]
+    command += ["--lease-duration", f"{times.duration:g}", "--retry-period", f"{times.retry:g}"]
+    command += ["--renew-deadline", f"{times.renew_deadline:g}"]
+    env = os.environ | {
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_TOPIC_REPLICATION": "1",
+        "CALLMAP_TOPIC_PARTITIONS": "3",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+async def holder(coordination: client.CoordinationV1Api, lease: str, namespace: str) -> str | None:
+    try:
+        found = await coordination.read_namespaced_lease(lease, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found.spec.holder_identity or None
+
+
+async def wait_for_holder(
+    coordination: client.CoordinationV1Api, lease: str, namespace: str, wanted: str | None
+) -> float:
+    """Seconds until the Lease names ``wanted`` (None: released)."""
+    started = time.monotonic()
+    while (current := await holder(coordination, lease, namespace)) != wanted:
+        assert time.monotonic() - started < 30, f"the Lease still names {current!r}"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started

@@ -5,23 +5,21 @@ temporary directory and stops it at the end. Its binaries come from the cache
 (``callmap dev kube fetch`` builds them); a machine that has not built them yet
 builds them here, once, so the first test gets the time a cold build needs.
 
-When they cannot be built the tests are skipped, loudly, with the build's last
-lines; ``CALLMAP_REQUIRE_KUBE=1`` makes that a failure instead (for CI).
+When they cannot be built the tests are skipped (:mod:`helpers.kubeapi`).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.kubeapi import running_kube
 from helpers.kubewatch import Cluster, admin_client
 from kubernetes_asyncio import client
 
-from devtools.kube import DevKube, DevKubeError, KubeStatus, binaries_built, fetch
-from devtools.process import free_port
+from devtools.kube import KubeStatus, binaries_built
 
 # A cold build of kube-apiserver and etcd on two cores; see docs/development.md.
 BUILD_TIMEOUT = 3600
@@ -39,18 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeStatus]:
     """A running API server: ``.server`` is its URL, ``.kubeconfig`` an admin kubeconfig."""
-    try:
-        fetch()
-    except DevKubeError as error:
-        reason = f"no Kubernetes API server binaries: {error}"
-        if os.environ.get("CALLMAP_REQUIRE_KUBE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = DevKube(tmp_path_factory.mktemp("kube"), port=free_port())
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_kube(tmp_path_factory.mktemp("kube")) as kube:
+        yield kube.status()
 
 
 @pytest.fixture

@@ -8,18 +8,15 @@ SIGTERM and must release the Lease on its way out.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers.identitytopics import eventually
-from helpers.kubewatch import Cluster, pod_named
+from helpers.kubewatch import LEASE, Cluster, holder, pod_named, start_watcher, wait_for_holder
 from kubernetes_asyncio import client
 
 from callmap.config import Settings
@@ -27,7 +24,7 @@ from devtools.kube import KubeStatus
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
-DURATION, RETRY = 3, 0.3
+DURATION, RETRY = LEASE.duration, LEASE.retry
 
 
 @pytest.fixture
@@ -39,57 +36,6 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait(10)
-
-
-def start_watcher(
-    identity: str,
-    *,
-    kube_api: KubeStatus,
-    settings: Settings,
-    cluster_name: str,
-    lease: str,
-    namespace: str,
-    log: Path,
-) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "watch", "--kubeconfig", str(kube_api.kubeconfig)]
-    command += ["--cluster", cluster_name, "--identity", identity, "--metrics-port", "0"]
-    command += ["--lease-name", lease, "--lease-namespace", namespace]
-    command += [
-        "--lease-duration",
-        str(DURATION),
-        "--renew-deadline",
-        "2",
-        "--retry-period",
-        str(RETRY),
-    ]
-    env = os.environ | {
-        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "CALLMAP_TOPIC_REPLICATION": "1",
-        "CALLMAP_TOPIC_PARTITIONS": "3",
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
-async def holder(coordination: client.CoordinationV1Api, lease: str, namespace: str) -> str | None:
-    try:
-        found = await coordination.read_namespaced_lease(lease, namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found.spec.holder_identity or None
-
-
-async def wait_for_holder(
-    coordination: client.CoordinationV1Api, lease: str, namespace: str, wanted: str | None
-) -> float:
-    """Seconds until the Lease names ``wanted`` (None: released)."""
-    started = time.monotonic()
-    while (current := await holder(coordination, lease, namespace)) != wanted:
-        assert time.monotonic() - started < 30, f"the Lease still names {current!r}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 async def test_a_standby_takes_over_within_the_lease_time_and_a_clean_stop_releases_it(
@@ -104,7 +50,7 @@ async def test_a_standby_takes_over_within_the_lease_time_and_a_clean_stop_relea
     coordination = client.CoordinationV1Api(admin)
     lease, cluster_name = f"watch-{uuid.uuid4().hex[:6]}", f"lease-{uuid.uuid4().hex[:6]}"
     common = {
-        "kube_api": kube_api,
+        "kubeconfig": kube_api.kubeconfig,
         "settings": settings,
         "cluster_name": cluster_name,
         "lease": lease,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.identitytopics import eventually, history
+from helpers.kubeapi import running_kube
 from helpers.kubewatch import Cluster, admin_client, kubeconfig_via, options, pods_in, running
 from helpers.tcpcut import Relay
 from kubernetes_asyncio import client
@@ -24,10 +25,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from callmap.config import Settings
 from callmap.wire import PODS
-from devtools.kube import DevKube, KubeStatus
-from devtools.process import free_port
+from devtools.kube import DevKube
 from watch.identitytable import IdentityTables
-from watch.options import WatchTimeouts
+from watch.options import KubeSource, WatchTimeouts
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -36,34 +36,20 @@ QUICK = WatchTimeouts(initial_backoff=0.2, max_backoff=1.0)
 
 
 @pytest.fixture(scope="module")
-def compacting_kube(
-    kube_api: KubeStatus, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevKube]:
+def compacting_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKube]:
     """An API server whose etcd is compacted every second, without a watch cache: a watch
     from a version older than a second or two is refused with 410, as a watch from one
     older than the cache's window is in a cluster (where that takes minutes)."""
-    del kube_api  # only for its build-or-skip: the binaries are there
     flags = ("--watch-cache=false", "--etcd-compaction-interval=1s")
-    kube = DevKube(tmp_path_factory.mktemp("kube-compacting"), free_port(), extra_args=flags)
-    kube.start()
-    try:
+    with running_kube(tmp_path_factory.mktemp("kube-compacting"), extra_args=flags) as kube:
         yield kube
-    finally:
-        kube.stop()
 
 
 @pytest.fixture(scope="module")
-def restartable_kube(
-    kube_api: KubeStatus, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevKube]:
+def restartable_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKube]:
     """An API server with a cluster's defaults, to restart."""
-    del kube_api
-    kube = DevKube(tmp_path_factory.mktemp("kube-restarted"), free_port())
-    kube.start()
-    try:
+    with running_kube(tmp_path_factory.mktemp("kube-restarted")) as kube:
         yield kube
-    finally:
-        kube.stop()
 
 
 class Changes:
@@ -133,7 +119,8 @@ async def test_changes_compacted_away_while_cut_off_arrive_by_a_relist(
     changes = Changes()
     async with admin_client(status) as api, Relay(port) as relay:
         await changes.before(api)
-        source = kubeconfig_via(status, relay.port, tmp_path / "relayed.kubeconfig")
+        relayed = kubeconfig_via(status, relay.port, tmp_path / "relayed.kubeconfig")
+        source = KubeSource(kubeconfig=str(relayed))
         watch_options = options(status, source=source, timeouts=QUICK)
         cluster = watch_options.cluster
         async with running(settings, watch_options) as watcher:
