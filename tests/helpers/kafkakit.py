@@ -50,11 +50,11 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 @contextlib.asynccontextmanager
 async def stoppable_broker(
-    directory: Path, partitions: int
+    directory: Path, partitions: int, host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[DevBroker, Settings]]:
     """A broker of the test's own, which the test may stop and start again, and settings
-    that create topics of ``partitions`` partitions on it."""
-    broker = DevBroker(directory, port=free_port())
+    that create topics of ``partitions`` partitions on it; clients reach it at ``host``."""
+    broker = DevBroker(directory, port=free_port(), host=host)
     await asyncio.to_thread(broker.start)
     try:
         yield (
