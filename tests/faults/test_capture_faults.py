@@ -1,13 +1,17 @@
-"""The broker away for a minute, or the link between capture and the broker cut for a
-minute, while a node's capture publishes at its rated load: the outbox holds
-everything, and all of it reaches Kafka once the broker is reachable again."""
+"""The broker away for a minute, the link between capture and the broker cut for a
+minute, or the broker's disk full for a minute, while a node's capture publishes
+at its rated load: the outbox holds everything, and all of it reaches Kafka once
+the broker is reachable again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from capture.outbox import Outbox, Outgoing
 from capture.publisher import Publisher
 from capture.sniffer import in_netns
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(1200)]
 
 RATE = 3_500
 """DNS answers a second from one node: what the default 64 MiB outbox holds through a
@@ -34,6 +38,11 @@ broker stopped for 60 s and then started (about 70 s unreachable). At 4,000 a se
 that run dropped 12,000 answers (counted as dropped)."""
 WINDOW = 0.25  # seconds of answers in one submission, as capture's batcher sends them
 OUTAGE = 60.0
+LONG_OUTAGE = 600.0
+DEFAULT_OUTBOX_MIB = 64
+"""capture's default ``--outbox-mib``."""
+LONG_OUTBOX_MIB = 640
+"""What ten minutes at :data:`RATE` need (the default holds about 70 s)."""
 BEFORE, AFTER = 10.0, 10.0  # seconds of publishing around the outage
 
 
@@ -91,11 +100,13 @@ class Published:
     :data:`WINDOW` seconds of answers)."""
 
 
-async def rated_load(settings: Settings, seconds: float) -> Published:
-    """Capture's outbox and publisher fed :data:`RATE` answers a second for ``seconds``,
-    then drained (up to 180 s)."""
+async def rated_load(
+    settings: Settings, seconds: float, outbox_mib: int = DEFAULT_OUTBOX_MIB
+) -> Published:
+    """Capture's outbox (of ``outbox_mib``) and publisher fed :data:`RATE` answers a second
+    for ``seconds``, then drained (up to 180 s)."""
     counters = StageCounters()
-    outbox = Outbox()
+    outbox = Outbox(max_bytes=outbox_mib * 1024 * 1024)
     publisher = Publisher(settings.kafka, outbox, counters, send_timeout=3, max_backoff=2)
     sender = asyncio.create_task(publisher.run())
     per_window, sent, most_waiting = int(RATE * WINDOW), 0, 0
@@ -117,7 +128,11 @@ async def rated_load(settings: Settings, seconds: float) -> Published:
 
 
 def check(
-    scenario: str, run: Published, seen: Counter[str], report: Callable[[FaultRow], None]
+    scenario: str,
+    run: Published,
+    seen: Counter[str],
+    report: Callable[[FaultRow], None],
+    outage: float = OUTAGE,
 ) -> None:
     expected = {f"svc-{n}.shop.svc.cluster.local" for n in range(run.sent)}
     lost = expected - set(seen)
@@ -135,11 +150,16 @@ def check(
     )
     assert run.drained and not lost, f"{len(lost)} answers lost, {run.dropped} counted as dropped"
     # The premise: the fault held capture back for most of the outage.
-    assert run.most_waiting * WINDOW >= OUTAGE / 2, f"{run.most_waiting} messages at most"
+    assert run.most_waiting * WINDOW >= outage / 2, f"{run.most_waiting} messages at most"
 
 
-async def test_the_broker_away_for_a_minute_at_the_rated_load(
-    tmp_path: Path, report: Callable[[FaultRow], None]
+@pytest.mark.parametrize(
+    ("outage", "outbox_mib"),
+    [(OUTAGE, DEFAULT_OUTBOX_MIB), (LONG_OUTAGE, LONG_OUTBOX_MIB)],
+    ids=["a-minute", "ten-minutes"],
+)
+async def test_the_broker_away_at_the_rated_load(
+    tmp_path: Path, report: Callable[[FaultRow], None], outage: float, outbox_mib: int
 ) -> None:
     async with stoppable_broker(tmp_path / "kafka", 1) as (broker, settings):
         await ensure_topics(settings.kafka, settings.topics, [DNS])
@@ -147,14 +167,15 @@ async def test_the_broker_away_for_a_minute_at_the_rated_load(
         async def away() -> None:
             await asyncio.sleep(BEFORE)
             await asyncio.to_thread(broker.stop, 0.0)
-            await asyncio.sleep(OUTAGE)
+            await asyncio.sleep(outage)
             await asyncio.to_thread(broker.start)
 
-        outage = asyncio.create_task(away())
-        run = await rated_load(settings, BEFORE + OUTAGE + AFTER)
-        await outage
+        fault = asyncio.create_task(away())
+        run = await rated_load(settings, BEFORE + outage + AFTER, outbox_mib)
+        await fault
         seen = await delivered(settings)
-    check(f"capture: the broker away {OUTAGE:.0f} s (64 MiB outbox)", run, seen, report)
+    scenario = f"capture: the broker away {outage:.0f} s ({outbox_mib} MiB outbox)"
+    check(scenario, run, seen, report, outage)
 
 
 async def test_the_link_between_capture_and_the_broker_cut_for_a_minute(
@@ -183,3 +204,55 @@ async def test_the_link_between_capture_and_the_broker_cut_for_a_minute(
             await outage
             seen = await delivered(settings)
     check(f"capture: its link to the broker cut {OUTAGE:.0f} s", run, seen, report)
+
+
+@contextmanager
+def small_disk(directory: Path, size: str = "256m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``directory``: a disk the test can fill."""
+    directory.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "--lazy", str(directory)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file into ``directory`` until its disk is full; the file."""
+    filler = directory / "filler"
+    chunk = bytes(1024 * 1024)
+    with filler.open("wb") as out, contextlib.suppress(OSError):  # ENOSPC: full
+        while True:
+            out.write(chunk)
+            out.flush()
+    return filler
+
+
+async def test_the_brokers_disk_full_for_a_minute(
+    tmp_path: Path, report: Callable[[FaultRow], None]
+) -> None:
+    """The broker's data directory is a small disk; the test fills it, the broker fails
+    its next write (Kafka stops a broker whose only log directory failed), and after a
+    minute the space is freed and the broker started again, as an operator would."""
+    skip_without_root()
+    broker_dir = tmp_path / "kafka"
+    with small_disk(broker_dir / "data") as data:
+        async with stoppable_broker(broker_dir, 1) as (broker, settings):
+            await ensure_topics(settings.kafka, settings.topics, [DNS])
+            stopped: list[bool] = []
+
+            async def full() -> None:
+                await asyncio.sleep(BEFORE)
+                filler = await asyncio.to_thread(fill, data)
+                await asyncio.sleep(OUTAGE)
+                stopped.append(not broker.status().running)
+                filler.unlink()
+                await asyncio.to_thread(broker.start)
+
+            outage = asyncio.create_task(full())
+            run = await rated_load(settings, BEFORE + OUTAGE + AFTER)
+            await outage
+            seen = await delivered(settings)
+    assert stopped == [True], "the broker ran on with a full disk: no fault happened"
+    check(f"capture: the broker's disk full {OUTAGE:.0f} s, then freed", run, seen, report)

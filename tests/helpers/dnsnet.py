@@ -48,8 +48,12 @@ class DnsNet:
     node: str
     server: str
 
-    def netns_inode(self, name: str) -> int:
-        return os.stat(f"/var/run/netns/{name}").st_ino
+    def netns_id(self, name: str) -> int:
+        """The id a socket scan gives namespace ``name``: the inode of its ``net/tcp``,
+        as a process inside it sees its own (``stat``, not callmap's code)."""
+        found = self.in_ns(name, "stat", "-L", "-c", "%i", "/proc/self/net/tcp")
+        assert found.returncode == 0, found.stderr
+        return int(found.stdout)
 
     def in_ns(self, ns: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -79,10 +79,10 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
     by_role = {r.role: r for r in ours}
     assert len(ours) == 2, ours
     server_side, client_side = by_role["server"], by_role["client"]
-    assert server_side.netns == dns_net.netns_inode(dns_net.server)
+    assert server_side.netns == dns_net.netns_id(dns_net.server)
     assert (server_side.local_ip, server_side.local_port) == (SERVER_V4, 7070)
     assert (server_side.remote_ip, server_side.remote_port) == (CLIENT_V4, client_port)
-    assert client_side.netns == dns_net.netns_inode(dns_net.client)
+    assert client_side.netns == dns_net.netns_id(dns_net.client)
     assert (client_side.local_ip, client_side.local_port) == (CLIENT_V4, client_port)
     assert (client_side.remote_ip, client_side.remote_port) == (SERVER_V4, 7070)
     assert all(r.node == "lab-node" and r.pod_uid is None and r.first_seen == r.ts for r in ours)
@@ -95,4 +95,4 @@ def test_a_scan_can_be_limited_to_some_network_namespaces(dns_net: DnsNet) -> No
         msgspec.json.decode(line, type=SocketObservation) for line in scan.stdout.splitlines()
     ]
     assert [r.role for r in records] == ["server"]
-    assert {r.netns for r in records} == {dns_net.netns_inode(dns_net.server)}
+    assert {r.netns for r in records} == {dns_net.netns_id(dns_net.server)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from helpers.kafkakit import own_broker
+from helpers.kubeapi import require_kube_binaries
 from helpers.labfixtures import skip_without_root, unique_name, write_topology
 
 from callmap.config import Settings
-from devtools.kube import DevKubeError, binaries_built, fetch
+from devtools.kube import binaries_built
 from lab.runtime import up
 from lab.state import LabState
 from lab.teardown import DownReport, down
@@ -95,15 +95,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def kube_binaries() -> None:
-    """kube-apiserver and etcd for `--kubernetes` labs: built here once if missing.
-
-    When they cannot be built the test is skipped, loudly, with the build's
-    error; CALLMAP_REQUIRE_KUBE=1 makes that a failure (as for tests/integration/kube).
-    """
-    try:
-        fetch()
-    except DevKubeError as error:
-        reason = f"SKIPPED LOUDLY: no Kubernetes API server binaries: {error}"
-        if os.environ.get("CALLMAP_REQUIRE_KUBE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    """kube-apiserver and etcd for `--kubernetes` labs: built here once if missing
+    (skipped, or failed with CALLMAP_REQUIRE_KUBE=1, when they cannot be)."""
+    require_kube_binaries()
