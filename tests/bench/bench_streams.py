@@ -283,6 +283,11 @@ class Worker:
     def identities(self) -> float:
         return self.metrics(r'callmap_streams_seen_total\{stage="identities"\}')[0]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the worker has used (user and system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
@@ -376,8 +381,9 @@ RUNS = (
 
 def throughput_round(
     settings: Settings, worker: Worker, cluster: str, resolved: float
-) -> list[tuple[float, float]]:
-    """The four runs of :data:`RUNS` on a new cluster's traffic: (plain loop, worker) seconds.
+) -> list[tuple[float, float, float]]:
+    """The four runs of :data:`RUNS` on a new cluster's traffic: seconds of the plain
+    loop, of the worker, and of CPU the worker used meanwhile.
 
     Before each run the worker is stopped while the backlog is produced and
     the plain loop reads that same backlog.
@@ -396,7 +402,9 @@ def throughput_round(
             asyncio.run(publish_raw(settings, backlog))
             plain = asyncio.run(plain_loop(settings, spec, start, n))
         resolved += n
-        seconds.append((plain, caught_up(worker, resolved)))
+        cpu = worker.cpu_seconds()
+        wall = caught_up(worker, resolved)
+        seconds.append((plain, wall, worker.cpu_seconds() - cpu))
     return seconds
 
 
@@ -413,17 +421,20 @@ def run(console: Console, settings: Settings, bootstrap: str, tmp: Path) -> None
             title=f"stream throughput: {n:,} raw records a run, batches of {BATCH},"
             f" median of {ROUNDS} rounds"
         )
-        for column in ("run", "plain loop s", "worker s", "worker records/s", "share of plain"):
+        columns = ("run", "plain loop s", "worker s", "worker CPU s", "worker records/s")
+        for column in (*columns, "share of plain"):
             table.add_column(column, justify="right")
         for index, (label, _, _) in enumerate(RUNS):
             plain = statistics.median(r[index][0] for r in rounds)
             mine = statistics.median(r[index][1] for r in rounds)
+            cpu = statistics.median(r[index][2] for r in rounds)
             shares = sorted(100 * r[index][0] / r[index][1] for r in rounds)
             goal = 50 if "warm" in label else 35
             table.add_row(
                 label,
                 f"{plain:.2f}",
                 f"{mine:.2f}",
+                f"{cpu:.2f}",
                 f"{n / mine:,.0f}",
                 f"{statistics.median(shares):.0f} % ({shares[0]:.0f}-{shares[-1]:.0f};"
                 f" goal {goal} %)",
