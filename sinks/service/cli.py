@@ -142,10 +142,18 @@ def sink() -> None:
     "--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, help="Rotate at this size."
 )
 @click.option("--keep", default=0, show_default=True, help="Files to keep; 0 keeps all.")
+@click.option(
+    "--format",
+    "line_format",
+    type=click.Choice(["edge", "ecs"]),
+    default="edge",
+    show_default=True,
+    help="Lines of wire edges (edges-*.jsonl) or of ECS documents (ecs-*.jsonl).",
+)
 @_runner_options
-def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int) -> None:
+def jsonl(run: SinkRun, directory: Path, max_bytes: int, keep: int, line_format: str) -> None:
     """JSON Lines of edge events, rotated by size, fsynced before every commit."""
-    run_command(JsonlSettings(run, directory, max_bytes, keep))
+    run_command(JsonlSettings(run, directory, max_bytes, keep, line_format))
 
 
 @sink.command()
@@ -194,6 +202,14 @@ def postgres(run: SinkRun, dsn: str | None, dsn_file: Path | None) -> None:
 @click.option("--sd-id", default="callmap@32473", show_default=True, help="Structured-data id.")
 @click.option("--max-message", default=8192, show_default=True, help="Bytes per message (UDP).")
 @click.option(
+    "--format",
+    "payload",
+    type=click.Choice(["cef", "ecs"]),
+    default="cef",
+    show_default=True,
+    help="MSG holds a CEF record or an ECS document (JSON).",
+)
+@click.option(
     "--state", type=click.Path(dir_okay=False, path_type=Path), help="Offset journal file."
 )
 @_runner_options
@@ -208,9 +224,10 @@ def syslog(
     hostname: str,
     sd_id: str,
     max_message: int,
+    payload: str,
     state: Path | None,
 ) -> None:
-    """RFC 5424 syslog carrying CEF, over UDP, TCP (octet counting) or TLS."""
+    """RFC 5424 syslog carrying CEF or ECS, over UDP, TCP (octet counting) or TLS."""
     from sinks.service.destinations.syslog import SyslogTarget, TlsOptions
 
     try:
@@ -220,7 +237,9 @@ def syslog(
     settings = SyslogSettings(
         run,
         target=parsed,
-        form=SyslogFormat(hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id),
+        form=SyslogFormat(
+            hostname=hostname, facility=FACILITIES[facility], sd_id=sd_id, payload=payload
+        ),
         tls=TlsOptions(ca_file, cert_file, key_file, server_name),
         max_message=max_message,
         state=state,

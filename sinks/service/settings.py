@@ -101,11 +101,16 @@ class JsonlSettings:
     """A new file starts before one would grow past this size (``--max-bytes``)."""
     keep: int
     """Files kept, older ones removed; 0 keeps all (``--keep``)."""
+    line_format: str = "edge"
+    """What each line holds: ``edge`` (the wire edge) or ``ecs`` (``--format``)."""
 
     def sink(self) -> Sink:
-        from sinks.service.destinations.linefile import LineFileSink
+        from sinks.service.destinations.linefile import LINE_FORMATS, LineFileSink
 
-        return LineFileSink(self.directory, max_bytes=self.max_bytes, keep=self.keep)
+        prefix, render = LINE_FORMATS[self.line_format]
+        return LineFileSink(
+            self.directory, prefix=prefix, render=render, max_bytes=self.max_bytes, keep=self.keep
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Rotated files of JSON lines, fsynced before commit (``sink jsonl``, ``sink ocsf --file``).
+"""Rotated files of JSON lines, fsynced before commit (``sink jsonl``, ``sink ocsf --dir``).
 
 Files are numbered, ``<prefix>-000001.jsonl`` onwards; the highest number is
 the one being written, and a new file starts when the next line would take the
@@ -154,6 +154,21 @@ def ocsf_line(change: Change) -> bytes | None:
     from sinks.service.formats.ocsf import ocsf_json
 
     return None if change.edge is None else ocsf_json(change.edge) + b"\n"
+
+
+def ecs_line(change: Change) -> bytes | None:
+    """A JSON line of the ECS document of an edge event; tombstones have none."""
+    from sinks.service.formats.ecs import ecs_json
+
+    return None if change.edge is None else ecs_json(change.edge) + b"\n"
+
+
+LINE_FORMATS: dict[str, tuple[str, Callable[[Change], bytes | None]]] = {
+    "edge": ("edges", edge_line),
+    "ecs": ("ecs", ecs_line),
+}
+"""``sink jsonl --format``: the file prefix and the line of each format (the wire edge,
+or an ECS document), so that two formats never share a file."""
 
 
 class OcsfFileSink(LineFileSink):

@@ -1,6 +1,8 @@
-"""RFC 5424 syslog carrying CEF, over UDP, TCP or TLS (``callmap sink syslog``).
+"""RFC 5424 syslog carrying CEF or ECS, over UDP, TCP or TLS (``callmap sink syslog``).
 
-- UDP (RFC 5426): one message per datagram, cut to ``max_message`` bytes.
+- UDP (RFC 5426): one message per datagram, cut to ``max_message`` bytes
+  (a CEF record; an ECS message that long is not sent but counted as
+  ``too_long``, since cut JSON is no JSON).
   Fire and forget: a receiver that is down is not noticed.
 - TCP (RFC 6587) and TLS (RFC 5425): octet-counting framing on one long-lived
   connection. A flush writes every frame and waits until the kernel took them;
@@ -175,6 +177,16 @@ class SyslogSink(Sink):
                 self.stats.skip("tombstone")
                 continue
             message = syslog_message(change.edge, self.form)
+            if len(message) > self.max_message and self.form.payload == "ecs":
+                # Cut JSON is no JSON: a receiver would drop it or store garbage.
+                log.warning(
+                    "not sending edge %s: its ECS message of %d bytes is over --max-message %d",
+                    change.edge_id,
+                    len(message),
+                    self.max_message,
+                )
+                self.stats.skip("too_long")
+                continue
             if len(message) > self.max_message:
                 log.warning("syslog message of %d bytes cut to %d", len(message), self.max_message)
                 message = message[: self.max_message].decode(errors="ignore").encode()

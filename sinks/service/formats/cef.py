@@ -20,7 +20,11 @@ A message looks like::
   ``flexString2`` (``serverCluster``), and ``clientCluster`` and
   ``serverCluster`` in structured data; a cluster's own edges leave them out.
 
-``octet_frame`` adds RFC 6587 octet-counting framing for TCP and TLS. Pure.
+With ``payload="ecs"`` MSG is the event's ECS document instead
+(:mod:`sinks.service.formats.ecs`), one line of JSON, for receivers that
+parse JSON out of syslog (Fluent Bit, Filebeat's syslog input, rsyslog's
+mmjsonparse). ``octet_frame`` adds RFC 6587 octet-counting framing for TCP
+and TLS. Pure.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label, qualified
 from sinks.escape import cef_header, cef_value, sd_param_value, syslog_header_field
+from sinks.service.formats.ecs import ecs_json
 
 FACILITIES = {
     "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10,
@@ -56,6 +61,8 @@ class SyslogFormat:
     sd_id: str = "callmap@32473"
     """Structured-data id; 32473 is the example enterprise number of RFC 5612."""
     version: str = __version__
+    payload: str = "cef"
+    """What MSG holds: ``cef`` (the CEF record) or ``ecs`` (the ECS document as JSON)."""
 
 
 def _timestamp(ts: float) -> str:
@@ -123,7 +130,8 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
 
 
 def syslog_message(edge: Edge, form: SyslogFormat) -> bytes:
-    """One RFC 5424 message (no framing) carrying the CEF record of ``edge``."""
+    """One RFC 5424 message (no framing) carrying the CEF record of ``edge``, or its
+    ECS document (``form.payload``)."""
     severity, _ = _SEVERITY.get(edge.event, (6, 1))
     priority = form.facility * 8 + severity
     params = {"eventId": event_key(edge), "edgeId": edge.edge_id, "event": edge.event}
@@ -146,6 +154,8 @@ def syslog_message(edge: Edge, form: SyslogFormat) -> bytes:
     sd_id = syslog_header_field(form.sd_id, 32)
     sd_id = sd_id.replace("=", "_").replace("]", "_").replace('"', "_")
     structured = f"[{sd_id} {sd_params}]"
+    if form.payload == "ecs":
+        return f"{header} {structured} ".encode() + ecs_json(edge, form.version)
     return f"{header} {structured} {cef_message(edge, form.version)}".encode()
 
 

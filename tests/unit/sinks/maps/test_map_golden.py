@@ -23,6 +23,7 @@ from sinks.maps.formats.netpol import NetpolOptions, network_policies
 from sinks.maps.formats.policy import PortMap
 from sinks.maps.formats.tabular import edges_csv, edges_json
 from sinks.service.formats.cef import SyslogFormat, syslog_message
+from sinks.service.formats.ecs import ecs_json
 from sinks.service.formats.ocsf import ocsf_json
 
 LIVE = MapFilter()
@@ -142,6 +143,11 @@ def test_syslog_cef_messages(corpus, golden) -> None:
 def test_ocsf_events(corpus, golden) -> None:
     lines = [ocsf_json(edge, version="0.1.0") for edge in corpus.edges]
     golden.check("ocsf.jsonl", b"\n".join(lines) + b"\n")
+
+
+def test_ecs_documents(corpus, golden) -> None:
+    lines = [ecs_json(edge, version="0.1.0") for edge in corpus.edges]
+    golden.check("ecs.jsonl", b"\n".join(lines) + b"\n")
 
 
 def test_every_kubernetes_document_parses_back(corpus) -> None:

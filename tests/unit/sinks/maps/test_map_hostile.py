@@ -28,6 +28,7 @@ from sinks.maps.formats.listing import render_json, render_text
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
 from sinks.maps.formats.tabular import CSV_COLUMNS, edges_csv, edges_json
 from sinks.service.formats.cef import SyslogFormat, cef_message, syslog_message
+from sinks.service.formats.ecs import ecs_document, ecs_json
 from sinks.service.formats.ocsf import ocsf_event, ocsf_json
 
 NAMES = [
@@ -189,3 +190,22 @@ def test_ocsf_events_round_trip_every_name() -> None:
         event = json.loads(ocsf_json(edge))
         assert event == json.loads(json.dumps(ocsf_event(edge)))
         assert event["unmapped"]["callmap"]["server"] == msgspec.to_builtins(edge.server)
+
+
+def test_ecs_documents_round_trip_every_name() -> None:
+    for edge in EDGES:
+        document = json.loads(ecs_json(edge))
+        assert document == json.loads(json.dumps(ecs_document(edge)))
+        assert document["callmap"]["server"] == msgspec.to_builtins(edge.server)
+        if edge.server.type == "external":
+            assert document["destination"]["domain"] == edge.server.dns_name
+
+
+def test_syslog_messages_with_ecs_inside_hold_one_json_document() -> None:
+    form = SyslogFormat(hostname="host name\nwith junk", procid="1", payload="ecs")
+    for edge in EDGES:
+        message = syslog_message(edge, form)
+        match = RFC5424.match(message)
+        assert match, message
+        assert b"\n" not in message
+        assert json.loads(match["msg"]) == ecs_document(edge)

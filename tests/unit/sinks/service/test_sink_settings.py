@@ -158,3 +158,19 @@ def test_each_kind_makes_its_destination(
     assert [r.message for r in caplog.records] == [
         "no --state file: replays after a crash are sent again"
     ]
+
+
+def test_format_ecs_picks_ecs_lines_and_ecs_messages(
+    taken: list[SinkSettings], tmp_path: Path
+) -> None:
+    assert invoke("jsonl", "--dir", str(tmp_path), "--format", "ecs").exit_code == 0
+    assert invoke("syslog", "--target", "udp://127.0.0.1:514", "--format", "ecs").exit_code == 0
+    assert invoke("syslog", "--target", "udp://127.0.0.1:514", "--format", "xml").exit_code == 2
+    jsonl, syslog = taken
+    assert isinstance(jsonl, JsonlSettings) and isinstance(syslog, SyslogSettings)
+    files = jsonl.sink()
+    assert isinstance(files, LineFileSink)
+    assert files.prefix == "ecs" and files.file(1).name == "ecs-000001.jsonl"
+    assert syslog.form.payload == "ecs"
+    assert invoke("jsonl", "--dir", str(tmp_path)).exit_code == 0
+    assert taken[-1].sink().prefix == "edges"  # type: ignore[attr-defined]
