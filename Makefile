@@ -68,7 +68,7 @@ $(STAMP): pyproject.toml | system-deps
 	@mkdir -p $(CACHE)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,mcp]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 kafka-jars: $(STAMP)

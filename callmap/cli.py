@@ -62,6 +62,10 @@ COMMANDS: dict[str, Lazy] = {
         "sinks.maps.cli:list_command",
         'Print who calls whom: "X in namespace Y calls:" and its servers.',
     ),
+    "mcp": Lazy(
+        "sinks.maps.cli:mcp",
+        "Serve the map to AI assistants over the Model Context Protocol (read-only).",
+    ),
     "sink": Lazy(
         "sinks.service.cli:sink",
         "Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ from sinks.maps.settings import (
     ExportSettings,
     ListSettings,
     MapQuery,
+    McpSettings,
     VisualizeSettings,
 )
 
@@ -321,3 +323,28 @@ def draw_map(settings: VisualizeSettings) -> None:
     from sinks.maps.graphviz import render_graph
 
     settings.output.write_bytes(render_graph(dot, settings.drawing))
+
+
+@click.command()
+@_map_options
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for an assistant that starts callmap; http for streamable HTTP.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="http: listen here.")
+@click.option("--port", default=8765, show_default=True, help="http: the port.")
+@click.option(
+    "--refresh", default=30.0, show_default=True, help="Seconds a read of the map is reused."
+)
+@_guard
+def mcp(query: MapQuery, transport: str, host: str, port: int, refresh: float) -> None:
+    """Serve the map to AI assistants over the Model Context Protocol (read-only)."""
+    try:
+        from sinks.maps.mcpserver import serve
+    except ImportError as exc:
+        click.echo(f"callmap mcp needs the MCP SDK: pip install 'callmap[mcp]' ({exc})", err=True)
+        raise SystemExit(os.EX_UNAVAILABLE) from exc
+    serve(McpSettings(query, transport, host, port, refresh))

@@ -103,3 +103,19 @@ class VisualizeSettings:
     """What to write, from the file's extension: ``svg``, ``png`` or ``dot``."""
     title: str
     """The graph's title (``--title``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class McpSettings:
+    """``callmap mcp``."""
+
+    query: MapQuery
+    """Where the map is and which edges count (the map commands' shared options)."""
+    transport: str
+    """``stdio`` (default) or ``http`` (streamable HTTP) (``--transport``)."""
+    host: str
+    """HTTP: the address to listen on (``--host``, loopback by default)."""
+    port: int
+    """HTTP: the port (``--port``)."""
+    refresh: float
+    """Seconds a map read stays in use before the next question reads it again."""

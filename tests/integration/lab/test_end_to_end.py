@@ -6,6 +6,9 @@ real connections, capture agents in the node namespaces, the inventory
 watcher, a stream worker. A test passes only on a perfect match: every true
 edge observed, nothing observed that is not true (or tolerated).
 
+The shop's run is then asked through `callmap mcp`, by the MCP SDK's own
+client, what each client calls: the same truth must come out.
+
 The `--kubernetes` runs register the lab in a real API server of its own and
 run the watcher on it (list, watch, owners, leader election) instead of the
 inventory file: the same truth must come out.
@@ -13,9 +16,14 @@ inventory file: the same truth must come out.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+
 import pytest
 from helpers.labfixtures import skip_without_root
 from helpers.labruns import lab_run
+from mcp import Client, StdioServerParameters
 
 from callmap.config import Settings
 from callmap.paths import cache_dir
@@ -42,6 +50,44 @@ def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
     skip_without_root()
     report = lab_run(settings, topology)
     assert report["observed"]
+    if topology == "shop":
+        asyncio.run(an_assistant_sees_the_truth(settings, report))
+
+
+def truth_name(qualified: str) -> str:
+    """``callmap mcp``'s ``ns/Kind/name`` as the lab's truth names it (``ns/name``,
+    ``service:ns/name``); other names (``external:``, ``ip:``, ``node:``) are alike."""
+    parts = qualified.split("/")
+    if len(parts) == 3:
+        namespace, kind, name = parts
+        return f"service:{namespace}/{name}" if kind == "Service" else f"{namespace}/{name}"
+    return qualified
+
+
+async def an_assistant_sees_the_truth(settings: Settings, report: dict) -> None:  # type: ignore[type-arg]
+    """``callmap mcp`` on the run's edges topic, asked by the MCP SDK's client what each
+    of the shop's clients calls: the lab's truth (the plan's edges, any tolerated ones)."""
+    must: dict[str, set[str]] = {}
+    may: dict[str, set[str]] = {}
+    for edge in report["expected"]:
+        must.setdefault(edge["client"], set()).add(edge["server"])
+    for edge in report.get("tolerated", []):
+        may.setdefault(edge["client"], set()).add(edge["server"])
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "callmap", "mcp", "--cluster", report["cluster"]],
+        env={**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers},
+    )
+    clients = [client for client in must if "/" in client and ":" not in client]
+    assert len(clients) >= 3, must
+    async with Client(server) as assistant:
+        for client in clients:
+            result = await assistant.call_tool("what_calls", {"workload": client})
+            assert not result.is_error, result.content
+            rows = result.structured_content["result"]
+            assert {truth_name(row["client"]) for row in rows} == {client}
+            seen = {truth_name(row["server"]) for row in rows}
+            assert must[client] <= seen <= must[client] | may.get(client, set()), client
 
 
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
