@@ -62,6 +62,10 @@ COMMANDS: dict[str, Lazy] = {
         "sinks.maps.cli:list_command",
         'Print who calls whom: "X in namespace Y calls:" and its servers.',
     ),
+    "metrics": Lazy(
+        "sinks.maps.cli:metrics",
+        "Serve the map to Prometheus: series per edge, as Grafana's service graph reads them.",
+    ),
     "mcp": Lazy(
         "sinks.maps.cli:mcp",
         "Serve the map to AI assistants over the Model Context Protocol (read-only).",

@@ -23,7 +23,7 @@ import yaml
 
 from callmap.config import load_settings
 from callmap.errors import CallmapError
-from callmap.optiongroups import option_group
+from callmap.optiongroups import metrics_port_option, option_group
 from sinks.escape import terminal
 from sinks.maps.filters import MapFilter, parse_since
 from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
@@ -34,6 +34,7 @@ from sinks.maps.formats.labels import DEFAULT_LABEL_KEY, LabelBook
 from sinks.maps.formats.listing import render_json, render_text
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
 from sinks.maps.formats.policy import Export, PortMap
+from sinks.maps.formats.servicegraph import DEFAULT_MAX_SERIES
 from sinks.maps.formats.tabular import edges_csv, edges_json
 from sinks.maps.output import names_directory, write_output, write_split
 from sinks.maps.readers import MapData, load_map, parse_source
@@ -348,3 +349,40 @@ def mcp(query: MapQuery, transport: str, host: str, port: int, refresh: float) -
         click.echo(f"callmap mcp needs the MCP SDK: pip install 'callmap[mcp]' ({exc})", err=True)
         raise SystemExit(os.EX_UNAVAILABLE) from exc
     serve(McpSettings(query, transport, host, port, refresh))
+
+
+@click.command()
+@metrics_port_option(9813)
+@click.option(
+    "--address",
+    envvar="CALLMAP_METRICS_ADDRESS",
+    help="Listen on this address [every address] (env CALLMAP_METRICS_ADDRESS).",
+)
+@click.option(
+    "--max-series",
+    default=DEFAULT_MAX_SERIES,
+    show_default=True,
+    help="At most this many edge series; the least sighted beyond are counted, not shown.",
+)
+@click.option("--cluster", multiple=True, help="Only edges with a side in this cluster (repeat).")
+@click.option(
+    "--global",
+    "global_edges",
+    is_flag=True,
+    help="Follow the hub's global edges (callmap aggregate) instead of a cluster's.",
+)
+@_guard
+def metrics(
+    metrics_port: int,
+    address: str | None,
+    max_series: int,
+    cluster: tuple[str, ...],
+    global_edges: bool,
+) -> None:
+    """Serve the map to Prometheus: series per edge, as Grafana's service graph reads them."""
+    from sinks.maps.exporter import MetricsSettings, export
+
+    settings = MetricsSettings(
+        load_settings().kafka, metrics_port, address, max_series, frozenset(cluster), global_edges
+    )
+    asyncio.run(export(settings))

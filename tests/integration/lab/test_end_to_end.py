@@ -7,7 +7,8 @@ watcher, a stream worker. A test passes only on a perfect match: every true
 edge observed, nothing observed that is not true (or tolerated).
 
 The shop's run is then asked through `callmap mcp`, by the MCP SDK's own
-client, what each client calls: the same truth must come out.
+client, what each client calls, and scraped through `callmap metrics` by a
+real Prometheus: the same truth must come out of both.
 
 The `--kubernetes` runs register the lab in a real API server of its own and
 run the watcher on it (list, watch, owners, leader election) instead of the
@@ -18,15 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers.labfixtures import skip_without_root
 from helpers.labruns import lab_run
+from helpers.prometheus import running_prometheus, wait_for
 from mcp import Client, StdioServerParameters
 
 from callmap.config import Settings
 from callmap.paths import cache_dir
+from devtools.process import free_port
 
 # One run of up to 400 s, plus set-up, must fit.
 pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -46,12 +51,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark
         "dns-upstream",  # the cluster DNS forwards to an upstream: its lookups are not calls
     ],
 )
-def test_the_map_matches_the_truth(settings: Settings, topology: str) -> None:
+def test_the_map_matches_the_truth(settings: Settings, topology: str, tmp_path: Path) -> None:
     skip_without_root()
     report = lab_run(settings, topology)
     assert report["observed"]
     if topology == "shop":
         asyncio.run(an_assistant_sees_the_truth(settings, report))
+        prometheus_sees_the_truth(settings, report, tmp_path)
 
 
 def truth_name(qualified: str) -> str:
@@ -62,6 +68,36 @@ def truth_name(qualified: str) -> str:
         namespace, kind, name = parts
         return f"service:{namespace}/{name}" if kind == "Service" else f"{namespace}/{name}"
     return qualified
+
+
+def truth_sets(report: dict) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:  # type: ignore[type-arg]
+    """The (client, server) pairs the run must show, and those it may show too."""
+    must = {(e["client"], e["server"]) for e in report["expected"]}
+    may = {(e["client"], e["server"]) for e in report.get("tolerated", [])}
+    return must, must | may
+
+
+def prometheus_sees_the_truth(settings: Settings, report: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """``callmap metrics`` on the run's edges topic, scraped by a real Prometheus:
+    PromQL returns the lab's truth, one series per true edge."""
+    port = free_port()
+    env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers}
+    command = [sys.executable, "-m", "callmap", "metrics", "--metrics-port", str(port)]
+    exporter = subprocess.Popen([*command, "--cluster", report["cluster"]], env=env)
+    try:
+        with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
+            must, may = truth_sets(report)
+            promql = f'callmap_edge_sightings_total{{cluster="{report["cluster"]}"}}'
+            samples = wait_for(prometheus, promql, len(must))
+            prefix = {"external": "external:", "service": "service:"}
+            seen = {
+                (s["labels"]["client"], prefix.get(s["labels"]["kind"], "") + s["labels"]["server"])
+                for s in samples
+            }
+            assert must <= seen <= may, (seen - may, must - seen)
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)
 
 
 async def an_assistant_sees_the_truth(settings: Settings, report: dict) -> None:  # type: ignore[type-arg]

@@ -96,6 +96,21 @@ def test_the_hub_aggregator_is_off_by_default_and_gets_its_peer_groups(
     assert command.params["metrics_port"] == port["containerPort"] == 9812
 
 
+def test_the_service_graph_exporter_is_off_by_default_and_reads_as_the_sinks_do(
+    default_chart: Rendered, everything_chart: Rendered
+) -> None:
+    assert not [d for d in default_chart.workloads() if "servicegraph" in str(d[0])]
+    pod, container = everything_chart.component("servicegraph")
+    command = parse_command(container["args"], container_env(container))
+    assert command.path == ("callmap", "metrics")
+    assert command.params["cluster"] == ("prod-eu-1",)
+    assert command.params["max_series"] == 5000
+    (port,) = container["ports"]
+    assert command.params["metrics_port"] == port["containerPort"] == 19813
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert "kafka-user-sinks" in secrets and "kafka-user" not in secrets
+
+
 def test_the_capture_agent_reads_the_hosts_proc_where_it_is_mounted(chart: Rendered) -> None:
     _, container = chart.component("capture")
     command = parse_command(container["args"], container_env(container))

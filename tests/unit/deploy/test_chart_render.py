@@ -7,6 +7,8 @@ and nothing else, and deploy/manifests/ is the chart rendered with defaults.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -149,7 +151,7 @@ def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Ren
     scraped = [
         s for s in everything_chart.of_kind("Service") if selects(selector, s["metadata"]["labels"])
     ]
-    assert len(scraped) == 9  # capture, watch, streams, aggregate, five sinks
+    assert len(scraped) == 10  # capture, watch, streams, aggregate, servicegraph, five sinks
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}
     ]
@@ -185,14 +187,31 @@ def test_alert_rules_watch_the_figures_the_stream_workers_expose(
     assert not default_chart.of_kind("PrometheusRule")  # needs the Prometheus Operator
     (rules,) = everything_chart.of_kind("PrometheusRule")
     assert rules["metadata"]["labels"]["release"] == "prometheus"
-    (group,) = rules["spec"]["groups"]
-    alerts = {rule["alert"]: rule for rule in group["rules"]}
+    groups = {group["name"]: group for group in rules["spec"]["groups"]}
+    assert set(groups) == {"callmap-capture", "callmap-service-graph"}
+    alerts = {rule["alert"]: rule for rule in groups["callmap-capture"]["rules"]}
     assert set(alerts) == {"CallmapCaptureLostRecords", "CallmapCaptureSilent"}
     lost = alerts["CallmapCaptureLostRecords"]["expr"]
     assert f"delta({LOST_RECORDS}[15m])" in lost and lost.endswith("> 0")
     assert f"({STATS_AGE}) > 600" in alerts["CallmapCaptureSilent"]["expr"]
     summary = alerts["CallmapCaptureLostRecords"]["annotations"]["summary"]
     assert "{{ $labels.node }}" in summary  # Prometheus' template, not Helm's
+    graph = {rule["alert"]: rule for rule in groups["callmap-service-graph"]["rules"]}
+    assert set(graph) == {"CallmapServiceGraphSeriesDropped", "CallmapNewExternalCall"}
+    assert "< 7200" in graph["CallmapNewExternalCall"]["expr"]
+
+
+def test_promtool_accepts_every_alert_rule(everything_chart: Rendered, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: apt-get install prometheus (make system-deps)"
+    (rules,) = everything_chart.of_kind("PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules["spec"]))
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "4 rules found" in checked.stdout
 
 
 def egress_ports(policy: dict[str, Any]) -> set[tuple[object, str]]:

@@ -129,10 +129,11 @@ Secrets travel as files (the ..._FILE variables), never as values.
 
 {{/*
 Which principal a component is, for its own Kafka credentials: the key of
-kafka.sasl.secrets and kafka.tls.clientSecrets (every sink kind is "sinks").
+kafka.sasl.secrets and kafka.tls.clientSecrets (every sink kind is "sinks", and so is
+the service-graph exporter: it reads the edges topic as they do, with no group).
 */}}
 {{- define "callmap.kafkaPrincipalKey" -}}
-{{- if hasPrefix "sink-" .component }}sinks{{ else }}{{ .component }}{{ end }}
+{{- if or (hasPrefix "sink-" .component) (eq .component "servicegraph") }}sinks{{ else }}{{ .component }}{{ end }}
 {{- end -}}
 
 {{/* The component's SASL Secret: its own (kafka.sasl.secrets), else the shared one. */}}

@@ -17,8 +17,13 @@ import xml.etree.ElementTree as ET
 import msgspec
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from callmap.config import KafkaSettings
 from callmap.wire import Edge, Endpoint
+from sinks.changes import Change
+from sinks.maps.exporter import Follower, ServiceGraphCollector
 from sinks.maps.formats.cilium import cilium_policies
 from sinks.maps.formats.documents import to_json, to_yaml
 from sinks.maps.formats.dot import render_dot
@@ -209,3 +214,17 @@ def test_syslog_messages_with_ecs_inside_hold_one_json_document() -> None:
         assert match, message
         assert b"\n" not in message
         assert json.loads(match["msg"]) == ecs_document(edge)
+
+
+def test_prometheus_exposition_keeps_every_name_as_one_label_value() -> None:
+    follower = Follower(KafkaSettings())
+    for edge in EDGES:
+        follower.book.apply(Change.of(edge))
+    registry = CollectorRegistry()
+    registry.register(ServiceGraphCollector(follower, 100))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    clients = {s.labels["client"] for s in families["callmap_edge_sightings"].samples}
+    servers = {s.labels["server"] for s in families["callmap_edge_sightings"].samples}
+    assert clients == {f"shop/{name}" for name in NAMES} | {"shop/web"}
+    assert servers == set(NAMES) | {"shop/api"}

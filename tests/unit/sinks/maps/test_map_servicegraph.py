@@ -1,0 +1,83 @@
+"""The map as Prometheus series: one per live edge pair, named as Grafana's service
+graph reads them, within a bound."""
+
+from __future__ import annotations
+
+from callmap.wire import Edge, Endpoint
+from sinks.maps.formats.servicegraph import service_graph
+
+WEB = Endpoint(type="workload", namespace="shop", name="web", kind="Deployment")
+API = Endpoint(type="workload", namespace="shop", name="api", kind="Deployment")
+API_BY_SERVICE = Endpoint(
+    type="workload", namespace="shop", name="api", kind="Deployment", service="api-svc"
+)
+STRIPE = Endpoint(type="external", dns_name="api.stripe.com", ip="192.0.2.7")
+APISERVER = Endpoint(type="apiserver")
+
+
+def edge(
+    client: Endpoint, server: Endpoint, count: int, *, event: str = "new", cluster: str = "prod"
+) -> Edge:
+    return Edge(
+        edge_id=f"{client.name}-{server.name or server.dns_name or server.type}-{count}",
+        event=event,  # type: ignore[arg-type]
+        cluster=cluster,
+        client=client,
+        server=server,
+        first_seen=float(count),
+        last_seen=float(count) + 10,
+        count=count,
+    )
+
+
+def test_each_live_edge_is_a_series_named_by_workload_and_kind() -> None:
+    graph = service_graph([edge(WEB, API, 5), edge(API, STRIPE, 3), edge(WEB, APISERVER, 1)])
+    assert [s.labels for s in graph.edges] == [
+        ("prod", "shop/web", "shop", "shop/api", "shop", "workload"),
+        ("prod", "shop/api", "shop", "api.stripe.com", "", "external"),
+        ("prod", "shop/web", "shop", "apiserver", "", "apiserver"),
+    ]
+    assert graph.requests == {
+        ("shop/web", "shop/api", ""): 5,
+        ("shop/api", "api.stripe.com", "virtual_node"): 3,
+        ("shop/web", "apiserver", ""): 1,
+    }
+    assert graph.counts == {
+        ("prod", "workload"): 1,
+        ("prod", "external"): 1,
+        ("prod", "apiserver"): 1,
+    }
+    assert graph.dropped == 0
+
+
+def test_edges_the_labels_cannot_tell_apart_are_one_series() -> None:
+    (one,) = service_graph([edge(WEB, API, 5), edge(WEB, API_BY_SERVICE, 2)]).edges
+    assert (one.sightings, one.first_seen, one.last_seen) == (7, 2.0, 15.0)
+
+
+def test_expired_edges_are_not_series() -> None:
+    graph = service_graph([edge(WEB, API, 5, event="expired"), edge(API, STRIPE, 1)])
+    assert [s.labels[3] for s in graph.edges] == ["api.stripe.com"]
+    assert graph.counts == {("prod", "external"): 1}
+
+
+def test_the_bound_keeps_the_most_sighted_and_counts_the_rest() -> None:
+    many = [edge(WEB, Endpoint(type="ip", ip=f"10.0.0.{n}"), n) for n in range(1, 11)]
+    graph = service_graph(many, max_series=3)
+    assert [s.sightings for s in graph.edges] == [10, 9, 8]
+    assert graph.dropped == 7
+    assert graph.counts == {("prod", "ip"): 10}
+
+
+def test_a_map_of_several_clusters_names_each_node_in_its_cluster() -> None:
+    east = Endpoint(
+        type="workload", namespace="shop", name="web", kind="Deployment", cluster="east"
+    )
+    west = Endpoint(type="workload", namespace="pay", name="api", kind="Deployment", cluster="west")
+    graph = service_graph(
+        [edge(east, west, 4, cluster="east"), edge(east, STRIPE, 1, cluster="east")]
+    )
+    assert [(s.labels[1], s.labels[3]) for s in graph.edges] == [
+        ("east/shop/web", "west/pay/api"),
+        ("east/shop/web", "api.stripe.com"),
+    ]
