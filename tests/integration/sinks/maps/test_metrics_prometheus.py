@@ -40,6 +40,21 @@ async def publish(settings: Settings, edges: list[Edge]) -> None:
         await producer.stop()
 
 
+async def corpus_in_a_cluster(
+    settings: Settings, corpus: list[Edge], stem: str
+) -> tuple[str, list[Edge]]:
+    """The corpus published on the shared edges topic as a new cluster's edges
+    (the topic holds other tests' edges too)."""
+    cluster = f"{stem}-{uuid.uuid4().hex[:8]}"
+    edges = [
+        msgspec.structs.replace(e, cluster=cluster, edge_id=f"{cluster}-{e.edge_id}")
+        for e in corpus
+    ]
+    await create_topics(settings, [EDGES])
+    await publish(settings, edges)
+    return cluster, edges
+
+
 def start_exporter(kafka_bootstrap: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap}
@@ -68,13 +83,7 @@ def node(endpoint: msgspec.Struct) -> str:
 async def test_prometheus_scrapes_every_live_edge(
     settings: Settings, kafka_bootstrap: str, corpus_edges: list[Edge], tmp_path: Path
 ) -> None:
-    cluster = f"m-{uuid.uuid4().hex[:8]}"  # the shared edges topic holds other tests' edges
-    edges = [
-        msgspec.structs.replace(e, cluster=cluster, edge_id=f"{cluster}-{e.edge_id}")
-        for e in corpus_edges
-    ]
-    await create_topics(settings, [EDGES])
-    await publish(settings, edges)
+    cluster, edges = await corpus_in_a_cluster(settings, corpus_edges, "m")
     live = [e for e in edges if e.event != "expired"]
     pairs = {(node(e.client), node(e.server)) for e in live}
     process, port = start_exporter(kafka_bootstrap, "--cluster", cluster)
@@ -126,13 +135,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 async def test_every_query_of_the_grafana_dashboard_runs_and_finds_the_map(
     settings: Settings, kafka_bootstrap: str, corpus_edges: list[Edge], tmp_path: Path
 ) -> None:
-    cluster = f"g-{uuid.uuid4().hex[:8]}"
-    edges = [
-        msgspec.structs.replace(e, cluster=cluster, edge_id=f"{cluster}-{e.edge_id}")
-        for e in corpus_edges
-    ]
-    await create_topics(settings, [EDGES])
-    await publish(settings, edges)
+    cluster, _ = await corpus_in_a_cluster(settings, corpus_edges, "g")
     process, port = start_exporter(kafka_bootstrap, "--cluster", cluster)
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
@@ -152,13 +155,7 @@ async def test_every_query_of_the_grafana_dashboard_runs_and_finds_the_map(
 async def test_the_series_bound_keeps_the_most_sighted_and_counts_the_rest(
     settings: Settings, kafka_bootstrap: str, corpus_edges: list[Edge], tmp_path: Path
 ) -> None:
-    cluster = f"b-{uuid.uuid4().hex[:8]}"
-    edges = [
-        msgspec.structs.replace(e, cluster=cluster, edge_id=f"{cluster}-{e.edge_id}")
-        for e in corpus_edges
-    ]
-    await create_topics(settings, [EDGES])
-    await publish(settings, edges)
+    cluster, edges = await corpus_in_a_cluster(settings, corpus_edges, "b")
     process, port = start_exporter(kafka_bootstrap, "--cluster", cluster, "--max-series", "3")
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
