@@ -15,7 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from callmap.wire import Edge
+from callmap.errors import WireDecodeError
+from callmap.wire import Edge, TopicSpec, decode
+
+TOMBSTONE_WITHOUT_KEY = "a tombstone needs a key"
 
 EVENT_RANK: dict[str, int] = {"new": 0, "refresh": 1, "expired": 2}
 
@@ -44,6 +47,26 @@ class Change:
     @property
     def is_tombstone(self) -> bool:
         return self.edge is None
+
+
+def read_change(
+    spec: TopicSpec, key: bytes | None, value: bytes | None, position: Position | None = None
+) -> Change:
+    """The change one message of an edges topic carries.
+
+    Raises :class:`~callmap.errors.WireDecodeError` for a tombstone without a
+    UTF-8 key (reason :data:`TOMBSTONE_WITHOUT_KEY`) or a value that is not an edge.
+    """
+    if value is None:
+        if key is None:
+            raise WireDecodeError(spec.name, None, TOMBSTONE_WITHOUT_KEY)
+        try:
+            return Change(key.decode(), None, position)
+        except UnicodeDecodeError:
+            raise WireDecodeError(spec.name, None, TOMBSTONE_WITHOUT_KEY) from None
+    edge = decode(spec, value)
+    assert isinstance(edge, Edge)
+    return Change.of(edge, position)
 
 
 def order_key(edge: Edge) -> tuple[float, int, int]:

@@ -43,6 +43,11 @@ class EdgeBook:
         return [self._edges[key] for key in sorted(self._edges)]
 
 
+def live(edges: Iterable[Edge]) -> list[Edge]:
+    """The edges not expired: the calls the map shows by default."""
+    return [edge for edge in edges if edge.event != "expired"]
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """What a keyed store does for one edge in one batch."""

@@ -46,6 +46,7 @@ from sinks.maps.settings import (
     ListSettings,
     MapQuery,
     McpSettings,
+    MetricsSettings,
     VisualizeSettings,
 )
 
@@ -380,7 +381,7 @@ def metrics(
     global_edges: bool,
 ) -> None:
     """Serve the map to Prometheus: series per edge, as Grafana's service graph reads them."""
-    from sinks.maps.exporter import MetricsSettings, export
+    from sinks.maps.exporter import export
 
     settings = MetricsSettings(
         load_settings().kafka, metrics_port, address, max_series, frozenset(cluster), global_edges

@@ -28,31 +28,14 @@ from callmap.config import KafkaSettings
 from callmap.errors import WireDecodeError
 from callmap.metrics import serve_metrics
 from callmap.signals import on_stop_signals
-from callmap.wire import EDGES, GLOBAL_EDGES, Edge, TopicSpec, decode
-from sinks.changes import Change
+from callmap.wire import EDGES, GLOBAL_EDGES, TopicSpec
+from sinks.changes import read_change
 from sinks.endpoints import touches
 from sinks.lifecycle import EdgeBook
 from sinks.maps.formats.servicegraph import LABELS, service_graph
+from sinks.maps.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSettings:
-    """``callmap metrics``."""
-
-    kafka: KafkaSettings
-    """How to reach Kafka (``CALLMAP_KAFKA_*``)."""
-    port: int
-    """The port of ``/metrics`` and ``/healthz`` (``--metrics-port``)."""
-    address: str | None
-    """The address to listen on (``--address``, env ``CALLMAP_METRICS_ADDRESS``)."""
-    max_series: int
-    """At most this many edge series per family (``--max-series``)."""
-    clusters: frozenset[str] = frozenset()
-    """Only edges with a side in one of these clusters (``--cluster``)."""
-    global_edges: bool = False
-    """Follow the hub's global edges instead of a cluster's (``--global``)."""
 
 
 @dataclass(slots=True)
@@ -65,7 +48,6 @@ class Follower:
     book: EdgeBook = field(default_factory=EdgeBook)
     rejected: int = 0
     caught_up: bool = False
-    _starts_at_end: dict[TopicPartition, int] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read the topic from its beginning, then follow it until ``stop`` is set."""
@@ -78,19 +60,20 @@ class Follower:
         try:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            self._starts_at_end = await consumer.end_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for messages in batch.values():
                     for message in messages:
                         self.take(message.key, message.value, message.offset)
                 if not self.caught_up:
-                    self.caught_up = await self._at_start_end(consumer)
+                    self.caught_up = await self._reached(consumer, ends)
         finally:
             await consumer.stop()
 
-    async def _at_start_end(self, consumer: AIOKafkaConsumer) -> bool:
-        for partition, end in self._starts_at_end.items():
+    async def _reached(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+        """Whether every partition is read up to ``ends`` (where it ended at start)."""
+        for partition, end in ends.items():
             if await consumer.position(partition) < end:
                 return False
         log.info("read %s to where it ended at start: %d edges", self.topic.name, len(self.book))
@@ -99,19 +82,13 @@ class Follower:
     def take(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         """Apply one message of the topic (a tombstone when ``value`` is None)."""
         try:
-            if value is None:
-                if key is None:
-                    raise WireDecodeError(self.topic.name, None, "a tombstone needs a key")
-                self.book.apply(Change(key.decode(), None))
-                return
-            edge = decode(self.topic, value)
-        except (WireDecodeError, UnicodeDecodeError) as exc:
+            change = read_change(self.topic, key, value)
+        except WireDecodeError as exc:
             self.rejected += 1
             log.warning("skipping %s@%d: %s", self.topic.name, offset, exc)
             return
-        assert isinstance(edge, Edge)
-        if not self.clusters or touches(edge, self.clusters):
-            self.book.apply(Change.of(edge))
+        if change.edge is None or not self.clusters or touches(change.edge, self.clusters):
+            self.book.apply(change)
 
 
 class ServiceGraphCollector(Collector):

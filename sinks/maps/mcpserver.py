@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
+from sinks.lifecycle import live
 from sinks.maps import questions
 from sinks.maps.filters import parse_since
 from sinks.maps.formats.listing import render_json, render_text
@@ -42,18 +42,9 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_worl
 class MapCache:
     """The map, read at most once per ``refresh`` seconds."""
 
-    def __init__(
-        self,
-        query: MapQuery,
-        refresh: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        load: Callable[[MapQuery], Coroutine[Any, Any, MapData]] | None = None,
-    ) -> None:
+    def __init__(self, query: MapQuery, refresh: float) -> None:
         self._query = query
         self._refresh = refresh
-        self._clock = clock
-        self._load = load or _load
         self._data: MapData | None = None
         self._read_at = 0.0
         self._lock = asyncio.Lock()
@@ -61,15 +52,12 @@ class MapCache:
     async def get(self) -> MapData:
         """The map's edges (those the query's filters select) and identities."""
         async with self._lock:
-            if self._data is None or self._clock() - self._read_at >= self._refresh:
-                data = await self._load(self._query)
-                data.edges = self._query.selection.select(data.edges)
-                self._data, self._read_at = data, self._clock()
+            if self._data is None or time.monotonic() - self._read_at >= self._refresh:
+                query = self._query
+                data = await load_map(query.source, query.kafka, identities=True)
+                data.edges = query.selection.select(data.edges)
+                self._data, self._read_at = data, time.monotonic()
             return self._data
-
-
-async def _load(query: MapQuery) -> MapData:
-    return await load_map(query.source, query.kafka, identities=True)
 
 
 def build_server(cache: MapCache) -> MCPServer:
@@ -112,12 +100,12 @@ def build_server(cache: MapCache) -> MCPServer:
     @server.resource("callmap://map", mime_type="text/plain")
     async def the_map() -> str:
         """The whole map as `callmap list` prints it."""
-        return render_text(questions.live((await cache.get()).edges))
+        return render_text(live((await cache.get()).edges))
 
     @server.resource("callmap://map.json", mime_type="application/json")
     async def the_map_json() -> str:
         """The whole map as `callmap list --output json` prints it."""
-        return render_json(questions.live((await cache.get()).edges))
+        return render_json(live((await cache.get()).edges))
 
     return server
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from callmap.wire import Edge, Endpoint, PodIdentity, ServiceIdentity
 from sinks.endpoints import names, placed, qualified, sort_key
+from sinks.lifecycle import live
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
 from sinks.maps.formats.documents import to_yaml
@@ -23,12 +23,9 @@ from sinks.maps.formats.intents import client_intents
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
 from sinks.maps.formats.policy import PortMap
+from sinks.times import iso_time
 
 Answer = dict[str, Any]
-
-
-def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _name(endpoint: Endpoint) -> str:
@@ -45,16 +42,11 @@ def call(edge: Edge) -> Answer:
         "server": _name(edge.server),
         "ports": list(edge.ports),
         "sources": list(edge.sources),
-        "first_seen": _time(edge.first_seen),
-        "last_seen": _time(edge.last_seen),
+        "first_seen": iso_time(edge.first_seen, "seconds"),
+        "last_seen": iso_time(edge.last_seen, "seconds"),
         "count": edge.count,
         "cluster": edge.cluster,
     }
-
-
-def live(edges: Iterable[Edge]) -> list[Edge]:
-    """The edges not expired."""
-    return [edge for edge in edges if edge.event != "expired"]
 
 
 def _sorted(edges: Iterable[Edge]) -> list[Edge]:

@@ -119,3 +119,21 @@ class McpSettings:
     """HTTP: the port (``--port``)."""
     refresh: float
     """Seconds a map read stays in use before the next question reads it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``callmap metrics``."""
+
+    kafka: KafkaSettings
+    """How to reach Kafka (``CALLMAP_KAFKA_*``)."""
+    port: int
+    """The port of ``/metrics`` and ``/healthz`` (``--metrics-port``)."""
+    address: str | None
+    """The address to listen on (``--address``, env ``CALLMAP_METRICS_ADDRESS``)."""
+    max_series: int
+    """At most this many edge series per family (``--max-series``)."""
+    clusters: frozenset[str] = frozenset()
+    """Only edges with a side in one of these clusters (``--cluster``)."""
+    global_edges: bool = False
+    """Follow the hub's global edges instead of a cluster's (``--global``)."""

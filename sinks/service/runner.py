@@ -31,8 +31,8 @@ from callmap.backoff import DEFAULT_START_TIMEOUT, Backoff, give_up_after, retry
 from callmap.broker import make_consumer, map_kafka_errors, start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.errors import CallmapError, TemporaryError, WireDecodeError
-from callmap.wire import DLQ, EDGES, DeadLetter, Edge, TopicSpec, decode, encode
-from sinks.changes import Change, Position
+from callmap.wire import DLQ, EDGES, DeadLetter, TopicSpec, encode
+from sinks.changes import Position, read_change
 from sinks.endpoints import touches
 from sinks.service.destination import Sink
 
@@ -151,24 +151,19 @@ class SinkRunner:
     def _take(self, partition: TopicPartition, message: Any) -> None:
         self.stats.received += 1
         position = Position(partition.topic, partition.partition, message.offset)
-        if message.value is None:
-            try:
-                edge_id = message.key.decode()
-            except (AttributeError, UnicodeDecodeError):
-                self._reject(partition, message, "tombstone_without_key", "a tombstone needs a key")
-                return
-            self.sink.add(Change(edge_id, None, position))
-            return
         try:
-            edge = decode(self.options.topic, message.value)
+            change = read_change(self.options.topic, message.key, message.value, position)
         except WireDecodeError as exc:
-            self._reject(partition, message, "undecodable", str(exc))
+            if message.value is None:
+                self._reject(partition, message, "tombstone_without_key", exc.reason)
+            else:
+                self._reject(partition, message, "undecodable", str(exc))
             return
-        assert isinstance(edge, Edge)
-        if self.options.clusters and not touches(edge, self.options.clusters):
+        edge, clusters = change.edge, self.options.clusters
+        if edge is not None and clusters and not touches(edge, clusters):
             self.stats.skip("other_cluster")
             return
-        self.sink.add(Change.of(edge, position))
+        self.sink.add(change)
 
     def _reject(self, partition: TopicPartition, message: Any, reason: str, error: str) -> None:
         self.stats.fail(reason)

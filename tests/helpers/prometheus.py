@@ -1,4 +1,4 @@
-"""A real Prometheus (Debian's ``prometheus``) scraping callmap, and PromQL against it.
+"""A real Prometheus (Debian's ``prometheus``) scraping ``callmap metrics``, and PromQL.
 
 The server runs as a process of its own on a free loopback port, with a
 generated configuration that scrapes the given targets every second and its
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 from devtools.process import accepts_connections, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -63,6 +67,20 @@ def running_prometheus(targets: list[str], directory: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+def started_exporter(kafka_bootstrap: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``callmap metrics ARGS`` as a process, once it listens: the process and its port."""
+    port = free_port()
+    env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    command = [sys.executable, "-m", "callmap", "metrics", "--metrics-port", str(port), *args]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not accepts_connections(port):
+        assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "callmap metrics never listened"
+        time.sleep(0.1)
+    return process, port
 
 
 def query(base: str, promql: str) -> list[dict[str, Any]]:

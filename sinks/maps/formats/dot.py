@@ -26,7 +26,7 @@ from sinks.endpoints import (
     shown,
 )
 from sinks.escape import dot_string
-from sinks.maps.formats.tabular import iso
+from sinks.times import iso_time
 
 _GROUPS = {
     "external": ("external", "outside the cluster", 'style="dashed,rounded"; color="#c0834a";'),
@@ -128,8 +128,8 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         details = [
             f"{label(edge.client)} -> {label(edge.server)}",
             f"ports: {ports}",
-            f"last seen: {iso(edge.last_seen)}",
-            f"first seen: {iso(edge.first_seen)}",
+            f"last seen: {iso_time(edge.last_seen)}",
+            f"first seen: {iso_time(edge.first_seen)}",
             f"sources: {', '.join(edge.sources) or 'none'}; sightings: {edge.count}",
         ]
         if edge.server.service:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import cluster_of, clusters_in, label
+from sinks.lifecycle import live
 
 DEFAULT_MAX_SERIES = 10_000
 LABELS = ("cluster", "client", "client_namespace", "server", "server_namespace", "kind")
@@ -83,11 +84,11 @@ def node_name(edge: Edge, endpoint: Endpoint, several: bool) -> str:
 
 def service_graph(edges: Iterable[Edge], max_series: int = DEFAULT_MAX_SERIES) -> ServiceGraph:
     """The series of the live edges, the most sighted ``max_series`` of them."""
-    live = [edge for edge in edges if edge.event != "expired"]
-    several = len(clusters_in(live)) > 1
-    counts: Counter[tuple[str, str]] = Counter((e.cluster, str(e.server.type)) for e in live)
+    current = live(edges)
+    several = len(clusters_in(current)) > 1
+    counts: Counter[tuple[str, str]] = Counter((e.cluster, str(e.server.type)) for e in current)
     merged: dict[tuple[str, ...], EdgeSeries] = {}
-    for edge in live:
+    for edge in current:
         client, server = (
             node_name(edge, edge.client, several),
             node_name(edge, edge.server, several),

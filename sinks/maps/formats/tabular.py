@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import msgspec
 
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import cluster_of, clusters_in, edge_sort_key
 from sinks.escape import csv_cell
+from sinks.times import iso_time
 
 ENDPOINT_FIELDS = ("type", "namespace", "name", "kind", "service", "dns_name", "ip")
 CSV_COLUMNS = (
@@ -38,12 +38,6 @@ CSV_COLUMNS = (
 )
 CLUSTER_COLUMNS = ("client_cluster", "server_cluster")
 """Added at the end when the edges span several clusters."""
-
-
-def iso(ts: float) -> str:
-    """A wire time as ISO 8601 UTC with milliseconds."""
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def edges_json(edges: Iterable[Edge]) -> bytes:
@@ -77,8 +71,8 @@ def edges_csv(edges: Iterable[Edge]) -> str:
                 *_endpoint_cells(edge.server),
                 " ".join(str(port) for port in edge.ports),
                 " ".join(edge.sources),
-                iso(edge.first_seen),
-                iso(edge.last_seen),
+                iso_time(edge.first_seen),
+                iso_time(edge.last_seen),
                 str(edge.count),
                 "true" if edge.self_edge else "false",
                 *(clusters if several else []),

@@ -177,17 +177,17 @@ class SyslogSink(Sink):
                 self.stats.skip("tombstone")
                 continue
             message = syslog_message(change.edge, self.form)
-            if len(message) > self.max_message and self.form.payload == "ecs":
-                # Cut JSON is no JSON: a receiver would drop it or store garbage.
-                log.warning(
-                    "not sending edge %s: its ECS message of %d bytes is over --max-message %d",
-                    change.edge_id,
-                    len(message),
-                    self.max_message,
-                )
-                self.stats.skip("too_long")
-                continue
             if len(message) > self.max_message:
+                if not self.form.cuttable:
+                    log.warning(
+                        "not sending edge %s: its %s message of %d bytes is over --max-message %d",
+                        change.edge_id,
+                        self.form.payload.upper(),
+                        len(message),
+                        self.max_message,
+                    )
+                    self.stats.skip("too_long")
+                    continue
                 log.warning("syslog message of %d bytes cut to %d", len(message), self.max_message)
                 message = message[: self.max_message].decode(errors="ignore").encode()
             messages.append(message)

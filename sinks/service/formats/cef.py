@@ -30,7 +30,6 @@ and TLS. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from callmap import __version__
 from callmap.wire import Edge, Endpoint
@@ -38,6 +37,7 @@ from sinks.changes import event_key
 from sinks.endpoints import label, qualified
 from sinks.escape import cef_header, cef_value, sd_param_value, syslog_header_field
 from sinks.service.formats.ecs import ecs_json
+from sinks.times import iso_time
 
 FACILITIES = {
     "kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10,
@@ -64,10 +64,11 @@ class SyslogFormat:
     payload: str = "cef"
     """What MSG holds: ``cef`` (the CEF record) or ``ecs`` (the ECS document as JSON)."""
 
-
-def _timestamp(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    @property
+    def cuttable(self) -> bool:
+        """Whether a message cut to a size limit still says something: a CEF record
+        loses its last fields; cut JSON is no JSON."""
+        return self.payload == "cef"
 
 
 def _host(endpoint: Endpoint) -> str:
@@ -144,7 +145,7 @@ def syslog_message(edge: Edge, form: SyslogFormat) -> bytes:
     header = " ".join(
         [
             f"<{priority}>1",
-            _timestamp(edge.last_seen),
+            iso_time(edge.last_seen),
             syslog_header_field(form.hostname, 255),
             syslog_header_field(form.app_name, 48),
             syslog_header_field(form.procid, 128),

@@ -29,7 +29,6 @@ keep. Strings stay verbatim: JSON escapes them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -38,16 +37,12 @@ from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label, qualified
+from sinks.times import iso_time
 
 ECS_VERSION = "8.11.0"
 """The ECS release these documents follow; tests check them against its field definitions."""
 _TYPES = {"new": "start", "refresh": "info", "expired": "end"}
 _IN_CLUSTER = frozenset({"workload", "service", "node", "apiserver"})
-
-
-def _timestamp(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _side(endpoint: Endpoint, port: int | None) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def _related(edge: Edge) -> dict[str, list[str]]:
 def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
     """The ECS document of one edge event."""
     document: dict[str, Any] = {
-        "@timestamp": _timestamp(edge.last_seen),
+        "@timestamp": iso_time(edge.last_seen),
         "ecs": {"version": ECS_VERSION},
         "message": f"{qualified(edge.client)} calls {qualified(edge.server)}",
         "event": {
@@ -98,8 +93,8 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
             "id": event_key(edge),
             "dataset": "callmap.edges",
             "module": "callmap",
-            "start": _timestamp(edge.first_seen),
-            "end": _timestamp(edge.last_seen),
+            "start": iso_time(edge.first_seen),
+            "end": iso_time(edge.last_seen),
         },
         "source": _side(edge.client, None),
         "destination": _side(edge.server, edge.ports[0] if edge.ports else None),

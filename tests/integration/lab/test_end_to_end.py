@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from helpers.labfixtures import skip_without_root
 from helpers.labruns import lab_run
-from helpers.prometheus import running_prometheus, wait_for
+from helpers.prometheus import running_prometheus, started_exporter, wait_for
 from mcp import Client, StdioServerParameters
 
 from callmap.config import Settings
 from callmap.paths import cache_dir
-from devtools.process import free_port
 
 # One run of up to 400 s, plus set-up, must fit.
 pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -80,10 +78,8 @@ def truth_sets(report: dict) -> tuple[set[tuple[str, str]], set[tuple[str, str]]
 def prometheus_sees_the_truth(settings: Settings, report: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     """``callmap metrics`` on the run's edges topic, scraped by a real Prometheus:
     PromQL returns the lab's truth, one series per true edge."""
-    port = free_port()
-    env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers}
-    command = [sys.executable, "-m", "callmap", "metrics", "--metrics-port", str(port)]
-    exporter = subprocess.Popen([*command, "--cluster", report["cluster"]], env=env)
+    bootstrap = settings.kafka.bootstrap_servers
+    exporter, port = started_exporter(bootstrap, "--cluster", report["cluster"])
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
             must, may = truth_sets(report)
@@ -103,18 +99,13 @@ def prometheus_sees_the_truth(settings: Settings, report: dict, tmp_path: Path) 
 async def an_assistant_sees_the_truth(settings: Settings, report: dict) -> None:  # type: ignore[type-arg]
     """``callmap mcp`` on the run's edges topic, asked by the MCP SDK's client what each
     of the shop's clients calls: the lab's truth (the plan's edges, any tolerated ones)."""
-    must: dict[str, set[str]] = {}
-    may: dict[str, set[str]] = {}
-    for edge in report["expected"]:
-        must.setdefault(edge["client"], set()).add(edge["server"])
-    for edge in report.get("tolerated", []):
-        may.setdefault(edge["client"], set()).add(edge["server"])
+    must, may = truth_sets(report)
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "callmap", "mcp", "--cluster", report["cluster"]],
         env={**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers},
     )
-    clients = [client for client in must if "/" in client and ":" not in client]
+    clients = sorted({client for client, _ in must if "/" in client and ":" not in client})
     assert len(clients) >= 3, must
     async with Client(server) as assistant:
         for client in clients:
@@ -122,8 +113,8 @@ async def an_assistant_sees_the_truth(settings: Settings, report: dict) -> None:
             assert not result.is_error, result.content
             rows = result.structured_content["result"]
             assert {truth_name(row["client"]) for row in rows} == {client}
-            seen = {truth_name(row["server"]) for row in rows}
-            assert must[client] <= seen <= must[client] | may.get(client, set()), client
+            seen = {(client, truth_name(row["server"])) for row in rows}
+            assert {pair for pair in must if pair[0] == client} <= seen <= may, client
 
 
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import msgspec
 import pytest
-from helpers.prometheus import query, running_prometheus, wait_for
+from helpers.prometheus import query, running_prometheus, started_exporter, wait_for
 from helpers.sinkkafka import create_topics
 
 from callmap.broker import make_producer
 from callmap.config import Settings
 from callmap.wire import EDGES, Edge, encode, message_key
-from devtools.process import accepts_connections, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[4]
@@ -55,19 +50,6 @@ async def corpus_in_a_cluster(
     return cluster, edges
 
 
-def start_exporter(kafka_bootstrap: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap}
-    command = [sys.executable, "-m", "callmap", "metrics", "--metrics-port", str(port), *args]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
-    for _ in range(300):
-        if accepts_connections(port):
-            return process, port
-        assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-        time.sleep(0.1)
-    raise AssertionError("callmap metrics never listened")
-
-
 def node(endpoint: msgspec.Struct) -> str:
     """How the records name a graph node, written out here on its own."""
     kind = endpoint.type  # type: ignore[attr-defined]
@@ -86,7 +68,7 @@ async def test_prometheus_scrapes_every_live_edge(
     cluster, edges = await corpus_in_a_cluster(settings, corpus_edges, "m")
     live = [e for e in edges if e.event != "expired"]
     pairs = {(node(e.client), node(e.server)) for e in live}
-    process, port = start_exporter(kafka_bootstrap, "--cluster", cluster)
+    process, port = started_exporter(kafka_bootstrap, "--cluster", cluster)
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
             series = f'callmap_edge_sightings_total{{cluster="{cluster}"}}'
@@ -136,7 +118,7 @@ async def test_every_query_of_the_grafana_dashboard_runs_and_finds_the_map(
     settings: Settings, kafka_bootstrap: str, corpus_edges: list[Edge], tmp_path: Path
 ) -> None:
     cluster, _ = await corpus_in_a_cluster(settings, corpus_edges, "g")
-    process, port = start_exporter(kafka_bootstrap, "--cluster", cluster)
+    process, port = started_exporter(kafka_bootstrap, "--cluster", cluster)
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
             await asyncio.to_thread(wait_for, prometheus, "callmap_edge_sightings_total", 1)
@@ -156,7 +138,7 @@ async def test_the_series_bound_keeps_the_most_sighted_and_counts_the_rest(
     settings: Settings, kafka_bootstrap: str, corpus_edges: list[Edge], tmp_path: Path
 ) -> None:
     cluster, edges = await corpus_in_a_cluster(settings, corpus_edges, "b")
-    process, port = start_exporter(kafka_bootstrap, "--cluster", cluster, "--max-series", "3")
+    process, port = started_exporter(kafka_bootstrap, "--cluster", cluster, "--max-series", "3")
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
             series = f'callmap_edge_sightings_total{{cluster="{cluster}"}}'
