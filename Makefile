@@ -38,7 +38,8 @@ faults: $(STAMP) kafka-jars
 # dnsmasq as the real DNS server, openssl for test certificates, graphviz for
 # pictures, real PostgreSQL and rsyslog servers for the sink tests, and for the
 # development cluster containerd, runc, the CNI plugins, iptables and conntrack
-# (kube-proxy, CNI), buildah and mmdebstrap (its images).
+# (kube-proxy, CNI), buildah and mmdebstrap (its images); Prometheus to scrape
+# `callmap metrics`, and Chromium for the web map's browser tests.
 # Anything missing comes from Debian's packages.
 system-deps:
 	@missing=""; \
@@ -60,6 +61,7 @@ system-deps:
 	command -v buildah >/dev/null || missing="$$missing buildah"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -27,7 +27,7 @@ from callmap.wire.topics import (
     mirrored,
 )
 
-COMPONENTS = ("capture", "watch", "streams", "sink", "topics", "aggregate")
+COMPONENTS = ("capture", "watch", "streams", "sink", "map", "topics", "aggregate")
 AGGREGATE_GROUP = "callmap-aggregate"
 """``callmap aggregate``'s consumer group unless ``--group`` says otherwise."""
 TOPIC_PREFIX = "callmap."
@@ -79,6 +79,9 @@ def component_acls(
     (``east.callmap.edges.v1``); ``group`` is its consumer group.
     A sink's consumer group is ``callmap-sink-<kind>`` unless ``--group`` says
     otherwise; the OCSF sink writing to a topic needs WRITE on that topic too.
+    The map readers (``map``: ``list``, ``export``, ``serve``, ``mcp``, ``metrics``
+    from Kafka) read the edges, the hub's global edges and the identities (at a hub,
+    each of ``aliases``' mirrored identities too), and use no consumer group.
     """
     if component == "capture":
         acls = _topics((DNS, SOCKETS, STATS), "WRITE", "DESCRIBE")
@@ -108,6 +111,9 @@ def component_acls(
             *_topics((DLQ,), "WRITE", "DESCRIBE"),
             Acl("GROUP", "PREFIXED", "callmap-sink-", "READ"),
         ]
+    elif component == "map":  # list, export, visualize, serve, mcp, metrics: readers only
+        mirrors = [mirrored(spec, alias) for alias in aliases for spec in IDENTITY_TOPICS]
+        acls = _topics([EDGES, GLOBAL_EDGES, *IDENTITY_TOPICS, *mirrors], "READ", "DESCRIBE")
     elif component == "topics":  # the chart's Job: `callmap topics create`
         acls = _making_sure_topics_exist()
     elif component == "aggregate":

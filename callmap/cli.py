@@ -70,6 +70,10 @@ COMMANDS: dict[str, Lazy] = {
         "sinks.maps.cli:mcp",
         "Serve the map to AI assistants over the Model Context Protocol (read-only).",
     ),
+    "serve": Lazy(
+        "sinks.maps.cli:serve",
+        "Serve the map, live, as a web page: filters, grouping, what changed, policies.",
+    ),
     "sink": Lazy(
         "sinks.service.cli:sink",
         "Write the edges topic to files, SQLite, PostgreSQL or SIEM feeds.",

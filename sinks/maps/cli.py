@@ -47,6 +47,7 @@ from sinks.maps.settings import (
     MapQuery,
     McpSettings,
     MetricsSettings,
+    ServeSettings,
     VisualizeSettings,
 )
 
@@ -350,6 +351,40 @@ def mcp(query: MapQuery, transport: str, host: str, port: int, refresh: float) -
         click.echo(f"callmap mcp needs the MCP SDK: pip install 'callmap[mcp]' ({exc})", err=True)
         raise SystemExit(os.EX_UNAVAILABLE) from exc
     serve(McpSettings(query, transport, host, port, refresh))
+
+
+@click.command()
+@_map_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen on this address.")
+@click.option("--port", default=8080, show_default=True, help="The port.")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Every request must carry the token in this file (or env CALLMAP_SERVE_TOKEN).",
+)
+@click.option(
+    "--refresh",
+    default=30.0,
+    show_default=True,
+    help="Seconds between reads of a sink's store (--from other than kafka) and of identities.",
+)
+@_guard
+def serve(query: MapQuery, host: str, port: int, token_file: Path | None, refresh: float) -> None:
+    """Serve the map, live, as a web page: filters, grouping, what changed, policies.
+
+    Read-only; it listens on loopback unless --host says otherwise.
+    """
+    from sinks.maps.webmap import serve as serve_map
+
+    token = token_file.read_text().strip() if token_file else os.environ.get("CALLMAP_SERVE_TOKEN")
+    if token is not None and not token:
+        raise click.BadParameter("the token is empty", param_hint="--token-file")
+    if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(
+            f"warning: serving the map on {host} with no token: anyone who reaches it can read it",
+            err=True,
+        )
+    asyncio.run(serve_map(ServeSettings(query, host, port, token, refresh)))
 
 
 @click.command()

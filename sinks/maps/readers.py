@@ -182,14 +182,32 @@ async def read_kafka(
         assert isinstance(edge, Edge)
         book.apply(Change.of(edge))
     data = MapData(book.edges(), problems=problems)
-    if identities and edges_topic.name == GLOBAL_EDGES.name:
-        data.pods, data.services = await _hub_identities(kafka, clusters_in(data.edges), problems)
-    elif identities:
-        pods = _latest(await read_compacted(kafka, pods_topic), pods_topic, problems)
-        data.pods = [pod for pod in pods if isinstance(pod, PodIdentity)]
-        services = _latest(await read_compacted(kafka, services_topic), services_topic, problems)
-        data.services = [s for s in services if isinstance(s, ServiceIdentity)]
+    if identities:
+        global_edges = edges_topic.name == GLOBAL_EDGES.name
+        data.pods, data.services = await read_identities(
+            kafka, global_edges, clusters_in(data.edges), problems, pods_topic, services_topic
+        )
     return data
+
+
+async def read_identities(
+    kafka: KafkaSettings,
+    global_edges: bool,
+    clusters: set[str],
+    problems: list[str],
+    pods_topic: TopicSpec = PODS,
+    services_topic: TopicSpec = SERVICES,
+) -> tuple[list[PodIdentity], list[ServiceIdentity]]:
+    """Pods and services: a cluster's topics, or at a hub (``global_edges``) the shared
+    topics and the mirrored ones of ``clusters``."""
+    if global_edges:
+        return await _hub_identities(kafka, clusters, problems)
+    pods = _latest(await read_compacted(kafka, pods_topic), pods_topic, problems)
+    services = _latest(await read_compacted(kafka, services_topic), services_topic, problems)
+    return (
+        [pod for pod in pods if isinstance(pod, PodIdentity)],
+        [service for service in services if isinstance(service, ServiceIdentity)],
+    )
 
 
 _LINE_FILE = re.compile(r"(?P<prefix>.+)-(?P<number>\d{6,})\.jsonl")

@@ -122,6 +122,24 @@ class McpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """``callmap serve``."""
+
+    query: MapQuery
+    """Where the map is and which edges the page shows (the map commands' shared options;
+    expired edges are always sent: the page shows what changed)."""
+    host: str
+    """The address to listen on (``--host``, loopback by default)."""
+    port: int
+    """The port (``--port``)."""
+    token: str | None
+    """When set, every ``/api/`` request must carry it (``--token-file``, env
+    ``CALLMAP_SERVE_TOKEN``)."""
+    refresh: float
+    """Seconds between reads of a sink's store, and of the identities (``--refresh``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     """``callmap metrics``."""
 

@@ -21,7 +21,8 @@ from rich.table import Table
 from callmap.config import KafkaSettings
 from callmap.wire import Edge, Endpoint
 from sinks.changes import Change
-from sinks.maps.exporter import Follower, ServiceGraphCollector
+from sinks.maps.exporter import ServiceGraphCollector
+from sinks.maps.follower import Follower
 from sinks.maps.formats.servicegraph import DEFAULT_MAX_SERIES, LABELS
 
 SIZES = (1_000, 10_000, 100_000)

@@ -12,15 +12,16 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from callmap.broker import ensure_topics, make_producer
 from callmap.config import Settings
 from callmap.errors import PermanentError
-from callmap.wire import DLQ, EDGES, Edge, TopicSpec, encode
+from callmap.wire import DLQ, EDGES, Edge, TopicSpec, encode, message_key
 from sinks.changes import Change
 from sinks.service.destination import Sink
 from sinks.service.runner import RunnerOptions, SinkRunner
@@ -115,6 +116,27 @@ async def create_topics(settings: Settings, specs: Sequence[TopicSpec]) -> None:
             if "does not exist" not in str(exc) or attempt == 49:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def publish(
+    settings: Settings,
+    records: Sequence[Any],
+    topic: str = EDGES.name,
+    key: Callable[[Any], bytes] = message_key,
+    tombstones: Sequence[bytes] = (),
+) -> None:
+    """``records`` on ``topic`` (the edges topic unless told), keyed by ``key``, then a
+    tombstone for each key of ``tombstones``."""
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send(topic, encode(record), key=key(record))
+        for gone in tombstones:
+            await producer.send(topic, None, key=gone)
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 @pytest.fixture

@@ -120,6 +120,10 @@ class LabelBook:
             known[key] = {str(k): str(v) for k, v in labels.items()}
         return cls(known, source="file", convention_key=convention_key)
 
+    def known(self, endpoint: Endpoint) -> Mapping[str, str] | None:
+        """The labels known for the workload (not guessed from the convention key)."""
+        return self._labels(endpoint)
+
     def _labels(self, endpoint: Endpoint) -> dict[str, str] | None:
         """Known labels of the workload in its cluster, else of that name in any cluster."""
         namespace, name = endpoint.namespace or "", endpoint.name or ""

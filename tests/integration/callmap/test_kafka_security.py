@@ -112,6 +112,21 @@ async def test_watch_capture_streams_and_sink_principals_map_calls_together(
     assert sink.returncode == 0, sink.stderr[-3000:]
     written = "".join(path.read_text() for path in (tmp_path / "out").glob("*.jsonl"))
     assert cluster in written
+    # the map readers' principal reads the edges and the identities (export's labels)
+    reader = {**os.environ, **secured.mtls("map")}
+    for command in (
+        ["list", "--cluster", cluster],
+        ["export", "--cluster", cluster, "--format", "networkpolicy"],
+    ):
+        shown = subprocess.run(
+            [sys.executable, "-m", "callmap", *command],
+            env=reader,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        assert "frontend" in shown.stdout and "cart" in shown.stdout, shown.stdout
 
 
 def of_east(messages: list[Edge], east: str) -> set[tuple[str, str]]:

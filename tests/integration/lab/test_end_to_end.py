@@ -7,8 +7,9 @@ watcher, a stream worker. A test passes only on a perfect match: every true
 edge observed, nothing observed that is not true (or tolerated).
 
 The shop's run is then asked through `callmap mcp`, by the MCP SDK's own
-client, what each client calls, and scraped through `callmap metrics` by a
-real Prometheus: the same truth must come out of both.
+client, what each client calls, scraped through `callmap metrics` by a real
+Prometheus, and opened in `callmap serve`'s page in a real headless Chromium:
+the same truth must come out of all three.
 
 The `--kubernetes` runs register the lab in a real API server of its own and
 run the watcher on it (list, watch, owners, leader election) instead of the
@@ -26,6 +27,7 @@ import pytest
 from helpers.labfixtures import skip_without_root
 from helpers.labruns import lab_run
 from helpers.prometheus import running_prometheus, started_exporter, wait_for
+from helpers.webmap import chromium, served_map
 from mcp import Client, StdioServerParameters
 
 from callmap.config import Settings
@@ -56,6 +58,7 @@ def test_the_map_matches_the_truth(settings: Settings, topology: str, tmp_path: 
     if topology == "shop":
         asyncio.run(an_assistant_sees_the_truth(settings, report))
         prometheus_sees_the_truth(settings, report, tmp_path)
+        asyncio.run(a_browser_sees_the_truth(settings, report))
 
 
 def truth_name(qualified: str) -> str:
@@ -115,6 +118,30 @@ async def an_assistant_sees_the_truth(settings: Settings, report: dict) -> None:
             assert {truth_name(row["client"]) for row in rows} == {client}
             seen = {(client, truth_name(row["server"])) for row in rows}
             assert {pair for pair in must if pair[0] == client} <= seen <= may, client
+
+
+async def a_browser_sees_the_truth(settings: Settings, report: dict) -> None:  # type: ignore[type-arg]
+    """``callmap serve`` on the run's edges topic, opened in headless Chromium: the
+    page's table of calls is the lab's truth."""
+    must, may = truth_sets(report)
+    cluster = report["cluster"]
+    env = {"CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers}
+    with served_map("--cluster", cluster, env=env) as base:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(base)
+            await page.wait_for_selector('body[data-state="ready"]', timeout=30_000)
+            rows = await page.eval_on_selector_all(
+                "#calls tbody tr[data-edge-id]",
+                "rows => rows.map(r => [r.dataset.client, r.dataset.server])",
+            )
+            await page.close()
+
+    def name(node: str) -> str:  # the page's CLUSTER:qualified id, as the truth names it
+        return truth_name(node.removeprefix(f"{cluster}:"))
+
+    seen = {(name(client), name(server)) for client, server in rows}
+    assert must <= seen <= may, (seen - may, must - seen)
 
 
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:

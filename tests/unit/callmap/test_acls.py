@@ -73,3 +73,12 @@ def test_an_aggregator_reads_the_hub_and_its_clusters_copies_and_writes_global_e
     assert not any(name.startswith("west.") for name in reads)
     assert writes("aggregate") == {"callmap.global-edges.v1"}
     assert Acl("GROUP", "LITERAL", DEFAULT_GROUP, "READ") in acls  # its default group
+
+
+def test_the_map_readers_read_the_map_and_identities_and_write_nothing() -> None:
+    acls = component_acls("map", aliases=["east"])
+    assert {a.operation for a in acls} == {"READ", "DESCRIBE"}
+    assert {a.resource for a in acls} == {"TOPIC"}  # no consumer group: they commit nothing
+    read = {a.name for a in acls if a.operation == "READ"}
+    assert {EDGES.name, "callmap.global-edges.v1", PODS.name, "east.callmap.pods.v1"} <= read
+    assert DNS.name not in read and "east.callmap.edges.v1" not in read

@@ -39,6 +39,10 @@ def container_env(container: dict[str, object]) -> dict[str, str]:
     return env
 
 
+def component_of(document: dict[str, Any]) -> str:
+    return str(document["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
 def entrypoint() -> list[str]:
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("ENTRYPOINT "):
@@ -77,6 +81,8 @@ def test_every_container_parses_with_the_real_command(chart: Rendered, tmp_path:
     assert paths["topics"] == ("callmap", "topics", "create")
     if "aggregate" in paths:  # the hub's release only
         assert paths["aggregate"] == ("callmap", "aggregate")
+    if "webmap" in paths:  # off by default
+        assert paths["webmap"] == ("callmap", "serve")
     assert paths["capture"][:2] == ("callmap", "capture")
     sinks = {
         parsed(d, p, c, tmp_path).path for d, p, c in each_container(chart) if c["name"] == "sink"
@@ -96,7 +102,7 @@ def test_the_hub_aggregator_is_off_by_default_and_gets_its_peer_groups(
     assert command.params["metrics_port"] == port["containerPort"] == 9812
 
 
-def test_the_service_graph_exporter_is_off_by_default_and_reads_as_the_sinks_do(
+def test_the_service_graph_exporter_is_off_by_default_and_reads_as_a_map_reader(
     default_chart: Rendered, everything_chart: Rendered
 ) -> None:
     assert not [d for d in default_chart.workloads() if "servicegraph" in str(d[0])]
@@ -108,7 +114,43 @@ def test_the_service_graph_exporter_is_off_by_default_and_reads_as_the_sinks_do(
     (port,) = container["ports"]
     assert command.params["metrics_port"] == port["containerPort"] == 19813
     secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-    assert "kafka-user-sinks" in secrets and "kafka-user" not in secrets
+    assert "kafka-user-map" in secrets and "kafka-user" not in secrets
+
+
+def test_the_web_map_is_off_by_default_and_serves_every_address_of_its_pod(
+    default_chart: Rendered, everything_chart: Rendered, tmp_path: Path
+) -> None:
+    assert not [d for d in default_chart.workloads() if "webmap" in str(d[0])]
+    pod, container = everything_chart.component("webmap")
+    # Every address: its Service's, and the loopback kubectl port-forward connects to.
+    assert container["args"][:5] == ["serve", "--host", "0.0.0.0", "--port", "18080"]
+    command = parsed(
+        everything_chart.one("Deployment", "prod-callmap-webmap"), pod, container, tmp_path
+    )
+    assert command.path == ("callmap", "serve")
+    assert command.params["source"] == "kafka"
+    assert command.params["cluster"] == ("prod-eu-1", "east")
+    assert command.params["namespace"] == ("shop", "payments")
+    assert command.params["global_edges"] is True
+    assert command.params["refresh"] == 10.0
+    assert command.params["include_expired"] is True  # extraArgs
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webmap-token"]
+    mounted = tmp_path / "prod-callmap-webmap" / mount["mountPath"].lstrip("/")
+    assert command.params["token_file"] == mounted / "token"
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": 18080, "protocol": "TCP"}
+    assert command.params["port"] == port["containerPort"]
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert "kafka-user-map" in secrets and "kafka-user" not in secrets
+
+
+def test_the_web_map_with_defaults_runs_without_a_token(helm: Path, tmp_path: Path) -> None:
+    rendered = render(set_values=["webMap.enabled=true"])
+    pod, container = rendered.component("webmap")
+    assert container["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080", "--refresh", "30"]
+    command = parsed(rendered.one("Deployment", "callmap-webmap"), pod, container, tmp_path)
+    assert command.params["token_file"] is None and command.params["global_edges"] is False
+    assert not [v for v in pod["volumes"] if v["name"] == "webmap-token"]
 
 
 def test_the_capture_agent_reads_the_hosts_proc_where_it_is_mounted(chart: Rendered) -> None:
@@ -140,7 +182,8 @@ def test_metrics_ports_are_the_ports_the_commands_serve(chart: Rendered, tmp_pat
             (port,) = [p for p in container["ports"] if p["name"] == "metrics"]
             assert command.params["metrics_port"] == port["containerPort"], container["name"]
             served += 1
-    assert served == len(list(chart.workloads())) - 1  # all but the topics Job
+    unserved = {"topics", "webmap"}  # the Job, and the web map (a page, no metrics)
+    assert served == len([d for d, _ in chart.workloads() if component_of(d) not in unserved])
 
 
 def test_every_callmap_variable_the_chart_sets_is_read_by_callmap(

@@ -106,12 +106,39 @@ def test_the_watcher_fits_a_hundred_thousand_pods(default_chart: Rendered) -> No
 
 def test_every_pod_has_probes_on_its_metrics_port(chart: Rendered) -> None:
     for document, pod in chart.workloads():
-        if document["kind"] == "Job":
+        if document["kind"] == "Job" or document["metadata"]["name"].endswith("-webmap"):
             continue
         (container,) = pod["containers"]
         # Liveness asks /healthz, which fails while a part of the process has stopped.
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+
+def test_the_web_map_is_ready_once_it_has_read_the_map(everything_chart: Rendered) -> None:
+    _, container = everything_chart.component("webmap")
+    # /healthz needs no token and fails until the topic is read; a long first read
+    # must not get the pod killed, so liveness only asks whether the port is open.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert [port["name"] for port in container["ports"]] == ["http"]
+
+
+def test_the_web_maps_token_is_a_mounted_secret_never_a_value(
+    everything_chart: Rendered, helm: Path
+) -> None:
+    pod, container = everything_chart.component("webmap")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webmap-token"]
+    assert volume["secret"]["secretName"] == "callmap-webmap-token"
+    assert volume["secret"]["items"] == [{"key": "bearer", "path": "token"}]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webmap-token"]
+    assert mount["readOnly"] is True
+    args = container["args"]
+    assert args[args.index("--token-file") + 1] == mount["mountPath"] + "/token"
+    assert "CALLMAP_SERVE_TOKEN" not in {variable["name"] for variable in container["env"]}
+    pod, container = render(set_values=["webMap.enabled=true"]).component("webmap")
+    assert "--token-file" not in container["args"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert "CALLMAP_SERVE_TOKEN" not in {variable["name"] for variable in container["env"]}
 
 
 def test_every_other_pod_runs_unprivileged(chart: Rendered) -> None:

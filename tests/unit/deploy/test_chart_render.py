@@ -20,6 +20,8 @@ from helpers.chartrender import CHART, EVERYTHING, ROOT, Rendered, render
 from devtools import helm as devhelm
 from streams.statsfeed import LOST_RECORDS, STATS_AGE
 
+COMPONENT = "app.kubernetes.io/component"
+
 
 def pod_labels(chart: Rendered) -> list[dict[str, str]]:
     return [document["spec"]["template"]["metadata"]["labels"] for document, _ in chart.workloads()]
@@ -128,7 +130,8 @@ def test_the_topics_job_runs_after_every_install_and_upgrade(default_chart: Rend
 
 def test_metrics_services_name_ports_their_pods_serve(chart: Rendered) -> None:
     services = [s for s in chart.of_kind("Service") if s["metadata"]["name"].endswith("-metrics")]
-    assert len(services) == len(list(chart.workloads())) - 1  # every workload but the Job
+    unserved = {"topics", "webmap"}  # the Job, and the web map (a page, no metrics)
+    assert len(services) == len([d for d in pod_labels(chart) if d[COMPONENT] not in unserved])
     for service in services:
         (port,) = service["spec"]["ports"]
         selected = [
@@ -152,9 +155,33 @@ def test_the_service_monitor_scrapes_every_metrics_service(everything_chart: Ren
         s for s in everything_chart.of_kind("Service") if selects(selector, s["metadata"]["labels"])
     ]
     assert len(scraped) == 10  # capture, watch, streams, aggregate, servicegraph, five sinks
+    assert not [s for s in scraped if s["metadata"]["labels"][COMPONENT] == "webmap"]
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s"}
     ]
+
+
+def test_the_web_map_is_off_by_default_and_renders_nothing(default_chart: Rendered) -> None:
+    assert not [
+        d for d in default_chart.documents if d["metadata"]["labels"][COMPONENT] == "webmap"
+    ]
+
+
+def test_the_web_maps_service_reaches_its_page(everything_chart: Rendered) -> None:
+    service = everything_chart.one("Service", "prod-callmap-webmap")
+    assert service["spec"]["type"] == "NodePort"
+    (port,) = service["spec"]["ports"]
+    assert port == {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    assert components(everything_chart, {"matchLabels": service["spec"]["selector"]}) == {"webmap"}
+    _, container = everything_chart.component("webmap")
+    served = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert served == {"http": 18080}
+
+
+def test_the_web_maps_service_defaults_to_the_cluster_only(helm: Path) -> None:
+    service = render(set_values=["webMap.enabled=true"]).one("Service", "callmap-webmap")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["port"] == 80
 
 
 def kafka_secrets(pod_spec: dict[str, Any]) -> dict[str, str]:
@@ -179,6 +206,9 @@ def test_each_component_may_have_its_own_kafka_principal(everything_chart: Rende
     assert by_name["streams"] == {"kafka-sasl": "kafka-user", "kafka-client": "kafka-client-tls"}
     sinks = [secrets for name, secrets in by_name.items() if name.startswith("sink-")]
     assert sinks and all(s["kafka-sasl"] == "kafka-user-sinks" for s in sinks)
+    # The map readers log in as themselves: they read the edges and identities, no group.
+    assert by_name["servicegraph"]["kafka-sasl"] == by_name["webmap"]["kafka-sasl"]
+    assert by_name["webmap"]["kafka-sasl"] == "kafka-user-map"
 
 
 def test_alert_rules_watch_the_figures_the_stream_workers_expose(
@@ -261,6 +291,57 @@ def test_narrowed_policies_name_their_peers_and_each_sinks_target(
     assert egress_ports(postgres) == {(6432, "TCP")} and egress_ports(syslog) == {(6514, "TCP")}
 
 
+def policies_of(chart: Rendered, component: str) -> list[dict[str, Any]]:
+    """The NetworkPolicies that select ``component``'s pods."""
+    (labels,) = [labels for labels in pod_labels(chart) if labels[COMPONENT] == component]
+    return [p for p in chart.of_kind("NetworkPolicy") if selects(p["spec"]["podSelector"], labels)]
+
+
+def test_the_web_map_is_reached_on_its_page_only_and_reaches_dns_and_kafka_only(
+    everything_chart: Rendered,
+) -> None:
+    _, container = everything_chart.component("webmap")
+    named = {port["name"] for port in container["ports"]}
+    policies = policies_of(everything_chart, "webmap")
+    base = everything_chart.one("NetworkPolicy", "prod-callmap")
+    own = everything_chart.one("NetworkPolicy", "prod-callmap-webmap")
+    assert {p["metadata"]["name"] for p in policies} == {"prod-callmap", "prod-callmap-webmap"}
+    opened = {
+        port["port"]
+        for policy in policies
+        for rule in policy["spec"].get("ingress", [])
+        for port in rule["ports"]
+    }
+    assert opened & named == {"http"}  # the base policy's "metrics" names no port of this pod
+    assert own["spec"]["policyTypes"] == ["Ingress"] and "egress" not in own["spec"]
+    (ingress,) = own["spec"]["ingress"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert ingress["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    # Egress is the base policy's alone: DNS, Kafka (and the values' extraEgress).
+    allowed = set().union(*(egress_ports(policy) for policy in policies))
+    assert (
+        allowed
+        == egress_ports(base)
+        == {
+            (53, "UDP"),
+            (53, "TCP"),
+            (9093, "TCP"),
+            (9094, "TCP"),
+            (8443, "TCP"),
+        }
+    )
+
+
+def test_anyone_may_open_the_web_map_unless_the_values_narrow_it(helm: Path) -> None:
+    rendered = render(set_values=["webMap.enabled=true"])
+    (ingress,) = rendered.one("NetworkPolicy", "callmap-webmap")["spec"]["ingress"]
+    assert "from" not in ingress
+    off = render(set_values=["webMap.enabled=true", "networkPolicy.enabled=false"])
+    assert not off.of_kind("NetworkPolicy")
+
+
 @pytest.mark.parametrize(
     ("target", "port"),
     [
@@ -285,6 +366,9 @@ def test_a_syslog_target_without_a_port_opens_its_schemes_default(
         ("logLevel=verbose", "at '/logLevel'"),
         ("watch.replicas=0", "at '/watch/replicas'"),
         ("image.digest=latest", "at '/image/digest'"),
+        ("webMap.port=http", "at '/webMap/port'"),
+        ("webMap.service.type=Ingress", "at '/webMap/service/type'"),
+        ("webMap.token.value=s3cret", "additional properties 'value' not allowed"),
     ],
 )
 def test_values_that_make_no_sense_are_refused_by_the_schema(

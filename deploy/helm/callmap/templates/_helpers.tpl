@@ -129,11 +129,12 @@ Secrets travel as files (the ..._FILE variables), never as values.
 
 {{/*
 Which principal a component is, for its own Kafka credentials: the key of
-kafka.sasl.secrets and kafka.tls.clientSecrets (every sink kind is "sinks", and so is
-the service-graph exporter: it reads the edges topic as they do, with no group).
+kafka.sasl.secrets and kafka.tls.clientSecrets (every sink kind is "sinks"; the
+service-graph exporter and the web map are "map": they read the edges and identity
+topics, with no group, and write nothing).
 */}}
 {{- define "callmap.kafkaPrincipalKey" -}}
-{{- if or (hasPrefix "sink-" .component) (eq .component "servicegraph") }}sinks{{ else }}{{ .component }}{{ end }}
+{{- if hasPrefix "sink-" .component }}sinks{{ else if has .component (list "servicegraph" "webmap") }}map{{ else }}{{ .component }}{{ end }}
 {{- end -}}
 
 {{/* The component's SASL Secret: its own (kafka.sasl.secrets), else the shared one. */}}

@@ -14,25 +14,13 @@ from pathlib import Path
 import msgspec
 import pytest
 from helpers.prometheus import query, running_prometheus, started_exporter, wait_for
-from helpers.sinkkafka import create_topics
+from helpers.sinkkafka import create_topics, publish
 
-from callmap.broker import make_producer
 from callmap.config import Settings
-from callmap.wire import EDGES, Edge, encode, message_key
+from callmap.wire import EDGES, Edge
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[4]
-
-
-async def publish(settings: Settings, edges: list[Edge]) -> None:
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        for edge in edges:
-            await producer.send(EDGES.name, encode(edge), key=message_key(edge))
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def corpus_in_a_cluster(

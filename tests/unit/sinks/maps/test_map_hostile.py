@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from callmap.config import KafkaSettings
 from callmap.wire import Edge, Endpoint
 from sinks.changes import Change
-from sinks.maps.exporter import Follower, ServiceGraphCollector
+from sinks.maps.exporter import ServiceGraphCollector
+from sinks.maps.follower import Follower
 from sinks.maps.formats.cilium import cilium_policies
 from sinks.maps.formats.documents import to_json, to_yaml
 from sinks.maps.formats.dot import render_dot

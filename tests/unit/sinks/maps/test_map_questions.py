@@ -4,30 +4,10 @@ new, the path between two workloads, one workload's policy."""
 from __future__ import annotations
 
 import yaml
+from helpers.mapedges import edge, workload
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Endpoint
 from sinks.maps.questions import callees, callers, new_since, path, policy
-
-
-def workload(name: str, namespace: str = "shop", service: str | None = None) -> Endpoint:
-    return Endpoint(
-        type="workload", namespace=namespace, name=name, kind="Deployment", service=service
-    )
-
-
-def edge(client: Endpoint, server: Endpoint, first: float = 100.0, event: str = "new") -> Edge:
-    return Edge(
-        edge_id=f"{client.name}->{server.name or server.dns_name}",
-        event=event,  # type: ignore[arg-type]
-        cluster="prod",
-        client=client,
-        server=server,
-        ports=(8080,),
-        sources=("dns",),
-        first_seen=first,
-        last_seen=first + 10,
-    )
-
 
 WEB, API, DB, CACHE = workload("web"), workload("api"), workload("db", "data"), workload("cache")
 STRIPE = Endpoint(type="external", dns_name="api.stripe.com")
