@@ -12,10 +12,12 @@ import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from helpers.mapedges import workload
 from helpers.sinkcorpus import GOLDEN, HOSTILE, load_corpus
 from helpers.sinkkafka import create_topics, publish
 from helpers.webmap import chromium, served_map
@@ -187,6 +189,38 @@ async def test_a_workload_shows_who_calls_it_and_its_policy(
     policy = await tab.page.text_content("#policy")
     for port in {p for e in calls for p in e.ports}:
         assert f"port: {port}" in policy
+
+
+async def test_a_map_of_5000_workloads_opens_by_namespace_and_stays_usable(
+    tab: Page, tmp_path: Path
+) -> None:
+    # 50 namespaces of 100 workloads, each calling the next in its namespace
+    edges = [
+        Edge(
+            edge_id=f"e{n}",
+            event="refresh",
+            cluster="big",
+            client=workload(f"w{n}", f"ns{n // 100}"),
+            server=workload(f"w{n - n % 100 + (n + 1) % 100}", f"ns{n // 100}"),
+            ports=(8080,),
+            first_seen=1e9,
+            last_seen=1e9 + n,
+        )
+        for n in range(5000)
+    ]
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(msgspec.json.encode(e) for e in edges) + b"\n")
+    with served_map("--from", f"jsonl:{path}") as base:
+        await tab.open(base)
+        page = tab.page
+        assert await page.is_checked("#aggregate")  # it says so, and draws namespaces
+        assert await tab.drawn("Node") == {f"ns:ns{n}" for n in range(50)}
+        assert "rows 1–500 of 5,000" in await page.text_content("#rows")
+        await tab.after_render(lambda: page.select_option("#namespace", "ns7"))
+        await tab.after_render(lambda: page.uncheck("#aggregate"))
+        assert await tab.drawn("Node") == {f"big:ns7/Deployment/w{n}" for n in range(700, 800)}
+        assert len(await tab.rows()) == 100
+        await page.close()
 
 
 # --- live, from the edges topic ----------------------------------------------------------
