@@ -36,6 +36,15 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+async def watched(base: str) -> None:
+    """Once a page watches the map (it has had its snapshot)."""
+    for _ in range(300):
+        if json.loads(get(f"{base}/api/status")[1])["pages"] >= 1:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no page ever watched the map")
+
+
 @pytest.fixture
 def map_file(tmp_path: Path) -> Path:
     path = tmp_path / "edges.jsonl"
@@ -48,7 +57,7 @@ async def test_the_snapshot_is_the_corpus_and_a_new_line_arrives_as_a_change(
 ) -> None:
     with served_map("--from", f"jsonl:{map_file}", "--refresh", "0.5") as base:
         stream = asyncio.create_task(asyncio.to_thread(events, f"{base}/api/events", 2))
-        await asyncio.sleep(2)  # the page has its snapshot; then the file grows
+        await watched(base)  # the page has its snapshot; then the file grows
         # a new edge and a line of garbage land in the file: the edge comes as a change,
         # the garbage is counted and the server goes on
         newcomer = msgspec.structs.replace(
@@ -136,8 +145,8 @@ async def test_an_edge_on_the_topic_arrives_as_a_change(
     await publish(settings, edges)
     env = {"CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap}
     with served_map("--cluster", cluster, env=env) as base:
-        stream = asyncio.create_task(asyncio.to_thread(events, f"{base}/api/events", 3))
-        await asyncio.sleep(3)  # the page has its snapshot; then the topic changes
+        stream = asyncio.create_task(asyncio.to_thread(events, f"{base}/api/events", 3, 60))
+        await watched(base)  # the page has its snapshot; then the topic changes
         newcomer = msgspec.structs.replace(edges[0], edge_id=f"{cluster}-new", event="new")
         await publish(settings, [newcomer], tombstones=[message_key(edges[1])])
         (_, snapshot), *changes = await stream
