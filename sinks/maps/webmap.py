@@ -143,9 +143,13 @@ class LiveMap:
         if _label_signature(pods) != before and self.ready.is_set():
             self._send(self.snapshot_frame())
 
-    def snapshot_frame(self) -> bytes:
+    def snapshot(self) -> dict[str, object]:
+        """The whole map now, as the page's first event carries it."""
         edges = [self.edges[key] for key in sorted(self.edges)]
-        return event_frame("snapshot", snapshot(edges, time.time(), self.source, self.labels))
+        return snapshot(edges, time.time(), self.source, self.labels)
+
+    def snapshot_frame(self) -> bytes:
+        return event_frame("snapshot", self.snapshot())
 
     def watch(self) -> Watcher:
         watcher = Watcher()
@@ -298,24 +302,22 @@ def build_app(live: LiveMap, token: str | None = None) -> web.Application:
         await response.prepare(request)
         watcher = live.watch()
         try:
-            await response.write(live.snapshot_frame())
-            while not watcher.lagging:
-                try:
-                    frame = await asyncio.wait_for(watcher.frames.get(), PING_SECONDS)
-                except TimeoutError:
-                    frame = event_frame("ping", {"now": time.time()})
-                if frame:
-                    await response.write(frame)
-        except ConnectionResetError:
-            pass  # the page went away
+            with contextlib.suppress(ConnectionResetError):  # the page went away
+                await response.write(live.snapshot_frame())
+                while not watcher.lagging:
+                    try:
+                        frame = await asyncio.wait_for(watcher.frames.get(), PING_SECONDS)
+                    except TimeoutError:
+                        frame = event_frame("ping", {"now": time.time()})
+                    if frame:
+                        await response.write(frame)
         finally:
             live.unwatch(watcher)
         return response
 
     async def the_map(_: web.Request) -> web.StreamResponse:
         await live.ready.wait()
-        edges = [live.edges[key] for key in sorted(live.edges)]
-        return web.json_response(snapshot(edges, time.time(), live.source, live.labels))
+        return web.json_response(live.snapshot())
 
     async def policy(request: web.Request) -> web.StreamResponse:
         workload, kind = request.query.get("workload", ""), request.query.get("kind", "")
