@@ -2,6 +2,8 @@
 
 One :class:`CaptureAgent` per node runs, as named and supervised asyncio
 tasks: DNS capture flushes (one batch message per window), socket scans, the
+connections the node's connection tracking saw answered (one batch per
+window, beside the scans' observations, whose NAT'd remotes it names), the
 publisher that drains the outbox into Kafka, and the stats task that publishes
 a ``CaptureStats`` record every interval. Records become per-node batch
 messages (``encode_batches``), keyed by node. Capture never waits for Kafka:
@@ -16,10 +18,11 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callmap.config import Settings
 from callmap.counters import Counters
+from callmap.errors import ConfigError
 from callmap.metrics import CountersCollector, serve_metrics
 from callmap.wire import (
     DNS,
@@ -41,6 +44,9 @@ from capture.publisher import Publisher
 from capture.sniffer import Sniffer, open_sockets, scanned_namespace_ids
 from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
 
+if TYPE_CHECKING:
+    from capture.conntrack import ConntrackReader
+
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish"
@@ -58,6 +64,9 @@ class AgentOptions:
     """Capture DNS answers."""
     sockets: bool = True
     """Scan socket tables."""
+    conntrack: bool = False
+    """Follow the connection tracking of the capture namespace (needs CAP_NET_ADMIN);
+    without the capability the agent runs on without it, and says so."""
     interfaces: Sequence[str] = field(default_factory=tuple)
     """Interfaces to capture on; empty means all of them."""
     netns: str | None = None
@@ -109,6 +118,8 @@ class CaptureAgent:
         self.folder = DnsFolder(cluster=settings.cluster, node=options.node, counters=self.counters)
         self.sniffer: Sniffer | None = None
         """The DNS capture thread, once :meth:`run` opened it."""
+        self.conntrack: ConntrackReader | None = None
+        """The connection-tracking thread, once :meth:`run` opened it."""
         self.scanner = SocketScanner(
             cluster=settings.cluster,
             node=options.node,
@@ -138,6 +149,10 @@ class CaptureAgent:
                     "Duration of the last socket scan.",
                     lambda: self.scanner.last_scan_seconds,
                 ),
+                "conntrack_following": (
+                    "1 while the node's connection tracking is followed.",
+                    lambda: float(self.conntrack is not None and self.conntrack.failure() is None),
+                ),
             },
         )
 
@@ -146,6 +161,12 @@ class CaptureAgent:
 
     def publish_sockets(self, records: list[SocketObservation]) -> None:
         self._submit(SOCKETS.name, SocketBatch, records)
+
+    def publish_scanned(self, records: list[SocketObservation]) -> None:
+        """A scan's observations, with the backends of NAT'd connections named."""
+        if self.conntrack is not None:
+            records = self.conntrack.rewrite(records)
+        self.publish_sockets(records)
 
     def _submit(
         self,
@@ -178,6 +199,8 @@ class CaptureAgent:
             sniffer = self.sniffer = Sniffer(
                 open_sockets(options.interfaces, options.netns), self.folder
             )
+        if options.conntrack:  # before privileges go: subscribing needs CAP_NET_ADMIN
+            self.conntrack = self._open_conntrack()
         if options.drop_to is not None:
             drop_to(*options.drop_to)
             log.info("running as user %d, group %d, without capabilities", *options.drop_to)
@@ -195,7 +218,13 @@ class CaptureAgent:
                 options.flush_interval, lambda: self.publish_dns(flush(self._clock()))
             )
         if options.sockets:
-            tasks["sockets"] = self.scanner.run(self.publish_sockets, options.scan_interval)
+            tasks["sockets"] = self.scanner.run(self.publish_scanned, options.scan_interval)
+        if (conntrack := self.conntrack) is not None:
+            conntrack.start()
+            tasks["conntrack"] = self._every(
+                options.flush_interval,
+                lambda: self.publish_sockets(conntrack.flush(self._clock())),
+            )
         log.info("capture running on node %s: %s", options.node, ", ".join(tasks))
         try:
             async with asyncio.TaskGroup() as group:
@@ -205,6 +234,9 @@ class CaptureAgent:
             if sniffer is not None:
                 sniffer.stop()
                 self.publish_dns(self.folder.flush(self._clock()))
+            if self.conntrack is not None:
+                self.conntrack.stop()
+                self.publish_sockets(self.conntrack.flush(self._clock()))
             self._publish_stats()  # the last counts, drops included, before leaving
             await self._drain_remaining()
 
@@ -215,7 +247,33 @@ class CaptureAgent:
             problems.append(f"DNS capture stopped: {failure}")
         if self.options.sockets and (stall := self.scanner.stalled(self.options.scan_interval)):
             problems.append(stall)
+        if self.conntrack is not None and (failure := self.conntrack.failure()) is not None:
+            problems.append(f"connection tracking stopped: {failure}")
         return problems
+
+    def _open_conntrack(self) -> ConntrackReader | None:
+        """The connection-tracking reader; None, said once, where it cannot subscribe."""
+        # Here, not at the top: pyroute2 takes 0.1 s to import, which `capture dns` and
+        # `--no-conntrack` need not pay.
+        from capture.conntrack import ConntrackReader, open_conntrack
+        from capture.ctflows import STAGE, FlowTracker
+
+        try:
+            source = open_conntrack(self.options.netns)
+        except ConfigError as exc:
+            log.warning(
+                "not following connection tracking (%s): calls shorter than a socket scan "
+                "are missed, and a Service call names every workload behind it",
+                exc,
+            )
+            return None
+        tracker = FlowTracker(
+            cluster=self.settings.cluster,
+            node=self.options.node,
+            netns=source.netns,
+            counters=self.counters.stage(STAGE),
+        )
+        return ConntrackReader(source, tracker, clock=self._clock)
 
     async def _refresh_local_addresses(self, seconds: float) -> None:
         """The capture namespace's addresses, for the folder's DNS-server rule."""

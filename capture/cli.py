@@ -50,6 +50,7 @@ def _agent_options(
     outbox_max_age: float,
     metrics_port: int,
     drop_to: str | None,
+    conntrack: bool,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
     if drop_to and netns:
@@ -70,6 +71,7 @@ def _agent_options(
         outbox_max_age=outbox_max_age,
         metrics_port=metrics_port,
         drop_to=parse_user(drop_to) if drop_to else None,
+        conntrack=conntrack,
     )
 
 
@@ -141,6 +143,14 @@ _live_options = option_group(
             help="Once the packet sockets are open, become this user and group, without "
             "capabilities (as tcpdump -Z). Needs CAP_SETUID and CAP_SETGID to start.",
         ),
+        click.option(
+            "--conntrack/--no-conntrack",
+            default=True,
+            show_default=True,
+            envvar="CALLMAP_CAPTURE_CONNTRACK",
+            help="Follow the node's connection tracking (`capture run` only): connections "
+            "too short for a scan, and the backend pod of a Service call. Needs CAP_NET_ADMIN.",
+        ),
     ],
     _agent_options,
 )
@@ -177,7 +187,7 @@ def run(live: AgentOptions) -> None:
 def dns(live: AgentOptions, pcap: Path | None, output: str | None) -> None:
     """Capture DNS answers (live to Kafka, or from a capture file to stdout)."""
     if pcap is None:
-        _run_agent(replace(live, dns=True, sockets=False))
+        _run_agent(replace(live, dns=True, sockets=False, conntrack=False))
         return
     settings = load_settings()
     counters = Counters()
@@ -225,7 +235,7 @@ def sockets(live: AgentOptions, proc_dir: str | None, once: bool, output: str | 
     """Scan socket tables (live to Kafka, or once to stdout)."""
     live = replace(live, proc_root=proc_dir or live.proc_root)
     if not once:
-        _run_agent(replace(live, dns=False, sockets=True))
+        _run_agent(replace(live, dns=False, sockets=True, conntrack=False))
         return
     settings = load_settings()
     counters = Counters()

@@ -32,6 +32,7 @@ from callmap.wire import DROP_KERNEL, DnsAnswer
 from capture.bpf import SNAP_LENGTH, attach_filter
 from capture.dnsfold import DnsFolder
 from capture.procscan import namespace_id
+from capture.readerthread import ReaderThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -159,32 +160,12 @@ def _open(interfaces: Sequence[str], rcvbuf: int) -> list[socket.socket]:
         raise ConfigError(f"cannot open a packet socket: {exc}") from None
 
 
-class Sniffer:
+class Sniffer(ReaderThread):
     """Reads frames from packet sockets into a folder, on a thread of its own."""
 
     def __init__(self, sockets: list[socket.socket], folder: DnsFolder) -> None:
-        self._sockets = sockets
+        super().__init__("callmap-sniffer", "capture", sockets)
         self._folder = folder
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="callmap-sniffer", daemon=True)
-        self._failure: str | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for sock in self._sockets:
-            sock.close()
-
-    def failure(self) -> str | None:
-        """Why the capture thread stopped reading, once it has; None while it reads
-        (and before it starts, and after :meth:`stop`)."""
-        if self._stop.is_set() or self._thread.ident is None or self._thread.is_alive():
-            return None
-        return self._failure or "the capture thread ended"
 
     def flush(self, now: float) -> list[DnsAnswer]:
         """The window's records; also takes the kernel's drop count since the last flush."""
@@ -193,13 +174,6 @@ class Sniffer:
             if drops:
                 self._folder.count_frames_lost(DROP_KERNEL, drops)
             return self._folder.flush(now)
-
-    def _read(self) -> None:
-        try:
-            self._read_until_stopped()
-        except Exception as exc:  # logged here; the liveness probe reports it
-            self._failure = f"the capture thread died: {exc!r}"
-            log.exception("packet capture thread died")
 
     def _read_until_stopped(self) -> None:
         selector = selectors.DefaultSelector()

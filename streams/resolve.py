@@ -15,7 +15,10 @@ time (DESIGN.md, points 3 and 4):
   a pod, a service's cluster IP (the workloads behind it then), a node (or
   the service that owns a node port called on it), or an address this client
   got in a DNS answer within its TTL (the same external endpoint that answer
-  named); only then a raw ``ip``;
+  named); only then a raw ``ip``. When the node's connection tracking saw
+  the call's NAT (``dialled_ip``: a Service's address the client dialled,
+  ``remote_ip`` the pod that answered), the server is the one workload
+  behind that Service the answering pod belongs to;
 - sockets, server side: exactly the remote pod calling the local pod; a
   sidecar's inbound port (Istio's 15006) is no port of the edge.
 
@@ -253,6 +256,8 @@ class Resolver:
     def _servers_by_ip(self, obs: SocketObservation, final: bool) -> list[Endpoint]:
         ip = obs.remote_ip
         holder = self.store.holder(ip, obs.first_seen)
+        if obs.dialled_ip is not None and (via := self._dialled_service(obs)) is not None:
+            return self._backend(self._behind(via, obs.first_seen), holder)
         if holder is not None:
             if holder.kind == "service":
                 return self._behind(holder.key, obs.first_seen)
@@ -271,6 +276,37 @@ class Resolver:
         if name is not None:
             return [Endpoint(type="external", dns_name=name, ip=ip)]
         return [self._stand_in(ip, final)]
+
+    def _dialled_service(self, obs: SocketObservation) -> str | None:
+        """The service whose address (or node port) the client dialled, if it was one."""
+        assert obs.dialled_ip is not None
+        holder = self.store.holder(obs.dialled_ip, obs.first_seen)
+        if holder is None:
+            return None
+        if holder.kind == "service":
+            return holder.key
+        if holder.kind == "node" and obs.dialled_port is not None:
+            return self.store.by_node_port.get(obs.dialled_port)
+        return None
+
+    def _backend(self, behind: list[Endpoint], holder: Holding | None) -> list[Endpoint]:
+        """Of the endpoints behind a service, the one the answering pod belongs to.
+
+        All of them when the answering address is no known pod, or its pod's
+        workload is not among them (the service changed in between): the call
+        went through the service, to one of those.
+        """
+        if holder is None or holder.kind != "pod":
+            return behind
+        pod = self.store.pods[holder.key]
+        mine = [
+            e
+            for e in behind
+            if e.type == "workload"
+            and (e.namespace, e.name, e.kind)
+            == (pod.namespace, pod.workload.name, pod.workload.kind)
+        ]
+        return mine or behind
 
     def _servers_by_name(self, answer: DnsAnswer, final: bool) -> list[Endpoint]:
         """The servers a name means: see the module docstring and docs/streams.md."""

@@ -177,7 +177,12 @@ class Routes:
             route = None
             local = pods.get(obs.pod_uid) if obs.pod_uid is not None else None
             holdings = by_ip.get(obs.remote_ip)
-            if local is not None and holdings is not None and len(holdings) == 1:
+            if (
+                local is not None
+                and holdings is not None
+                and len(holdings) == 1
+                and obs.dialled_ip is None
+            ):
                 remote = holdings[0]
                 if remote.start <= obs.first_seen < remote.end and remote.kind != "node":
                     route = by_socket.get((id(local), id(remote), _SIDE[obs.role]))
@@ -244,9 +249,17 @@ class Routes:
         else:
             local = store.holder(obs.local_ip, obs.first_seen)
         remote = store.holder(obs.remote_ip, obs.first_seen)
+        pins: tuple[object, ...] = ()
         key: tuple[int, ...] = (id(local), id(remote), _SIDE[obs.role])
         if remote is not None and remote.kind == "node":
             key = (*key, obs.remote_port)
+        if obs.dialled_ip is not None:  # through NAT: the dialled service decides too
+            dialled = store.holder(obs.dialled_ip, obs.first_seen)
+            if dialled is None:
+                remote = None  # resolved every time, never remembered
+            else:
+                pins = (*pins, dialled)
+                key = (*key, -1, id(dialled), obs.dialled_port or 0)
         if local is not None and remote is not None:
             route = self._sockets.get(key)
             if route is not None and (route.plain or route.holds(store, obs.first_seen)):
@@ -266,7 +279,7 @@ class Routes:
         route = Route(
             route.slots,
             drops=route.drops,
-            pins=(local, remote),
+            pins=(local, remote, *pins),
             versions=tuple(self._resolver.consulted),
         )
         self._sockets[key] = route

@@ -63,7 +63,17 @@ class DnsAnswer(Record, frozen=True, kw_only=True):
 
 
 class SocketObservation(Record, frozen=True, kw_only=True):
-    """One established TCP connection seen in a node's socket tables."""
+    """One TCP connection a node saw: in its socket tables, or in its connection tracking.
+
+    ``origin`` says where: ``proc`` is a socket of a scanned network
+    namespace, seen from its own side (``role``). ``conntrack`` is a
+    connection the node's connection tracking saw answered: always
+    ``role: client``, ``local_*`` the side that opened it (on this node or
+    not), ``remote_*`` the side that answered, after any destination NAT.
+    ``dialled_ip`` and ``dialled_port`` are what the client asked for when NAT
+    changed it (a Service's address); a socket-table observation has them
+    when the node's connection tracking named its backend.
+    """
 
     cluster: str
     node: str
@@ -76,6 +86,9 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     remote_port: int
     role: Role
     first_seen: float
+    origin: str = "proc"
+    dialled_ip: str | None = None
+    dialled_port: int | None = None
 
 
 class DnsAnswerBatch(Record, frozen=True, kw_only=True):

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ratesearch
 from aiokafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
@@ -238,26 +239,14 @@ def plain_trial(namespaces: tuple[str, str], device: str, rate: int) -> Trial:
 
 def search(trial: Callable[[int], Trial]) -> list[Trial]:
     """Raise the rate until the first loss (or the sender's limit), then bisect."""
-    trials: list[Trial] = []
-    rate, good, bad = FIRST_RATE, 0, 0
-    while True:
-        one = trial(rate)
-        trials.append(one)
-        if not one.lossless:
-            bad = rate
-            break
-        good = rate
-        if one.offered < SENDER_SHORT * rate:
-            return trials  # the sender's limit: the receiver held all it was offered
-        rate = int(rate * RISE)
-    for _ in range(BISECTIONS):
-        rate = (good + bad) // 2
-        if bad - good < 1000:
-            break
-        one = trial(rate)
-        trials.append(one)
-        good, bad = (rate, bad) if one.lossless else (good, rate)
-    return trials
+    return ratesearch.search(
+        trial,
+        first=FIRST_RATE,
+        rise=RISE,
+        bisections=BISECTIONS,
+        resolution=1000,
+        short=lambda one, rate: one.offered < SENDER_SHORT * rate,
+    )
 
 
 def best(trials: list[Trial]) -> Trial | None:

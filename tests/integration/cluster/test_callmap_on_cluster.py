@@ -169,6 +169,97 @@ def test_real_pods_calls_become_edges_named_by_their_workloads(installed: DevClu
     assert -5 < found["dns"].first_seen - first_call < new
 
 
+# One call to a Service's cluster IP, as short as a call gets, then idle: prints
+# which pod answered (the server's own word).
+ONE_CALL = """
+import socket, sys, time
+while True:
+    try:
+        with socket.create_connection((sys.argv[1], 80), timeout=2) as s:
+            s.sendall(b"ping\\n"); answer = s.makefile().readline().strip()
+        print(f"answered-by {answer}", flush=True)
+        break
+    except OSError as e:
+        print(f"error {e}", flush=True); time.sleep(1)
+time.sleep(3600)
+"""
+SAY_WHO = SERVE.replace('b"pong\\n"', 'f"{socket.gethostname()}\\n".encode()')
+
+
+def test_a_short_call_to_a_service_is_an_edge_to_the_backend_that_answered(
+    installed: DevCluster,
+) -> None:
+    """kube-proxy picks one of two workloads behind a Service; the node's connection
+    tracking, read by the agent with the chart's grants, names the one that answered."""
+    image = installed.status().images["callmap"]
+    installed.kubectl("create", "namespace", "short")
+    backends = [
+        backend(f"reviews-{v}", image, ["python", "-c", SAY_WHO], node)
+        for v, node in (("v1", "node-1"), ("v2", "node-2"))
+    ]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "reviews", "namespace": "short"},
+        "spec": {"selector": {"group": "reviews"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    try:
+        installed.apply([*backends, service])
+        for name in ("reviews-v1", "reviews-v2"):
+            installed.kubectl(
+                "-n", "short", "rollout", "status", f"deployment/{name}", "--timeout=120s"
+            )
+        cluster_ip = installed.kubectl(
+            "-n", "short", "get", "service", "reviews", "-o", "jsonpath={.spec.clusterIP}"
+        )
+        prober = backend("prober", image, ["python", "-c", ONE_CALL, cluster_ip], "node-2")
+        installed.apply([prober])
+        installed.kubectl("-n", "short", "rollout", "status", "deployment/prober", "--timeout=120s")
+        answered = _answered_by(installed)
+        workload = answered.rsplit("-", 2)[0]  # a Deployment's pod: <name>-<hash>-<id>
+        assert workload in {"reviews-v1", "reviews-v2"}, answered
+
+        def to_reviews(edges: dict[str, Edge]) -> dict[str, Edge]:
+            return {
+                e.server.name or "": e
+                for e in edges.values()
+                if e.client.name == "prober" and e.server.namespace == "short"
+            }
+
+        def named(edges: dict[str, Edge]) -> bool:
+            """The edge is there with its Service's name: the node that translated the
+            call knows it; the backend's node, whose record may come first, does not
+            (the name joins the edge at its next refresh)."""
+            edge = to_reviews(edges).get(workload)
+            return edge is not None and edge.server.service == "reviews"
+
+        found = to_reviews(asyncio.run(read_edges(installed, {}, named, timeout=120)))
+        assert set(found) == {workload}, found  # not the workload that never answered
+        assert found[workload].server.service == "reviews"
+        assert found[workload].ports == (8080,)
+    finally:
+        installed.kubectl("delete", "namespace", "short", "--ignore-not-found", "--wait=true")
+
+
+def backend(name: str, image: str, command: list[str], node: str) -> dict[str, Any]:
+    """A Deployment in namespace ``short``, its pods labelled ``group: reviews`` too."""
+    spec = deployment(name, image, command, node)
+    spec["metadata"]["namespace"] = "short"
+    spec["spec"]["template"]["metadata"]["labels"] = {"app": name, "group": "reviews"}
+    return spec
+
+
+def _answered_by(cluster: DevCluster, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = cluster.kubectl("-n", "short", "logs", "deployment/prober")
+        for line in logs.splitlines():
+            if line.startswith("answered-by "):
+                return line.split()[1]
+        time.sleep(1)
+    raise AssertionError(f"the prober's call was not answered: {logs}")
+
+
 def seen(edges: dict[str, Edge]) -> dict[str, Edge]:
     """The calls/client -> calls/server edges: one found from DNS, one by both sides' sockets."""
     found = {}

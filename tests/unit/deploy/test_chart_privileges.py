@@ -41,15 +41,21 @@ def test_the_capture_agent_is_root_with_only_the_capabilities_it_uses(
     assert context["runAsUser"] == 0 and context["privileged"] is False
     assert context["allowPrivilegeEscalation"] is False
     assert context["readOnlyRootFilesystem"] is True
-    assert context["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "SETUID", "SETGID"]}
+    added = ["NET_RAW", "SETUID", "SETGID", "NET_ADMIN"]  # NET_ADMIN: connection tracking
+    assert context["capabilities"] == {"drop": ["ALL"], "add": added}
+    assert "--conntrack" in container["args"]
 
 
 @pytest.mark.parametrize(
     ("values", "added"),
     [
-        (["capture.dropTo=null"], ["NET_RAW"]),
+        (["capture.dropTo=null", "capture.conntrack=false"], ["NET_RAW"]),
+        (["capture.conntrack=false"], ["NET_RAW", "SETUID", "SETGID"]),
         (["capture.sockets=false"], ["NET_RAW", "SETUID", "SETGID"]),
-        (["capture.forceReceiveBuffer=true"], ["NET_RAW", "SETUID", "SETGID", "NET_ADMIN"]),
+        (
+            ["capture.conntrack=false", "capture.forceReceiveBuffer=true"],
+            ["NET_RAW", "SETUID", "SETGID", "NET_ADMIN"],
+        ),
     ],
 )
 def test_each_extra_capability_comes_only_with_the_feature_that_needs_it(

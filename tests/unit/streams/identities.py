@@ -117,7 +117,10 @@ def socket(
     ts: float = 100.0,
     first_seen: float | None = None,
     pod_uid: str | None = None,
+    dialled: tuple[str, int] | None = None,
+    origin: str = "proc",
 ) -> SocketObservation:
+    """A socket; ``dialled`` is the address NAT replaced (``remote`` then answered)."""
     return SocketObservation(
         cluster=CLUSTER,
         node="node-a",
@@ -130,4 +133,7 @@ def socket(
         remote_port=remote_port,
         role=role,
         first_seen=ts if first_seen is None else first_seen,  # type: ignore[arg-type]
+        origin=origin,
+        dialled_ip=None if dialled is None else dialled[0],
+        dialled_port=None if dialled is None else dialled[1],
     )

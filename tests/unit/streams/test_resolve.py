@@ -113,6 +113,53 @@ def test_a_client_socket_to_an_ip_from_a_dns_answer_is_that_external_name(
         resolver.socket(socket("10.1.0.10", 40002, "203.0.113.10", 443, ts=1000))
 
 
+def reviews(version: str) -> Endpoint:
+    return Endpoint(
+        type="workload",
+        namespace="shop",
+        name=f"reviews-{version}",
+        kind="Deployment",
+        service="reviews",
+    )
+
+
+def test_a_call_through_nat_reaches_the_one_workload_that_answered(resolver: Resolver) -> None:
+    resolver.store.put_pod("r1", pod("reviews-v1-0", "10.1.0.30", uid="r1", workload="reviews-v1"))
+    resolver.store.put_pod("r2", pod("reviews-v2-0", "10.1.0.31", uid="r2", workload="reviews-v2"))
+    dialled = ("10.96.4.3", 9080)
+    (to_v2,) = resolver.socket(
+        socket("10.1.0.10", 40000, "10.1.0.31", 8080, dialled=dialled, origin="conntrack")
+    )
+    assert (to_v2.client, to_v2.server, to_v2.port) == (FRONTEND, reviews("v2"), 8080)
+    (to_v1,) = resolver.socket(socket("10.1.0.10", 40001, "10.1.0.30", 8080, dialled=dialled))
+    assert to_v1.server == reviews("v1")
+    # Without the NAT it saw, a call to the service's address may have reached either.
+    assert servers(resolver.socket(socket("10.1.0.10", 40002, *dialled))) == [
+        reviews("v1"),
+        reviews("v2"),
+    ]
+
+
+def test_a_call_through_nat_to_an_unknown_pod_reaches_every_workload_behind(
+    resolver: Resolver,
+) -> None:
+    dialled = ("10.96.4.3", 9080)
+    sights = resolver.socket(socket("10.1.0.10", 40000, "10.1.0.99", 8080, dialled=dialled))
+    assert servers(sights) == [reviews("v1"), reviews("v2")]
+
+
+def test_a_call_through_a_node_port_reaches_the_workload_that_answered(
+    resolver: Resolver,
+) -> None:
+    resolver.store.put_service("shop/front", service("front", None, "frontend", node_port=30080))
+    (sight,) = resolver.socket(
+        socket("192.168.1.10", 50000, "10.1.0.10", 8080, dialled=("192.168.1.10", 30080))
+    )
+    assert sight.server == Endpoint(
+        type="workload", namespace="shop", name="frontend", kind="Deployment", service="front"
+    )
+
+
 def test_an_external_name_service_answer_maps_its_addresses_too(resolver: Resolver) -> None:
     resolver.dns(answer("payments.shop.svc.cluster.local", "10.1.0.10", "198.51.100.7"))
     (sight,) = resolver.socket(socket("10.1.0.10", 40000, "198.51.100.7", 443))

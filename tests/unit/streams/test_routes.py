@@ -109,6 +109,18 @@ def test_sockets_are_remembered_by_their_holders_and_side(store: IdentityStore) 
     assert [(s.client.name, s.server.name) for s in inbound.slots] == [("frontend", "cart")]
 
 
+def test_a_call_through_nat_and_a_direct_call_to_the_same_pod_are_two_routes(
+    store: IdentityStore,
+) -> None:
+    routes, _, combine = routes_of(store)
+    via = socket("10.1.0.10", 40000, "10.1.0.11", 8080, pod_uid="f", dialled=("10.96.4.2", 80))
+    direct = socket("10.1.0.10", 40001, "10.1.0.11", 8080, pod_uid="f")
+    for _ in range(2):  # the second time through the hot loop's remembered routes
+        routes.connections([via, direct], 100.0, False, [])
+    by_service = {s.server.service for s in combine.urgent()}
+    assert by_service == {"cart", None}
+
+
 def test_unknown_identities_are_late_and_nothing_is_remembered(store: IdentityStore) -> None:
     routes, _, _ = routes_of(store)
     with pytest.raises(Late):

@@ -1,0 +1,273 @@
+"""From connection-tracking events to the TCP calls a node's conntrack saw answered.
+
+The kernel's connection tracking sees every connection routed through a node,
+and after destination NAT it names both what a client dialled (a Service's
+address) and who answered (the backend pod). :class:`FlowTracker` is the pure
+heart of conntrack capture: netlink datagrams of ``ctnetlink`` events (with
+the time they were read) go in, ``SocketObservation`` records
+(``origin="conntrack"``) come out at each flush. It promises:
+
+- only TCP counts: other protocols are counted (``not_tcp``) and skipped, as
+  are flows to or from a loopback address (``loopback``);
+- a flow (its conntrack id and original tuple) becomes one observation the
+  first time one of its events carries ``IPS_SEEN_REPLY``: the other side
+  answered. A flow destroyed before that (refused, timed out) is
+  ``unanswered`` and never a record; so is an answered flow first heard of at
+  its DESTROY (``ended_unseen``): that comes when its TIME_WAIT ends, up to two
+  minutes after the call, when its addresses may name other pods;
+- the record names the side that opened the flow (``local_*``, the original
+  source), the side that answered (``remote_*``, the reply source, i.e. the
+  backend after DNAT) and, when NAT changed the destination, what was dialled
+  (``dialled_ip`` when the address changed, ``dialled_port`` when the address
+  or the port did);
+- calls of one flush window fold: one record per (client address, backend
+  address and port, dialled address and port), with the first client port
+  and the earliest ``first_seen`` (when this tracker first saw the flow);
+- :meth:`FlowTracker.rewrite` gives a socket-table observation of a client
+  whose connection is a live NAT'd flow the backend it reached;
+- every event is accounted for in the ``conntrack`` stage with
+  ``seen == emitted + sum(dropped)``; a loss (the kernel's queue overflowed,
+  a flow forgotten to stay within bounds) counts as seen and dropped;
+- bad input (a datagram cut short or undecodable, a message without tuples, an
+  odd address family) is counted with a reason and logged once per reason,
+  never raised;
+- memory is bounded: flows alive (at most ``max_flows``, oldest forgotten
+  first), NAT'd flows alive (at most ``max_nat``) and the records of one
+  window. A flow leaves at its DESTROY event; one forgotten early may be
+  reported again if it is seen answered again.
+
+No clock and no I/O: the caller passes read times and decides when to flush;
+:mod:`capture.ctnetlink` decodes the datagrams.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import msgspec
+
+from callmap.counters import StageCounters
+from callmap.wire import SocketObservation
+from capture.ctnetlink import BAD_INPUT, Endpoints, FlowEvent, parse_datagram
+
+log = logging.getLogger(__name__)
+
+STAGE = "conntrack"
+ORIGIN = "conntrack"
+
+DROP_LOOPBACK = "loopback"
+DROP_AWAITING_ANSWER = "awaiting_answer"
+"""An event of a flow not answered yet (its NEW event, the SYN's)."""
+DROP_ANSWERED_BEFORE = "answered_before"
+"""An event of a flow already reported (its later state changes, its DESTROY)."""
+DROP_UNANSWERED = "unanswered"
+"""The DESTROY of a flow never answered: a failed connect."""
+DROP_ENDED_UNSEEN = "ended_unseen"
+"""The DESTROY of an answered flow this tracker never saw alive (older than the agent,
+or its events lost): it ended up to two minutes ago (TIME_WAIT), when its addresses
+may already belong to other pods, so it is not reported. A socket scan saw it if it
+lived long enough."""
+DROP_FOLDED = "folded"
+DROP_FLOW_EVICTED = "flow_evicted"
+DROP_NAT_EVICTED = "nat_evicted"
+DROP_QUEUE_OVERFLOW = "event_queue_overflow"
+
+DEFAULT_MAX_FLOWS = 262_144
+"""Flows remembered between their first event and their DESTROY."""
+DEFAULT_MAX_NAT = 262_144
+"""Live NAT'd flows remembered for :meth:`FlowTracker.rewrite`."""
+
+
+_FlowKey = tuple[int | None, str, int, str, int]
+_FoldKey = tuple[str, str, int, str | None, int | None]
+
+
+@lru_cache(maxsize=16_384)
+def _is_loopback(ip: str) -> bool:
+    return ipaddress.ip_address(ip).is_loopback
+
+
+def dialled(
+    destination: tuple[str, int], answerer: tuple[str, int]
+) -> tuple[str | None, int | None]:
+    """What a client dialled (``destination``) when NAT sent it to ``answerer``
+    (the address or the port changed); nothing when NAT did not."""
+    if destination == answerer:
+        return None, None
+    return destination
+
+
+@dataclass(slots=True)
+class _Flow:
+    first_seen: float
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class _Folded:
+    local_port: int
+    first_seen: float
+
+
+class FlowTracker:
+    """Accumulates one flush window of answered TCP flows; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        node: str,
+        netns: int,
+        counters: StageCounters,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        max_nat: int = DEFAULT_MAX_NAT,
+    ) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.netns = netns
+        """The id of the network namespace whose conntrack this is (its ``net/tcp`` inode)."""
+        self.max_flows = max_flows
+        self.max_nat = max_nat
+        self._stage = counters
+        self._flows: dict[_FlowKey, _Flow] = {}  # insertion order: oldest first
+        self._nat: dict[Endpoints, tuple[str, int]] = {}
+        self._window: dict[_FoldKey, _Folded] = {}
+        self._logged: set[str] = set()
+
+    @property
+    def flows(self) -> int:
+        """Flows remembered now (seen, not yet destroyed)."""
+        return len(self._flows)
+
+    @property
+    def nat_flows(self) -> int:
+        """Live NAT'd flows remembered now."""
+        return len(self._nat)
+
+    def count_lost(self, reason: str, count: int = 1) -> None:
+        """Events that never reached this tracker (e.g. the kernel's queue overflowed)."""
+        self._stage.seen += count
+        self._stage.drop(reason, count)
+
+    def add_datagram(self, data: bytes, now: float) -> None:
+        """Take one netlink datagram read at ``now``."""
+        for item in parse_datagram(data):
+            if isinstance(item, str):
+                self._skip(item)
+            else:
+                self.add(item, now)
+
+    def _skip(self, reason: str) -> None:
+        self._stage.seen += 1
+        self._stage.drop(reason)
+        if reason in BAD_INPUT and reason not in self._logged:
+            self._logged.add(reason)
+            log.warning("skipped a conntrack message (%s); further ones are only counted", reason)
+
+    def add(self, event: FlowEvent, now: float) -> None:
+        """Take one event of a TCP flow, read at ``now``."""
+        stage = self._stage
+        stage.seen += 1
+        orig, reply = event.orig, event.reply
+        if _is_loopback(orig[0]) or _is_loopback(orig[2]):
+            stage.drop(DROP_LOOPBACK)
+            return
+        key = (event.ct_id, *orig)
+        flow = self._flows.get(key)
+        if event.kind == "destroy":
+            self._flows.pop(key, None)
+            self._nat.pop(orig, None)
+            if flow is not None and flow.answered:
+                stage.drop(DROP_ANSWERED_BEFORE)
+            elif event.answered and flow is None:  # we never saw it alive
+                stage.drop(DROP_ENDED_UNSEEN)
+            elif event.answered and flow is not None:  # seen alive, its answer lost
+                self._fold(event, flow.first_seen)
+            else:
+                stage.drop(DROP_UNANSWERED)
+            return
+        if flow is None:
+            flow = self._flows[key] = _Flow(now)
+            if len(self._flows) > self.max_flows:
+                del self._flows[next(iter(self._flows))]
+                self.count_lost(DROP_FLOW_EVICTED)
+        if flow.answered:
+            stage.drop(DROP_ANSWERED_BEFORE)
+            return
+        if not event.answered:
+            stage.drop(DROP_AWAITING_ANSWER)
+            return
+        flow.answered = True
+        if event.natted:
+            self._nat[orig] = reply[0], reply[1]
+            if len(self._nat) > self.max_nat:
+                del self._nat[next(iter(self._nat))]
+                self.count_lost(DROP_NAT_EVICTED)
+        self._fold(event, flow.first_seen)
+
+    def _fold(self, event: FlowEvent, first_seen: float) -> None:
+        orig, reply = event.orig, event.reply
+        key = (orig[0], reply[0], reply[1], *dialled((orig[2], orig[3]), (reply[0], reply[1])))
+        folded = self._window.get(key)
+        if folded is None:
+            self._window[key] = _Folded(orig[1], first_seen)
+            return
+        self._stage.drop(DROP_FOLDED)
+        folded.first_seen = min(folded.first_seen, first_seen)
+
+    def flush(self, now: float) -> list[SocketObservation]:
+        """The records of the window that ends now; starts a new window."""
+        window, self._window = self._window, {}
+        self._stage.emitted += len(window)
+        return [
+            SocketObservation(
+                cluster=self.cluster,
+                node=self.node,
+                ts=now,
+                netns=self.netns,
+                pod_uid=None,
+                local_ip=local_ip,
+                local_port=folded.local_port,
+                remote_ip=remote_ip,
+                remote_port=remote_port,
+                role="client",
+                first_seen=folded.first_seen,
+                origin=ORIGIN,
+                dialled_ip=dialled_ip,
+                dialled_port=dialled_port,
+            )
+            for (local_ip, remote_ip, remote_port, dialled_ip, dialled_port), folded in sorted(
+                window.items(), key=lambda item: item[1].first_seen
+            )
+        ]
+
+    def rewrite(self, observations: Iterable[SocketObservation]) -> list[SocketObservation]:
+        """``observations`` with each socket-table client whose connection is a live
+        NAT'd flow pointed at the backend it reached, what it dialled kept in
+        ``dialled_*``; the others as they are."""
+        nat = self._nat
+        rewritten: list[SocketObservation] = []
+        for seen in observations:
+            backend = None
+            if seen.origin == "proc" and seen.role == "client" and seen.dialled_port is None:
+                backend = nat.get(
+                    (seen.local_ip, seen.local_port, seen.remote_ip, seen.remote_port)
+                )
+            if backend is None:
+                rewritten.append(seen)
+                continue
+            dialled_ip, dialled_port = dialled((seen.remote_ip, seen.remote_port), backend)
+            rewritten.append(
+                msgspec.structs.replace(
+                    seen,
+                    remote_ip=backend[0],
+                    remote_port=backend[1],
+                    dialled_ip=dialled_ip,
+                    dialled_port=dialled_port,
+                )
+            )
+        return rewritten

@@ -1,0 +1,426 @@
+"""The conntrack source on this machine's kernel: real connections through a real
+DNAT rule, heard in the namespace that routes them.
+
+Four network namespaces joined by veth pairs, no bridge: a "node" routes
+between a client and two servers, and its nftables rule sends a "service"
+address and port to ONE of the servers::
+
+    client (10.88.1.10, fd88:1::10) <-> node <-> s1 (10.88.2.10, fd88:2::10) :8080
+                                            <-> s2 (10.88.3.10, fd88:3::10) :8080
+    node: 10.96.0.10:80 -> 10.88.2.10:8080, [fd96::10]:80 -> [fd88:2::10]:8080 (DNAT)
+
+The servers log who connected; the client says which local port it had and
+whether it was answered. Those logs and the topology are the truth the
+records are held to. Each call connects, exchanges a few bytes and closes in
+a few milliseconds: too short for a socket-table scan to see it. Needs root,
+``ip netns`` and ``nft``; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from callmap.counters import StageCounters
+from callmap.errors import ConfigError
+from callmap.wire import SocketObservation
+from capture.conntrack import SO_RCVBUFFORCE, ConntrackReader, open_conntrack
+from capture.ctflows import DROP_QUEUE_OVERFLOW, DROP_UNANSWERED, FlowTracker
+
+pytestmark = pytest.mark.netns
+
+REPO = Path(__file__).resolve().parents[3]
+CLIENT = {4: "10.88.1.10", 6: "fd88:1::10"}
+S1 = {4: "10.88.2.10", 6: "fd88:2::10"}
+S2 = {4: "10.88.3.10", 6: "fd88:3::10"}
+SERVICE = {4: "10.96.0.10", 6: "fd96::10"}
+SERVICE_PORT, SERVER_PORT, NOBODY_PORT = 80, 8080, 9999
+
+RULES = f"""
+table inet cmlct {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat;
+    ip daddr {SERVICE[4]} tcp dport {SERVICE_PORT} dnat ip to {S1[4]}:{SERVER_PORT}
+    ip6 daddr {SERVICE[6]} tcp dport {SERVICE_PORT} dnat ip6 to [{S1[6]}]:{SERVER_PORT}
+  }}
+}}
+"""
+
+SERVER = """
+import json, selectors, socket, sys
+log = open(sys.argv[1], "a", buffering=1)
+selector = selectors.DefaultSelector()
+for address in sys.argv[2:]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, 8080))
+    listener.listen(64)
+    selector.register(listener, selectors.EVENT_READ)
+print("ready", flush=True)
+while True:
+    for key, _ in selector.select():
+        conn, peer = key.fileobj.accept()
+        with conn:
+            local = conn.getsockname()[:2]
+            conn.sendall(b"pong " + conn.recv(100))
+        log.write(json.dumps({"peer": list(peer[:2]), "local": list(local)}) + "\\n")
+"""
+
+CLIENT_CALL = """
+import json, socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+started = time.perf_counter()
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+conn = socket.socket(family, socket.SOCK_STREAM)
+conn.settimeout(3)
+try:
+    conn.connect((host, port))
+    local = conn.getsockname()[:2]
+    conn.sendall(b"ping")
+    reply = conn.recv(100)
+    outcome = "answered" if reply == b"pong ping" else f"odd reply {reply!r}"
+except ConnectionRefusedError:
+    local, outcome = conn.getsockname()[:2], "refused"
+conn.close()
+print(json.dumps({"local": list(local), "outcome": outcome,
+                  "seconds": time.perf_counter() - started}))
+"""
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def _ip(command: str) -> str:
+    return _run("ip", *command.split())
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the client itself saw of one call."""
+
+    local_ip: str
+    local_port: int
+    outcome: str
+    seconds: float
+
+
+@dataclass
+class CtNet:
+    node: str
+    client: str
+    s1: str
+    s2: str
+    logs: dict[str, Path]
+
+    def call(self, host: str, port: int) -> Call:
+        out = _run(
+            "ip", "netns", "exec", self.client, sys.executable, "-c", CLIENT_CALL, host, str(port)
+        )
+        found = json.loads(out)
+        return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
+
+    def connected(self, server: str) -> dict[tuple[str, int], tuple[str, int]]:
+        """Whom ``server`` (s1 or s2) accepted, from its own log: each peer, with
+        the address and port the server saw the connection arrive on."""
+        lines = self.logs[server].read_text().splitlines()
+        return {
+            (entry["peer"][0], entry["peer"][1]): (entry["local"][0], entry["local"][1])
+            for entry in map(json.loads, lines)
+        }
+
+    def netns_id(self) -> int:
+        """The node namespace's id as a process inside it sees its own ``net/tcp``."""
+        return int(
+            _run("ip", "netns", "exec", self.node, "stat", "-L", "-c", "%i", "/proc/self/net/tcp")
+        )
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespace tests need root"
+    for tool in ("ip", "nft", "setpriv"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def _warm_up(net: CtNet) -> None:
+    """Call every server until calls are quick: neighbours resolved, IPv6 link-local
+    addresses out of duplicate address detection (a SYN lost to either is resent
+    only after a second)."""
+    deadline = time.monotonic() + 10
+    for address in (*S1.values(), *S2.values()):
+        while (call := net.call(address, SERVER_PORT)).seconds > 0.1:
+            assert time.monotonic() < deadline, f"calls to {address} stay slow: {call}"
+        assert call.outcome == "answered", call
+
+
+@pytest.fixture(scope="module")
+def ct_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtNet]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    prefix = f"cmlct-{secrets.token_hex(3)}"
+    logs = tmp_path_factory.mktemp("ctservers")
+    net = CtNet(
+        f"{prefix}-node",
+        f"{prefix}-cli",
+        f"{prefix}-s1",
+        f"{prefix}-s2",
+        {"s1": logs / "s1.log", "s2": logs / "s2.log"},
+    )
+    created: list[str] = []
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        for ns in (net.node, net.client, net.s1, net.s2):
+            _ip(f"netns add {ns}")
+            created.append(ns)
+            _ip(f"-n {ns} link set lo up")
+        for side, ns, v4, v6 in (
+            ("cli", net.client, "10.88.1", "fd88:1:"),
+            ("s1", net.s1, "10.88.2", "fd88:2:"),
+            ("s2", net.s2, "10.88.3", "fd88:3:"),
+        ):
+            outer = f"to-{side}"
+            # Made inside the node namespace: nothing touches the host's.
+            _ip(f"-n {net.node} link add {outer} type veth peer name eth0 netns {ns}")
+            _ip(f"-n {ns} addr add {v4}.10/24 dev eth0")
+            _ip(f"-n {ns} -6 addr add {v6}:10/64 dev eth0 nodad")
+            _ip(f"-n {ns} link set eth0 up")
+            _ip(f"-n {ns} route add default via {v4}.1")
+            _ip(f"-n {ns} -6 route add default via {v6}:1")
+            _ip(f"-n {net.node} addr add {v4}.1/24 dev {outer}")
+            _ip(f"-n {net.node} -6 addr add {v6}:1/64 dev {outer} nodad")
+            _ip(f"-n {net.node} link set {outer} up")
+        _ip(f"netns exec {net.node} sysctl -qw net.ipv4.ip_forward=1")
+        _ip(f"netns exec {net.node} sysctl -qw net.ipv6.conf.all.forwarding=1")
+        nft = subprocess.run(
+            ["ip", "netns", "exec", net.node, "nft", "-f", "-"],
+            input=RULES,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert nft.returncode == 0, nft.stderr
+        for name, ns, addresses in (("s1", net.s1, S1), ("s2", net.s2, S2)):
+            log = str(net.logs[name])
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, log, *addresses.values()],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            servers.append(server)
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        _warm_up(net)
+        yield net
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        for ns in reversed(created):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@dataclass
+class Source:
+    reader: ConntrackReader
+    stage: StageCounters
+    netns: int
+    records: list[SocketObservation]
+
+    def until(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Flush every 50 ms into ``records`` until ``done()`` (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.records += self.reader.flush(time.time())
+            if done() or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def of(self, call: Call) -> list[SocketObservation]:
+        return [
+            r
+            for r in self.records
+            if (r.local_ip, r.local_port) == (call.local_ip, call.local_port)
+        ]
+
+
+@pytest.fixture
+def source(ct_net: CtNet) -> Iterator[Source]:
+    opened = open_conntrack(ct_net.node)
+    stage = StageCounters()
+    tracker = FlowTracker(cluster="lab", node="node-a", netns=opened.netns, counters=stage)
+    reader = ConntrackReader(opened, tracker)
+    reader.start()
+    try:
+        yield Source(reader, stage, opened.netns, [])
+    finally:
+        reader.stop()
+        assert reader.failure() is None
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_a_call_to_a_service_names_the_one_backend_that_answered(
+    ct_net: CtNet, source: Source, family: int
+) -> None:
+    call = ct_net.call(SERVICE[family], SERVICE_PORT)
+    assert call.outcome == "answered" and call.local_ip == CLIENT[family]
+    assert call.seconds < 0.5  # a few ms here: gone before any socket scan could see it
+    # The truth: s1 accepted this very connection on its own address, s2 never saw it.
+    client = (call.local_ip, call.local_port)
+    assert ct_net.connected("s1")[client] == (S1[family], SERVER_PORT)
+    assert client not in ct_net.connected("s2")
+    source.until(lambda: bool(source.of(call)))
+    (record,) = source.of(call)
+    assert (record.remote_ip, record.remote_port) == (S1[family], SERVER_PORT)
+    assert (record.dialled_ip, record.dialled_port) == (SERVICE[family], SERVICE_PORT)
+    assert (record.origin, record.role, record.pod_uid) == ("conntrack", "client", None)
+    assert (record.cluster, record.node) == ("lab", "node-a")
+    assert record.netns == source.netns == ct_net.netns_id()
+    assert record.first_seen <= record.ts
+
+
+def test_a_direct_call_names_its_server_and_nothing_dialled(ct_net: CtNet, source: Source) -> None:
+    call = ct_net.call(S2[4], SERVER_PORT)
+    assert call.outcome == "answered"
+    assert ct_net.connected("s2")[(call.local_ip, call.local_port)] == (S2[4], SERVER_PORT)
+    source.until(lambda: bool(source.of(call)))
+    (record,) = source.of(call)
+    assert (record.remote_ip, record.remote_port) == (S2[4], SERVER_PORT)
+    assert (record.dialled_ip, record.dialled_port) == (None, None)
+
+
+def test_a_connect_nobody_answers_is_no_call_but_is_counted(ct_net: CtNet, source: Source) -> None:
+    call = ct_net.call(S2[4], NOBODY_PORT)
+    assert call.outcome == "refused"
+    source.until(lambda: source.stage.dropped[DROP_UNANSWERED] >= 1)
+    assert source.stage.dropped[DROP_UNANSWERED] == 1
+    assert source.of(call) == []
+    assert all(r.remote_port != NOBODY_PORT for r in source.records)
+
+
+def test_events_lost_to_a_full_queue_are_counted_and_reading_goes_on(
+    ct_net: CtNet, caplog: pytest.LogCaptureFixture
+) -> None:
+    opened = open_conntrack(ct_net.node, rcvbuf=1)  # the kernel's least: a few events
+    stage = StageCounters()
+    tracker = FlowTracker(cluster="lab", node="node-a", netns=opened.netns, counters=stage)
+    reader = ConntrackReader(opened, tracker)
+    try:
+        for _ in range(8):  # about six events each, none read yet
+            assert ct_net.call(S2[4], SERVER_PORT).outcome == "answered"
+        with caplog.at_level(logging.WARNING, logger="capture.conntrack"):
+            reader.start()
+            time.sleep(0.5)
+            assert stage.dropped[DROP_QUEUE_OVERFLOW] >= 1
+            # Room again (a queue this small overflows on one call's burst of
+            # events), and the next call is heard.
+            opened.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
+            after = ct_net.call(SERVICE[4], SERVICE_PORT)
+            records: list[SocketObservation] = []
+            deadline = time.monotonic() + 5
+            while not any(r.local_port == after.local_port for r in records):
+                assert time.monotonic() < deadline, "no record of the call after the overflow"
+                records += reader.flush(time.time())
+                time.sleep(0.05)
+        assert reader.failure() is None
+    finally:
+        reader.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "capture.conntrack"]
+    assert len(warnings) == 1 and "conntrack events were lost" in warnings[0]
+
+
+OPEN_WITHOUT_NET_ADMIN = """
+import sys
+from callmap.errors import ConfigError
+from capture.conntrack import open_conntrack
+try:
+    open_conntrack(sys.argv[1])
+except ConfigError as exc:
+    print(exc)
+"""
+
+READ_AFTER_THE_SWITCH = """
+import json, os, sys, time
+from callmap.counters import StageCounters
+from capture.conntrack import SO_RCVBUFFORCE, ConntrackReader, open_conntrack
+from capture.ctflows import FlowTracker
+from capture.privileges import capabilities, drop_to
+opened = open_conntrack(sys.argv[1])
+drop_to(10002, 10002)
+status = open("/proc/self/status").read()
+tracker = FlowTracker(cluster="lab", node="n", netns=opened.netns, counters=StageCounters())
+reader = ConntrackReader(opened, tracker)
+reader.start()
+print(json.dumps({"uid": os.getuid(), "effective": capabilities(status)}), flush=True)
+records, deadline = [], time.monotonic() + 10
+while not records and time.monotonic() < deadline:
+    records = [r for r in reader.flush(time.time()) if r.remote_port == 8080]
+    time.sleep(0.05)
+reader.stop()
+print(json.dumps([[r.local_port, r.remote_ip, r.dialled_ip] for r in records]), flush=True)
+"""
+
+
+def test_subscribing_needs_cap_net_admin(ct_net: CtNet) -> None:
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set=-net_admin",
+            "--inh-caps=-net_admin",
+            sys.executable,
+            "-c",
+            OPEN_WITHOUT_NET_ADMIN,
+            ct_net.node,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "needs CAP_NET_ADMIN" in done.stdout
+
+
+def test_a_socket_opened_before_dropping_privileges_keeps_hearing_calls(ct_net: CtNet) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", READ_AFTER_THE_SWITCH, ct_net.node],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        switched = json.loads(child.stdout.readline() or "null")
+        assert switched == {"uid": 10002, "effective": 0}, child.stderr and child.stderr.read()
+        call = ct_net.call(SERVICE[4], SERVICE_PORT)
+        heard = json.loads(child.stdout.readline())
+        assert heard == [[call.local_port, S1[4], SERVICE[4]]]
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_a_missing_namespace_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no network namespace"):
+        open_conntrack("cmlct-no-such-namespace")
