@@ -320,7 +320,8 @@ async def test_every_pod_but_the_capture_agent_meets_the_restricted_standard(
 
 @pytest.mark.parametrize(
     ("values", "capabilities"),
-    [(False, '"NET_RAW"'), (True, '"NET_ADMIN", "NET_RAW"')],
+    # NET_ADMIN by default: the node's connection tracking (capture.conntrack).
+    [(False, '"NET_ADMIN", "NET_RAW"'), (True, '"NET_ADMIN", "NET_RAW"')],
     ids=["defaults", "dns-only-with-net-admin"],
 )
 async def test_the_capture_agent_needs_exactly_four_exceptions_from_baseline(
@@ -331,7 +332,7 @@ async def test_the_capture_agent_needs_exactly_four_exceptions_from_baseline(
     with pytest.raises(ApiException) as refused:
         await create_pod(admin, capture)
     assert violations(refused.value) == {
-        "non-default capabilities",  # NET_RAW (and NET_ADMIN when asked for)
+        "non-default capabilities",  # NET_RAW and NET_ADMIN
         "host namespaces",  # the node's network
         "hostPath volumes",  # the host's /proc, read-only
         "hostPort",  # the metrics port, on the node's network
