@@ -42,7 +42,7 @@ from callmap.errors import ConfigError
 from callmap.wire import SocketObservation
 from capture.ctflows import DROP_QUEUE_OVERFLOW, FlowTracker
 from capture.procscan import namespace_id
-from capture.readerthread import ReaderThread
+from capture.readerthread import DEFAULT_RCVBUF, ReaderThread, set_receive_buffer
 from capture.sniffer import in_netns
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,6 @@ GROUPS = sum(
     for group in (NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY)
 )
 """The multicast groups to bind to, as the bitmask ``bind`` takes."""
-DEFAULT_RCVBUF = 16 * 1024 * 1024
-"""Room for a burst of events (each takes about 1 KiB of it) between two reads."""
-SO_RCVBUFFORCE = 33  # Linux: root (CAP_NET_ADMIN) may exceed net.core.rmem_max
 _READ_SIZE = 64 * 1024
 _WARN_EVERY = 60.0  # seconds between two overflow warnings; every overflow is counted
 
@@ -85,7 +82,7 @@ def _open(rcvbuf: int) -> ConntrackSocket:
     except OSError as exc:
         raise ConfigError(f"cannot open a netfilter netlink socket: {exc}") from None
     try:
-        _set_rcvbuf(sock, rcvbuf)
+        set_receive_buffer(sock, rcvbuf)
         sock.bind((0, GROUPS))
         return ConntrackSocket(sock, namespace_id("/proc/thread-self"))
     except PermissionError:
@@ -96,13 +93,6 @@ def _open(rcvbuf: int) -> ConntrackSocket:
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot subscribe to conntrack events: {exc}") from None
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    except PermissionError:  # without CAP_NET_ADMIN: what net.core.rmem_max allows
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class ConntrackReader(ReaderThread):

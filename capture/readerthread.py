@@ -5,7 +5,8 @@ connection-tracking socket (:class:`capture.conntrack.ConntrackReader`) are
 read on threads of their own, so that a burst of the kernel's messages is
 taken at once and never waits for the event loop. Both need the same life:
 start, stop (closing the sockets), and, for the liveness probe, why the
-thread stopped reading if it did.
+thread stopped reading if it did; and the same room in the kernel for a burst
+(:func:`set_receive_buffer`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,25 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from abc import ABC, abstractmethod
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RCVBUF = 16 * 1024 * 1024
+"""Room in the kernel for a burst of messages between two reads."""
+SO_RCVBUFFORCE = 33
+"""Linux: with CAP_NET_ADMIN a socket's buffer may exceed ``net.core.rmem_max``."""
 
-class ReaderThread:
+
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """``size`` bytes of receive buffer; without CAP_NET_ADMIN what the node allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+class ReaderThread(ABC):
     """Reads ``sockets`` on a daemon thread in :meth:`_read_until_stopped` (a subclass's),
     which returns once ``_stop`` is set."""
 
@@ -56,5 +71,6 @@ class ReaderThread:
             self._failure = f"the {self._what} thread died: {exc!r}"
             log.exception("%s thread died", self._what)
 
+    @abstractmethod
     def _read_until_stopped(self) -> None:
-        raise NotImplementedError
+        """Read until ``_stop`` is set, taking each burst under ``_lock``."""

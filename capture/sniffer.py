@@ -32,7 +32,7 @@ from callmap.wire import DROP_KERNEL, DnsAnswer
 from capture.bpf import SNAP_LENGTH, attach_filter
 from capture.dnsfold import DnsFolder
 from capture.procscan import namespace_id
-from capture.readerthread import ReaderThread
+from capture.readerthread import DEFAULT_RCVBUF, ReaderThread, set_receive_buffer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,7 +42,6 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 _TPACKET_STATS = struct.Struct("II")  # tp_packets, tp_drops; reading resets them
 CLONE_NEWNET = 0x40000000
-DEFAULT_RCVBUF = 16 * 1024 * 1024
 
 
 def open_all_interfaces(rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
@@ -52,7 +51,7 @@ def open_all_interfaces(rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
     # drains those before the filter takes over.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     attach_filter(sock)
-    _set_rcvbuf(sock, rcvbuf)
+    set_receive_buffer(sock, rcvbuf)
     return sock
 
 
@@ -71,16 +70,8 @@ def open_interface(name: str, rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
     sock: socket.socket = listener.ins.dup()
     listener.close()
     attach_filter(sock)  # drains what was queued before the filter, then filters
-    _set_rcvbuf(sock, rcvbuf)
+    set_receive_buffer(sock, rcvbuf)
     return sock
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> None:
-    SO_RCVBUFFORCE = 33  # root may exceed net.core.rmem_max; others get what they may
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def enter_netns(path: str) -> None:

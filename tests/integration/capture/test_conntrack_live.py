@@ -36,8 +36,9 @@ import pytest
 from callmap.counters import StageCounters
 from callmap.errors import ConfigError
 from callmap.wire import SocketObservation
-from capture.conntrack import SO_RCVBUFFORCE, ConntrackReader, open_conntrack
+from capture.conntrack import ConntrackReader, open_conntrack
 from capture.ctflows import DROP_QUEUE_OVERFLOW, DROP_UNANSWERED, FlowTracker
+from capture.readerthread import SO_RCVBUFFORCE
 
 pytestmark = pytest.mark.netns
 
@@ -361,7 +362,8 @@ except ConfigError as exc:
 READ_AFTER_THE_SWITCH = """
 import json, os, sys, time
 from callmap.counters import StageCounters
-from capture.conntrack import SO_RCVBUFFORCE, ConntrackReader, open_conntrack
+from capture.conntrack import ConntrackReader, open_conntrack
+from capture.readerthread import SO_RCVBUFFORCE
 from capture.ctflows import FlowTracker
 from capture.privileges import capabilities, drop_to
 opened = open_conntrack(sys.argv[1])
