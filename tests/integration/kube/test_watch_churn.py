@@ -55,7 +55,9 @@ async def test_create_relabel_delete_recreate_with_the_same_ip(
 
         def settled(state: IdentityTables) -> None:
             assert state.pods.get(old) is None  # tombstoned after the retention
-            (pod,) = pods_in(state, ns).values()
+            pods = pods_in(state, ns)
+            assert len(pods) == 1, sorted(pods)
+            (pod,) = pods.values()
             assert (pod.uid, pod.ips, pod.deleted) == (second.metadata.uid, (IP,), None)
             api = service_named(state, ns, "api")
             assert [p.port for p in api.ports] == [8080] and api.deleted is None

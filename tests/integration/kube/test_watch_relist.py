@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 from helpers.identitytopics import eventually, history
 from helpers.kubeapi import running_kube
-from helpers.kubewatch import Cluster, admin_client, kubeconfig_via, options, pods_in, running
+from helpers.kubewatch import (
+    Cluster,
+    admin_client,
+    kubeconfig_via,
+    options,
+    pod_named,
+    pods_in,
+    running,
+)
 from helpers.tcpcut import Relay
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -79,11 +87,12 @@ class Changes:
         assert sorted(pods_in(state, self.ns)) == ["goes", "moves", "stays"]
 
     def published_after(self, state: IdentityTables) -> None:
-        pods = pods_in(state, self.ns)
-        assert pods["goes"].deleted is not None
-        assert pods["moves"].labels == {"app": "v2"}
-        assert pods["comes"].ips == ("10.3.0.4",) and pods["comes"].deleted is None
-        assert pods["stays"].deleted is None
+        # pod_named asserts: a pod not published yet is a reason to wait, not an error
+        assert pod_named(state, self.ns, "goes").deleted is not None
+        assert pod_named(state, self.ns, "moves").labels == {"app": "v2"}
+        comes = pod_named(state, self.ns, "comes")
+        assert comes.ips == ("10.3.0.4",) and comes.deleted is None
+        assert pod_named(state, self.ns, "stays").deleted is None
 
     async def check_each_published_once(self, settings: Settings, *, unseen: bool) -> None:
         """Nothing doubled: the unchanged pod once, each change once. ``unseen``: the
