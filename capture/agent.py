@@ -67,6 +67,8 @@ class AgentOptions:
     conntrack: bool = False
     """Follow the connection tracking of the capture namespace (needs CAP_NET_ADMIN);
     without the capability the agent runs on without it, and says so."""
+    ring: bool = True
+    """Read the packet sockets through a receive ring (:class:`capture.sniffer.RxRing`)."""
     interfaces: Sequence[str] = field(default_factory=tuple)
     """Interfaces to capture on; empty means all of them."""
     netns: str | None = None
@@ -149,6 +151,10 @@ class CaptureAgent:
                     "Duration of the last socket scan.",
                     lambda: self.scanner.last_scan_seconds,
                 ),
+                "ring_sockets": (
+                    "Packet sockets read through a receive ring (the rest: a recv a frame).",
+                    lambda: float(self.sniffer.ringed() if self.sniffer is not None else 0),
+                ),
                 "conntrack_following": (
                     "1 while the node's connection tracking is followed.",
                     lambda: float(self.conntrack is not None and self.conntrack.failure() is None),
@@ -197,7 +203,7 @@ class CaptureAgent:
         sniffer = None
         if options.dns:  # first: a capture that cannot start fails before anything else runs
             sniffer = self.sniffer = Sniffer(
-                open_sockets(options.interfaces, options.netns), self.folder
+                open_sockets(options.interfaces, options.netns), self.folder, ring=options.ring
             )
         if options.conntrack:  # before privileges go: subscribing needs CAP_NET_ADMIN
             self.conntrack = self._open_conntrack()

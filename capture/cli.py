@@ -51,6 +51,7 @@ def _agent_options(
     metrics_port: int,
     drop_to: str | None,
     conntrack: bool,
+    ring: bool,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
     if drop_to and netns:
@@ -72,6 +73,7 @@ def _agent_options(
         metrics_port=metrics_port,
         drop_to=parse_user(drop_to) if drop_to else None,
         conntrack=conntrack,
+        ring=ring,
     )
 
 
@@ -150,6 +152,14 @@ _live_options = option_group(
             envvar="CALLMAP_CAPTURE_CONNTRACK",
             help="Follow the node's connection tracking (`capture run` only): connections "
             "too short for a scan, and the backend pod of a Service call. Needs CAP_NET_ADMIN.",
+        ),
+        click.option(
+            "--ring/--no-ring",
+            default=True,
+            show_default=True,
+            envvar="CALLMAP_CAPTURE_RING",
+            help="Read the packet sockets through a memory-mapped receive ring (TPACKET_V3), "
+            "a block of frames at a time; --no-ring reads them one recv a frame.",
         ),
     ],
     _agent_options,

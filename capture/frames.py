@@ -2,7 +2,8 @@
 
 The capture agent's pure link/network/transport decoder: one captured frame
 and its link type in, a `Segment` (addresses, ports, transport, payload) or a
-drop reason out. No I/O, no state, no checksum checks (offloading leaves the
+drop reason out. No I/O, no state (but for a bounded memo of address texts,
+`capture.texts`), no checksum checks (offloading leaves the
 checksums of outgoing packets unfilled in captures). It promises:
 
 * `decode_frame` never raises, whatever the bytes; each rule broken raises
@@ -28,8 +29,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Final, Literal
+
+import msgspec
+
+from capture.texts import Texts
 
 LINKTYPE_ETHERNET: Final = 1
 LINKTYPE_RAW: Final = 101  # raw IP, as written in pcap files
@@ -61,9 +65,11 @@ DROP_REASONS: Final = (
 Transport = Literal["udp", "tcp"]
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One UDP datagram's or TCP segment's addresses, ports and payload."""
+class Segment(msgspec.Struct, frozen=True, gc=False):
+    """One UDP datagram's or TCP segment's addresses, ports and payload.
+
+    A frozen msgspec Struct rather than a frozen dataclass: one is made per
+    frame, and it is built ten times faster (``bench_capture_live``)."""
 
     src_ip: str
     dst_ip: str
@@ -95,6 +101,10 @@ _unpack_ipv6 = struct.Struct("!xxxxHB").unpack_from  # payload length, next head
 _unpack_ports_length = struct.Struct("!HHH").unpack_from  # UDP ports and length
 _unpack_tcp = struct.Struct("!HHI").unpack_from  # ports and sequence number
 _ntop = socket.inet_ntop
+# Ethernet, IPv4 without options, UDP: EtherType, version/IHL, total length,
+# flags/fragment offset, protocol, addresses, ports and UDP length at once.
+_unpack_ether_ipv4_udp = struct.Struct("!12xHBxH2xHxB2x4s4sHHH").unpack_from
+_ETHER_IPV4_UDP_SIZE: Final = 42  # 14 + 20 + 8
 
 
 class _Drop(Exception):
@@ -108,6 +118,10 @@ class _Drop(Exception):
 def decode_frame(frame: bytes | bytearray | memoryview, linktype: int) -> Segment | str:
     """Decode one captured frame of the given link type down to UDP or TCP."""
     data = frame if isinstance(frame, bytes) else bytes(frame)
+    if linktype == LINKTYPE_ETHERNET and len(data) >= _ETHER_IPV4_UDP_SIZE:
+        segment = _plain_udp_over_ipv4(data)
+        if segment is not None:
+            return segment
     try:
         if linktype == LINKTYPE_ETHERNET:
             return _decode_ethertype(data, 12)
@@ -120,6 +134,30 @@ def decode_frame(frame: bytes | bytearray | memoryview, linktype: int) -> Segmen
         return DROP_UNSUPPORTED_LINKTYPE
     except _Drop as drop:
         return drop.reason
+
+
+def _plain_udp_over_ipv4(data: bytes) -> Segment | None:
+    """The usual frame, decoded with one unpack: a whole UDP datagram in an
+    untagged Ethernet frame carrying IPv4 without options, unfragmented, with
+    its lengths filled in and consistent. None for anything else, which the
+    general path decodes (or drops, with its reason)."""
+    ethertype, version_ihl, total, fragment, protocol, src, dst, sport, dport, length = (
+        _unpack_ether_ipv4_udp(data, 0)
+    )
+    packet_end = 14 + total
+    if (
+        ethertype != _ETHERTYPE_IPV4
+        or version_ihl != 0x45
+        or protocol != _PROTO_UDP
+        or fragment & 0x3FFF
+        or total < 28
+        or packet_end > len(data)
+        or length < 8
+        or 34 + length > packet_end
+    ):
+        return None
+    return Segment(_ipv4_text(src), _ipv4_text(dst), sport, dport, "udp",
+                   data[42 : 34 + length])  # fmt: skip
 
 
 def _decode_ethertype(data: bytes, at: int, header_end: int = 0) -> Segment:
@@ -172,8 +210,8 @@ def _decode_ipv4(data: bytes, offset: int) -> Segment:
         raise _Drop(DROP_BAD_HEADER)
     if fragment & 0x3FFF:  # more-fragments flag or a fragment offset
         raise _Drop(DROP_IP_FRAGMENT)
-    src = _ntop(socket.AF_INET, data[offset + 12 : offset + 16])
-    dst = _ntop(socket.AF_INET, data[offset + 16 : offset + 20])
+    src = _ipv4_text(data[offset + 12 : offset + 16])
+    dst = _ipv4_text(data[offset + 16 : offset + 20])
     return _decode_transport(data, protocol, offset + header_length, packet_end, src, dst)
 
 
@@ -204,8 +242,8 @@ def _decode_ipv6(data: bytes, offset: int) -> Segment:
         raise _Drop(DROP_BAD_HEADER)
     if pos > packet_end:  # the last extension header claimed more than there is
         raise _Drop(DROP_BAD_HEADER)
-    src = _ipv6_text(data[offset + 8 : offset + 24])
-    dst = _ipv6_text(data[offset + 24 : offset + 40])
+    src = _ipv6_text_once(data[offset + 8 : offset + 24])
+    dst = _ipv6_text_once(data[offset + 24 : offset + 40])
     return _decode_transport(data, next_header, pos, packet_end, src, dst)
 
 
@@ -242,6 +280,10 @@ def _decode_transport(
     raise _Drop(DROP_UNSUPPORTED_PROTOCOL)
 
 
+def _ipv4_text_of(packed: bytes) -> str:
+    return _ntop(socket.AF_INET, packed)
+
+
 def _ipv6_text(packed: bytes) -> str:
     text = _ntop(socket.AF_INET6, packed)
     # glibc writes IPv4-compatible and IPv4-mapped addresses with a dotted
@@ -250,3 +292,7 @@ def _ipv6_text(packed: bytes) -> str:
     if "." in text:
         return str(ipaddress.IPv6Address(packed))
     return text
+
+
+_ipv4_text = Texts(_ipv4_text_of).text
+_ipv6_text_once = Texts(_ipv6_text).text

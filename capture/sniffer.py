@@ -7,9 +7,13 @@ interface (scapy is asked not to compile a filter: callmap attaches its own
 precompiled program, so neither libpcap nor tcpdump is needed).
 
 Frames are read by one named thread, never on the event loop, and handed to a
-:class:`~capture.dnsfold.DnsFolder` under a lock that ``flush`` shares. The
-kernel's own drop counter (``PACKET_STATISTICS``) is read at every flush and
-counted as ``kernel_drop``, so a socket buffer overrun is visible, not silent.
+:class:`~capture.dnsfold.DnsFolder` under a lock that ``flush`` shares. Each
+socket is read through a memory-mapped receive ring (:class:`RxRing`,
+``TPACKET_V3``: the kernel hands over blocks of frames with their capture
+times, one wakeup a block), or, with ``ring=False`` or where the kernel refuses
+a ring, one ``recv`` a frame. The kernel's own drop counter
+(``PACKET_STATISTICS``) is read at every flush and counted as ``kernel_drop``,
+so a full ring or socket buffer is visible, not silent.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import mmap
 import os
 import selectors
 import socket
@@ -31,6 +36,16 @@ from callmap.errors import ConfigError
 from callmap.wire import DROP_KERNEL, DnsAnswer
 from capture.bpf import SNAP_LENGTH, attach_filter
 from capture.dnsfold import DnsFolder
+from capture.packetring import (
+    PACKET_RX_RING,
+    PACKET_VERSION,
+    TPACKET_V3,
+    FrameSink,
+    block_ready,
+    read_block,
+    release_block,
+    ring_request,
+)
 from capture.procscan import namespace_id
 from capture.readerthread import DEFAULT_RCVBUF, ReaderThread, set_receive_buffer
 
@@ -42,6 +57,13 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 _TPACKET_STATS = struct.Struct("II")  # tp_packets, tp_drops; reading resets them
 CLONE_NEWNET = 0x40000000
+RING_BLOCK_SIZE = 1024 * 1024
+"""Bytes a ring block: room for the largest frame the filter keeps and many small ones."""
+RING_BLOCKS = 16
+"""Blocks a ring: 16 MiB, the room a socket's receive buffer is given."""
+RING_RETIRE_MS = 50
+"""A block that is not full is handed over this long after its first frame."""
+DROP_BAD_RING_BLOCK = "bad_ring_block"
 
 
 def open_all_interfaces(rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
@@ -151,12 +173,79 @@ def _open(interfaces: Sequence[str], rcvbuf: int) -> list[socket.socket]:
         raise ConfigError(f"cannot open a packet socket: {exc}") from None
 
 
+class RxRing:
+    """A ``TPACKET_V3`` receive ring on one packet socket, read block by block in
+    the order the kernel fills them (the layout: :mod:`capture.packetring`)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        block_size: int = RING_BLOCK_SIZE,
+        blocks: int = RING_BLOCKS,
+        retire_ms: int = RING_RETIRE_MS,
+    ) -> None:
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, ring_request(block_size, blocks, retire_ms))
+        self._map = mmap.mmap(sock.fileno(), block_size * blocks, mmap.MAP_SHARED)
+        self._view = memoryview(self._map)
+        self.block_size = block_size
+        self.blocks = blocks
+        self._next = 0
+        self.bad_blocks = 0
+        """Blocks whose headers pointed outside them (never seen from a kernel)."""
+
+    def drain(self, sink: FrameSink, most: int) -> int:
+        """Hand the frames of up to ``most`` ready blocks to ``sink``, giving each
+        block back once read; how many blocks were read."""
+        view = self._view
+        for done in range(most):
+            start = self._next * self.block_size
+            if not block_ready(view, start):
+                return done
+            _frames, sound = read_block(view, start, self.block_size, sink)
+            release_block(view, start)
+            if not sound:
+                self.bad_blocks += 1
+            self._next = (self._next + 1) % self.blocks
+        return most
+
+    def close(self) -> None:
+        try:
+            self._view.release()
+            self._map.close()
+        except BufferError:  # a frame's view outlived its block: the mapping goes at exit
+            log.warning("a receive ring is still referenced; leaving it mapped")
+
+
+def open_ring(sock: socket.socket) -> RxRing | None:
+    """A receive ring on ``sock``; None (and a warning) if the kernel refuses one."""
+    try:
+        return RxRing(sock)
+    except OSError as exc:
+        log.warning("no receive ring on a packet socket (%s): reading frame by frame", exc)
+        return None
+
+
 class Sniffer(ReaderThread):
     """Reads frames from packet sockets into a folder, on a thread of its own."""
 
-    def __init__(self, sockets: list[socket.socket], folder: DnsFolder) -> None:
+    def __init__(
+        self, sockets: list[socket.socket], folder: DnsFolder, *, ring: bool = True
+    ) -> None:
+        """``ring``: read through a receive ring where the kernel gives one."""
         super().__init__("callmap-sniffer", "capture", sockets)
         self._folder = folder
+        self._rings = {sock: open_ring(sock) for sock in sockets} if ring else {}
+
+    def stop(self) -> None:
+        super().stop()
+        for ring in self._rings.values():
+            if ring is not None:
+                ring.close()
+
+    def ringed(self) -> int:
+        """How many of the sockets are read through a receive ring."""
+        return sum(ring is not None for ring in self._rings.values())
 
     def flush(self, now: float) -> list[DnsAnswer]:
         """The window's records; also takes the kernel's drop count since the last flush."""
@@ -164,6 +253,11 @@ class Sniffer(ReaderThread):
             drops = sum(_kernel_drops(sock) for sock in self._sockets)
             if drops:
                 self._folder.count_frames_lost(DROP_KERNEL, drops)
+            for ring in self._rings.values():
+                if ring is not None and ring.bad_blocks:
+                    log.error("%d receive ring blocks with unsound headers", ring.bad_blocks)
+                    self._folder.count_frames_lost(DROP_BAD_RING_BLOCK, ring.bad_blocks)
+                    ring.bad_blocks = 0
             return self._folder.flush(now)
 
     def _read_until_stopped(self) -> None:
@@ -174,10 +268,24 @@ class Sniffer(ReaderThread):
         add_frame, lock, clock = self._folder.add_frame, self._lock, time.time
         buffer = bytearray(SNAP_LENGTH)  # one buffer: a fresh 256 KiB per frame would be slow
         view = memoryview(buffer)
+        rings = [ring for ring in self._rings.values() if ring is not None]
         try:
             while not self._stop.is_set() and selector.get_map():
-                for key, _ in selector.select(timeout=0.2):
+                events = selector.select(timeout=0.2)
+                # Every ring, woken or not: a block handed over while this thread
+                # was busy does not always wake the next select.
+                for ring in rings:
+                    while True:
+                        with lock:  # one lock hold a block, not a frame
+                            if not ring.drain(add_frame, 1):
+                                break
+                for key, _ in events:
                     ready: socket.socket = key.data
+                    if self._rings.get(ready) is not None:
+                        # Woken for its blocks (read above) or for an error, taken here.
+                        if code := ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                            self._socket_error(selector, ready, OSError(code, os.strerror(code)))
+                        continue
                     # Drain what is queued now; one lock hold per burst, not per frame.
                     with lock:
                         for _ in range(256):

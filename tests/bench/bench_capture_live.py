@@ -1,10 +1,12 @@
 """Benchmark: the highest DNS answer rate live capture holds without loss, through a veth.
 
 A sender in one network namespace replays DNS responses from port 53 to a
-peer namespace at a fixed rate; in the peer namespace either the real agent
+peer namespace at a fixed rate; in the peer namespace the real agent
 (``callmap capture dns``, publishing to a real Kafka broker this script
-starts) or a plain AF_PACKET recv loop (the agent's own socket, with its BPF
-filter and buffer, that only counts) receives them. Measure, do not target:
+starts) reading its socket through its receive ring (the default), the agent
+reading it a ``recv`` a frame (``--no-ring``), or a plain AF_PACKET recv loop
+(the agent's own socket, with its BPF filter and buffer, that only counts)
+receives them. Measure, do not target:
 for each receiver the offered rate rises by half until the first loss (or
 until the sender cannot offer more), then is bisected between the last
 lossless rate and the first lossy one. A rate is lossless when every answer
@@ -195,14 +197,16 @@ def _send(sender_ns: str, rate: int) -> tuple[int, float]:
 
 
 def agent_trial(
-    settings: Settings, bootstrap: str, namespaces: tuple[str, str], rate: int
+    settings: Settings, bootstrap: str, namespaces: tuple[str, str], reading: str, rate: int
 ) -> Trial:
+    """One trial of the agent, reading its socket with ``reading`` (``--ring`` or not)."""
     sender_ns, agent_ns = namespaces
     node = f"bench-{rate}-{uuid.uuid4().hex[:4]}"
     env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": bootstrap}
     agent = subprocess.Popen(
         [sys.executable, "-m", "callmap", "--log-level", "WARNING", "capture", "dns",
-         "--netns", agent_ns, "--node", node, "--metrics-port", "0", "--stats-interval", "1"],
+         "--netns", agent_ns, "--node", node, "--metrics-port", "0", "--stats-interval", "1",
+         reading],
         env=env,
     )  # fmt: skip
     try:
@@ -282,16 +286,28 @@ def main() -> None:
                 {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
             )
             asyncio.run(ensure_topics(settings.kafka, settings.topics))
-            agent = search(lambda rate: agent_trial(settings, broker.bootstrap, namespaces, rate))
-            plain = search(lambda rate: plain_trial(namespaces, f"{prefix}a", rate))
-            console.print(table_of(f"callmap capture dns, {SECONDS:.0f} s per rate", agent))
-            console.print(table_of("plain AF_PACKET recv loop, same socket", plain))
+            receivers: dict[str, list[Trial]] = {}
+            for name, reading in (("callmap agent, ring", "--ring"),
+                                  ("callmap agent, recv", "--no-ring")):  # fmt: skip
+                receivers[name] = search(
+                    lambda rate, reading=reading: agent_trial(  # type: ignore[misc]
+                        settings, broker.bootstrap, namespaces, reading, rate
+                    )
+                )
+                console.print(table_of(f"{name}, {SECONDS:.0f} s per rate", receivers[name]))
+            receivers["plain recv loop"] = search(
+                lambda rate: plain_trial(namespaces, f"{prefix}a", rate)
+            )
+            console.print(
+                table_of("plain AF_PACKET recv loop, same socket", receivers["plain recv loop"])
+            )
             summary = Table(title="highest lossless rate of DNS answers, same run")
             for column in ("receiver", "answers/s", "CPU % of a core", "peak RSS MB", "limit"):
                 summary.add_column(column, justify="right")
-            for name, trials in (("callmap agent", agent), ("plain recv loop", plain)):
+            for name, trials in receivers.items():
                 top = best(trials)
-                limit = "sender" if trials[-1].lossless else "first loss above"
+                lossy = [t.offered for t in trials if not t.lossless]
+                limit = f"first loss at {min(lossy):,.0f}/s" if lossy else "sender"
                 if top is None:
                     summary.add_row(name, "none", "", "", limit)
                 else:

@@ -49,9 +49,13 @@ def _metrics(port: int, path: str = "/metrics") -> str:
         return answer.read().decode()
 
 
-@pytest.mark.parametrize("interface", [None, "client-side veth"], ids=["all", "one-interface"])
+@pytest.mark.parametrize(
+    ("interface", "reading"),
+    [(None, "--ring"), ("client-side veth", "--ring"), (None, "--no-ring")],
+    ids=["all", "one-interface", "all-frame-by-frame"],
+)
 async def test_answers_from_a_real_dns_server_arrive_once_each(
-    dns_net: DnsNet, settings: Settings, interface: str | None
+    dns_net: DnsNet, settings: Settings, interface: str | None, reading: str
 ) -> None:
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
@@ -67,7 +71,7 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     only = ["--interface", f"{dns_net.prefix}cli1"] if interface else []
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "0.5", "--stats-interval", "1"]
-    command += ["--metrics-port", str(metrics_port), *only]
+    command += ["--metrics-port", str(metrics_port), reading, *only]
     agent = subprocess.Popen(
         [sys.executable, "-m", "callmap", *command],
         env=env,
@@ -121,6 +125,8 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     assert 'callmap_capture_emitted_total{stage="dns.fold"}' in metrics
     assert 'callmap_capture_dropped_total{reason="nxdomain",stage="dns.parse"}' in metrics
     assert "callmap_capture_outbox_bytes" in metrics
+    ringed = 1 if reading == "--ring" else 0  # one socket: all interfaces, or the one named
+    assert f"callmap_capture_ring_sockets {ringed}.0" in metrics
     assert health == "ok\n"  # what the liveness probe asks
 
 

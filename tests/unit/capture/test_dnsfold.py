@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -21,6 +22,7 @@ from capture.dnsfold import (
     FRAMES,
     PARSE,
     DnsFolder,
+    RecentKeys,
 )
 
 CLIENT, DNS_SERVICE, DNS_POD = "10.1.0.10", "10.96.0.10", "10.1.0.53"
@@ -288,3 +290,36 @@ def test_a_tcp_answer_over_several_segments_is_one_record_with_every_address() -
     assert counters.stage("dns.tcp").dropped["duplicate"] == 1
     assert counters.stage(PARSE).dropped.get("tcp_partial", 0) == 0
     assert balanced(counters)
+
+
+# --- remembering sightings -------------------------------------------------------
+
+
+@pytest.mark.parametrize("set_at", [100.0, 100.3, 101.95, 102.0, 102.05, 103.7])
+def test_a_sighting_is_remembered_for_its_span_and_forgotten_within_twice_it(
+    set_at: float,
+) -> None:
+    span, step = 2.0, 0.1  # flushes every 0.1 s
+    recent: RecentKeys[str, float] = RecentKeys(span)
+    now = 100.0
+    while now < set_at:
+        recent.expire(now)
+        now = round(now + step, 6)
+    recent["k"] = set_at
+    while now <= set_at + span:
+        recent.expire(now)
+        assert recent.get("k") == set_at, now
+        now = round(now + step, 6)
+    while now <= set_at + 2 * span + 2 * step:
+        recent.expire(now)
+        now = round(now + step, 6)
+    assert recent.get("k") is None and len(recent) == 0
+
+
+def test_the_newer_value_of_a_key_set_again_wins() -> None:
+    recent: RecentKeys[str, float] = RecentKeys(span=1.0)
+    recent.expire(0.0)
+    recent["k"] = 0.5
+    recent.expire(1.0)
+    recent["k"] = 1.5
+    assert recent.get("k") == 1.5
