@@ -40,6 +40,9 @@ from callmap.wire import DNS, STATS, decode
 from devtools.kafka import DevBroker
 from devtools.process import free_port
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # tests/
+from helpers.netns import network_namespaces  # noqa: E402
+
 FIRST_RATE = 10_000
 RISE = 1.5
 BISECTIONS = 3
@@ -83,30 +86,13 @@ def _sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-def _make_pair(prefix: str) -> tuple[str, str]:
-    sender, agent = f"{prefix}-snd", f"{prefix}-agt"
-    for ns in (sender, agent):
-        _sh("ip", "netns", "add", ns)
-        _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-    _sh(
-        "ip",
-        "link",
-        "add",
-        f"{prefix}s",
-        "netns",
-        sender,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        f"{prefix}a",
-        "netns",
-        agent,
-    )
+def _link(prefix: str, sender: str, agent: str) -> None:
+    """A veth pair between the sender's namespace and the agent's, addressed and up."""
+    _sh("ip", "link", "add", f"{prefix}s", "netns", sender,
+        "type", "veth", "peer", "name", f"{prefix}a", "netns", agent)  # fmt: skip
     for ns, dev, ip in ((sender, f"{prefix}s", SENDER_IP), (agent, f"{prefix}a", AGENT_IP)):
         _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", dev)
         _sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
-    return sender, agent
 
 
 def _cpu_and_peak_rss(pid: int) -> tuple[float, float]:
@@ -253,11 +239,6 @@ def search(trial: Callable[[int], Trial]) -> list[Trial]:
     )
 
 
-def best(trials: list[Trial]) -> Trial | None:
-    lossless = [t for t in trials if t.lossless]
-    return max(lossless, key=lambda t: t.offered) if lossless else None
-
-
 def table_of(title: str, trials: list[Trial]) -> Table:
     table = Table(title=title)
     for column in ("target/s", "offered/s", "sent", "accounted", "lost", "kernel drops",
@@ -277,10 +258,12 @@ def main() -> None:
         return
     prefix = f"cb{uuid.uuid4().hex[:5]}"
     console = Console()
-    with tempfile.TemporaryDirectory() as tmp:
+    sender, agent = f"{prefix}-snd", f"{prefix}-agt"
+    with tempfile.TemporaryDirectory() as tmp, network_namespaces(sender, agent):
+        _link(prefix, sender, agent)
+        namespaces = (sender, agent)
         broker = DevBroker(Path(tmp) / "kafka", port=free_port())
         broker.start()
-        namespaces = _make_pair(prefix)
         try:
             settings = load_settings(
                 {"CALLMAP_KAFKA_BOOTSTRAP": broker.bootstrap, "CALLMAP_TOPIC_PARTITIONS": "1"}
@@ -305,7 +288,7 @@ def main() -> None:
             for column in ("receiver", "answers/s", "CPU % of a core", "peak RSS MB", "limit"):
                 summary.add_column(column, justify="right")
             for name, trials in receivers.items():
-                top = best(trials)
+                top = ratesearch.best(trials, lambda t: t.offered)
                 lossy = [t.offered for t in trials if not t.lossless]
                 limit = f"first loss at {min(lossy):,.0f}/s" if lossy else "sender"
                 if top is None:
@@ -317,8 +300,6 @@ def main() -> None:
                     )  # fmt: skip
             console.print(summary)
         finally:
-            for ns in namespaces:
-                subprocess.run(["ip", "netns", "del", ns], check=False)
             broker.stop()
 
 

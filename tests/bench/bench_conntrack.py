@@ -70,6 +70,9 @@ from rich.table import Table
 
 from callmap.paths import cache_dir
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # tests/
+from helpers.netns import network_namespaces  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(__file__).with_name("native") / "connload.c"
 FIRST_RATE = 2_500
@@ -211,13 +214,8 @@ class Net:
         return (self.node, self.client, self.server)
 
 
-def make_net(prefix: str, created: list[str]) -> Net:
-    """The three namespaces, their veths, routes, sysctls and the DNAT rule."""
-    net = Net(f"{prefix}-node", f"{prefix}-cli", f"{prefix}-srv")
-    for ns in net.all():
-        _sh("ip", "netns", "add", ns)
-        created.append(ns)
-        _sh("ip", "-n", ns, "link", "set", "lo", "up")
+def make_net(net: Net) -> None:
+    """The three namespaces' veths, routes, sysctls and the DNAT rule."""
     for side, ns, subnet in (("cli", net.client, "10.77.1"), ("srv", net.server, "10.77.2")):
         # Made inside the node namespace: nothing touches the host's.
         _sh("ip", "-n", net.node, "link", "add", f"to-{side}", "type", "veth",
@@ -236,7 +234,6 @@ def make_net(prefix: str, created: list[str]) -> Net:
     for ns, setting in sysctls:
         _sh("ip", "netns", "exec", ns, "sysctl", "-qw", setting)
     _sh("ip", "netns", "exec", net.node, "nft", "-f", "-", stdin=RULES)
-    return net
 
 
 def node_sysctl(net: Net, name: str) -> str:
@@ -339,11 +336,6 @@ def search(one: Callable[[int], Trial]) -> list[Trial]:
     )
 
 
-def best(trials: list[Trial]) -> Trial | None:
-    lossless = [t for t in trials if t.lossless]
-    return max(lossless, key=lambda t: t.answered_rate) if lossless else None
-
-
 def table_of(title: str, trials: list[Trial]) -> Table:
     table = Table(title=title)
     columns = ("target/s", "answered/s", "answered", "failed", "flows seen", "events/conn",
@@ -372,7 +364,7 @@ def summary_of(results: dict[str, list[list[Trial]]]) -> Table:
     for name, rounds in results.items():
         tops: list[float] = []
         for number, trials in enumerate(rounds, start=1):
-            top = best(trials)
+            top = ratesearch.best(trials, lambda t: t.answered_rate)
             lossy = [t for t in trials if not t.lossless]
             above = "generator"
             if lossy:  # the first loss above: its offered rate and what was asked
@@ -410,45 +402,45 @@ def main() -> None:
     console = Console(width=max(Console().width, 140))
     binary = connload()
     prefix = f"cmlcb-{uuid.uuid4().hex[:5]}"
-    created: list[str] = []
     server: subprocess.Popen[str] | None = None
     started = time.monotonic()
-    try:
-        net = make_net(prefix, created)
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", net.server, str(binary), "server", SERVER_IP, str(SERVER_PORT)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        ct_max = node_sysctl(net, "net.netfilter.nf_conntrack_max")
-        close = node_sysctl(net, "net.netfilter.nf_conntrack_tcp_timeout_close")
-        console.print(
-            f"node namespace: nf_conntrack_max {ct_max}, CLOSE timeout {close} s;"
-            f" {os.cpu_count()} CPUs; {SECONDS:.0f} s per trial"
-        )
-        _sh("ip", "netns", "exec", net.node, "conntrack", "-F")
-        alone = offer(binary, net, GOAL)  # nobody subscribed: the kernel makes no events
-        console.print(
-            f"the generator alone, asked for {GOAL:,}/s: {alone.answered / alone.seconds:,.0f}"
-            f" answered/s, {alone.failed + alone.timed_out:,} failed"
-        )
-        results: dict[str, list[list[Trial]]] = {"callmap": [], "plain recv loop": []}
-        for _ in range(ROUNDS):
-            for name, receiver in (("callmap", "callmap"), ("plain recv loop", "plain")):
-                results[name].append(
-                    search(lambda rate, receiver=receiver: trial(binary, net, receiver, rate))
-                )
-        for name, rounds in results.items():
-            for number, trials in enumerate(rounds, start=1):
-                console.print(table_of(f"{name}, search {number}", trials))
-        console.print(summary_of(results))
-        console.print(f"{time.monotonic() - started:.0f} s in all")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+    net = Net(f"{prefix}-node", f"{prefix}-cli", f"{prefix}-srv")
+    with network_namespaces(*net.all()):
+        try:
+            make_net(net)
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", net.server, str(binary), "server", SERVER_IP,
+                 str(SERVER_PORT)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            ct_max = node_sysctl(net, "net.netfilter.nf_conntrack_max")
+            close = node_sysctl(net, "net.netfilter.nf_conntrack_tcp_timeout_close")
+            console.print(
+                f"node namespace: nf_conntrack_max {ct_max}, CLOSE timeout {close} s;"
+                f" {os.cpu_count()} CPUs; {SECONDS:.0f} s per trial"
+            )
+            _sh("ip", "netns", "exec", net.node, "conntrack", "-F")
+            alone = offer(binary, net, GOAL)  # nobody subscribed: the kernel makes no events
+            console.print(
+                f"the generator alone, asked for {GOAL:,}/s: {alone.answered / alone.seconds:,.0f}"
+                f" answered/s, {alone.failed + alone.timed_out:,} failed"
+            )
+            results: dict[str, list[list[Trial]]] = {"callmap": [], "plain recv loop": []}
+            for _ in range(ROUNDS):
+                for name, receiver in (("callmap", "callmap"), ("plain recv loop", "plain")):
+                    results[name].append(
+                        search(lambda rate, receiver=receiver: trial(binary, net, receiver, rate))
+                    )
+            for name, rounds in results.items():
+                for number, trials in enumerate(rounds, start=1):
+                    console.print(table_of(f"{name}, search {number}", trials))
+            console.print(summary_of(results))
+            console.print(f"{time.monotonic() - started:.0f} s in all")
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,9 @@ def search(
         trials.append(one)
         good, bad = (rate, bad) if one.lossless else (good, rate)
     return trials
+
+
+def best(trials: list[T], rate: Callable[[T], float]) -> T | None:
+    """The lossless trial of the highest ``rate``; None when none was lossless."""
+    lossless = [t for t in trials if t.lossless]
+    return max(lossless, key=rate) if lossless else None

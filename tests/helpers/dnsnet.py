@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from helpers.netns import network_namespaces
+
 SERVER_V4, SERVER_V6 = "10.77.0.53", "fd77::53"
 CLIENT_V4, CLIENT_V6 = "10.77.1.10", "fd77:1::10"
 
@@ -81,73 +83,67 @@ def dns_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsNet]:
         pytest.skip(reason)
     prefix = f"cm{uuid.uuid4().hex[:6]}"
     net = DnsNet(prefix, f"{prefix}-cli", f"{prefix}-node", f"{prefix}-srv")
-    created: list[str] = []
     dnsmasq: subprocess.Popen[bytes] | None = None
-    try:
-        for ns in (net.client, net.node, net.server):
-            _run("ip", "netns", "add", ns)
-            created.append(ns)
-            _ns(ns, "ip", "link", "set", "lo", "up")
-        for side, ns, v4, v6, net4, net6 in (
-            ("srv", net.server, SERVER_V4, SERVER_V6, "10.77.0", "fd77:0:"),
-            ("cli", net.client, CLIENT_V4, CLIENT_V6, "10.77.1", "fd77:1:"),
-        ):
-            inner, outer = f"{prefix}{side}0", f"{prefix}{side}1"
-            _run(
-                "ip",
-                "link",
-                "add",
-                inner,
-                "netns",
-                ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                outer,
-                "netns",
-                net.node,
+    with network_namespaces(net.client, net.node, net.server):
+        try:
+            for side, ns, v4, v6, net4, net6 in (
+                ("srv", net.server, SERVER_V4, SERVER_V6, "10.77.0", "fd77:0:"),
+                ("cli", net.client, CLIENT_V4, CLIENT_V6, "10.77.1", "fd77:1:"),
+            ):
+                inner, outer = f"{prefix}{side}0", f"{prefix}{side}1"
+                _run(
+                    "ip",
+                    "link",
+                    "add",
+                    inner,
+                    "netns",
+                    ns,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    outer,
+                    "netns",
+                    net.node,
+                )
+                _ns(ns, "ip", "addr", "add", f"{v4}/24", "dev", inner)
+                _ns(ns, "ip", "-6", "addr", "add", f"{v6}/64", "dev", inner, "nodad")
+                _ns(ns, "ip", "link", "set", inner, "up")
+                _ns(ns, "ip", "route", "add", "default", "via", f"{net4}.1")
+                _ns(ns, "ip", "-6", "route", "add", "default", "via", f"{net6}:1")
+                _ns(net.node, "ip", "addr", "add", f"{net4}.1/24", "dev", outer)
+                _ns(net.node, "ip", "-6", "addr", "add", f"{net6}:1/64", "dev", outer, "nodad")
+                _ns(net.node, "ip", "link", "set", outer, "up")
+            _ns(net.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            _ns(net.node, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"
+            dnsmasq = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    net.server,
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--bind-interfaces",
+                    "--user=root",
+                    f"--listen-address={SERVER_V4},{SERVER_V6}",
+                    "--local=/cluster.local/",
+                    "--pid-file=",
+                    f"--log-facility={log}",
+                    *DNS_RECORDS,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
             )
-            _ns(ns, "ip", "addr", "add", f"{v4}/24", "dev", inner)
-            _ns(ns, "ip", "-6", "addr", "add", f"{v6}/64", "dev", inner, "nodad")
-            _ns(ns, "ip", "link", "set", inner, "up")
-            _ns(ns, "ip", "route", "add", "default", "via", f"{net4}.1")
-            _ns(ns, "ip", "-6", "route", "add", "default", "via", f"{net6}:1")
-            _ns(net.node, "ip", "addr", "add", f"{net4}.1/24", "dev", outer)
-            _ns(net.node, "ip", "-6", "addr", "add", f"{net6}:1/64", "dev", outer, "nodad")
-            _ns(net.node, "ip", "link", "set", outer, "up")
-        _ns(net.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        _ns(net.node, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"
-        dnsmasq = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                net.server,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-                f"--listen-address={SERVER_V4},{SERVER_V6}",
-                "--local=/cluster.local/",
-                "--pid-file=",
-                f"--log-facility={log}",
-                *DNS_RECORDS,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        _wait_for_dns(net)
-        yield net
-    finally:
-        if dnsmasq is not None:
-            dnsmasq.terminate()
-            dnsmasq.wait(timeout=10)
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+            _wait_for_dns(net)
+            yield net
+        finally:
+            if dnsmasq is not None:
+                dnsmasq.terminate()
+                dnsmasq.wait(timeout=10)
 
 
 PROBE = f"""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.netns import network_namespaces
 
 from callmap.counters import StageCounters
 from callmap.errors import ConfigError
@@ -186,58 +187,62 @@ def ct_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtNet]:
         f"{prefix}-s2",
         {"s1": logs / "s1.log", "s2": logs / "s2.log"},
     )
-    created: list[str] = []
     servers: list[subprocess.Popen[str]] = []
-    try:
-        for ns in (net.node, net.client, net.s1, net.s2):
-            _ip(f"netns add {ns}")
-            created.append(ns)
-            _ip(f"-n {ns} link set lo up")
-        for side, ns, v4, v6 in (
-            ("cli", net.client, "10.88.1", "fd88:1:"),
-            ("s1", net.s1, "10.88.2", "fd88:2:"),
-            ("s2", net.s2, "10.88.3", "fd88:3:"),
-        ):
-            outer = f"to-{side}"
-            # Made inside the node namespace: nothing touches the host's.
-            _ip(f"-n {net.node} link add {outer} type veth peer name eth0 netns {ns}")
-            _ip(f"-n {ns} addr add {v4}.10/24 dev eth0")
-            _ip(f"-n {ns} -6 addr add {v6}:10/64 dev eth0 nodad")
-            _ip(f"-n {ns} link set eth0 up")
-            _ip(f"-n {ns} route add default via {v4}.1")
-            _ip(f"-n {ns} -6 route add default via {v6}:1")
-            _ip(f"-n {net.node} addr add {v4}.1/24 dev {outer}")
-            _ip(f"-n {net.node} -6 addr add {v6}:1/64 dev {outer} nodad")
-            _ip(f"-n {net.node} link set {outer} up")
-        _ip(f"netns exec {net.node} sysctl -qw net.ipv4.ip_forward=1")
-        _ip(f"netns exec {net.node} sysctl -qw net.ipv6.conf.all.forwarding=1")
-        nft = subprocess.run(
-            ["ip", "netns", "exec", net.node, "nft", "-f", "-"],
-            input=RULES,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert nft.returncode == 0, nft.stderr
-        for name, ns, addresses in (("s1", net.s1, S1), ("s2", net.s2, S2)):
-            log = str(net.logs[name])
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, log, *addresses.values()],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+    with network_namespaces(net.node, net.client, net.s1, net.s2):
+        try:
+            for side, ns, v4, v6 in (
+                ("cli", net.client, "10.88.1", "fd88:1:"),
+                ("s1", net.s1, "10.88.2", "fd88:2:"),
+                ("s2", net.s2, "10.88.3", "fd88:3:"),
+            ):
+                outer = f"to-{side}"
+                # Made inside the node namespace: nothing touches the host's.
+                _ip(f"-n {net.node} link add {outer} type veth peer name eth0 netns {ns}")
+                _ip(f"-n {ns} addr add {v4}.10/24 dev eth0")
+                _ip(f"-n {ns} -6 addr add {v6}:10/64 dev eth0 nodad")
+                _ip(f"-n {ns} link set eth0 up")
+                _ip(f"-n {ns} route add default via {v4}.1")
+                _ip(f"-n {ns} -6 route add default via {v6}:1")
+                _ip(f"-n {net.node} addr add {v4}.1/24 dev {outer}")
+                _ip(f"-n {net.node} -6 addr add {v6}:1/64 dev {outer} nodad")
+                _ip(f"-n {net.node} link set {outer} up")
+            _ip(f"netns exec {net.node} sysctl -qw net.ipv4.ip_forward=1")
+            _ip(f"netns exec {net.node} sysctl -qw net.ipv6.conf.all.forwarding=1")
+            nft = subprocess.run(
+                ["ip", "netns", "exec", net.node, "nft", "-f", "-"],
+                input=RULES,
+                capture_output=True,
                 text=True,
+                timeout=30,
+                check=False,
             )
-            servers.append(server)
-            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        _warm_up(net)
-        yield net
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+            assert nft.returncode == 0, nft.stderr
+            for name, ns, addresses in (("s1", net.s1, S1), ("s2", net.s2, S2)):
+                log = str(net.logs[name])
+                server = subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        sys.executable,
+                        "-c",
+                        SERVER,
+                        log,
+                        *addresses.values(),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                servers.append(server)
+                assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            _warm_up(net)
+            yield net
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
 
 
 @dataclass
