@@ -63,7 +63,7 @@ class DnsAnswer(Record, frozen=True, kw_only=True):
 
 
 class SocketObservation(Record, frozen=True, kw_only=True):
-    """One TCP connection a node saw: in its socket tables, or in its connection tracking.
+    """One connection a node saw: in its socket tables, or in its connection tracking.
 
     ``origin`` says where: ``proc`` is a socket of a scanned network
     namespace, seen from its own side (``role``). ``conntrack`` is a
@@ -72,7 +72,9 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     not), ``remote_*`` the side that answered, after any destination NAT.
     ``dialled_ip`` and ``dialled_port`` are what the client asked for when NAT
     changed it (a Service's address); a socket-table observation has them
-    when the node's connection tracking named its backend.
+    when the node's connection tracking named its backend. ``transport`` is
+    ``tcp`` for every socket-table observation; connection tracking also
+    reports ``udp`` flows.
     """
 
     cluster: str
@@ -89,6 +91,7 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     origin: str = "proc"
     dialled_ip: str | None = None
     dialled_port: int | None = None
+    transport: Transport = "tcp"
 
 
 class DnsAnswerBatch(Record, frozen=True, kw_only=True):
@@ -236,6 +239,9 @@ class Edge(Record, frozen=True, kw_only=True):
 
     Identity is (cluster, client, server); everything else is an attribute
     merged over time. ``event`` says which lifecycle step this message is.
+    ``ports`` are the server's TCP ports the client called, ``udp_ports`` its
+    UDP ports (added later: a consumer that reads only ``ports`` sees a
+    UDP-only edge as one without ports).
     """
 
     edge_id: str
@@ -244,6 +250,7 @@ class Edge(Record, frozen=True, kw_only=True):
     client: Endpoint
     server: Endpoint
     ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
     sources: tuple[EdgeSource, ...] = ()
     first_seen: float
     last_seen: float
@@ -266,6 +273,7 @@ class EdgeSighting(Record, frozen=True, kw_only=True):
     client: Endpoint
     server: Endpoint
     ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
     sources: tuple[EdgeSource, ...] = ()
     first_seen: float
     last_seen: float
