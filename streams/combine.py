@@ -8,7 +8,7 @@ stage's local pre-aggregation (a combiner, in map-reduce terms). It keeps one
 :class:`Slot` per (client, server) endpoint pair:
 
 - a sighting of a pair it has not forwarded lately, or one that brings
-  something new (a port, a source), is *urgent*: it goes out with the batch
+  something new (a TCP or UDP port, a source), is *urgent*: it goes out with the batch
   that saw it (:meth:`Combiner.urgent`), folded with everything that batch
   and earlier held repeats saw of the pair. It may be a ``new`` edge, and it
   changes what the owner announces;
@@ -75,11 +75,13 @@ class Slot:
         "known",
         "known_ports",
         "known_sources",
+        "known_udp_ports",
         "last",
         "ports",
         "server",
         "since",
         "sources",
+        "udp_ports",
         "urgent",
     )
 
@@ -90,11 +92,13 @@ class Slot:
         self.edge_id = edge_id(cluster, client, server)
         self.known = False  # the owner has heard of this pair since it was last forgotten
         self.known_ports: set[int] = set()
+        self.known_udp_ports: set[int] = set()
         self.known_sources: set[EdgeSource] = set()
         self.count = 0  # sightings not forwarded yet; the fields below describe them
         self.first = 0.0
         self.last = 0.0
         self.ports: set[int] = set()
+        self.udp_ports: set[int] = set()
         self.sources: set[EdgeSource] = set()
         self.since = 0.0  # processing time of the first of them
         self.urgent = False
@@ -105,6 +109,7 @@ class Slot:
         """What the slot holds, as one sighting; the slot is empty after."""
         self.known = True
         self.known_ports |= self.ports
+        self.known_udp_ports |= self.udp_ports
         self.known_sources |= self.sources
         sighting = EdgeSighting(
             edge_id=self.edge_id,
@@ -112,18 +117,19 @@ class Slot:
             client=self.client,
             server=self.server,
             ports=tuple(sorted(self.known_ports)),
+            udp_ports=tuple(sorted(self.known_udp_ports)),
             sources=tuple(sorted(self.known_sources)),
             first_seen=self.first,
             last_seen=self.last,
             count=self.count,
         )
         self.count, self.urgent = 0, False
-        self.ports, self.sources = set(), set()
+        self.ports, self.udp_ports, self.sources = set(), set(), set()
         return sighting
 
     def forget(self) -> None:
         self.known = False
-        self.known_ports, self.known_sources = set(), set()
+        self.known_ports, self.known_udp_ports, self.known_sources = set(), set(), set()
 
 
 class Combiner:
@@ -168,8 +174,11 @@ class Combiner:
         source: EdgeSource,
         now: float,
         count: int = 1,
+        *,
+        udp: bool = False,
     ) -> None:
-        """``count`` sightings of ``slot``'s pair at ``ts`` (``now`` is processing time)."""
+        """``count`` sightings of ``slot``'s pair at ``ts`` (``now`` is processing time);
+        ``port`` is a UDP port if ``udp``, else a TCP port."""
         if not slot.admitted and not self._admit(slot, ts, now, count):
             return
         if slot.count == 0:
@@ -181,8 +190,8 @@ class Combiner:
         elif ts > slot.last:
             slot.last = ts
         slot.count += count
-        if port is not None and port not in slot.known_ports:
-            slot.ports.add(port)
+        if port is not None and port not in (slot.known_udp_ports if udp else slot.known_ports):
+            (slot.udp_ports if udp else slot.ports).add(port)
             news = True
         else:
             news = not slot.known or self.interval <= 0
@@ -208,7 +217,8 @@ class Combiner:
         answer's ``count``).
 
         On the hot path: a repeat that tells the owner nothing new only
-        counts, inline; anything else takes :meth:`seen`.
+        counts, inline; anything else takes :meth:`seen`. ``port`` is a TCP
+        port (UDP sightings take :meth:`seen_udp`).
         """
         for slot in slots:
             if (
@@ -224,6 +234,14 @@ class Combiner:
                     slot.first = ts
             else:
                 self.seen(slot, ts, port, source, now, count)
+        return len(slots)
+
+    def seen_udp(
+        self, slots: tuple[Slot, ...], ts: float, port: int, source: EdgeSource, now: float
+    ) -> int:
+        """:meth:`seen` for each of ``slots``, called over UDP on ``port``."""
+        for slot in slots:
+            self.seen(slot, ts, port, source, now, udp=True)
         return len(slots)
 
     def _admit(self, slot: Slot, ts: float, now: float, count: int) -> bool:

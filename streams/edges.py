@@ -80,6 +80,8 @@ class EdgeState(msgspec.Struct, array_like=True):
     sources: set[EdgeSource] = msgspec.field(default_factory=set)
     announced_at: float = 0.0  # processing time of the last new/refresh
     seen_since_announced: bool = False
+    # Last, as states are JSON arrays: one stored without it decodes with none.
+    udp_ports: set[int] = msgspec.field(default_factory=set)
 
     def edge(self, event: EdgeEvent) -> Edge:
         client_id, server_id = identity(self.client), identity(self.server)
@@ -90,6 +92,7 @@ class EdgeState(msgspec.Struct, array_like=True):
             client=self.client,
             server=self.server,
             ports=tuple(sorted(self.ports)),
+            udp_ports=tuple(sorted(self.udp_ports)),
             sources=tuple(sorted(self.sources)),
             first_seen=self.first_seen,
             last_seen=self.last_seen,
@@ -112,6 +115,7 @@ def sighted(
             last_seen=sighting.last_seen,
             count=sighting.count,
             ports=set(sighting.ports),
+            udp_ports=set(sighting.udp_ports),
             sources=set(sighting.sources),
             announced_at=now,
         )
@@ -122,6 +126,7 @@ def sighted(
     state.last_seen = max(state.last_seen, sighting.last_seen)
     state.count += sighting.count
     state.ports.update(sighting.ports)
+    state.udp_ports.update(sighting.udp_ports)
     state.sources.update(sighting.sources)
     state.seen_since_announced = True
     return state, due(state, now, refresh_interval)

@@ -192,12 +192,22 @@ class Routes:
                 except Late:
                     late.append(obs)
                     continue
-            if obs.role == "server":
+            if obs.transport == "udp":
+                sightings += self._udp(route, obs, now)
+            elif obs.role == "server":
                 port = None if obs.local_port in sidecar else obs.local_port
                 sightings += seen(route.slots, obs.ts, port, _SERVER_SIDE, now)
             else:
                 sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
         return sightings
+
+    def _udp(self, route: Route, obs: SocketObservation, now: float) -> int:
+        """Sight a UDP observation's edges: its server's port is a UDP port."""
+        if obs.role == "server":
+            port, source = obs.local_port, _SERVER_SIDE
+        else:
+            port, source = obs.remote_port, _CLIENT_SIDE
+        return self._combiner.seen_udp(route.slots, obs.ts, port, source, now)
 
     def dns(self, answer: DnsAnswer, final: bool) -> Route:
         """The route of one DNS answer; raises :class:`~streams.resolve.Late` unless ``final``."""

@@ -102,10 +102,20 @@ def dns(cluster: str, qname: str, client: str, *ips: str) -> DnsAnswer:
 
 
 def conn(
-    cluster: str, local: str, lport: int, remote: str, rport: int, role: str
+    cluster: str,
+    local: str,
+    lport: int,
+    remote: str,
+    rport: int,
+    role: str,
+    *,
+    transport: str = "tcp",
+    origin: str = "proc",
 ) -> SocketObservation:
     now = time.time()
     return SocketObservation(
+        origin=origin,
+        transport=transport,  # type: ignore[arg-type]
         cluster=cluster,
         node="node-a",
         ts=now,

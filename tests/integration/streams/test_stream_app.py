@@ -126,6 +126,30 @@ async def test_an_identity_arriving_within_the_grace_period_still_names_the_work
     assert names(later[-1]) == ("frontend", "10.9.9.9") and later[-1].server.type == "ip"
 
 
+async def test_a_udp_flow_becomes_an_edge_with_a_udp_port_beside_the_tcp_ones(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    await publish(settings, shop(cluster))
+    worker = Worker(settings, app_id, tmp_path, "--refresh-interval", "1")
+    try:
+        worker.wait_ready()
+        udp = conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 53, "client", transport="udp")
+        await publish(settings, [udp])
+        (new,) = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=2)
+        tcp = conn(cluster, "10.1.0.10", 40001, "10.1.0.11", 53, "client")
+        await publish(settings, [tcp])
+        found = await edges.read(
+            of_cluster(cluster), until=lambda f: any(e.ports for e in f), timeout=30
+        )
+    finally:
+        worker.stop()
+    assert names(new) == ("frontend", "cartservice") and new.event == "new"
+    assert (new.ports, new.udp_ports) == ((), (53,))
+    refresh = found[-1]
+    assert refresh.event == "refresh" and (refresh.ports, refresh.udp_ports) == ((53,), (53,))
+
+
 async def test_edges_refresh_while_seen_and_expire_when_not(
     settings: Settings, cluster: str, app_id: str, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ def socket(
     pod_uid: str | None = None,
     dialled: tuple[str, int] | None = None,
     origin: str = "proc",
+    transport: str = "tcp",
 ) -> SocketObservation:
     """A socket; ``dialled`` is the address NAT replaced (``remote`` then answered)."""
     return SocketObservation(
@@ -136,4 +137,5 @@ def socket(
         origin=origin,
         dialled_ip=None if dialled is None else dialled[0],
         dialled_port=None if dialled is None else dialled[1],
+        transport=transport,  # type: ignore[arg-type]
     )

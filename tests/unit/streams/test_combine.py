@@ -58,6 +58,29 @@ def test_a_new_port_or_source_goes_out_at_once_with_the_held_repeats() -> None:
     assert combine.due(now=1000.0) == []
 
 
+def test_a_udp_port_is_news_of_its_own_even_when_the_same_tcp_port_is_known() -> None:
+    combine, slot = combiner()
+    combine.seen(slot, 1.0, 53, "socket-client", now=100.0)
+    combine.urgent()
+    combine.seen_udp((slot,), 2.0, 53, "socket-client", now=101.0)
+    (news,) = combine.urgent()
+    assert (news.ports, news.udp_ports) == ((53,), (53,))
+    combine.seen_udp((slot,), 3.0, 53, "socket-client", now=102.0)
+    assert combine.urgent() == []  # a repeat: held
+    (repeat,) = combine.due(now=107.0)
+    assert (repeat.count, repeat.ports, repeat.udp_ports) == (1, (53,), (53,))
+
+
+def test_a_forgotten_pair_forgets_its_udp_ports_too() -> None:
+    combine, slot = combiner(forget_after=60.0)
+    combine.seen_udp((slot,), 1.0, 8125, "socket-client", now=100.0)
+    combine.urgent()
+    combine.due(now=200.0)  # idle since 100: forgotten
+    combine.seen(slot, 2.0, 7070, "socket-client", now=201.0)
+    (news,) = combine.urgent()
+    assert (news.ports, news.udp_ports) == ((7070,), ())
+
+
 def test_pairs_that_differ_in_attributes_only_are_told_apart_for_the_owner_to_merge() -> None:
     combine, slot = combiner()
     other = combine.slot("c1", CLIENT, VIA_SERVICE)

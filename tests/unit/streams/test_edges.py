@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from callmap.wire import EdgeSighting, Endpoint
 from streams.edges import (
     due,
@@ -79,6 +81,23 @@ def test_an_edge_unseen_for_the_ttl_expires() -> None:
 def test_a_workload_calling_itself_is_kept_and_flagged() -> None:
     _, edge = sighted(None, sighting(1.0, server=CLIENT), now=1.0, refresh_interval=300)
     assert edge is not None and edge.self_edge
+
+
+def test_udp_ports_merge_apart_from_tcp_ports_and_reach_the_announcement() -> None:
+    state, new = sighted(None, sighting(1.0, port=53), now=10.0, refresh_interval=300)
+    assert new is not None and (new.ports, new.udp_ports) == ((53,), ())
+    udp = msgspec.structs.replace(sighting(2.0), ports=(), udp_ports=(53, 5353))
+    state, _ = sighted(state, udp, now=11.0, refresh_interval=300)
+    edge = state.edge("refresh")
+    assert (edge.ports, edge.udp_ports) == ((53,), (53, 5353))
+
+
+def test_a_state_stored_before_udp_ports_existed_decodes_with_none() -> None:
+    state, _ = sighted(None, sighting(1.0), now=10.0, refresh_interval=300)
+    stored = msgspec.json.decode(dump_state(state))
+    assert stored[-1] == []  # udp_ports, the last of the array
+    older = msgspec.json.encode(stored[:-1])
+    assert load_state(older).udp_ports == set() and load_state(older).ports == {7070}
 
 
 def test_state_survives_its_table_encoding() -> None:

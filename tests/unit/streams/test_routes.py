@@ -162,6 +162,22 @@ def test_the_socket_hot_loop_sights_connections_and_sets_late_ones_aside(
     assert news.ports == (80, 8080) and news.count == 3
 
 
+def test_a_udp_flow_proves_a_udp_port_of_the_backend_it_reached(store: IdentityStore) -> None:
+    routes, _, combine = routes_of(store)
+    udp = socket(
+        "10.1.0.10", 40000, "10.1.0.11", 53, pod_uid="f", dialled=("10.96.4.2", 53), transport="udp"
+    )
+    tcp = socket("10.1.0.10", 40001, "10.1.0.11", 53, pod_uid="f", dialled=("10.96.4.2", 53))
+    for _ in range(2):  # the second time through the hot loop's remembered route
+        assert routes.connections([udp], 100.0, False, []) == 1
+    (sighting,) = combine.urgent()
+    assert (sighting.server.name, sighting.server.service) == ("cart", "cart")
+    assert (sighting.ports, sighting.udp_ports, sighting.count) == ((), (53,), 2)
+    routes.connections([tcp], 101.0, False, [])
+    (news,) = combine.urgent()  # the same number over TCP is a new port
+    assert (news.ports, news.udp_ports) == ((53,), (53,))
+
+
 def test_routes_of_replaced_pods_are_pruned_so_churn_keeps_memory_flat(
     store: IdentityStore,
 ) -> None:
