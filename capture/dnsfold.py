@@ -31,7 +31,12 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
   and whose ``ttl`` is the smallest seen;
 - memory is bounded by the responses of one window plus at most twice
   ``dedup_seconds`` of sightings (they are forgotten a generation at a time,
-  :class:`RecentKeys`, not one by one at every flush),
+  :class:`RecentKeys`, not one by one at every flush). A sighting is
+  remembered by the 64-bit hash of its key, not the key: at 100,000 distinct
+  answers/s the keys and the names they hold took 300 MB, their hashes a
+  third of it. Two different responses whose keys hash alike within
+  ``dedup_seconds`` would be taken for one; at that rate the odds are about
+  one in a billion per window;
   the addresses of DNS servers seen within ``server_memory``, and the TCP
   flows :mod:`capture.tcpstream` follows.
 
@@ -61,10 +66,7 @@ DROP_TO_DNS_SERVER = "to_dns_server"
 DEFAULT_DEDUP_SECONDS = 2.0
 DEFAULT_SERVER_MEMORY = 600.0
 
-_DedupKey = tuple[str, int, int, str, str, str]
 _FoldKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...]]
-# The parts of a response that no rewriting of its destination changes.
-_ResponseKey = tuple[str, int, int, int, str, str, str]
 
 
 K = TypeVar("K")
@@ -129,11 +131,14 @@ class DnsFolder:
         self._parse = counters.stage(PARSE)
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
-        self._seen: RecentKeys[_DedupKey, float] = RecentKeys(dedup_seconds)
+        # Sightings by the hash of (client address and port, message id,
+        # transport, question): when last seen.
+        self._seen: RecentKeys[int, float] = RecentKeys(dedup_seconds)
         self._window: dict[_FoldKey, _Folded] = {}
-        self._destinations: RecentKeys[_ResponseKey, tuple[float, _FoldKey]] = RecentKeys(
-            dedup_seconds
-        )
+        self._window_keys: dict[int, _FoldKey] = {}  # the window's keys by their hashes
+        # Responses by the hash of the parts that no rewriting of their destination
+        # changes: when last seen, and the hash of the key they were folded under.
+        self._destinations: RecentKeys[int, tuple[float, int]] = RecentKeys(dedup_seconds)
         self._servers: dict[str, float] = {}
         self.local_addresses: frozenset[str] = frozenset()
         """The capturing namespace's own addresses, loopback left out."""
@@ -200,13 +205,15 @@ class DnsFolder:
         fold.seen += 1
         # The server's address is not part of a sighting: kube-proxy rewrites
         # it between the DNS pod's veth (pod IP) and the client's (service IP).
-        sighting = (
-            segment.dst_ip,
-            segment.dst_port,
-            response.msg_id,
-            segment.transport,
-            response.qname,
-            response.qtype,
+        sighting = hash(
+            (
+                segment.dst_ip,
+                segment.dst_port,
+                response.msg_id,
+                segment.transport,
+                response.qname,
+                response.qtype,
+            )
         )
         earlier = self._seen.get(sighting)
         if earlier is not None and ts - earlier <= self.dedup_seconds:
@@ -223,33 +230,40 @@ class DnsFolder:
             response.cnames,
             response.answers,
         )
-        response_key = (
-            segment.src_ip,
-            segment.src_port,
-            segment.dst_port,
-            response.msg_id,
-            segment.transport,
-            response.qname,
-            response.qtype,
+        key_hash = hash(key)
+        response_key = hash(
+            (
+                segment.src_ip,
+                segment.src_port,
+                segment.dst_port,
+                response.msg_id,
+                segment.transport,
+                response.qname,
+                response.qtype,
+            )
         )
         before = self._destinations.get(response_key)
-        self._destinations[response_key] = (ts, key)
-        if before is not None and ts - before[0] <= self.dedup_seconds and before[1] != key:
+        self._destinations[response_key] = (ts, key_hash)
+        if before is not None and ts - before[0] <= self.dedup_seconds and before[1] != key_hash:
             self._retract(before[1])
         folded = self._window.get(key)
         if folded is None:
             self._window[key] = _Folded(ts, response.ttl, 1)
+            self._window_keys[key_hash] = key
             return
         fold.dropped[DROP_FOLDED] += 1
         folded.count += 1
         folded.ttl = min(folded.ttl, response.ttl)
         folded.ts = min(folded.ts, ts)
 
-    def _retract(self, key: _FoldKey) -> None:
-        """Take back one response counted under ``key``: it reached a later destination."""
-        fold, folded = self._fold, self._window.get(key)
-        if folded is None:
+    def _retract(self, key_hash: int) -> None:
+        """Take back one response counted under the key of ``key_hash``: it reached a
+        later destination."""
+        key = self._window_keys.get(key_hash)
+        folded = None if key is None else self._window.get(key)
+        if key is None or folded is None:
             return  # flushed already: the copies straddled a flush
+        fold = self._fold
         fold.dropped[DROP_REWRITTEN] += 1
         if folded.count == 1:
             del self._window[key]
@@ -259,7 +273,7 @@ class DnsFolder:
 
     def flush(self, now: float) -> list[DnsAnswer]:
         """The records of the window that ends now; starts a new window."""
-        window, self._window = self._window, {}
+        window, self._window, self._window_keys = self._window, {}, {}
         self._lost_partial(self._streams.expire(now))
         servers = self._servers
         local = self.local_addresses
