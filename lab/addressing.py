@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 
 from lab.errors import TopologyError
 from lab.ranges import NODE_V4, NODE_V6, Network, Ranges
-from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Import, Topology, Workload
+from lab.topologyrecords import (
+    DNS_NAMESPACE,
+    DNS_SERVICE,
+    DNS_WORKLOAD,
+    Import,
+    Topology,
+    Workload,
+)
 
 DNS_PORT = 53
 DNS_V4 = str(Ranges().service_v4.network_address + 10)

@@ -59,7 +59,7 @@ from lab.clusteraddresses import literal_targets
 from lab.clusterhistory import is_ip
 from lab.clusterplan import check_topology, cluster_node, is_dns_service, lab_workloads
 from lab.errors import LabError
-from lab.topology import Workload
+from lab.topologyrecords import Workload
 from lab.truth import listen_ports
 
 LAB_LABEL = "lab.callmap.io/lab"

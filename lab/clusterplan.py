@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from lab.addressing import Plan, PodPlan
 from lab.errors import LabError
-from lab.topology import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
+from lab.topologyrecords import DNS_NAMESPACE, DNS_SERVICE, DNS_WORKLOAD, Topology, Workload
 
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 """Namespaces a lab never creates, labels or deletes."""

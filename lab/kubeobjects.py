@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lab.addressing import Plan, PodPlan, ServicePlan, name_suffix, template_hash
-from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Workload
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Workload
 from lab.truth import listen_ports
 
 WORKLOAD_LABEL = "lab.callmap.io/workload"

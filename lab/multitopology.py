@@ -31,7 +31,8 @@ from lab.addressing import CLUSTERSET_DOMAIN, Plan, plan
 from lab.errors import TopologyError
 from lab.fields import keys, label, list_of, mapping, string
 from lab.ranges import MAX_SLOT, Ranges
-from lab.topology import Import, Topology, load_document, load_topology, parse_topology
+from lab.topology import load_document, load_topology, parse_topology
+from lab.topologyrecords import Import, Topology
 
 MIRROR_STOP_KEYS = {"cluster", "at", "for"}
 

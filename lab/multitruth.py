@@ -27,7 +27,7 @@ from lab.clustertruth import CallRecord, ClusterTruth, TrueEdge
 from lab.fields import is_address
 from lab.inventory import PodLife
 from lab.multitopology import MultiTopology
-from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD
 from lab.truth import ExpectedEdge, Truth, expected_edges, prefixed
 
 

@@ -53,7 +53,7 @@ from lab.state import (
     save_state,
 )
 from lab.teardown import down
-from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Topology
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Topology
 from lab.truth import INTERNET, expected_edges, listen_ports
 
 TOOLS = {"ip": "iproute2", "nft": "nftables", "dnsmasq": "dnsmasq-base", "unshare": "util-linux"}

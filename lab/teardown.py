@@ -33,7 +33,7 @@ from lab.processes import (
     stop,
 )
 from lab.state import default_state_dir, load_state
-from lab.topology import object_prefix
+from lab.topologyrecords import object_prefix
 
 _LAB_NETNS = re.compile(r"^cml-([a-z][a-z0-9]*(?:-[a-z0-9]+)*)--")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from lab.addressing import Plan, PodPlan
 from lab.dnszone import Zone, build_zone, first_match
 from lab.errors import TopologyError
-from lab.topology import DNS_NAMESPACE, DNS_WORKLOAD, Call
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Call
 
 INTERNET = "internet"
 """The key of :func:`listen_ports` for the "internet" namespace."""

@@ -32,7 +32,7 @@ from lab.pipeline import watch_args
 from lab.runtime import release, up
 from lab.state import LabState
 from lab.teardown import down, leftover_labs
-from lab.topology import object_prefix
+from lab.topologyrecords import object_prefix
 
 pytestmark = [pytest.mark.netns, pytest.mark.kube, pytest.mark.timeout(600)]
 

@@ -18,7 +18,7 @@ from lab.processes import lab_namespaces
 from lab.runtime import call_report, release, up
 from lab.state import load_state
 from lab.teardown import down
-from lab.topology import object_prefix
+from lab.topologyrecords import object_prefix
 
 pytestmark = pytest.mark.netns
 

@@ -8,7 +8,8 @@ import pytest
 from helpers.labplans import SINGLE_CLUSTER, TOPOLOGY_DIR
 
 from lab.errors import TopologyError
-from lab.topology import load_topology, object_prefix, parse_topology
+from lab.topology import load_topology, parse_topology
+from lab.topologyrecords import object_prefix
 
 TOPOLOGIES = [TOPOLOGY_DIR / f"{name}.yaml" for name in SINGLE_CLUSTER]
 
