@@ -6,9 +6,10 @@ or as ``python -m lab.caller --env VARIABLE`` with the spec in that
 environment variable (a container of the real-cluster lab). Standard library
 only, so that a pod starts fast. The spec says::
 
-    {"pod": "shop/frontend-...", "listen": [80], "hold": false, "status": "PATH",
+    {"pod": "shop/frontend-...", "listen": [80], "listen_udp": [8125], "hold": false,
+     "status": "PATH",
      "calls": [{"to": "cartservice", "port": 7070, "rate": 2.0, "long_lived": false,
-                "before_capture": false, "family": "any"}]}
+                "before_capture": false, "family": "any", "protocol": "tcp"}]}
 
 and optionally ``"log": "PATH"`` (the call log below) and ``"release_file":
 "PATH"`` (with ``hold``: the calls are released when that file exists, for a
@@ -17,13 +18,21 @@ process nobody can signal, such as a pod's).
 Promises:
 
 - it listens on every ``listen`` port (IPv4 and IPv6) and answers each line
-  it receives with ``pong <pod>``;
+  it receives with ``pong <pod>``; on every ``listen_udp`` port it answers
+  each ``ping`` datagram with a ``pong <pod>`` datagram, sent from the
+  address the ping was sent to (a multi-homed namespace, such as the lab's
+  "internet", would otherwise answer from another of its addresses, which the
+  caller's connected socket drops);
 - every call resolves its name through the C library (the pod's resolv.conf:
   search path, ``ndots:5``, TCP when the answer is truncated or ``use-vc``),
   connects over TCP to the addresses in the order the resolver gives until one
   accepts, sends ``ping <pod>`` and reads the answer; short calls repeat
   ``rate`` times a second, a long-lived one keeps its connection, pings over
-  it every few seconds and reconnects when it breaks;
+  it every few seconds and reconnects when it breaks. A ``"protocol": "udp"``
+  call sends one ``ping <pod>`` datagram from a new socket (so a new flow)
+  to the addresses in the resolver's order until one answers within
+  :data:`CONNECT_TIMEOUT` (an ICMP unreachable fails an address at once),
+  ``rate`` times a second; it is never long-lived;
 - with ``hold``, only ``before_capture`` calls run until SIGUSR1 (or the
   ``release_file``) releases the others; SIGTERM ends it;
 - twice a second it rewrites ``status`` (atomically) with whether it listens
@@ -34,14 +43,17 @@ Promises:
   (or last tried; null when nothing resolved), whether the server answered,
   and the server's answer (``pong <ns>/<pod>``, ``pong external:<name>``);
   a long-lived connection's lines add ``opened`` (when it was opened), a
-  failure's ``error``. The first attempt with a given outcome (``to``,
-  ``addr``, ``port``, ``ok``, ``peer``, ``opened``) is always written, repeats
-  at most every :data:`LOG_INTERVAL` seconds, so that the file stays small.
+  failure's ``error``, a UDP call's ``"protocol": "udp"`` (a line without it
+  is TCP). The first attempt with a given outcome (``to``, ``addr``,
+  ``port``, ``protocol``, ``ok``, ``peer``, ``opened``) is always written,
+  repeats at most every :data:`LOG_INTERVAL` seconds, so that the file stays
+  small.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -60,6 +72,10 @@ LOG_INTERVAL = 5.0
 """Seconds between two log lines with the same outcome, per pod."""
 RELEASE_POLL = 0.2
 FAMILIES = {"any": socket.AF_UNSPEC, "4": socket.AF_INET, "6": socket.AF_INET6}
+DATAGRAM = 512
+"""Bytes read of a datagram: a ping or a pong is a line."""
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+"""``struct in_pktinfo``: the address a datagram was sent to, and to send from (Linux)."""
 
 
 @dataclass
@@ -77,6 +93,7 @@ class CallState:
         return {
             "to": self.spec["to"],
             "port": self.spec["port"],
+            "protocol": protocol_of(self.spec),
             "before_capture": bool(self.spec.get("before_capture")),
             "ok": self.ok,
             "failed": self.failed,
@@ -84,6 +101,11 @@ class CallState:
             "last_error": self.last_error,
             "last_peer": self.last_peer,
         }
+
+
+def protocol_of(call: dict[str, Any]) -> str:
+    """A call's transport: ``tcp`` unless the spec says ``udp``."""
+    return str(call.get("protocol", "tcp"))
 
 
 class CallLog:
@@ -106,13 +128,16 @@ class CallLog:
     ) -> None:
         now = self._clock()
         to, port = str(state.spec["to"]), int(state.spec["port"])
-        key = (to, state.last_addr, port, ok, peer, opened)
+        protocol = protocol_of(state.spec)
+        key = (to, state.last_addr, port, protocol, ok, peer, opened)
         last = self._last.get(key)
         if last is not None and now - last < LOG_INTERVAL:
             return
         self._last[key] = now
         line: dict[str, Any] = {"t": now, "pod": self._pod, "to": to, "addr": state.last_addr}
         line |= {"port": port, "ok": ok, "peer": peer}
+        if protocol != "tcp":
+            line["protocol"] = protocol
         if opened is not None:
             line["opened"] = opened
         if error is not None:
@@ -149,6 +174,11 @@ class Caller:
             await asyncio.start_server(self._serve, host=None, port=port, reuse_address=True)
             for port in self.spec.get("listen", [])
         ]
+        datagrams = [
+            sock for port in self.spec.get("listen_udp", []) for sock in udp_sockets(int(port))
+        ]
+        for sock in datagrams:
+            loop.add_reader(sock.fileno(), self._answer_datagram, sock)
         self.listening = True
         self.calls = [CallState(call) for call in self.spec.get("calls", [])]
         tasks = [asyncio.create_task(self._status_loop(), name="status")]
@@ -163,6 +193,9 @@ class Caller:
         await asyncio.gather(*tasks, return_exceptions=True)
         for server in servers:
             server.close()
+        for sock in datagrams:
+            loop.remove_reader(sock.fileno())
+            sock.close()
         self._write_status()
         if self.log is not None:
             self.log.close()
@@ -178,6 +211,18 @@ class Caller:
             pass  # a client that goes away mid-call is the client's failure to count
         finally:
             writer.close()
+
+    def _answer_datagram(self, sock: socket.socket) -> None:
+        """Answer a ``ping`` datagram from the address it was sent to (its IP_PKTINFO)."""
+        try:
+            data, ancillary, _flags, sender = sock.recvmsg(DATAGRAM, socket.CMSG_SPACE(64))
+        except OSError:
+            return  # nothing to read after all (another wake-up took it)
+        if not data.startswith(b"ping"):
+            return
+        answer = f"pong {self.pod}\n".encode()
+        with contextlib.suppress(OSError):  # a client gone is the client's failure to count
+            sock.sendmsg([answer], _reply_from(ancillary), 0, sender)
 
     async def _release_when_file(self) -> None:
         path = Path(str(self.spec["release_file"]))
@@ -196,11 +241,7 @@ class Caller:
         while True:
             started = time.monotonic()
             try:
-                reader, writer = await self._connect(state)
-                try:
-                    peer = await self._exchange(reader, writer)
-                finally:
-                    writer.close()
+                peer = await self._one_call(state)
                 state.ok += 1
                 self._logged(state, True, peer)
             except (TimeoutError, OSError, ConnectionError) as exc:
@@ -232,15 +273,42 @@ class Caller:
                 writer.close()
             await asyncio.sleep(1.0)
 
-    async def _connect(self, state: CallState) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _one_call(self, state: CallState) -> str:
+        """One short call, TCP or UDP; the server's answer."""
+        if protocol_of(state.spec) == "udp":
+            return await self._datagram_call(state)
+        reader, writer = await self._connect(state)
+        try:
+            return await self._exchange(reader, writer)
+        finally:
+            writer.close()
+
+    async def _datagram_call(self, state: CallState) -> str:
+        """Ping in one datagram from a new socket, to each address until one answers."""
         loop = asyncio.get_running_loop()
-        family = FAMILIES[str(state.spec.get("family", "any"))]
-        state.last_addr = None
-        infos = await loop.getaddrinfo(
-            state.spec["to"], state.spec["port"], family=family, type=socket.SOCK_STREAM
-        )
         error: Exception = OSError(f"no addresses for {state.spec['to']}")
-        for _family, _type, _proto, _name, sockaddr in infos:
+        for address_family, _type, _proto, _name, sockaddr in await _resolve(
+            state, socket.SOCK_DGRAM
+        ):
+            state.last_addr = str(sockaddr[0])
+            with socket.socket(address_family, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                try:
+                    sock.connect(sockaddr)  # a connected socket hears ICMP unreachable
+                    await loop.sock_sendall(sock, f"ping {self.pod}\n".encode())
+                    answer = await asyncio.wait_for(loop.sock_recv(sock, DATAGRAM), CONNECT_TIMEOUT)
+                except (TimeoutError, OSError) as exc:
+                    error = exc
+                    continue
+            if not answer.startswith(b"pong"):
+                raise ConnectionError(f"the server answered {answer[:40]!r}")
+            state.last_peer = str(sockaddr[0])
+            return answer.decode(errors="replace").strip()
+        raise error
+
+    async def _connect(self, state: CallState) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        error: Exception = OSError(f"no addresses for {state.spec['to']}")
+        for _family, _type, _proto, _name, sockaddr in await _resolve(state, socket.SOCK_STREAM):
             state.last_addr = str(sockaddr[0])
             try:
                 connection = asyncio.open_connection(str(sockaddr[0]), int(sockaddr[1]))
@@ -297,6 +365,47 @@ class Caller:
         temporary = Path(f"{path}.tmp")
         temporary.write_text(json.dumps(document))
         temporary.replace(path)
+
+
+async def _resolve(state: CallState, kind: socket.SocketKind) -> list[Any]:
+    """The call's name through the C library (the pod's resolv.conf), in its order."""
+    state.last_addr = None
+    family = FAMILIES[str(state.spec.get("family", "any"))]
+    loop = asyncio.get_running_loop()
+    return await loop.getaddrinfo(state.spec["to"], state.spec["port"], family=family, type=kind)
+
+
+def udp_sockets(port: int) -> list[socket.socket]:
+    """Non-blocking UDP sockets on ``port`` for IPv4 and IPv6, told each datagram's
+    destination address (IP_PKTINFO, IPV6_RECVPKTINFO), so that answers go out from it."""
+    sockets = []
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.bind((host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        sockets.append(sock)
+    return sockets
+
+
+def _reply_from(ancillary: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that sends an answer from the address a datagram was sent to."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            # struct in_pktinfo {ifindex; spec_dst; addr}: send from addr, any interface
+            return [(level, kind, bytes(4) + data[8:12] + bytes(4))]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+            return [(level, kind, data[:16] + bytes(4))]  # struct in6_pktinfo {addr; ifindex}
+    return []
 
 
 def main(argv: list[str]) -> int:

@@ -1,10 +1,11 @@
-"""The caller's log (the cluster lab's truth source) and its release file, over loopback."""
+"""The caller's log (the labs' second truth), its release file and its UDP calls, over loopback."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,3 +95,71 @@ def test_a_held_caller_from_its_environment_logs_once_the_release_file_exists(
     finally:
         caller.send_signal(signal.SIGTERM)
         assert caller.wait(timeout=10) == 0
+
+
+def test_a_udp_call_is_one_datagram_answered_and_logged_like_a_tcp_call(tmp_path: Path) -> None:
+    """A datagram to a UDP port the caller serves is answered by the pod; to a port nobody
+    serves, the ICMP unreachable fails it at once. Both logged with ``protocol: udp``;
+    a TCP call beside them logs as ever."""
+    served, closed, tcp = free_port(), free_port(), free_port()
+    log = tmp_path / "calls.jsonl"
+    spec = {
+        "pod": "t/p",
+        "listen": [tcp],
+        "listen_udp": [served],
+        "log": str(log),
+        "calls": [
+            {"to": "127.0.0.1", "port": served, "rate": 20, "long_lived": False, "protocol": "udp"},
+            {"to": "::1", "port": served, "rate": 20, "long_lived": False, "protocol": "udp"},
+            {"to": "127.0.0.1", "port": closed, "rate": 20, "long_lived": False, "protocol": "udp"},
+            {"to": "127.0.0.1", "port": tcp, "rate": 20, "long_lived": False},
+        ],
+    }
+    env = {**os.environ, "LAB_SPEC": json.dumps(spec)}
+    caller = subprocess.Popen([sys.executable, "-m", "lab.caller", "--env", "LAB_SPEC"], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if log.exists() and len(log.read_text().splitlines()) >= 4:
+                break
+            time.sleep(0.1)
+        lines = {(line["addr"], line["port"]): line for line in _lines(log)}
+        assert lines[("127.0.0.1", served)] == {
+            "t": lines[("127.0.0.1", served)]["t"],
+            "pod": "t/p",
+            "to": "127.0.0.1",
+            "addr": "127.0.0.1",
+            "port": served,
+            "ok": True,
+            "peer": "pong t/p",
+            "protocol": "udp",
+        }
+        assert lines[("::1", served)]["ok"] is True and lines[("::1", served)]["peer"] == "pong t/p"
+        refused = lines[("127.0.0.1", closed)]
+        assert refused["ok"] is False and refused["protocol"] == "udp"
+        assert "ConnectionRefusedError" in refused["error"]
+        assert "protocol" not in lines[("127.0.0.1", tcp)] and lines[("127.0.0.1", tcp)]["ok"]
+        assert len(_lines(log)) == 4  # 20 calls a second each, one outcome each: four lines
+    finally:
+        caller.send_signal(signal.SIGTERM)
+        assert caller.wait(timeout=10) == 0
+
+
+def test_a_datagram_is_answered_from_the_address_it_was_sent_to(tmp_path: Path) -> None:
+    """A namespace with many addresses (the lab's internet) answers each from the one
+    asked; a connected client socket drops an answer from any other."""
+    port = free_port()
+    spec = {"pod": "internet", "listen_udp": [port]}
+    env = {**os.environ, "LAB_SPEC": json.dumps(spec)}
+    server = subprocess.Popen([sys.executable, "-m", "lab.caller", "--env", "LAB_SPEC"], env=env)
+    try:
+        time.sleep(1.0)
+        for address in ("127.0.0.1", "127.0.0.2"):  # loopback holds all of 127/8
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.settimeout(3)
+                client.sendto(b"ping t/c\n", (address, port))
+                answer, sender = client.recvfrom(512)
+            assert (answer, sender) == (b"pong internet\n", (address, port))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
