@@ -386,11 +386,12 @@ def _services(topology: Topology, ranges: Ranges, dual: bool) -> tuple[ServicePl
         ports=(PortPlan(DNS_PORT, "UDP", "dns"), PortPlan(DNS_PORT, "TCP", "dns-tcp")),
         workloads=(f"{DNS_NAMESPACE}/{DNS_WORKLOAD}",),
     )
-    specs: list[tuple[str, str, tuple[int, ...], bool, tuple[str, ...], str | None, bool]] = [
+    specs: list[tuple[str, str, tuple[PortPlan, ...], bool, tuple[str, ...], str | None, bool]]
+    specs = [
         (
             w.namespace,
             w.service.name,
-            w.service.ports,
+            _port_plans(w.service.ports, w.service.udp_ports),
             w.service.headless,
             (w.ref,),
             None,
@@ -400,7 +401,15 @@ def _services(topology: Topology, ranges: Ranges, dual: bool) -> tuple[ServicePl
         if w.service is not None
     ]
     specs += [
-        (s.namespace, s.name, s.ports, s.headless, s.selects, s.external_name, s.export)
+        (
+            s.namespace,
+            s.name,
+            _port_plans(s.ports, s.udp_ports),
+            s.headless,
+            s.selects,
+            s.external_name,
+            s.export,
+        )
         for s in topology.services
     ]
     result = [dns]
@@ -419,13 +428,20 @@ def _services(topology: Topology, ranges: Ranges, dual: bool) -> tuple[ServicePl
                 name=name,
                 type=kind,
                 cluster_ips=ips,
-                ports=tuple(PortPlan(p, "TCP", f"tcp-{p}") for p in ports),
+                ports=ports,
                 workloads=() if external else workloads,
                 external_name=external,
                 exported=exported,
             )
         )
     return tuple(result)
+
+
+def _port_plans(tcp: Iterable[int], udp: Iterable[int]) -> tuple[PortPlan, ...]:
+    """A Service's ports as Kubernetes lists them: TCP, then UDP, each named for both."""
+    return tuple(PortPlan(p, "TCP", f"tcp-{p}") for p in tcp) + tuple(
+        PortPlan(p, "UDP", f"udp-{p}") for p in udp
+    )
 
 
 def _internet_ips(topology: Topology, ranges: Ranges) -> tuple[str, ...]:

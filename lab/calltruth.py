@@ -116,16 +116,7 @@ def _internet_named(call: CallRecord) -> CallRecord:
     """The internet's answer as an external's: ``pong external:`` (the caller's name)."""
     if call.peer != INTERNET_ANSWER:
         return call
-    return CallRecord(
-        t=call.t,
-        pod=call.pod,
-        to=call.to,
-        addr=call.addr,
-        port=call.port,
-        ok=call.ok,
-        peer="pong external:",
-        opened=call.opened,
-    )
+    return replace(call, peer="pong external:")
 
 
 def last_calls(

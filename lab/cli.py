@@ -221,7 +221,7 @@ def status(name: str, state_dir: Path | None, as_json: bool) -> None:
 
 @lab.command()
 @click.argument("topology", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="{edges: [...], tolerated: [...]}.")
+@click.option("--json", "as_json", is_flag=True, help="{edges, tolerated, ports}: JSON lists.")
 def truth(topology: str, as_json: bool) -> None:
     """Print the edges a correct pipeline reports for TOPOLOGY.
 

@@ -32,6 +32,7 @@ def lab_workloads(plan: Plan) -> tuple[Workload, ...]:
 
 def check_topology(plan: Plan) -> None:
     """Refuse what a real cluster cannot hold as the netns lab does."""
+    _refuse_udp(plan)
     for workload in lab_workloads(plan):
         if workload.namespace in SYSTEM_NAMESPACES:
             raise LabError(
@@ -68,6 +69,25 @@ def check_topology(plan: Plan) -> None:
             raise LabError(
                 f"churn[{index}].ip_to: {replacement.ref} is a bare Pod, which cannot get "
                 "a second pod while its first lives"
+            )
+
+
+def _refuse_udp(plan: Plan) -> None:
+    """UDP calls and ports are the netns lab's only, for now: on a cluster, callmap's
+    chart has no value that turns on ``--conntrack-udp``, and the development
+    cluster's "internet" answers TCP only. A run would map no UDP at all and
+    call that wrong; it is refused instead."""
+    for index, call in enumerate(plan.topology.calls):
+        if call.protocol == "udp":
+            raise LabError(
+                f"calls[{index}]: {call.client} -> {call.to}:{call.port} is a udp call; "
+                "the cluster lab makes TCP calls only (run it in the netns lab)"
+            )
+    for service in plan.services:
+        if not is_dns_service(service.key) and any(p.protocol == "UDP" for p in service.ports):
+            raise LabError(
+                f"service {service.key}: udp_ports are the netns lab's only; "
+                "the cluster lab serves TCP"
             )
 
 

@@ -7,7 +7,8 @@ DNS zone, streams, watch or capture module): it reads
 - the **call log** every lab pod writes (:mod:`lab.caller`): one line per
   call attempt, ``{"t", "pod", "to", "addr", "port", "ok", "peer"}``, where
   ``peer`` is the answering server's own words (``pong <ns>/<pod>``, or
-  ``pong external:<name>`` from the cluster's "internet");
+  ``pong external:<name>`` from the cluster's "internet"), and ``"protocol":
+  "udp"`` on a UDP call's lines (a datagram and its answer);
 - the **API record** (:mod:`lab.clusterrecord`): every version of every Pod,
   Service, ReplicaSet, Job and Node the API server held during the run, each
   stamped with the time the lab saw it (the callers' clock: both run on this
@@ -37,6 +38,7 @@ call's port:
 - a long-lived connection to an external name opened before capture started
   (``capture_started``) is seen by its socket alone: ``ip:<address>``.
 
+Every edge carries its port and the call's protocol (``tcp`` or ``udp``).
 Successful calls make required edges; failed ones (refused, timed out) make
 tolerated ones, whoever would have answered, except a Service that selected
 nobody while its name still resolved: its edge ``service:ns/name`` is
@@ -88,6 +90,8 @@ class CallRecord:
     """The server's answer (``pong ...``)."""
     opened: float | None = None
     """Long-lived connections: when this connection was opened."""
+    protocol: Literal["tcp", "udp"] = "tcp"
+    """``udp``: a datagram sent and its answer awaited (lines without the key are TCP)."""
 
 
 def parse_call_line(line: str) -> CallRecord:
@@ -95,6 +99,9 @@ def parse_call_line(line: str) -> CallRecord:
     try:
         raw = json.loads(line)
         opened = raw.get("opened")
+        protocol = raw.get("protocol", "tcp")
+        if protocol not in ("tcp", "udp"):
+            raise ValueError(f"protocol {protocol!r}")
         return CallRecord(
             t=float(raw["t"]),
             pod=str(raw["pod"]),
@@ -104,6 +111,7 @@ def parse_call_line(line: str) -> CallRecord:
             ok=bool(raw["ok"]),
             peer=None if raw.get("peer") is None else str(raw["peer"]),
             opened=None if opened is None else float(opened),
+            protocol=protocol,
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not a call log line: {line[:120]!r} ({exc})") from None
@@ -133,12 +141,15 @@ class TrueEdge:
     """``ns/workload``, ``external:<name>``, ``ip:<address>``, ``node:<name>``,
     ``service:ns/name`` or ``apiserver``."""
     port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
 
     def as_json(self) -> dict[str, str | int]:
-        return {"client": self.client, "server": self.server, "port": self.port}
+        document: dict[str, str | int] = {"client": self.client, "server": self.server}
+        return {**document, "port": self.port, "protocol": self.protocol}
 
     def __str__(self) -> str:
-        return f"{self.client} -> {self.server}:{self.port}"
+        udp = "/udp" if self.protocol == "udp" else ""  # a bare port is TCP, as in `ports`
+        return f"{self.client} -> {self.server}:{self.port}{udp}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +218,7 @@ class _Builder:
             client, problem = self.history.workload(pod)
             self.note(problem)
             for server, weight in self._servers(call, pod):
-                edge = TrueEdge(client, server, call.port)
+                edge = TrueEdge(client, server, call.port, call.protocol)
                 if weight == "required":
                     required.add(edge)
                 elif weight == "tolerated":

@@ -7,24 +7,27 @@ every true edge was observed and every observed edge is true or tolerated
 ``node:<name>``, ``apiserver`` and ``service:ns/name`` (a service nobody stood
 behind when its name was looked up).
 
-Ports are compared too when the truth knows them (the real-cluster lab's
-does; the netns lab's does not): an observed edge may show no port the truth
-does not allow (``unexpected_ports``, which spoils a match), and the ports a
-true edge was called on that it does not show are reported
-(``missing_ports``; see :attr:`Comparison.perfect` for why they do not spoil it). A
-``scope`` leaves out observed edges that are none of the lab's business (a
-real cluster's own traffic); they are reported as ``ignored``.
+Ports are compared too when the truth knows them (every lab's truth does but
+the multi-cluster plan's), each with its transport: an edge's ``ports`` are
+TCP ports, its ``udp_ports`` UDP ones, and ``53/udp`` is not ``53/tcp``. An
+observed edge may show no port the truth does not allow (``unexpected_ports``,
+which spoils a match: a UDP port shown as TCP is one), and the ports a true
+edge was called on that it does not show are reported (``missing_ports``); a
+missing UDP port spoils a match, a missing TCP port does not (see
+:attr:`Comparison.perfect`). A ``scope`` leaves out observed edges that are
+none of the lab's business (a real cluster's own traffic); they are reported
+as ``ignored``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from callmap.wire import Edge, Endpoint
 from lab.clustertruth import ClusterTruth
-from lab.truth import ExpectedEdge, Truth, prefixed
+from lab.truth import ExpectedEdge, PortMap, ServerPort, Truth, port_lists, prefixed
 
 
 def endpoint_text(endpoint: Endpoint) -> str:
@@ -59,17 +62,19 @@ def observed_edges(edges: Iterable[Edge]) -> frozenset[ExpectedEdge]:
     )
 
 
-def observed_ports(edges: Iterable[Edge]) -> dict[ExpectedEdge, frozenset[int]]:
-    """The server ports each live client/server pair was seen on."""
-    ports: dict[ExpectedEdge, set[int]] = {}
+def observed_ports(edges: Iterable[Edge]) -> dict[ExpectedEdge, frozenset[ServerPort]]:
+    """The server ports each live client/server pair was seen on: TCP and UDP."""
+    ports: dict[ExpectedEdge, set[ServerPort]] = {}
     for e in edges:
         if e.event != "expired":
             key = ExpectedEdge(endpoint_text(e.client), endpoint_text(e.server))
-            ports.setdefault(key, set()).update(e.ports)
+            found = ports.setdefault(key, set())
+            found.update(ServerPort(port, "tcp") for port in e.ports)
+            found.update(ServerPort(port, "udp") for port in e.udp_ports)
     return {key: frozenset(found) for key, found in ports.items()}
 
 
-PortedEdge = tuple[ExpectedEdge, int]
+PortedEdge = tuple[ExpectedEdge, ServerPort]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +82,11 @@ class Comparison:
     expected: frozenset[ExpectedEdge]
     tolerated: frozenset[ExpectedEdge]
     observed: frozenset[ExpectedEdge]
-    expected_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None
+    expected_ports: PortMap | None = None
     """Ports each true edge must show; None: ports are not compared."""
-    allowed_ports: Mapping[ExpectedEdge, frozenset[int]] = field(default_factory=dict)
+    allowed_ports: PortMap = field(default_factory=dict)
     """Ports an edge may show (the expected ones and the tolerated ones)."""
-    seen_ports: Mapping[ExpectedEdge, frozenset[int]] = field(default_factory=dict)
+    seen_ports: PortMap = field(default_factory=dict)
     ignored: frozenset[ExpectedEdge] = frozenset()
     """Observed edges out of the comparison's scope."""
 
@@ -118,6 +123,15 @@ class Comparison:
         )
 
     @property
+    def complete(self) -> bool:
+        """Every true edge observed, with every UDP port it was called on."""
+        return not self.missing and not self._missing_udp
+
+    @property
+    def _missing_udp(self) -> frozenset[PortedEdge]:
+        return frozenset(m for m in self.missing_ports if m[1].protocol == "udp")
+
+    @property
     def precision(self) -> float:
         """Share of observed edges that are true (tolerated ones count as true)."""
         if not self.observed:
@@ -133,13 +147,15 @@ class Comparison:
 
     @property
     def perfect(self) -> bool:
-        """Every edge right, and no edge on a port nobody called it on.
+        """Every edge right, no edge on a port nobody called it on, no UDP port missing.
 
-        A missing port is reported, not held against the run: callmap learns
-        ports from socket scans, which see a connection only while it is open
-        at a scan; a short call's port is seen only when a scan catches it.
+        A missing TCP port is reported, not held against the run: callmap
+        learns TCP ports from socket scans, which see a connection only while
+        it is open at a scan, and from connection tracking, which a lab may
+        run without. Every UDP flow is reported when connection tracking first
+        sees it, so a missing UDP port is a fault.
         """
-        edges = not self.missing and not self.unexpected
+        edges = self.complete and not self.unexpected
         return edges and not self.unexpected_ports
 
     def as_json(self) -> dict[str, Any]:
@@ -182,11 +198,14 @@ class Comparison:
 def compare(
     truth: Truth,
     edges: Iterable[Edge],
-    expected_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None,
-    allowed_ports: Mapping[ExpectedEdge, frozenset[int]] | None = None,
+    expected_ports: PortMap | None = None,
+    allowed_ports: PortMap | None = None,
     scope: Callable[[ExpectedEdge], bool] | None = None,
 ) -> Comparison:
-    """``edges`` against ``truth``; ports too when ``expected_ports`` is given."""
+    """``edges`` against ``truth``; ports too when ``expected_ports`` is given, or
+    the truth's own when it knows them."""
+    if expected_ports is None and truth.ports is not None:
+        expected_ports, allowed_ports = truth.ports, truth.allowed_ports
     edges = list(edges)
     observed = observed_edges(edges)
     ignored = frozenset(e for e in observed if scope is not None and not scope(e))
@@ -207,20 +226,20 @@ def compare_with_truth(
     """``edges`` against the cluster truth, as ``lab run`` compares: pairs, then their ports."""
     required = frozenset(ExpectedEdge(e.client, e.server) for e in truth.edges)
     tolerated = frozenset(ExpectedEdge(e.client, e.server) for e in truth.tolerated) - required
-    expected_ports: dict[ExpectedEdge, frozenset[int]] = {}
-    allowed_ports: dict[ExpectedEdge, frozenset[int]] = {}
+    expected_ports: dict[ExpectedEdge, frozenset[ServerPort]] = {}
+    allowed_ports: dict[ExpectedEdge, frozenset[ServerPort]] = {}
     for edge in truth.edges:
-        pair = ExpectedEdge(edge.client, edge.server)
-        expected_ports[pair] = expected_ports.get(pair, frozenset()) | {edge.port}
+        pair, port = ExpectedEdge(edge.client, edge.server), ServerPort(edge.port, edge.protocol)
+        expected_ports[pair] = expected_ports.get(pair, frozenset()) | {port}
     for edge in (*truth.edges, *truth.tolerated):
-        pair = ExpectedEdge(edge.client, edge.server)
-        allowed_ports[pair] = allowed_ports.get(pair, frozenset()) | {edge.port}
+        pair, port = ExpectedEdge(edge.client, edge.server), ServerPort(edge.port, edge.protocol)
+        allowed_ports[pair] = allowed_ports.get(pair, frozenset()) | {port}
     return compare(Truth(required, tolerated), edges, expected_ports, allowed_ports, scope)
 
 
-def _ported(edge: ExpectedEdge, port: int) -> dict[str, str | int]:
-    return {**edge.as_json(), "port": port}
+def _ported(edge: ExpectedEdge, port: ServerPort) -> dict[str, str | int]:
+    return {**edge.as_json(), "port": port.port, "protocol": port.protocol}
 
 
-def _port_lists(ports: Mapping[ExpectedEdge, frozenset[int]]) -> list[dict[str, Any]]:
-    return [{**e.as_json(), "ports": sorted(ports[e])} for e in sorted(ports)]
+def _port_lists(ports: PortMap) -> list[dict[str, Any]]:
+    return [{**e.as_json(), **port_lists(ports[e])} for e in sorted(ports)]

@@ -69,7 +69,8 @@ class EdgeReader:
         await self.stop()
 
     async def poll(self, seconds: float) -> bool:
-        """Read for ``seconds``; True if the map changed."""
+        """Read for ``seconds``; True if the map changed: an edge came or went, or
+        showed a TCP or UDP port it did not show before."""
         if self._consumer is None:
             raise RuntimeError("EdgeReader.poll() before start()")
         changed = False
@@ -82,9 +83,7 @@ class EdgeReader:
                         continue
                     if self._cluster is None or edge.cluster == self._cluster:
                         self._lived(edge)
-                        old = self.edges.get(edge.edge_id)
-                        if old is None or (old.event == "expired") != (edge.event == "expired"):
-                            changed = True
+                        changed = _changes(self.edges.get(edge.edge_id), edge) or changed
                         self.edges[edge.edge_id] = edge
         return changed
 
@@ -101,3 +100,10 @@ class EdgeReader:
     def pair(self, edge_id: str) -> ExpectedEdge:
         edge = self.seen[edge_id]
         return ExpectedEdge(endpoint_text(edge.client), endpoint_text(edge.server))
+
+
+def _changes(old: Edge | None, new: Edge) -> bool:
+    """Whether ``new`` changes the map ``old`` was part of (a refresh alone does not)."""
+    if old is None or (old.event == "expired") != (new.event == "expired"):
+        return True
+    return set(new.ports) != set(old.ports) or set(new.udp_ports) != set(old.udp_ports)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lab.addressing import Plan, PodPlan, ServicePlan, name_suffix, template_hash
-from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Workload
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, TRANSPORTS, Workload
 from lab.truth import listen_ports
 
 WORKLOAD_LABEL = "lab.callmap.io/workload"
@@ -281,12 +281,16 @@ def _container(plan: Plan, workload: Workload) -> dict[str, Any]:
             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
         ]
         return {"name": "dnsmasq", "image": IMAGE, "command": ["dnsmasq"], "ports": ports}
-    listening = sorted(listen_ports(plan).get(workload.ref, ()))
+    ports = [
+        {"containerPort": port, "protocol": protocol.upper()}
+        for protocol in TRANSPORTS
+        for port in sorted(listen_ports(plan, protocol).get(workload.ref, ()))
+    ]
     return {
         "name": "caller",
         "image": IMAGE,
         "command": ["python3", "-m", "lab.caller"],
-        "ports": [{"containerPort": port, "protocol": "TCP"} for port in listening],
+        "ports": ports,
     }
 
 

@@ -162,6 +162,8 @@ def parse_multi(document: str | Mapping[str, Any], source: str = "topology") -> 
             target = _target(entry, where, spec, by_name, base_plans)
             if target is None:
                 continue
+            if entry.get("protocol", "tcp") != "tcp":
+                raise TopologyError(f"{where}.protocol: a call to another cluster is tcp only")
             cross.append(target)
             for server in target.servers:
                 server_cluster, _, ref = server.partition("/")
@@ -438,7 +440,8 @@ def _imports(
             for ip in pod.ips
             if ipaddress.ip_address(ip).version == 4
         )
-        ports = tuple(sorted({p.port for svc in exporters.values() for p in svc.ports}))
+        tcp = (p.port for svc in exporters.values() for p in svc.ports if p.protocol == "TCP")
+        ports = tuple(sorted(set(tcp)))
         result.append(Import(namespace, name, ports, backends))
     return tuple(result)
 

@@ -146,7 +146,7 @@ def _answered(
     server = owners.get(record.peer.removeprefix("pong ").strip())
     if server is None:
         return None
-    return TrueEdge(f"{cluster}/{client}", f"{server[0]}/{server[1]}", record.port)
+    return TrueEdge(f"{cluster}/{client}", f"{server[0]}/{server[1]}", record.port, record.protocol)
 
 
 def _prefixed_edge(edge: ExpectedEdge, cluster: str) -> ExpectedEdge:
@@ -154,4 +154,5 @@ def _prefixed_edge(edge: ExpectedEdge, cluster: str) -> ExpectedEdge:
 
 
 def _prefixed_true(edge: TrueEdge, cluster: str) -> TrueEdge:
-    return TrueEdge(prefixed(edge.client, cluster), prefixed(edge.server, cluster), edge.port)
+    client, server = prefixed(edge.client, cluster), prefixed(edge.server, cluster)
+    return TrueEdge(client, server, edge.port, edge.protocol)

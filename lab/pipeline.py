@@ -13,6 +13,9 @@ and watches the lab's own API server (``lab up --kubernetes``) with leader
 election, keeping the pod labels the topology uses, so that it publishes the
 same identities as the file would.
 
+A topology with UDP calls has its capture agents follow connection tracking's
+UDP flows too (``--conntrack-udp``, off by default).
+
 Each run stamps its records with a cluster name of its own
 (``<cluster>-<run id>``) and runs a stream app of its own (``--app-id`` of the
 same name), so runs on one broker never see each other's edges or offsets.
@@ -50,10 +53,12 @@ from lab.edgereader import EdgeReader
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.lifecycle import LAB_REFRESH, LAB_TTL, Lifecycle, check_lifecycle, expiry_due
+from lab.multitopology import load_member
 from lab.runtime import pod_life, release, up
 from lab.state import LabState, load_state
 from lab.teardown import down
 from lab.topology import load_topology
+from lab.topologyrecords import Topology
 from lab.truth import ExpectedEdge, Truth, expected_edges
 
 Progress = Callable[[str], None]
@@ -163,6 +168,7 @@ def start_components(
     components = Components(log_dir, env)
     components.start("watch", "watch", *watch_args(state, cluster))
     host_network_nodes = {p.node for p in state.pods if p.host_network}
+    udp = ["--conntrack-udp"] if has_udp_calls(load_member(state.topology, state.member)) else []
     for node in state.nodes:
         scan = [arg for netns in node.pod_netns for arg in ("--scan-netns", netns)]
         if node.name in host_network_nodes:
@@ -183,6 +189,7 @@ def start_components(
             "10",
             "--metrics-port",
             "0",
+            *udp,
             *scan,
         )
     if options.sqlite is not None:
@@ -199,6 +206,12 @@ def start_components(
         )
     progress(f"capture on {len(state.nodes)} node(s), watcher and sink started")
     return components
+
+
+def has_udp_calls(topology: Topology) -> bool:
+    """Whether capture must follow UDP flows (``--conntrack-udp``, off by default) to see
+    the topology's calls."""
+    return any(call.protocol == "udp" for call in topology.calls)
 
 
 def watch_args(state: LabState, cluster: str) -> list[str]:
@@ -421,6 +434,6 @@ async def _wait_for_map(
         result = compare(truth, reader.seen.values())
         progress(f"{len(result.observed)} edges observed, {len(result.missing)} missing")
         settled = time.monotonic() - stable_since >= options.settle
-        if not result.missing and not churn.is_alive() and streams_at is None and settled:
+        if result.complete and not churn.is_alive() and streams_at is None and settled:
             return result
     return compare(truth, reader.seen.values())

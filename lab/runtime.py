@@ -98,11 +98,12 @@ class Lab:
         return None
 
     def start_caller(self, pod: PodPlan, hold: bool) -> PodState:
-        ports = listen_ports(self.plan)
+        ports, datagrams = listen_ports(self.plan), listen_ports(self.plan, "udp")
         status = str(self.pod_file("status", pod, ".json"))
         spec = {
             "pod": pod.key,
             "listen": sorted(ports.get(pod.ref, ())),
+            "listen_udp": sorted(datagrams.get(pod.ref, ())),
             "hold": hold,
             "status": status,
             "log": str(self.pod_file("calls", pod, ".jsonl")),
@@ -114,6 +115,7 @@ class Lab:
                     "long_lived": c.long_lived,
                     "before_capture": c.before_capture,
                     "family": c.family,
+                    "protocol": c.protocol,
                 }
                 for c in self.topology.calls
                 if c.client == pod.ref
@@ -250,9 +252,12 @@ def _build(
             )
         )
     internet_spec = lab.file("pods", "internet.json")
-    internet_spec.write_text(
-        json.dumps({"pod": "internet", "listen": sorted(listen_ports(the_plan).get(INTERNET, ()))})
-    )
+    internet = {
+        "pod": "internet",
+        "listen": sorted(listen_ports(the_plan).get(INTERNET, ())),
+        "listen_udp": sorted(listen_ports(the_plan, "udp").get(INTERNET, ())),
+    }
+    internet_spec.write_text(json.dumps(internet))
     internet_pid = spawn(
         the_plan.internet_netns, caller_argv(internet_spec), lab.file("logs", "internet.log")
     )

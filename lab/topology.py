@@ -44,6 +44,7 @@ from lab.topologyrecords import (
     DNS_SERVICE,
     DNS_WORKLOAD,
     KINDS,
+    TRANSPORTS,
     Call,
     Churn,
     External,
@@ -176,12 +177,14 @@ def _workload(value: object, where: str, nodes: tuple[str, ...]) -> Workload:
     if "service" in raw:
         svc_where = f"{where}.service"
         svc = mapping(raw["service"], svc_where)
-        keys(svc, svc_where, {"ports"}, {"name", "headless", "export"})
+        keys(svc, svc_where, set(), {"name", "ports", "udp_ports", "headless", "export"})
+        tcp, udp = _service_ports(svc, svc_where, required=True)
         service = WorkloadService(
             name=label(svc.get("name", name), f"{svc_where}.name"),
-            ports=ports(svc, "ports", svc_where, required=True),
+            ports=tcp,
             headless=flag(svc, "headless", svc_where),
             export=flag(svc, "export", svc_where),
+            udp_ports=udp,
         )
     labels = raw.get("labels", {"app": name})
     labels_map = mapping(labels, f"{where}.labels")
@@ -208,7 +211,7 @@ def _service(value: object, where: str) -> Service:
         raw,
         where,
         {"namespace", "name"},
-        {"ports", "selects", "headless", "external_name", "export"},
+        {"ports", "udp_ports", "selects", "headless", "external_name", "export"},
     )
     namespace = label(raw["namespace"], f"{where}.namespace")
     external = raw.get("external_name")
@@ -220,20 +223,33 @@ def _service(value: object, where: str) -> Service:
         raise TopologyError(f"{where}: needs exactly one of 'selects' and 'external_name'")
     if external is not None:
         external = dns_name(external, f"{where}.external_name")
+    tcp, udp = _service_ports(raw, where, required=external is None)
     return Service(
         namespace=namespace,
         name=label(raw["name"], f"{where}.name"),
-        ports=ports(raw, "ports", where, required=external is None),
+        ports=tcp,
         selects=tuple(s if "/" in s else f"{namespace}/{s}" for s in selects),
         headless=flag(raw, "headless", where),
         external_name=external,
         export=flag(raw, "export", where),
+        udp_ports=udp,
     )
+
+
+def _service_ports(
+    raw: Mapping[str, Any], where: str, required: bool
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A service's TCP ``ports`` and ``udp_ports``: at least one of them when ``required``
+    (a port number may be in both: a Service may serve one port over both protocols)."""
+    tcp, udp = ports(raw, "ports", where), ports(raw, "udp_ports", where)
+    if required and not tcp and not udp:
+        raise TopologyError(f"{where}.ports: needs at least one port (or udp_ports)")
+    return tcp, udp
 
 
 def _external(value: object, where: str, domain: str) -> External:
     raw = mapping(value, where)
-    keys(raw, where, {"name", "ips"}, {"ports"})
+    keys(raw, where, {"name", "ips"}, {"ports", "udp_ports"})
     name = dns_name(raw["name"], f"{where}.name")
     if name == domain or name.endswith("." + domain):
         raise TopologyError(f"{where}.name: {name!r} is inside the cluster domain {domain!r}")
@@ -244,12 +260,14 @@ def _external(value: object, where: str, domain: str) -> External:
         name=name,
         ips=tuple(external_ip(v, f"{where}.ips[{i}]") for i, v in enumerate(ips)),
         ports=ports(raw, "ports", where),
+        udp_ports=ports(raw, "udp_ports", where),
     )
 
 
 def _call(value: object, where: str) -> Call:
     raw = mapping(value, where)
-    keys(raw, where, {"from", "to", "port"}, {"rate", "long_lived", "before_capture", "family"})
+    optional = {"rate", "long_lived", "before_capture", "family", "protocol"}
+    keys(raw, where, {"from", "to", "port"}, optional)
     rate = raw.get("rate", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100:
         raise TopologyError(
@@ -258,7 +276,12 @@ def _call(value: object, where: str) -> Call:
     family = str(raw.get("family", "any"))
     if family not in ("any", "4", "6"):
         raise TopologyError(f"{where}.family: {family!r} must be 4, 6 or any")
+    protocol = raw.get("protocol", "tcp")
+    if protocol not in TRANSPORTS:
+        raise TopologyError(f"{where}.protocol: {protocol!r} must be tcp or udp")
     long_lived = flag(raw, "long_lived", where)
+    if long_lived and protocol == "udp":
+        raise TopologyError(f"{where}.long_lived: a udp call is one datagram and its answer")
     before = flag(raw, "before_capture", where)
     if before and not long_lived:
         raise TopologyError(
@@ -277,6 +300,7 @@ def _call(value: object, where: str) -> Call:
         long_lived=long_lived,
         before_capture=before,
         family=family,  # type: ignore[arg-type]  # checked above
+        protocol=protocol,
     )
 
 

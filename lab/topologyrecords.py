@@ -13,6 +13,8 @@ from typing import Literal
 
 Kind = Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]
 Family = Literal["any", "4", "6"]
+Transport = Literal["tcp", "udp"]
+TRANSPORTS: tuple[Transport, ...] = ("tcp", "udp")
 KINDS: tuple[Kind, ...] = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 
 # The lab's own DNS server: a real workload behind the kube-dns service.
@@ -25,9 +27,12 @@ class WorkloadService:
 
     name: str
     ports: tuple[int, ...]
+    """TCP ports (the topology key ``ports``)."""
     headless: bool = False
     export: bool = False
     """A ServiceExport exists for it (multi-cluster labs: served under clusterset.local)."""
+    udp_ports: tuple[int, ...] = ()
+    """UDP ports: the pods answer datagrams on them, the Service translates them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class Service:
     external_name: str | None = None
     export: bool = False
     """A ServiceExport exists for it (multi-cluster labs: served under clusterset.local)."""
+    udp_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,7 @@ class External:
     name: str
     ips: tuple[str, ...]
     ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,8 @@ class Call:
     cross_cluster: bool = False
     """In a multi-cluster lab: the target is in another cluster (a clusterset name or a
     peer's IP), so this cluster's truth leaves it to the global one (:mod:`lab.multitruth`)."""
+    protocol: Transport = "tcp"
+    """``udp``: one datagram sent, its answer awaited (never long-lived)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,22 +22,28 @@ steps, after the last); a call contributes the edges of every phase in which
 a client pod lives, resolved against the pods live in that phase, so the new
 holder of a reused IP is credited only after the reuse. Self-edges are kept.
 
+Ports: each edge carries the ports its calls reach the server on, each a
+:class:`ServerPort` with its transport (a ``protocol: udp`` call's port is
+UDP: the edge's ``udp_ports``, never its ``ports``).
+
 ``tolerated`` edges may appear without being required: a client's DNS queries
-over TCP are short connections to ``kube-system/coredns`` that a socket scan
-may or may not catch; a pre-capture call to an external name with several
-addresses may be seen as any one of them.
+over TCP are short connections to ``kube-system/coredns`` (53/tcp) that a
+socket scan may or may not catch; a pre-capture call to an external name with
+several addresses may be seen as any one of them.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from lab.addressing import Plan, PodPlan
+from lab.addressing import DNS_PORT, Plan, PodPlan
 from lab.dnszone import Zone, build_zone, first_match
 from lab.errors import TopologyError
-from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Call
+from lab.topologyrecords import DNS_NAMESPACE, DNS_WORKLOAD, Call, Transport
 
 INTERNET = "internet"
 """The key of :func:`listen_ports` for the "internet" namespace."""
@@ -58,18 +64,53 @@ class ExpectedEdge:
         return f"{self.client} -> {self.server}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ServerPort:
+    """A port a server is called on, with its transport: an edge's ``ports`` hold the TCP
+    ones, its ``udp_ports`` the UDP ones, and one is never the other."""
+
+    port: int
+    protocol: Transport = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.protocol}"
+
+
+PortMap = Mapping[ExpectedEdge, frozenset[ServerPort]]
+
+
+def port_lists(ports: frozenset[ServerPort]) -> dict[str, list[int]]:
+    """``{"ports": [TCP ...], "udp_ports": [UDP ...]}``, as an edge carries them."""
+    return {
+        "ports": sorted(p.port for p in ports if p.protocol == "tcp"),
+        "udp_ports": sorted(p.port for p in ports if p.protocol == "udp"),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Truth:
     edges: frozenset[ExpectedEdge]
     """Every one of these must be reported."""
     tolerated: frozenset[ExpectedEdge]
     """These may be reported too; anything else is wrong."""
+    ports: PortMap | None = None
+    """The ports each true edge is called on (None: this truth knows no ports)."""
+    allowed_ports: PortMap = field(default_factory=dict)
+    """The ports each true or tolerated edge may show."""
 
-    def as_json(self) -> dict[str, list[dict[str, str]]]:
-        return {
-            "edges": [e.as_json() for e in sorted(self.edges)],
-            "tolerated": [e.as_json() for e in sorted(self.tolerated)],
+    def as_json(self) -> dict[str, list[dict[str, Any]]]:
+        """``edges`` and ``tolerated`` as ``lab run`` reports edges; ``ports``, when known,
+        as its ``ports.expected``: each true edge's TCP ``ports`` and ``udp_ports``."""
+        document: dict[str, list[dict[str, Any]]] = {
+            "edges": [dict(e.as_json()) for e in sorted(self.edges)],
+            "tolerated": [dict(e.as_json()) for e in sorted(self.tolerated)],
         }
+        if self.ports is not None:
+            document["ports"] = [
+                {**e.as_json(), **port_lists(self.ports.get(e, frozenset()))}
+                for e in sorted(self.edges)
+            ]
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,44 +242,62 @@ def expected_edges(plan: Plan) -> Truth:
     """The true edge set; raises TopologyError for a call that reaches nothing, ever."""
     edges: set[ExpectedEdge] = set()
     tolerated: set[ExpectedEdge] = set()
+    ports: dict[ExpectedEdge, set[ServerPort]] = defaultdict(set)
+    allowed: dict[ExpectedEdge, set[ServerPort]] = defaultdict(set)
     dns = f"{DNS_NAMESPACE}/{DNS_WORKLOAD}"
     reached = [False] * len(plan.topology.calls)
     for phase in phases(plan):
         for i, call in enumerate(plan.topology.calls):
+            port = ServerPort(call.port, call.protocol)
             for pod in _clients(phase, call):
                 hits = resolve(plan, phase, call, pod.namespace)
                 reached[i] = reached[i] or any(not hit.refused for hit in hits)
-                target = edges
-                if call.before_capture and phase.index == 0 and len(hits) > 1:
-                    target = tolerated  # the socket shows one of them, which one is chance
-                target.update(ExpectedEdge(client_of(pod), hit.server) for hit in hits)
+                # the socket of a pre-capture call shows one of several, which one is chance
+                chance = call.before_capture and phase.index == 0 and len(hits) > 1
+                for hit in hits:
+                    edge = ExpectedEdge(client_of(pod), hit.server)
+                    (tolerated if chance else edges).add(edge)
+                    allowed[edge].add(port)
+                    if not chance:
+                        ports[edge].add(port)
                 if not _is_address(call.to):
                     tolerated.add(ExpectedEdge(client_of(pod), dns))
+                    allowed[ExpectedEdge(client_of(pod), dns)].add(ServerPort(DNS_PORT))
     for i, call in enumerate(plan.topology.calls):
         if not reached[i] and not call.cross_cluster:
             raise TopologyError(
                 f"calls[{i}].to: {call.to!r} (from {call.client}) reaches nothing in the lab"
             )
-    return Truth(frozenset(edges), frozenset(tolerated - edges))
+    return Truth(
+        frozenset(edges),
+        frozenset(tolerated - edges),
+        {edge: frozenset(found) for edge, found in ports.items()},
+        {edge: frozenset(found) for edge, found in allowed.items()},
+    )
 
 
-def listen_ports(plan: Plan) -> dict[str, set[int]]:
-    """Ports to listen on: per ``ns/workload``, and for :data:`INTERNET`.
+def listen_ports(plan: Plan, protocol: Transport = "tcp") -> dict[str, set[int]]:
+    """Ports to listen on over ``protocol``: per ``ns/workload``, and for :data:`INTERNET`.
 
-    A workload listens on its own ``ports``, the ports of the services in
+    A workload listens on its own ``ports`` (TCP), the ports of the services in
     front of it and every port a call reaches it on; the internet on its
     externals' ports and the ports of calls that leave the cluster.
     """
     ports: dict[str, set[int]] = defaultdict(set)
+    tcp = protocol == "tcp"
     for ref, workload in plan.by_workload.items():
-        ports[ref].update(workload.ports)
+        ports[ref].update(workload.ports if tcp else ())
     for service in plan.services:
         for workload_ref in service.workloads:
-            ports[workload_ref].update(p.port for p in service.ports)
+            ports[workload_ref].update(
+                p.port for p in service.ports if p.protocol.lower() == protocol
+            )
     for external in plan.topology.externals:
-        ports[INTERNET].update(external.ports)
+        ports[INTERNET].update(external.ports if tcp else external.udp_ports)
     for phase in phases(plan):
         for call in plan.topology.calls:
+            if call.protocol != protocol:
+                continue
             for pod in _clients(phase, call):
                 for hit in resolve(plan, phase, call, pod.namespace):
                     if hit.internet:

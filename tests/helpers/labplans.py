@@ -13,6 +13,12 @@ SINGLE_CLUSTER = sorted(
     path.stem for path in TOPOLOGY_DIR.glob("*.yaml") if not is_multi(read_document(path))
 )
 """The bundled single-cluster topologies (``clusters.yaml`` is several clusters)."""
+ON_CLUSTER = [
+    name
+    for name in SINGLE_CLUSTER
+    if all(call.protocol == "tcp" for call in load_topology(TOPOLOGY_DIR / f"{name}.yaml").calls)
+]
+"""Those the cluster lab takes: UDP calls are the netns lab's only (``udp.yaml``)."""
 
 
 def plan_of(text: str) -> Plan:

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers.labplans import SINGLE_CLUSTER
+from helpers.labplans import ON_CLUSTER
 
 from devtools.kube import KubeStatus
 from lab.addressing import plan
@@ -48,7 +48,7 @@ def access(kube_api: KubeStatus, tmp_path_factory: pytest.TempPathFactory) -> Ku
     return KubeAccess.from_kubeconfig(kube_api.kubeconfig, tmp_path_factory.mktemp("access"))
 
 
-@pytest.mark.parametrize("name", SINGLE_CLUSTER)
+@pytest.mark.parametrize("name", ON_CLUSTER)
 def test_the_api_server_accepts_every_object_of_a_bundled_topology(
     access: KubeAccess, name: str
 ) -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers.labplans import SINGLE_CLUSTER, bundled, plan_of
+from helpers.labplans import ON_CLUSTER, bundled, plan_of
 
 from lab.addressing import Plan
 from lab.clusteraddresses import bind_pods, literal_targets, waves
@@ -256,7 +256,17 @@ def test_what_a_cluster_cannot_hold_is_refused() -> None:
     check_topology(bundled("churn"))
 
 
-@pytest.mark.parametrize("name", SINGLE_CLUSTER)
+def test_udp_calls_and_udp_service_ports_are_refused_naming_them() -> None:
+    with pytest.raises(LabError, match=r"calls\[0\]: web/client -> statsd.metrics:8125 is a udp"):
+        check_topology(bundled("udp"))
+    ports = plan_of(
+        "name: x\nworkloads: [{namespace: a, name: w, service: {name: s, udp_ports: [514]}}]\n"
+    )
+    with pytest.raises(LabError, match="service a/s: udp_ports are the netns lab's only"):
+        check_topology(ports)
+
+
+@pytest.mark.parametrize("name", ON_CLUSTER)
 def test_every_bundled_topology_becomes_objects(name: str) -> None:
     layout = bundled(name)
     addresses = {a: "10.200.9.9" for a, t in literal_targets(layout).items() if t.kind != "other"}

@@ -21,6 +21,12 @@ def test_truth_as_json_has_edges_and_tolerated() -> None:
     document = json.loads(result.output)
     assert {"client": "ops/prober", "server": "shop/emailservice"} in document["edges"]
     assert document["tolerated"]
+    assert {
+        "client": "ops/prober",
+        "server": "shop/emailservice",
+        "ports": [7070],
+        "udp_ports": [],
+    } in document["ports"]
 
 
 def test_plan_shows_addresses_and_pods_created_by_churn() -> None:

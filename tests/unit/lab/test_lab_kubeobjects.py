@@ -313,3 +313,25 @@ def test_object_paths() -> None:
 
 def test_the_watcher_keeps_exactly_the_label_keys_the_topology_uses(kinds: Plan) -> None:
     assert set(label_keys(kinds)) == {"app", "tier", "version", "k8s-app"}
+
+
+def test_udp_ports_are_udp_in_services_slices_and_containers() -> None:
+    layout = bundled("udp")
+    objects = _objects(layout)
+    service = objects[ObjectRef("Service", "metrics", "statsd")].body["spec"]
+    assert service["ports"] == [
+        {"name": "tcp-9102", "port": 9102, "protocol": "TCP", "targetPort": 9102},
+        {"name": "udp-8125", "port": 8125, "protocol": "UDP", "targetPort": 8125},
+    ]
+    slices = [o for o in objects.values() if o.ref.kind == "EndpointSlice"]
+    statsd = next(o for o in slices if o.ref.name.startswith("statsd"))
+    assert [(p["port"], p["protocol"]) for p in statsd.body["ports"]] == [
+        (9102, "TCP"),
+        (8125, "UDP"),
+    ]
+    pod = next(o for ref, o in objects.items() if ref.kind == "Pod" and ref.namespace == "metrics")
+    assert pod.body["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 9102, "protocol": "TCP"},
+        {"containerPort": 6831, "protocol": "UDP"},  # the tracer calls the pod's address
+        {"containerPort": 8125, "protocol": "UDP"},
+    ]

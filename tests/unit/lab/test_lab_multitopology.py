@@ -178,3 +178,16 @@ def test_the_bundled_multi_cluster_topology_is_valid() -> None:
     multi = load_multi(BUNDLED)
     assert [c.name for c in multi.clusters] == ["east", "west", "north"]
     assert multi.stop_mirror[0].cluster == "west"
+
+
+def test_a_udp_call_stays_in_its_cluster_and_a_clusterset_name_carries_tcp_only() -> None:
+    across = THREE.replace("port: 5432}", "port: 5432, protocol: udp}")
+    with pytest.raises(TopologyError, match=r"calls\[1\].protocol: a call to another cluster"):
+        parse_multi(document(across), "t")
+    both = THREE.replace(
+        "name: api, ports: [8080], export: true}}\n  - {cluster: west",
+        "name: api, ports: [8080], udp_ports: [8125], export: true}}\n  - {cluster: west",
+    )
+    assert "udp_ports: [8125]" in both
+    east = parse_multi(document(both), "t").member("east")
+    assert [i.ports for i in east.imports] == [(8080,)]  # its UDP port is not translated

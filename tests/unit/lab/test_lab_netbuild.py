@@ -78,3 +78,13 @@ def test_a_service_without_live_backends_has_no_translation() -> None:
     after = nft_ruleset(layout, layout.pods_in_phase(1))
     assert "svc-shop-cartservice" not in after
     assert "svc-shop-emailservice-tcp-5000-v4" in after
+
+
+def test_udp_service_ports_are_dnatted_as_udp_beside_the_tcp_ones() -> None:
+    layout = bundled("udp")
+    ruleset = nft_ruleset(layout, layout.pods)
+    statsd = next(p for p in layout.pods if p.ref == "metrics/statsd")
+    assert "10.96.1.1 . udp . 8125 : goto svc-metrics-statsd-udp-8125-v4" in ruleset
+    assert "10.96.1.1 . tcp . 9102 : goto svc-metrics-statsd-tcp-9102-v4" in ruleset
+    assert f'meta l4proto udp dnat ip to {statsd.ips[0]}:8125 comment "{statsd.key}"' in ruleset
+    assert "10.96.1.1 . tcp . 8125" not in ruleset and "10.96.1.1 . udp . 9102" not in ruleset

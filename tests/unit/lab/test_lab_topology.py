@@ -8,6 +8,7 @@ import pytest
 from helpers.labplans import SINGLE_CLUSTER, TOPOLOGY_DIR
 
 from lab.errors import TopologyError
+from lab.pipeline import has_udp_calls
 from lab.topology import load_topology, parse_topology
 from lab.topologyrecords import object_prefix
 
@@ -124,6 +125,31 @@ def test_every_bundled_topology_is_valid(path: Path) -> None:
         ("churn: [{at: 5, delete: a/w, ip_to: a/zz}]", "churn[0].ip_to: no workload 'a/zz'"),
         ("churn: [{at: 5, delete: a/w, pending_for: 2}]", "churn[0].pending_for: needs ip_to"),
         ("churn: [{at: 5, delete: a/w, ip_to: a/w, pending_for: 6}]", "churn[0].pending_for"),
+        ("calls: [{from: a/w, to: x, port: 80, protocol: sctp}]", "calls[0].protocol: 'sctp'"),
+        (
+            "calls: [{from: a/w, to: x, port: 80, protocol: udp, long_lived: true}]",
+            "calls[0].long_lived: a udp call is one datagram",
+        ),
+        (
+            "workloads: [{namespace: a, name: w, service: {udp_ports: [70000]}}]",
+            "workloads[0].service.udp_ports[0]: 70000 is not a port",
+        ),
+        (
+            "workloads: [{namespace: a, name: w, service: {udp_ports: [53, 53]}}]",
+            "workloads[0].service.udp_ports: 53 appears twice",
+        ),
+        (
+            "workloads: [{namespace: a, name: w, service: {name: s}}]",
+            "workloads[0].service.ports: needs at least one port (or udp_ports)",
+        ),
+        (
+            "services: [{namespace: a, name: s, udp_ports: [x], selects: [w]}]",
+            "services[0].udp_ports[0]: 'x' is not a port",
+        ),
+        (
+            "externals: [{name: x.example.org, ips: [203.0.113.1], udp_ports: 123}]",
+            "externals[0].udp_ports: expected a list",
+        ),
         ("dns_upstream: maybe", "dns_upstream"),
         ("nodes: []", "nodes: needs at least one node"),
         ("flavour: vanilla", "unknown key 'flavour'"),
@@ -157,3 +183,44 @@ def test_call_targets_are_normalised() -> None:
 def test_lab_prefixes_never_prefix_each_other() -> None:
     assert not object_prefix("shop-x").startswith(object_prefix("shop"))
     assert object_prefix("shop") == "cml-shop--"
+
+
+def test_udp_ports_and_udp_calls_sit_beside_tcp_ones() -> None:
+    topology = parse_topology(
+        """
+name: t
+workloads:
+  - {namespace: m, name: statsd, service: {name: statsd, ports: [9102], udp_ports: [8125, 9102]}}
+  - {namespace: m, name: relay, service: {udp_ports: [514]}}
+  - {namespace: m, name: client}
+services:
+  - {namespace: m, name: both, ports: [80], udp_ports: [81], selects: [statsd, relay]}
+externals:
+  - {name: time.example.net, ips: [203.0.113.123], udp_ports: [123]}
+calls:
+  - {from: m/client, to: statsd, port: 8125, protocol: udp, rate: 5}
+  - {from: m/client, to: statsd, port: 9102}
+  - {from: m/client, to: statsd, port: 9102, protocol: tcp}
+"""
+    )
+    statsd, relay = topology.workload("m/statsd"), topology.workload("m/relay")
+    assert statsd.service is not None and relay.service is not None
+    assert (statsd.service.ports, statsd.service.udp_ports) == ((9102,), (8125, 9102))
+    assert (relay.service.name, relay.service.ports, relay.service.udp_ports) == (
+        "relay",
+        (),
+        (514,),
+    )
+    (both,) = topology.services
+    assert (both.ports, both.udp_ports) == ((80,), (81,))
+    assert topology.externals[0].udp_ports == (123,) and topology.externals[0].ports == ()
+    assert [(c.port, c.protocol, c.rate) for c in topology.calls] == [
+        (8125, "udp", 5.0),
+        (9102, "tcp", 1.0),
+        (9102, "tcp", 1.0),
+    ]
+
+
+def test_the_pipeline_follows_udp_flows_only_for_a_topology_with_udp_calls() -> None:
+    assert has_udp_calls(load_topology(TOPOLOGY_DIR / "udp.yaml"))
+    assert not has_udp_calls(load_topology(TOPOLOGY_DIR / "shop.yaml"))

@@ -6,7 +6,7 @@ import pytest
 from helpers.labplans import bundled, plan_of
 
 from lab.errors import TopologyError
-from lab.truth import ExpectedEdge, expected_edges, listen_ports
+from lab.truth import ExpectedEdge, ServerPort, expected_edges, listen_ports
 
 
 def edges(layout_or_name: object) -> set[tuple[str, str]]:
@@ -168,7 +168,7 @@ def test_a_call_that_reaches_nothing_is_a_topology_error() -> None:
 def test_truth_as_json_uses_the_lab_run_edge_shape() -> None:
     document = expected_edges(bundled("two-clients")).as_json()
     assert {"client": "web/client-a", "server": "api/server"} in document["edges"]
-    assert set(document) == {"edges", "tolerated"}
+    assert set(document) == {"edges", "tolerated", "ports"}
 
 
 def test_pods_listen_on_service_ports_and_on_ports_called_directly() -> None:
@@ -177,3 +177,44 @@ def test_pods_listen_on_service_ports_and_on_ports_called_directly() -> None:
     assert ports["shop/emailservice"] == {5000, 7070}
     assert ports["kube-system/coredns"] == {53}
     assert listen_ports(bundled("shop"))["internet"] == {443, 587}
+
+
+def test_udp_calls_are_edges_with_their_ports_apart_from_tcp_ports() -> None:
+    truth = expected_edges(bundled("udp"))
+    client_statsd = ExpectedEdge("web/client", "metrics/statsd")
+    tracer_statsd = ExpectedEdge("web/tracer", "metrics/statsd")
+    client_time = ExpectedEdge("web/client", "external:time.example.net")
+    client_dns = ExpectedEdge("web/client", "kube-system/coredns")
+    assert truth.edges == {client_statsd, tracer_statsd, client_time}
+    assert truth.tolerated == {client_dns}  # lookups over TCP, if a scan catches one
+    assert truth.ports == {
+        client_statsd: {ServerPort(9102, "tcp"), ServerPort(8125, "udp")},
+        tracer_statsd: {ServerPort(6831, "udp")},
+        client_time: {ServerPort(123, "udp")},
+    }
+    assert truth.allowed_ports[client_dns] == {ServerPort(53, "tcp")}
+    assert {
+        "client": "web/client",
+        "server": "metrics/statsd",
+        "ports": [9102],
+        "udp_ports": [8125],
+    } in truth.as_json()["ports"]
+
+
+def test_pods_and_the_internet_listen_for_datagrams_on_their_udp_ports_only() -> None:
+    layout = bundled("udp")
+    assert listen_ports(layout)["metrics/statsd"] == {9102}
+    assert listen_ports(layout, "udp")["metrics/statsd"] == {8125, 6831}  # service, pod's IP
+    assert listen_ports(layout)["internet"] == set()
+    assert listen_ports(layout, "udp")["internet"] == {123}
+    assert "web/client" not in {ref for ref, ports in listen_ports(layout, "udp").items() if ports}
+
+
+def test_a_port_called_over_both_protocols_is_two_ports() -> None:
+    layout = plan_of(
+        "name: t\nworkloads: [{namespace: a, name: c},"
+        " {namespace: a, name: s, service: {name: s, ports: [53], udp_ports: [53]}}]\n"
+        "calls: [{from: a/c, to: s, port: 53}, {from: a/c, to: s, port: 53, protocol: udp}]"
+    )
+    truth = expected_edges(layout)
+    assert truth.ports == {ExpectedEdge("a/c", "a/s"): {ServerPort(53), ServerPort(53, "udp")}}
