@@ -5,7 +5,9 @@ is a covered server, ``egress`` to its observed servers when it is a covered
 client. Unlike plain NetworkPolicies, Cilium can name what callmap sees:
 externals by DNS name (``toFQDNs``, with the DNS proxy rule that makes them
 work), the API server (``toEntities: kube-apiserver``), nodes (``host``,
-``remote-node``) and services without workloads (``toServices``). A DNS name
+``remote-node``) and services without workloads (``toServices``). Observed
+ports go in ``toPorts`` with their protocol (``TCP``, then ``UDP``); a peer seen
+without any port gets no ``toPorts``, so every port. A DNS name
 that is not a valid one (hostile input) is left out with a warning.
 
 A workload of another cluster (global edges, Cilium Cluster Mesh) is selected
@@ -110,7 +112,7 @@ class _Builder(PolicyBuilder[CiliumOptions]):
         for peer, ports in self.peers(edges, side, lambda endpoint: self.peer(endpoint, side)):
             rule = dict(peer)
             if ports is not None:
-                listed = [{"port": str(p), "protocol": "TCP"} for p in ports]
+                listed = [{"port": str(port), "protocol": proto} for proto, port in ports]
                 rule["toPorts"] = [{"ports": listed}]
             rules.append(rule)
         return rules

@@ -3,8 +3,9 @@
 For every covered server workload, one ``Ingress`` policy selecting its pods
 and allowing each observed client on the observed ports: a client in the same
 namespace by pod labels, one elsewhere by namespace and pod labels, an
-unresolved IP or a node by an ``ipBlock``. An edge seen without ports (DNS
-only) allows every port from that client.
+unresolved IP or a node by an ``ipBlock``. TCP and UDP ports are listed with
+their protocol, TCP first. An edge seen without any port (DNS only) allows
+every port from that client; one seen on UDP ports only allows those.
 
 With ``egress=True``, also one ``Egress`` policy per covered client workload,
 allowing its observed servers and DNS (to the cluster's DNS pods, UDP and TCP
@@ -30,7 +31,14 @@ from sinks.endpoints import qualified, sort_key
 from sinks.escape import is_dns1123_label, k8s_name
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.labels import LabelBook
-from sinks.maps.formats.policy import NAMESPACE_LABEL, Export, PolicyBuilder, Port, PortMap, cidr
+from sinks.maps.formats.policy import (
+    NAMESPACE_LABEL,
+    Export,
+    PolicyBuilder,
+    PortMap,
+    ProtocolPort,
+    cidr,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +53,8 @@ class NetpolOptions:
     """Policies are named ``<prefix>-<workload>-ingress`` / ``-egress``."""
 
 
-def _ports(ports: list[Port], protocol: str = "TCP") -> list[dict[str, Any]]:
-    return [{"protocol": protocol, "port": port} for port in ports]
+def _ports(ports: list[ProtocolPort]) -> list[dict[str, Any]]:
+    return [{"protocol": protocol, "port": port} for protocol, port in ports]
 
 
 class _Builder(PolicyBuilder[NetpolOptions]):
@@ -114,7 +122,7 @@ class _Builder(PolicyBuilder[NetpolOptions]):
             "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: self.options.dns_namespace}},
             "podSelector": {"matchLabels": dict(self.options.dns_labels)},
         }
-        return {"to": [peer], "ports": _ports([53], "UDP") + _ports([53], "TCP")}
+        return {"to": [peer], "ports": _ports([("UDP", 53), ("TCP", 53)])}
 
 
 def network_policies(

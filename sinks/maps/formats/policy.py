@@ -7,6 +7,10 @@ which is what a NetworkPolicy matches after kube-proxy's DNAT.
 :class:`PolicyBuilder` holds what the NetworkPolicy and Cilium exports do
 alike, so that each states only how it writes a peer and a rule.
 
+UDP ports (``Edge.udp_ports``) are allowed next to the TCP ones, each with its
+protocol; an edge seen on UDP ports only is not an edge "seen without ports"
+and never opens every port.
+
 Policies are per cluster: :func:`policy_cluster` picks it (``--cluster``, or
 the only cluster the edges hold), only that cluster's workloads get a policy,
 and a peer in another cluster (on global edges) is written in the form the
@@ -32,6 +36,11 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "callmap"}
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 
 Port = int | str
+Protocol = str
+"""``"TCP"`` or ``"UDP"``, as Kubernetes and Cilium spell them."""
+ProtocolPort = tuple[Protocol, Port]
+PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP")
+"""In the order a rule lists them: TCP first, so TCP-only rules read as they always did."""
 OptionsT = TypeVar("OptionsT")
 
 
@@ -47,26 +56,28 @@ class Export:
 
 
 class PortMap:
-    """Service port -> the pods' target port, from service identities."""
+    """Service port -> the pods' target port, per protocol, from service identities."""
 
     def __init__(self, services: Iterable[ServiceIdentity] = ()) -> None:
-        self._targets: dict[tuple[str, str, str, int], Port] = {}
+        self._targets: dict[tuple[str, str, str, Protocol, int], Port] = {}
         for service in services:
             for port in service.ports:
-                if port.protocol.upper() != "TCP":
+                protocol = port.protocol.upper()
+                if protocol not in PROTOCOLS:
                     continue
                 target = port.target_port if port.target_port not in (None, "") else port.port
                 assert target is not None
-                key = (service.cluster, service.namespace, service.name, port.port)
+                key = (service.cluster, service.namespace, service.name, protocol, port.port)
                 self._targets[key] = target
 
-    def ports(self, edge: Edge) -> list[Port]:
-        """The ports a policy for ``edge``'s server allows: numbers first, then names."""
+    def ports(self, edge: Edge, protocol: Protocol = "TCP") -> list[Port]:
+        """The ``protocol`` ports a policy for ``edge``'s server allows: numbers first,
+        then names."""
         server = edge.server
         found: set[Port] = set()
-        for port in edge.ports:
+        for port in edge.udp_ports if protocol == "UDP" else edge.ports:
             cluster = cluster_of(edge, server) or ""
-            key = (cluster, server.namespace or "", server.service or "", port)
+            key = (cluster, server.namespace or "", server.service or "", protocol, port)
             found.add(self._targets.get(key, port) if server.service else port)
         return sorted(found, key=port_key)
 
@@ -74,6 +85,11 @@ class PortMap:
 def port_key(port: Port) -> tuple[bool, int, str]:
     """Numbers in numeric order, then named ports by name."""
     return (isinstance(port, str), port if isinstance(port, int) else 0, str(port))
+
+
+def protocol_port_key(port: ProtocolPort) -> tuple[int, tuple[bool, int, str]]:
+    """TCP before UDP, then as :func:`port_key` orders them."""
+    return (PROTOCOLS.index(port[0]), port_key(port[1]))
 
 
 def policy_cluster(edges: Iterable[Edge], selection: MapFilter) -> str | None:
@@ -183,14 +199,15 @@ class PolicyBuilder(Generic[OptionsT]):
         edges: list[Edge],
         side: str,
         peer_of: Callable[[Endpoint], dict[str, Any] | None],
-    ) -> list[tuple[dict[str, Any], list[Port] | None]]:
+    ) -> list[tuple[dict[str, Any], list[ProtocolPort] | None]]:
         """Each peer of ``edges`` as ``peer_of`` writes it, once, with the ports seen.
 
         The peer is the client for ``side`` "from" and the server for "to"; peers
-        come in the order of ``edges``. Ports are None when an edge to the peer
-        was seen without ports (DNS only): then any port is allowed.
+        come in the order of ``edges``. Ports are ``(protocol, port)``, the TCP ones
+        first; they are None when an edge to the peer was seen without any port,
+        TCP or UDP (DNS only): then any port is allowed.
         """
-        merged: dict[str, tuple[dict[str, Any], set[Port], bool]] = {}
+        merged: dict[str, tuple[dict[str, Any], set[ProtocolPort], bool]] = {}
         self.incomplete = False
         for edge in edges:
             peer = peer_of(
@@ -201,10 +218,14 @@ class PolicyBuilder(Generic[OptionsT]):
                 continue
             key = repr(sorted(peer.items()))
             _, ports, any_port = merged.get(key, (peer, set(), False))
-            seen = self.portmap.ports(edge)
-            merged[key] = (peer, ports | set(seen), any_port or not seen)
+            seen = {
+                (protocol, port)
+                for protocol in PROTOCOLS
+                for port in self.portmap.ports(edge, protocol)
+            }
+            merged[key] = (peer, ports | seen, any_port or not seen)
         return [
-            (peer, None if any_port else sorted(ports, key=port_key))
+            (peer, None if any_port else sorted(ports, key=protocol_port_key))
             for peer, ports, any_port in merged.values()
         ]
 

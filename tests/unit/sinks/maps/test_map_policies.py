@@ -30,7 +30,11 @@ def workload(namespace: str, name: str, service: str | None = None) -> Endpoint:
 
 
 def call(
-    client: Endpoint, server: Endpoint, ports: tuple[int, ...] = (80,), cluster: str = "c"
+    client: Endpoint,
+    server: Endpoint,
+    ports: tuple[int, ...] = (80,),
+    cluster: str = "c",
+    udp_ports: tuple[int, ...] = (),
 ) -> Edge:
     return Edge(
         edge_id=f"{client.name}->{server.name or server.dns_name}",
@@ -39,6 +43,7 @@ def call(
         client=client,
         server=server,
         ports=ports,
+        udp_ports=udp_ports,
         first_seen=1.0,
         last_seen=2.0,
     )
@@ -98,6 +103,79 @@ def test_service_ports_become_the_pods_target_ports() -> None:
     )
     edge = call(workload("a", "x"), workload("a", "y", service="svc"), (80, 81, 82))
     assert PortMap([service]).ports(edge) == [82, 8080, "metrics"]
+
+
+def test_service_ports_map_per_protocol() -> None:
+    # a service's UDP port maps to its UDP target; the TCP port of the same number
+    # maps to its own target, never the UDP one
+    service = ServiceIdentity(
+        cluster="c",
+        namespace="a",
+        name="dns",
+        type="ClusterIP",
+        ports=(
+            ServicePort(port=53, protocol="UDP", target_port=5353),
+            ServicePort(port=53, protocol="TCP", target_port=5354),
+        ),
+    )
+    edge = call(workload("a", "x"), workload("a", "y", service="dns"), (53,), udp_ports=(53,))
+    assert PortMap([service]).ports(edge) == [5354]
+    assert PortMap([service]).ports(edge, "UDP") == [5353]
+
+
+def test_a_udp_only_client_is_allowed_its_udp_ports_not_every_port() -> None:
+    api = workload("shop", "api")
+    edges = [call(workload("shop", "web"), api, (), udp_ports=(53, 5353))]
+    (policy,) = network_policies(edges, LabelBook()).documents
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "UDP", "port": 5353}],
+        }
+    ]
+
+
+def test_tcp_and_udp_ports_of_one_client_merge_tcp_first() -> None:
+    api, web = workload("shop", "api"), workload("shop", "web")
+    edges = [
+        call(web, api, (8080,), udp_ports=(53,)),
+        call(web, workload("shop", "api", service="api"), (443,), udp_ports=(8125,)),
+    ]
+    (policy,) = network_policies(edges, LabelBook()).documents
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [
+        {"protocol": "TCP", "port": 443},
+        {"protocol": "TCP", "port": 8080},
+        {"protocol": "UDP", "port": 53},
+        {"protocol": "UDP", "port": 8125},
+    ]
+
+
+def test_a_dns_only_edge_still_opens_every_port_beside_a_udp_one() -> None:
+    api, web = workload("shop", "api"), workload("shop", "web")
+    edges = [call(web, api, (), udp_ports=(53,)), call(web, api, ())]
+    (policy,) = network_policies(edges, LabelBook()).documents
+    assert "ports" not in policy["spec"]["ingress"][0]
+
+
+def test_cilium_lists_udp_ports_with_their_protocol() -> None:
+    x, y, z = workload("a", "x"), workload("a", "y"), workload("a", "z")
+    edges = [call(x, y, (), udp_ports=(53,)), call(x, z, (80,), udp_ports=(53, 161))]
+    (policy_x, policy_y, policy_z) = cilium_policies(edges, LabelBook()).documents
+    to_y, to_z, _dns = policy_x["spec"]["egress"]
+    assert to_y["toPorts"] == [{"ports": [{"port": "53", "protocol": "UDP"}]}]
+    assert to_z["toPorts"] == [
+        {
+            "ports": [
+                {"port": "80", "protocol": "TCP"},
+                {"port": "53", "protocol": "UDP"},
+                {"port": "161", "protocol": "UDP"},
+            ]
+        }
+    ]
+    (from_x,) = policy_y["spec"]["ingress"]
+    assert from_x["toPorts"] == [{"ports": [{"port": "53", "protocol": "UDP"}]}]
+    assert policy_z["spec"]["ingress"][0]["toPorts"] == to_z["toPorts"]
 
 
 def test_egress_policies_keep_dns_open() -> None:
