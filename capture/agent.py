@@ -67,6 +67,8 @@ class AgentOptions:
     conntrack: bool = False
     """Follow the connection tracking of the capture namespace (needs CAP_NET_ADMIN);
     without the capability the agent runs on without it, and says so."""
+    conntrack_udp: bool = False
+    """Follow UDP flows too (DNS lookups left out), as calls with ``transport: udp``."""
     ring: bool = True
     """Read the packet sockets through a receive ring (:class:`capture.sniffer.RxRing`)."""
     interfaces: Sequence[str] = field(default_factory=tuple)
@@ -278,6 +280,7 @@ class CaptureAgent:
             node=self.options.node,
             netns=source.netns,
             counters=self.counters.stage(STAGE),
+            udp=self.options.conntrack_udp,
         )
         return ConntrackReader(source, tracker, clock=self._clock)
 

@@ -51,6 +51,7 @@ def _agent_options(
     metrics_port: int,
     drop_to: str | None,
     conntrack: bool,
+    conntrack_udp: bool,
     ring: bool,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
@@ -73,6 +74,7 @@ def _agent_options(
         metrics_port=metrics_port,
         drop_to=parse_user(drop_to) if drop_to else None,
         conntrack=conntrack,
+        conntrack_udp=conntrack_udp,
         ring=ring,
     )
 
@@ -152,6 +154,14 @@ _live_options = option_group(
             envvar="CALLMAP_CAPTURE_CONNTRACK",
             help="Follow the node's connection tracking (`capture run` only): connections "
             "too short for a scan, and the backend pod of a Service call. Needs CAP_NET_ADMIN.",
+        ),
+        click.option(
+            "--conntrack-udp/--no-conntrack-udp",
+            default=False,
+            show_default=True,
+            envvar="CALLMAP_CAPTURE_CONNTRACK_UDP",
+            help="With --conntrack, report UDP flows too (their ports become the edges' "
+            "udp_ports); flows to port 53 are DNS lookups and left out.",
         ),
         click.option(
             "--ring/--no-ring",

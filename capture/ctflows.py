@@ -1,4 +1,4 @@
-"""From connection-tracking events to the TCP calls a node's conntrack saw answered.
+"""From connection-tracking events to the calls a node's conntrack saw: TCP answered, UDP sent.
 
 The kernel's connection tracking sees every connection routed through a node,
 and after destination NAT it names both what a client dialled (a Service's
@@ -7,9 +7,18 @@ heart of conntrack capture: netlink datagrams of ``ctnetlink`` events (with
 the time they were read) go in, ``SocketObservation`` records
 (``origin="conntrack"``) come out at each flush. It promises:
 
-- only TCP counts: other protocols are counted (``not_tcp``) and skipped, as
-  are flows to or from a loopback address (``loopback``);
-- a flow (its conntrack id and original tuple) becomes one observation the
+- TCP counts, and UDP when the tracker is told to follow it (``udp``): UDP
+  events otherwise are counted (``udp_not_followed``) and skipped, as are
+  other protocols (``other_protocol``) and flows to or from a loopback
+  address (``loopback``);
+- a UDP flow to port 53 (as dialled, or as answered) is a DNS lookup:
+  counted (``dns_lookup``) and not reported. The DNS capture reports what
+  it asked and got, and every workload needs DNS; reporting them would add
+  an edge from every pod to the DNS service;
+- a UDP flow becomes one observation at its first event, answered or not:
+  one-way senders (statsd, syslog, most telemetry) never get an answer and
+  still call. The observation says ``transport: udp``;
+- a TCP flow (its conntrack id and original tuple) becomes one observation the
   first time one of its events carries ``IPS_SEEN_REPLY``: the other side
   answered. A flow destroyed before that (refused, timed out) is
   ``unanswered`` and never a record; so is an answered flow first heard of at
@@ -20,8 +29,8 @@ the time they were read) go in, ``SocketObservation`` records
   backend after DNAT) and, when NAT changed the destination, what was dialled
   (``dialled_ip`` when the address changed, ``dialled_port`` when the address
   or the port did);
-- calls of one flush window fold: one record per (client address, backend
-  address and port, dialled address and port), with the first client port
+- calls of one flush window fold: one record per (transport, client address,
+  backend address and port, dialled address and port), with the first client port
   and the earliest ``first_seen`` (when this tracker first saw the flow);
 - :meth:`FlowTracker.rewrite` gives a socket-table observation of a client
   whose connection is a live NAT'd flow the backend it reached;
@@ -72,6 +81,11 @@ or its events lost): it ended up to two minutes ago (TIME_WAIT), when its addres
 may already belong to other pods, so it is not reported. A socket scan saw it if it
 lived long enough."""
 DROP_FOLDED = "folded"
+DROP_UDP_NOT_FOLLOWED = "udp_not_followed"
+"""A UDP event while the tracker follows TCP only."""
+DROP_DNS_LOOKUP = "dns_lookup"
+"""A UDP flow to port 53: the DNS capture reports it (the answer), not conntrack."""
+DNS_PORT = 53
 DROP_FLOW_EVICTED = "flow_evicted"
 DROP_NAT_EVICTED = "nat_evicted"
 DROP_QUEUE_OVERFLOW = "event_queue_overflow"
@@ -82,8 +96,8 @@ DEFAULT_MAX_NAT = 262_144
 """Live NAT'd flows remembered for :meth:`FlowTracker.rewrite`."""
 
 
-_FlowKey = tuple[int | None, str, int, str, int]
-_FoldKey = tuple[str, str, int, str | None, int | None]
+_FlowKey = tuple[int | None, str, str, int, str, int]
+_FoldKey = tuple[str, str, str, int, str | None, int | None]
 
 
 @lru_cache(maxsize=16_384)
@@ -114,7 +128,7 @@ class _Folded:
 
 
 class FlowTracker:
-    """Accumulates one flush window of answered TCP flows; see the module docstring."""
+    """Accumulates one flush window of calls; see the module docstring."""
 
     def __init__(
         self,
@@ -125,8 +139,11 @@ class FlowTracker:
         counters: StageCounters,
         max_flows: int = DEFAULT_MAX_FLOWS,
         max_nat: int = DEFAULT_MAX_NAT,
+        udp: bool = False,
     ) -> None:
         self.cluster = cluster
+        self.udp = udp
+        """Whether UDP flows are followed too."""
         self.node = node
         self.netns = netns
         """The id of the network namespace whose conntrack this is (its ``net/tcp`` inode)."""
@@ -169,21 +186,30 @@ class FlowTracker:
             log.warning("skipped a conntrack message (%s); further ones are only counted", reason)
 
     def add(self, event: FlowEvent, now: float) -> None:
-        """Take one event of a TCP flow, read at ``now``."""
+        """Take one event of a TCP or UDP flow, read at ``now``."""
         stage = self._stage
         stage.seen += 1
         orig, reply = event.orig, event.reply
+        if event.transport == "udp":
+            if not self.udp:
+                stage.drop(DROP_UDP_NOT_FOLLOWED)
+                return
+            if orig[3] == DNS_PORT or reply[1] == DNS_PORT:
+                stage.drop(DROP_DNS_LOOKUP)
+                return
         if _is_loopback(orig[0]) or _is_loopback(orig[2]):
             stage.drop(DROP_LOOPBACK)
             return
-        key = (event.ct_id, *orig)
+        key = (event.ct_id, event.transport, *orig)
         flow = self._flows.get(key)
         if event.kind == "destroy":
             self._flows.pop(key, None)
-            self._nat.pop(orig, None)
+            if event.transport == "tcp":  # only TCP flows are remembered for rewrite
+                self._nat.pop(orig, None)
             if flow is not None and flow.answered:
                 stage.drop(DROP_ANSWERED_BEFORE)
-            elif event.answered and flow is None:  # we never saw it alive
+            elif flow is None and (event.answered or event.transport == "udp"):
+                # we never saw it alive (a UDP flow's DESTROY comes 30 s or more after it)
                 stage.drop(DROP_ENDED_UNSEEN)
             elif event.answered and flow is not None:  # seen alive, its answer lost
                 self._fold(event, flow.first_seen)
@@ -198,6 +224,10 @@ class FlowTracker:
         if flow.answered:
             stage.drop(DROP_ANSWERED_BEFORE)
             return
+        if event.transport == "udp":  # a call when first seen, answered or not
+            flow.answered = True
+            self._fold(event, flow.first_seen)
+            return
         if not event.answered:
             stage.drop(DROP_AWAITING_ANSWER)
             return
@@ -211,7 +241,8 @@ class FlowTracker:
 
     def _fold(self, event: FlowEvent, first_seen: float) -> None:
         orig, reply = event.orig, event.reply
-        key = (orig[0], reply[0], reply[1], *dialled((orig[2], orig[3]), (reply[0], reply[1])))
+        answerer = (reply[0], reply[1])
+        key = (event.transport, orig[0], *answerer, *dialled((orig[2], orig[3]), answerer))
         folded = self._window.get(key)
         if folded is None:
             self._window[key] = _Folded(orig[1], first_seen)
@@ -239,10 +270,16 @@ class FlowTracker:
                 origin=ORIGIN,
                 dialled_ip=dialled_ip,
                 dialled_port=dialled_port,
+                transport=transport,  # type: ignore[arg-type]
             )
-            for (local_ip, remote_ip, remote_port, dialled_ip, dialled_port), folded in sorted(
-                window.items(), key=lambda item: item[1].first_seen
-            )
+            for (
+                transport,
+                local_ip,
+                remote_ip,
+                remote_port,
+                dialled_ip,
+                dialled_port,
+            ), folded in sorted(window.items(), key=lambda item: item[1].first_seen)
         ]
 
     def rewrite(self, observations: Iterable[SocketObservation]) -> list[SocketObservation]:

@@ -37,8 +37,10 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (
     AsyncNFCTSocket,
 )
 
-DROP_NOT_TCP = "not_tcp"
-"""An event of another protocol: edges carry no protocol yet, so only TCP counts."""
+from callmap.wire.records import Transport
+
+DROP_OTHER_PROTOCOL = "other_protocol"
+"""An event of a protocol other than TCP and UDP (ICMP, SCTP, ...): no edge carries it."""
 # Bad input: logged once per reason.
 DROP_TRUNCATED = "truncated"
 DROP_UNDECODABLE = "undecodable"
@@ -71,9 +73,12 @@ _ADDRESS_ATTRS = {
 }
 
 
+_TRANSPORTS: dict[int, Transport] = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}
+
+
 @dataclass(frozen=True, slots=True)
 class FlowEvent:
-    """One conntrack event of a TCP flow."""
+    """One conntrack event of a TCP or UDP flow."""
 
     kind: EventKind
     ct_id: int | None
@@ -84,6 +89,7 @@ class FlowEvent:
     """The original direction, as the client sent it (destination before DNAT)."""
     reply: Endpoints
     """The reply direction, as the answering side sends it (source after DNAT)."""
+    transport: Transport = "tcp"
 
     @property
     def answered(self) -> bool:
@@ -104,7 +110,7 @@ def _marshal() -> Marshal:
 
 
 def parse_datagram(data: bytes) -> list[FlowEvent | str]:
-    """The TCP events of one netlink datagram (it may hold several messages), in
+    """The TCP and UDP events of one netlink datagram (it may hold several messages), in
     order; a drop reason in place of each message that is not one."""
     whole = _whole_messages(data)
     found = _plain_events(data, whole)
@@ -242,8 +248,9 @@ def _plain_event(data: bytes, start: int, end: int) -> FlowEvent | str | None:
     orig = _plain_tuple(data, orig_span, addresses)
     if orig is None:
         return None
-    if orig[0] != socket.IPPROTO_TCP:
-        return DROP_NOT_TCP
+    transport = _TRANSPORTS.get(orig[0])
+    if transport is None:
+        return DROP_OTHER_PROTOCOL
     reply = _plain_tuple(data, reply_span, addresses)
     status = _be32(data, status_span)
     ct_id = None if id_span is None else _be32(data, id_span)
@@ -251,7 +258,7 @@ def _plain_event(data: bytes, start: int, end: int) -> FlowEvent | str | None:
         return None
     if status is None or (id_span and ct_id is None):
         return None
-    return FlowEvent(kind, ct_id, status, orig[1], reply[1])
+    return FlowEvent(kind, ct_id, status, orig[1], reply[1], transport)
 
 
 def _plain_tuple(
@@ -345,7 +352,7 @@ def _address(packed: bytes) -> str:
 
 
 def event_from_message(message: Any) -> FlowEvent | str:
-    """A decoded ``nfct_msg`` as a TCP flow event, or the reason it is not one."""
+    """A decoded ``nfct_msg`` as a TCP or UDP flow event, or the reason it is not one."""
     header = message["header"]
     if header.get("error") is not None:
         return DROP_UNDECODABLE
@@ -369,8 +376,9 @@ def event_from_message(message: Any) -> FlowEvent | str:
     proto = orig_tuple.get_nested("CTA_TUPLE_PROTO", "CTA_PROTO_NUM")
     if proto is None:
         return DROP_MISSING_TUPLE
-    if proto != socket.IPPROTO_TCP:
-        return DROP_NOT_TCP
+    transport = _TRANSPORTS.get(proto)
+    if transport is None:
+        return DROP_OTHER_PROTOCOL
     orig, reply = _endpoints(orig_tuple, attrs), _endpoints(reply_tuple, attrs)
     if isinstance(orig, str):
         return orig
@@ -380,7 +388,8 @@ def event_from_message(message: Any) -> FlowEvent | str:
     if status is None:
         return DROP_MISSING_STATUS
     ct_id = message.get_attr("CTA_ID")
-    return FlowEvent(kind, None if ct_id is None else int(ct_id), int(status), orig, reply)
+    ct_id = None if ct_id is None else int(ct_id)
+    return FlowEvent(kind, ct_id, int(status), orig, reply, transport)
 
 
 def _endpoints(tuple_attr: Any, attrs: tuple[str, str]) -> Endpoints | str:

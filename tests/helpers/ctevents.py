@@ -102,9 +102,10 @@ def connection(
     ]
 
 
-def tracker(**limits: int) -> tuple[FlowTracker, StageCounters]:
+def tracker(*, udp: bool = False, **limits: int) -> tuple[FlowTracker, StageCounters]:
     stage = StageCounters()
-    return FlowTracker(cluster="c", node="node-a", netns=NETNS, counters=stage, **limits), stage
+    t = FlowTracker(cluster="c", node="node-a", netns=NETNS, counters=stage, udp=udp, **limits)
+    return t, stage
 
 
 def feed(t: FlowTracker, datagrams: list[bytes], now: float = 100.0) -> None:

@@ -8,6 +8,7 @@ address and port to ONE of the servers::
     client (10.88.1.10, fd88:1::10) <-> node <-> s1 (10.88.2.10, fd88:2::10) :8080
                                             <-> s2 (10.88.3.10, fd88:3::10) :8080
     node: 10.96.0.10:80 -> 10.88.2.10:8080, [fd96::10]:80 -> [fd88:2::10]:8080 (DNAT)
+          udp 10.96.0.10:8125 -> 10.88.2.10:8125, udp 10.96.0.10:53 -> 10.88.2.10:8125
 
 The servers log who connected; the client says which local port it had and
 whether it was answered. Those logs and the topology are the truth the
@@ -38,7 +39,7 @@ from callmap.counters import StageCounters
 from callmap.errors import ConfigError
 from callmap.wire import SocketObservation
 from capture.conntrack import ConntrackReader, open_conntrack
-from capture.ctflows import DROP_QUEUE_OVERFLOW, DROP_UNANSWERED, FlowTracker
+from capture.ctflows import DROP_DNS_LOOKUP, DROP_QUEUE_OVERFLOW, DROP_UNANSWERED, FlowTracker
 from capture.readerthread import SO_RCVBUFFORCE
 
 pytestmark = pytest.mark.netns
@@ -49,6 +50,7 @@ S1 = {4: "10.88.2.10", 6: "fd88:2::10"}
 S2 = {4: "10.88.3.10", 6: "fd88:3::10"}
 SERVICE = {4: "10.96.0.10", 6: "fd96::10"}
 SERVICE_PORT, SERVER_PORT, NOBODY_PORT = 80, 8080, 9999
+UDP_PORT, DNS_PORT = 8125, 53
 
 RULES = f"""
 table inet cmlct {{
@@ -56,6 +58,8 @@ table inet cmlct {{
     type nat hook prerouting priority dstnat;
     ip daddr {SERVICE[4]} tcp dport {SERVICE_PORT} dnat ip to {S1[4]}:{SERVER_PORT}
     ip6 daddr {SERVICE[6]} tcp dport {SERVICE_PORT} dnat ip6 to [{S1[6]}]:{SERVER_PORT}
+    ip daddr {SERVICE[4]} udp dport {UDP_PORT} dnat ip to {S1[4]}:{UDP_PORT}
+    ip daddr {SERVICE[4]} udp dport {DNS_PORT} dnat ip to {S1[4]}:{UDP_PORT}
   }}
 }}
 """
@@ -71,14 +75,26 @@ for address in sys.argv[2:]:
     listener.bind((address, 8080))
     listener.listen(64)
     selector.register(listener, selectors.EVENT_READ)
+    datagrams = socket.socket(family, socket.SOCK_DGRAM)
+    datagrams.bind((address, 8125))
+    selector.register(datagrams, selectors.EVENT_READ)
 print("ready", flush=True)
 while True:
     for key, _ in selector.select():
-        conn, peer = key.fileobj.accept()
-        with conn:
-            local = conn.getsockname()[:2]
-            conn.sendall(b"pong " + conn.recv(100))
-        log.write(json.dumps({"peer": list(peer[:2]), "local": list(local)}) + "\\n")
+        sock = key.fileobj
+        if sock.type == socket.SOCK_DGRAM:
+            data, peer = sock.recvfrom(100)
+            if data == b"ping?":
+                sock.sendto(b"pong", peer)
+            local, proto = sock.getsockname()[:2], "udp"
+        else:
+            conn, peer = sock.accept()
+            with conn:
+                local = conn.getsockname()[:2]
+                conn.sendall(b"pong " + conn.recv(100))
+            proto = "tcp"
+        entry = {"peer": list(peer[:2]), "local": list(local), "proto": proto}
+        log.write(json.dumps(entry) + "\\n")
 """
 
 CLIENT_CALL = """
@@ -102,6 +118,20 @@ print(json.dumps({"local": list(local), "outcome": outcome,
 """
 
 
+UDP_CALL = """
+import json, socket, sys, time
+host, port, answer = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "answer"
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(3)
+sock.connect((host, port))
+sock.send(b"ping?" if answer else b"ping")
+outcome = "sent"
+if answer:
+    outcome = "answered" if sock.recv(100) == b"pong" else "odd reply"
+print(json.dumps({"local": list(sock.getsockname()[:2]), "outcome": outcome, "seconds": 0}))
+"""
+
+
 def _run(*args: str) -> str:
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
@@ -110,6 +140,13 @@ def _run(*args: str) -> str:
 
 def _ip(command: str) -> str:
     return _run("ip", *command.split())
+
+
+def wait_for(done: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -137,13 +174,31 @@ class CtNet:
         found = json.loads(out)
         return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
 
-    def connected(self, server: str) -> dict[tuple[str, int], tuple[str, int]]:
-        """Whom ``server`` (s1 or s2) accepted, from its own log: each peer, with
-        the address and port the server saw the connection arrive on."""
+    def udp_call(self, host: str, port: int, *, answer: bool) -> Call:
+        """One datagram to ``host``; with ``answer``, waits for the server's."""
+        out = _run(
+            "ip",
+            "netns",
+            "exec",
+            self.client,
+            sys.executable,
+            "-c",
+            UDP_CALL,
+            host,
+            str(port),
+            "answer" if answer else "one-way",
+        )
+        found = json.loads(out)
+        return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
+
+    def connected(self, server: str, proto: str = "tcp") -> dict[tuple[str, int], tuple[str, int]]:
+        """Whom ``server`` (s1 or s2) heard from over ``proto``, from its own log: each
+        peer, with the address and port the server saw the connection arrive on."""
         lines = self.logs[server].read_text().splitlines()
         return {
             (entry["peer"][0], entry["peer"][1]): (entry["local"][0], entry["local"][1])
             for entry in map(json.loads, lines)
+            if entry["proto"] == proto
         }
 
     def netns_id(self) -> int:
@@ -273,7 +328,9 @@ class Source:
 def source(ct_net: CtNet) -> Iterator[Source]:
     opened = open_conntrack(ct_net.node)
     stage = StageCounters()
-    tracker = FlowTracker(cluster="lab", node="node-a", netns=opened.netns, counters=stage)
+    tracker = FlowTracker(
+        cluster="lab", node="node-a", netns=opened.netns, counters=stage, udp=True
+    )
     reader = ConntrackReader(opened, tracker)
     reader.start()
     try:
@@ -312,6 +369,30 @@ def test_a_direct_call_names_its_server_and_nothing_dialled(ct_net: CtNet, sourc
     (record,) = source.of(call)
     assert (record.remote_ip, record.remote_port) == (S2[4], SERVER_PORT)
     assert (record.dialled_ip, record.dialled_port) == (None, None)
+
+
+@pytest.mark.parametrize("answer", [False, True], ids=["one-way", "request-answer"])
+def test_a_udp_call_to_a_service_names_its_backend_answered_or_not(
+    ct_net: CtNet, source: Source, answer: bool
+) -> None:
+    call = ct_net.udp_call(SERVICE[4], UDP_PORT, answer=answer)
+    assert call.outcome == ("answered" if answer else "sent")
+    client = (call.local_ip, call.local_port)
+    wait_for(lambda: client in ct_net.connected("s1", "udp"))  # the server's own log
+    assert ct_net.connected("s1", "udp")[client] == (S1[4], UDP_PORT)
+    source.until(lambda: bool(source.of(call)))
+    (record,) = source.of(call)
+    assert (record.transport, record.remote_ip, record.remote_port) == ("udp", S1[4], UDP_PORT)
+    assert (record.dialled_ip, record.dialled_port) == (SERVICE[4], UDP_PORT)
+    assert (record.origin, record.role) == ("conntrack", "client")
+
+
+def test_a_udp_flow_to_port_53_is_a_dns_lookup_and_no_call(ct_net: CtNet, source: Source) -> None:
+    call = ct_net.udp_call(SERVICE[4], DNS_PORT, answer=True)
+    assert call.outcome == "answered"  # it reached s1, through the rule for port 53
+    # Two events, each counted: the NEW at the query, the UPDATE at the answer.
+    source.until(lambda: source.stage.dropped[DROP_DNS_LOOKUP] >= 2)
+    assert source.stage.dropped[DROP_DNS_LOOKUP] == 2 and source.of(call) == []
 
 
 def test_a_connect_nobody_answers_is_no_call_but_is_counted(ct_net: CtNet, source: Source) -> None:

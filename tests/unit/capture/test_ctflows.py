@@ -1,4 +1,4 @@
-"""Conntrack events in, the answered TCP calls of a flush window out.
+"""Conntrack events in, the calls of a flush window out: TCP answered, UDP sent.
 
 What a call becomes, when a flow counts as answered, what is left out, how a
 window folds, the bounds, and how a socket scan's client learns its backend.
@@ -36,16 +36,19 @@ from callmap.wire import SocketObservation
 from capture.ctflows import (
     DROP_ANSWERED_BEFORE,
     DROP_AWAITING_ANSWER,
+    DROP_DNS_LOOKUP,
+    DROP_ENDED_UNSEEN,
     DROP_FLOW_EVICTED,
     DROP_FOLDED,
     DROP_LOOPBACK,
     DROP_NAT_EVICTED,
     DROP_QUEUE_OVERFLOW,
+    DROP_UDP_NOT_FOLLOWED,
     DROP_UNANSWERED,
 )
-from capture.ctnetlink import (
-    DROP_NOT_TCP,
-)
+from capture.ctnetlink import DROP_OTHER_PROTOCOL
+
+UDP = socket.IPPROTO_UDP
 
 # --- what a call becomes ---------------------------------------------------------
 
@@ -192,14 +195,73 @@ def test_a_new_flow_on_a_reused_tuple_is_a_new_call() -> None:
 # --- what is left out ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("proto", [socket.IPPROTO_UDP, socket.IPPROTO_ICMP, 132])
+@pytest.mark.parametrize("proto", [socket.IPPROTO_ICMP, 132])
 def test_other_protocols_are_counted_and_skipped(proto: int) -> None:
-    orig = (CLIENT, 5353, "10.96.0.53", 53)
-    t, stage = tracker()
+    orig = (CLIENT, 5353, "10.96.0.53", 8125)
+    t, stage = tracker(udp=True)
     t.add_datagram(event("new", orig, proto=proto), 100.0)
     t.add_datagram(event("update", orig, proto=proto), 100.1)
     assert t.flush(now=101.0) == []
-    assert stage.dropped == {DROP_NOT_TCP: 2} and balanced(stage)
+    assert stage.dropped == {DROP_OTHER_PROTOCOL: 2} and balanced(stage)
+
+
+def test_udp_is_counted_and_skipped_unless_followed() -> None:
+    t, stage = tracker()
+    t.add_datagram(event("new", VIA_SERVICE, FROM_BACKEND, status=0, proto=UDP), 100.0)
+    assert t.flush(now=101.0) == []
+    assert stage.dropped == {DROP_UDP_NOT_FOLLOWED: 1} and balanced(stage)
+
+
+# --- UDP ---------------------------------------------------------------------------
+
+
+def test_a_udp_flow_is_a_call_at_its_first_event_answered_or_not() -> None:
+    t, stage = tracker(udp=True)
+    t.add_datagram(event("new", VIA_SERVICE, FROM_BACKEND, status=0, proto=UDP), 100.0)
+    t.add_datagram(event("update", VIA_SERVICE, FROM_BACKEND, status=ANSWERED, proto=UDP), 100.2)
+    (record,) = t.flush(now=101.0)
+    assert (record.transport, record.local_ip, record.local_port) == ("udp", CLIENT, 40001)
+    assert (record.remote_ip, record.remote_port) == (BACKEND, 8080)
+    assert (record.dialled_ip, record.dialled_port, record.first_seen) == (SERVICE, 80, 100.0)
+    t.add_datagram(event("destroy", VIA_SERVICE, FROM_BACKEND, status=ANSWERED, proto=UDP), 140.0)
+    assert t.flush(now=141.0) == []
+    assert stage.dropped == {DROP_ANSWERED_BEFORE: 2} and balanced(stage)
+
+
+def test_udp_and_tcp_between_the_same_ends_are_two_records() -> None:
+    t, _ = tracker(udp=True)
+    feed(t, connection(ct_id=1))
+    t.add_datagram(event("new", VIA_SERVICE, FROM_BACKEND, status=0, proto=UDP, ct_id=2), 100.0)
+    records = t.flush(now=101.0)
+    assert sorted(r.transport for r in records) == ["tcp", "udp"]
+    assert {(r.remote_ip, r.remote_port, r.dialled_ip) for r in records} == {
+        (BACKEND, 8080, SERVICE)
+    }
+
+
+@pytest.mark.parametrize(
+    ("orig", "reply"),
+    [
+        ((CLIENT, 40001, SERVICE, 53), (BACKEND, 53, CLIENT, 40001)),
+        ((CLIENT, 40001, SERVICE, 53), (BACKEND, 5353, CLIENT, 40001)),
+        ((CLIENT, 40001, BACKEND, 53), None),
+    ],
+    ids=["via-service", "dns-pod-on-another-port", "direct"],
+)
+def test_a_udp_flow_to_port_53_is_a_dns_lookup_not_a_call(
+    orig: Endpoints, reply: Endpoints | None
+) -> None:
+    t, stage = tracker(udp=True)
+    t.add_datagram(event("new", orig, reply, status=0, proto=UDP), 100.0)
+    assert t.flush(now=101.0) == []
+    assert stage.dropped == {DROP_DNS_LOOKUP: 1} and balanced(stage)
+
+
+def test_the_destroy_of_a_udp_flow_never_seen_alive_is_not_a_call() -> None:
+    t, stage = tracker(udp=True)
+    t.add_datagram(event("destroy", VIA_SERVICE, FROM_BACKEND, status=0, proto=UDP), 130.0)
+    assert t.flush(now=131.0) == []
+    assert stage.dropped == {DROP_ENDED_UNSEEN: 1} and balanced(stage)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from helpers.ctevents import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 
 from capture.ctflows import (
     DROP_ANSWERED_BEFORE,
@@ -42,6 +43,7 @@ from capture.ctnetlink import (
     DROP_TRUNCATED,
     DROP_UNDECODABLE,
     FlowEvent,
+    event_from_message,
     parse_datagram,
 )
 
@@ -61,6 +63,15 @@ def test_parse_gives_the_kernel_fields_of_each_event() -> None:
     assert isinstance(update, FlowEvent) and update.kind == "update" and update.answered
     (destroy,) = parse_datagram(event("destroy", VIA_SERVICE, FROM_BACKEND))
     assert isinstance(destroy, FlowEvent) and destroy.kind == "destroy" and destroy.natted
+
+
+def test_a_udp_event_reads_the_same_from_its_bytes_and_through_pyroute2() -> None:
+    data = event("new", VIA_SERVICE, FROM_BACKEND, status=0, proto=socket.IPPROTO_UDP)
+    (fast,) = parse_datagram(data)
+    message = nfct_msg(data)
+    message.decode()
+    assert fast == event_from_message(message)
+    assert fast == FlowEvent("new", 1, 0, VIA_SERVICE, FROM_BACKEND, "udp")
 
 
 def test_a_truncated_datagram_keeps_its_whole_messages(caplog: pytest.LogCaptureFixture) -> None:
