@@ -36,11 +36,12 @@ def _name(endpoint: Endpoint) -> str:
 
 
 def call(edge: Edge) -> Answer:
-    """One edge as an answer's row."""
+    """One edge as an answer's row: ``ports`` its TCP ports as numbers, then its UDP
+    ports as ``53/udp``, the way every text output writes them."""
     return {
         "client": _name(edge.client),
         "server": _name(edge.server),
-        "ports": list(edge.ports),
+        "ports": [*edge.ports, *(f"{port}/udp" for port in edge.udp_ports)],
         "sources": list(edge.sources),
         "first_seen": iso_time(edge.first_seen, "seconds"),
         "last_seen": iso_time(edge.last_seen, "seconds"),

@@ -26,6 +26,7 @@ from sinks.endpoints import (
     shown,
 )
 from sinks.escape import dot_string
+from sinks.maps.formats.ports import has_ports, port_labels
 from sinks.times import iso_time
 
 _GROUPS = {
@@ -124,7 +125,7 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
     for edge in edges:
         source = nodes[shown(edge, edge.client, several)]
         target = nodes[shown(edge, edge.server, several)]
-        ports = ", ".join(str(port) for port in edge.ports) or "none seen"
+        ports = ", ".join(port_labels(edge)) or "none seen"
         details = [
             f"{label(edge.client)} -> {label(edge.server)}",
             f"ports: {ports}",
@@ -140,8 +141,8 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         if edge.event == "expired":
             details.append("expired")
         attributes = [f"tooltip={_lines(*details)}"]
-        if edge.ports:
-            attributes.append(f"label={dot_string(', '.join(str(p) for p in edge.ports))}")
+        if has_ports(edge):
+            attributes.append(f"label={dot_string(', '.join(port_labels(edge)))}")
         if edge.event == "expired":
             attributes.append('style=dashed, color="#aaaaaa"')
         out.append(f"  {source} -> {target} [{', '.join(attributes)}];")

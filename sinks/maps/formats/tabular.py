@@ -20,6 +20,7 @@ import msgspec
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import cluster_of, clusters_in, edge_sort_key
 from sinks.escape import csv_cell
+from sinks.maps.formats.ports import port_labels
 from sinks.times import iso_time
 
 ENDPOINT_FIELDS = ("type", "namespace", "name", "kind", "service", "dns_name", "ip")
@@ -69,7 +70,7 @@ def edges_csv(edges: Iterable[Edge]) -> str:
                 edge.event,
                 *_endpoint_cells(edge.client),
                 *_endpoint_cells(edge.server),
-                " ".join(str(port) for port in edge.ports),
+                " ".join(port_labels(edge)),
                 " ".join(edge.sources),
                 iso_time(edge.first_seen),
                 iso_time(edge.last_seen),

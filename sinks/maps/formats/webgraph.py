@@ -65,6 +65,7 @@ def edge_json(edge: Edge, labels: LabelBook | None = None) -> Json:
         "client": node_json(edge, edge.client, labels),
         "server": node_json(edge, edge.server, labels),
         "ports": list(edge.ports),
+        "udp_ports": list(edge.udp_ports),
         "sources": list(edge.sources),
         "first_seen": edge.first_seen,
         "last_seen": edge.last_seen,

@@ -2,7 +2,7 @@
 // node, and the policy callmap would export for it (from api/policy).
 
 import { $, map, view, last, apiUrl } from './state.js';
-import { numbers, shown, element, nodeButton, isoTime, ago } from './dom.js';
+import { numbers, shown, element, nodeButton, isoTime, ago, portLabels, byPort } from './dom.js';
 import { highlight } from './drawing.js';
 
 const LIST_LIMIT = 200;        // peers listed in the details before "and N more"
@@ -79,10 +79,10 @@ function fillFacts(id, node, drawn, out, into) {
   if (!all.length) {
     facts.push(['Calls', 'none shown with the current filters']);
   } else {
-    const served = new Set(into.flatMap((call) => call.edge.ports));
-    const called = new Set(out.flatMap((call) => call.edge.ports));
-    if (served.size) facts.push(['Ports served', [...served].sort((a, b) => a - b).join(', ')]);
-    if (called.size) facts.push(['Ports called', [...called].sort((a, b) => a - b).join(', ')]);
+    const served = new Set(into.flatMap((call) => portLabels(call.edge)));
+    const called = new Set(out.flatMap((call) => portLabels(call.edge)));
+    if (served.size) facts.push(['Ports served', [...served].sort(byPort).join(', ')]);
+    if (called.size) facts.push(['Ports called', [...called].sort(byPort).join(', ')]);
     facts.push(['Seen by', [...new Set(all.flatMap((edge) => edge.sources))].sort().join(', ')]);
     const first = Math.min(...all.map((edge) => edge.first_seen));
     const lastSeen = Math.max(...all.map((edge) => edge.last_seen));
@@ -112,7 +112,8 @@ function fillPeers(list, count, calls, side, many) {
       item.append(nodeButton(member), side === 'server' ? ' → ' : ' ← ');
     }
     item.append(nodeButton(peer));
-    const facts = [edge.ports.length ? `port ${edge.ports.join(', ')}` : '', edge.kind, edge.sources.join('+')];
+    const ports = portLabels(edge);
+    const facts = [ports.length ? `port ${ports.join(', ')}` : '', edge.kind, edge.sources.join('+')];
     item.append(' ', element('span', facts.filter(Boolean).join(' · '), 'muted'));
     if (change) item.append(element('span', change, `badge ${change}`));
     return item;

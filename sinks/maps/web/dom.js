@@ -6,6 +6,18 @@ import { serverNow } from './state.js';
 
 export const numbers = new Intl.NumberFormat('en');
 
+/** An edge's ports as text: its TCP ports as numbers, then its UDP ports as
+ *  `53/udp` (pages of an older server send no `udp_ports`). */
+export function portLabels(edge) {
+  return [...edge.ports.map(String), ...(edge.udp_ports ?? []).map((port) => `${port}/udp`)];
+}
+
+/** Orders port labels: TCP before UDP, each in numeric order. */
+export function byPort(a, b) {
+  const udp = (label) => (label.endsWith('/udp') ? 1 : 0);
+  return udp(a) - udp(b) || parseInt(a, 10) - parseInt(b, 10);
+}
+
 /** A name as shown: control and bidi characters made visible, so a hostile
  *  name can neither break a line nor turn the text after it around. */
 export function shown(text) {

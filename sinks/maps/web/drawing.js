@@ -3,7 +3,7 @@
 // the search matches. Where the nodes go is layout.js.
 
 import { $, view } from './state.js';
-import { shown } from './dom.js';
+import { shown, byPort } from './dom.js';
 import { groupName, searchMatches, drawnId } from './filters.js';
 
 const EDGE_LABELS = 600;       // edges drawn with a label (ports, calls) up to this many
@@ -26,7 +26,7 @@ export function elementsOf(drawing) {
   // Labels on thousands of edges cannot be read, and measuring them costs seconds.
   const labelled = drawing.edges.size <= EDGE_LABELS;
   for (const edge of drawing.edges.values()) {
-    const ports = [...edge.ports].sort((a, b) => a - b);
+    const ports = [...edge.ports].sort(byPort);
     const change = edge.changes.has('new') ? 'new' : edge.changes.size === 1 && edge.changes.has('expired') ? 'expired' : '';
     const width = Math.min(8, 1.5 + Math.log2(edge.calls));  // merged calls draw thicker
     const data = { id: edge.id, source: edge.source, target: edge.target, calls: edge.calls, width };

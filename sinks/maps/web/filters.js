@@ -5,6 +5,7 @@
 // and which nodes match the search.
 
 import { KINDS, map, view, last, serverNow } from './state.js';
+import { portLabels } from './dom.js';
 
 const CHANGE_WINDOWS = { none: 0, hour: 3600, day: 86400 };
 
@@ -122,7 +123,7 @@ export function buildDrawing(calls) {
       edges.set(id, drawn);
     }
     drawn.calls += 1;
-    for (const port of edge.ports) drawn.ports.add(port);
+    for (const port of portLabels(edge)) drawn.ports.add(port);
     drawn.changes.add(change);
   }
   return { nodes, edges, boxes, drawnOf };

@@ -1,14 +1,14 @@
 // The table of calls, sorted, one page of rows at a time.
 
 import { $, map, view } from './state.js';
-import { numbers, element, nodeButton, isoTime, ago } from './dom.js';
+import { numbers, element, nodeButton, isoTime, ago, portLabels } from './dom.js';
 
 const PAGE_ROWS = 500;         // rows of the table per page
 
 const SORT_KEYS = {
   client: ({ edge }) => nodeText(edge.client).toLowerCase(),
   server: ({ edge }) => nodeText(edge.server).toLowerCase(),
-  ports: ({ edge }) => edge.ports[0] ?? -1,
+  ports: ({ edge }) => edge.ports[0] ?? edge.udp_ports?.[0] ?? -1,
   sources: ({ edge }) => edge.sources.join(','),
   first_seen: ({ edge }) => edge.first_seen,
   last_seen: ({ edge }) => edge.last_seen,
@@ -59,7 +59,7 @@ function callRow({ edge, change }) {
   if (change) row.dataset.change = change;
   row.append(
     nodeCell(edge.client), nodeCell(edge.server),
-    element('td', edge.ports.join(', ')), element('td', edge.sources.join(', ')),
+    element('td', portLabels(edge).join(', ')), element('td', edge.sources.join(', ')),
     timeCell(edge.first_seen, change === 'new' ? 'new' : ''),
     timeCell(edge.last_seen, change === 'expired' ? 'expired' : ''),
   );
