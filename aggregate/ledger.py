@@ -67,7 +67,7 @@ class GlobalEdge:
     first_seen: float
     last_seen: float
     ports: tuple[int, ...]
-    """Sorted; a tuple, not a set: a million edges hold a million of them."""
+    """TCP ports, sorted; a tuple, not a set: a million edges hold a million of them."""
     sources: tuple[EdgeSource, ...]
     contributions: dict[str, Contribution] = field(default_factory=dict)
     announced: bool = False
@@ -75,6 +75,8 @@ class GlobalEdge:
     announced_at: float = 0.0
     seen_since_announced: bool = False
     restored_count: int = 0
+    udp_ports: tuple[int, ...] = ()
+    """UDP ports, sorted, merged as ``ports`` are."""
 
     @property
     def count(self) -> int:
@@ -90,6 +92,7 @@ class GlobalEdge:
             client=self.client,
             server=self.server,
             ports=self.ports,
+            udp_ports=self.udp_ports,
             sources=self.sources,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
@@ -135,6 +138,7 @@ class Ledger:
             first_seen=edge.first_seen,
             last_seen=edge.last_seen,
             ports=edge.ports,
+            udp_ports=edge.udp_ports,
             sources=edge.sources,
             announced=True,
             announced_at=announced_at,
@@ -175,6 +179,7 @@ class Ledger:
                     first_seen=source.first_seen,
                     last_seen=source.last_seen,
                     ports=source.ports,
+                    udp_ports=source.udp_ports,
                     sources=source.sources,
                 )
                 edge.contributions[key] = value
@@ -192,6 +197,7 @@ class Ledger:
                 edge.seen_since_announced = True
                 self._dirty.add(edge_id)
             edge.ports = _union(edge.ports, source.ports)
+            edge.udp_ports = _union(edge.udp_ports, source.udp_ports)
             edge.sources = _union(edge.sources, source.sources)
         old = self.by_source.get(key, ())
         self.by_source[key] = tuple(ids)

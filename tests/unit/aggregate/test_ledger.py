@@ -147,3 +147,21 @@ def test_an_expired_edge_read_back_is_not_restored(ledger: Ledger) -> None:
     restarted.restore(announced, 1000.0)
     restarted.restore(expired, 1001.0)
     assert restarted.settle(2000.0) == []
+
+
+def test_udp_ports_are_carried_and_merged_as_tcp_ports_are(ledger: Ledger) -> None:
+    udp_only = msgspec.structs.replace(source(), ports=(), udp_ports=(53,))
+    (announced,) = ledger.contribute("east/e1", udp_only, [PAIR], now=1000.0)
+    assert (announced.ports, announced.udp_ports) == ((), (53,))
+    server_side = edge(
+        "west", Endpoint(type="ip", ip="10.0.0.5"), workload("api"), edge_id="w9", last_seen=200.0
+    )
+    mixed = msgspec.structs.replace(server_side, ports=(8080,), udp_ports=(5353, 53))
+    ledger.contribute("west/w9", mixed, [(FRONTEND, API_POD)], now=1001.0)
+    (refresh,) = ledger.refresh_due(1100.0)
+    assert (refresh.ports, refresh.udp_ports) == ((8080,), (53, 5353))
+
+    restarted = Ledger(ledger.settings, Counters())
+    restarted.restore(refresh, announced_at=1100.0)
+    (again,) = restarted.contribute("east/e1", source(300.0), [PAIR], now=1200.0)
+    assert (again.ports, again.udp_ports) == ((8080,), (53, 5353))
