@@ -9,7 +9,12 @@ Clusters: :func:`cluster_of` is the one rule for which cluster an endpoint
 lives in, on a cluster's own edges (the edge's ``cluster``) and on an
 aggregator's global edges (the endpoint's own ``cluster``) alike; externals
 live in none. Every output asks it, and names clusters only when what it shows
-spans more than one (:func:`clusters_in`). Pure.
+spans more than one (:func:`clusters_in`).
+
+Ports: :func:`port_labels` is the one way every text output (the map's and
+the SIEM feeds') writes a server's ports: TCP ports as bare numbers, as they
+always were, then UDP ports as ``53/udp``, so a TCP-only edge reads as before
+and a UDP port is never mistaken for a TCP one. Pure.
 """
 
 from __future__ import annotations
@@ -156,6 +161,11 @@ def qualified(endpoint: Endpoint) -> str:
 
 
 SortKey = tuple[int, str, str, str, str]
+
+
+def port_labels(edge: Edge) -> list[str]:
+    """``edge``'s TCP ports, then its UDP ports as ``N/udp``, each in the edge's order."""
+    return [str(port) for port in edge.ports] + [f"{port}/udp" for port in edge.udp_ports]
 
 
 def sort_key(

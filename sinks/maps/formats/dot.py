@@ -22,11 +22,11 @@ from sinks.endpoints import (
     clusters_in,
     edge_sort_key,
     label,
+    port_labels,
     qualified,
     shown,
 )
 from sinks.escape import dot_string
-from sinks.maps.formats.ports import has_ports, port_labels
 from sinks.times import iso_time
 
 _GROUPS = {
@@ -141,7 +141,7 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         if edge.event == "expired":
             details.append("expired")
         attributes = [f"tooltip={_lines(*details)}"]
-        if has_ports(edge):
+        if edge.ports or edge.udp_ports:
             attributes.append(f"label={dot_string(', '.join(port_labels(edge)))}")
         if edge.event == "expired":
             attributes.append('style=dashed, color="#aaaaaa"')

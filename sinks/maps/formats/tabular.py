@@ -18,9 +18,8 @@ from collections.abc import Iterable
 import msgspec
 
 from callmap.wire import Edge, Endpoint
-from sinks.endpoints import cluster_of, clusters_in, edge_sort_key
+from sinks.endpoints import cluster_of, clusters_in, edge_sort_key, port_labels
 from sinks.escape import csv_cell
-from sinks.maps.formats.ports import port_labels
 from sinks.times import iso_time
 
 ENDPOINT_FIELDS = ("type", "namespace", "name", "kind", "service", "dns_name", "ip")

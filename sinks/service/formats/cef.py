@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
-from sinks.endpoints import label, qualified
+from sinks.endpoints import label, port_labels, qualified
 from sinks.escape import cef_header, cef_value, sd_param_value, syslog_header_field
 from sinks.service.formats.ecs import ecs_json
+from sinks.service.formats.transport import transport
 from sinks.times import iso_time
 
 FACILITIES = {
@@ -81,6 +82,7 @@ def _host(endpoint: Endpoint) -> str:
 def cef_message(edge: Edge, version: str = __version__) -> str:
     """The CEF record of one edge event."""
     _, severity = _SEVERITY.get(edge.event, (6, 1))
+    protocol = transport(edge)
     header = [
         "CEF:0",
         "callmap",
@@ -96,7 +98,7 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
         ("end", str(int(edge.last_seen * 1000))),
         ("cnt", str(edge.count)),
         ("act", edge.event),
-        ("proto", "TCP"),
+        ("proto", protocol.name.upper()),
         ("externalId", event_key(edge)),
         ("deviceExternalId", edge.cluster),
         ("shost", _host(edge.client)),
@@ -106,8 +108,8 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
         fields.append(("src", edge.client.ip))
     if edge.server.ip:
         fields.append(("dst", edge.server.ip))
-    if edge.ports:
-        fields.append(("dpt", str(edge.ports[0])))
+    if protocol.port is not None:
+        fields.append(("dpt", str(protocol.port)))
     fields += [
         ("cs1Label", "edgeId"),
         ("cs1", edge.edge_id),
@@ -116,7 +118,7 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
         ("cs3Label", "server"),
         ("cs3", qualified(edge.server)),
         ("cs4Label", "ports"),
-        ("cs4", ",".join(str(port) for port in edge.ports)),
+        ("cs4", ",".join(port_labels(edge))),
         ("cs5Label", "sources"),
         ("cs5", ",".join(edge.sources)),
     ]

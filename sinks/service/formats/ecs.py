@@ -37,6 +37,7 @@ from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label, qualified
+from sinks.service.formats.transport import transport
 from sinks.times import iso_time
 
 ECS_VERSION = "8.11.0"
@@ -81,6 +82,7 @@ def _related(edge: Edge) -> dict[str, list[str]]:
 
 def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
     """The ECS document of one edge event."""
+    protocol = transport(edge)
     document: dict[str, Any] = {
         "@timestamp": iso_time(edge.last_seen),
         "ecs": {"version": ECS_VERSION},
@@ -97,10 +99,10 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
             "end": iso_time(edge.last_seen),
         },
         "source": _side(edge.client, None),
-        "destination": _side(edge.server, edge.ports[0] if edge.ports else None),
+        "destination": _side(edge.server, protocol.port),
         "network": {
-            "transport": "tcp",
-            "iana_number": "6",
+            "transport": protocol.name,
+            "iana_number": str(protocol.number),
             "direction": _direction(edge.client, edge.server),
         },
         "observer": {"product": "callmap", "vendor": "callmap", "version": version},
@@ -117,6 +119,8 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
             "server": msgspec.to_builtins(edge.server),
         },
     }
+    if edge.udp_ports:
+        document["callmap"]["udp_ports"] = list(edge.udp_ports)
     related = _related(edge)
     if related:
         document["related"] = related

@@ -21,6 +21,7 @@ from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label
+from sinks.service.formats.transport import transport
 
 OCSF_VERSION = "1.3.0"
 CLASS_UID = 4001
@@ -56,7 +57,8 @@ def _endpoint(endpoint: Endpoint, port: int | None) -> dict[str, Any]:
 def ocsf_event(edge: Edge, version: str = __version__) -> dict[str, Any]:
     """The OCSF Network Activity event of one edge event."""
     activity_id, activity_name = _ACTIVITIES.get(edge.event, (99, "Other"))
-    return {
+    protocol = transport(edge)
+    event: dict[str, Any] = {
         "activity_id": activity_id,
         "activity_name": activity_name,
         "category_uid": CATEGORY_UID,
@@ -82,8 +84,12 @@ def ocsf_event(edge: Edge, version: str = __version__) -> dict[str, Any]:
             "tenant_uid": edge.cluster,
         },
         "src_endpoint": _endpoint(edge.client, None),
-        "dst_endpoint": _endpoint(edge.server, edge.ports[0] if edge.ports else None),
-        "connection_info": {"protocol_name": "tcp", "protocol_num": 6, "direction_id": 0},
+        "dst_endpoint": _endpoint(edge.server, protocol.port),
+        "connection_info": {
+            "protocol_name": protocol.name,
+            "protocol_num": protocol.number,
+            "direction_id": 0,
+        },
         "is_src_dst_assignment_known": True,
         "unmapped": {
             "callmap": {
@@ -97,6 +103,9 @@ def ocsf_event(edge: Edge, version: str = __version__) -> dict[str, Any]:
             }
         },
     }
+    if edge.udp_ports:
+        event["unmapped"]["callmap"]["udp_ports"] = list(edge.udp_ports)
+    return event
 
 
 _encoder = msgspec.json.Encoder(order="sorted")
