@@ -82,7 +82,9 @@ CLUSTER_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """Each side's cluster as a global edge names it (``Endpoint.cluster``); NULL on a
 cluster's own edges, where the row's ``cluster`` applies to both sides (migration 3)."""
-EDGE_COLUMNS: tuple[tuple[str, str], ...] = _V1_EDGE_COLUMNS + CLUSTER_COLUMNS
+UDP_COLUMNS: tuple[tuple[str, str], ...] = (("udp_ports", "json"),)
+"""The server's UDP ports (migration 4); NULL on rows written before it: none."""
+EDGE_COLUMNS: tuple[tuple[str, str], ...] = _V1_EDGE_COLUMNS + CLUSTER_COLUMNS + UDP_COLUMNS
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_key", "text"),
     ("edge_id", "text"),
@@ -134,6 +136,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         lambda d: [
             f"ALTER TABLE {EDGES_TABLE} ADD COLUMN {column} {d.types[kind]}"
             for column, kind in CLUSTER_COLUMNS
+        ],
+    ),
+    Migration(
+        4,
+        "the server's UDP ports",
+        lambda d: [
+            f"ALTER TABLE {EDGES_TABLE} ADD COLUMN {column} {d.types[kind]}"
+            for column, kind in UDP_COLUMNS
         ],
     ),
 )
@@ -217,6 +227,7 @@ def edge_row(edge: Edge, dialect: Dialect) -> tuple[Any, ...]:
         flag,
         edge.client.cluster,
         edge.server.cluster,
+        json.dumps(list(edge.udp_ports)),
     )
 
 
@@ -248,6 +259,7 @@ def edge_from_row(values: Mapping[str, Any]) -> Edge:
         client=_endpoint(values, "client"),
         server=_endpoint(values, "server"),
         ports=tuple(json.loads(values["ports"])),
+        udp_ports=tuple(json.loads(values["udp_ports"] or "[]")),
         sources=tuple(json.loads(values["sources"])),
         first_seen=values["first_seen"],
         last_seen=values["last_seen"],

@@ -92,11 +92,28 @@ async def test_global_edges_keep_each_sides_cluster(edges_topic, dsn: str) -> No
     assert tuple(row) == ("east", "west")
 
 
+async def test_udp_ports_are_stored_apart_from_tcp_ports(edges_topic, dsn: str) -> None:
+    edge = Edge(
+        edge_id="u1",
+        event="new",
+        cluster="c1",
+        client=Endpoint(type="workload", namespace="shop", name="web"),
+        server=Endpoint(type="workload", namespace="obs", name="statsd"),
+        ports=(9102,),
+        udp_ports=(8125, 8126),
+        first_seen=1.0,
+        last_seen=2.0,
+    )
+    await edges_topic.produce([edge])
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-udp")
+    assert await load_edges(dsn) == [edge]
+
+
 async def test_migrations_run_once_even_when_replicas_start_together(dsn: str) -> None:
     connections = [await asyncpg.connect(dsn) for _ in range(3)]
     try:
         ran = await asyncio.gather(*(migrate(c) for c in connections))
-        assert sorted(version for versions in ran for version in versions) == [1, 2, 3]
+        assert sorted(version for versions in ran for version in versions) == [1, 2, 3, 4]
     finally:
         for connection in connections:
             await connection.close()

@@ -40,10 +40,10 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 def test_migrations_run_once_and_in_order(tmp_path: Path) -> None:
     connection = connect(tmp_path / "m.db", busy_timeout=0.1)
-    assert migrate(connection) == [1, 2, 3]
+    assert migrate(connection) == [1, 2, 3, 4]
     assert migrate(connection) == []
     versions = connection.execute(f"SELECT version FROM {schema.MIGRATIONS_TABLE}").fetchall()
-    assert [row[0] for row in versions] == [1, 2, 3]
+    assert [row[0] for row in versions] == [1, 2, 3, 4]
 
 
 def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None
     for statement in schema.MIGRATIONS[0].statements(schema.SQLITE):
         connection.execute(statement)
     connection.execute(schema.record_migration(schema.SQLITE), (1, "old", 0.0))
-    assert migrate(connection) == [2, 3]
+    assert migrate(connection) == [2, 3, 4]
 
 
 def test_edges_stored_before_the_cluster_columns_read_back_after_them(
@@ -65,15 +65,57 @@ def test_edges_stored_before_the_cluster_columns_read_back_after_them(
             connection.execute(statement)
         connection.execute(schema.record_migration(schema.SQLITE), (migration.version, "old", 0.0))
     edge = corpus.edges[0]
-    v1_columns = [column for column, _ in schema.EDGE_COLUMNS[: -len(schema.CLUSTER_COLUMNS)]]
+    later = {column for column, _ in (*schema.CLUSTER_COLUMNS, *schema.UDP_COLUMNS)}
+    v1_columns = [column for column, _ in schema.EDGE_COLUMNS if column not in later]
     row = schema.edge_row(edge, schema.SQLITE)[: len(v1_columns)]
     connection.execute(
         f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(v1_columns)}) "
         f"VALUES ({schema.SQLITE.params(len(v1_columns))})",
         row,
     )
-    assert migrate(connection) == [3]
+    assert migrate(connection) == [3, 4]
     assert read_edges(connection) == [edge]
+
+
+def test_udp_ports_are_stored_apart_from_tcp_ports_and_read_back(
+    db: sqlite3.Connection,
+) -> None:
+    edge = Edge(
+        edge_id="u1",
+        event="new",
+        cluster="c1",
+        client=Endpoint(type="workload", namespace="shop", name="web"),
+        server=Endpoint(type="workload", namespace="obs", name="statsd"),
+        ports=(9102,),
+        udp_ports=(8125,),
+        first_seen=1.0,
+        last_seen=2.0,
+    )
+    write_batch(db, [Change.of(edge)])
+    assert read_edges(db) == [edge]
+    row = db.execute(f"SELECT ports, udp_ports FROM {schema.EDGES_TABLE}").fetchone()
+    assert tuple(row) == ("[9102]", "[8125]")
+
+
+def test_edges_stored_before_the_udp_column_read_back_without_udp_ports(
+    tmp_path: Path, corpus
+) -> None:
+    connection = connect(tmp_path / "v3.db", busy_timeout=0.1)
+    connection.execute(schema.migrations_table(schema.SQLITE))
+    for migration in schema.MIGRATIONS[:3]:
+        for statement in migration.statements(schema.SQLITE):
+            connection.execute(statement)
+        connection.execute(schema.record_migration(schema.SQLITE), (migration.version, "old", 0.0))
+    edge = corpus.edges[0]
+    v3_columns = [column for column, _ in schema.EDGE_COLUMNS if column != "udp_ports"]
+    row = schema.edge_row(edge, schema.SQLITE)[: len(v3_columns)]
+    connection.execute(
+        f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(v3_columns)}) "
+        f"VALUES ({schema.SQLITE.params(len(v3_columns))})",
+        row,
+    )
+    assert migrate(connection) == [4]
+    assert read_edges(connection) == [edge] and edge.udp_ports == ()
 
 
 def test_global_edges_keep_each_sides_cluster(db: sqlite3.Connection) -> None:
