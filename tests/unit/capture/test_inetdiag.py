@@ -1,0 +1,327 @@
+"""sock_diag answers in: every TCP socket read with its tcp_info, bad input counted, never raised.
+
+Messages are built from the kernel's layouts by :mod:`helpers.diagmsgs`, then
+cut, mangled and mixed with random bytes.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from helpers.diagmsgs import (
+    INET_DIAG_INFO,
+    LISTEN,
+    NLMSG_NOOP,
+    SOCK_DIAG_BY_FAMILY,
+    TCP_INFO_3_14,
+    TCP_INFO_4_1,
+    TCP_INFO_4_2,
+    TCP_INFO_6_1,
+    TCP_INFO_6_18,
+    TCPDIAG_GETSOCK,
+    TIME_WAIT,
+    attribute,
+    diag_msg,
+    done,
+    error,
+    nlmsg,
+    socket_message,
+    tcp_info,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capture.inetdiag import (
+    ALL_TCP_STATES,
+    DROP_BAD_ATTRIBUTE,
+    DROP_BAD_LENGTH,
+    DROP_BAD_STATE,
+    DROP_ODD_FAMILY,
+    DROP_OTHER_MESSAGE,
+    DROP_REASONS,
+    DROP_SHORT_MESSAGE,
+    DROP_SHORT_TCP_INFO,
+    DROP_TRUNCATED,
+    DiagSocket,
+    DumpParser,
+    dump_request,
+    dump_request_both_families,
+    parse_dump,
+)
+from capture.procnet import TcpState
+
+INFO = tcp_info(
+    rtt=1234,
+    rttvar=567,
+    total_retrans=3,
+    bytes_acked=10**10,
+    bytes_received=4096,
+    segs_out=70000,
+    segs_in=65,
+    retrans=99,  # the current retransmits, not the total: must not be read as it
+)
+CALL = ("10.1.0.10", 40000, "10.2.0.20", 8080)
+CUT_INFO = attribute(INET_DIAG_INFO, INFO)[:-8]  # its length says 8 bytes more than there are
+TOO_SHORT_ATTRIBUTE = struct.pack("=HH", 2, 2)  # a length less than its own header
+
+
+def only(data: bytes) -> DiagSocket:
+    parser = parse_dump(data)
+    assert parser.dropped == {}
+    assert len(parser.sockets) == 1, parser.sockets
+    return parser.sockets[0]
+
+
+def test_the_request_asks_for_every_tcp_socket_of_a_family_with_tcp_info() -> None:
+    request = dump_request(socket.AF_INET6, seq=7)
+    length, kind, flags, seq, pid = struct.unpack_from("=IHHII", request)
+    family, protocol, ext, _pad, states = struct.unpack_from("=BBBBI", request, 16)
+    assert (length, len(request)) == (72, 72)  # nlmsghdr + inet_diag_req_v2
+    assert (kind, flags, seq, pid) == (SOCK_DIAG_BY_FAMILY, 0x301, 7, 0)  # REQUEST | DUMP
+    assert (family, protocol) == (socket.AF_INET6, socket.IPPROTO_TCP)
+    assert ext == 1 << (2 - 1)  # INET_DIAG_INFO
+    assert states == ALL_TCP_STATES == 0b1_1111_1111_1110  # ESTABLISHED (1) to NEW_SYN_RECV (12)
+    assert request[24:] == bytes(48)  # the socket id: any
+
+
+def test_the_older_request_asks_for_both_families_at_once() -> None:
+    request = dump_request_both_families(seq=3)
+    length, kind, flags, seq, pid = struct.unpack_from("=IHHII", request)
+    family, src_len, dst_len, ext = request[16:20]
+    states, dbs = struct.unpack_from("=II", request, 20 + 48)
+    assert (length, len(request)) == (76, 76)  # nlmsghdr + inet_diag_req
+    assert (kind, flags, seq, pid) == (TCPDIAG_GETSOCK, 0x301, 3, 0)
+    assert (family, src_len, dst_len, ext) == (socket.AF_UNSPEC, 0, 0, 2)
+    assert (states, dbs) == (ALL_TCP_STATES, 0)
+    assert request[20:68] == bytes(48)
+
+
+def test_the_older_requests_answers_are_read_alike() -> None:
+    data = socket_message(*CALL, info=INFO, msg_type=TCPDIAG_GETSOCK)
+    data += socket_message("fd00::1", 80, "fd00::2", 999, info=INFO, msg_type=TCPDIAG_GETSOCK)
+    parser = parse_dump(data + done())
+    assert [(s.family, s.src_port, s.rtt_us) for s in parser.sockets] == [
+        (socket.AF_INET, 40000, 1234),
+        (socket.AF_INET6, 80, 1234),
+    ]
+    assert (parser.done, parser.dropped) == (True, {})
+
+
+def test_an_ipv4_connection_with_its_tcp_info() -> None:
+    found = only(socket_message(*CALL, info=INFO, uid=1001, inode=777))
+    assert found == DiagSocket(
+        family=socket.AF_INET,
+        state=TcpState.ESTABLISHED,
+        src_ip="10.1.0.10",
+        src_port=40000,
+        dst_ip="10.2.0.20",
+        dst_port=8080,
+        inode=777,
+        uid=1001,
+        rtt_us=1234,
+        rttvar_us=567,
+        total_retrans=3,
+        bytes_acked=10**10,
+        bytes_received=4096,
+        segs_out=70000,
+        segs_in=65,
+    )
+
+
+def test_an_ipv6_connection_in_compressed_text() -> None:
+    found = only(socket_message("fd00::1:2", 443, "fd00:0:0:0:0:0:0:9", 50000, info=INFO))
+    assert (found.family, found.src_ip, found.src_port) == (socket.AF_INET6, "fd00::1:2", 443)
+    assert (found.dst_ip, found.dst_port, found.rtt_us) == ("fd00::9", 50000, 1234)
+
+
+def test_an_ipv4_mapped_connection_reads_as_ipv4_on_an_ipv6_socket() -> None:
+    found = only(socket_message(*CALL, family=socket.AF_INET6, info=INFO))
+    assert found.family == socket.AF_INET6
+    assert (found.src_ip, found.dst_ip) == ("10.1.0.10", "10.2.0.20")
+
+
+@pytest.mark.parametrize(
+    ("wildcard", "family"), [("0.0.0.0", socket.AF_INET), ("::", socket.AF_INET6)]
+)
+def test_a_listening_socket_is_in_the_dump(wildcard: str, family: int) -> None:
+    found = only(socket_message(wildcard, 8080, wildcard, 0, state=LISTEN, info=tcp_info()))
+    assert (found.state, found.family) == (TcpState.LISTEN, family)
+    assert (found.src_ip, found.src_port, found.dst_ip, found.dst_port) == (
+        wildcard,
+        8080,
+        wildcard,
+        0,
+    )
+    assert (found.rtt_us, found.bytes_acked) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("size", "present"),
+    [
+        (76, ("rtt_us", "rttvar_us")),
+        (TCP_INFO_3_14, ("rtt_us", "rttvar_us", "total_retrans")),
+        (TCP_INFO_4_1, ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked", "bytes_received")),
+        (TCP_INFO_4_2, ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked", "bytes_received",
+                        "segs_out", "segs_in")),
+        (TCP_INFO_6_1, ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked", "bytes_received",
+                        "segs_out", "segs_in")),
+        (TCP_INFO_6_18, ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked", "bytes_received",
+                         "segs_out", "segs_in")),
+        (TCP_INFO_4_2 - 1, ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked",
+                            "bytes_received")),
+    ],
+)  # fmt: skip
+def test_tcp_info_fields_are_read_only_when_the_kernels_layout_holds_them(
+    size: int, present: tuple[str, ...]
+) -> None:
+    full = only(socket_message(*CALL, info=INFO))
+    found = only(socket_message(*CALL, info=INFO[:size]))
+    for name in ("rtt_us", "rttvar_us", "total_retrans", "bytes_acked", "bytes_received",
+                 "segs_out", "segs_in"):  # fmt: skip
+        expected = getattr(full, name) if name in present else None
+        assert getattr(found, name) == expected, name
+    assert (found.src_ip, found.dst_port) == ("10.1.0.10", 8080)
+
+
+def test_a_tcp_info_too_short_for_the_rtt_keeps_the_socket_and_is_counted() -> None:
+    parser = parse_dump(socket_message(*CALL, info=INFO[:75]))
+    assert parser.dropped == {DROP_SHORT_TCP_INFO: 1}
+    assert [(s.src_port, s.rtt_us, s.bytes_acked) for s in parser.sockets] == [(40000, None, None)]
+
+
+def test_a_time_wait_socket_has_no_tcp_info_and_no_inode() -> None:
+    found = only(socket_message(*CALL, state=TIME_WAIT, uid=0, inode=0, extra=False))
+    assert (found.state, found.inode, found.uid) == (TcpState.TIME_WAIT, 0, 0)
+    assert (found.rtt_us, found.total_retrans, found.segs_in) == (None, None, None)
+
+
+def test_attributes_it_does_not_read_are_passed_over_uncounted() -> None:
+    body = diag_msg(*CALL) + attribute(99, b"whatever") + attribute(INET_DIAG_INFO, INFO)
+    assert only(nlmsg(SOCK_DIAG_BY_FAMILY, body)).rtt_us == 1234
+
+
+def test_a_whole_dump_in_one_buffer_ends_at_done() -> None:
+    sockets = [
+        socket_message("0.0.0.0", 80, "0.0.0.0", 0, state=LISTEN, info=INFO, inode=1),
+        socket_message(*CALL, info=INFO, inode=2),
+        socket_message("fd00::2", 80, "fd00::3", 1234, info=INFO[:TCP_INFO_3_14], inode=3),
+        socket_message(*CALL, family=socket.AF_INET6, info=INFO, inode=4),
+    ]
+    after = socket_message(*CALL, info=INFO, inode=5)  # not part of this dump
+    parser = parse_dump(b"".join(sockets) + nlmsg(NLMSG_NOOP, b"") + done() + after)
+    assert [s.inode for s in parser.sockets] == [1, 2, 3, 4]
+    assert (parser.done, parser.error, parser.dropped) == (True, None, {})
+
+
+def test_a_dump_fed_a_datagram_at_a_time_ends_at_the_last() -> None:
+    parser = DumpParser()
+    assert parser.feed(socket_message(*CALL, inode=1) + socket_message(*CALL, inode=2)) is False
+    assert parser.feed(memoryview(bytearray(socket_message(*CALL, inode=3)))) is False
+    assert parser.done is False
+    assert parser.feed(done()) is True
+    assert parser.feed(socket_message(*CALL, inode=4)) is True  # after the end: not read
+    assert [s.inode for s in parser.sockets] == [1, 2, 3]
+
+
+def test_an_error_ends_the_dump_with_its_errno() -> None:
+    parser = parse_dump(socket_message(*CALL) + error(13))
+    assert (parser.done, parser.error, len(parser.sockets)) == (True, 13, 1)
+
+
+def test_a_done_with_a_negative_status_is_an_error() -> None:
+    parser = parse_dump(done(-4))  # EINTR: the dump was interrupted
+    assert (parser.done, parser.error) == (True, 4)
+
+
+def test_an_acknowledgement_does_not_end_the_dump() -> None:
+    parser = parse_dump(error(0) + socket_message(*CALL))
+    assert (parser.done, len(parser.sockets)) == (False, 1)
+
+
+def test_a_done_without_a_status_ends_the_dump() -> None:
+    parser = parse_dump(nlmsg(3, b""))
+    assert (parser.done, parser.error, parser.dropped) == (True, None, {})
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL)[:71]), DROP_SHORT_MESSAGE),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL, family=socket.AF_UNIX)), DROP_ODD_FAMILY),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL, state=0)), DROP_BAD_STATE),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL, state=14)), DROP_BAD_STATE),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL) + CUT_INFO), DROP_BAD_ATTRIBUTE),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL) + TOO_SHORT_ATTRIBUTE), DROP_BAD_ATTRIBUTE),
+        (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(*CALL) + b"\x05\x00"), DROP_BAD_ATTRIBUTE),
+        (nlmsg(16, diag_msg(*CALL)), DROP_OTHER_MESSAGE),  # a ctnetlink type, say
+        (nlmsg(2, b"\xff\xff"), DROP_SHORT_MESSAGE),  # an error without its errno
+    ],
+)  # fmt: skip
+def test_a_bad_message_is_counted_and_the_next_one_read(message: bytes, reason: str) -> None:
+    parser = parse_dump(message + socket_message(*CALL, inode=9) + done())
+    assert parser.dropped == {reason: 1}
+    assert [s.inode for s in parser.sockets] == [9]
+    assert parser.done
+
+
+def test_a_length_below_the_header_stops_the_buffer() -> None:
+    bad = struct.pack("=IHHII", 8, SOCK_DIAG_BY_FAMILY, 2, 1, 0)
+    parser = parse_dump(socket_message(*CALL, inode=1) + bad + socket_message(*CALL, inode=2))
+    assert parser.dropped == {DROP_BAD_LENGTH: 1}
+    assert [s.inode for s in parser.sockets] == [1]
+
+
+def test_a_buffer_cut_anywhere_gives_its_whole_messages_and_counts_the_cut() -> None:
+    first = socket_message(*CALL, info=INFO, inode=1)
+    second = socket_message("fd00::2", 80, "fd00::3", 1234, info=INFO, inode=2)
+    whole = first + second + done()
+    for cut in range(len(whole)):
+        parser = parse_dump(whole[:cut])
+        expected = [1, 2][: (cut >= len(first)) + (cut >= len(first) + len(second))]
+        assert [s.inode for s in parser.sockets] == expected, cut
+        at_boundary = cut in (0, len(first), len(first) + len(second))
+        assert parser.dropped == ({} if at_boundary else {DROP_TRUNCATED: 1}), cut
+        assert parser.done is False
+
+
+def test_a_message_claiming_more_than_the_buffer_holds_is_truncated() -> None:
+    message = bytearray(socket_message(*CALL, info=INFO))
+    message[0:4] = struct.pack("=I", len(message) + 100)
+    parser = parse_dump(bytes(message))
+    assert (parser.sockets, parser.dropped) == ([], {DROP_TRUNCATED: 1})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.integers(min_value=0, max_value=600))
+def test_garbage_never_raises_and_every_drop_has_a_known_reason(junk: bytes, at: int) -> None:
+    good = socket_message(*CALL, info=INFO)
+    for data in (junk, good + junk, good[:at] + junk, junk + good):
+        parser = parse_dump(data)
+        assert set(parser.dropped) <= set(DROP_REASONS)
+        assert all(isinstance(s, DiagSocket) for s in parser.sockets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_a_mutated_byte_never_raises(position: int, value: int) -> None:
+    data = bytearray(socket_message(*CALL, info=INFO) + socket_message(*CALL) + done())
+    data[position % len(data)] = value
+    parser = parse_dump(bytes(data))
+    assert set(parser.dropped) <= set(DROP_REASONS)
+
+
+def test_a_layout_seen_before_is_checked_not_trusted() -> None:
+    """Messages of one length but other attributes (the parser remembers layouts
+    by length) are each read as they are."""
+    info_last = diag_msg(*CALL) + attribute(8, b"\0") + attribute(INET_DIAG_INFO, INFO)
+    info_first = diag_msg(*CALL) + attribute(INET_DIAG_INFO, INFO) + attribute(8, b"\0")
+    no_info = diag_msg(*CALL) + attribute(8, b"\0") + attribute(98, INFO)
+    assert len(info_last) == len(info_first) == len(no_info)
+    for _ in range(2):  # the second time round, every layout has been seen
+        parser = parse_dump(
+            b"".join(nlmsg(SOCK_DIAG_BY_FAMILY, m) for m in (info_last, info_first, no_info))
+        )
+        assert [s.rtt_us for s in parser.sockets] == [1234, 1234, None]
+        assert parser.dropped == {}
