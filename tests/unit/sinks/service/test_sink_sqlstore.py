@@ -55,24 +55,31 @@ def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None
     assert migrate(connection) == [2, 3, 4]
 
 
-def test_edges_stored_before_the_cluster_columns_read_back_after_them(
-    tmp_path: Path, corpus
-) -> None:
-    connection = connect(tmp_path / "v2.db", busy_timeout=0.1)
+def stored_at_version(path: Path, version: int, edge: Edge, later: set[str]) -> sqlite3.Connection:
+    """A database at schema ``version`` holding ``edge`` without the ``later`` columns
+    (which must be the last ones), as the code of that version stored it."""
+    connection = connect(path, busy_timeout=0.1)
     connection.execute(schema.migrations_table(schema.SQLITE))
-    for migration in schema.MIGRATIONS[:2]:
+    for migration in schema.MIGRATIONS[:version]:
         for statement in migration.statements(schema.SQLITE):
             connection.execute(statement)
         connection.execute(schema.record_migration(schema.SQLITE), (migration.version, "old", 0.0))
-    edge = corpus.edges[0]
-    later = {column for column, _ in (*schema.CLUSTER_COLUMNS, *schema.UDP_COLUMNS)}
-    v1_columns = [column for column, _ in schema.EDGE_COLUMNS if column not in later]
-    row = schema.edge_row(edge, schema.SQLITE)[: len(v1_columns)]
+    columns = [column for column, _ in schema.EDGE_COLUMNS if column not in later]
+    row = schema.edge_row(edge, schema.SQLITE)[: len(columns)]
     connection.execute(
-        f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(v1_columns)}) "
-        f"VALUES ({schema.SQLITE.params(len(v1_columns))})",
+        f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(columns)}) "
+        f"VALUES ({schema.SQLITE.params(len(columns))})",
         row,
     )
+    return connection
+
+
+def test_edges_stored_before_the_cluster_columns_read_back_after_them(
+    tmp_path: Path, corpus
+) -> None:
+    edge = corpus.edges[0]
+    later = {column for column, _ in (*schema.CLUSTER_COLUMNS, *schema.UDP_COLUMNS)}
+    connection = stored_at_version(tmp_path / "v2.db", 2, edge, later)
     assert migrate(connection) == [3, 4]
     assert read_edges(connection) == [edge]
 
@@ -100,20 +107,8 @@ def test_udp_ports_are_stored_apart_from_tcp_ports_and_read_back(
 def test_edges_stored_before_the_udp_column_read_back_without_udp_ports(
     tmp_path: Path, corpus
 ) -> None:
-    connection = connect(tmp_path / "v3.db", busy_timeout=0.1)
-    connection.execute(schema.migrations_table(schema.SQLITE))
-    for migration in schema.MIGRATIONS[:3]:
-        for statement in migration.statements(schema.SQLITE):
-            connection.execute(statement)
-        connection.execute(schema.record_migration(schema.SQLITE), (migration.version, "old", 0.0))
     edge = corpus.edges[0]
-    v3_columns = [column for column, _ in schema.EDGE_COLUMNS if column != "udp_ports"]
-    row = schema.edge_row(edge, schema.SQLITE)[: len(v3_columns)]
-    connection.execute(
-        f"INSERT INTO {schema.EDGES_TABLE} ({', '.join(v3_columns)}) "
-        f"VALUES ({schema.SQLITE.params(len(v3_columns))})",
-        row,
-    )
+    connection = stored_at_version(tmp_path / "v3.db", 3, edge, {"udp_ports"})
     assert migrate(connection) == [4]
     assert read_edges(connection) == [edge] and edge.udp_ports == ()
 
