@@ -9,12 +9,13 @@ reads the answer (:class:`DumpParser`); opening the netlink socket in a
 namespace is :mod:`capture.sockdiag`'s job.
 
 A dump walks the whole TCP hash table, and every socket in it, keeping those
-of the asking namespace. Namespaces share the host's table (262,144 buckets
-on this 24 GB machine) unless ``net.ipv4.tcp_child_ehash_entries`` gave them
-tables of their own when they were made: with a shared table, one dump per
-namespace costs namespaces x sockets (7.8 s for 500 namespaces and 100,000
-sockets here, and 24 s for their /proc tables, which walk the same way); with
-tables of their own, about 0.33 s (``tests/bench/bench_sockdiag.py``). A
+of the asking namespace. Namespaces share the host's table (sized by the
+host's memory: hundreds of thousands of buckets) unless
+``net.ipv4.tcp_child_ehash_entries`` gave them tables of their own when they
+were made. With a shared table, one dump per namespace costs namespaces x
+sockets, and so does reading their /proc tables, which walk the same way;
+with tables of their own, each costs its own sockets (docs/capture.md,
+"Measured here", from ``tests/bench/bench_sockdiag.py``). A
 ``SOCK_DIAG_BY_FAMILY`` request names one family, so both take two walks; the
 older ``TCPDIAG_GETSOCK`` request (:func:`dump_request_both_families`), which
 the kernel still answers, takes both families in one, answered with the same
@@ -35,9 +36,9 @@ It promises:
 - **The same addresses as** :mod:`capture.procnet`: dotted IPv4, compressed
   IPv6, an IPv4-mapped IPv6 address as plain IPv4.
 - **Speed.** Why not pyroute2, the project's netlink library: its parser
-  builds an object per message and per attribute, about 57 µs a socket here,
-  6 s for a node's 100,000 sockets. As in :mod:`capture.ctnetlink`'s fast
-  path, the kernel's layout is read straight from the bytes instead, with
+  builds an object per message and per attribute: about 57 µs a socket, 6 s
+  for a node's 100,000 sockets. As in :mod:`capture.ctnetlink`'s fast path,
+  the kernel's layout is read straight from the bytes instead, with
   precompiled structs and the attribute layouts already seen checked in one
   unpack: about 1.5 µs a socket, 37 times less.
 
@@ -194,6 +195,26 @@ def dump_request(family: int, *, seq: int = 1, states: int = ALL_TCP_STATES) -> 
     )
 
 
+def dump_request_both_families(*, seq: int = 1, states: int = ALL_TCP_STATES) -> bytes:
+    """The ``TCPDIAG_GETSOCK`` request to dump every TCP socket of both families
+    in ``states``, with tcp_info: one walk of the hash table instead of two.
+    The kernel keeps this request for compatibility; one that refuses it (an
+    NLMSG_ERROR) is asked a family at a time with :func:`dump_request`."""
+    return _LEGACY_REQUEST.pack(
+        _LEGACY_REQUEST.size,
+        TCPDIAG_GETSOCK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        0,
+        socket.AF_UNSPEC,  # idiag_family: not looked at by the kernel
+        0,
+        0,
+        1 << (INET_DIAG_INFO - 1),
+        states,
+        0,
+    )
+
+
 _Buffer = bytes | bytearray | memoryview
 _Layout = tuple[struct.Struct, tuple[int, ...], struct.Struct | None, int]
 # The layouts of the messages seen, by message length: a struct that unpacks the
@@ -218,26 +239,6 @@ def _info_struct(size: int) -> struct.Struct | None:
     return None
 
 
-def dump_request_both_families(*, seq: int = 1, states: int = ALL_TCP_STATES) -> bytes:
-    """The ``TCPDIAG_GETSOCK`` request to dump every TCP socket of both families
-    in ``states``, with tcp_info: one walk of the hash table instead of two.
-    The kernel keeps this request for compatibility; one that refuses it (an
-    NLMSG_ERROR) is asked a family at a time with :func:`dump_request`."""
-    return _LEGACY_REQUEST.pack(
-        _LEGACY_REQUEST.size,
-        TCPDIAG_GETSOCK,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-        0,
-        socket.AF_UNSPEC,  # idiag_family: not looked at by the kernel
-        0,
-        0,
-        1 << (INET_DIAG_INFO - 1),
-        states,
-        0,
-    )
-
-
 class DumpParser:
     """The answer to one dump request, fed a datagram (or any run of whole
     messages) at a time, in order, until :meth:`feed` says it ended."""
@@ -255,8 +256,8 @@ class DumpParser:
         self.done = False
         """The dump ended: NLMSG_DONE, or an NLMSG_ERROR."""
         self.error: int | None = None
-        """The errno the kernel ended the dump with (NLMSG_ERROR, or a negative
-        NLMSG_DONE status); None when it ended well or has not ended."""
+        """The errno the kernel ended the dump with (a nonzero NLMSG_ERROR, or a
+        negative NLMSG_DONE status); None when it ended well or has not ended."""
         # Canonical text by raw 16-byte address field: in one namespace the same
         # few local addresses repeat on every line.
         self._names4: dict[bytes, str] = {}
@@ -291,6 +292,7 @@ class DumpParser:
             if kind in _SOCKET_MESSAGES and length >= _DIAG_MSG_END:
                 # The hot path: one socket. Kept inline, without helper calls.
                 state = _STATES[number]
+                # AF_INET and AF_INET6 as numbers: no global lookups per socket.
                 names = names4 if family == 2 else names6 if family == 10 else None
                 if state is None:
                     self._drop(DROP_BAD_STATE)
@@ -393,13 +395,15 @@ class DumpParser:
         self.done = True
         if status < 0:
             self.error = -status
+        elif kind == NLMSG_ERROR:  # a positive errno: malformed, but still a refusal
+            self.error = status
         return True
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
-def parse_dump(data: bytes | bytearray | memoryview) -> DumpParser:
+def parse_dump(data: _Buffer) -> DumpParser:
     """A parser fed all of ``data`` at once: the sockets, drops and end of a buffer."""
     parser = DumpParser()
     parser.feed(data)

@@ -118,25 +118,36 @@ def netns_path(name: str) -> str:
     return name if "/" in name else str(Path("/var/run/netns") / name)
 
 
-def in_netns(name: str, work: Callable[[], T]) -> T:
-    """``work()``'s result, done by a thread of its own inside the network namespace
-    ``name``: setns must not move the event loop's thread."""
+def on_new_thread(work: Callable[[], T], name: str) -> T:
+    """``work()``'s result (or its exception, raised here), done by a new thread
+    ``name`` that ends with it: a thread that ``work`` moves into another
+    namespace is never the caller's, and needs no moving back."""
     result: list[T] = []
     error: list[BaseException] = []
 
-    def inside() -> None:
+    def run() -> None:
         try:
-            enter_netns(netns_path(name))
             result.append(work())
-        except BaseException as exc:
+        except BaseException as exc:  # handed to the caller's thread
             error.append(exc)
 
-    thread = threading.Thread(target=inside, name="callmap-in-netns")
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     thread.join()
     if error:
         raise error[0]
     return result[0]
+
+
+def in_netns(name: str, work: Callable[[], T]) -> T:
+    """``work()``'s result, done by a thread of its own inside the network namespace
+    ``name``: setns must not move the event loop's thread."""
+
+    def inside() -> T:
+        enter_netns(netns_path(name))
+        return work()
+
+    return on_new_thread(inside, "callmap-in-netns")
 
 
 def scanned_namespace_ids(names: Sequence[str]) -> frozenset[int] | None:

@@ -19,23 +19,17 @@ built to do without (docs/capture.md, "Socket tables"). The dump itself
 needs no capability.
 
 What a pass costs depends on the node's kernel settings more than on this
-code: see :mod:`capture.inetdiag` on the shared TCP hash table.
-
-Why the answer is not parsed by pyroute2, the project's netlink library: its
-message objects cost about 57 µs a socket here, 6 s for a node's 100,000
-sockets every scan. As for conntrack events (:mod:`capture.ctnetlink`), the
-kernel's layout is read straight from the bytes instead, in the pure
-:mod:`capture.inetdiag` (about 1.5 µs a socket).
+code, and why the answer is parsed here rather than by pyroute2: see
+:mod:`capture.inetdiag`.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from callmap.errors import ConfigError
+from callmap.errors import CallmapError, ConfigError
 from capture.inetdiag import (
     NETLINK_SOCK_DIAG,
     DiagSocket,
@@ -44,7 +38,7 @@ from capture.inetdiag import (
     dump_request_both_families,
 )
 from capture.procscan import namespace_id
-from capture.sniffer import enter_netns, netns_path
+from capture.sniffer import enter_netns, netns_path, on_new_thread
 
 __all__ = [
     "RECV_BUFFER",
@@ -63,8 +57,14 @@ DUMP_TIMEOUT = 5.0
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
-class DumpError(ConfigError):
-    """A dump the kernel refused or ended with an error (its errno in the message)."""
+class DumpError(CallmapError):
+    """A dump the kernel refused or ended with an error, or a netlink socket
+    that read empty in the middle of one (a timeout is the socket's OSError)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        """The kernel's errno, when it ended the dump with one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +110,27 @@ def dump_here(
         for seq, family in enumerate(FAMILIES, start=2):
             parser = DumpParser(sockets, dropped)  # both families into one list
             if _read_dump(nl, view, dump_request(family, seq=seq), parser).error is not None:
-                raise DumpError(f"sock_diag dump of family {family} failed: errno {parser.error}")
+                raise DumpError(
+                    f"sock_diag dump of family {family} failed: errno {parser.error}",
+                    parser.error,
+                )
     return sockets, dropped
 
 
 def _read_dump(
     nl: socket.socket, view: memoryview, request: bytes, parser: DumpParser
 ) -> DumpParser:
-    """``request`` sent, and its answer fed to ``parser`` to its end."""
+    """``request`` sent, and its answer fed to ``parser`` to its end.
+
+    Raises :class:`DumpError` on an empty read: no netlink message is empty,
+    and reading on would spin."""
     nl.send(request)
-    while not parser.feed(view[: nl.recv_into(view)]):
-        pass
-    return parser
+    while True:
+        size = nl.recv_into(view)
+        if size == 0:
+            raise DumpError("sock_diag socket gave an empty read before the dump ended")
+        if parser.feed(view[:size]):
+            return parser
 
 
 def dump_namespaces(paths: Sequence[str]) -> list[NamespaceDump]:
@@ -132,31 +141,21 @@ def dump_namespaces(paths: Sequence[str]) -> list[NamespaceDump]:
     A namespace that cannot be entered or dumped (gone since it was listed, a
     kernel error) is reported with its :attr:`NamespaceDump.error`, and the
     pass goes on."""
-    dumps: list[NamespaceDump] = []
-    failure: list[BaseException] = []
 
-    def walk() -> None:
+    def walk() -> list[NamespaceDump]:
         buffer = bytearray(RECV_BUFFER)
-        try:
-            for path in paths:
-                dumps.append(_dump_one(path, buffer))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
+        return [_dump_one(path, buffer) for path in paths]
 
-    thread = threading.Thread(target=walk, name="callmap-sockdiag")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return dumps
+    return on_new_thread(walk, "callmap-sockdiag")
 
 
 def _dump_one(path: str, buffer: bytearray) -> NamespaceDump:
+    """The calling thread moved into the namespace at ``path``, and its dump."""
     try:
         enter_netns(netns_path(path))
         netns = namespace_id("/proc/thread-self")
     except (ConfigError, OSError) as exc:
-        return NamespaceDump(path, None, error=str(exc))
+        return NamespaceDump(path, None, error=f"{type(exc).__name__}: {exc}")
     try:
         sockets, dropped = dump_here(buffer)
     except (DumpError, OSError) as exc:

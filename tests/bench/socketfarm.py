@@ -96,6 +96,8 @@ def _child_namespaces(prefix: str, names: list[str], child_ehash: int) -> Iterat
 
 @dataclass
 class SocketFarm:
+    """The namespaces made and what holds their sockets open."""
+
     names: list[str]
     """The namespaces, by their names under /var/run/netns."""
     count: int = 0

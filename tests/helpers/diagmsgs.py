@@ -40,7 +40,7 @@ TCP_INFO_3_14 = 104  # up to total_retrans: the layout of kernels 2.6 to 3.14
 TCP_INFO_4_1 = 136  # up to bytes_received
 TCP_INFO_4_2 = 144  # up to segs_in
 TCP_INFO_6_1 = sum(size for _, size in TCP_INFO_FIELDS)  # 232, up to snd_wnd
-TCP_INFO_6_18 = 280  # what this machine's kernel sends; the rest is zeros here
+TCP_INFO_6_18 = 280  # what kernel 6.18 sends; the fields past snd_wnd are zeros here
 
 
 def _native(fmt: str, *values: int) -> bytes:
@@ -56,7 +56,8 @@ def tcp_info(size: int = TCP_INFO_6_18, **fields: int) -> bytes:
         value = fields.pop(name, 0)
         out[offset : offset + width] = value.to_bytes(width, sys.byteorder)
         offset += width
-    assert not fields, f"no such tcp_info field: {sorted(fields)}"
+    if fields:
+        raise TypeError(f"no such tcp_info field: {sorted(fields)}")
     return bytes(out[:size])
 
 

@@ -24,10 +24,10 @@ import pytest
 from helpers.netns import network_namespaces
 
 from capture import sockdiag
-from capture.inetdiag import DiagSocket
+from capture.inetdiag import DiagSocket, DumpParser, dump_request
 from capture.procnet import TcpState
 from capture.sniffer import in_netns
-from capture.sockdiag import dump_here, dump_namespaces
+from capture.sockdiag import RECV_BUFFER, dump_here, dump_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -267,3 +267,15 @@ def test_a_dump_the_kernel_refuses_is_the_namespaces_error_and_the_pass_goes_on(
     dumps = dump_namespaces([net.name, net.empty])
     assert [(d.netns is not None, d.sockets) for d in dumps] == [(True, []), (True, [])]
     assert all(d.error and "DumpError" in d.error for d in dumps)
+
+
+def test_an_empty_read_is_an_error_not_a_spin() -> None:
+    """No netlink message is empty; a socket that reads empty is given up on.
+    A datagram socket pair stands in for netlink: only it can send nothing."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with ours, theirs:
+        ours.settimeout(5)
+        theirs.send(b"")
+        view = memoryview(bytearray(RECV_BUFFER))
+        with pytest.raises(sockdiag.DumpError, match="empty read"):
+            sockdiag._read_dump(ours, view, dump_request(socket.AF_INET), DumpParser())

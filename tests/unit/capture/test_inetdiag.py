@@ -230,6 +230,11 @@ def test_an_error_ends_the_dump_with_its_errno() -> None:
     assert (parser.done, parser.error, len(parser.sockets)) == (True, 13, 1)
 
 
+def test_an_error_with_a_positive_errno_is_still_an_error() -> None:
+    parser = parse_dump(error(-5))  # malformed: the kernel sends -errno
+    assert (parser.done, parser.error) == (True, 5)
+
+
 def test_a_done_with_a_negative_status_is_an_error() -> None:
     parser = parse_dump(done(-4))  # EINTR: the dump was interrupted
     assert (parser.done, parser.error) == (True, 4)
