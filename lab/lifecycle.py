@@ -28,6 +28,10 @@ LAB_TTL = 30.0
 """The stream app's ``--ttl`` in lab runs: short, so that a run sees edges expire."""
 LAB_REFRESH = 10.0
 """Capture's ``--refresh-interval`` in lab runs: a live connection reported well within the TTL."""
+EDGE_REFRESH = 5.0
+"""The stream app's ``--refresh-interval`` in single-cluster lab runs: a port or source a
+sighting adds after an edge's first announcement (a UDP port after the DNS answer that
+made the edge) reaches the topic within the run, as in the cluster lab's runs."""
 LOG_GAP = 5.0
 """How often a caller logs a call whose outcome repeats (``lab.caller.LOG_INTERVAL``)."""
 STOPPED_AFTER = 3 * LOG_GAP

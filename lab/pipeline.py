@@ -52,7 +52,14 @@ from lab.compare import Comparison, compare, compare_with_truth
 from lab.edgereader import EdgeReader
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
-from lab.lifecycle import LAB_REFRESH, LAB_TTL, Lifecycle, check_lifecycle, expiry_due
+from lab.lifecycle import (
+    EDGE_REFRESH,
+    LAB_REFRESH,
+    LAB_TTL,
+    Lifecycle,
+    check_lifecycle,
+    expiry_due,
+)
 from lab.multitopology import load_member
 from lab.runtime import pod_life, release, up
 from lab.state import LabState, load_state
@@ -362,7 +369,7 @@ async def _map_lab(
             await asyncio.sleep(3)
             components.check()
             if options.streams_delay <= 0:
-                start_streams(components, app_id=f"callmap-lab-{cluster}")
+                start_streams(components, f"callmap-lab-{cluster}", EDGE_REFRESH)
             release(Path(state.state_dir))
             progress(f"lab {state.name} released its calls; cluster {cluster}")
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
@@ -426,7 +433,7 @@ async def _wait_for_map(
     while time.monotonic() < deadline:
         components.check()
         if streams_at is not None and time.monotonic() >= streams_at:
-            start_streams(components, app_id)
+            start_streams(components, app_id, EDGE_REFRESH)
             streams_at = None
             progress("stream app started late; it catches up the backlog")
         if await reader.poll(2.0):

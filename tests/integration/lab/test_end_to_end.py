@@ -144,6 +144,26 @@ async def a_browser_sees_the_truth(settings: Settings, report: dict) -> None:  #
     assert must <= seen <= may, (seen - may, must - seen)
 
 
+def test_udp_calls_are_mapped_with_their_udp_ports_apart_from_tcp_ports(settings: Settings) -> None:
+    """UDP datagrams through a Service on another node, to a pod's own address and to an
+    internet name, beside a TCP call: perfect against both truths, each UDP port in the
+    edge's ``udp_ports`` and never in its ``ports``."""
+    skip_without_root()
+    report = lab_run(settings, "udp")
+    expected = {
+        ("web/client", "metrics/statsd"): ([9102], [8125]),  # one edge, both protocols
+        ("web/tracer", "metrics/statsd"): ([], [6831]),  # the pod's address, same node
+        ("web/client", "external:time.example.net"): ([], [123]),
+    }
+    for comparison in (report, report["calls"]):  # the plan's truth, the callers' logs
+        shown = {(e["client"], e["server"]): e for e in comparison["ports"]["observed"]}
+        for pair, (tcp, udp) in expected.items():
+            assert (shown[pair]["ports"], shown[pair]["udp_ports"]) == (tcp, udp), shown[pair]
+        assert comparison["ports"]["unexpected"] == comparison["ports"]["missing"] == []
+    logged = {(e["client"], e["server"]) for e in report["calls"]["expected"]}
+    assert set(expected) <= logged
+
+
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
     skip_without_root()
     lab_run(settings, "two-clients", "--streams-delay", "20")
