@@ -38,6 +38,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (
 )
 
 from callmap.wire.records import Transport
+from capture.addresses import packed_address
 
 DROP_OTHER_PROTOCOL = "other_protocol"
 """An event of a protocol other than TCP and UDP (ICMP, SCTP, ...): no edge carries it."""
@@ -347,8 +348,7 @@ def _be32(data: bytes, span: tuple[int, int]) -> int | None:
 def _address(packed: bytes) -> str:
     """A packed address in the wire's form, as pyroute2's decoding and
     :func:`_canonical` give it; a node sees few addresses, many times over."""
-    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
-    return _canonical(socket.inet_ntop(family, packed))
+    return packed_address(packed)
 
 
 def event_from_message(message: Any) -> FlowEvent | str:

@@ -55,6 +55,7 @@ from typing import Final
 
 import msgspec
 
+from capture.addresses import packed_address
 from capture.procnet import TcpState
 
 __all__ = [
@@ -141,7 +142,6 @@ _INFO_144 = struct.Struct("=68xII24xI16xQQII")
 _INFO_136 = struct.Struct("=68xII24xI16xQQ")
 _INFO_104 = struct.Struct("=68xII24xI")
 _INFO_76 = struct.Struct("=68xII")
-_V4_MAPPED = bytes(10) + b"\xff\xff"
 _STATE_BY_NUMBER = {state.value: state for state in TcpState}
 _STATES: tuple[TcpState | None, ...] = tuple(_STATE_BY_NUMBER.get(n) for n in range(256))
 
@@ -411,9 +411,6 @@ def parse_dump(data: _Buffer) -> DumpParser:
 
 
 def _address(family: int, raw: bytes) -> str:
-    """An address field of the socket id as canonical text (see the module's promises)."""
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    if raw[:12] == _V4_MAPPED:
-        return socket.inet_ntop(socket.AF_INET, raw[12:])
-    return socket.inet_ntop(socket.AF_INET6, raw)
+    """An address field of the socket id (16 bytes, an IPv4 one in the first 4) as
+    canonical text (see the module's promises)."""
+    return packed_address(raw[:4] if family == socket.AF_INET else raw)

@@ -25,11 +25,12 @@ passes :data:`sys.byteorder`.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
+
+from capture.addresses import packed_address
 
 __all__ = [
     "SKIP_BAD_ADDRESS",
@@ -111,8 +112,6 @@ for _state in TcpState:
     _STATE_BY_HEX[f"{_state.value:02x}"] = _state
 del _state
 
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-
 
 @dataclass(frozen=True, slots=True)
 class TcpSocket:
@@ -159,14 +158,12 @@ def decode_address(hex_text: str, byteorder: ByteOrder = "little") -> str | None
     except ValueError:
         return None
     if len(raw) == 4 and len(hex_text) == 8:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1] if byteorder == "little" else raw)
+        return packed_address(raw[::-1] if byteorder == "little" else raw)
     if len(raw) == 16 and len(hex_text) == 32:
         if byteorder == "little":
             # Four 32-bit words, each printed in host order.
             raw = raw[3::-1] + raw[7:3:-1] + raw[11:7:-1] + raw[15:11:-1]
-        if raw[:12] == _V4_MAPPED_PREFIX:
-            return socket.inet_ntop(socket.AF_INET, raw[12:])
-        return socket.inet_ntop(socket.AF_INET6, raw)
+        return packed_address(raw)
     return None
 
 

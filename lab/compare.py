@@ -228,12 +228,11 @@ def compare_with_truth(
     tolerated = frozenset(ExpectedEdge(e.client, e.server) for e in truth.tolerated) - required
     expected_ports: dict[ExpectedEdge, frozenset[ServerPort]] = {}
     allowed_ports: dict[ExpectedEdge, frozenset[ServerPort]] = {}
-    for edge in truth.edges:
-        pair, port = ExpectedEdge(edge.client, edge.server), ServerPort(edge.port, edge.protocol)
-        expected_ports[pair] = expected_ports.get(pair, frozenset()) | {port}
     for edge in (*truth.edges, *truth.tolerated):
         pair, port = ExpectedEdge(edge.client, edge.server), ServerPort(edge.port, edge.protocol)
         allowed_ports[pair] = allowed_ports.get(pair, frozenset()) | {port}
+        if edge in truth.edges:
+            expected_ports[pair] = expected_ports.get(pair, frozenset()) | {port}
     return compare(Truth(required, tolerated), edges, expected_ports, allowed_ports, scope)
 
 

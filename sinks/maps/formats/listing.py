@@ -80,15 +80,10 @@ def render_text(edges: Iterable[Edge]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _with_udp_ports(edge: Edge, call: dict[str, Any]) -> dict[str, Any]:
-    """``call`` with ``udp_ports`` after ``ports`` when the edge has any: ``ports`` stays
-    the TCP ports, and a TCP-only call is written as it always was."""
-    if not edge.udp_ports:
-        return call
-    keys = list(call)
-    at = keys.index("ports") + 1
-    items = list(call.items())
-    return dict([*items[:at], ("udp_ports", list(edge.udp_ports)), *items[at:]])
+def _udp_ports(edge: Edge) -> dict[str, list[int]]:
+    """``udp_ports``, for a call that has any: ``ports`` stays the TCP ports, and a
+    TCP-only call is written as it always was."""
+    return {"udp_ports": list(edge.udp_ports)} if edge.udp_ports else {}
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
@@ -110,22 +105,20 @@ def render_json(edges: Iterable[Edge]) -> str:
                 "client": _endpoint(client if several else identity(calls[0].client)),
                 "display": heading(client),
                 "calls": [
-                    _with_udp_ports(
-                        edge,
-                        {
-                            "server": _endpoint(
-                                in_cluster(edge, edge.server) if several else edge.server
-                            ),
-                            "display": describe(server, client.namespace, client.cluster),
-                            "edge_id": edge.edge_id,
-                            "event": edge.event,
-                            "ports": list(edge.ports),
-                            "sources": list(edge.sources),
-                            "first_seen": edge.first_seen,
-                            "last_seen": edge.last_seen,
-                            "count": edge.count,
-                        },
-                    )
+                    {
+                        "server": _endpoint(
+                            in_cluster(edge, edge.server) if several else edge.server
+                        ),
+                        "display": describe(server, client.namespace, client.cluster),
+                        "edge_id": edge.edge_id,
+                        "event": edge.event,
+                        "ports": list(edge.ports),
+                        **_udp_ports(edge),
+                        "sources": list(edge.sources),
+                        "first_seen": edge.first_seen,
+                        "last_seen": edge.last_seen,
+                        "count": edge.count,
+                    }
                     for edge, server in _calls(client, calls, several)
                 ],
             }
