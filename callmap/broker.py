@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +24,7 @@ from aiokafka.errors import (
     NoBrokersAvailable,
     RequestTimedOutError,
     TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
 )
 
 from callmap.config import KafkaSettings, TopicSettings
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _TEMPORARY = (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError)
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+_UNKNOWN_TOPIC_OR_PARTITION = UnknownTopicOrPartitionError.errno
 
 
 @contextmanager
@@ -167,19 +169,37 @@ def _raise_for_topic_errors(response: Any) -> None:
             raise PermanentError(f"cannot create topic {entry.get('topic')}: {message}")
 
 
+def topic_configs(resources: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each topic's configs from the resources of DescribeConfigs responses.
+
+    A broker that has not yet heard of a topic just created answers for it with
+    ``UNKNOWN_TOPIC_OR_PARTITION`` and no configs; that is :class:`PermanentError`
+    here, as a topic missing from the metadata is, so that
+    :func:`_describe_when_created` waits for it instead of reporting the topic
+    without its configs. Any other error (a reader not allowed to describe
+    configs) leaves the topic's configs empty, as they always were.
+    """
+    configs: dict[str, dict[str, str]] = {}
+    for resource in resources:
+        name = resource["resource_name"]
+        if resource.get("error_code", 0) == _UNKNOWN_TOPIC_OR_PARTITION:
+            raise PermanentError(f"topic {name} is not known to every broker yet")
+        configs[name] = {
+            entry["config_names"]: entry["config_value"]
+            for entry in resource["config_entries"]
+            if entry["config_value"] is not None
+        }
+    return configs
+
+
 async def _describe(admin: Any, names: list[str]) -> list[TopicState]:
     metadata = {t["topic"]: t for t in await admin.describe_topics(names)}
     responses = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
     )
-    configs: dict[str, dict[str, str]] = {}
-    for response in responses:
-        for resource in response.to_object()["resources"]:
-            configs[resource["resource_name"]] = {
-                entry["config_names"]: entry["config_value"]
-                for entry in resource["config_entries"]
-                if entry["config_value"] is not None
-            }
+    configs = topic_configs(
+        resource for response in responses for resource in response.to_object()["resources"]
+    )
     states = []
     for name in names:
         topic = metadata.get(name)
