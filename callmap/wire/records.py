@@ -45,6 +45,50 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Fa
 # --- raw capture events -------------------------------------------------------
 
 
+class FlowHealth(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """How the connections of one call went, as the node's connection tracking saw them.
+
+    Counts add up (:meth:`plus`); ``bytes_*`` stay None unless the node's
+    conntrack counts bytes (``net.netfilter.nf_conntrack_acct = 1``).
+    """
+
+    opened: int = 0
+    """Connections answered (TCP) or first seen (UDP)."""
+    closed: int = 0
+    """Connections that ended after they were answered (TCP) or timed out (UDP)."""
+    failed: int = 0
+    """TCP connects never answered: refused (a reset to the SYN) or timed out."""
+    resets: int = 0
+    """Answered TCP connections that ended with a reset, from either side."""
+    bytes_sent: int | None = None
+    """Bytes from client to server over the connections that ``closed``."""
+    bytes_received: int | None = None
+    """Bytes from server to client over the connections that ``closed``."""
+
+    def plus(self, other: FlowHealth) -> FlowHealth:
+        """Both together."""
+        return FlowHealth(
+            opened=self.opened + other.opened,
+            closed=self.closed + other.closed,
+            failed=self.failed + other.failed,
+            resets=self.resets + other.resets,
+            bytes_sent=_add_known(self.bytes_sent, other.bytes_sent),
+            bytes_received=_add_known(self.bytes_received, other.bytes_received),
+        )
+
+    @property
+    def answered(self) -> bool:
+        """Some of the connections were answered (not only failed connects)."""
+        return bool(self.opened or self.closed)
+
+
+def _add_known(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+
 class DnsAnswer(Record, frozen=True, kw_only=True):
     """One DNS response a node saw, after following CNAMEs (topic callmap.dns.v1)."""
 
@@ -75,6 +119,12 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     when the node's connection tracking named its backend. ``transport`` is
     ``tcp`` for every socket-table observation; connection tracking also
     reports ``udp`` flows.
+
+    ``health`` (conntrack only) counts how the window's flows of this call
+    went. A record whose health has nothing ``answered`` (only connects that
+    failed, or ends of flows reported before) is no sighting of a call: it
+    carries health for an edge that exists, and ``first_seen`` is when its
+    earliest flow began, so it resolves as those flows did.
     """
 
     cluster: str
@@ -92,6 +142,7 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     dialled_ip: str | None = None
     dialled_port: int | None = None
     transport: Transport = "tcp"
+    health: FlowHealth | None = None
 
 
 class DnsAnswerBatch(Record, frozen=True, kw_only=True):
@@ -242,6 +293,10 @@ class Edge(Record, frozen=True, kw_only=True):
     ``ports`` are the server's TCP ports the client called, ``udp_ports`` its
     UDP ports (added later: a consumer that reads only ``ports`` sees a
     UDP-only edge as one without ports).
+
+    ``health`` is how its connections went since the previous announcement of
+    the edge, ``health_total`` since it was ``new`` (for counters); both None
+    while no node's connection tracking reported on it.
     """
 
     edge_id: str
@@ -256,6 +311,8 @@ class Edge(Record, frozen=True, kw_only=True):
     last_seen: float
     count: int = 1
     self_edge: bool = False
+    health: FlowHealth | None = None
+    health_total: FlowHealth | None = None
 
 
 # --- inside the stream app (internal topics) ------------------------------------
@@ -278,6 +335,9 @@ class EdgeSighting(Record, frozen=True, kw_only=True):
     first_seen: float
     last_seen: float
     count: int = 1
+    health: FlowHealth | None = None
+    """How its connections went; a sighting with ``count`` 0 carries only this
+    (its times mean nothing), for an edge its owner already has."""
 
 
 class SightingBatch(Record, frozen=True, kw_only=True):
