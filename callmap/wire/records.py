@@ -76,11 +76,6 @@ class FlowHealth(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
             bytes_received=_add_known(self.bytes_received, other.bytes_received),
         )
 
-    @property
-    def answered(self) -> bool:
-        """Some of the connections were answered (not only failed connects)."""
-        return bool(self.opened or self.closed)
-
 
 def _add_known(a: int | None, b: int | None) -> int | None:
     if a is None:
@@ -121,10 +116,10 @@ class SocketObservation(Record, frozen=True, kw_only=True):
     reports ``udp`` flows.
 
     ``health`` (conntrack only) counts how the window's flows of this call
-    went. A record whose health has nothing ``answered`` (only connects that
-    failed, or ends of flows reported before) is no sighting of a call: it
-    carries health for an edge that exists, and ``first_seen`` is when its
-    earliest flow began, so it resolves as those flows did.
+    went. A record whose health ``opened`` nothing (connects that failed,
+    ends of flows reported before) is no sighting of a call: it carries
+    health for an edge that exists, and ``first_seen`` is when its earliest
+    flow began, so it resolves as those flows did.
     """
 
     cluster: str
