@@ -20,10 +20,18 @@ the time they were read) go in, ``SocketObservation`` records
   still call. The observation says ``transport: udp``;
 - a TCP flow (its conntrack id and original tuple) becomes one observation the
   first time one of its events carries ``IPS_SEEN_REPLY``: the other side
-  answered. A flow destroyed before that (refused, timed out) is
-  ``unanswered`` and never a record; so is an answered flow first heard of at
-  its DESTROY (``ended_unseen``): that comes when its TIME_WAIT ends, up to two
-  minutes after the call, when its addresses may name other pods;
+  answered. An answered flow first heard of at its DESTROY is never a record
+  (``ended_unseen``): that comes when its TIME_WAIT ends, up to two minutes
+  after the call, when its addresses may name other pods;
+- every record carries the ``health`` of its flows in the window: ``opened``
+  (answered, or a UDP flow's first event), ``closed`` (a TCP flow that reached
+  TIME_WAIT or CLOSE, or any flow's DESTROY, whichever comes first),
+  ``resets`` (closed in state CLOSE: a reset), ``failed`` (a flow seen alive
+  and destroyed unanswered: refused, or its SYN timed out) and the bytes
+  each way that a DESTROY carries when the node counts them. A record that
+  ``opened`` nothing is health only: the stream adds it to an edge that
+  exists, and it makes none. Its ``first_seen`` is its earliest flow's start,
+  when the flow's addresses were surely its ends';
 - the record names the side that opened the flow (``local_*``, the original
   source), the side that answered (``remote_*``, the reply source, i.e. the
   backend after DNAT) and, when NAT changed the destination, what was dialled
@@ -60,8 +68,15 @@ from functools import lru_cache
 import msgspec
 
 from callmap.counters import StageCounters
-from callmap.wire import SocketObservation
-from capture.ctnetlink import BAD_INPUT, Endpoints, FlowEvent, parse_datagram
+from callmap.wire import FlowHealth, SocketObservation
+from capture.ctnetlink import (
+    BAD_INPUT,
+    TCP_CLOSE,
+    TCP_TIME_WAIT,
+    Endpoints,
+    FlowEvent,
+    parse_datagram,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +104,8 @@ DNS_PORT = 53
 DROP_FLOW_EVICTED = "flow_evicted"
 DROP_NAT_EVICTED = "nat_evicted"
 DROP_QUEUE_OVERFLOW = "event_queue_overflow"
+
+_ENDED = frozenset({TCP_TIME_WAIT, TCP_CLOSE})
 
 DEFAULT_MAX_FLOWS = 262_144
 """Flows remembered between their first event and their DESTROY."""
@@ -119,12 +136,37 @@ def dialled(
 class _Flow:
     first_seen: float
     answered: bool = False
+    ended: bool = False
+    """Its end (TIME_WAIT, a reset, or its DESTROY) has been counted."""
 
 
 @dataclass(slots=True)
 class _Folded:
+    """One record of the window: the first flow's client port, the earliest start, and
+    how the window's flows of this call went."""
+
     local_port: int
     first_seen: float
+    opened: int = 0
+    closed: int = 0
+    failed: int = 0
+    resets: int = 0
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+
+    def ended(self, reset: bool) -> None:
+        self.closed += 1
+        self.resets += reset
+
+    def health(self) -> FlowHealth:
+        return FlowHealth(
+            opened=self.opened,
+            closed=self.closed,
+            failed=self.failed,
+            resets=self.resets,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+        )
 
 
 class FlowTracker:
@@ -203,18 +245,7 @@ class FlowTracker:
         key = (event.ct_id, event.transport, *orig)
         flow = self._flows.get(key)
         if event.kind == "destroy":
-            self._flows.pop(key, None)
-            if event.transport == "tcp":  # only TCP flows are remembered for rewrite
-                self._nat.pop(orig, None)
-            if flow is not None and flow.answered:
-                stage.drop(DROP_ANSWERED_BEFORE)
-            elif flow is None and (event.answered or event.transport == "udp"):
-                # we never saw it alive (a UDP flow's DESTROY comes 30 s or more after it)
-                stage.drop(DROP_ENDED_UNSEEN)
-            elif event.answered and flow is not None:  # seen alive, its answer lost
-                self._fold(event, flow.first_seen)
-            else:
-                stage.drop(DROP_UNANSWERED)
+            self._destroyed(key, event, flow)
             return
         if flow is None:
             flow = self._flows[key] = _Flow(now)
@@ -222,11 +253,15 @@ class FlowTracker:
                 del self._flows[next(iter(self._flows))]
                 self.count_lost(DROP_FLOW_EVICTED)
         if flow.answered:
+            if event.tcp_state in _ENDED and not flow.ended:
+                flow.ended = True  # closed in order, or reset: counted now, not at DESTROY
+                self._entry(event, flow.first_seen).ended(event.tcp_state == TCP_CLOSE)
+                return
             stage.drop(DROP_ANSWERED_BEFORE)
             return
         if event.transport == "udp":  # a call when first seen, answered or not
             flow.answered = True
-            self._fold(event, flow.first_seen)
+            self._entry(event, flow.first_seen).opened += 1
             return
         if not event.answered:
             stage.drop(DROP_AWAITING_ANSWER)
@@ -237,18 +272,50 @@ class FlowTracker:
             if len(self._nat) > self.max_nat:
                 del self._nat[next(iter(self._nat))]
                 self.count_lost(DROP_NAT_EVICTED)
-        self._fold(event, flow.first_seen)
+        folded = self._entry(event, flow.first_seen)
+        folded.opened += 1
+        if event.tcp_state in _ENDED:  # answered and over between two events
+            flow.ended = True
+            folded.ended(event.tcp_state == TCP_CLOSE)
 
-    def _fold(self, event: FlowEvent, first_seen: float) -> None:
+    def _destroyed(self, key: _FlowKey, event: FlowEvent, flow: _Flow | None) -> None:
+        """A flow's DESTROY: its bytes and end if it was a call, a failed connect if
+        it never was one."""
+        self._flows.pop(key, None)
+        if event.transport == "tcp":  # only TCP flows are remembered for rewrite
+            self._nat.pop(event.orig, None)
+        if flow is None:
+            # Never seen alive (older than the agent, or its events lost); a UDP
+            # flow's DESTROY comes 30 s or more after it.
+            self._stage.drop(
+                DROP_ENDED_UNSEEN if event.answered or event.transport == "udp" else DROP_UNANSWERED
+            )
+            return
+        if not flow.answered and not event.answered:  # refused, or never answered
+            self._entry(event, flow.first_seen).failed += 1
+            return
+        folded = self._entry(event, flow.first_seen)
+        if not flow.answered:  # seen alive, its answer lost
+            folded.opened += 1
+        if not flow.ended:
+            folded.ended(event.tcp_state == TCP_CLOSE)
+        if event.bytes is not None:
+            folded.bytes_sent = (folded.bytes_sent or 0) + event.bytes[0]
+            folded.bytes_received = (folded.bytes_received or 0) + event.bytes[1]
+
+    def _entry(self, event: FlowEvent, first_seen: float) -> _Folded:
+        """The window's record of ``event``'s call; an event that joins one already
+        there counts as ``folded``, the first is ``emitted`` at the flush."""
         orig, reply = event.orig, event.reply
         answerer = (reply[0], reply[1])
         key = (event.transport, orig[0], *answerer, *dialled((orig[2], orig[3]), answerer))
         folded = self._window.get(key)
         if folded is None:
-            self._window[key] = _Folded(orig[1], first_seen)
-            return
+            folded = self._window[key] = _Folded(orig[1], first_seen)
+            return folded
         self._stage.drop(DROP_FOLDED)
         folded.first_seen = min(folded.first_seen, first_seen)
+        return folded
 
     def flush(self, now: float) -> list[SocketObservation]:
         """The records of the window that ends now; starts a new window."""
@@ -271,6 +338,7 @@ class FlowTracker:
                 dialled_ip=dialled_ip,
                 dialled_port=dialled_port,
                 transport=transport,  # type: ignore[arg-type]
+                health=folded.health(),
             )
             for (
                 transport,

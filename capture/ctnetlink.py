@@ -62,6 +62,12 @@ BAD_INPUT = frozenset(
 
 
 EventKind = Literal["new", "update", "destroy"]
+
+# TCP conntrack states (enum tcp_conntrack, include/uapi/linux/netfilter/nf_conntrack_tcp.h)
+TCP_TIME_WAIT = 7
+"""Both sides closed: the connection ended in order."""
+TCP_CLOSE = 8
+"""A reset ended the connection (or refused it)."""
 Endpoints = tuple[str, int, str, int]
 """A direction of a flow: source address and port, destination address and port."""
 
@@ -91,6 +97,11 @@ class FlowEvent:
     reply: Endpoints
     """The reply direction, as the answering side sends it (source after DNAT)."""
     transport: Transport = "tcp"
+    tcp_state: int | None = None
+    """The TCP flow's conntrack state (``TCP_CONNTRACK_*``) when the event carries it."""
+    bytes: tuple[int, int] | None = None
+    """Bytes each way (original, reply) when the event carries the flow's counters: a
+    DESTROY, when the node's conntrack counts bytes (``nf_conntrack_acct``)."""
 
     @property
     def answered(self) -> bool:
@@ -162,6 +173,9 @@ def _whole_messages(data: bytes) -> int:
 _CT_NEW = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW
 _CT_DELETE = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE
 _CTA_TUPLE_ORIG, _CTA_TUPLE_REPLY, _CTA_STATUS, _CTA_ID = 1, 2, 3, 12
+_CTA_PROTOINFO, _CTA_COUNTERS_ORIG, _CTA_COUNTERS_REPLY = 4, 9, 10
+_CTA_PROTOINFO_TCP, _CTA_PROTOINFO_TCP_STATE = 1, 1
+_CTA_COUNTERS_BYTES, _CTA_COUNTERS32_BYTES = 2, 4
 _CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
 _PLAIN_ADDRESSES: dict[int, tuple[int, int]] = {  # family: (source attribute, size)
@@ -259,7 +273,46 @@ def _plain_event(data: bytes, start: int, end: int) -> FlowEvent | str | None:
         return None
     if status is None or (id_span and ct_id is None):
         return None
-    return FlowEvent(kind, ct_id, status, orig[1], reply[1], transport)
+    tcp_state: int | None = None
+    if transport == "tcp" and _CTA_PROTOINFO in top:
+        tcp_state = _plain_tcp_state(data, top[_CTA_PROTOINFO])
+        if tcp_state is None:
+            return None
+    counted: tuple[int, int] | None = None
+    if _CTA_COUNTERS_ORIG in top or _CTA_COUNTERS_REPLY in top:
+        counted = _plain_bytes(data, top)
+        if counted is None:
+            return None
+    return FlowEvent(kind, ct_id, status, orig[1], reply[1], transport, tcp_state, counted)
+
+
+def _plain_tcp_state(data: bytes, span: tuple[int, int]) -> int | None:
+    """CTA_PROTOINFO's TCP state; None unless it holds exactly one."""
+    info = _spans(data, *span)
+    tcp = None if info is None else info.get(_CTA_PROTOINFO_TCP)
+    fields = None if tcp is None else _spans(data, *tcp)
+    state = None if fields is None else fields.get(_CTA_PROTOINFO_TCP_STATE)
+    if state is None or state[1] - state[0] != 1:
+        return None
+    return data[state[0]]
+
+
+def _plain_bytes(data: bytes, top: _Spans) -> tuple[int, int] | None:
+    """Bytes each way from CTA_COUNTERS_ORIG and _REPLY; None unless both hold them."""
+    both = []
+    for attr in (_CTA_COUNTERS_ORIG, _CTA_COUNTERS_REPLY):
+        span = top.get(attr)
+        counters = None if span is None else _spans(data, *span)
+        if counters is None:
+            return None
+        wide, narrow = counters.get(_CTA_COUNTERS_BYTES), counters.get(_CTA_COUNTERS32_BYTES)
+        if wide is not None and wide[1] - wide[0] == 8 and narrow is None:
+            both.append(int.from_bytes(data[wide[0] : wide[1]], "big"))
+        elif narrow is not None and narrow[1] - narrow[0] == 4 and wide is None:
+            both.append(int.from_bytes(data[narrow[0] : narrow[1]], "big"))
+        else:
+            return None
+    return both[0], both[1]
 
 
 def _plain_tuple(
@@ -389,7 +442,39 @@ def event_from_message(message: Any) -> FlowEvent | str:
         return DROP_MISSING_STATUS
     ct_id = message.get_attr("CTA_ID")
     ct_id = None if ct_id is None else int(ct_id)
-    return FlowEvent(kind, ct_id, int(status), orig, reply, transport)
+    tcp_state = None
+    if transport == "tcp" and message.get_attr("CTA_PROTOINFO") is not None:
+        tcp_state = _tcp_state(message.get_attr("CTA_PROTOINFO"))
+        if tcp_state is None:
+            return DROP_UNDECODABLE
+    counted = None
+    if message.get_attrs("CTA_COUNTERS_ORIG") or message.get_attrs("CTA_COUNTERS_REPLY"):
+        counted = _bytes(message)
+        if counted is None:
+            return DROP_UNDECODABLE
+    return FlowEvent(kind, ct_id, int(status), orig, reply, transport, tcp_state, counted)
+
+
+def _tcp_state(protoinfo: Any) -> int | None:
+    tcp = protoinfo.get_attrs("CTA_PROTOINFO_TCP")
+    states = tcp[0].get_attrs("CTA_PROTOINFO_TCP_STATE") if len(tcp) == 1 else []
+    return int(states[0]) if len(states) == 1 else None
+
+
+def _bytes(message: Any) -> tuple[int, int] | None:
+    both = []
+    for name in ("CTA_COUNTERS_ORIG", "CTA_COUNTERS_REPLY"):
+        counters = message.get_attrs(name)
+        if len(counters) != 1:
+            return None
+        found = [
+            *counters[0].get_attrs("CTA_COUNTERS_BYTES"),
+            *counters[0].get_attrs("CTA_COUNTERS32_BYTES"),
+        ]
+        if len(found) != 1:
+            return None
+        both.append(int(found[0]))
+    return both[0], both[1]
 
 
 def _endpoints(tuple_attr: Any, attrs: tuple[str, str]) -> Endpoints | str:

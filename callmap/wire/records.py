@@ -83,7 +83,6 @@ def _add_known(a: int | None, b: int | None) -> int | None:
     return a if b is None else a + b
 
 
-
 class DnsAnswer(Record, frozen=True, kw_only=True):
     """One DNS response a node saw, after following CNAMEs (topic callmap.dns.v1)."""
 

@@ -68,8 +68,13 @@ def event(
     status: int = ANSWERED,
     ct_id: int = 1,
     proto: int = 6,
+    tcp_state: int | None = None,
+    counted: tuple[int, int] | None = None,
 ) -> bytes:
-    """One conntrack event as the kernel sends it; ``reply`` defaults to no NAT."""
+    """One conntrack event as the kernel sends it; ``reply`` defaults to no NAT.
+
+    ``tcp_state`` adds the CTA_PROTOINFO the kernel puts in a TCP flow's events,
+    ``counted`` the bytes each way of a DESTROY on a node with accounting on."""
     if reply is None:
         reply = (orig[2], orig[3], orig[0], orig[1])
     msg_type, flags = {
@@ -84,6 +89,14 @@ def event(
         ["CTA_ID", ct_id],
         ["CTA_STATUS", status],
     ]
+    if counted is not None:
+        for name, count in zip(("CTA_COUNTERS_ORIG", "CTA_COUNTERS_REPLY"), counted, strict=True):
+            attrs.append(
+                [name, {"attrs": [["CTA_COUNTERS_PACKETS", 1], ["CTA_COUNTERS_BYTES", count]]}]
+            )
+    if tcp_state is not None:
+        tcp = {"attrs": [["CTA_PROTOINFO_TCP_STATE", tcp_state]]}
+        attrs.append(["CTA_PROTOINFO", {"attrs": [["CTA_PROTOINFO_TCP", tcp]]}])
     return encode(attrs, msg_type=msg_type, flags=flags, family=family)
 
 

@@ -37,9 +37,9 @@ from helpers.netns import network_namespaces
 
 from callmap.counters import StageCounters
 from callmap.errors import ConfigError
-from callmap.wire import SocketObservation
+from callmap.wire import FlowHealth, SocketObservation
 from capture.conntrack import ConntrackReader, open_conntrack
-from capture.ctflows import DROP_DNS_LOOKUP, DROP_QUEUE_OVERFLOW, DROP_UNANSWERED, FlowTracker
+from capture.ctflows import DROP_DNS_LOOKUP, DROP_QUEUE_OVERFLOW, FlowTracker
 from capture.readerthread import SO_RCVBUFFORCE
 
 pytestmark = pytest.mark.netns
@@ -91,7 +91,12 @@ while True:
             conn, peer = sock.accept()
             with conn:
                 local = conn.getsockname()[:2]
-                conn.sendall(b"pong " + conn.recv(100))
+                asked = conn.recv(100)
+                if asked == b"reset":  # close with a reset: SO_LINGER on, timeout 0
+                    linger = b"\\1\\0\\0\\0\\0\\0\\0\\0"  # struct linger {1, 0}
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                else:
+                    conn.sendall(b"pong " + asked)
             proto = "tcp"
         entry = {"peer": list(peer[:2]), "local": list(local), "proto": proto}
         log.write(json.dumps(entry) + "\\n")
@@ -99,7 +104,7 @@ while True:
 
 CLIENT_CALL = """
 import json, socket, sys, time
-host, port = sys.argv[1], int(sys.argv[2])
+host, port, reset = sys.argv[1], int(sys.argv[2]), sys.argv[3:] == ["reset"]
 started = time.perf_counter()
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 conn = socket.socket(family, socket.SOCK_STREAM)
@@ -107,9 +112,13 @@ conn.settimeout(3)
 try:
     conn.connect((host, port))
     local = conn.getsockname()[:2]
-    conn.sendall(b"ping")
+    conn.sendall(b"reset" if reset else b"ping")
     reply = conn.recv(100)
     outcome = "answered" if reply == b"pong ping" else f"odd reply {reply!r}"
+    if reset:
+        outcome = "reset" if reply == b"" else outcome
+except ConnectionResetError:
+    local, outcome = conn.getsockname()[:2], "reset"
 except ConnectionRefusedError:
     local, outcome = conn.getsockname()[:2], "refused"
 conn.close()
@@ -132,9 +141,62 @@ print(json.dumps({"local": list(sock.getsockname()[:2]), "outcome": outcome, "se
 """
 
 
+BYTE_COUNTERS = f"""
+table inet cmlbytes {{
+  counter sent {{ }}
+  counter received {{ }}
+  chain out {{
+    type filter hook output priority 0;
+    ip daddr {SERVICE[4]} tcp dport {SERVICE_PORT} counter name sent
+  }}
+  chain in {{
+    type filter hook input priority 0;
+    ip saddr {SERVICE[4]} tcp sport {SERVICE_PORT} counter name received
+  }}
+}}
+"""
+
+FORGET_FLOW = """
+import socket, sys
+from pyroute2 import NFCTSocket
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+port = int(sys.argv[1])
+ct = NFCTSocket()
+for entry in list(ct.dump()):
+    orig = entry.get_attr("CTA_TUPLE_ORIG")
+    if orig.get_nested("CTA_TUPLE_PROTO", "CTA_PROTO_SRC_PORT") == port:
+        ip = orig.get_attr("CTA_TUPLE_IP")
+        ct.entry("del", tuple_orig=NFCTAttrTuple(
+            saddr=ip.get_attr("CTA_IP_V4_SRC"), daddr=ip.get_attr("CTA_IP_V4_DST"),
+            proto=socket.IPPROTO_TCP, sport=port,
+            dport=orig.get_nested("CTA_TUPLE_PROTO", "CTA_PROTO_DST_PORT")))
+ct.close()
+"""
+
+
 def _run(*args: str) -> str:
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def _nft(netns: str, command: str, *, check: bool = True) -> str:
+    done = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "nft",
+            *(["-f", "-"] if "\n" in command else command.split()),
+        ],
+        input=command if "\n" in command else None,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0 or not check, f"nft {command}: {done.stderr}"
     return done.stdout
 
 
@@ -167,9 +229,19 @@ class CtNet:
     s2: str
     logs: dict[str, Path]
 
-    def call(self, host: str, port: int) -> Call:
+    def call(self, host: str, port: int, *, reset: bool = False) -> Call:
+        """One TCP call; with ``reset``, the server ends it with a reset."""
         out = _run(
-            "ip", "netns", "exec", self.client, sys.executable, "-c", CLIENT_CALL, host, str(port)
+            "ip",
+            "netns",
+            "exec",
+            self.client,
+            sys.executable,
+            "-c",
+            CLIENT_CALL,
+            host,
+            str(port),
+            *(["reset"] if reset else []),
         )
         found = json.loads(out)
         return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
@@ -200,6 +272,35 @@ class CtNet:
             for entry in map(json.loads, lines)
             if entry["proto"] == proto
         }
+
+    def count_bytes(self) -> None:
+        """nftables counters in the client's namespace of the bytes to and from the service."""
+        _nft(self.client, "delete table inet cmlbytes", check=False)
+        _nft(self.client, BYTE_COUNTERS)
+
+    def counted_bytes(self) -> tuple[int, int]:
+        """Bytes the client sent to and got from the service, as its nftables counted them."""
+        listed = json.loads(_nft(self.client, "-j list counters table inet cmlbytes"))
+        counters = {
+            item["counter"]["name"]: item["counter"]["bytes"]
+            for item in listed["nftables"]
+            if "counter" in item
+        }
+        return counters["sent"], counters["received"]
+
+    def forget_flow(self, call: Call) -> None:
+        """Delete the call's conntrack entry in the node (the kernel then sends its
+        DESTROY with the flow's counters), as its timeout would."""
+        _run(
+            "ip",
+            "netns",
+            "exec",
+            self.node,
+            sys.executable,
+            "-c",
+            FORGET_FLOW,
+            str(call.local_port),
+        )
 
     def netns_id(self) -> int:
         """The node namespace's id as a process inside it sees its own ``net/tcp``."""
@@ -263,6 +364,8 @@ def ct_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtNet]:
                 _ip(f"-n {net.node} link set {outer} up")
             _ip(f"netns exec {net.node} sysctl -qw net.ipv4.ip_forward=1")
             _ip(f"netns exec {net.node} sysctl -qw net.ipv6.conf.all.forwarding=1")
+            # Byte counts in DESTROY events; the default on most distributions is off.
+            _ip(f"netns exec {net.node} sysctl -qw net.netfilter.nf_conntrack_acct=1")
             nft = subprocess.run(
                 ["ip", "netns", "exec", net.node, "nft", "-f", "-"],
                 input=RULES,
@@ -395,13 +498,46 @@ def test_a_udp_flow_to_port_53_is_a_dns_lookup_and_no_call(ct_net: CtNet, source
     assert source.stage.dropped[DROP_DNS_LOOKUP] == 2 and source.of(call) == []
 
 
-def test_a_connect_nobody_answers_is_no_call_but_is_counted(ct_net: CtNet, source: Source) -> None:
+def test_a_connect_nobody_answers_is_no_call_but_a_failed_connect(
+    ct_net: CtNet, source: Source
+) -> None:
     call = ct_net.call(S2[4], NOBODY_PORT)
-    assert call.outcome == "refused"
-    source.until(lambda: source.stage.dropped[DROP_UNANSWERED] >= 1)
-    assert source.stage.dropped[DROP_UNANSWERED] == 1
-    assert source.of(call) == []
-    assert all(r.remote_port != NOBODY_PORT for r in source.records)
+    assert call.outcome == "refused"  # the client's own view
+    source.until(lambda: bool(source.of(call)))
+    (record,) = source.of(call)
+    assert (record.remote_ip, record.remote_port) == (S2[4], NOBODY_PORT)
+    assert record.health == FlowHealth(failed=1)  # opened nothing: health alone, no call
+
+
+def test_health_of_calls_matches_what_the_client_saw_and_its_own_byte_counters(
+    ct_net: CtNet, source: Source
+) -> None:
+    """One call closed in order, one reset by the server: the health the tracker tells
+    of the service's calls against the client's own outcomes, and its bytes against
+    nftables counters in the client's namespace (the same packets, counted apart)."""
+    ct_net.count_bytes()
+    calls = [ct_net.call(SERVICE[4], SERVICE_PORT, reset=reset) for reset in (False, True)]
+    assert [call.outcome for call in calls] == ["answered", "reset"]
+    sent, received = ct_net.counted_bytes()
+
+    def told() -> FlowHealth:  # the calls of one client and service fold into one record
+        return _total([r for r in source.records if r.dialled_ip == SERVICE[4]])
+
+    source.until(lambda: told().closed >= 2)  # TIME_WAIT and CLOSE: no DESTROY needed
+    for call in calls:  # end them now, as their timeouts and a GC pass would later
+        ct_net.forget_flow(call)
+    source.until(lambda: told().bytes_sent == sent)
+    assert told() == FlowHealth(
+        opened=2, closed=2, resets=1, bytes_sent=sent, bytes_received=received
+    )
+
+
+def _total(records: list[SocketObservation]) -> FlowHealth:
+    total = FlowHealth()
+    for record in records:
+        assert record.health is not None
+        total = total.plus(record.health)
+    return total
 
 
 def test_events_lost_to_a_full_queue_are_counted_and_reading_goes_on(

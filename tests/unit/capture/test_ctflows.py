@@ -32,7 +32,7 @@ from helpers.ctevents import (
     tracker,
 )
 
-from callmap.wire import SocketObservation
+from callmap.wire import FlowHealth, SocketObservation
 from capture.ctflows import (
     DROP_ANSWERED_BEFORE,
     DROP_AWAITING_ANSWER,
@@ -73,6 +73,7 @@ def test_an_answered_call_through_nat_names_the_client_the_backend_and_what_was_
         origin="conntrack",
         dialled_ip=SERVICE,
         dialled_port=80,
+        health=FlowHealth(opened=1),
     )
     assert stage.emitted == 1 and balanced(stage)
 
@@ -129,14 +130,23 @@ def test_nothing_is_a_call_until_the_other_side_answers() -> None:
     assert balanced(stage)
 
 
-def test_a_flow_destroyed_unanswered_is_counted_and_never_a_record() -> None:
+def test_a_flow_destroyed_unanswered_is_a_failed_connect_never_a_call() -> None:
     refused = (CLIENT, 40002, BACKEND, 9999)
     t, stage = tracker()
     t.add_datagram(event("new", refused, status=SYN_SENT), 100.0)
     t.add_datagram(event("destroy", refused, status=SYN_SENT | DYING), 100.01)
-    assert t.flush(now=101.0) == []
-    assert stage.dropped == {DROP_AWAITING_ANSWER: 1, DROP_UNANSWERED: 1}
+    (record,) = t.flush(now=101.0)
+    assert record.health == FlowHealth(failed=1)  # opened nothing: health only
+    assert (record.remote_ip, record.remote_port, record.first_seen) == (BACKEND, 9999, 100.0)
+    assert stage.dropped == {DROP_AWAITING_ANSWER: 1}
     assert t.flows == 0 and balanced(stage)
+
+
+def test_an_unanswered_flow_never_seen_alive_is_only_counted() -> None:
+    t, stage = tracker()
+    t.add_datagram(event("destroy", (CLIENT, 40002, BACKEND, 9999), status=SYN_SENT | DYING), 1.0)
+    assert t.flush(now=2.0) == []
+    assert stage.dropped == {DROP_UNANSWERED: 1} and balanced(stage)
 
 
 def test_a_flow_is_reported_once_however_many_events_follow() -> None:
@@ -145,8 +155,10 @@ def test_a_flow_is_reported_once_however_many_events_follow() -> None:
     assert len(t.flush(now=101.0)) == 1
     feed(t, [event("update", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED)], now=110.0)
     feed(t, [event("destroy", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED | DYING)], now=230.0)
-    assert t.flush(now=231.0) == []
-    assert stage.dropped[DROP_ANSWERED_BEFORE] == 3  # established twice, destroyed
+    (end,) = t.flush(now=231.0)
+    assert end.health == FlowHealth(closed=1)  # its end: health, no second call
+    assert (end.first_seen, end.local_port) == (100.0, 40001)
+    assert stage.dropped[DROP_ANSWERED_BEFORE] == 2  # established twice
     assert (t.flows, t.nat_flows) == (0, 0) and balanced(stage)
 
 
@@ -223,9 +235,11 @@ def test_a_udp_flow_is_a_call_at_its_first_event_answered_or_not() -> None:
     assert (record.transport, record.local_ip, record.local_port) == ("udp", CLIENT, 40001)
     assert (record.remote_ip, record.remote_port) == (BACKEND, 8080)
     assert (record.dialled_ip, record.dialled_port, record.first_seen) == (SERVICE, 80, 100.0)
+    assert record.health == FlowHealth(opened=1)
     t.add_datagram(event("destroy", VIA_SERVICE, FROM_BACKEND, status=ANSWERED, proto=UDP), 140.0)
-    assert t.flush(now=141.0) == []
-    assert stage.dropped == {DROP_ANSWERED_BEFORE: 2} and balanced(stage)
+    (end,) = t.flush(now=141.0)
+    assert end.health == FlowHealth(closed=1)
+    assert stage.dropped == {DROP_ANSWERED_BEFORE: 1} and balanced(stage)
 
 
 def test_udp_and_tcp_between_the_same_ends_are_two_records() -> None:
@@ -363,3 +377,66 @@ def test_an_unanswered_nat_flow_names_no_backend() -> None:
     t, _ = tracker()
     feed(t, [event("new", VIA_SERVICE, FROM_BACKEND, status=SYN_SENT)])
     assert t.rewrite([socket_seen()]) == [socket_seen()]
+
+
+# --- how the calls went --------------------------------------------------------------
+
+TIME_WAIT, CLOSE = 7, 8  # the kernel's TCP conntrack states
+
+
+def test_a_connection_closed_in_order_counts_at_its_time_wait_and_its_bytes_at_its_end() -> None:
+    t, stage = tracker()
+    feed(t, connection())
+    (call,) = t.flush(now=101.0)
+    assert call.health == FlowHealth(opened=1)
+    ending = event("update", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED, tcp_state=TIME_WAIT)
+    feed(t, [ending], now=102.0)
+    (closed,) = t.flush(now=103.0)
+    assert closed.health == FlowHealth(closed=1)  # two minutes before its DESTROY
+    gone = event(
+        "destroy", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED | DYING, counted=(370, 1268)
+    )
+    feed(t, [gone], now=222.0)
+    (counted,) = t.flush(now=223.0)
+    assert counted.health == FlowHealth(bytes_sent=370, bytes_received=1268)  # closed once
+    assert counted.first_seen == 100.0 and balanced(stage)
+
+
+def test_a_reset_ends_a_connection_and_counts_as_one() -> None:
+    t, _ = tracker()
+    reset = event("update", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED, tcp_state=CLOSE)
+    feed(t, [*connection(), reset])
+    (record,) = t.flush(now=101.0)
+    assert record.health == FlowHealth(opened=1, closed=1, resets=1)
+    feed(t, [event("destroy", VIA_SERVICE, FROM_BACKEND, status=ESTABLISHED | DYING)], 111.0)
+    (end,) = t.flush(now=112.0)
+    assert end.health == FlowHealth()  # nothing more to tell: no bytes counted here
+
+
+def test_one_window_sums_the_health_of_its_flows_per_call() -> None:
+    t, stage = tracker()
+    for ct_id, port in ((1, 40001), (2, 40002)):
+        orig, reply = (CLIENT, port, SERVICE, 80), (BACKEND, 8080, CLIENT, port)
+        feed(t, connection(orig, reply, ct_id=ct_id))
+        end = event(
+            "destroy", orig, reply, status=ESTABLISHED | DYING, ct_id=ct_id, counted=(100, 200)
+        )
+        feed(t, [end], now=100.5)
+    refused = ((CLIENT, 40003, SERVICE, 80), (BACKEND, 8080, CLIENT, 40003))
+    feed(t, [event("new", *refused, status=SYN_SENT, ct_id=3)])
+    feed(t, [event("destroy", *refused, status=SYN_SENT | DYING, ct_id=3, counted=(60, 40))])
+    (record,) = t.flush(now=101.0)
+    assert record.health == FlowHealth(
+        opened=2, closed=2, failed=1, bytes_sent=200, bytes_received=400
+    )  # the refused connect's SYN and reset are no bytes of a call
+    assert (record.local_port, record.dialled_ip) == (40001, SERVICE)
+    assert stage.emitted == 1 and balanced(stage)
+
+
+def test_a_udp_flow_ends_at_its_destroy_with_its_bytes() -> None:
+    t, _ = tracker(udp=True)
+    feed(t, [event("new", VIA_SERVICE, FROM_BACKEND, status=0, proto=UDP)])
+    gone = event("destroy", VIA_SERVICE, FROM_BACKEND, status=DYING, proto=UDP, counted=(5, 0))
+    feed(t, [gone], now=131.0)
+    (record,) = t.flush(now=132.0)
+    assert record.health == FlowHealth(opened=1, closed=1, bytes_sent=5, bytes_received=0)

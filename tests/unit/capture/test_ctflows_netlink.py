@@ -74,6 +74,18 @@ def test_a_udp_event_reads_the_same_from_its_bytes_and_through_pyroute2() -> Non
     assert fast == FlowEvent("new", 1, 0, VIA_SERVICE, FROM_BACKEND, "udp")
 
 
+@pytest.mark.parametrize("kind", ["update", "destroy"])
+def test_a_tcp_state_and_byte_counts_read_the_same_from_bytes_and_through_pyroute2(
+    kind: str,
+) -> None:
+    data = event(kind, VIA_SERVICE, FROM_BACKEND, tcp_state=7, counted=(370, 1268))
+    (fast,) = parse_datagram(data)
+    message = nfct_msg(data)
+    message.decode()
+    assert fast == event_from_message(message)
+    assert isinstance(fast, FlowEvent) and (fast.tcp_state, fast.bytes) == (7, (370, 1268))
+
+
 def test_a_truncated_datagram_keeps_its_whole_messages(caplog: pytest.LogCaptureFixture) -> None:
     whole = b"".join(connection())
     t, stage = tracker()
