@@ -15,6 +15,9 @@ stage's local pre-aggregation (a combiner, in map-reduce terms). It keeps one
 - a repeat is folded into the slot and goes out once it has waited
   ``interval`` seconds (:meth:`Combiner.due`), or when the worker stops
   (:meth:`Combiner.drain`);
+- health (how a pair's connections went, from connection tracking) is held
+  like a repeat and goes out with the pair's next sighting, or alone as a
+  sighting with ``count`` 0 (:meth:`Combiner.add_health`);
 - pairs idle for ``forget_after`` seconds are forgotten (and the least
   recently active beyond ``max_edges``): their next sighting is urgent again.
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from callmap.wire import EdgeSighting, Endpoint
+from callmap.wire import EdgeSighting, Endpoint, FlowHealth
 from callmap.wire.records import EdgeSource
 from streams.edges import DEFAULT_TTL, edge_id
 
@@ -72,6 +75,7 @@ class Slot:
         "count",
         "edge_id",
         "first",
+        "health",
         "known",
         "known_ports",
         "known_sources",
@@ -100,6 +104,7 @@ class Slot:
         self.ports: set[int] = set()
         self.udp_ports: set[int] = set()
         self.sources: set[EdgeSource] = set()
+        self.health: FlowHealth | None = None  # how the connections went, not forwarded yet
         self.since = 0.0  # processing time of the first of them
         self.urgent = False
         self.active_at = 0.0
@@ -122,10 +127,16 @@ class Slot:
             first_seen=self.first,
             last_seen=self.last,
             count=self.count,
+            health=self.health,
         )
-        self.count, self.urgent = 0, False
+        self.count, self.urgent, self.health = 0, False, None
         self.ports, self.udp_ports, self.sources = set(), set(), set()
         return sighting
+
+    @property
+    def holding(self) -> bool:
+        """Something not forwarded yet: sightings, or health alone."""
+        return bool(self.count) or self.health is not None
 
     def forget(self) -> None:
         self.known = False
@@ -244,6 +255,15 @@ class Combiner:
             self.seen(slot, ts, port, source, now, udp=True)
         return len(slots)
 
+    def add_health(self, slots: tuple[Slot, ...], health: FlowHealth, now: float) -> None:
+        """How the connections of ``slots``' pairs went; held like a repeat, and sent with
+        the pair's next sighting or alone (a sighting with ``count`` 0)."""
+        for slot in slots:
+            if not slot.holding:
+                slot.since = slot.active_at = now
+                self._waiting.append((now, slot))
+            slot.health = health if slot.health is None else slot.health.plus(health)
+
     def _admit(self, slot: Slot, ts: float, now: float, count: int) -> bool:
         """Whether ``slot``'s pair is within its client's cap; counted and noted if not."""
         cap = self.max_edges_per_client
@@ -312,7 +332,7 @@ class Combiner:
         waiting = self._waiting
         while waiting and now - waiting[0][0] >= self.interval:
             since, slot = waiting.popleft()
-            if slot.count and slot.since == since and not slot.urgent:
+            if slot.holding and slot.since == since and not slot.urgent:
                 out.append(slot.sighting())
         if now - self._swept_at >= self.forget_after / 4:
             self._sweep(now)
@@ -332,7 +352,7 @@ class Combiner:
 
     def _holding(self) -> Iterator[Slot]:
         """The slots with sightings held (each once: the entry of its current hold)."""
-        return (slot for since, slot in self._waiting if slot.count and slot.since == since)
+        return (slot for since, slot in self._waiting if slot.holding and slot.since == since)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -353,6 +373,6 @@ class Combiner:
             idle += busy[:excess]
         for key in idle:
             slot = self._slots[key]
-            if slot.count == 0:  # one with sightings held goes out first; forgotten later
+            if not slot.holding:  # one with sightings held goes out first; forgotten later
                 del self._slots[key]
                 slot.forget()

@@ -11,7 +11,12 @@ Lifecycle, with ``now`` given by the caller:
 
 - ``new`` the first time an edge is seen (and again after it expired);
 - ``refresh`` at most once per ``refresh_interval``, and only if the edge was
-  seen since its last announcement;
+  seen since its last announcement, or has health to tell;
+
+Every ``new`` and ``refresh`` carries the edge's ``health`` since the previous
+one and its ``health_total`` since ``new``. A sighting with ``count`` 0
+carries health alone: it changes no time, count, port or source, and needs an
+edge (:func:`sighted` is not given one without a state).
 - ``expired`` once nothing saw it for ``ttl`` seconds; its state is dropped.
 """
 
@@ -21,7 +26,7 @@ import hashlib
 
 import msgspec
 
-from callmap.wire import Edge, EdgeSighting, Endpoint
+from callmap.wire import Edge, EdgeSighting, Endpoint, FlowHealth
 from callmap.wire.records import EdgeEvent, EdgeSource
 
 DEFAULT_REFRESH_INTERVAL = 300.0
@@ -82,6 +87,8 @@ class EdgeState(msgspec.Struct, array_like=True):
     seen_since_announced: bool = False
     # Last, as states are JSON arrays: one stored without it decodes with none.
     udp_ports: set[int] = msgspec.field(default_factory=set)
+    health: FlowHealth | None = None  # since the last new or refresh
+    health_total: FlowHealth | None = None  # since new
 
     def edge(self, event: EdgeEvent) -> Edge:
         client_id, server_id = identity(self.client), identity(self.server)
@@ -98,13 +105,35 @@ class EdgeState(msgspec.Struct, array_like=True):
             last_seen=self.last_seen,
             count=self.count,
             self_edge=client_id == server_id and self.client.type == "workload",
+            health=self.health,
+            health_total=self.health_total,
         )
+
+    def add_health(self, health: FlowHealth | None) -> None:
+        if health is not None:
+            self.health = _plus(self.health, health)
+            self.health_total = _plus(self.health_total, health)
+
+    def announce(self, event: EdgeEvent, now: float) -> Edge:
+        """The ``new`` or ``refresh`` announcement; its health is told, so starts again."""
+        edge = self.edge(event)
+        self.announced_at = now
+        self.seen_since_announced = False
+        self.health = None
+        return edge
+
+
+def _plus(total: FlowHealth | None, health: FlowHealth) -> FlowHealth:
+    return health if total is None else total.plus(health)
 
 
 def sighted(
     state: EdgeState | None, sighting: EdgeSighting, now: float, refresh_interval: float
 ) -> tuple[EdgeState, Edge | None]:
-    """Merge a sighting; return the new state and what to announce, if anything."""
+    """Merge a sighting; return the new state and what to announce, if anything.
+
+    A sighting with ``count`` 0 (health alone) needs a ``state``: health makes no edge.
+    """
     if state is None:
         state = EdgeState(
             edge_id=sighting.edge_id,
@@ -117,9 +146,13 @@ def sighted(
             ports=set(sighting.ports),
             udp_ports=set(sighting.udp_ports),
             sources=set(sighting.sources),
-            announced_at=now,
+            health=sighting.health,
+            health_total=sighting.health,
         )
-        return state, state.edge("new")
+        return state, state.announce("new", now)
+    state.add_health(sighting.health)
+    if not sighting.count:  # health alone
+        return state, due(state, now, refresh_interval)
     state.client = merge_endpoint(state.client, sighting.client)
     state.server = merge_endpoint(state.server, sighting.server)
     state.first_seen = min(state.first_seen, sighting.first_seen)
@@ -134,10 +167,10 @@ def sighted(
 
 def due(state: EdgeState, now: float, refresh_interval: float) -> Edge | None:
     """A refresh if one is due now, else None (updates the state when one is)."""
-    if state.seen_since_announced and now - state.announced_at >= refresh_interval:
-        state.announced_at = now
-        state.seen_since_announced = False
-        return state.edge("refresh")
+    if (state.seen_since_announced or state.health is not None) and (
+        now - state.announced_at >= refresh_interval
+    ):
+        return state.announce("refresh", now)
     return None
 
 

@@ -26,6 +26,10 @@ from callmap.wire import SightingBatch, encode
 from callmap.wire.topics import owner_partition
 from streams.edges import due, dump_state, expired, load_state, sighted
 
+DROP_HEALTH_WITHOUT_EDGE = "health_without_edge"
+"""Health alone (failed connects, ends of connections) for an edge that does not exist
+(never answered, or expired): a failed connect makes no edge."""
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -85,6 +89,9 @@ class MergeStage:
         for sighting in batch.sightings:
             key = sighting.edge_id.encode()
             stored = table.get(key)
+            if stored is None and not sighting.count:
+                self.counters.stage("merge").drop(DROP_HEALTH_WITHOUT_EDGE)
+                continue
             state, edge = sighted(
                 None if stored is None else load_state(stored), sighting, now, refresh
             )

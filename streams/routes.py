@@ -48,6 +48,9 @@ _CLIENT_SIDE: EdgeSource = "socket-client"
 _SIDE = {"client": 0, "server": 1}
 DROP_OTHER_NODE = "dns_seen_on_other_node"
 """A DNS answer captured on a node other than its client's: the client's node counts it."""
+DROP_HEALTH_OTHER_NODE = "health_seen_on_other_node"
+"""Health of a flow tracked on a node other than its client's (a flow between two nodes is
+tracked on both): the client's node counts it."""
 
 
 class Route:
@@ -87,7 +90,8 @@ class Route:
         self.versions = versions
         """The versions of services' workloads it was made from, when they have several."""
         self.client_node = client_node
-        """The node of a DNS answer's client, when known: only its capture counts the answer."""
+        """The node of the client, when known: only its capture counts a DNS answer, or the
+        health of a connection."""
         self.plain = not (remember or drops or pods_version is not None or versions)
         """Whether a repeat only counts sightings."""
 
@@ -192,6 +196,10 @@ class Routes:
                 except Late:
                     late.append(obs)
                     continue
+            if obs.health is not None:
+                self._health(route, obs, now)
+                if not obs.health.opened:  # health alone: no sighting of a call
+                    continue
             if obs.transport == "udp":
                 sightings += self._udp(route, obs, now)
             elif obs.role == "server":
@@ -200,6 +208,14 @@ class Routes:
             else:
                 sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
         return sightings
+
+    def _health(self, route: Route, obs: SocketObservation, now: float) -> None:
+        """Add a conntrack observation's health to its edges, counted on its client's node."""
+        assert obs.health is not None
+        if route.client_node is not None and route.client_node != obs.node:
+            self._resolver.counters.drop(DROP_HEALTH_OTHER_NODE)
+            return
+        self._combiner.add_health(route.slots, obs.health, now)
 
     def _udp(self, route: Route, obs: SocketObservation, now: float) -> int:
         """Sight a UDP observation's edges: its server's port is a UDP port."""
@@ -279,6 +295,7 @@ class Routes:
         fallbacks, dropped = self._resolver.fallbacks, Counter(self._resolver.counters.dropped)
         self._resolver.consulted.clear()
         route = self._route(self._resolver.socket(obs, final=final), dropped)
+        route.client_node = self._node_of_local(local, obs.role)
         if (
             local is None
             or remote is None
@@ -291,6 +308,7 @@ class Routes:
             drops=route.drops,
             pins=(local, remote, *pins),
             versions=tuple(self._resolver.consulted),
+            client_node=route.client_node,
         )
         self._sockets[key] = route
         self._prune_if_grown()
@@ -332,6 +350,14 @@ class Routes:
         if holding.kind == "node":
             return holding.key
         return self._store.pods[holding.key].node
+
+    def _node_of_local(self, local: object | None, role: str) -> str | None:
+        """The node of a socket's client when it is the local side (a pod or a node)."""
+        if role != "client":
+            return None
+        if isinstance(local, PodIdentity):
+            return local.node
+        return self._node_of(local) if isinstance(local, Holding) else None
 
     def _drop(self, route: Route) -> None:
         for reason, count in route.drops:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callmap.wire import Endpoint
+from callmap.wire import Endpoint, FlowHealth
 from streams.combine import Combiner, Slot
 from streams.edges import edge_id
 
@@ -130,3 +130,37 @@ def test_drain_hands_over_everything_held() -> None:
     (held,) = combine.drain()
     assert held.count == 1 and held.last_seen == 2.0
     assert combine.drain() == [] and combine.due(now=100.0) == []
+
+
+# --- health ---------------------------------------------------------------------------
+
+
+def test_health_goes_out_with_the_pairs_next_sighting() -> None:
+    combine, slot = combiner()
+    combine.seen(slot, 1.0, 7070, "socket-client", now=100.0)
+    combine.add_health((slot,), FlowHealth(opened=1), now=100.0)
+    combine.add_health((slot,), FlowHealth(opened=1, failed=1), now=100.5)
+    (sighting,) = combine.urgent()
+    assert sighting.count == 1 and sighting.health == FlowHealth(opened=2, failed=1)
+    assert combine.held == 0
+
+
+def test_health_alone_is_held_like_a_repeat_and_goes_out_as_a_sighting_of_none() -> None:
+    combine, slot = combiner(interval=5.0)
+    combine.seen(slot, 1.0, 7070, "socket-client", now=100.0)
+    combine.urgent()
+    combine.add_health((slot,), FlowHealth(closed=1, bytes_sent=300), now=101.0)
+    assert combine.urgent() == [] and combine.held == 1
+    assert combine.due(now=105.9) == []
+    (alone,) = combine.due(now=106.0)
+    assert alone.count == 0 and alone.health == FlowHealth(closed=1, bytes_sent=300)
+    assert alone.ports == (7070,)  # what the owner knows; a count of 0 changes nothing
+    assert combine.held == 0 and combine.due(now=200.0) == []
+
+
+def test_held_health_is_drained_and_keeps_its_pair_from_being_forgotten() -> None:
+    combine, slot = combiner(interval=5.0, forget_after=10.0)
+    combine.add_health((slot,), FlowHealth(failed=1), now=100.0)
+    assert len(combine) == 1
+    (alone,) = combine.drain()
+    assert alone.health == FlowHealth(failed=1) and alone.count == 0

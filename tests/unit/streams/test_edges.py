@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from callmap.wire import EdgeSighting, Endpoint
+from callmap.wire import EdgeSighting, Endpoint, FlowHealth
 from streams.edges import (
     due,
     dump_state,
@@ -95,9 +95,58 @@ def test_udp_ports_merge_apart_from_tcp_ports_and_reach_the_announcement() -> No
 def test_a_state_stored_before_udp_ports_existed_decodes_with_none() -> None:
     state, _ = sighted(None, sighting(1.0), now=10.0, refresh_interval=300)
     stored = msgspec.json.decode(dump_state(state))
-    assert stored[-1] == []  # udp_ports, the last of the array
-    older = msgspec.json.encode(stored[:-1])
+    assert stored[-3] == []  # udp_ports, the last of the array until health came
+    older = msgspec.json.encode(stored[:-3])
     assert load_state(older).udp_ports == set() and load_state(older).ports == {7070}
+
+
+def test_a_state_stored_before_health_existed_decodes_without_any() -> None:
+    state, _ = sighted(None, with_health(sighting(1.0), FlowHealth(opened=1)), 10.0, 300)
+    stored = msgspec.json.decode(dump_state(state))
+    assert stored[-2:] == [None, {"opened": 1}]  # told with new: only the total stays
+    older = load_state(msgspec.json.encode(stored[:-2]))
+    assert (older.health, older.health_total, older.ports) == (None, None, {7070})
+
+
+# --- health ---------------------------------------------------------------------------
+
+
+def with_health(seen: EdgeSighting, health: FlowHealth, *, alone: bool = False) -> EdgeSighting:
+    if alone:
+        return msgspec.structs.replace(seen, health=health, count=0, first_seen=0, last_seen=0)
+    return msgspec.structs.replace(seen, health=health)
+
+
+def test_each_announcement_tells_the_health_since_the_last_and_the_total_since_new() -> None:
+    state, new = sighted(None, with_health(sighting(1.0), FlowHealth(opened=2)), 10.0, 300)
+    assert new is not None and new.health == new.health_total == FlowHealth(opened=2)
+    failing = FlowHealth(failed=3, closed=1, bytes_sent=10)
+    state, none = sighted(state, with_health(sighting(0.0), failing, alone=True), 20.0, 300)
+    assert none is None  # not due yet
+    state, refresh = sighted(state, with_health(sighting(400.0), FlowHealth(opened=1)), 400, 300)
+    assert refresh is not None and refresh.event == "refresh"
+    assert refresh.health == FlowHealth(opened=1, failed=3, closed=1, bytes_sent=10)
+    assert refresh.health_total == FlowHealth(opened=3, failed=3, closed=1, bytes_sent=10)
+    assert state.edge("refresh").health is None  # told: the next window starts empty
+
+
+def test_health_alone_changes_no_time_count_port_or_source() -> None:
+    state, _ = sighted(None, sighting(5.0), now=10.0, refresh_interval=300)
+    before = (state.first_seen, state.last_seen, state.count, set(state.ports))
+    alone = with_health(sighting(1.0, port=9999), FlowHealth(failed=1), alone=True)
+    state, _ = sighted(state, alone, now=11.0, refresh_interval=300)
+    assert (state.first_seen, state.last_seen, state.count, state.ports) == before
+    assert state.health == FlowHealth(failed=1)
+
+
+def test_an_edge_with_only_health_since_its_last_announcement_is_refreshed() -> None:
+    """Calls that now only fail make no sighting: the refresh still tells it."""
+    state, _ = sighted(None, sighting(5.0), now=10.0, refresh_interval=300)
+    assert due(state, 400.0, 300) is None  # nothing to tell
+    state, _ = sighted(state, with_health(sighting(1.0), FlowHealth(failed=2), alone=True), 20, 300)
+    refresh = due(state, 400.0, 300)
+    assert refresh is not None and refresh.health == FlowHealth(failed=2)
+    assert refresh.last_seen == 5.0
 
 
 def test_state_survives_its_table_encoding() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from callmap.counters import Counters
-from callmap.wire import EDGES, Edge, EdgeSighting, Endpoint, SightingBatch, decode
+from callmap.wire import EDGES, Edge, EdgeSighting, Endpoint, FlowHealth, SightingBatch, decode
 from callmap.wire.topics import owner_partition
 from streams.edges import edge_id, load_state
 from streams.mergestage import Merged, MergeSettings, MergeStage
@@ -126,3 +128,19 @@ def test_after_a_rebalance_only_the_edges_of_partitions_still_owned_stay() -> No
     late = 100.0 + TTL + 1
     expired = {n for p in range(PARTITIONS) for _, n in events(merging.tick(p, late))}
     assert expired == remaining  # nothing of another worker's is announced from here
+
+
+def test_health_alone_counts_on_an_edge_that_exists_and_never_makes_one() -> None:
+    merging = stage()
+    failing = msgspec.structs.replace(
+        sighting("cart", 0.0), count=0, first_seen=0.0, last_seen=0.0, health=FlowHealth(failed=2)
+    )
+    batch = SightingBatch(sightings=(failing,))
+    nothing = merging.sightings(partition_of("cart"), batch, now=100.0)
+    assert nothing.stored == [] and nothing.announced == [] and merging.table == {}
+    assert merging.counters.stage("merge").dropped == {"health_without_edge": 1}
+    merge(merging, "cart", ts=100.0, now=101.0)
+    merging.sightings(partition_of("cart"), batch, now=102.0)
+    (refresh,) = merging.tick(partition_of("cart"), now=101.0 + REFRESH).announced
+    edge = decode(EDGES, refresh.value)
+    assert isinstance(edge, Edge) and edge.health == FlowHealth(failed=2)

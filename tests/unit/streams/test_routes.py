@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from identities import CLUSTER, answer, pod, service, socket
 
 from callmap.counters import StageCounters
-from callmap.wire import DnsAnswer, SocketObservation
+from callmap.wire import DnsAnswer, FlowHealth, SocketObservation
 from streams.combine import Combiner
 from streams.identity import IdentityStore
 from streams.resolve import Late, Resolver
@@ -230,3 +231,36 @@ def test_an_answer_whose_client_has_no_known_node_counts_where_it_is_seen(
     (sighting,) = combine.urgent()
     assert (sighting.client.type, sighting.count) == ("ip", 2)  # nothing says which is its node
     assert resolver.counters.dropped["dns_seen_on_other_node"] == 0
+
+
+# --- health ---------------------------------------------------------------------------
+
+
+def tracked(node: str, health: FlowHealth, ts: float = 100.0) -> SocketObservation:
+    """What conntrack on ``node`` reports of frontend-0 (on node-a) calling cart through
+    its service."""
+    seen = socket("10.1.0.10", 40000, "10.1.0.11", 7070, ts=ts, dialled=("10.96.4.2", 80))
+    return msgspec.structs.replace(seen, origin="conntrack", node=node, health=health)
+
+
+def test_a_flow_tracked_on_the_client_and_the_server_node_counts_its_health_once(
+    store: IdentityStore,
+) -> None:
+    routes, resolver, combine = routes_of(store)
+    for node in ("node-a", "node-b"):  # a flow between two nodes is tracked on both
+        routes.connections([tracked(node, FlowHealth(opened=1))], 100.0, False, [])
+    (sighting,) = combine.urgent()
+    assert sighting.count == 2 and sighting.health == FlowHealth(opened=1)
+    assert resolver.counters.dropped["health_seen_on_other_node"] == 1
+
+
+def test_health_that_opened_nothing_is_no_sighting(store: IdentityStore) -> None:
+    routes, _, combine = routes_of(store)
+    assert routes.connections([tracked("node-a", FlowHealth(opened=1))], 100.0, False, []) == 1
+    combine.urgent()
+    ended = tracked("node-a", FlowHealth(closed=1, failed=1, bytes_sent=9), ts=200.0)
+    assert routes.connections([ended], 200.0, False, []) == 0
+    assert combine.urgent() == []
+    (alone,) = combine.drain()
+    assert alone.count == 0 and alone.health == FlowHealth(closed=1, failed=1, bytes_sent=9)
+    assert (alone.client.name, alone.server.name) == ("frontend", "cart")
