@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from helpers.streamkit import (
@@ -30,7 +31,9 @@ from callmap.wire import (
     DNS,
     EDGES,
     SIGHTINGS,
+    FlowHealth,
     SightingBatch,
+    SocketObservation,
 )
 from callmap.wire.topics import for_app
 
@@ -148,6 +151,35 @@ async def test_a_udp_flow_becomes_an_edge_with_a_udp_port_beside_the_tcp_ones(
     assert (new.ports, new.udp_ports) == ((), (53,))
     refresh = found[-1]
     assert refresh.event == "refresh" and (refresh.ports, refresh.udp_ports) == ((53,), (53,))
+
+
+async def test_conntrack_health_reaches_the_edge_and_a_failed_connect_makes_no_edge(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    def tracked(remote: str, health: FlowHealth) -> SocketObservation:
+        seen = conn(cluster, "10.1.0.10", 40000, remote, 7070, "client", origin="conntrack")
+        return msgspec.structs.replace(seen, health=health)
+
+    edges = await Reader(settings, EDGES.name).mark()
+    await publish(settings, shop(cluster))
+    worker = Worker(settings, app_id, tmp_path, "--refresh-interval", "1")
+    try:
+        worker.wait_ready()
+        await publish(settings, [tracked("10.1.0.11", FlowHealth(opened=3))])
+        (new,) = await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=2)
+        ended = FlowHealth(closed=3, resets=1, bytes_sent=900, bytes_received=4000)
+        refused = FlowHealth(failed=2)  # frontend never reached checkout: no edge
+        await publish(settings, [tracked("10.1.0.11", ended), tracked("10.1.0.12", refused)])
+        found = await edges.read(
+            of_cluster(cluster), until=lambda f: any(e.event == "refresh" for e in f), settle=3
+        )
+    finally:
+        worker.stop()
+    assert names(new) == ("frontend", "cartservice") and new.health == FlowHealth(opened=3)
+    (refresh,) = [e for e in found if e.event == "refresh"]
+    assert refresh.health == ended and refresh.count == new.count  # health is no sighting
+    assert refresh.health_total == FlowHealth(opened=3).plus(ended)
+    assert {names(e) for e in found} == {("frontend", "cartservice")}
 
 
 async def test_edges_refresh_while_seen_and_expire_when_not(
