@@ -122,6 +122,11 @@ def _is_loopback(ip: str) -> bool:
     return ipaddress.ip_address(ip).is_loopback
 
 
+def _ended(event: FlowEvent) -> FlowHealth:
+    """A flow's end: a reset if the kernel left it in CLOSE."""
+    return _RESET if event.tcp_state == TCP_CLOSE else _CLOSED
+
+
 def dialled(
     destination: tuple[str, int], answerer: tuple[str, int]
 ) -> tuple[str | None, int | None]:
@@ -140,6 +145,9 @@ class _Flow:
     """Its end (TIME_WAIT, a reset, or its DESTROY) has been counted."""
 
 
+_NOTHING = FlowHealth()
+
+
 @dataclass(slots=True)
 class _Folded:
     """One record of the window: the first flow's client port, the earliest start, and
@@ -147,26 +155,16 @@ class _Folded:
 
     local_port: int
     first_seen: float
-    opened: int = 0
-    closed: int = 0
-    failed: int = 0
-    resets: int = 0
-    bytes_sent: int | None = None
-    bytes_received: int | None = None
+    health: FlowHealth = _NOTHING
 
-    def ended(self, reset: bool) -> None:
-        self.closed += 1
-        self.resets += reset
+    def add(self, health: FlowHealth) -> None:
+        self.health = self.health.plus(health)
 
-    def health(self) -> FlowHealth:
-        return FlowHealth(
-            opened=self.opened,
-            closed=self.closed,
-            failed=self.failed,
-            resets=self.resets,
-            bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received,
-        )
+
+_OPENED = FlowHealth(opened=1)
+_FAILED = FlowHealth(failed=1)
+_CLOSED = FlowHealth(closed=1)
+_RESET = FlowHealth(closed=1, resets=1)
 
 
 class FlowTracker:
@@ -255,13 +253,13 @@ class FlowTracker:
         if flow.answered:
             if event.tcp_state in _ENDED and not flow.ended:
                 flow.ended = True  # closed in order, or reset: counted now, not at DESTROY
-                self._entry(event, flow.first_seen).ended(event.tcp_state == TCP_CLOSE)
+                self._entry(event, flow.first_seen).add(_ended(event))
                 return
             stage.drop(DROP_ANSWERED_BEFORE)
             return
         if event.transport == "udp":  # a call when first seen, answered or not
             flow.answered = True
-            self._entry(event, flow.first_seen).opened += 1
+            self._entry(event, flow.first_seen).add(_OPENED)
             return
         if not event.answered:
             stage.drop(DROP_AWAITING_ANSWER)
@@ -273,10 +271,10 @@ class FlowTracker:
                 del self._nat[next(iter(self._nat))]
                 self.count_lost(DROP_NAT_EVICTED)
         folded = self._entry(event, flow.first_seen)
-        folded.opened += 1
+        folded.add(_OPENED)
         if event.tcp_state in _ENDED:  # answered and over between two events
             flow.ended = True
-            folded.ended(event.tcp_state == TCP_CLOSE)
+            folded.add(_ended(event))
 
     def _destroyed(self, key: _FlowKey, event: FlowEvent, flow: _Flow | None) -> None:
         """A flow's DESTROY: its bytes and end if it was a call, a failed connect if
@@ -292,16 +290,15 @@ class FlowTracker:
             )
             return
         if not flow.answered and not event.answered:  # refused, or never answered
-            self._entry(event, flow.first_seen).failed += 1
+            self._entry(event, flow.first_seen).add(_FAILED)
             return
         folded = self._entry(event, flow.first_seen)
         if not flow.answered:  # seen alive, its answer lost
-            folded.opened += 1
+            folded.add(_OPENED)
         if not flow.ended:
-            folded.ended(event.tcp_state == TCP_CLOSE)
+            folded.add(_ended(event))
         if event.bytes is not None:
-            folded.bytes_sent = (folded.bytes_sent or 0) + event.bytes[0]
-            folded.bytes_received = (folded.bytes_received or 0) + event.bytes[1]
+            folded.add(FlowHealth(bytes_sent=event.bytes[0], bytes_received=event.bytes[1]))
 
     def _entry(self, event: FlowEvent, first_seen: float) -> _Folded:
         """The window's record of ``event``'s call; an event that joins one already
@@ -338,7 +335,7 @@ class FlowTracker:
                 dialled_ip=dialled_ip,
                 dialled_port=dialled_port,
                 transport=transport,  # type: ignore[arg-type]
-                health=folded.health(),
+                health=folded.health,
             )
             for (
                 transport,

@@ -231,35 +231,14 @@ class CtNet:
 
     def call(self, host: str, port: int, *, reset: bool = False) -> Call:
         """One TCP call; with ``reset``, the server ends it with a reset."""
-        out = _run(
-            "ip",
-            "netns",
-            "exec",
-            self.client,
-            sys.executable,
-            "-c",
-            CLIENT_CALL,
-            host,
-            str(port),
-            *(["reset"] if reset else []),
-        )
-        found = json.loads(out)
-        return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
+        return self._in_client(CLIENT_CALL, host, str(port), *(["reset"] if reset else []))
 
     def udp_call(self, host: str, port: int, *, answer: bool) -> Call:
         """One datagram to ``host``; with ``answer``, waits for the server's."""
-        out = _run(
-            "ip",
-            "netns",
-            "exec",
-            self.client,
-            sys.executable,
-            "-c",
-            UDP_CALL,
-            host,
-            str(port),
-            "answer" if answer else "one-way",
-        )
+        return self._in_client(UDP_CALL, host, str(port), "answer" if answer else "one-way")
+
+    def _in_client(self, script: str, *args: str) -> Call:
+        out = _run("ip", "netns", "exec", self.client, sys.executable, "-c", script, *args)
         found = json.loads(out)
         return Call(found["local"][0], found["local"][1], found["outcome"], found["seconds"])
 
