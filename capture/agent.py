@@ -124,6 +124,8 @@ class CaptureAgent:
         """The DNS capture thread, once :meth:`run` opened it."""
         self.conntrack: ConntrackReader | None = None
         """The connection-tracking thread, once :meth:`run` opened it."""
+        self.conntrack_counts_bytes = False
+        """The node's conntrack counted bytes (``nf_conntrack_acct``) when it was opened."""
         self.scanner = SocketScanner(
             cluster=settings.cluster,
             node=options.node,
@@ -160,6 +162,11 @@ class CaptureAgent:
                 "conntrack_following": (
                     "1 while the node's connection tracking is followed.",
                     lambda: float(self.conntrack is not None and self.conntrack.failure() is None),
+                ),
+                "conntrack_counts_bytes": (
+                    "1 if the node's connection tracking counted bytes when the agent started"
+                    " (nf_conntrack_acct): only then do edges' health have bytes.",
+                    lambda: float(self.conntrack_counts_bytes),
                 ),
             },
         )
@@ -263,7 +270,7 @@ class CaptureAgent:
         """The connection-tracking reader; None, said once, where it cannot subscribe."""
         # Here, not at the top: pyroute2 takes 0.1 s to import, which `capture dns` and
         # `--no-conntrack` need not pay.
-        from capture.conntrack import ConntrackReader, open_conntrack
+        from capture.conntrack import ConntrackReader, counts_bytes, open_conntrack
         from capture.ctflows import STAGE, FlowTracker
 
         try:
@@ -275,6 +282,12 @@ class CaptureAgent:
                 exc,
             )
             return None
+        self.conntrack_counts_bytes = counts_bytes(self.options.netns) is True
+        if not self.conntrack_counts_bytes:
+            log.info(
+                "the node's connection tracking counts no bytes (sysctl "
+                "net.netfilter.nf_conntrack_acct=0): edges' health will have none"
+            )
         tracker = FlowTracker(
             cluster=self.settings.cluster,
             node=self.options.node,

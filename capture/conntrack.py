@@ -76,6 +76,27 @@ def open_conntrack(netns: str | None = None, rcvbuf: int = DEFAULT_RCVBUF) -> Co
         raise ConfigError(f"no network namespace {exc.filename}") from None
 
 
+ACCOUNTING = "/proc/sys/net/netfilter/nf_conntrack_acct"
+"""Whether conntrack counts each flow's bytes (and so puts them in DESTROY events)."""
+
+
+def counts_bytes(netns: str | None = None) -> bool | None:
+    """Whether the connection tracking of ``netns`` (this process's when None) counts
+    bytes; None when that cannot be read (no conntrack there, or no such file)."""
+
+    def read() -> bool | None:
+        try:
+            with open(ACCOUNTING, encoding="ascii") as setting:
+                return setting.read().strip() != "0"
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    try:
+        return read() if netns is None else in_netns(netns, read)
+    except OSError:
+        return None
+
+
 def _open(rcvbuf: int) -> ConntrackSocket:
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)

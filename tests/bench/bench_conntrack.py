@@ -33,9 +33,9 @@ peak RSS are its own), subscribed in the node namespace:
 
 A trial is lossless when no read failed with ``ENOBUFS`` (the kernel's queue
 for the socket overflowed: events dropped) and, for callmap, every connection
-the generator saw answered is an answered flow of the tracker (its
-``emitted`` records plus its ``folded`` drops: one per flow first seen
-answered, whatever the folding made of them). Measure, do not target: the
+the generator saw answered is an answered flow of the tracker (the sum of
+its records' ``health.opened``: one per flow first seen answered, whatever
+the folding made of them). Measure, do not target: the
 offered rate doubles until the first loss (or until the generator cannot
 offer more), then is bisected; the search runs three times per receiver for
 the spread. CPU is the receiver's CPU time from the first connection until it had
@@ -102,7 +102,7 @@ RECEIVER = r"""
 import errno, json, logging, resource, select, sys, time
 from callmap.counters import StageCounters
 from capture.conntrack import ConntrackReader, open_conntrack
-from capture.ctflows import DROP_FOLDED, DROP_QUEUE_OVERFLOW, FlowTracker
+from capture.ctflows import DROP_QUEUE_OVERFLOW, FlowTracker
 IDLE = 0.5
 logging.disable(logging.WARNING)  # each overflow is counted; the warning would say it again
 mode, netns = sys.argv[1], sys.argv[2]
@@ -119,12 +119,14 @@ def callmap():
     reader.start()
     print("ready", flush=True)
     assert command() == "go"
-    cpu, records, stopped, last = time.process_time(), 0, None, (-1, 0.0)
+    cpu, records, answered, stopped, last = time.process_time(), 0, 0, None, (-1, 0.0)
     next_flush = time.monotonic() + 1.0
     while True:  # flush every second, as the agent does; stdin says when to stop
         now = time.monotonic()
         if now >= next_flush:
-            records += len(reader.flush(time.time()))
+            flushed = reader.flush(time.time())
+            records += len(flushed)
+            answered += sum(r.health.opened for r in flushed if r.health)
             next_flush += 1.0
         if stopped is None:
             if select.select([stdin], [], [], min(0.1, max(0.0, next_flush - now)))[0]:
@@ -139,11 +141,13 @@ def callmap():
     lag = max(0.0, last[1] - stopped)
     cpu = time.process_time() - cpu
     reader.stop()
-    records += len(reader.flush(time.time()))
+    flushed = reader.flush(time.time())
+    records += len(flushed)
+    answered += sum(r.health.opened for r in flushed if r.health)
     overflows = stage.dropped[DROP_QUEUE_OVERFLOW]
     return {
         "events": stage.seen - overflows, "overflows": overflows, "records": records,
-        "flows": stage.emitted + stage.dropped[DROP_FOLDED], "cpu": cpu, "lag": lag,
+        "flows": answered, "cpu": cpu, "lag": lag,
         "failure": reader.failure(), "dropped": dict(stage.dropped),
     }
 

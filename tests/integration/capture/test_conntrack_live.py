@@ -38,7 +38,7 @@ from helpers.netns import network_namespaces
 from callmap.counters import StageCounters
 from callmap.errors import ConfigError
 from callmap.wire import FlowHealth, SocketObservation
-from capture.conntrack import ConntrackReader, open_conntrack
+from capture.conntrack import ConntrackReader, counts_bytes, open_conntrack
 from capture.ctflows import DROP_DNS_LOOKUP, DROP_QUEUE_OVERFLOW, FlowTracker
 from capture.readerthread import SO_RCVBUFFORCE
 
@@ -563,7 +563,7 @@ except ConfigError as exc:
 READ_AFTER_THE_SWITCH = """
 import json, os, sys, time
 from callmap.counters import StageCounters
-from capture.conntrack import ConntrackReader, open_conntrack
+from capture.conntrack import ConntrackReader, counts_bytes, open_conntrack
 from capture.readerthread import SO_RCVBUFFORCE
 from capture.ctflows import FlowTracker
 from capture.privileges import capabilities, drop_to
@@ -627,3 +627,12 @@ def test_a_socket_opened_before_dropping_privileges_keeps_hearing_calls(ct_net: 
 def test_a_missing_namespace_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no network namespace"):
         open_conntrack("cmlct-no-such-namespace")
+
+
+def test_whether_a_namespace_counts_conntrack_bytes_is_read_from_its_own_sysctl(
+    ct_net: CtNet,
+) -> None:
+    _ip(f"netns exec {ct_net.client} sysctl -qw net.netfilter.nf_conntrack_acct=0")
+    assert counts_bytes(ct_net.node) is True  # the fixture turned it on there only
+    assert counts_bytes(ct_net.client) is False
+    assert counts_bytes("cmlct-no-such-namespace") is None
