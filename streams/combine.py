@@ -112,7 +112,7 @@ class Slot:
 
     def sighting(self) -> EdgeSighting:
         """What the slot holds, as one sighting; the slot is empty after."""
-        self.known = True
+        self.known = self.known or self.count > 0  # health alone tells the owner no edge
         self.known_ports |= self.ports
         self.known_udp_ports |= self.udp_ports
         self.known_sources |= self.sources

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from callmap.wire import DnsAnswer, PodIdentity, SocketObservation
+from callmap.wire import DnsAnswer, FlowHealth, PodIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
 from streams.combine import Combiner, Slot
 from streams.dnsnames import HeadlessPodName, PodIpName, classify
@@ -197,7 +197,7 @@ class Routes:
                     late.append(obs)
                     continue
             if obs.health is not None:
-                self._health(route, obs, now)
+                self._health(route, obs.node, obs.health, now)
                 if not obs.health.opened:  # health alone: no sighting of a call
                     continue
             if obs.transport == "udp":
@@ -209,13 +209,12 @@ class Routes:
                 sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
         return sightings
 
-    def _health(self, route: Route, obs: SocketObservation, now: float) -> None:
+    def _health(self, route: Route, node: str, health: FlowHealth, now: float) -> None:
         """Add a conntrack observation's health to its edges, counted on its client's node."""
-        assert obs.health is not None
-        if route.client_node is not None and route.client_node != obs.node:
+        if route.client_node is not None and route.client_node != node:
             self._resolver.counters.drop(DROP_HEALTH_OTHER_NODE)
             return
-        self._combiner.add_health(route.slots, obs.health, now)
+        self._combiner.add_health(route.slots, health, now)
 
     def _udp(self, route: Route, obs: SocketObservation, now: float) -> int:
         """Sight a UDP observation's edges: its server's port is a UDP port."""
