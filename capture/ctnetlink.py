@@ -286,8 +286,21 @@ def _plain_event(data: bytes, start: int, end: int) -> FlowEvent | str | None:
     return FlowEvent(kind, ct_id, status, orig[1], reply[1], transport, tcp_state, counted)
 
 
+_STATE_FIRST = _NLA_HEADER.pack(5, _CTA_PROTOINFO_TCP_STATE)
+
+
 def _plain_tcp_state(data: bytes, span: tuple[int, int]) -> int | None:
     """CTA_PROTOINFO's TCP state; None unless it holds exactly one."""
+    start, end = span
+    if end - start >= 12:  # the kernel's layout: CTA_PROTOINFO_TCP alone, its state first
+        length, kind = _NLA_HEADER.unpack_from(data, start)
+        if (
+            length == end - start
+            and kind & _NLA_TYPE == _CTA_PROTOINFO_TCP
+            and data[start + 4 : start + 8] == _STATE_FIRST
+            and _state_only_once(data, start + 12, end)
+        ):
+            return data[start + 8]
     info = _spans(data, *span)
     tcp = None if info is None else info.get(_CTA_PROTOINFO_TCP)
     fields = None if tcp is None else _spans(data, *tcp)
@@ -295,6 +308,17 @@ def _plain_tcp_state(data: bytes, span: tuple[int, int]) -> int | None:
     if state is None or state[1] - state[0] != 1:
         return None
     return data[state[0]]
+
+
+def _state_only_once(data: bytes, offset: int, end: int) -> bool:
+    """No second state among the TCP attributes after the first (pyroute2 would take
+    the first, but :func:`_spans` refuses repeats: so must this path)."""
+    while offset + 4 <= end:
+        length, kind = _NLA_HEADER.unpack_from(data, offset)
+        if length < 4 or kind & _NLA_TYPE == _CTA_PROTOINFO_TCP_STATE:
+            return False
+        offset += (length + 3) & ~3
+    return offset == end
 
 
 def _plain_bytes(data: bytes, top: _Spans) -> tuple[int, int] | None:
