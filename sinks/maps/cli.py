@@ -147,19 +147,25 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
 @click.command("list")
 @_map_options
 @click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
+@click.option(
+    "--health", is_flag=True, help="text: how each call's connections went lately; failing marked."
+)
 @_guard
-def list_command(query: MapQuery, output: str) -> None:
+def list_command(query: MapQuery, output: str, health: bool) -> None:
     """Print who calls whom: "X in namespace Y calls:" and its servers.
 
     When the edges shown span several clusters, every name carries its cluster.
     """
-    show_list(ListSettings(query, _choice(output, LIST_FORMATS)))
+    show_list(ListSettings(query, _choice(output, LIST_FORMATS), health))
 
 
 def show_list(settings: ListSettings) -> None:
     """``callmap list``: the map as text or JSON on stdout."""
     edges = settings.query.selection.select(_load("list", settings.query).edges)
-    write_output(render_json(edges) if settings.output == "json" else render_text(edges), None)
+    if settings.output == "json":
+        write_output(render_json(edges), None)
+    else:
+        write_output(render_text(edges, health=settings.health), None)
 
 
 def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -52,6 +52,8 @@ class ListSettings:
     """Where the map is and which edges to print."""
     output: ListFormat
     """``text`` (the listing people read) or ``json`` (``--output``)."""
+    health: bool = False
+    """``--health``: each call's health in the text (the JSON always has it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.endpoints import (
     client_key,
     clusters_in,
@@ -42,6 +42,8 @@ from sinks.endpoints import (
     sort_key,
 )
 from sinks.escape import terminal
+from sinks.health import describe as describe_health
+from sinks.health import failing, summed
 
 Groups = list[tuple[tuple[str, Endpoint], list[Edge]]]
 
@@ -63,20 +65,28 @@ def _calls(client: Endpoint, calls: list[Edge], several: bool) -> list[tuple[Edg
     return sorted(servers, key=lambda item: sort_key(item[1], client.namespace, client.cluster))
 
 
-def render_text(edges: Iterable[Edge]) -> str:
-    """The map as text; clusters are named only when there are several."""
+def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
+    """The map as text; clusters are named only when there are several.
+
+    With ``health``, each server line ends with how its calls went lately (the
+    edges' ``health``, summed over the edges shown as that line), and a
+    failing one is marked ``[failing]``.
+    """
     groups, several = _by_client(edges)
     lines: list[str] = []
     for (_, client), calls in groups:
         lines.append(f"{terminal(heading(client))} calls:")
-        seen: set[str] = set()
+        shown_lines: dict[str, list[FlowHealth | None]] = {}
         for edge, server in _calls(client, calls, several):
             line = describe(server, client.namespace, client.cluster)
             if edge.event == "expired":
                 line += " [expired]"
-            if line not in seen:
-                seen.add(line)
-                lines.append(f"  - {terminal(line)}")
+            shown_lines.setdefault(line, []).append(edge.health)
+        for line, healths in shown_lines.items():
+            if health:
+                lately = summed(healths)
+                line += f"{' [failing]' if failing(lately) else ''}: {describe_health(lately)}"
+            lines.append(f"  - {terminal(line)}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -84,6 +94,18 @@ def _udp_ports(edge: Edge) -> dict[str, list[int]]:
     """``udp_ports``, for a call that has any: ``ports`` stays the TCP ports, and a
     TCP-only call is written as it always was."""
     return {"udp_ports": list(edge.udp_ports)} if edge.udp_ports else {}
+
+
+def _health(edge: Edge) -> dict[str, Any]:
+    """``health``, ``health_total`` and ``failing``, for a call whose edge has health: a
+    call without is written as it always was."""
+    if edge.health is None and edge.health_total is None:
+        return {}
+    return {
+        "health": msgspec.to_builtins(edge.health),
+        "health_total": msgspec.to_builtins(edge.health_total),
+        "failing": failing(edge.health),
+    }
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def render_json(edges: Iterable[Edge]) -> str:
                         "event": edge.event,
                         "ports": list(edge.ports),
                         **_udp_ports(edge),
+                        **_health(edge),
                         "sources": list(edge.sources),
                         "first_seen": edge.first_seen,
                         "last_seen": edge.last_seen,

@@ -51,6 +51,23 @@ def test_list_marks_expired_edges_when_asked(corpus, golden) -> None:
     assert "  - cdn.example.net (external) [expired]\n" in text
 
 
+def test_list_with_health_tells_how_each_call_went_and_marks_the_failing(corpus, golden) -> None:
+    text = render_text(LIVE.select(corpus.edges), health=True)
+    golden.check("list-health.txt", text)
+    assert (
+        "  - checkoutservice [failing]: 3 failed, 1 reset, 12 opened, 11 closed,"
+        " 48.2 kB sent, 1.52 MB received\n"
+    ) in text
+    assert "checkoutservice in namespace shop calls:\n  - cartservice: 40 opened, 40 closed\n" in (
+        text
+    )
+    assert "  - paymentservice: no health reported\n" in text
+    plain = render_text(LIVE.select(corpus.edges))
+    assert [line.split(":")[0].replace(" [failing]", "") for line in text.splitlines()] == [
+        line.split(":")[0] for line in plain.splitlines()
+    ]  # the same calls, in the same order
+
+
 def test_list_as_json_holds_the_same_map(corpus, golden) -> None:
     output = render_json(LIVE.select(corpus.edges))
     golden.check("list.json", output)
