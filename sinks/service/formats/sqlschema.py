@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.changes import EVENT_RANK, event_key
 
 EDGES_TABLE = "callmap_edges"
@@ -84,7 +84,12 @@ CLUSTER_COLUMNS: tuple[tuple[str, str], ...] = (
 cluster's own edges, where the row's ``cluster`` applies to both sides (migration 3)."""
 UDP_COLUMNS: tuple[tuple[str, str], ...] = (("udp_ports", "json"),)
 """The server's UDP ports (migration 4); NULL on rows written before it: none."""
-EDGE_COLUMNS: tuple[tuple[str, str], ...] = _V1_EDGE_COLUMNS + CLUSTER_COLUMNS + UDP_COLUMNS
+HEALTH_COLUMNS: tuple[tuple[str, str], ...] = (("health", "json"), ("health_total", "json"))
+"""How the edge's connections went lately and since it was new (migration 5); NULL when
+no node's connection tracking reported on it, and on rows written before."""
+EDGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    _V1_EDGE_COLUMNS + CLUSTER_COLUMNS + UDP_COLUMNS + HEALTH_COLUMNS
+)
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_key", "text"),
     ("edge_id", "text"),
@@ -144,6 +149,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         lambda d: [
             f"ALTER TABLE {EDGES_TABLE} ADD COLUMN {column} {d.types[kind]}"
             for column, kind in UDP_COLUMNS
+        ],
+    ),
+    Migration(
+        5,
+        "how the edge's connections went",
+        lambda d: [
+            f"ALTER TABLE {EDGES_TABLE} ADD COLUMN {column} {d.types[kind]}"
+            for column, kind in HEALTH_COLUMNS
         ],
     ),
 )
@@ -228,7 +241,17 @@ def edge_row(edge: Edge, dialect: Dialect) -> tuple[Any, ...]:
         edge.client.cluster,
         edge.server.cluster,
         json.dumps(list(edge.udp_ports)),
+        _health_cell(edge.health),
+        _health_cell(edge.health_total),
     )
+
+
+def _health_cell(health: FlowHealth | None) -> str | None:
+    return None if health is None else msgspec.json.encode(health).decode()
+
+
+def _health_of(cell: str | None) -> FlowHealth | None:
+    return None if cell is None else msgspec.json.decode(cell, type=FlowHealth)
 
 
 def event_row(edge: Edge) -> tuple[Any, ...]:
@@ -265,4 +288,6 @@ def edge_from_row(values: Mapping[str, Any]) -> Edge:
         last_seen=values["last_seen"],
         count=values["count"],
         self_edge=bool(values["self_edge"]),
+        health=_health_of(values["health"]),
+        health_total=_health_of(values["health_total"]),
     )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helpers.sinkcorpus import load_jsonl
 
 from callmap.errors import PermanentError
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
@@ -109,11 +109,38 @@ async def test_udp_ports_are_stored_apart_from_tcp_ports(edges_topic, dsn: str) 
     assert await load_edges(dsn) == [edge]
 
 
+async def test_health_is_stored_as_jsonb_and_read_back(edges_topic, dsn: str) -> None:
+    lately = FlowHealth(opened=4, closed=4, failed=2, resets=1, bytes_sent=310)
+    edge = Edge(
+        edge_id="h1",
+        event="refresh",
+        cluster="c1",
+        client=Endpoint(type="workload", namespace="shop", name="web"),
+        server=Endpoint(type="workload", namespace="shop", name="api"),
+        ports=(8080,),
+        first_seen=1.0,
+        last_seen=2.0,
+        health=lately,
+        health_total=lately.plus(FlowHealth(opened=100, closed=100)),
+    )
+    await edges_topic.produce([edge])
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-health")
+    assert await load_edges(dsn) == [edge]
+    connection = await asyncpg.connect(dsn)
+    try:
+        failed = await connection.fetchval(
+            "SELECT (health->>'failed')::int FROM callmap_edges WHERE edge_id = 'h1'"
+        )
+    finally:
+        await connection.close()
+    assert failed == 2  # queryable in SQL, as JSONB
+
+
 async def test_migrations_run_once_even_when_replicas_start_together(dsn: str) -> None:
     connections = [await asyncpg.connect(dsn) for _ in range(3)]
     try:
         ran = await asyncio.gather(*(migrate(c) for c in connections))
-        assert sorted(version for versions in ran for version in versions) == [1, 2, 3, 4]
+        assert sorted(version for versions in ran for version in versions) == [1, 2, 3, 4, 5]
     finally:
         for connection in connections:
             await connection.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from callmap.errors import PermanentError, TemporaryError
@@ -40,10 +42,10 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 def test_migrations_run_once_and_in_order(tmp_path: Path) -> None:
     connection = connect(tmp_path / "m.db", busy_timeout=0.1)
-    assert migrate(connection) == [1, 2, 3, 4]
+    assert migrate(connection) == [1, 2, 3, 4, 5]
     assert migrate(connection) == []
     versions = connection.execute(f"SELECT version FROM {schema.MIGRATIONS_TABLE}").fetchall()
-    assert [row[0] for row in versions] == [1, 2, 3, 4]
+    assert [row[0] for row in versions] == [1, 2, 3, 4, 5]
 
 
 def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None:
@@ -52,7 +54,7 @@ def test_a_database_at_version_one_is_brought_up_to_date(tmp_path: Path) -> None
     for statement in schema.MIGRATIONS[0].statements(schema.SQLITE):
         connection.execute(statement)
     connection.execute(schema.record_migration(schema.SQLITE), (1, "old", 0.0))
-    assert migrate(connection) == [2, 3, 4]
+    assert migrate(connection) == [2, 3, 4, 5]
 
 
 def stored_at_version(path: Path, version: int, edge: Edge, later: set[str]) -> sqlite3.Connection:
@@ -77,10 +79,13 @@ def stored_at_version(path: Path, version: int, edge: Edge, later: set[str]) -> 
 def test_edges_stored_before_the_cluster_columns_read_back_after_them(
     tmp_path: Path, corpus
 ) -> None:
-    edge = corpus.edges[0]
-    later = {column for column, _ in (*schema.CLUSTER_COLUMNS, *schema.UDP_COLUMNS)}
+    edge = without_health(corpus.edges[0])
+    later = {
+        column
+        for column, _ in (*schema.CLUSTER_COLUMNS, *schema.UDP_COLUMNS, *schema.HEALTH_COLUMNS)
+    }
     connection = stored_at_version(tmp_path / "v2.db", 2, edge, later)
-    assert migrate(connection) == [3, 4]
+    assert migrate(connection) == [3, 4, 5]
     assert read_edges(connection) == [edge]
 
 
@@ -107,10 +112,33 @@ def test_udp_ports_are_stored_apart_from_tcp_ports_and_read_back(
 def test_edges_stored_before_the_udp_column_read_back_without_udp_ports(
     tmp_path: Path, corpus
 ) -> None:
-    edge = corpus.edges[0]
-    connection = stored_at_version(tmp_path / "v3.db", 3, edge, {"udp_ports"})
-    assert migrate(connection) == [4]
+    edge = without_health(corpus.edges[0])
+    later = {"udp_ports", "health", "health_total"}
+    connection = stored_at_version(tmp_path / "v3.db", 3, edge, later)
+    assert migrate(connection) == [4, 5]
     assert read_edges(connection) == [edge] and edge.udp_ports == ()
+
+
+def without_health(edge: Edge) -> Edge:
+    return msgspec.structs.replace(edge, health=None, health_total=None)
+
+
+def test_health_is_stored_as_json_and_read_back(db: sqlite3.Connection, corpus) -> None:
+    edge = corpus.edges[0]
+    assert edge.health is not None and edge.health.failed == 3  # the corpus's failing call
+    write_batch(db, [Change.of(edge)])
+    assert read_edges(db) == [edge]
+    row = db.execute(f"SELECT health FROM {schema.EDGES_TABLE}").fetchone()
+    assert json.loads(row[0])["failed"] == 3
+
+
+def test_edges_stored_before_the_health_columns_read_back_without_health(
+    tmp_path: Path, corpus
+) -> None:
+    edge = corpus.edges[0]
+    connection = stored_at_version(tmp_path / "v4.db", 4, edge, {"health", "health_total"})
+    assert migrate(connection) == [5]
+    assert read_edges(connection) == [without_health(edge)]
 
 
 def test_global_edges_keep_each_sides_cluster(db: sqlite3.Connection) -> None:
