@@ -5,7 +5,9 @@ in clusters of their own, drawn differently. When the map spans several
 Kubernetes clusters, each is a box of its own (``subgraph cluster_...``)
 holding its namespaces, IPs and control plane, and externals sit outside them
 all. Every edge carries a tooltip with
-its ports, sources and last sighting (an SVG shows it on hover). Node ids are
+its ports, sources, last sighting and health (an SVG shows it on hover); an
+edge failing lately (:func:`sinks.health.failing`) is drawn red with its
+failures under its ports. Node ids are
 generated (``n0``, ``n1``, ...), and every label and tooltip goes through
 :func:`sinks.escape.dot_string`, so no name can add a statement. Writing DOT
 needs nothing installed; :mod:`sinks.maps.graphviz` turns it into SVG or PNG. Pure.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.endpoints import (
     client_key,
     cluster_of,
@@ -27,6 +29,8 @@ from sinks.endpoints import (
     shown,
 )
 from sinks.escape import dot_string
+from sinks.health import describe as describe_health
+from sinks.health import failing
 from sinks.times import iso_time
 
 _GROUPS = {
@@ -35,6 +39,8 @@ _GROUPS = {
     "node": ("infra", "control plane and nodes", 'style="rounded"; color="#7a7a7a";'),
     "apiserver": ("infra", "control plane and nodes", 'style="rounded"; color="#7a7a7a";'),
 }
+_FAILING = "#c62828"
+"""The colour of a failing edge (connects failed, or connections reset lately)."""
 _CLUSTER_STYLE = 'style="bold,rounded"; color="#2f4f7f"; fontsize=13;'
 _NODE_STYLE = {
     "workload": 'shape=box, style="rounded,filled", fillcolor="#e8f0fb"',
@@ -49,6 +55,12 @@ _NODE_STYLE = {
 def _lines(*lines: str) -> str:
     """One DOT string of several escaped lines (``\\n`` between them)."""
     return '"' + "\\n".join(dot_string(line)[1:-1] for line in lines) + '"'
+
+
+def _failures(health: FlowHealth) -> str:
+    """A failing edge's label line: ``3 failed, 1 reset (12 opened)``."""
+    failures = describe_health(FlowHealth(failed=health.failed, resets=health.resets))
+    return f"{failures} ({health.opened} opened)" if health.opened else failures
 
 
 def _group(endpoint: Endpoint) -> tuple[str, str, str]:
@@ -138,11 +150,17 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
         if several:
             sides = [cluster_of(edge, side) or "no cluster" for side in (edge.client, edge.server)]
             details.insert(1, f"cluster {sides[0]} -> {sides[1]}")
+        if edge.health is not None:
+            details.append(f"lately: {describe_health(edge.health)}")
         if edge.event == "expired":
             details.append("expired")
         attributes = [f"tooltip={_lines(*details)}"]
-        if edge.ports or edge.udp_ports:
-            attributes.append(f"label={dot_string(', '.join(port_labels(edge)))}")
+        shown_label = [", ".join(port_labels(edge))] if edge.ports or edge.udp_ports else []
+        if edge.health is not None and failing(edge.health):
+            shown_label.append(_failures(edge.health))
+            attributes.append(f'color="{_FAILING}", fontcolor="{_FAILING}", penwidth=2')
+        if shown_label:
+            attributes.append(f"label={_lines(*shown_label)}")
         if edge.event == "expired":
             attributes.append('style=dashed, color="#aaaaaa"')
         out.append(f"  {source} -> {target} [{', '.join(attributes)}];")

@@ -148,6 +148,9 @@ def test_graphviz_dot(corpus, golden) -> None:
     golden.check("map.dot", dot)
     assert "subgraph cluster_" in dot and "outside the cluster" in dot
     assert "last seen: 2023-11-14T22:23:20.000Z" in dot
+    failing = [line for line in dot.splitlines() if 'color="#c62828"' in line]
+    assert len(failing) == 1 and 'label="5050\\n3 failed, 1 reset (12 opened)"' in failing[0]
+    assert "lately: 40 opened, 40 closed" in dot  # a healthy edge: in its tooltip only
 
 
 def test_syslog_cef_messages(corpus, golden) -> None:
