@@ -21,7 +21,7 @@ from callmap.metrics import serve_metrics
 from callmap.signals import on_stop_signals
 from callmap.wire import EDGES, GLOBAL_EDGES
 from sinks.maps.follower import Follower
-from sinks.maps.formats.servicegraph import LABELS, service_graph
+from sinks.maps.formats.servicegraph import LABELS, EdgeSeries, service_graph
 from sinks.maps.settings import MetricsSettings
 
 
@@ -77,7 +77,32 @@ class ServiceGraphCollector(Collector):
             "Messages of the edges topic that did not decode.",
             value=self._follower.rejected,
         )
-        yield from (sightings, first, last, requests, edges, dropped, rejected)
+        yield from (sightings, first, last, *_health_counters(graph.edges))
+        yield from (requests, edges, dropped, rejected)
+
+
+_HEALTH_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("callmap_edge_connections_opened", "opened", "Connections answered (UDP: first seen)."),
+    ("callmap_edge_connections_closed", "closed", "Connections that ended after an answer."),
+    ("callmap_edge_connects_failed", "failed", "TCP connects never answered: refused, timed out."),
+    ("callmap_edge_resets", "resets", "Answered TCP connections that ended with a reset."),
+    ("callmap_edge_sent_bytes", "bytes_sent", "Bytes client to server (nodes that count bytes)."),
+    ("callmap_edge_received_bytes", "bytes_received", "Bytes server to client (likewise)."),
+)
+"""Per-edge counters of ``health_total``: (family, FlowHealth field, help)."""
+
+
+def _health_counters(series: list[EdgeSeries]) -> Iterator[Metric]:
+    """One counter family per health field, a series for each edge that has the value."""
+    for name, field, help_text in _HEALTH_COUNTERS:
+        family = CounterMetricFamily(
+            name, f"{help_text} Since the edge was new, per edge.", labels=LABELS
+        )
+        for one in series:
+            value = None if one.health is None else getattr(one.health, field)
+            if value is not None:
+                family.add_metric(one.labels, value)
+        yield family
 
 
 async def export(settings: MetricsSettings) -> None:

@@ -6,6 +6,13 @@ Per live edge (expired ones are left out, as in ``callmap list``):
   answers and socket observations that proved it; not a count of requests);
 - ``callmap_edge_first_seen_timestamp_seconds`` and
   ``callmap_edge_last_seen_timestamp_seconds``;
+- for an edge with health (from the nodes' connection tracking), counters of
+  its ``health_total``: ``callmap_edge_connections_opened_total``,
+  ``callmap_edge_connections_closed_total``,
+  ``callmap_edge_connects_failed_total``, ``callmap_edge_resets_total``, and
+  ``callmap_edge_sent_bytes_total`` and ``callmap_edge_received_bytes_total``
+  where the nodes count bytes. They start again from zero when an edge comes
+  back after it expired (``rate()`` reads that as a counter reset);
 - ``traces_service_graph_request_total{client, server, connection_type}``:
   the same count under the name Grafana's service graph (Tempo's
   metrics-generator series) draws its nodes and edges from; externals are
@@ -33,8 +40,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.endpoints import cluster_of, clusters_in, label
+from sinks.health import summed
 from sinks.lifecycle import live
 
 DEFAULT_MAX_SERIES = 10_000
@@ -51,6 +59,8 @@ class EdgeSeries:
     sightings: int
     first_seen: float
     last_seen: float
+    health: FlowHealth | None = None
+    """The edges' ``health_total`` summed; None when none has health."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +113,14 @@ def service_graph(edges: Iterable[Edge], max_series: int = DEFAULT_MAX_SERIES) -
         )
         found = merged.get(labels)
         if found is None:
-            merged[labels] = EdgeSeries(labels, edge.count, edge.first_seen, edge.last_seen)
+            merged[labels] = EdgeSeries(
+                labels, edge.count, edge.first_seen, edge.last_seen, edge.health_total
+            )
         else:
             found.sightings += edge.count
             found.first_seen = min(found.first_seen, edge.first_seen)
             found.last_seen = max(found.last_seen, edge.last_seen)
+            found.health = summed([found.health, edge.health_total])
     ranked = sorted(merged.values(), key=lambda s: (-s.sightings, s.labels))
     kept = ranked[:max_series]
     requests: Counter[tuple[str, str, str]] = Counter()

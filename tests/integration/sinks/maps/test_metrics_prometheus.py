@@ -71,6 +71,21 @@ async def test_prometheus_scrapes_every_live_edge(
             assert graph[0]["value"] >= sum(e.count for e in live)
             kinds = query(prometheus, f'callmap_metrics_edges{{cluster="{cluster}"}}')
             assert sum(s["value"] for s in kinds) == len(live)
+            # health: counters of each edge's health_total, only for edges that have it
+            for family, field in (
+                ("callmap_edge_connects_failed_total", "failed"),
+                ("callmap_edge_connections_opened_total", "opened"),
+                ("callmap_edge_sent_bytes_total", "bytes_sent"),
+            ):
+                expected: dict[tuple[str, str], float] = {}
+                for e in live:
+                    value = None if e.health_total is None else getattr(e.health_total, field)
+                    if value is not None:
+                        pair = (node(e.client), node(e.server))
+                        expected[pair] = expected.get(pair, 0) + value
+                found = query(prometheus, f'{family}{{cluster="{cluster}"}}')
+                got = {(s["labels"]["client"], s["labels"]["server"]): s["value"] for s in found}
+                assert got == expected and expected, family
             # an edge expires: its series goes at the next scrape
             gone = msgspec.structs.replace(
                 live[0], event="expired", last_seen=live[0].last_seen + 1
