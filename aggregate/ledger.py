@@ -28,20 +28,27 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
 from aggregate.globalize import Pair
 from callmap.counters import Counters
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth, total_health
 from callmap.wire.records import EdgeEvent, EdgeSource
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL, identity, merge_endpoint
 
 T = TypeVar("T", int, EdgeSource)
 
-Contribution = tuple[int, float]
-"""A source edge's (count, last_seen)."""
+
+class Contribution(NamedTuple):
+    """What a global edge keeps of one source edge: its latest values."""
+
+    sightings: int
+    """The source edge's ``count``."""
+    last_seen: float
+    health: FlowHealth | None = None
+    health_total: FlowHealth | None = None
 
 
 def global_edge_id(client: Endpoint, server: Endpoint) -> str:
@@ -82,9 +89,16 @@ class GlobalEdge:
     def count(self) -> int:
         if not self.contributions:
             return self.restored_count
-        return sum(count for count, _ in self.contributions.values())
+        return sum(one.sightings for one in self.contributions.values())
+
+    def health(self) -> tuple[FlowHealth | None, FlowHealth | None]:
+        """The sources' latest ``health`` and their ``health_total``, each summed."""
+        values = self.contributions.values()
+        lately = total_health(one.health for one in values)
+        return lately, total_health(one.health_total for one in values)
 
     def edge(self, event: EdgeEvent) -> Edge:
+        health, health_total = self.health()
         return Edge(
             edge_id=self.edge_id,
             event=event,
@@ -100,6 +114,8 @@ class GlobalEdge:
             self_edge=identity(self.client) == identity(self.server)
             and self.client.cluster == self.server.cluster
             and self.client.type == "workload",
+            health=health,
+            health_total=health_total,
         )
 
 
@@ -166,7 +182,7 @@ class Ledger:
         """Source edge ``key`` (new or refresh) now means the global edges ``pairs``."""
         out: list[Edge] = []
         ids: list[str] = []
-        value: Contribution = (source.count, source.last_seen)
+        value = Contribution(source.count, source.last_seen, source.health, source.health_total)
         for client, server in pairs:
             edge_id = global_edge_id(client, server)
             ids.append(edge_id)
@@ -186,9 +202,13 @@ class Ledger:
                 if not self.replaying:
                     out.append(self._announce(edge, "new", now))
                 continue
-            if edge.contributions.get(key) == value:
+            before = edge.contributions.get(key)
+            if before == value:
                 continue  # a duplicate or a replay: nothing new
             edge.contributions[key] = value
+            if before is not None and before[2:] != value[2:]:  # health to tell
+                edge.seen_since_announced = True
+                self._dirty.add(edge_id)
             edge.client = merge_endpoint(edge.client, client)
             edge.server = merge_endpoint(edge.server, server)
             edge.first_seen = min(edge.first_seen, source.first_seen)
@@ -236,7 +256,7 @@ class Ledger:
         out: list[Edge] = []
         for edge_id in list(self.edges):
             edge = self.edges[edge_id]
-            stale = [key for key, (_, seen) in edge.contributions.items() if seen <= horizon]
+            stale = [key for key, one in edge.contributions.items() if one.last_seen <= horizon]
             if not stale:
                 continue
             for key in stale:

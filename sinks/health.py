@@ -9,8 +9,6 @@ picture and the exports never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from callmap.wire import FlowHealth
 
 _UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
@@ -19,15 +17,6 @@ _UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
 def failing(health: FlowHealth | None) -> bool:
     """Some connects failed (refused, timed out) or connections ended with a reset."""
     return health is not None and (health.failed > 0 or health.resets > 0)
-
-
-def summed(healths: Iterable[FlowHealth | None]) -> FlowHealth | None:
-    """The health of several edges shown as one; None when none has any."""
-    total: FlowHealth | None = None
-    for health in healths:
-        if health is not None:
-            total = health if total is None else total.plus(health)
-    return total
 
 
 def size(count: int) -> str:

@@ -26,7 +26,7 @@ import hashlib
 
 import msgspec
 
-from callmap.wire import Edge, EdgeSighting, Endpoint, FlowHealth
+from callmap.wire import Edge, EdgeSighting, Endpoint, FlowHealth, total_health
 from callmap.wire.records import EdgeEvent, EdgeSource
 
 DEFAULT_REFRESH_INTERVAL = 300.0
@@ -111,8 +111,8 @@ class EdgeState(msgspec.Struct, array_like=True):
 
     def add_health(self, health: FlowHealth | None) -> None:
         if health is not None:
-            self.health = _plus(self.health, health)
-            self.health_total = _plus(self.health_total, health)
+            self.health = total_health((self.health, health))
+            self.health_total = total_health((self.health_total, health))
 
     def announce(self, event: EdgeEvent, now: float) -> Edge:
         """The ``new`` or ``refresh`` announcement; its health is told, so starts again."""
@@ -121,10 +121,6 @@ class EdgeState(msgspec.Struct, array_like=True):
         self.seen_since_announced = False
         self.health = None
         return edge
-
-
-def _plus(total: FlowHealth | None, health: FlowHealth) -> FlowHealth:
-    return health if total is None else total.plus(health)
 
 
 def sighted(

@@ -43,6 +43,7 @@ from callmap.wire.records import (
     SocketObservation,
     StageStats,
     WorkloadRef,
+    total_health,
 )
 from callmap.wire.topics import (
     ALL_TOPICS,
@@ -118,4 +119,5 @@ __all__ = [
     "local_identity_key",
     "message_key",
     "topic_by_name",
+    "total_health",
 ]

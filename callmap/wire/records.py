@@ -13,6 +13,7 @@ plain IPv4).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import msgspec
@@ -75,6 +76,15 @@ class FlowHealth(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
             bytes_sent=_add_known(self.bytes_sent, other.bytes_sent),
             bytes_received=_add_known(self.bytes_received, other.bytes_received),
         )
+
+
+def total_health(healths: Iterable[FlowHealth | None]) -> FlowHealth | None:
+    """Several healths as one; None when none is known."""
+    total: FlowHealth | None = None
+    for health in healths:
+        if health is not None:
+            total = health if total is None else total.plus(health)
+    return total
 
 
 def _add_known(a: int | None, b: int | None) -> int | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from callmap.wire import Edge, Endpoint, FlowHealth
+from callmap.wire import Edge, Endpoint, FlowHealth, total_health
 from sinks.endpoints import (
     client_key,
     clusters_in,
@@ -43,7 +43,7 @@ from sinks.endpoints import (
 )
 from sinks.escape import terminal
 from sinks.health import describe as describe_health
-from sinks.health import failing, summed
+from sinks.health import failing
 
 Groups = list[tuple[tuple[str, Endpoint], list[Edge]]]
 
@@ -84,7 +84,7 @@ def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
             shown_lines.setdefault(line, []).append(edge.health)
         for line, healths in shown_lines.items():
             if health:
-                lately = summed(healths)
+                lately = total_health(healths)
                 line += f"{' [failing]' if failing(lately) else ''}: {describe_health(lately)}"
             lines.append(f"  - {terminal(line)}")
     return "".join(line + "\n" for line in lines)

@@ -40,9 +40,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callmap.wire import Edge, Endpoint, FlowHealth
+from callmap.wire import Edge, Endpoint, FlowHealth, total_health
 from sinks.endpoints import cluster_of, clusters_in, label
-from sinks.health import summed
 from sinks.lifecycle import live
 
 DEFAULT_MAX_SERIES = 10_000
@@ -120,7 +119,7 @@ def service_graph(edges: Iterable[Edge], max_series: int = DEFAULT_MAX_SERIES) -
             found.sightings += edge.count
             found.first_seen = min(found.first_seen, edge.first_seen)
             found.last_seen = max(found.last_seen, edge.last_seen)
-            found.health = summed([found.health, edge.health_total])
+            found.health = total_health([found.health, edge.health_total])
     ranked = sorted(merged.values(), key=lambda s: (-s.sightings, s.labels))
     kept = ranked[:max_series]
     requests: Counter[tuple[str, str, str]] = Counter()

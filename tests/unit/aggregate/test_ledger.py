@@ -8,7 +8,7 @@ from helpers.clustersets import edge, workload
 
 from aggregate.ledger import Ledger, LedgerSettings, global_edge_id, source_key
 from callmap.counters import Counters
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 
 FRONTEND = workload("frontend", "east")
 API = workload("api", "west", service="api")
@@ -165,3 +165,23 @@ def test_udp_ports_are_carried_and_merged_as_tcp_ports_are(ledger: Ledger) -> No
     restarted.restore(refresh, announced_at=1100.0)
     (again,) = restarted.contribute("east/e1", source(300.0), [PAIR], now=1200.0)
     assert (again.ports, again.udp_ports) == ((8080,), (53, 5353))
+
+
+def test_health_is_the_sum_of_the_sources_and_a_change_of_it_is_told(ledger: Ledger) -> None:
+    first = msgspec.structs.replace(
+        source(), health=FlowHealth(opened=2), health_total=FlowHealth(opened=2)
+    )
+    (announced,) = ledger.contribute("east/e1", first, [PAIR], now=1000.0)
+    assert announced.health == announced.health_total == FlowHealth(opened=2)
+    failing = msgspec.structs.replace(  # the same last_seen: only its health changed
+        first, health=FlowHealth(failed=3), health_total=FlowHealth(opened=2, failed=3)
+    )
+    ledger.contribute("east/e1", failing, [PAIR], now=1030.0)
+    server_side = edge(
+        "west", Endpoint(type="ip", ip="10.0.0.5"), workload("api"), edge_id="w9", last_seen=50.0
+    )
+    other = msgspec.structs.replace(server_side, health_total=FlowHealth(opened=5))
+    ledger.contribute("west/w9", other, [(FRONTEND, API_POD)], now=1031.0)
+    (refresh,) = ledger.refresh_due(1061.0)
+    assert refresh.health == FlowHealth(failed=3)
+    assert refresh.health_total == FlowHealth(opened=7, failed=3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callmap.wire import FlowHealth
-from sinks.health import describe, failing, size, summed
+from sinks.health import describe, failing, size
 
 
 def test_a_call_is_failing_when_connects_failed_or_connections_were_reset() -> None:
@@ -31,10 +31,3 @@ def test_sizes_are_si_with_three_significant_digits() -> None:
         "1.52 MB",
         "17.8 GB",
     ]
-
-
-def test_lines_shown_once_for_several_edges_add_their_health() -> None:
-    assert summed([None, FlowHealth(opened=1), FlowHealth(failed=2, bytes_sent=5)]) == (
-        FlowHealth(opened=1, failed=2, bytes_sent=5)
-    )
-    assert summed([None, None]) is None
