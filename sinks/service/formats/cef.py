@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from callmap import __version__
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.changes import event_key
 from sinks.endpoints import label, port_labels, qualified
 from sinks.escape import cef_header, cef_value, sd_param_value, syslog_header_field
@@ -77,6 +77,26 @@ def _host(endpoint: Endpoint) -> str:
     if endpoint.type in ("workload", "service"):
         return f"{endpoint.name}.{endpoint.namespace}"
     return label(endpoint)
+
+
+def _health_fields(health: FlowHealth | None) -> list[tuple[str, str]]:
+    """Bytes out (client to server) and in, when counted; connects failed, resets and
+    connections opened as custom numbers: how the calls went since the last event."""
+    if health is None:
+        return []
+    fields = [
+        ("cn1Label", "failedConnects"),
+        ("cn1", str(health.failed)),
+        ("cn2Label", "resets"),
+        ("cn2", str(health.resets)),
+        ("cn3Label", "connectionsOpened"),
+        ("cn3", str(health.opened)),
+    ]
+    if health.bytes_sent is not None:
+        fields.append(("out", str(health.bytes_sent)))
+    if health.bytes_received is not None:
+        fields.append(("in", str(health.bytes_received)))
+    return fields
 
 
 def cef_message(edge: Edge, version: str = __version__) -> str:
@@ -124,6 +144,7 @@ def cef_message(edge: Edge, version: str = __version__) -> str:
     ]
     if edge.server.service:
         fields += [("cs6Label", "service"), ("cs6", edge.server.service)]
+    fields += _health_fields(edge.health)
     if edge.client.cluster is not None:
         fields += [("flexString1Label", "clientCluster"), ("flexString1", edge.client.cluster)]
     if edge.server.cluster is not None:

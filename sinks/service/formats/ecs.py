@@ -121,6 +121,12 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
     }
     if edge.udp_ports:
         document["callmap"]["udp_ports"] = list(edge.udp_ports)
+    if edge.health is not None:  # since the last event; ECS counts bytes per side
+        document["callmap"]["health"] = msgspec.to_builtins(edge.health)
+        if edge.health.bytes_sent is not None:
+            document["source"]["bytes"] = edge.health.bytes_sent
+        if edge.health.bytes_received is not None:
+            document["destination"]["bytes"] = edge.health.bytes_received
     related = _related(edge)
     if related:
         document["related"] = related

@@ -105,6 +105,18 @@ def ocsf_event(edge: Edge, version: str = __version__) -> dict[str, Any]:
     }
     if edge.udp_ports:
         event["unmapped"]["callmap"]["udp_ports"] = list(edge.udp_ports)
+    if edge.health is not None:  # since the last event
+        event["unmapped"]["callmap"]["health"] = msgspec.to_builtins(edge.health)
+        traffic = {
+            key: value
+            for key, value in (
+                ("bytes_out", edge.health.bytes_sent),
+                ("bytes_in", edge.health.bytes_received),
+            )
+            if value is not None
+        }
+        if traffic:
+            event["traffic"] = {**traffic, "bytes": sum(traffic.values())}
     return event
 
 

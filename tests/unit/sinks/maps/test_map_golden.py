@@ -158,16 +158,24 @@ def test_syslog_cef_messages(corpus, golden) -> None:
     messages = [syslog_message(edge, form) for edge in corpus.edges]
     golden.check("syslog-cef.txt", b"\n".join(messages) + b"\n")
     assert all(b"\n" not in message for message in messages)
+    failing = messages[0].decode()  # the corpus's first edge has health
+    assert " out=48210 in=1520000" in failing and " cn1Label=failedConnects cn1=3 " in failing
+    assert sum(b" out=" in message for message in messages) == 1  # bytes only where counted
 
 
 def test_ocsf_events(corpus, golden) -> None:
     lines = [ocsf_json(edge, version="0.1.0") for edge in corpus.edges]
     golden.check("ocsf.jsonl", b"\n".join(lines) + b"\n")
+    traffic = json.loads(lines[0])["traffic"]
+    assert traffic == {"bytes_out": 48210, "bytes_in": 1520000, "bytes": 1568210}
 
 
 def test_ecs_documents(corpus, golden) -> None:
     lines = [ecs_json(edge, version="0.1.0") for edge in corpus.edges]
     golden.check("ecs.jsonl", b"\n".join(lines) + b"\n")
+    first = json.loads(lines[0])
+    assert (first["source"]["bytes"], first["destination"]["bytes"]) == (48210, 1520000)
+    assert first["callmap"]["health"]["failed"] == 3
 
 
 def test_every_kubernetes_document_parses_back(corpus) -> None:
