@@ -69,14 +69,8 @@ import msgspec
 
 from callmap.counters import StageCounters
 from callmap.wire import FlowHealth, SocketObservation
-from capture.ctnetlink import (
-    BAD_INPUT,
-    TCP_CLOSE,
-    TCP_TIME_WAIT,
-    Endpoints,
-    FlowEvent,
-    parse_datagram,
-)
+from capture.ctevent import BAD_INPUT, TCP_CLOSE, TCP_TIME_WAIT, Endpoints, FlowEvent
+from capture.ctnetlink import parse_datagram
 
 log = logging.getLogger(__name__)
 

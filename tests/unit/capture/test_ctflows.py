@@ -33,6 +33,7 @@ from helpers.ctevents import (
 )
 
 from callmap.wire import FlowHealth, SocketObservation
+from capture.ctevent import DROP_OTHER_PROTOCOL
 from capture.ctflows import (
     DROP_ANSWERED_BEFORE,
     DROP_AWAITING_ANSWER,
@@ -46,7 +47,6 @@ from capture.ctflows import (
     DROP_UDP_NOT_FOLLOWED,
     DROP_UNANSWERED,
 )
-from capture.ctnetlink import DROP_OTHER_PROTOCOL
 
 UDP = socket.IPPROTO_UDP
 

@@ -31,11 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 
-from capture.ctflows import (
-    DROP_ANSWERED_BEFORE,
-    DROP_AWAITING_ANSWER,
-)
-from capture.ctnetlink import (
+from capture.ctevent import (
     DROP_MISSING_STATUS,
     DROP_MISSING_TUPLE,
     DROP_NOT_CONNTRACK,
@@ -43,9 +39,12 @@ from capture.ctnetlink import (
     DROP_TRUNCATED,
     DROP_UNDECODABLE,
     FlowEvent,
-    event_from_message,
-    parse_datagram,
 )
+from capture.ctflows import (
+    DROP_ANSWERED_BEFORE,
+    DROP_AWAITING_ANSWER,
+)
+from capture.ctnetlink import event_from_message, parse_datagram
 
 # --- netlink datagrams --------------------------------------------------------------
 
