@@ -4,11 +4,22 @@ A global edge is fed by the source edges (one cluster's edges) that mean it:
 its *contributions*, each the source edge's latest count and ``last_seen``.
 Usually one, but a call seen from both sides (A's ``socket-client`` edge and
 B's ``socket-server`` edge with A's pod as an ``ip`` client) or through
-several addresses merges into one. Its lifecycle on the global topic:
+several addresses merges into one.
+
+Health is counted once per connection, as a cluster's stream app counts it on
+the client's node: only contributions from the client's own cluster carry
+health (B's server-side view of A's calls holds the same connections A's
+nodes counted). ``health_total`` is the sum of their latest
+``health_total``; ``health`` is the sum of the windows they announced since
+the global edge's previous announcement, so a window is told once however
+the two lifecycles interleave. A replay after a restart adds no window (they
+were told before it).
+
+Its lifecycle on the global topic:
 
 - ``new`` once, when its first contribution arrives;
 - ``refresh`` at most once per ``refresh_interval``, only when a contribution
-  was seen again (a duplicate or a replayed source message changes nothing,
+  was seen again or has health to tell (a duplicate or a replayed source message changes nothing,
   so MirrorMaker's redeliveries and the aggregator's own replays are silent);
 - ``expired`` when its last contribution is gone: the source edge expired in
   its cluster, the source edge now means another global edge (an identity
@@ -48,7 +59,9 @@ class Contribution(NamedTuple):
     """The source edge's ``count``."""
     last_seen: float
     health: FlowHealth | None = None
+    """The source edge's latest window; None unless it is from the client's cluster."""
     health_total: FlowHealth | None = None
+    """The source edge's ``health_total``; None unless it is from the client's cluster."""
 
 
 def global_edge_id(client: Endpoint, server: Endpoint) -> str:
@@ -84,6 +97,8 @@ class GlobalEdge:
     restored_count: int = 0
     udp_ports: tuple[int, ...] = ()
     """UDP ports, sorted, merged as ``ports`` are."""
+    lately: FlowHealth | None = None
+    """The health windows contributions announced since this edge's last announcement."""
 
     @property
     def count(self) -> int:
@@ -91,14 +106,12 @@ class GlobalEdge:
             return self.restored_count
         return sum(one.sightings for one in self.contributions.values())
 
-    def health(self) -> tuple[FlowHealth | None, FlowHealth | None]:
-        """The sources' latest ``health`` and their ``health_total``, each summed."""
-        values = self.contributions.values()
-        lately = total_health(one.health for one in values)
-        return lately, total_health(one.health_total for one in values)
+    @property
+    def health_total(self) -> FlowHealth | None:
+        """The counted contributions' ``health_total``, summed."""
+        return total_health(one.health_total for one in self.contributions.values())
 
     def edge(self, event: EdgeEvent) -> Edge:
-        health, health_total = self.health()
         return Edge(
             edge_id=self.edge_id,
             event=event,
@@ -114,8 +127,8 @@ class GlobalEdge:
             self_edge=identity(self.client) == identity(self.server)
             and self.client.cluster == self.server.cluster
             and self.client.type == "workload",
-            health=health,
-            health_total=health_total,
+            health=self.lately,
+            health_total=self.health_total,
         )
 
 
@@ -178,14 +191,18 @@ class Ledger:
 
     # --- source edges -------------------------------------------------------------
 
-    def contribute(self, key: str, source: Edge, pairs: list[Pair], now: float) -> list[Edge]:
-        """Source edge ``key`` (new or refresh) now means the global edges ``pairs``."""
+    def contribute(
+        self, key: str, source: Edge, pairs: list[Pair], now: float, cluster: str | None = None
+    ) -> list[Edge]:
+        """Source edge ``key`` (new or refresh) of ``cluster`` (default: the record's own
+        ``cluster``) now means the global edges ``pairs``."""
         out: list[Edge] = []
         ids: list[str] = []
-        value = Contribution(source.count, source.last_seen, source.health, source.health_total)
+        home = source.cluster if cluster is None else cluster
         for client, server in pairs:
             edge_id = global_edge_id(client, server)
             ids.append(edge_id)
+            value = _contribution(source, counted=client.cluster == home)
             edge = self.edges.get(edge_id)
             if edge is None:
                 edge = self.edges[edge_id] = GlobalEdge(
@@ -200,13 +217,15 @@ class Ledger:
                 )
                 edge.contributions[key] = value
                 if not self.replaying:
+                    edge.lately = value.health
                     out.append(self._announce(edge, "new", now))
                 continue
             before = edge.contributions.get(key)
             if before == value:
                 continue  # a duplicate or a replay: nothing new
             edge.contributions[key] = value
-            if before is not None and before[2:] != value[2:]:  # health to tell
+            if value.health is not None and not self.replaying:  # a window to tell
+                edge.lately = total_health((edge.lately, value.health))
                 edge.seen_since_announced = True
                 self._dirty.add(edge_id)
             edge.client = merge_endpoint(edge.client, client)
@@ -293,18 +312,30 @@ class Ledger:
             self.by_source.pop(key, None)
 
     def _announce(self, edge: GlobalEdge, event: EdgeEvent, now: float) -> Edge:
+        """The ``new`` or ``refresh`` announcement; its health window is told, so starts
+        again."""
         edge.announced = True
         edge.announced_at = now
         edge.seen_since_announced = False
         self._dirty.discard(edge.edge_id)
         self.counters.events[f"edge_{event}"] += 1
-        return edge.edge(event)
+        announced = edge.edge(event)
+        edge.lately = None
+        return announced
 
     def _expire(self, edge: GlobalEdge) -> Edge:
         del self.edges[edge.edge_id]
         self._dirty.discard(edge.edge_id)
         self.counters.events["edge_expired"] += 1
         return edge.edge("expired")
+
+
+def _contribution(source: Edge, counted: bool) -> Contribution:
+    """What a global edge keeps of ``source``; its health only when ``counted`` (the source
+    is from the global client's cluster, whose nodes counted the connections)."""
+    if not counted:
+        return Contribution(source.count, source.last_seen)
+    return Contribution(source.count, source.last_seen, source.health, source.health_total)
 
 
 def _union(kept: tuple[T, ...], more: tuple[T, ...]) -> tuple[T, ...]:

@@ -347,7 +347,7 @@ class AggregateWorker:
         if unresolved and not final and self._waits(key, cluster, edge, now):
             return
         self._waiting.drop(key)
-        self._publish(self.ledger.contribute(key, edge, pairs, now))
+        self._publish(self.ledger.contribute(key, edge, pairs, now, cluster))
         if unresolved or (mine and self.globalizer.follows_exports(edge)):
             self._unresolved[key] = (cluster, edge)
         else:

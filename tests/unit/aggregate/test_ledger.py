@@ -167,21 +167,81 @@ def test_udp_ports_are_carried_and_merged_as_tcp_ports_are(ledger: Ledger) -> No
     assert (again.ports, again.udp_ports) == ((8080,), (53, 5353))
 
 
-def test_health_is_the_sum_of_the_sources_and_a_change_of_it_is_told(ledger: Ledger) -> None:
-    first = msgspec.structs.replace(
-        source(), health=FlowHealth(opened=2), health_total=FlowHealth(opened=2)
-    )
+def with_health(source_edge: Edge, lately: FlowHealth, total: FlowHealth) -> Edge:
+    return msgspec.structs.replace(source_edge, health=lately, health_total=total)
+
+
+def test_a_global_edge_tells_each_window_of_its_source_once(ledger: Ledger) -> None:
+    first = with_health(source(100.0), FlowHealth(opened=2), FlowHealth(opened=2))
     (announced,) = ledger.contribute("east/e1", first, [PAIR], now=1000.0)
     assert announced.health == announced.health_total == FlowHealth(opened=2)
-    failing = msgspec.structs.replace(  # the same last_seen: only its health changed
-        first, health=FlowHealth(failed=3), health_total=FlowHealth(opened=2, failed=3)
-    )
-    ledger.contribute("east/e1", failing, [PAIR], now=1030.0)
-    server_side = edge(
-        "west", Endpoint(type="ip", ip="10.0.0.5"), workload("api"), edge_id="w9", last_seen=50.0
-    )
-    other = msgspec.structs.replace(server_side, health_total=FlowHealth(opened=5))
-    ledger.contribute("west/w9", other, [(FRONTEND, API_POD)], now=1031.0)
+    # Two windows of the source before the global edge may refresh: both are told.
+    failing = with_health(first, FlowHealth(failed=3), FlowHealth(opened=2, failed=3))
+    assert ledger.contribute("east/e1", failing, [PAIR], now=1030.0) == []
+    later = with_health(source(140.0, 2), FlowHealth(opened=1), FlowHealth(opened=3, failed=3))
+    assert ledger.contribute("east/e1", later, [PAIR], now=1040.0) == []
     (refresh,) = ledger.refresh_due(1061.0)
-    assert refresh.health == FlowHealth(failed=3)
-    assert refresh.health_total == FlowHealth(opened=7, failed=3)
+    assert refresh.health == FlowHealth(opened=1, failed=3)
+    assert refresh.health_total == FlowHealth(opened=3, failed=3)
+    # Seen again with no health since: the refresh has no window to repeat.
+    quiet = msgspec.structs.replace(later, last_seen=200.0, count=3, health=None)
+    (told,) = ledger.contribute("east/e1", quiet, [PAIR], now=1200.0)
+    assert told.health is None and told.health_total == FlowHealth(opened=3, failed=3)
+
+
+def test_a_window_with_only_failures_is_a_reason_to_refresh(ledger: Ledger) -> None:
+    first = with_health(source(100.0), FlowHealth(opened=2), FlowHealth(opened=2))
+    ledger.contribute("east/e1", first, [PAIR], now=1000.0)
+    failing = with_health(first, FlowHealth(failed=1), FlowHealth(opened=2, failed=1))
+    ledger.contribute("east/e1", failing, [PAIR], now=1010.0)  # no sighting, same last_seen
+    (refresh,) = ledger.refresh_due(1061.0)
+    assert refresh.health == FlowHealth(failed=1) and refresh.last_seen == 100.0
+
+
+def test_health_counts_from_the_clients_cluster_only(ledger: Ledger) -> None:
+    east = with_health(source(), FlowHealth(opened=4, resets=1), FlowHealth(opened=9, resets=1))
+    ledger.contribute("east/e1", east, [PAIR], now=1000.0)
+    # West's server nodes tracked the same connections: counting them again would double.
+    server_side = edge(
+        "west", Endpoint(type="ip", ip="10.0.0.5"), workload("api"), edge_id="w9", last_seen=200.0
+    )
+    west = with_health(server_side, FlowHealth(opened=4, resets=1), FlowHealth(opened=9, resets=1))
+    ledger.contribute("west/w9", west, [(FRONTEND, API_POD)], now=1001.0)
+    (refresh,) = ledger.refresh_due(1100.0)
+    assert refresh.count == 2  # both sides' sightings add up, as before
+    assert refresh.health is None  # east's window was told with new; west's is not counted
+    assert refresh.health_total == FlowHealth(opened=9, resets=1)
+
+
+def test_health_of_several_source_edges_of_the_clients_cluster_adds_up(ledger: Ledger) -> None:
+    one = with_health(source(), FlowHealth(opened=1), FlowHealth(opened=5))
+    other = with_health(source(edge_id="e2"), FlowHealth(failed=2), FlowHealth(opened=1, failed=2))
+    ledger.contribute("east/e1", one, [PAIR], now=1000.0)
+    ledger.contribute("east/e2", other, [PAIR], now=1001.0)
+    (refresh,) = ledger.refresh_due(1100.0)
+    assert refresh.health == FlowHealth(failed=2)
+    assert refresh.health_total == FlowHealth(opened=6, failed=2)
+
+
+def test_the_cluster_the_hub_knows_a_source_by_decides(ledger: Ledger) -> None:
+    aliased = msgspec.structs.replace(source(), cluster="east-1")  # the record names it so
+    counted = with_health(aliased, FlowHealth(opened=1), FlowHealth(opened=1))
+    (announced,) = ledger.contribute("east/e1", counted, [PAIR], now=1000.0, cluster="east")
+    assert announced.health_total == FlowHealth(opened=1)
+
+
+def test_a_replay_tells_no_window_again(ledger: Ledger) -> None:
+    first = with_health(source(), FlowHealth(failed=3), FlowHealth(opened=1, failed=3))
+    (announced,) = ledger.contribute("east/e1", first, [PAIR], now=1000.0)
+    restarted = Ledger(ledger.settings, Counters())
+    restarted.replaying = True
+    restarted.restore(announced, announced_at=1000.0)
+    restarted.contribute("east/e1", with_health(source(150.0), *_health_of(first)), [PAIR], 2000.0)
+    (refresh,) = restarted.settle(2000.0)
+    assert refresh.health is None  # told before the restart
+    assert refresh.health_total == FlowHealth(opened=1, failed=3)
+
+
+def _health_of(one: Edge) -> tuple[FlowHealth, FlowHealth]:
+    assert one.health is not None and one.health_total is not None
+    return one.health, one.health_total
