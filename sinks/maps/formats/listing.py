@@ -68,9 +68,10 @@ def _calls(client: Endpoint, calls: list[Edge], several: bool) -> list[tuple[Edg
 def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
     """The map as text; clusters are named only when there are several.
 
-    With ``health``, each server line ends with how its calls went lately (the
-    edges' ``health``, summed over the edges shown as that line), and a
-    failing one is marked ``[failing]``.
+    With ``health``, a server line whose edges have health ends with how its
+    calls went lately (their ``health``, summed over the edges shown as that
+    line), and a failing one is marked ``[failing]``; a line without health
+    stays as it is.
     """
     groups, several = _by_client(edges)
     lines: list[str] = []
@@ -83,8 +84,8 @@ def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
                 line += " [expired]"
             shown_lines.setdefault(line, []).append(edge.health)
         for line, healths in shown_lines.items():
-            if health:
-                lately = total_health(healths)
+            lately = total_health(healths) if health else None
+            if lately is not None:
                 line += f"{' [failing]' if failing(lately) else ''}: {describe_health(lately)}"
             lines.append(f"  - {terminal(line)}")
     return "".join(line + "\n" for line in lines)

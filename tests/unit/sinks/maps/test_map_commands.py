@@ -42,6 +42,40 @@ def test_list_as_json(source: str) -> None:
     assert client["display"] == "frontend in namespace shop"
 
 
+def test_list_with_health_adds_it_only_to_calls_that_have_it(source: str) -> None:
+    args = ["--from", source, "--client", "shop/frontend"]
+    plain = run(list_command, *args).output
+    result = run(list_command, *args, "--health")
+    assert result.exit_code == 0
+    assert "  - checkoutservice [failing]: 3 failed, 1 reset, 12 opened" in result.output
+    assert (
+        result.output.replace(
+            " [failing]: 3 failed, 1 reset, 12 opened, 11 closed, 48.2 kB sent, 1.52 MB received",
+            "",
+        )
+        == plain
+    )
+
+
+def test_list_as_json_carries_health_as_the_wire_has_it(source: str) -> None:
+    result = run(list_command, "--from", source, "--output", "json", "--client", "shop/frontend")
+    (client,) = json.loads(result.output)
+    calls = {
+        call["server"].get("name") or call["server"].get("ip"): call for call in client["calls"]
+    }
+    failing = calls["checkoutservice"]
+    assert failing["health"] == {
+        "opened": 12,
+        "closed": 11,
+        "failed": 3,
+        "resets": 1,
+        "bytes_sent": 48210,
+        "bytes_received": 1520000,
+    }
+    assert failing["health_total"]["opened"] == 140 and failing["failing"] is True
+    assert "health" not in calls["10.9.8.7"]  # no conntrack report: written as before
+
+
 def test_export_writes_one_file_per_object_into_a_directory(source: str, tmp_path: Path) -> None:
     out = tmp_path / "intents"
     out.mkdir()
