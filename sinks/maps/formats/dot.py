@@ -161,8 +161,9 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
             attributes.append(f'color="{_FAILING}", fontcolor="{_FAILING}", penwidth=2')
         if shown_label:
             attributes.append(f"label={_lines(*shown_label)}")
-        if edge.event == "expired":
-            attributes.append('style=dashed, color="#aaaaaa"')
+        if edge.event == "expired":  # dashed; red still when its last calls failed
+            failed_last = edge.health is not None and failing(edge.health)
+            attributes.append("style=dashed" if failed_last else 'style=dashed, color="#aaaaaa"')
         out.append(f"  {source} -> {target} [{', '.join(attributes)}];")
     out.append("}")
     return "\n".join(out) + "\n"
