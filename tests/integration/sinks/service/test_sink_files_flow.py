@@ -8,10 +8,11 @@ import json
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
@@ -116,6 +117,23 @@ async def test_the_map_is_read_back_from_the_files(
         CliRunner().invoke, list_command, ["--from", f"jsonl:{tmp_path}", "-n", "finance"]
     )
     assert result.output.startswith("ledger in namespace finance calls:\n")
+
+
+async def test_json_lines_carry_each_events_health_as_the_wire_has_it(
+    edges_topic, tmp_path: Path
+) -> None:
+    plain, refreshed = events(26)[0], events(26)[25]  # f-0 new, then refreshed
+    lately = FlowHealth(opened=3, closed=2, failed=1, bytes_sent=900)
+    told = msgspec.structs.replace(
+        refreshed, health=lately, health_total=lately.plus(FlowHealth(opened=7, closed=7))
+    )
+    await edges_topic.produce([plain, told])
+    await edges_topic.run_to_end(LineFileSink(tmp_path), "jsonl-health")
+    first, second = lines_of(tmp_path)
+    assert (first["health"], first["health_total"]) == (None, None)  # none reported: null
+    assert second["health"] == {"opened": 3, "closed": 2, "failed": 1, "bytes_sent": 900}
+    assert second["health_total"] == {"opened": 10, "closed": 9, "failed": 1, "bytes_sent": 900}
+    assert read_jsonl(tmp_path).edges == [told]  # and read back by the map commands
 
 
 async def test_ocsf_files_hold_one_event_per_edge_event(
