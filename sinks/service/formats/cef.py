@@ -80,8 +80,13 @@ def _host(endpoint: Endpoint) -> str:
 
 
 def _health_fields(health: FlowHealth | None) -> list[tuple[str, str]]:
-    """Bytes out (client to server) and in, when counted; connects failed, resets and
-    connections opened as custom numbers: how the calls went since the last event."""
+    """Bytes, when counted; connects failed, resets and connections opened as custom
+    numbers: how the calls went since the last event.
+
+    CEF counts bytes relative to the source (the client): ``in`` (bytesIn) is what
+    flowed from source to destination, ``out`` (bytesOut) what came back, as the
+    CEF standard defines them and as decoders map them (``in`` to ECS
+    ``source.bytes``, ``out`` to ``destination.bytes``)."""
     if health is None:
         return []
     fields = [
@@ -93,9 +98,9 @@ def _health_fields(health: FlowHealth | None) -> list[tuple[str, str]]:
         ("cn3", str(health.opened)),
     ]
     if health.bytes_sent is not None:
-        fields.append(("out", str(health.bytes_sent)))
+        fields.append(("in", str(health.bytes_sent)))
     if health.bytes_received is not None:
-        fields.append(("in", str(health.bytes_received)))
+        fields.append(("out", str(health.bytes_received)))
     return fields
 
 

@@ -127,6 +127,8 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
             document["source"]["bytes"] = edge.health.bytes_sent
         if edge.health.bytes_received is not None:
             document["destination"]["bytes"] = edge.health.bytes_received
+        if edge.health.bytes_sent is not None and edge.health.bytes_received is not None:
+            document["network"]["bytes"] = edge.health.bytes_sent + edge.health.bytes_received
     related = _related(edge)
     if related:
         document["related"] = related

@@ -166,8 +166,9 @@ def test_syslog_cef_messages(corpus, golden) -> None:
     golden.check("syslog-cef.txt", b"\n".join(messages) + b"\n")
     assert all(b"\n" not in message for message in messages)
     failing = messages[0].decode()  # the corpus's first edge has health
-    assert " out=48210 in=1520000" in failing and " cn1Label=failedConnects cn1=3 " in failing
-    assert sum(b" out=" in message for message in messages) == 1  # bytes only where counted
+    # CEF's bytes are relative to the source (the client): in= what it sent, out= what came back
+    assert " in=48210 out=1520000" in failing and " cn1Label=failedConnects cn1=3 " in failing
+    assert sum(b" in=" in message for message in messages) == 1  # bytes only where counted
 
 
 def test_ocsf_events(corpus, golden) -> None:
@@ -182,6 +183,8 @@ def test_ecs_documents(corpus, golden) -> None:
     golden.check("ecs.jsonl", b"\n".join(lines) + b"\n")
     first = json.loads(lines[0])
     assert (first["source"]["bytes"], first["destination"]["bytes"]) == (48210, 1520000)
+    assert first["network"]["bytes"] == 48210 + 1520000  # ECS: their sum when both are known
+    assert all("bytes" not in json.loads(line)["network"] for line in lines[1:])
     assert first["callmap"]["health"]["failed"] == 3
 
 
