@@ -16,8 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import label, placed, qualified
+from sinks.health import describe, failing
 from sinks.maps.formats.labels import LabelBook
 
 Json = dict[str, Any]
@@ -70,6 +73,20 @@ def edge_json(edge: Edge, labels: LabelBook | None = None) -> Json:
         "first_seen": edge.first_seen,
         "last_seen": edge.last_seen,
         "count": edge.count,
+        **_health(edge),
+    }
+
+
+def _health(edge: Edge) -> Json:
+    """For an edge with health: ``health`` and ``health_total`` as the wire has them,
+    ``failing``, and ``health_text``, the words ``callmap list --health`` uses."""
+    if edge.health is None and edge.health_total is None:
+        return {}
+    return {
+        "health": msgspec.to_builtins(edge.health),
+        "health_total": msgspec.to_builtins(edge.health_total),
+        "failing": failing(edge.health),
+        "health_text": describe(edge.health),
     }
 
 

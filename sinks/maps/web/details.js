@@ -125,15 +125,16 @@ function fillPeers(list, count, calls, side, many) {
   list.replaceChildren(...items);
 }
 
-/** L4 health is not in the edges yet: this shows an edge's `health` object
- *  when one comes, and stays hidden until then. */
+/** How the selected node's calls went lately (an edge's `health_text`, from the
+ *  nodes' connection tracking), failing ones marked; hidden when no call has health. */
 function fillHealth(calls, id) {
   const items = [];
   for (const { edge } of calls) {
-    if (!edge.health || typeof edge.health !== 'object') continue;
+    if (typeof edge.health_text !== 'string') continue;
     const peer = edge.client.id === id || last.drawnOf.get(edge.client.id) === id ? edge.server : edge.client;
-    const fields = Object.entries(edge.health).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`);
-    items.push(element('li', shown(`${peer.label}: ${fields.join(', ')}`)));
+    const item = element('li', shown(`${peer.label}: ${edge.health_text}`));
+    if (edge.failing) item.prepend(element('span', 'failing', 'badge failing'), ' ');
+    items.push(item);
   }
   $('health').hidden = items.length === 0;
   $('health-list').replaceChildren(...items);

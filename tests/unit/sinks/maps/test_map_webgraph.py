@@ -9,7 +9,7 @@ import json
 import msgspec
 from helpers.mapedges import edge, workload
 
-from callmap.wire import Endpoint, PodIdentity, WorkloadRef
+from callmap.wire import Endpoint, FlowHealth, PodIdentity, WorkloadRef
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.webgraph import (
@@ -52,6 +52,18 @@ def test_an_edge_carries_both_nodes_whole_in_their_cluster() -> None:
     assert shown["server"]["id"] == "prod:shop/Deployment/api"
     assert (shown["kind"], shown["ports"], shown["sources"]) == ("pod-to-pod", [8080], ["dns"])
     assert (shown["first_seen"], shown["last_seen"], shown["event"]) == (100.0, 110.0, "new")
+
+
+def test_an_edge_with_health_carries_it_and_the_words_of_the_listing() -> None:
+    lately = FlowHealth(opened=12, failed=3, resets=1)
+    told = msgspec.structs.replace(
+        TO_API, health=lately, health_total=lately.plus(FlowHealth(opened=100))
+    )
+    data = edge_json(told)
+    assert data["health"] == {"opened": 12, "failed": 3, "resets": 1}
+    assert data["health_total"] == {"opened": 112, "failed": 3, "resets": 1}
+    assert data["failing"] is True and data["health_text"] == "3 failed, 1 reset, 12 opened"
+    assert "health" not in edge_json(TO_API)  # none reported: as before
 
 
 def test_an_external_is_one_node_by_name_in_no_cluster() -> None:
