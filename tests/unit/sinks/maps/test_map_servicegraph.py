@@ -3,7 +3,9 @@ graph reads them, within a bound."""
 
 from __future__ import annotations
 
-from callmap.wire import Edge, Endpoint
+import msgspec
+
+from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.maps.formats.servicegraph import service_graph
 
 WEB = Endpoint(type="workload", namespace="shop", name="web", kind="Deployment")
@@ -81,3 +83,20 @@ def test_a_map_of_several_clusters_names_each_node_in_its_cluster() -> None:
         ("east/shop/web", "west/pay/api"),
         ("east/shop/web", "api.stripe.com"),
     ]
+
+
+def test_health_counters_come_from_health_total_summed_over_one_series() -> None:
+    direct = msgspec.structs.replace(
+        edge(WEB, API, 5), health_total=FlowHealth(opened=10, failed=2, bytes_sent=100)
+    )
+    by_service = msgspec.structs.replace(
+        edge(WEB, API_BY_SERVICE, 2),
+        health=FlowHealth(opened=1),  # the window: not what counters count
+        health_total=FlowHealth(opened=4, resets=1),
+    )
+    graph = service_graph([direct, by_service, edge(API, STRIPE, 3)])
+    healths = {s.labels[3]: s.health for s in graph.edges}
+    assert healths == {
+        "shop/api": FlowHealth(opened=14, failed=2, resets=1, bytes_sent=100),
+        "api.stripe.com": None,  # no conntrack report: no health series
+    }
