@@ -9,7 +9,11 @@ picture and the exports never disagree.
 
 from __future__ import annotations
 
-from callmap.wire import FlowHealth
+from typing import Any
+
+import msgspec
+
+from callmap.wire import Edge, FlowHealth
 
 _UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
 
@@ -41,3 +45,16 @@ def describe(health: FlowHealth | None) -> str:
         f"{size(health.bytes_received)} received" if health.bytes_received is not None else "",
     ]
     return ", ".join(part for part in parts if part) or "no connections ended or opened"
+
+
+def health_fields(edge: Edge) -> dict[str, Any]:
+    """``health``, ``health_total`` (as the wire has them) and ``failing``, for an edge
+    with health, to put in a JSON output; nothing for an edge without, which is then
+    written as it always was."""
+    if edge.health is None and edge.health_total is None:
+        return {}
+    return {
+        "health": msgspec.to_builtins(edge.health),
+        "health_total": msgspec.to_builtins(edge.health_total),
+        "failing": failing(edge.health),
+    }

@@ -43,7 +43,7 @@ from sinks.endpoints import (
 )
 from sinks.escape import terminal
 from sinks.health import describe as describe_health
-from sinks.health import failing
+from sinks.health import failing, health_fields
 
 Groups = list[tuple[tuple[str, Endpoint], list[Edge]]]
 
@@ -97,18 +97,6 @@ def _udp_ports(edge: Edge) -> dict[str, list[int]]:
     return {"udp_ports": list(edge.udp_ports)} if edge.udp_ports else {}
 
 
-def _health(edge: Edge) -> dict[str, Any]:
-    """``health``, ``health_total`` and ``failing``, for a call whose edge has health: a
-    call without is written as it always was."""
-    if edge.health is None and edge.health_total is None:
-        return {}
-    return {
-        "health": msgspec.to_builtins(edge.health),
-        "health_total": msgspec.to_builtins(edge.health_total),
-        "failing": failing(edge.health),
-    }
-
-
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
     value: dict[str, Any] = msgspec.to_builtins(endpoint)
     return value
@@ -137,7 +125,7 @@ def render_json(edges: Iterable[Edge]) -> str:
                         "event": edge.event,
                         "ports": list(edge.ports),
                         **_udp_ports(edge),
-                        **_health(edge),
+                        **health_fields(edge),
                         "sources": list(edge.sources),
                         "first_seen": edge.first_seen,
                         "last_seen": edge.last_seen,

@@ -16,11 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import label, placed, qualified
-from sinks.health import describe, failing
+from sinks.health import describe, health_fields
 from sinks.maps.formats.labels import LabelBook
 
 Json = dict[str, Any]
@@ -78,16 +76,10 @@ def edge_json(edge: Edge, labels: LabelBook | None = None) -> Json:
 
 
 def _health(edge: Edge) -> Json:
-    """For an edge with health: ``health`` and ``health_total`` as the wire has them,
-    ``failing``, and ``health_text``, the words ``callmap list --health`` uses."""
-    if edge.health is None and edge.health_total is None:
-        return {}
-    return {
-        "health": msgspec.to_builtins(edge.health),
-        "health_total": msgspec.to_builtins(edge.health_total),
-        "failing": failing(edge.health),
-        "health_text": describe(edge.health),
-    }
+    """For an edge with health: :func:`sinks.health.health_fields` and ``health_text``,
+    the words ``callmap list --health`` uses."""
+    fields = health_fields(edge)
+    return {**fields, "health_text": describe(edge.health)} if fields else {}
 
 
 def snapshot(
