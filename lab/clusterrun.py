@@ -15,9 +15,10 @@ The same topology files and the same report as the netns lab's ``lab run``
    (:mod:`lab.clusterchurn`);
 5. every two seconds the truth is made again from the call logs and the API
    record (:mod:`lab.clustertruth`) and compared with the map, ports
-   included; the run ends once nothing is missing, the churn is done and
-   neither the map nor the truth changed for ``settle`` seconds, or when the
-   time is up;
+   included; the run ends once nothing is missing, the churn is done,
+   neither the map nor the truth changed for ``settle`` seconds and the
+   stream worker keeps up with its inputs (:mod:`lab.groupprogress`: a
+   stalled worker leaves the map quiet too), or when the time is up;
 6. everything stops; the lab's namespaces go (``down``), its state directory
    stays, with ``truth.json`` and ``report.json`` beside the logs and record.
 
@@ -55,6 +56,7 @@ from lab.clustertruth import ClusterTruth, true_edges
 from lab.compare import Comparison, compare_with_truth
 from lab.edgereader import EdgeReader
 from lab.errors import LabError
+from lab.groupprogress import GroupProgress, input_topics
 from lab.kubeobjects import label_keys
 from lab.pipeline import Progress, RunOptions
 from lab.truth import ExpectedEdge
@@ -146,9 +148,18 @@ async def _map(
             progress(f"lab {lab.name} released its calls; cluster {run_cluster}")
             churn = _ChurnThread(lab.with_client(lab.access.client()))
             churn.start()
-            result = await _wait_for_map(
-                lab, reader, pipeline, churn, capture_started, options, progress, run_cluster
-            )
+            async with GroupProgress(settings.kafka, app_id, input_topics(app_id)) as worker:
+                result = await _wait_for_map(
+                    lab,
+                    reader,
+                    pipeline,
+                    worker,
+                    churn,
+                    capture_started,
+                    options,
+                    progress,
+                    run_cluster,
+                )
             if not result.comparison.perfect:
                 progress(pipeline.tails())
         finally:
@@ -180,6 +191,7 @@ async def _wait_for_map(
     lab: ClusterLab,
     reader: EdgeReader,
     pipeline: Pipeline,
+    worker: GroupProgress,
     churn: _ChurnThread,
     capture_started: float,
     options: RunOptions,
@@ -203,11 +215,14 @@ async def _wait_for_map(
         if now != state:
             state, stable_since = now, time.monotonic()
         result = ClusterRunResult(run_cluster, comparison, truth)
+        # A quiet map of a stalled worker has not settled: it must keep up too.
+        keeping_up = await worker.caught_up()
         progress(
             f"{len(comparison.observed)} edges observed, {len(comparison.missing)} missing, "
             f"{len(comparison.missing_ports)} ports missing ({truth.calls} calls logged)"
+            + ("" if keeping_up else f"; {worker.describe()}")
         )
-        settled = time.monotonic() - stable_since >= options.settle
+        settled = keeping_up and time.monotonic() - stable_since >= options.settle
         complete = not comparison.missing
         if (complete and not churn.is_alive() and settled) or time.monotonic() >= deadline:
             return result

@@ -50,6 +50,7 @@ from lab.clusterrecord import read_call_logs
 from lab.clustertruth import ClusterTruth
 from lab.compare import Comparison, compare, compare_with_truth
 from lab.edgereader import EdgeReader
+from lab.groupprogress import GroupProgress, input_topics
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.lifecycle import (
@@ -374,9 +375,11 @@ async def _map_lab(
             progress(f"lab {state.name} released its calls; cluster {cluster}")
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
             churn.start()
-            comparison = await _wait_for_map(
-                truth, reader, components, churn, options, progress, f"callmap-lab-{cluster}"
-            )
+            app_id = f"callmap-lab-{cluster}"
+            async with GroupProgress(settings.kafka, app_id, input_topics(app_id)) as worker:
+                comparison = await _wait_for_map(
+                    truth, reader, components, worker, churn, options, progress, app_id
+                )
             state_dir = Path(state.state_dir)
             read = await _wait_for_lifecycle(state_dir, the_plan, reader, capture_started, options)
             calls = compare_with_truth(read.truth, reader.seen.values())
@@ -421,6 +424,7 @@ async def _wait_for_map(
     truth: Truth,
     reader: EdgeReader,
     components: Components,
+    worker: GroupProgress,
     churn: threading.Thread,
     options: RunOptions,
     progress: Progress,
@@ -439,8 +443,13 @@ async def _wait_for_map(
         if await reader.poll(2.0):
             stable_since = time.monotonic()
         result = compare(truth, reader.seen.values())
-        progress(f"{len(result.observed)} edges observed, {len(result.missing)} missing")
-        settled = time.monotonic() - stable_since >= options.settle
-        if result.complete and not churn.is_alive() and streams_at is None and settled:
+        # A quiet map of a stalled worker has not settled: it must keep up too.
+        keeping_up = streams_at is None and await worker.caught_up()
+        progress(
+            f"{len(result.observed)} edges observed, {len(result.missing)} missing"
+            + ("" if keeping_up or streams_at else f"; {worker.describe()}")
+        )
+        settled = keeping_up and time.monotonic() - stable_since >= options.settle
+        if result.complete and not churn.is_alive() and settled:
             return result
     return compare(truth, reader.seen.values())
