@@ -69,6 +69,9 @@ class AgentOptions:
     without the capability the agent runs on without it, and says so."""
     conntrack_udp: bool = False
     """Follow UDP flows too (DNS lookups left out), as calls with ``transport: udp``."""
+    tcp_info: bool = False
+    """Give reported client sockets their RTT and retransmits from ``tcp_info``
+    (:mod:`capture.tcphealth`); needs CAP_SYS_ADMIN and CAP_SYS_PTRACE, so no ``drop_to``."""
     ring: bool = True
     """Read the packet sockets through a receive ring (:class:`capture.sniffer.RxRing`)."""
     interfaces: Sequence[str] = field(default_factory=tuple)
@@ -133,6 +136,7 @@ class CaptureAgent:
             proc_root=options.proc_root,
             refresh_interval=options.refresh_interval,
             only_netns=scanned_namespace_ids(options.scan_netns),
+            tcp_info=options.tcp_info,
             clock=clock,
         )
         self._key = options.node.encode()

@@ -52,6 +52,7 @@ def _agent_options(
     drop_to: str | None,
     conntrack: bool,
     conntrack_udp: bool,
+    tcp_info: bool,
     ring: bool,
 ) -> AgentOptions:
     """The options every capture command shares, as one :class:`AgentOptions`."""
@@ -59,6 +60,9 @@ def _agent_options(
         # The agent enters --netns again to refresh its addresses, which takes
         # CAP_SYS_ADMIN; a development setup, where staying root is fine.
         raise click.UsageError("--drop-to cannot be combined with --netns")
+    if drop_to and tcp_info:
+        # Entering pods' namespaces for their tcp_info takes capabilities a dropped agent lacks.
+        raise click.UsageError("--drop-to cannot be combined with --tcp-info")
     return AgentOptions(
         node=node,
         interfaces=interfaces,
@@ -75,6 +79,7 @@ def _agent_options(
         drop_to=parse_user(drop_to) if drop_to else None,
         conntrack=conntrack,
         conntrack_udp=conntrack_udp,
+        tcp_info=tcp_info,
         ring=ring,
     )
 
@@ -162,6 +167,15 @@ _live_options = option_group(
             envvar="CALLMAP_CAPTURE_CONNTRACK_UDP",
             help="With --conntrack, report UDP flows too (their ports become the edges' "
             "udp_ports); flows to port 53 are DNS lookups and left out.",
+        ),
+        click.option(
+            "--tcp-info/--no-tcp-info",
+            default=False,
+            show_default=True,
+            envvar="CALLMAP_CAPTURE_TCP_INFO",
+            help="Give reported client sockets their round-trip time and retransmits, read "
+            "with sock_diag in their namespaces (edges' health rtt and retransmits). Needs "
+            "CAP_SYS_ADMIN and CAP_SYS_PTRACE; not with --drop-to.",
         ),
         click.option(
             "--ring/--no-ring",
@@ -265,6 +279,7 @@ def sockets(live: AgentOptions, proc_dir: str | None, once: bool, output: str | 
         counters=counters.stage("sockets"),
         proc_root=live.proc_root,
         only_netns=scanned_namespace_ids(live.scan_netns),
+        tcp_info=live.tcp_info,
     )
     _print_records(asyncio.run(scanner.scan_once()))
     _summarise(counters, [])

@@ -163,6 +163,12 @@ class ConnReporter:
         self._live = current
         return ReportBatch(tuple(reports), new, refreshed, quiet, forgotten, len(current))
 
+    def first_seen(self, key: _Key) -> float | None:
+        """When the live connection ``key`` (netns, local ip/port, remote ip/port) was
+        first seen; None when the last scan did not show it."""
+        seen = self._live.get(key)
+        return None if seen is None else seen.first_seen
+
     def _remember_listeners(self, scans: Iterable[NamespaceScan], now: float) -> None:
         listened = self._listened
         for ns in scans:

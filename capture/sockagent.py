@@ -11,26 +11,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from callmap.counters import StageCounters
-from callmap.wire import SocketObservation
+from callmap.wire import FlowHealth, SocketObservation
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
+from capture.inetdiag import DiagSocket
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
+from capture.sockdiag import dump_namespaces
+from capture.sockroles import ROLE_CLIENT
+from capture.tcphealth import SocketKey, TcpHealth, by_addresses
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCAN_INTERVAL = 10.0
+
+DROP_TCP_INFO_UNREADABLE = "tcp_info_unreadable"
+"""A namespace with reported client sockets that could not be dumped (its
+sockets go without RTT): gone since the scan, or no CAP_SYS_ADMIN."""
 
 # Scan counters that mean the scan could not see something it should have.
 _LOSSES = ("netns_unreadable", "pid_denied", "pid_error", "table_missing")
 
 
 def observations(
-    reports: tuple[ConnReport, ...], *, cluster: str, node: str
+    reports: tuple[ConnReport, ...],
+    *,
+    cluster: str,
+    node: str,
+    health: Callable[[ConnReport], FlowHealth | None] = lambda _: None,
 ) -> list[SocketObservation]:
-    """Wire records for the reporter's decisions."""
+    """Wire records for the reporter's decisions, with each one's ``health``."""
     return [
         SocketObservation(
             cluster=cluster,
@@ -44,6 +56,7 @@ def observations(
             remote_port=r.remote_port,
             role=r.role,
             first_seen=r.first_seen,
+            health=health(r),
         )
         for r in reports
     ]
@@ -61,8 +74,12 @@ class SocketScanner:
         proc_root: str = DEFAULT_PROC_ROOT,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         only_netns: frozenset[int] | None = None,
+        tcp_info: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``tcp_info``: give reported client sockets their RTT and retransmits
+        (:mod:`capture.tcphealth`; entering namespaces takes CAP_SYS_ADMIN and
+        CAP_SYS_PTRACE)."""
         self._cluster = cluster
         self._node = node
         self._counters = counters
@@ -70,13 +87,18 @@ class SocketScanner:
         self._clock = clock
         self._only_netns = only_netns
         self.reporter = ConnReporter(refresh_interval)
+        self.tcp_health = TcpHealth() if tcp_info else None
         self.last_scan_seconds = 0.0
         self.last_scan_done = time.monotonic()
         """When the last scan finished (``time.monotonic``); at first, when the scanner
         was made."""
 
     def take(self, result: ScanResult, now: float) -> list[SocketObservation]:
-        """Account for one scan's result and return what to publish."""
+        """Account for one scan's result and return what to publish (no tcp_info)."""
+        return self._observations(self._decide(result, now), {})
+
+    def _decide(self, result: ScanResult, now: float) -> tuple[ConnReport, ...]:
+        """Account for one scan's result and return the reporter's decisions."""
         connections = sum(len(ns.connections) for ns in result.namespaces)
         self._counters.seen += connections
         for reason in _LOSSES:
@@ -86,15 +108,55 @@ class SocketScanner:
         self._counters.emitted += len(batch.reports)
         if batch.quiet:
             self._counters.drop("unchanged", batch.quiet)
-        return observations(batch.reports, cluster=self._cluster, node=self._node)
+        return batch.reports
+
+    def _observations(
+        self,
+        reports: tuple[ConnReport, ...],
+        dumps: Mapping[int, Mapping[SocketKey, DiagSocket]],
+    ) -> list[SocketObservation]:
+        tcp = self.tcp_health
+        if tcp is None:
+            return observations(reports, cluster=self._cluster, node=self._node)
+        return observations(
+            reports,
+            cluster=self._cluster,
+            node=self._node,
+            health=lambda r: tcp.health(r, dumps.get(r.netns)),
+        )
 
     async def scan_once(self) -> list[SocketObservation]:
         started = time.perf_counter()
         now = self._clock()
         result = await asyncio.to_thread(scan_proc, self._proc_root, only_netns=self._only_netns)
+        reports = self._decide(result, now)
+        dumps: dict[int, dict[SocketKey, DiagSocket]] = {}
+        if self.tcp_health is not None:
+            dumps = await asyncio.to_thread(self._dump, result, reports)
+            self.tcp_health.forget_gone(self.reporter.first_seen)
         self.last_scan_seconds = time.perf_counter() - started
         self.last_scan_done = time.monotonic()
-        return self.take(result, now)
+        return self._observations(reports, dumps)
+
+    def _dump(
+        self, result: ScanResult, reports: tuple[ConnReport, ...]
+    ) -> dict[int, dict[SocketKey, DiagSocket]]:
+        """The sockets of the namespaces where ``reports`` has client sockets, by
+        namespace id; one that could not be dumped is counted and left out."""
+        wanted = {r.netns for r in reports if r.role == ROLE_CLIENT}
+        pids = {ns.netns: ns.pid for ns in result.namespaces if ns.netns in wanted}
+        if not pids:
+            return {}
+        paths = [f"{self._proc_root}/{pid}/ns/net" for pid in pids.values()]
+        dumps: dict[int, dict[SocketKey, DiagSocket]] = {}
+        for netns, dump in zip(pids, dump_namespaces(paths), strict=True):
+            if dump.error is not None or dump.netns != netns:
+                # gone since the scan, or its pid now in another namespace
+                self._counters.drop(DROP_TCP_INFO_UNREADABLE)
+                log.debug("no tcp_info of namespace %d: %s", netns, dump.error or "moved")
+                continue
+            dumps[netns] = by_addresses(dump.sockets)
+        return dumps
 
     def stalled(self, interval: float) -> str | None:
         """Why scans look stuck: none finished for three intervals (at least a minute)."""

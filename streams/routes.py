@@ -198,8 +198,8 @@ class Routes:
                     continue
             if obs.health is not None:
                 self._health(route, obs.node, obs.health, now)
-                if not obs.health.opened:  # health alone: no sighting of a call
-                    continue
+                if not obs.health.opened and obs.origin == "conntrack":
+                    continue  # health alone (failed connects, ends): no sighting of a call
             if obs.transport == "udp":
                 sightings += self._udp(route, obs, now)
             elif obs.role == "server":

@@ -7,7 +7,7 @@ import pytest
 from identities import CLUSTER, answer, pod, service, socket
 
 from callmap.counters import StageCounters
-from callmap.wire import DnsAnswer, FlowHealth, SocketObservation
+from callmap.wire import DnsAnswer, FlowHealth, RttSamples, SocketObservation
 from streams.combine import Combiner
 from streams.identity import IdentityStore
 from streams.resolve import Late, Resolver
@@ -264,3 +264,18 @@ def test_health_that_opened_nothing_is_no_sighting(store: IdentityStore) -> None
     (alone,) = combine.drain()
     assert alone.count == 0 and alone.health == FlowHealth(closed=1, failed=1, bytes_sent=9)
     assert (alone.client.name, alone.server.name) == ("frontend", "cart")
+
+
+def test_a_scanned_client_socket_with_its_rtt_is_a_sighting_and_carries_the_rtt(
+    store: IdentityStore,
+) -> None:
+    routes, _, combine = routes_of(store)
+    scanned = msgspec.structs.replace(
+        socket("10.1.0.10", 40000, "10.1.0.11", 7070, ts=100.0),
+        node="node-a",
+        health=FlowHealth(retransmits=2, rtt=RttSamples.of(1500)),
+    )
+    assert routes.connections([scanned], 100.0, False, []) == 1  # opened nothing, still seen
+    (sighting,) = combine.urgent()
+    assert sighting.count == 1 and sighting.ports == (7070,)
+    assert sighting.health == FlowHealth(retransmits=2, rtt=RttSamples.of(1500))
