@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from helpers.chartrender import CHART, ROOT, Rendered, render
 
+from devtools.helm import DevHelmError
+
 MIB = 1024 * 1024
 UNITS = {"Ki": 1024, "Mi": MIB, "Gi": 1024 * MIB}
 
@@ -56,6 +58,11 @@ def test_the_capture_agent_is_root_with_only_the_capabilities_it_uses(
             ["capture.conntrack=false", "capture.forceReceiveBuffer=true"],
             ["NET_RAW", "SETUID", "SETGID", "NET_ADMIN"],
         ),
+        (
+            ["capture.dropTo=null", "capture.tcpInfo=true"],
+            ["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"],
+        ),
+        (["capture.dropTo=null", "capture.tcpInfo=true", "capture.sockets=false"], ["NET_RAW"]),
     ],
 )
 def test_each_extra_capability_comes_only_with_the_feature_that_needs_it(
@@ -205,12 +212,29 @@ def test_every_path_a_component_writes_is_a_volume(chart: Rendered) -> None:
                 assert "/var/lib/callmap" in mounted, document["metadata"]["name"]
 
 
+def test_tcp_info_is_only_for_an_agent_that_keeps_its_capabilities(helm: Path) -> None:
+    _, container = capture(render(set_values=["capture.dropTo=null", "capture.tcpInfo=true"]))
+    assert "--tcp-info" in container["args"]
+    assert "--no-tcp-info" in capture(render())[1]["args"]
+    with pytest.raises(DevHelmError, match=r"capture\.tcpInfo needs capture\.dropTo: null"):
+        render(set_values=["capture.tcpInfo=true"])
+
+
 def test_every_capability_the_agent_can_get_has_a_written_reason(helm: Path) -> None:
-    _, container = capture(render(set_values=["capture.forceReceiveBuffer=true"]))
-    possible = container["securityContext"]["capabilities"]["add"]
-    assert set(possible) == {"NET_RAW", "SETUID", "SETGID", "NET_ADMIN"}
-    reasons = (ROOT / "docs" / "deploy.md").read_text()
+    possible: set[str] = set()
+    for values in (
+        ["capture.forceReceiveBuffer=true"],
+        ["capture.dropTo=null", "capture.tcpInfo=true"],
+    ):
+        _, container = capture(render(set_values=values))
+        possible |= set(container["securityContext"]["capabilities"]["add"])
+    assert possible == {"NET_RAW", "SETUID", "SETGID", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
+    rows = (ROOT / "docs" / "deploy.md").read_text().splitlines()
     template = (CHART / "templates" / "capture.yaml").read_text()
     for capability in possible:
-        assert f"| `CAP_{capability}`" in reasons, capability  # a row of the Privileges table
+        # a row of the Privileges table names it first
+        assert any(
+            line.startswith("| `CAP_") and f"`CAP_{capability}`" in line.split("|")[1]
+            for line in rows
+        ), capability
         assert f"  {capability} " in template, capability  # and the template says why
