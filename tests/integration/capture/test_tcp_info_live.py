@@ -143,14 +143,15 @@ def pair() -> Iterator[Pair]:
                     process.wait()
 
 
-def scanner_of(pair: Pair) -> SocketScanner:
+def scanner_in(process: subprocess.Popen[str], *, tcp_info: bool = True) -> SocketScanner:
+    """A scanner of ``process``'s namespace that reports a connection at every scan."""
     return SocketScanner(
         cluster="test",
         node="node-a",
         counters=Counters().stage("sockets"),
-        refresh_interval=0.01,  # every scan reports the connection again
-        only_netns=frozenset({namespace_id(f"/proc/{pair.client.pid}")}),
-        tcp_info=True,
+        refresh_interval=0.01,
+        only_netns=frozenset({namespace_id(f"/proc/{process.pid}")}),
+        tcp_info=tcp_info,
     )
 
 
@@ -160,7 +161,7 @@ def the_call(observations: list[SocketObservation]) -> SocketObservation:
 
 
 def test_a_client_socket_reports_the_rtt_and_retransmits_the_kernel_shows(pair: Pair) -> None:
-    scanner = scanner_of(pair)
+    scanner = scanner_in(pair.client)
     pair.send(BURST)
     rtt_us, retransmits = pair.kernel_says()
     call = the_call(asyncio.run(scanner.scan_once()))
@@ -180,23 +181,12 @@ def test_a_client_socket_reports_the_rtt_and_retransmits_the_kernel_shows(pair: 
 
 def test_the_servers_side_tells_no_health(pair: Pair) -> None:
     pair.send(1000)
-    scanner = SocketScanner(
-        cluster="test",
-        node="node-b",
-        counters=Counters().stage("sockets"),
-        only_netns=frozenset({namespace_id(f"/proc/{pair.server.pid}")}),
-        tcp_info=True,
-    )
-    (served,) = [o for o in asyncio.run(scanner.scan_once()) if o.local_port == PORT]
+    observed = asyncio.run(scanner_in(pair.server).scan_once())
+    (served,) = [o for o in observed if o.local_port == PORT]
     assert served.role == "server" and served.health is None  # its RTT is the client's to tell
 
 
 def test_without_tcp_info_no_health_is_read(pair: Pair) -> None:
     pair.send(1000)
-    scanner = SocketScanner(
-        cluster="test",
-        node="node-a",
-        counters=Counters().stage("sockets"),
-        only_netns=frozenset({namespace_id(f"/proc/{pair.client.pid}")}),
-    )
+    scanner = scanner_in(pair.client, tcp_info=False)
     assert the_call(asyncio.run(scanner.scan_once())).health is None

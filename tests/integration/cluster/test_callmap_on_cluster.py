@@ -61,11 +61,13 @@ while True:
 """
 
 
+# Edges gain the sources and ports of later sightings at their next refresh.
+FAST = {"streams": {"grace": 10, "refreshInterval": 10}}
+
+
 @pytest.fixture(scope="module")
 def installed(dev_cluster: DevCluster) -> Iterator[DevCluster]:
-    # Edges gain the sources and ports of later sightings at their next refresh.
-    fast = {"streams": {"grace": 10, "refreshInterval": 10}}
-    report = dev_cluster.install_callmap(REPO, fast)
+    report = dev_cluster.install_callmap(REPO, FAST)
     assert "STATUS: deployed" in report
     yield dev_cluster
     dev_cluster.kubectl("delete", "namespace", "calls", "--ignore-not-found", "--wait=true")
@@ -423,3 +425,64 @@ def test_the_agents_grants_are_needed_and_do_not_reach_other_pods_environment(
     assert "packet socket: denied" in agent_pod(installed, "grants-no-raw", [], 0, f"{script} stay")
     non_root = agent_pod(installed, "grants-non-root", chart, 10001, f"{script} stay")
     assert "packet socket: denied" in non_root
+
+
+# A long-lived connection to the server pod's own address, a line each way every second.
+PINGER = """
+import socket, sys, time
+while True:
+    try:
+        conn = socket.create_connection((sys.argv[1], 8080), timeout=5)
+        lines = conn.makefile()
+        while True:
+            conn.sendall(b"ping\\n"); lines.readline(); time.sleep(1)
+    except OSError as e:
+        print(f"error {e}", flush=True); time.sleep(1)
+"""
+
+
+def test_with_tcp_info_a_real_pods_calls_carry_their_round_trip_times(
+    installed: DevCluster,
+) -> None:
+    """capture.tcpInfo on real nodes: the agent, with the chart's grants for it, enters
+    a containerd pod's namespace through the host's /proc and reads its client socket."""
+    image = installed.status().images["callmap"]
+    installed.install_callmap(REPO, {**FAST, "capture": {"dropTo": None, "tcpInfo": True}})
+    try:
+        installed.kubectl("create", "namespace", "rtt")
+        server = deployment("server", image, ["python", "-c", SERVE], "node-1")
+        server["metadata"]["namespace"] = "rtt"
+        installed.apply([server])
+        installed.kubectl("-n", "rtt", "rollout", "status", "deployment/server", "--timeout=120s")
+        server_ip = installed.kubectl(
+            "-n",
+            "rtt",
+            "get",
+            "pods",
+            "-l",
+            "app=server",
+            "-o",
+            "jsonpath={.items[0].status.podIP}",
+        )
+        client = deployment("client", image, ["python", "-c", PINGER, server_ip], "node-2")
+        client["metadata"]["namespace"] = "rtt"
+        installed.apply([client])
+
+        def timed(edges: dict[str, Edge]) -> Edge | None:
+            for edge in edges.values():
+                names = (edge.client.namespace, edge.client.name, edge.server.name)
+                total = edge.health_total
+                if names == ("rtt", "client", "server") and total and total.rtt:
+                    return edge
+            return None
+
+        edge = timed(asyncio.run(read_edges(installed, {}, timed, timeout=180)))
+        assert edge is not None and edge.health_total is not None, "no RTT reached the topic"
+        rtt = edge.health_total.rtt
+        assert rtt is not None and rtt.samples >= 1
+        # Two network namespaces of this machine, a veth and a bridge apart.
+        assert 1 <= rtt.quantile_us(0.5) < 100_000, rtt
+        print(f"\nRTT of rtt/client -> rtt/server: p50 {rtt.quantile_us(0.5):.0f} µs")
+    finally:
+        installed.kubectl("delete", "namespace", "rtt", "--ignore-not-found", "--wait=true")
+        installed.install_callmap(REPO, FAST)  # the chart's defaults again
