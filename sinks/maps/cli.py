@@ -25,6 +25,7 @@ from callmap.config import load_settings
 from callmap.errors import CallmapError
 from callmap.optiongroups import metrics_port_option, option_group
 from sinks.escape import terminal
+from sinks.health import SLOW_MS
 from sinks.maps.filters import MapFilter, parse_since
 from sinks.maps.formats.cilium import CiliumOptions, cilium_policies
 from sinks.maps.formats.documents import render
@@ -131,6 +132,16 @@ def _choice(value: str, choices: tuple[ChoiceT, ...]) -> ChoiceT:
     raise ValueError(f"{value!r}: expected one of {', '.join(choices)}")
 
 
+_slow_ms_option = click.option(
+    "--slow-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=SLOW_MS,
+    show_default=True,
+    help="A call whose p99 round-trip time (lately) is at least this many ms is slow.",
+)
+"""The slow rule's threshold, for every command that marks slow calls."""
+
+
 def _warn(command: str, text: str) -> None:
     click.echo(f"callmap {command}: warning: {terminal(text)}", err=True)
 
@@ -148,24 +159,28 @@ def _load(command: str, query: MapQuery, identities: bool = False) -> MapData:
 @_map_options
 @click.option("--output", type=click.Choice(LIST_FORMATS), default="text", show_default=True)
 @click.option(
-    "--health", is_flag=True, help="text: how each call's connections went lately; failing marked."
+    "--health",
+    is_flag=True,
+    help="text: how each call's connections went lately; failing and slow marked.",
 )
+@_slow_ms_option
 @_guard
-def list_command(query: MapQuery, output: str, health: bool) -> None:
+def list_command(query: MapQuery, output: str, health: bool, slow_ms: float) -> None:
     """Print who calls whom: "X in namespace Y calls:" and its servers.
 
     When the edges shown span several clusters, every name carries its cluster.
     """
-    show_list(ListSettings(query, _choice(output, LIST_FORMATS), health))
+    show_list(ListSettings(query, _choice(output, LIST_FORMATS), health, slow_ms))
 
 
 def show_list(settings: ListSettings) -> None:
     """``callmap list``: the map as text or JSON on stdout."""
     edges = settings.query.selection.select(_load("list", settings.query).edges)
     if settings.output == "json":
-        write_output(render_json(edges), None)
+        write_output(render_json(edges, slow_ms=settings.slow_ms), None)
     else:
-        write_output(render_text(edges, health=settings.health), None)
+        text = render_text(edges, health=settings.health, slow_ms=settings.slow_ms)
+        write_output(text, None)
 
 
 def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -310,8 +325,9 @@ def _labels(settings: ExportSettings, data: MapData) -> LabelBook:
     help="map.svg, map.png or map.dot (the extension picks the format).",
 )
 @click.option("--title", default="callmap", show_default=True)
+@_slow_ms_option
 @_guard
-def visualize(query: MapQuery, output: Path, title: str) -> None:
+def visualize(query: MapQuery, output: Path, title: str, slow_ms: float) -> None:
     """Draw the map with Graphviz: namespaces as clusters, externals apart.
 
     A map of several Kubernetes clusters draws one box per cluster around its namespaces.
@@ -319,13 +335,13 @@ def visualize(query: MapQuery, output: Path, title: str) -> None:
     drawing = DRAWINGS.get(output.suffix.lower().lstrip("."))
     if drawing is None:
         raise click.BadParameter("the file name must end in .svg, .png or .dot", param_hint="-o")
-    draw_map(VisualizeSettings(query, output, drawing, title))
+    draw_map(VisualizeSettings(query, output, drawing, title, slow_ms))
 
 
 def draw_map(settings: VisualizeSettings) -> None:
     """``callmap visualize``: the map as DOT, or drawn by Graphviz as SVG or PNG."""
     edges = settings.query.selection.select(_load("visualize", settings.query).edges)
-    dot = render_dot(edges, settings.title)
+    dot = render_dot(edges, settings.title, slow_ms=settings.slow_ms)
     if settings.drawing == "dot":
         settings.output.write_text(dot)
         return
@@ -374,8 +390,16 @@ def mcp(query: MapQuery, transport: str, host: str, port: int, refresh: float) -
     show_default=True,
     help="Seconds between reads of a sink's store (--from other than kafka) and of identities.",
 )
+@_slow_ms_option
 @_guard
-def serve(query: MapQuery, host: str, port: int, token_file: Path | None, refresh: float) -> None:
+def serve(
+    query: MapQuery,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    refresh: float,
+    slow_ms: float,
+) -> None:
     """Serve the map, live, as a web page: filters, grouping, what changed, policies.
 
     Read-only; it listens on loopback unless --host says otherwise.
@@ -390,7 +414,7 @@ def serve(query: MapQuery, host: str, port: int, token_file: Path | None, refres
             f"warning: serving the map on {host} with no token: anyone who reaches it can read it",
             err=True,
         )
-    asyncio.run(serve_map(ServeSettings(query, host, port, token, refresh)))
+    asyncio.run(serve_map(ServeSettings(query, host, port, token, refresh, slow_ms)))
 
 
 @click.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from callmap.config import KafkaSettings
+from sinks.health import SLOW_MS
 from sinks.maps.filters import MapFilter
 from sinks.maps.readers import Source
 
@@ -54,6 +55,8 @@ class ListSettings:
     """``text`` (the listing people read) or ``json`` (``--output``)."""
     health: bool = False
     """``--health``: each call's health in the text (the JSON always has it)."""
+    slow_ms: float = SLOW_MS
+    """A call whose p99 round-trip time is at least this many ms is slow (``--slow-ms``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,9 @@ class VisualizeSettings:
     """What to write, from the file's extension: ``svg``, ``png`` or ``dot``."""
     title: str
     """The graph's title (``--title``)."""
+    slow_ms: float = SLOW_MS
+    """A call whose p99 round-trip time is at least this many ms is drawn slow
+    (``--slow-ms``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,9 @@ class ServeSettings:
     ``CALLMAP_SERVE_TOKEN``)."""
     refresh: float
     """Seconds between reads of a sink's store, and of the identities (``--refresh``)."""
+    slow_ms: float = SLOW_MS
+    """A call whose p99 round-trip time is at least this many ms is marked slow
+    (``--slow-ms``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from callmap.errors import CallmapError
 from callmap.signals import on_stop_signals
 from callmap.wire import EDGES, GLOBAL_EDGES, Edge, PodIdentity, ServiceIdentity
 from sinks.endpoints import clusters_in, placed
+from sinks.health import SLOW_MS
 from sinks.maps import questions
 from sinks.maps.filters import MapFilter
 from sinks.maps.follower import Follower
@@ -94,9 +95,11 @@ class LiveMap:
     """The current map (the edges ``selection`` keeps, expired ones included) and the
     pages watching it."""
 
-    def __init__(self, selection: MapFilter, source: str) -> None:
+    def __init__(self, selection: MapFilter, source: str, slow_ms: float = SLOW_MS) -> None:
         self.selection = replace(selection, include_expired=True)
         self.source = source
+        self.slow_ms = slow_ms
+        """The p99 round-trip time (ms) from which the page marks a call slow."""
         self.edges: dict[str, Edge] = {}
         self.pods: list[PodIdentity] = []
         self.services: list[ServiceIdentity] = []
@@ -118,7 +121,7 @@ class LiveMap:
             self.edges[change.edge_id] = edge
         if self._watchers:  # reading a topic from its start, nobody watches yet: encode nothing
             change = MapChange(change.edge_id, edge)
-            self._send(event_frame("change", change_json(change, self.labels)))
+            self._send(event_frame("change", change_json(change, self.labels, self.slow_ms)))
 
     def _send(self, frame: bytes) -> None:
         for watcher in self._watchers:
@@ -146,7 +149,7 @@ class LiveMap:
     def snapshot(self) -> dict[str, object]:
         """The whole map now, as the page's first event carries it."""
         edges = [self.edges[key] for key in sorted(self.edges)]
-        return snapshot(edges, time.time(), self.source, self.labels)
+        return snapshot(edges, time.time(), self.source, self.labels, self.slow_ms)
 
     def snapshot_frame(self) -> bytes:
         return event_frame("snapshot", self.snapshot())
@@ -366,7 +369,7 @@ async def serve(settings: ServeSettings, stop: asyncio.Event | None = None) -> N
         stop = asyncio.Event()
         on_stop_signals(stop.set)
     query = settings.query
-    live = LiveMap(query.selection, query.source.kind)
+    live = LiveMap(query.selection, query.source.kind, settings.slow_ms)
     reader = follow_topic if query.source.kind == "kafka" else poll_store
     tasks = [asyncio.create_task(reader(live, settings, stop))]
     if query.source.kind == "kafka":

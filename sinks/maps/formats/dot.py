@@ -4,10 +4,12 @@ Namespaces are clusters; externals, unresolved IPs and the control plane sit
 in clusters of their own, drawn differently. When the map spans several
 Kubernetes clusters, each is a box of its own (``subgraph cluster_...``)
 holding its namespaces, IPs and control plane, and externals sit outside them
-all. Every edge carries a tooltip with
-its ports, sources, last sighting and health (an SVG shows it on hover); an
-edge failing lately (:func:`sinks.health.failing`) is drawn red with its
-failures under its ports. Node ids are
+all. Every edge carries a tooltip with its ports, sources, last sighting and
+health (an SVG shows it on hover); an edge failing lately
+(:func:`sinks.health.failing`) is drawn red with its failures under its
+ports, one slow lately (:func:`sinks.health.slow`: its p99 round-trip time at
+or above the threshold) orange with its p99 under them. Failing wins: a call
+both failing and slow is red, its p99 under its failures. Node ids are
 generated (``n0``, ``n1``, ...), and every label and tooltip goes through
 :func:`sinks.escape.dot_string`, so no name can add a statement. Writing DOT
 needs nothing installed; :mod:`sinks.maps.graphviz` turns it into SVG or PNG. Pure.
@@ -29,8 +31,8 @@ from sinks.endpoints import (
     shown,
 )
 from sinks.escape import dot_string
+from sinks.health import SLOW_MS, failing, milliseconds, rtt_of, slow
 from sinks.health import describe as describe_health
-from sinks.health import failing
 from sinks.times import iso_time
 
 _GROUPS = {
@@ -41,6 +43,9 @@ _GROUPS = {
 }
 _FAILING = "#c62828"
 """The colour of a failing edge (connects failed, or connections reset lately)."""
+_SLOW = "#e65100"
+"""The colour of a slow edge (its p99 round-trip time at or above the threshold lately):
+orange, apart from the red of failing and from the blue-grey of the rest."""
 _CLUSTER_STYLE = 'style="bold,rounded"; color="#2f4f7f"; fontsize=13;'
 _NODE_STYLE = {
     "workload": 'shape=box, style="rounded,filled", fillcolor="#e8f0fb"',
@@ -61,6 +66,12 @@ def _failures(health: FlowHealth) -> str:
     """A failing edge's label line: ``3 failed, 1 reset (12 opened)``."""
     failures = describe_health(FlowHealth(failed=health.failed, resets=health.resets))
     return f"{failures} ({health.opened} opened)" if health.opened else failures
+
+
+def _p99(health: FlowHealth) -> str:
+    """A slow edge's label line: ``p99 240 ms``."""
+    rtt = rtt_of(health)
+    return f"p99 {milliseconds(rtt.quantile_us(0.99))}" if rtt is not None else ""
 
 
 def _group(endpoint: Endpoint) -> tuple[str, str, str]:
@@ -97,8 +108,9 @@ def _boxes(
     return clusters
 
 
-def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
-    """A DOT digraph of ``edges`` (already filtered), deterministic for the same input."""
+def render_dot(edges: Iterable[Edge], title: str = "callmap", *, slow_ms: float = SLOW_MS) -> str:
+    """A DOT digraph of ``edges`` (already filtered), deterministic for the same input;
+    calls whose p99 round-trip time is ``slow_ms`` or more lately are drawn slow."""
     edges = sorted(edges, key=edge_sort_key)
     several = len(clusters_in(edges)) > 1
     only = edges[0].cluster if edges else ""
@@ -156,14 +168,19 @@ def render_dot(edges: Iterable[Edge], title: str = "callmap") -> str:
             details.append("expired")
         attributes = [f"tooltip={_lines(*details)}"]
         shown_label = [", ".join(port_labels(edge))] if edge.ports or edge.udp_ports else []
+        colour: str | None = None
         if edge.health is not None and failing(edge.health):
             shown_label.append(_failures(edge.health))
-            attributes.append(f'color="{_FAILING}", fontcolor="{_FAILING}", penwidth=2')
+            colour = _FAILING
+        if edge.health is not None and slow(edge.health, slow_ms):
+            shown_label.append(_p99(edge.health))
+            colour = colour or _SLOW
+        if colour is not None:
+            attributes.append(f'color="{colour}", fontcolor="{colour}", penwidth=2')
         if shown_label:
             attributes.append(f"label={_lines(*shown_label)}")
-        if edge.event == "expired":  # dashed; red still when its last calls failed
-            failed_last = edge.health is not None and failing(edge.health)
-            attributes.append("style=dashed" if failed_last else 'style=dashed, color="#aaaaaa"')
+        if edge.event == "expired":  # dashed; red or orange still when its last calls were
+            attributes.append("style=dashed" if colour else 'style=dashed, color="#aaaaaa"')
         out.append(f"  {source} -> {target} [{', '.join(attributes)}];")
     out.append("}")
     return "\n".join(out) + "\n"

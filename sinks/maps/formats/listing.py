@@ -42,8 +42,8 @@ from sinks.endpoints import (
     sort_key,
 )
 from sinks.escape import terminal
+from sinks.health import SLOW_MS, failing, health_fields, slow
 from sinks.health import describe as describe_health
-from sinks.health import failing, health_fields
 
 Groups = list[tuple[tuple[str, Endpoint], list[Edge]]]
 
@@ -65,12 +65,13 @@ def _calls(client: Endpoint, calls: list[Edge], several: bool) -> list[tuple[Edg
     return sorted(servers, key=lambda item: sort_key(item[1], client.namespace, client.cluster))
 
 
-def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
+def render_text(edges: Iterable[Edge], *, health: bool = False, slow_ms: float = SLOW_MS) -> str:
     """The map as text; clusters are named only when there are several.
 
     With ``health``, a server line whose edges have health ends with how its
     calls went lately (their ``health``, summed over the edges shown as that
-    line), and a failing one is marked ``[failing]``; a line without health
+    line), a failing one marked ``[failing]`` and one whose p99 round-trip time
+    is ``slow_ms`` or more ``[slow]`` (both, when both); a line without health
     stays as it is.
     """
     groups, several = _by_client(edges)
@@ -86,7 +87,9 @@ def render_text(edges: Iterable[Edge], *, health: bool = False) -> str:
         for line, healths in shown_lines.items():
             lately = total_health(healths) if health else None
             if lately is not None:
-                line += f"{' [failing]' if failing(lately) else ''}: {describe_health(lately)}"
+                marks = " [failing]" if failing(lately) else ""
+                marks += " [slow]" if slow(lately, slow_ms) else ""
+                line += f"{marks}: {describe_health(lately)}"
             lines.append(f"  - {terminal(line)}")
     return "".join(line + "\n" for line in lines)
 
@@ -102,10 +105,12 @@ def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
     return value
 
 
-def render_json(edges: Iterable[Edge]) -> str:
+def render_json(edges: Iterable[Edge], *, slow_ms: float = SLOW_MS) -> str:
     """The same map as JSON: a list of clients, each with its calls in listing order.
 
     With several clusters, every endpoint carries its ``cluster`` (externals none).
+    A call with health carries :func:`sinks.health.health_fields` (``slow`` by
+    ``slow_ms``).
     """
     document = []
     groups, several = _by_client(edges)
@@ -125,7 +130,7 @@ def render_json(edges: Iterable[Edge]) -> str:
                         "event": edge.event,
                         "ports": list(edge.ports),
                         **_udp_ports(edge),
-                        **health_fields(edge),
+                        **health_fields(edge, slow_ms),
                         "sources": list(edge.sources),
                         "first_seen": edge.first_seen,
                         "last_seen": edge.last_seen,

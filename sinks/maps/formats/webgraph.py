@@ -18,7 +18,7 @@ from typing import Any
 
 from callmap.wire import Edge, Endpoint
 from sinks.endpoints import label, placed, qualified
-from sinks.health import describe, health_fields
+from sinks.health import SLOW_MS, describe, health_fields
 from sinks.maps.formats.labels import LabelBook
 
 Json = dict[str, Any]
@@ -56,8 +56,8 @@ def node_json(edge: Edge, endpoint: Endpoint, labels: LabelBook | None = None) -
     }
 
 
-def edge_json(edge: Edge, labels: LabelBook | None = None) -> Json:
-    """One edge as the page draws and lists it."""
+def edge_json(edge: Edge, labels: LabelBook | None = None, slow_ms: float = SLOW_MS) -> Json:
+    """One edge as the page draws and lists it (``slow`` by ``slow_ms``)."""
     return {
         "id": edge.edge_id,
         "cluster": edge.cluster,
@@ -71,24 +71,28 @@ def edge_json(edge: Edge, labels: LabelBook | None = None) -> Json:
         "first_seen": edge.first_seen,
         "last_seen": edge.last_seen,
         "count": edge.count,
-        **_health(edge),
+        **_health(edge, slow_ms),
     }
 
 
-def _health(edge: Edge) -> Json:
+def _health(edge: Edge, slow_ms: float) -> Json:
     """For an edge with health: :func:`sinks.health.health_fields` and ``health_text``,
     the words ``callmap list --health`` uses."""
-    fields = health_fields(edge)
+    fields = health_fields(edge, slow_ms)
     return {**fields, "health_text": describe(edge.health)} if fields else {}
 
 
 def snapshot(
-    edges: Iterable[Edge], now: float, source: str, labels: LabelBook | None = None
+    edges: Iterable[Edge],
+    now: float,
+    source: str,
+    labels: LabelBook | None = None,
+    slow_ms: float = SLOW_MS,
 ) -> Json:
     """The whole map, expired edges included: the first event of every stream."""
     edges = list(edges)
     return {
-        "edges": [edge_json(edge, labels) for edge in edges],
+        "edges": [edge_json(edge, labels, slow_ms) for edge in edges],
         "now": now,
         "source": source,
         "clusters": sorted({edge.cluster for edge in edges}),
@@ -112,11 +116,13 @@ def changes_between(before: Mapping[str, Edge], after: Mapping[str, Edge]) -> li
     return sorted(found, key=lambda change: change.edge_id)
 
 
-def change_json(change: MapChange, labels: LabelBook | None = None) -> Json:
+def change_json(
+    change: MapChange, labels: LabelBook | None = None, slow_ms: float = SLOW_MS
+) -> Json:
     """A ``change`` event's data: ``{"edge": ...}`` or ``{"removed": id}``."""
     if change.edge is None:
         return {"removed": change.edge_id}
-    return {"edge": edge_json(change.edge, labels)}
+    return {"edge": edge_json(change.edge, labels, slow_ms)}
 
 
 def event_frame(name: str, data: Json) -> bytes:

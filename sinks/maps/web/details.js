@@ -126,13 +126,15 @@ function fillPeers(list, count, calls, side, many) {
 }
 
 /** How the selected node's calls went lately (an edge's `health_text`, from the
- *  nodes' connection tracking), failing ones marked; hidden when no call has health. */
+ *  nodes' connection tracking and the client sockets' round-trip times and
+ *  retransmits), failing and slow ones marked; hidden when no call has health. */
 function fillHealth(calls, id) {
   const items = [];
   for (const { edge } of calls) {
     if (typeof edge.health_text !== 'string') continue;
     const peer = edge.client.id === id || last.drawnOf.get(edge.client.id) === id ? edge.server : edge.client;
     const item = element('li', shown(`${peer.label}: ${edge.health_text}`));
+    if (edge.slow) item.prepend(element('span', 'slow', 'badge slow'), ' ');
     if (edge.failing) item.prepend(element('span', 'failing', 'badge failing'), ' ');
     items.push(item);
   }

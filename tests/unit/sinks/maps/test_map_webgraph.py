@@ -9,7 +9,7 @@ import json
 import msgspec
 from helpers.mapedges import edge, workload
 
-from callmap.wire import Endpoint, FlowHealth, PodIdentity, WorkloadRef
+from callmap.wire import Endpoint, FlowHealth, PodIdentity, RttSamples, WorkloadRef
 from sinks.maps.filters import MapFilter
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.webgraph import (
@@ -64,6 +64,26 @@ def test_an_edge_with_health_carries_it_and_the_words_of_the_listing() -> None:
     assert data["health_total"] == {"opened": 112, "failed": 3, "resets": 1}
     assert data["failing"] is True and data["health_text"] == "3 failed, 1 reset, 12 opened"
     assert "health" not in edge_json(TO_API)  # none reported: as before
+
+
+def test_an_edge_with_round_trips_carries_them_for_the_details_panel() -> None:
+    lately = FlowHealth(opened=3, retransmits=2, rtt=RttSamples.of(1100, 1100, 240_000))
+    told = msgspec.structs.replace(TO_API, health=lately, health_total=lately)
+    data = edge_json(told)
+    assert data["health_text"] == "3 opened, RTT p50 1.1 ms, p99 240 ms, 2 retransmits"
+    assert (data["slow"], data["failing"], data["retransmits"]) == (True, False, 2)
+    assert (data["rtt_p50_ms"], data["rtt_p99_ms"]) == (1.117, 240.387)
+    assert edge_json(told, slow_ms=300)["slow"] is False
+
+
+def test_the_live_map_marks_slow_calls_by_its_threshold() -> None:
+    lately = FlowHealth(opened=1, rtt=RttSamples.of(240_000))
+    told = msgspec.structs.replace(TO_API, health=lately, health_total=lately)
+    strict, lenient = LiveMap(MapFilter(), "sqlite"), LiveMap(MapFilter(), "sqlite", slow_ms=300)
+    for live in (strict, lenient):
+        live.replace_all([told])
+    assert [e["slow"] for e in strict.snapshot()["edges"]] == [True]  # type: ignore[index]
+    assert [e["slow"] for e in lenient.snapshot()["edges"]] == [False]  # type: ignore[index]
 
 
 def test_an_external_is_one_node_by_name_in_no_cluster() -> None:
