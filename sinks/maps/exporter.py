@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from callmap.metrics import serve_metrics
 from callmap.signals import on_stop_signals
 from callmap.wire import EDGES, GLOBAL_EDGES
+from sinks.health import retransmits_known, rtt_of
 from sinks.maps.follower import Follower
 from sinks.maps.formats.servicegraph import LABELS, EdgeSeries, service_graph
 from sinks.maps.settings import MetricsSettings
@@ -77,7 +78,7 @@ class ServiceGraphCollector(Collector):
             "Messages of the edges topic that did not decode.",
             value=self._follower.rejected,
         )
-        yield from (sightings, first, last, *_health_counters(graph.edges))
+        yield from (sightings, first, last, *_health_counters(graph.edges), _rtt(graph.edges))
         yield from (requests, edges, dropped, rejected)
 
 
@@ -88,6 +89,7 @@ _HEALTH_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("callmap_edge_resets", "resets", "Answered TCP connections that ended with a reset."),
     ("callmap_edge_sent_bytes", "bytes_sent", "Bytes client to server (nodes that count bytes)."),
     ("callmap_edge_received_bytes", "bytes_received", "Bytes server to client (likewise)."),
+    ("callmap_edge_retransmits", "retransmits", "TCP segments the client resent (tcp_info)."),
 )
 """Per-edge counters of ``health_total``: (family, FlowHealth field, help)."""
 
@@ -100,9 +102,30 @@ def _health_counters(series: list[EdgeSeries]) -> Iterator[Metric]:
         )
         for one in series:
             value = None if one.health is None else getattr(one.health, field)
+            if field == "retransmits" and not retransmits_known(one.health):
+                value = None  # 0 from a node without tcp_info is no count of none
             if value is not None:
                 family.add_metric(one.labels, value)
         yield family
+
+
+RTT_QUANTILES = (0.5, 0.99)
+"""The quantiles of ``callmap_edge_rtt_seconds``."""
+
+
+def _rtt(series: list[EdgeSeries]) -> Metric:
+    """The last window's RTT quantiles of each edge that has RTT samples in it."""
+    family = GaugeMetricFamily(
+        "callmap_edge_rtt_seconds",
+        "Round-trip time of the client's TCP sockets in the edge's last window, per edge.",
+        labels=(*LABELS, "quantile"),
+    )
+    for one in series:
+        rtt = rtt_of(one.lately)
+        if rtt is not None:
+            for q in RTT_QUANTILES:
+                family.add_metric((*one.labels, str(q)), rtt.quantile_us(q) / 1e6)
+    return family
 
 
 async def export(settings: MetricsSettings) -> None:

@@ -11,8 +11,12 @@ Per live edge (expired ones are left out, as in ``callmap list``):
   ``callmap_edge_connections_closed_total``,
   ``callmap_edge_connects_failed_total``, ``callmap_edge_resets_total``, and
   ``callmap_edge_sent_bytes_total`` and ``callmap_edge_received_bytes_total``
-  where the nodes count bytes. They start again from zero when an edge comes
-  back after it expired (``rate()`` reads that as a counter reset);
+  where the nodes count bytes, and ``callmap_edge_retransmits_total`` where
+  the capture agents read ``tcp_info``. They start again from zero when an
+  edge comes back after it expired (``rate()`` reads that as a counter reset);
+- for an edge whose last window (its ``health``) has round-trip times,
+  ``callmap_edge_rtt_seconds{quantile="0.5"}`` and ``{quantile="0.99"}``:
+  gauges of that window's p50 and p99, within the 9 % of the RTT buckets;
 - ``traces_service_graph_request_total{client, server, connection_type}``:
   the same count under the name Grafana's service graph (Tempo's
   metrics-generator series) draws its nodes and edges from; externals are
@@ -60,6 +64,8 @@ class EdgeSeries:
     last_seen: float
     health: FlowHealth | None = None
     """The edges' ``health_total`` summed; None when none has health."""
+    lately: FlowHealth | None = None
+    """The edges' ``health`` (their last windows) summed: what the RTT gauges read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +119,14 @@ def service_graph(edges: Iterable[Edge], max_series: int = DEFAULT_MAX_SERIES) -
         found = merged.get(labels)
         if found is None:
             merged[labels] = EdgeSeries(
-                labels, edge.count, edge.first_seen, edge.last_seen, edge.health_total
+                labels, edge.count, edge.first_seen, edge.last_seen, edge.health_total, edge.health
             )
         else:
             found.sightings += edge.count
             found.first_seen = min(found.first_seen, edge.first_seen)
             found.last_seen = max(found.last_seen, edge.last_seen)
             found.health = total_health([found.health, edge.health_total])
+            found.lately = total_health([found.lately, edge.health])
     ranked = sorted(merged.values(), key=lambda s: (-s.sightings, s.labels))
     kept = ranked[:max_series]
     requests: Counter[tuple[str, str, str]] = Counter()

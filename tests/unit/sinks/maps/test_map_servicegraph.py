@@ -4,8 +4,14 @@ graph reads them, within a bound."""
 from __future__ import annotations
 
 import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from callmap.wire import Edge, Endpoint, FlowHealth
+from callmap.config import KafkaSettings
+from callmap.wire import Edge, Endpoint, FlowHealth, RttSamples
+from sinks.changes import Change
+from sinks.maps.exporter import ServiceGraphCollector
+from sinks.maps.follower import Follower
 from sinks.maps.formats.servicegraph import service_graph
 
 WEB = Endpoint(type="workload", namespace="shop", name="web", kind="Deployment")
@@ -100,3 +106,68 @@ def test_health_counters_come_from_health_total_summed_over_one_series() -> None
         "shop/api": FlowHealth(opened=14, failed=2, resets=1, bytes_sent=100),
         "api.stripe.com": None,  # no conntrack report: no health series
     }
+
+
+def test_the_last_windows_health_is_summed_per_series_for_the_rtt_gauges() -> None:
+    direct = msgspec.structs.replace(
+        edge(WEB, API, 5), health=FlowHealth(rtt=RttSamples.of(1000, 1000))
+    )
+    by_service = msgspec.structs.replace(
+        edge(WEB, API_BY_SERVICE, 2), health=FlowHealth(rtt=RttSamples.of(300_000))
+    )
+    (one,) = service_graph([direct, by_service]).edges
+    assert one.lately == FlowHealth(rtt=RttSamples.of(1000, 1000, 300_000))
+    assert one.health is None  # no health_total: no counters
+
+
+def scrape(*edges: Edge) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """What Prometheus would read from the exporter following ``edges``: samples by name."""
+    follower = Follower(KafkaSettings())
+    for one in edges:
+        follower.book.apply(Change.of(one))
+    registry = CollectorRegistry()
+    registry.register(ServiceGraphCollector(follower, 100))
+    text = generate_latest(registry).decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def test_prometheus_reads_the_last_windows_rtt_quantiles_in_seconds_per_edge() -> None:
+    lately = FlowHealth(opened=4, rtt=RttSamples.of(1100, 1100, 1100, 240_000))
+    samples = scrape(
+        msgspec.structs.replace(edge(WEB, API, 5), health=lately), edge(API, STRIPE, 3)
+    )
+    rtt = {
+        labels["quantile"]: (labels, value) for labels, value in samples["callmap_edge_rtt_seconds"]
+    }
+    assert set(rtt) == {"0.5", "0.99"}  # and only for the edge that has round trips
+    labels, p50 = rtt["0.5"]
+    assert (labels["client"], labels["server"], labels["kind"]) == (
+        "shop/web",
+        "shop/api",
+        "workload",
+    )
+    assert p50 == lately.rtt.quantile_us(0.5) / 1e6  # type: ignore[union-attr]
+    assert 0.00099 < p50 < 0.0012 and 0.22 < rtt["0.99"][1] < 0.26  # within the 9 % buckets
+
+
+def test_prometheus_counts_retransmits_since_new_only_where_tcp_info_reports() -> None:
+    with_tcp_info = msgspec.structs.replace(
+        edge(WEB, API, 5),
+        health_total=FlowHealth(opened=9, retransmits=0, rtt=RttSamples.of(900)),
+    )
+    conntrack_only = msgspec.structs.replace(
+        edge(API, STRIPE, 3), health_total=FlowHealth(opened=9)
+    )
+    resent = msgspec.structs.replace(
+        edge(WEB, APISERVER, 1), health_total=FlowHealth(opened=2, retransmits=7)
+    )
+    samples = scrape(with_tcp_info, conntrack_only, resent)
+    counted = {
+        labels["server"]: value for labels, value in samples["callmap_edge_retransmits_total"]
+    }
+    assert counted == {"shop/api": 0, "apiserver": 7}  # 0 measured is a count; 0 unknown is not
+    assert "callmap_edge_rtt_seconds" not in samples  # no window with round trips: no gauge
