@@ -15,6 +15,11 @@ A message looks like::
   at its start.
 - ``externalId`` (and ``eventId`` in structured data) is the event key of
   :func:`sinks.changes.event_key`: a SIEM can drop a replay by it.
+- Health (since the edge's previous event): ``in=``/``out=`` bytes,
+  ``cn1``-``cn3`` failed connects, resets and connections opened; where the
+  nodes read ``tcp_info``, ``cfp1`` (label ``rttP99Ms``, CEF's floating-point
+  custom field) the p99 round-trip time in ms and ``flexNumber1`` (label
+  ``retransmits``) the segments retransmitted: CEF has only three ``cnN``.
 - ``deviceExternalId`` (and ``cluster``) is the edge's cluster. A global edge
   names each side's cluster too: ``flexString1`` (label ``clientCluster``) and
   ``flexString2`` (``serverCluster``), and ``clientCluster`` and
@@ -36,6 +41,7 @@ from callmap.wire import Edge, Endpoint, FlowHealth
 from sinks.changes import event_key
 from sinks.endpoints import label, port_labels, qualified
 from sinks.escape import cef_header, cef_value, sd_param_value, syslog_header_field
+from sinks.health import rtt_fields
 from sinks.service.formats.ecs import ecs_json
 from sinks.service.formats.transport import transport
 from sinks.times import iso_time
@@ -81,7 +87,8 @@ def _host(endpoint: Endpoint) -> str:
 
 def _health_fields(health: FlowHealth | None) -> list[tuple[str, str]]:
     """Bytes, when counted; connects failed, resets and connections opened as custom
-    numbers: how the calls went since the last event.
+    numbers; the p99 round-trip time and retransmits, when known: how the calls went
+    since the last event.
 
     CEF counts bytes relative to the source (the client): ``in`` (bytesIn) is what
     flowed from source to destination, ``out`` (bytesOut) what came back, as the
@@ -101,6 +108,11 @@ def _health_fields(health: FlowHealth | None) -> list[tuple[str, str]]:
         fields.append(("in", str(health.bytes_sent)))
     if health.bytes_received is not None:
         fields.append(("out", str(health.bytes_received)))
+    tcp = rtt_fields(health)
+    if "rtt_p99_ms" in tcp:
+        fields += [("cfp1Label", "rttP99Ms"), ("cfp1", str(tcp["rtt_p99_ms"]))]
+    if "retransmits" in tcp:
+        fields += [("flexNumber1Label", "retransmits"), ("flexNumber1", str(tcp["retransmits"]))]
     return fields
 
 

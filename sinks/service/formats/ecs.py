@@ -20,7 +20,12 @@ or OpenSearch without a mapping of their own:
   and addresses for pivoting.
 - Everything ECS has no field for (every port, the sources, the Kubernetes
   identity of each side, counts) is under ``callmap``, the custom namespace
-  ECS asks custom fields to use.
+  ECS asks custom fields to use. ``callmap.health`` is the event's health as
+  flat numbers: the wire's counts, and the round-trip times as
+  ``rtt_p50_ms``, ``rtt_p99_ms``, ``rtt_mean_ms`` and ``rtt_samples`` beside
+  ``retransmits`` (:func:`sinks.health.health_summary`). ECS has no field
+  for a round-trip time: ``event.duration`` is how long the event lasted,
+  not the network's latency, and stays unset.
 
 ``network.community_id`` is left out on purpose: it hashes one flow's five
 tuple, and an edge folds many connections whose client ports it does not
@@ -37,6 +42,7 @@ from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label, qualified
+from sinks.health import health_summary
 from sinks.service.formats.transport import transport
 from sinks.times import iso_time
 
@@ -122,7 +128,7 @@ def ecs_document(edge: Edge, version: str = __version__) -> dict[str, Any]:
     if edge.udp_ports:
         document["callmap"]["udp_ports"] = list(edge.udp_ports)
     if edge.health is not None:  # since the last event; ECS counts bytes per side
-        document["callmap"]["health"] = msgspec.to_builtins(edge.health)
+        document["callmap"]["health"] = health_summary(edge.health)
         if edge.health.bytes_sent is not None:
             document["source"]["bytes"] = edge.health.bytes_sent
         if edge.health.bytes_received is not None:

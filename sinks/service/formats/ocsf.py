@@ -7,8 +7,11 @@ workload kind in ``type``; ``metadata.uid`` is the event key (a SIEM can drop a
 replay by it) and ``metadata.correlation_uid`` the edge id. On global edges,
 each endpoint's cluster is its ``zone`` (the network segment it lives in:
 clusters are address spaces of their own). What OCSF has no
-attribute for (every port, sources, Kubernetes identities) is kept under
-``unmapped.callmap``. Strings stay verbatim: JSON escapes them. Pure.
+attribute for (every port, sources, Kubernetes identities, the health's
+counts, round-trip times and retransmits) is kept under ``unmapped.callmap``;
+``unmapped.callmap.health`` is :func:`sinks.health.health_summary` (RTT as
+``rtt_p50_ms``, ``rtt_p99_ms``, ``rtt_mean_ms``). Bytes go to ``traffic``.
+Strings stay verbatim: JSON escapes them. Pure.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from callmap import __version__
 from callmap.wire import Edge, Endpoint
 from sinks.changes import event_key
 from sinks.endpoints import label
+from sinks.health import health_summary
 from sinks.service.formats.transport import transport
 
 OCSF_VERSION = "1.3.0"
@@ -106,7 +110,7 @@ def ocsf_event(edge: Edge, version: str = __version__) -> dict[str, Any]:
     if edge.udp_ports:
         event["unmapped"]["callmap"]["udp_ports"] = list(edge.udp_ports)
     if edge.health is not None:  # since the last event
-        event["unmapped"]["callmap"]["health"] = msgspec.to_builtins(edge.health)
+        event["unmapped"]["callmap"]["health"] = health_summary(edge.health)
         traffic = {
             key: value
             for key, value in (
