@@ -191,6 +191,20 @@ async def test_a_workload_shows_who_calls_it_and_its_policy(
         assert f"port: {port}" in policy
 
 
+async def test_a_workloads_l4_health_shows_round_trips_and_marks_the_slow_call(
+    tab: Page, corpus_page: str, corpus_edges: list[Edge]
+) -> None:
+    await tab.open(corpus_page)
+    (slow,) = [e for e in live(corpus_edges) if e.health is not None and e.health.rtt is not None]
+    assert slow.client.name == "checkoutservice"  # the corpus's call with round trips
+    client = f"prod:shop/{slow.client.kind}/{slow.client.name}"
+    await tab.page.locator(f'#calls button[data-node="{client}"]').first.click()
+    await tab.page.wait_for_function("() => !document.getElementById('health').hidden")
+    items = await tab.page.locator("#health-list li").all_text_contents()
+    (told,) = [item for item in items if f"{slow.server.name}:" in item]
+    assert told.startswith("slow ") and "RTT p50 1.1 ms, p99 240 ms, 6 retransmits" in told
+
+
 async def test_a_map_of_5000_workloads_opens_by_namespace_and_stays_usable(
     tab: Page, tmp_path: Path
 ) -> None:

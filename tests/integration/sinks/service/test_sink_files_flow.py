@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from callmap.wire import Edge, Endpoint, FlowHealth
+from callmap.wire import Edge, Endpoint, FlowHealth, RttSamples
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
@@ -134,6 +134,20 @@ async def test_json_lines_carry_each_events_health_as_the_wire_has_it(
     assert second["health"] == {"opened": 3, "closed": 2, "failed": 1, "bytes_sent": 900}
     assert second["health_total"] == {"opened": 10, "closed": 9, "failed": 1, "bytes_sent": 900}
     assert read_jsonl(tmp_path).edges == [told]  # and read back by the map commands
+
+
+async def test_json_lines_carry_round_trips_and_retransmits_as_the_wire_has_them(
+    edges_topic, tmp_path: Path
+) -> None:
+    refreshed = events(26)[25]
+    lately = FlowHealth(opened=2, retransmits=1, rtt=RttSamples.of(1000, 250_000))
+    told = msgspec.structs.replace(refreshed, health=lately, health_total=lately)
+    await edges_topic.produce([told])
+    await edges_topic.run_to_end(LineFileSink(tmp_path), "jsonl-rtt")
+    (line,) = lines_of(tmp_path)
+    assert line["health"]["retransmits"] == 1
+    assert line["health"]["rtt"] == {"samples": 2, "sum_us": 251_000, "buckets": [[39, 1], [71, 1]]}
+    assert read_jsonl(tmp_path).edges == [told]
 
 
 async def test_ocsf_files_hold_one_event_per_edge_event(

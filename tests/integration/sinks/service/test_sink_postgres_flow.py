@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helpers.sinkcorpus import load_jsonl
 
 from callmap.errors import PermanentError
-from callmap.wire import Edge, Endpoint, FlowHealth
+from callmap.wire import Edge, Endpoint, FlowHealth, RttSamples
 from sinks.changes import Change
 from sinks.lifecycle import EdgeBook
 from sinks.maps.cli import list_command
@@ -134,6 +134,40 @@ async def test_health_is_stored_as_jsonb_and_read_back(edges_topic, dsn: str) ->
     finally:
         await connection.close()
     assert failed == 2  # queryable in SQL, as JSONB
+
+
+async def test_round_trips_and_retransmits_go_through_jsonb_unchanged(
+    edges_topic, dsn: str
+) -> None:
+    rtt = RttSamples.of(1100, 1100, 240_000)
+    edge = Edge(
+        edge_id="r1",
+        event="refresh",
+        cluster="c1",
+        client=Endpoint(type="workload", namespace="shop", name="web"),
+        server=Endpoint(type="workload", namespace="shop", name="api"),
+        ports=(8080,),
+        first_seen=1.0,
+        last_seen=2.0,
+        health=FlowHealth(opened=3, retransmits=2, rtt=rtt),
+        health_total=FlowHealth(opened=30, retransmits=9, rtt=rtt.plus(rtt)),
+    )
+    await edges_topic.produce([edge])
+    await edges_topic.run_to_end(PostgresSink(dsn), "pg-rtt")
+    (back,) = [e for e in await load_edges(dsn) if e.edge_id == "r1"]
+    assert back == edge  # buckets and all: the same quantiles come out
+    assert back.health is not None and back.health.rtt is not None
+    assert back.health.rtt.quantile_us(0.99) == rtt.quantile_us(0.99)
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            "SELECT (health->>'retransmits')::int AS retransmits,"
+            " (health_total->'rtt'->>'samples')::int AS samples"
+            " FROM callmap_edges WHERE edge_id = 'r1'"
+        )
+    finally:
+        await connection.close()
+    assert (row["retransmits"], row["samples"]) == (2, 6)
 
 
 async def test_migrations_run_once_even_when_replicas_start_together(dsn: str) -> None:

@@ -184,3 +184,27 @@ def test_bad_input_is_one_clear_line(source: str, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "--since 'soon'" in result.output
     result = CliRunner().invoke(visualize, ["--from", source, "-o", str(tmp_path / "m.txt")])
     assert result.exit_code == 2
+
+
+def test_list_marks_calls_slow_from_the_threshold_asked(source: str) -> None:
+    args = ["--from", source, "--client", "shop/checkoutservice", "--health"]
+    slow = "  - cartservice [slow]: 40 opened, 40 closed, RTT p50 1.1 ms, p99 240 ms, 6 retransmits"
+    assert slow in run(list_command, *args).output  # the 200 ms default
+    assert slow.replace(" [slow]", "") in run(list_command, *args, "--slow-ms", "250").output
+    assert run(list_command, *args, "--slow-ms", "0").exit_code != 0  # every call would be slow
+
+
+def test_list_as_json_carries_the_windows_round_trips(source: str) -> None:
+    args = ["--from", source, "--output", "json", "--client", "shop/checkoutservice"]
+    (client,) = json.loads(run(list_command, *args, "--slow-ms", "500").output)
+    cart = next(c for c in client["calls"] if c["server"].get("name") == "cartservice")
+    assert (cart["rtt_p50_ms"], cart["rtt_p99_ms"], cart["rtt_mean_ms"]) == (1.117, 240.387, 20.771)
+    assert (cart["retransmits"], cart["slow"], cart["failing"]) == (6, False, False)
+
+
+def test_visualize_draws_calls_slow_from_the_threshold_asked(source: str, tmp_path: Path) -> None:
+    out = tmp_path / "map.dot"
+    assert run(visualize, "--from", source, "-o", str(out)).exit_code == 0
+    assert 'color="#e65100"' in out.read_text()
+    assert run(visualize, "--from", source, "-o", str(out), "--slow-ms", "300").exit_code == 0
+    assert 'color="#e65100"' not in out.read_text()

@@ -51,28 +51,34 @@ def test_list_marks_expired_edges_when_asked(corpus, golden) -> None:
     assert "  - cdn.example.net (external) [expired]\n" in text
 
 
+def unmarked(line: str) -> str:
+    """A listing line up to its health, without the marks."""
+    return line.split(":")[0].replace(" [failing]", "").replace(" [slow]", "")
+
+
 def test_list_with_health_tells_how_each_call_went_and_marks_the_failing(corpus, golden) -> None:
     text = render_text(LIVE.select(corpus.edges), health=True)
     golden.check("list-health.txt", text)
     assert (
         "  - checkoutservice [failing]: 3 failed, 1 reset, 12 opened, 11 closed,"
         " 48.2 kB sent, 1.52 MB received\n"
-    ) in text
-    assert "checkoutservice in namespace shop calls:\n  - cartservice: 40 opened, 40 closed\n" in (
-        text
-    )
+    ) in text  # conntrack only, no RTT: as before RTT existed
+    assert (
+        "checkoutservice in namespace shop calls:\n"
+        "  - cartservice [slow]: 40 opened, 40 closed, RTT p50 1.1 ms, p99 240 ms, 6 retransmits\n"
+    ) in text  # 3 of 40 round trips over 200 ms: the p99 is one of them
     assert "  - paymentservice\n" in text  # no health reported: the line as without --health
     plain = render_text(LIVE.select(corpus.edges))
-    assert [line.split(":")[0].replace(" [failing]", "") for line in text.splitlines()] == [
+    assert [unmarked(line) for line in text.splitlines()] == [
         line.split(":")[0] for line in plain.splitlines()
     ]  # the same calls, in the same order
     with_health = {"  - checkoutservice", "  - cartservice"}  # the corpus's two edges with health
     changed = {
-        a.split(":")[0].replace(" [failing]", "")
-        for a, b in zip(text.splitlines(), plain.splitlines(), strict=True)
-        if a != b
+        unmarked(a) for a, b in zip(text.splitlines(), plain.splitlines(), strict=True) if a != b
     }
     assert changed == with_health
+    lenient = render_text(LIVE.select(corpus.edges), health=True, slow_ms=250)
+    assert "  - cartservice: 40 opened" in lenient  # the threshold is the caller's
 
 
 def test_list_as_json_holds_the_same_map(corpus, golden) -> None:
@@ -157,7 +163,9 @@ def test_graphviz_dot(corpus, golden) -> None:
     assert "last seen: 2023-11-14T22:23:20.000Z" in dot
     failing = [line for line in dot.splitlines() if 'color="#c62828"' in line]
     assert len(failing) == 1 and 'label="5050\\n3 failed, 1 reset (12 opened)"' in failing[0]
-    assert "lately: 40 opened, 40 closed" in dot  # a healthy edge: in its tooltip only
+    slow = [line for line in dot.splitlines() if 'color="#e65100"' in line]
+    assert len(slow) == 1 and 'label="7070\\np99 240 ms"' in slow[0]
+    assert "lately: 40 opened, 40 closed, RTT p50 1.1 ms, p99 240 ms, 6 retransmits" in slow[0]
 
 
 def test_syslog_cef_messages(corpus, golden) -> None:
@@ -169,6 +177,11 @@ def test_syslog_cef_messages(corpus, golden) -> None:
     # CEF's bytes are relative to the source (the client): in= what it sent, out= what came back
     assert " in=48210 out=1520000" in failing and " cn1Label=failedConnects cn1=3 " in failing
     assert sum(b" in=" in message for message in messages) == 1  # bytes only where counted
+    slow = messages[1].decode()  # the corpus's edge with round-trip times
+    assert slow.endswith(
+        " cfp1Label=rttP99Ms cfp1=240.387 flexNumber1Label=retransmits flexNumber1=6"
+    )
+    assert sum(b"cfp1=" in message or b"flexNumber1=" in message for message in messages) == 1
 
 
 def test_ocsf_events(corpus, golden) -> None:
@@ -176,6 +189,17 @@ def test_ocsf_events(corpus, golden) -> None:
     golden.check("ocsf.jsonl", b"\n".join(lines) + b"\n")
     traffic = json.loads(lines[0])["traffic"]
     assert traffic == {"bytes_out": 48210, "bytes_in": 1520000, "bytes": 1568210}
+    slow = json.loads(lines[1])
+    assert slow["unmapped"]["callmap"]["health"] == {
+        "opened": 40,
+        "closed": 40,
+        "retransmits": 6,
+        "rtt_samples": 40,
+        "rtt_p50_ms": 1.117,
+        "rtt_p99_ms": 240.387,
+        "rtt_mean_ms": 20.771,
+    }
+    assert "traffic" not in slow  # no bytes counted; OCSF's traffic has no RTT
 
 
 def test_ecs_documents(corpus, golden) -> None:
@@ -186,6 +210,15 @@ def test_ecs_documents(corpus, golden) -> None:
     assert first["network"]["bytes"] == 48210 + 1520000  # ECS: their sum when both are known
     assert all("bytes" not in json.loads(line)["network"] for line in lines[1:])
     assert first["callmap"]["health"]["failed"] == 3
+    slow = json.loads(lines[1])
+    health = slow["callmap"]["health"]
+    assert (health["rtt_p99_ms"], health["rtt_p50_ms"], health["retransmits"]) == (
+        240.387,
+        1.117,
+        6,
+    )
+    assert "rtt" not in health  # buckets would be flattened into noise by an index
+    assert "duration" not in slow["event"]  # the event's length, not the network's latency
 
 
 def test_every_kubernetes_document_parses_back(corpus) -> None:

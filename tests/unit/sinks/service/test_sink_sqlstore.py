@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from callmap.errors import PermanentError, TemporaryError
-from callmap.wire import Edge, Endpoint
+from callmap.wire import Edge, Endpoint, FlowHealth, RttSamples
 from sinks.changes import Change
 from sinks.service.destinations.sqlite import (
     SqliteSink,
@@ -130,6 +130,22 @@ def test_health_is_stored_as_json_and_read_back(db: sqlite3.Connection, corpus) 
     assert read_edges(db) == [edge]
     row = db.execute(f"SELECT health FROM {schema.EDGES_TABLE}").fetchone()
     assert json.loads(row[0])["failed"] == 3
+
+
+def test_round_trips_and_retransmits_are_stored_with_the_health_and_read_back(
+    db: sqlite3.Connection, corpus
+) -> None:
+    rtt = RttSamples.of(1100, 1100, 240_000)
+    edge = msgspec.structs.replace(
+        corpus.edges[0],
+        health=FlowHealth(opened=3, retransmits=2, rtt=rtt),
+        health_total=FlowHealth(opened=9, retransmits=5, rtt=rtt.plus(rtt)),
+    )
+    write_batch(db, [Change.of(edge)])
+    assert read_edges(db) == [edge]  # buckets and all: quantiles come out as they went in
+    row = db.execute(f"SELECT health FROM {schema.EDGES_TABLE}").fetchone()
+    assert json.loads(row[0])["retransmits"] == 2
+    assert json.loads(row[0])["rtt"]["samples"] == 3
 
 
 def test_edges_stored_before_the_health_columns_read_back_without_health(
