@@ -86,6 +86,30 @@ async def test_prometheus_scrapes_every_live_edge(
                 found = query(prometheus, f'{family}{{cluster="{cluster}"}}')
                 got = {(s["labels"]["client"], s["labels"]["server"]): s["value"] for s in found}
                 assert got == expected and expected, family
+            # round trips: retransmits since new where tcp_info reported, the last window's
+            # p50 and p99 in seconds
+            retransmits = {
+                (node(e.client), node(e.server)): e.health_total.retransmits
+                for e in live
+                if e.health_total is not None and e.health_total.rtt is not None
+            }
+            found = query(prometheus, f'callmap_edge_retransmits_total{{cluster="{cluster}"}}')
+            got = {(s["labels"]["client"], s["labels"]["server"]): s["value"] for s in found}
+            assert got == retransmits and retransmits
+            rtts = {
+                ((node(e.client), node(e.server)), str(q)): e.health.rtt.quantile_us(q) / 1e6
+                for e in live
+                if e.health is not None and e.health.rtt is not None
+                for q in (0.5, 0.99)
+            }
+            found = query(prometheus, f'callmap_edge_rtt_seconds{{cluster="{cluster}"}}')
+            got = {
+                ((s["labels"]["client"], s["labels"]["server"]), s["labels"]["quantile"]): s[
+                    "value"
+                ]
+                for s in found
+            }
+            assert got == pytest.approx(rtts) and rtts
             # an edge expires: its series goes at the next scrape
             gone = msgspec.structs.replace(
                 live[0], event="expired", last_seen=live[0].last_seen + 1
