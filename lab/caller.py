@@ -67,6 +67,10 @@ from pathlib import Path
 from typing import Any
 
 CONNECT_TIMEOUT = 2.0
+"""Seconds a connect or an answer may take. Bounded with ``asyncio.timeout``, not
+``asyncio.wait_for``: on Python 3.11 ``wait_for`` loses a cancellation that comes as
+its awaited call completes, and a call loop that lost SIGTERM's cancellation kept
+calling, so the caller never exited."""
 LONG_LIVED_PING = 5.0
 LOG_INTERVAL = 5.0
 """Seconds between two log lines with the same outcome, per pod."""
@@ -238,7 +242,7 @@ class Caller:
         await self._wait_turn(state)
         interval = 1.0 / float(state.spec["rate"])
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))  # pods do not call in lockstep
-        while True:
+        while not self.stop.is_set():
             started = time.monotonic()
             try:
                 peer = await self._one_call(state)
@@ -251,7 +255,7 @@ class Caller:
 
     async def _long_lived(self, state: CallState) -> None:
         await self._wait_turn(state)
-        while True:
+        while not self.stop.is_set():
             try:
                 reader, writer = await self._connect(state)
             except (TimeoutError, OSError, ConnectionError) as exc:
@@ -261,7 +265,7 @@ class Caller:
             state.open = True
             opened = time.time()
             try:
-                while True:
+                while not self.stop.is_set():
                     peer = await self._exchange(reader, writer)
                     state.ok += 1
                     self._logged(state, True, peer, opened)
@@ -296,7 +300,8 @@ class Caller:
                 try:
                     sock.connect(sockaddr)  # a connected socket hears ICMP unreachable
                     await loop.sock_sendall(sock, f"ping {self.pod}\n".encode())
-                    answer = await asyncio.wait_for(loop.sock_recv(sock, DATAGRAM), CONNECT_TIMEOUT)
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        answer = await loop.sock_recv(sock, DATAGRAM)
                 except (TimeoutError, OSError) as exc:
                     error = exc
                     continue
@@ -312,7 +317,8 @@ class Caller:
             state.last_addr = str(sockaddr[0])
             try:
                 connection = asyncio.open_connection(str(sockaddr[0]), int(sockaddr[1]))
-                reader, writer = await asyncio.wait_for(connection, CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    reader, writer = await connection
             except (TimeoutError, OSError) as exc:
                 error = exc
                 continue
@@ -324,7 +330,8 @@ class Caller:
         """Ping; the server's answer (``pong <who>``)."""
         writer.write(f"ping {self.pod}\n".encode())
         await writer.drain()
-        answer = await asyncio.wait_for(reader.readline(), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            answer = await reader.readline()
         if not answer.startswith(b"pong"):
             raise ConnectionError("the server closed without answering")
         return answer.decode(errors="replace").strip()
