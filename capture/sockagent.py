@@ -116,13 +116,11 @@ class SocketScanner:
         dumps: Mapping[int, Mapping[SocketKey, DiagSocket]],
     ) -> list[SocketObservation]:
         tcp = self.tcp_health
-        if tcp is None:
-            return observations(reports, cluster=self._cluster, node=self._node)
         return observations(
             reports,
             cluster=self._cluster,
             node=self._node,
-            health=lambda r: tcp.health(r, dumps.get(r.netns)),
+            health=(lambda r: None) if tcp is None else lambda r: tcp.health(r, dumps.get(r.netns)),
         )
 
     async def scan_once(self) -> list[SocketObservation]:
