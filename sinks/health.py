@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from callmap.wire import Edge, FlowHealth, RttSamples
+from callmap.wire.records import RTT_BUCKETS_PER_OCTAVE
 
 SLOW_MS = 200.0
 """A call is slow when its p99 round-trip time is at least this many milliseconds
@@ -24,6 +25,11 @@ which people notice a request that needs a few round trips."""
 
 _UNITS = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
 
+_LONGEST_RTT_US = 2**32
+"""More than any RTT a socket reports: ``tcpi_rtt`` is 32 bits of µs."""
+_LAST_BUCKET = 32 * RTT_BUCKETS_PER_OCTAVE
+"""The bucket of :data:`_LONGEST_RTT_US`: none past it holds a real sample."""
+
 
 def failing(health: FlowHealth | None) -> bool:
     """Some connects failed (refused, timed out) or connections ended with a reset."""
@@ -31,10 +37,17 @@ def failing(health: FlowHealth | None) -> bool:
 
 
 def rtt_of(health: FlowHealth | None) -> RttSamples | None:
-    """The round-trip times of ``health``, when it has at least one sample."""
+    """The round-trip times of ``health``, when it has at least one sample and they could
+    come from sockets: a bucket or a sum no RTT can give (a record from something else
+    than capture) makes them unknown, rather than a quantile or a mean that overflows."""
     if health is None or health.rtt is None or health.rtt.samples <= 0:
         return None
-    return health.rtt
+    rtt = health.rtt
+    if not 0 <= rtt.sum_us <= rtt.samples * _LONGEST_RTT_US:
+        return None
+    if any(not 0 <= k <= _LAST_BUCKET for k, _ in rtt.buckets):
+        return None
+    return rtt
 
 
 def slow(health: FlowHealth | None, slow_ms: float = SLOW_MS) -> bool:

@@ -11,6 +11,7 @@ from sinks.health import (
     health_summary,
     milliseconds,
     rtt_fields,
+    rtt_of,
     size,
     slow,
 )
@@ -110,6 +111,21 @@ def test_rtt_fields_are_there_only_when_known() -> None:
     assert rtt_fields(FlowHealth(opened=5)) == {}  # conntrack alone: 0 retransmits means nothing
     assert rtt_fields(FlowHealth(retransmits=4)) == {"retransmits": 4}
     assert rtt_fields(None) == {}
+
+
+def test_round_trips_no_socket_could_report_are_unknown_rather_than_an_overflow() -> None:
+    longest = FlowHealth(rtt=RttSamples.of(2**32 - 1))  # tcpi_rtt is 32 bits of µs
+    assert rtt_of(longest) is longest.rtt and slow(longest)
+    for hostile in (
+        RttSamples(samples=1, sum_us=1_000, buckets=((10**6, 1),)),  # 2^250000 µs: no float
+        RttSamples(samples=1, sum_us=10**400, buckets=((40, 1),)),  # a mean past any float
+        RttSamples(samples=1, sum_us=-1_000, buckets=((40, 1),)),
+        RttSamples(samples=1, sum_us=1_000, buckets=((-8, 1),)),
+    ):
+        health = FlowHealth(opened=1, retransmits=2, rtt=hostile)
+        assert rtt_of(health) is None and not slow(health)
+        assert rtt_fields(health) == {"retransmits": 2}
+        assert describe(health) == "1 opened, 2 retransmits"
 
 
 def test_a_summary_for_search_indexes_has_flat_rtt_numbers_instead_of_buckets() -> None:
