@@ -225,6 +225,7 @@ def _dns_labels(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="intents: the MCS domain that names services of other clusters.",
 )
+@_slow_ms_option
 @_guard
 def export(
     query: MapQuery,
@@ -238,6 +239,7 @@ def export(
     dns_namespace: str,
     dns_label: tuple[str, ...],
     clusterset_domain: str,
+    slow_ms: float,
 ) -> None:
     """Export the map as ClientIntents, NetworkPolicies, CiliumNetworkPolicies, JSON or CSV."""
     chosen = _choice(fmt, EXPORT_FORMATS)
@@ -255,6 +257,7 @@ def export(
         # Only the Kubernetes objects name the DNS pods; the edges as data never do.
         dns_labels={} if chosen in ("json", "csv") else _dns_labels(dns_label),
         clusterset_domain=clusterset_domain,
+        slow_ms=slow_ms,
     )
     export_map(settings)
 
@@ -264,7 +267,10 @@ def export_map(settings: ExportSettings) -> None:
     data = _load("export", settings.query, identities=settings.wants_identities)
     if settings.format in ("json", "csv"):
         edges = settings.query.selection.select(data.edges)
-        as_data = edges_json(edges) if settings.format == "json" else edges_csv(edges)
+        if settings.format == "json":
+            as_data: str | bytes = edges_json(edges)
+        else:
+            as_data = edges_csv(edges, slow_ms=settings.slow_ms)
         write_output(as_data, settings.output)
         return
     result = _objects(settings, data)

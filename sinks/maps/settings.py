@@ -89,6 +89,9 @@ class ExportSettings:
     """Labels of the cluster DNS pods (``--dns-label KEY=VALUE``, repeated)."""
     clusterset_domain: str = "clusterset.local"
     """Intents: the MCS domain naming a service of another cluster (``--clusterset-domain``)."""
+    slow_ms: float = SLOW_MS
+    """CSV: a call whose p99 round-trip time is at least this many ms is ``slow``
+    (``--slow-ms``)."""
 
     @property
     def wants_identities(self) -> bool:

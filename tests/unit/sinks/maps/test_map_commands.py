@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -129,6 +131,15 @@ def test_export_edges_as_csv_to_a_file(source: str, tmp_path: Path) -> None:
     out = tmp_path / "edges.csv"
     assert run(export, "--from", source, "--format", "csv", "-o", str(out)).exit_code == 0
     assert out.read_text().startswith("edge_id,cluster,event,")
+
+
+def test_export_csv_marks_slow_calls_by_slow_ms(source: str) -> None:
+    def slow_column(*args: str) -> set[str]:
+        result = run(export, "--from", source, "--format", "csv", *args)
+        return {row["slow"] for row in csv.DictReader(io.StringIO(result.output, newline=""))}
+
+    assert slow_column() == {"", "false", "true"}  # cartservice's p99 is 240 ms
+    assert slow_column("--slow-ms", "1000") == {"", "false"}
 
 
 def test_visualize_writes_dot_without_graphviz(source: str, tmp_path: Path, monkeypatch) -> None:

@@ -32,7 +32,7 @@ from sinks.maps.formats.intents import client_intents
 from sinks.maps.formats.labels import LabelBook
 from sinks.maps.formats.listing import render_json, render_text
 from sinks.maps.formats.netpol import NetpolOptions, network_policies
-from sinks.maps.formats.tabular import CSV_COLUMNS, edges_csv, edges_json
+from sinks.maps.formats.tabular import CSV_COLUMNS, HEALTH_COLUMNS, edges_csv, edges_json
 from sinks.service.formats.cef import SyslogFormat, cef_message, syslog_message
 from sinks.service.formats.ecs import ecs_document, ecs_json
 from sinks.service.formats.ocsf import ocsf_event, ocsf_json
@@ -105,7 +105,7 @@ def test_edges_json_round_trips_exactly() -> None:
 
 def test_csv_keeps_rows_and_columns() -> None:
     rows = list(csv.DictReader(io.StringIO(edges_csv(EDGES), newline="")))
-    assert len(rows) == len(EDGES) and set(rows[0]) == set(CSV_COLUMNS)
+    assert len(rows) == len(EDGES) and set(rows[0]) == {*CSV_COLUMNS, *HEALTH_COLUMNS}
     names = {row["client_name"] for row in rows}
     assert '\'=HYPERLINK("http://x")' in names  # defused, otherwise intact
     assert NAMES[2] in names and "'" + NAMES[4] in names
