@@ -156,12 +156,12 @@ class DiagSocket(msgspec.Struct, frozen=True, gc=False):
     """``socket.AF_INET`` or ``socket.AF_INET6`` (even when the addresses are
     IPv4-mapped and so reported as IPv4)."""
     state: TcpState
-    src_ip: str
+    local_ip: str
     """Local address, canonical text; ``0.0.0.0`` or ``::`` for a wildcard listener."""
-    src_port: int
-    dst_ip: str
+    local_port: int
+    remote_ip: str
     """Remote address; ``0.0.0.0`` or ``::`` for a listener."""
-    dst_port: int
+    remote_port: int
     inode: int
     """Socket inode (as in ``/proc/<pid>/fd`` links); 0 for TIME_WAIT and request sockets."""
     uid: int
@@ -299,28 +299,30 @@ class DumpParser:
                 elif names is None:
                     self._drop(DROP_ODD_FAMILY)
                 else:
-                    src_ip = names.get(src)
-                    if src_ip is None:
-                        src_ip = names[src] = _address(family, src)
-                    dst_ip = names.get(dst)
-                    if dst_ip is None:
-                        dst_ip = names[dst] = _address(family, dst)
+                    local_ip = names.get(src)
+                    if local_ip is None:
+                        local_ip = names[src] = _address(family, src)
+                    remote_ip = names.get(dst)
+                    if remote_ip is None:
+                        remote_ip = names[dst] = _address(family, dst)
                     sport, dport = _PORTS.unpack_from(data, offset + 20)
                     layout = _LAYOUTS.get(length)
                     if layout is not None and layout[0].unpack_from(data, offset) == layout[1]:
                         info = layout[2]
                         if info is None:
                             sockets.append(
-                                DiagSocket(family, state, src_ip, sport, dst_ip, dport, inode, uid)
+                                DiagSocket(
+                                    family, state, local_ip, sport, remote_ip, dport, inode, uid
+                                )
                             )
                         else:
                             sockets.append(
                                 DiagSocket(
                                     family,
                                     state,
-                                    src_ip,
+                                    local_ip,
                                     sport,
-                                    dst_ip,
+                                    remote_ip,
                                     dport,
                                     inode,
                                     uid,
@@ -332,7 +334,15 @@ class DumpParser:
                         if extra is not None:
                             sockets.append(
                                 DiagSocket(
-                                    family, state, src_ip, sport, dst_ip, dport, inode, uid, *extra
+                                    family,
+                                    state,
+                                    local_ip,
+                                    sport,
+                                    remote_ip,
+                                    dport,
+                                    inode,
+                                    uid,
+                                    *extra,
                                 )
                             )
             elif kind in _SOCKET_MESSAGES:

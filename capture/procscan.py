@@ -29,19 +29,23 @@ number of its own, drawn from the same pool as the namespaces' inodes: the
 same for every pid in the namespace and unique on the node while it lives.
 
 The parsing of ``cgroup`` files, and the scan's records, are pure and live
-in :mod:`capture.procparse`.
+in :mod:`capture.procparse`. :mod:`capture.diagscan` is the same scan with
+the tables read through netlink ``sock_diag`` instead (``--tcp-info``): it
+shares steps 1, 2 and 4 (:func:`group_pids`, :func:`namespace_scan`), and
+falls back to these tables (:func:`scan_tables`) where a dump fails.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from callmap.errors import ConfigError
 from capture.procnet import ByteOrder, TcpState, parse_tcp_table
 from capture.procparse import NamespaceScan, ScanResult, pod_uid_from_cgroup
-from capture.sockroles import DROP_NOT_ESTABLISHED, classify
+from capture.sockroles import DROP_NOT_ESTABLISHED, TableSocket, classify
 
 __all__ = [
     "DEFAULT_PROC_ROOT",
@@ -55,8 +59,13 @@ __all__ = [
     "POD_AMBIGUOUS",
     "TABLES_READ",
     "TABLE_MISSING",
+    "WANTED_STATES",
+    "PidGroup",
+    "group_pids",
     "namespace_id",
+    "namespace_scan",
     "scan_proc",
+    "scan_tables",
 ]
 
 DEFAULT_PROC_ROOT = "/proc"
@@ -86,10 +95,11 @@ namespace in :attr:`NamespaceScan.skipped`."""
 
 # LISTEN to know the servers, ESTABLISHED to report; everything else is
 # filtered in the parser before its addresses are decoded.
-_WANTED_STATES = frozenset({TcpState.LISTEN, TcpState.ESTABLISHED})
+WANTED_STATES = frozenset({TcpState.LISTEN, TcpState.ESTABLISHED})
 
 
-def _fault(exc: OSError) -> str:
+def fault(exc: OSError) -> str:
+    """The ``PID_*`` counter an error reading a pid's files counts under."""
     if isinstance(exc, (FileNotFoundError, ProcessLookupError)):
         return PID_VANISHED
     if isinstance(exc, PermissionError):
@@ -109,17 +119,22 @@ def namespace_id(pid_dir: str) -> int:
     return os.stat(f"{pid_dir}/net/tcp").st_ino
 
 
-def _bump(counters: dict[str, int], key: str, by: int = 1) -> None:
+def bump(counters: dict[str, int], key: str, by: int = 1) -> None:
+    """Add ``by`` to a scan counter."""
     counters[key] = counters.get(key, 0) + by
 
 
 @dataclass(slots=True)
-class _Namespace:
+class PidGroup:
+    """The pids of one network namespace, ascending, and the pods they are in."""
+
     pids: list[int] = field(default_factory=list)
     pods: set[str | None] = field(default_factory=set)
 
 
-def _group_pids(root: str, counters: dict[str, int]) -> dict[int, _Namespace]:
+def group_pids(root: str, counters: dict[str, int]) -> dict[int, PidGroup]:
+    """Every readable pid of the proc root ``root``, grouped by network namespace id
+    (steps 1 and 2 of the module docstring); counts ``PIDS`` and pid faults."""
     try:
         with os.scandir(root) as entries:
             names = [e.name for e in entries]
@@ -127,18 +142,18 @@ def _group_pids(root: str, counters: dict[str, int]) -> dict[int, _Namespace]:
         raise ConfigError(f"cannot list proc root {root!r}: {exc}") from exc
     pids = sorted(int(n) for n in names if n.isascii() and n.isdigit())
     counters[PIDS] = len(pids)
-    namespaces: dict[int, _Namespace] = {}
+    namespaces: dict[int, PidGroup] = {}
     for pid in pids:
         base = f"{root}/{pid}"
         try:
             netns = namespace_id(base)
             cgroup = _read(f"{base}/cgroup")
         except OSError as exc:
-            _bump(counters, _fault(exc))
+            bump(counters, fault(exc))
             continue
         ns = namespaces.get(netns)
         if ns is None:
-            ns = namespaces[netns] = _Namespace()
+            ns = namespaces[netns] = PidGroup()
         ns.pids.append(pid)
         ns.pods.add(pod_uid_from_cgroup(cgroup.decode("latin-1")))
     return namespaces
@@ -152,10 +167,10 @@ def _read_tables(
         base = f"{root}/{pid}"
         try:
             tcp = _read(f"{base}/net/tcp")
-            _bump(counters, TABLES_READ)
+            bump(counters, TABLES_READ)
             try:
                 tcp6: bytes | None = _read(f"{base}/net/tcp6")
-                _bump(counters, TABLES_READ)
+                bump(counters, TABLES_READ)
             except FileNotFoundError:
                 if not os.path.isdir(f"{base}/net"):
                     raise  # the whole pid is gone, not just IPv6
@@ -163,10 +178,10 @@ def _read_tables(
             # A pid that setns()'d while we read showed another namespace.
             moved = namespace_id(base) != netns
         except OSError as exc:
-            _bump(counters, _fault(exc))
+            bump(counters, fault(exc))
             continue
         if moved:
-            _bump(counters, PID_MOVED)
+            bump(counters, PID_MOVED)
             continue
         return pid, tcp, tcp6
     return None
@@ -190,44 +205,86 @@ def scan_proc(
     root = proc_root.rstrip("/") or "/"
     counters: dict[str, int] = {}
     results: list[NamespaceScan] = []
-    for netns, ns in sorted(_group_pids(root, counters).items()):
+    for netns, group in sorted(group_pids(root, counters).items()):
         if only_netns is not None and netns not in only_netns:
             continue
-        tables = _read_tables(root, netns, ns.pids, counters)
-        if tables is None:
-            _bump(counters, NETNS_UNREADABLE)
-            continue
-        pid, tcp, tcp6 = tables
-        skipped: dict[str, int] = {}
-        parsed = [parse_tcp_table(tcp, states=_WANTED_STATES, byteorder=byteorder)]
-        if tcp6 is None:
-            skipped[TABLE_MISSING] = 1
-            _bump(counters, TABLE_MISSING)
-        else:
-            parsed.append(parse_tcp_table(tcp6, states=_WANTED_STATES, byteorder=byteorder))
-        sockets = [s for table in parsed for s in table.sockets]
-        filtered = sum(table.filtered for table in parsed)
-        for table in parsed:
-            for reason, count in table.skipped.items():
-                _bump(skipped, reason, count)
-        classified = classify(sockets, include_loopback=include_loopback)
-        for reason, count in classified.dropped.items():
-            _bump(skipped, reason, count)
-        if filtered:
-            _bump(skipped, DROP_NOT_ESTABLISHED, filtered)
-        if len(ns.pods) > 1:
-            _bump(counters, POD_AMBIGUOUS)
-        results.append(
-            NamespaceScan(
-                netns=netns,
-                pod_uid=next(iter(ns.pods)) if len(ns.pods) == 1 else None,
-                pid=pid,
-                pids=tuple(ns.pids),
-                connections=classified.connections,
-                listeners=classified.listeners,
-                sockets=len(sockets) + filtered,
-                skipped=skipped,
-            )
+        scan = scan_tables(
+            root, netns, group, counters, include_loopback=include_loopback, byteorder=byteorder
         )
+        if scan is not None:
+            results.append(scan)
     counters[NAMESPACES] = len(results)
     return ScanResult(tuple(results), counters)
+
+
+def scan_tables(
+    root: str,
+    netns: int,
+    group: PidGroup,
+    counters: dict[str, int],
+    *,
+    include_loopback: bool = False,
+    byteorder: ByteOrder = sys.byteorder,
+) -> NamespaceScan | None:
+    """One namespace's scan from its /proc tables (steps 3 and 4); None, counted
+    under ``NETNS_UNREADABLE``, when none of its pids could be read."""
+    tables = _read_tables(root, netns, group.pids, counters)
+    if tables is None:
+        bump(counters, NETNS_UNREADABLE)
+        return None
+    pid, tcp, tcp6 = tables
+    skipped: dict[str, int] = {}
+    parsed = [parse_tcp_table(tcp, states=WANTED_STATES, byteorder=byteorder)]
+    if tcp6 is None:
+        skipped[TABLE_MISSING] = 1
+        bump(counters, TABLE_MISSING)
+    else:
+        parsed.append(parse_tcp_table(tcp6, states=WANTED_STATES, byteorder=byteorder))
+    for table in parsed:
+        for reason, count in table.skipped.items():
+            bump(skipped, reason, count)
+    return namespace_scan(
+        netns,
+        group,
+        pid,
+        [s for table in parsed for s in table.sockets],
+        counters,
+        filtered=sum(table.filtered for table in parsed),
+        skipped=skipped,
+        include_loopback=include_loopback,
+    )
+
+
+def namespace_scan(
+    netns: int,
+    group: PidGroup,
+    pid: int,
+    sockets: Sequence[TableSocket],
+    counters: dict[str, int],
+    *,
+    filtered: int = 0,
+    skipped: dict[str, int] | None = None,
+    include_loopback: bool = False,
+) -> NamespaceScan:
+    """One namespace's scan from its sockets, however they were read (step 4):
+    ``filtered`` sockets were left out for their state, ``skipped`` counts
+    entries that could not be read, and the namespace's pod is the one its pids
+    agree on (counted under ``POD_AMBIGUOUS`` when they do not)."""
+    skipped = dict(skipped or {})
+    classified = classify(sockets, include_loopback=include_loopback)
+    for reason, count in classified.dropped.items():
+        bump(skipped, reason, count)
+    if filtered:
+        bump(skipped, DROP_NOT_ESTABLISHED, filtered)
+    if len(group.pods) > 1:
+        bump(counters, POD_AMBIGUOUS)
+    return NamespaceScan(
+        netns=netns,
+        pod_uid=next(iter(group.pods)) if len(group.pods) == 1 else None,
+        pid=pid,
+        pids=tuple(group.pids),
+        connections=classified.connections,
+        listeners=classified.listeners,
+        sockets=len(sockets) + filtered,
+        skipped=skipped,
+    )

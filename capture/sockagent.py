@@ -1,6 +1,8 @@
 """The socket-table side of the capture agent: scan, decide, emit observations.
 
-Each scan walks the proc root off the event loop thread, the reporter decides
+Each scan walks the proc root off the event loop thread (reading the socket
+tables from /proc, or with ``--tcp-info`` through ``sock_diag`` with each
+socket's tcp_info: :mod:`capture.diagscan`), the reporter decides
 which connections are news (first seen, or due for a refresh), and those
 become ``SocketObservation`` records handed to a sink callable, which is the
 outbox in the agent and a JSON-lines printer offline.
@@ -16,10 +18,10 @@ from collections.abc import Callable, Mapping
 from callmap.counters import StageCounters
 from callmap.wire import FlowHealth, SocketObservation
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
+from capture.diagscan import DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
-from capture.sockdiag import dump_namespaces
 from capture.sockroles import ROLE_CLIENT
 from capture.tcphealth import SocketKey, TcpHealth, by_addresses
 
@@ -29,7 +31,8 @@ DEFAULT_SCAN_INTERVAL = 10.0
 
 DROP_TCP_INFO_UNREADABLE = "tcp_info_unreadable"
 """A namespace with reported client sockets that could not be dumped (its
-sockets go without RTT): gone since the scan, or no CAP_SYS_ADMIN."""
+sockets go without RTT, read from /proc instead): no CAP_SYS_ADMIN, or a
+kernel error."""
 
 # Scan counters that mean the scan could not see something it should have.
 _LOSSES = ("netns_unreadable", "pid_denied", "pid_error", "table_missing")
@@ -126,34 +129,35 @@ class SocketScanner:
     async def scan_once(self) -> list[SocketObservation]:
         started = time.perf_counter()
         now = self._clock()
-        result = await asyncio.to_thread(scan_proc, self._proc_root, only_netns=self._only_netns)
-        reports = self._decide(result, now)
         dumps: dict[int, dict[SocketKey, DiagSocket]] = {}
-        if self.tcp_health is not None:
-            dumps = await asyncio.to_thread(self._dump, result, reports)
+        if self.tcp_health is None:
+            result = await asyncio.to_thread(
+                scan_proc, self._proc_root, only_netns=self._only_netns
+            )
+            reports = self._decide(result, now)
+        else:
+            scan = await asyncio.to_thread(scan_diag, self._proc_root, only_netns=self._only_netns)
+            reports = self._decide(scan.result, now)
+            dumps = self._by_addresses(scan, reports)
             self.tcp_health.forget_gone(self.reporter.first_seen)
         self.last_scan_seconds = time.perf_counter() - started
         self.last_scan_done = time.monotonic()
         return self._observations(reports, dumps)
 
-    def _dump(
-        self, result: ScanResult, reports: tuple[ConnReport, ...]
+    def _by_addresses(
+        self, scan: DiagScan, reports: tuple[ConnReport, ...]
     ) -> dict[int, dict[SocketKey, DiagSocket]]:
-        """The sockets of the namespaces where ``reports`` has client sockets, by
-        namespace id; one that could not be dumped is counted and left out."""
+        """The dumped sockets of the namespaces where ``reports`` has client
+        sockets, by namespace id and addresses; one read from /proc instead
+        (its dump failed) is counted and left out."""
         wanted = {r.netns for r in reports if r.role == ROLE_CLIENT}
-        pids = {ns.netns: ns.pid for ns in result.namespaces if ns.netns in wanted}
-        if not pids:
-            return {}
-        paths = [f"{self._proc_root}/{pid}/ns/net" for pid in pids.values()]
         dumps: dict[int, dict[SocketKey, DiagSocket]] = {}
-        for netns, dump in zip(pids, dump_namespaces(paths), strict=True):
-            if dump.error is not None or dump.netns != netns:
-                # gone since the scan, or its pid now in another namespace
+        for netns in wanted:
+            sockets = scan.sockets.get(netns)
+            if sockets is None:
                 self._counters.drop(DROP_TCP_INFO_UNREADABLE)
-                log.debug("no tcp_info of namespace %d: %s", netns, dump.error or "moved")
                 continue
-            dumps[netns] = by_addresses(dump.sockets)
+            dumps[netns] = by_addresses(sockets)
         return dumps
 
     def stalled(self, interval: float) -> str | None:

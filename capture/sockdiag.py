@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from callmap.errors import CallmapError, ConfigError
 from capture.inetdiag import (
+    ALL_TCP_STATES,
     NETLINK_SOCK_DIAG,
     DiagSocket,
     DumpParser,
@@ -82,12 +83,16 @@ class NamespaceDump:
     error: str | None = None
     """Why the namespace could not be entered or dumped; its sockets are then
     missing or partial."""
+    gone: bool = False
+    """The path was not there (its process has ended): another pid of the
+    namespace may still lead into it."""
 
 
 def dump_here(
-    buffer: bytearray | None = None, *, one_walk: bool = True
+    buffer: bytearray | None = None, *, one_walk: bool = True, states: int = ALL_TCP_STATES
 ) -> tuple[list[DiagSocket], dict[str, int]]:
-    """Every TCP socket of the calling thread's network namespace, and the drop
+    """Every TCP socket of the calling thread's network namespace in ``states``
+    (``1 << TcpState`` bits; the kernel leaves the others out), and the drop
     counts; ``buffer`` (at least :data:`RECV_BUFFER` bytes) is reused if given.
 
     ``one_walk`` asks for both families at once
@@ -102,14 +107,17 @@ def dump_here(
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
         nl.settimeout(DUMP_TIMEOUT)
         if one_walk:
-            both = _read_dump(nl, view, dump_request_both_families(seq=1), DumpParser())
+            both = _read_dump(
+                nl, view, dump_request_both_families(seq=1, states=states), DumpParser()
+            )
             if both.error is None:
                 return both.sockets, both.dropped
         sockets: list[DiagSocket] = []
         dropped: dict[str, int] = {}
         for seq, family in enumerate(FAMILIES, start=2):
             parser = DumpParser(sockets, dropped)  # both families into one list
-            if _read_dump(nl, view, dump_request(family, seq=seq), parser).error is not None:
+            request = dump_request(family, seq=seq, states=states)
+            if _read_dump(nl, view, request, parser).error is not None:
                 raise DumpError(
                     f"sock_diag dump of family {family} failed: errno {parser.error}",
                     parser.error,
@@ -133,10 +141,10 @@ def _read_dump(
             return parser
 
 
-def dump_namespaces(paths: Sequence[str]) -> list[NamespaceDump]:
-    """Every TCP socket of each network namespace in ``paths`` (names under
-    /var/run/netns or paths), in order, read by one thread of its own that
-    enters each in turn.
+def dump_namespaces(paths: Sequence[str], *, states: int = ALL_TCP_STATES) -> list[NamespaceDump]:
+    """Every TCP socket in ``states`` of each network namespace in ``paths``
+    (names under /var/run/netns or paths), in order, read by one thread of its
+    own that enters each in turn.
 
     A namespace that cannot be entered or dumped (gone since it was listed, a
     kernel error) is reported with its :attr:`NamespaceDump.error`, and the
@@ -144,20 +152,21 @@ def dump_namespaces(paths: Sequence[str]) -> list[NamespaceDump]:
 
     def walk() -> list[NamespaceDump]:
         buffer = bytearray(RECV_BUFFER)
-        return [_dump_one(path, buffer) for path in paths]
+        return [_dump_one(path, buffer, states) for path in paths]
 
     return on_new_thread(walk, "callmap-sockdiag")
 
 
-def _dump_one(path: str, buffer: bytearray) -> NamespaceDump:
+def _dump_one(path: str, buffer: bytearray, states: int) -> NamespaceDump:
     """The calling thread moved into the namespace at ``path``, and its dump."""
     try:
         enter_netns(netns_path(path))
         netns = namespace_id("/proc/thread-self")
     except (ConfigError, OSError) as exc:
-        return NamespaceDump(path, None, error=f"{type(exc).__name__}: {exc}")
+        gone = isinstance(exc, FileNotFoundError | ProcessLookupError)
+        return NamespaceDump(path, None, error=f"{type(exc).__name__}: {exc}", gone=gone)
     try:
-        sockets, dropped = dump_here(buffer)
+        sockets, dropped = dump_here(buffer, states=states)
     except (DumpError, OSError) as exc:
         return NamespaceDump(path, netns, error=f"{type(exc).__name__}: {exc}")
     return NamespaceDump(path, netns, sockets, dropped)

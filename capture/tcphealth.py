@@ -37,7 +37,7 @@ ConnKey = tuple[int, str, int, str, int]
 
 def by_addresses(sockets: Iterable[DiagSocket]) -> dict[SocketKey, DiagSocket]:
     """The dumped sockets of one namespace by their addresses."""
-    return {(s.src_ip, s.src_port, s.dst_ip, s.dst_port): s for s in sockets}
+    return {(s.local_ip, s.local_port, s.remote_ip, s.remote_port): s for s in sockets}
 
 
 class TcpHealth:

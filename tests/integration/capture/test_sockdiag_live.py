@@ -149,19 +149,20 @@ def test_every_socket_is_found_as_it_sees_itself(net: Net) -> None:
         truth.add(_truth(accepted, TcpState.ESTABLISHED))
     dumped = [s for s in _dump(net) if s.state in LIVE]
     found = {
-        (s.state, s.src_ip, s.src_port, s.dst_ip, s.dst_port, s.inode, s.family) for s in dumped
+        (s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.inode, s.family)
+        for s in dumped
     }
     assert len(dumped) == len(truth) == len(net.listeners) + 2 * len(net.pairs) >= 600
     assert found == truth
     # The dual-stack listener's accepted IPv4 connection: an AF_INET6 socket,
     # addresses IPv4-mapped, given as IPv4 (its listener is "::").
-    mapped = [s for s in dumped if s.family == socket.AF_INET6 and "." in s.src_ip]
-    assert [(s.state, s.src_ip, s.dst_ip) for s in mapped] == [(TcpState.ESTABLISHED, V4, V4)]
+    mapped = [s for s in dumped if s.family == socket.AF_INET6 and "." in s.local_ip]
+    assert [(s.state, s.local_ip, s.remote_ip) for s in mapped] == [(TcpState.ESTABLISHED, V4, V4)]
 
 
 def test_one_walk_for_both_families_finds_what_one_a_family_finds(net: Net) -> None:
     def key(s: DiagSocket) -> tuple[object, ...]:
-        return (s.family, s.state, s.src_ip, s.src_port, s.dst_ip, s.dst_port, s.inode)
+        return (s.family, s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.inode)
 
     both, both_dropped = in_netns(net.name, dump_here)
     apart, apart_dropped = in_netns(net.name, lambda: dump_here(one_walk=False))
@@ -189,7 +190,7 @@ def test_the_dump_agrees_with_ss(net: Net) -> None:
                 0 if pport == "*" else int(pport),
             )
         )
-    found = {(s.state, s.src_ip, s.src_port, s.dst_ip, s.dst_port) for s in _dump(net)}
+    found = {(s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port) for s in _dump(net)}
     assert {entry for entry in found if entry[0] in LIVE} == seen
     assert len(seen) >= 600
 
@@ -218,7 +219,7 @@ def test_a_closed_connection_stays_as_time_wait_without_tcp_info(net: Net) -> No
     accepted.close()
     deadline = time.monotonic() + 5
     while True:
-        waiting = [s for s in _dump(net) if s.src_port == port]
+        waiting = [s for s in _dump(net) if s.local_port == port]
         if [s.state for s in waiting] == [TcpState.TIME_WAIT] or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -261,7 +262,7 @@ def test_a_dump_the_kernel_refuses_is_the_namespaces_error_and_the_pass_goes_on(
     net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sockdiag, "dump_request_both_families", _refused)
-    monkeypatch.setattr(sockdiag, "dump_request", lambda family, seq: _refused())
+    monkeypatch.setattr(sockdiag, "dump_request", lambda family, seq, states: _refused())
     with pytest.raises(sockdiag.DumpError):
         in_netns(net.name, dump_here)
     dumps = dump_namespaces([net.name, net.empty])

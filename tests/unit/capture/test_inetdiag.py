@@ -102,7 +102,7 @@ def test_the_older_requests_answers_are_read_alike() -> None:
     data = socket_message(*CALL, info=INFO, msg_type=TCPDIAG_GETSOCK)
     data += socket_message("fd00::1", 80, "fd00::2", 999, info=INFO, msg_type=TCPDIAG_GETSOCK)
     parser = parse_dump(data + done())
-    assert [(s.family, s.src_port, s.rtt_us) for s in parser.sockets] == [
+    assert [(s.family, s.local_port, s.rtt_us) for s in parser.sockets] == [
         (socket.AF_INET, 40000, 1234),
         (socket.AF_INET6, 80, 1234),
     ]
@@ -114,10 +114,10 @@ def test_an_ipv4_connection_with_its_tcp_info() -> None:
     assert found == DiagSocket(
         family=socket.AF_INET,
         state=TcpState.ESTABLISHED,
-        src_ip="10.1.0.10",
-        src_port=40000,
-        dst_ip="10.2.0.20",
-        dst_port=8080,
+        local_ip="10.1.0.10",
+        local_port=40000,
+        remote_ip="10.2.0.20",
+        remote_port=8080,
         inode=777,
         uid=1001,
         rtt_us=1234,
@@ -132,14 +132,14 @@ def test_an_ipv4_connection_with_its_tcp_info() -> None:
 
 def test_an_ipv6_connection_in_compressed_text() -> None:
     found = only(socket_message("fd00::1:2", 443, "fd00:0:0:0:0:0:0:9", 50000, info=INFO))
-    assert (found.family, found.src_ip, found.src_port) == (socket.AF_INET6, "fd00::1:2", 443)
-    assert (found.dst_ip, found.dst_port, found.rtt_us) == ("fd00::9", 50000, 1234)
+    assert (found.family, found.local_ip, found.local_port) == (socket.AF_INET6, "fd00::1:2", 443)
+    assert (found.remote_ip, found.remote_port, found.rtt_us) == ("fd00::9", 50000, 1234)
 
 
 def test_an_ipv4_mapped_connection_reads_as_ipv4_on_an_ipv6_socket() -> None:
     found = only(socket_message(*CALL, family=socket.AF_INET6, info=INFO))
     assert found.family == socket.AF_INET6
-    assert (found.src_ip, found.dst_ip) == ("10.1.0.10", "10.2.0.20")
+    assert (found.local_ip, found.remote_ip) == ("10.1.0.10", "10.2.0.20")
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_an_ipv4_mapped_connection_reads_as_ipv4_on_an_ipv6_socket() -> None:
 def test_a_listening_socket_is_in_the_dump(wildcard: str, family: int) -> None:
     found = only(socket_message(wildcard, 8080, wildcard, 0, state=LISTEN, info=tcp_info()))
     assert (found.state, found.family) == (TcpState.LISTEN, family)
-    assert (found.src_ip, found.src_port, found.dst_ip, found.dst_port) == (
+    assert (found.local_ip, found.local_port, found.remote_ip, found.remote_port) == (
         wildcard,
         8080,
         wildcard,
@@ -182,13 +182,15 @@ def test_tcp_info_fields_are_read_only_when_the_kernels_layout_holds_them(
                  "segs_out", "segs_in"):  # fmt: skip
         expected = getattr(full, name) if name in present else None
         assert getattr(found, name) == expected, name
-    assert (found.src_ip, found.dst_port) == ("10.1.0.10", 8080)
+    assert (found.local_ip, found.remote_port) == ("10.1.0.10", 8080)
 
 
 def test_a_tcp_info_too_short_for_the_rtt_keeps_the_socket_and_is_counted() -> None:
     parser = parse_dump(socket_message(*CALL, info=INFO[:75]))
     assert parser.dropped == {DROP_SHORT_TCP_INFO: 1}
-    assert [(s.src_port, s.rtt_us, s.bytes_acked) for s in parser.sockets] == [(40000, None, None)]
+    assert [(s.local_port, s.rtt_us, s.bytes_acked) for s in parser.sockets] == [
+        (40000, None, None)
+    ]
 
 
 def test_a_time_wait_socket_has_no_tcp_info_and_no_inode() -> None:

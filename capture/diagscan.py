@@ -1,0 +1,144 @@
+"""One socket scan with the tables read through netlink ``sock_diag``, and their tcp_info.
+
+The same scan as :func:`capture.procscan.scan_proc` (the pids grouped by
+network namespace, one pid's view of each, the sockets classified), but each
+namespace's sockets come from a ``sock_diag`` dump (:mod:`capture.sockdiag`)
+entered through ``/proc/<pid>/ns/net`` instead of from its ``net/tcp`` and
+``net/tcp6`` text. The agent uses it with ``--tcp-info``, which needs the
+dump anyway for every client socket's RTT and retransmits: one pass over the
+kernel's tables instead of two, and no text to format and parse. Only LISTEN
+and ESTABLISHED sockets are asked for, so the kernel leaves the rest out.
+
+Where a namespace cannot be dumped, the scan does not lose it:
+
+- its pid has ended (:attr:`~capture.sockdiag.NamespaceDump.gone`) or has
+  moved to another namespace: the next pid of the namespace is tried, as the
+  /proc scan does, and counted the same way (``PID_VANISHED``, ``PID_MOVED``);
+- anything else (no ``CAP_SYS_ADMIN`` or ``CAP_SYS_PTRACE``, a kernel error):
+  the namespace is read from its /proc tables
+  (:func:`capture.procscan.scan_tables`) and counted under
+  :data:`DIAG_FAILED`; its sockets then come without tcp_info.
+
+Blocking (file reads, a thread that enters namespaces): run it off the event
+loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from capture.inetdiag import DiagSocket
+from capture.procnet import ByteOrder
+from capture.procparse import NamespaceScan, ScanResult
+from capture.procscan import (
+    DEFAULT_PROC_ROOT,
+    NAMESPACES,
+    PID_MOVED,
+    PID_VANISHED,
+    WANTED_STATES,
+    PidGroup,
+    bump,
+    group_pids,
+    namespace_scan,
+    scan_tables,
+)
+from capture.sockdiag import NamespaceDump, dump_namespaces
+
+__all__ = ["DIAG_FAILED", "DiagScan", "scan_diag"]
+
+log = logging.getLogger(__name__)
+
+DIAG_FAILED = "sock_diag_failed"
+"""A namespace that could not be dumped through any of its pids for another
+reason than a pid ending or moving: it was read from /proc instead, without
+tcp_info."""
+
+_STATES = sum(1 << state for state in WANTED_STATES)
+
+
+@dataclass(frozen=True, slots=True)
+class DiagScan:
+    """One scan, and the dumped sockets of each namespace that was dumped."""
+
+    result: ScanResult
+    sockets: Mapping[int, list[DiagSocket]] = field(default_factory=dict)
+    """By namespace id; a namespace read from /proc instead is not here."""
+
+
+def scan_diag(
+    proc_root: str = DEFAULT_PROC_ROOT,
+    *,
+    include_loopback: bool = False,
+    byteorder: ByteOrder = sys.byteorder,
+    only_netns: frozenset[int] | None = None,
+) -> DiagScan:
+    """Scan every network namespace visible under ``proc_root`` once, each
+    through ``sock_diag`` where it can be dumped; the arguments are those of
+    :func:`capture.procscan.scan_proc`, whose result it gives (``byteorder``
+    is for the namespaces read from /proc)."""
+    root = proc_root.rstrip("/") or "/"
+    counters: dict[str, int] = {}
+    groups = {
+        netns: group
+        for netns, group in sorted(group_pids(root, counters).items())
+        if only_netns is None or netns in only_netns
+    }
+    dumps = _dump_groups(root, groups, counters)
+    results: list[NamespaceScan] = []
+    sockets: dict[int, list[DiagSocket]] = {}
+    for netns, group in groups.items():
+        found = dumps.get(netns)
+        if found is None:
+            scan = scan_tables(
+                root,
+                netns,
+                group,
+                counters,
+                include_loopback=include_loopback,
+                byteorder=byteorder,
+            )
+        else:
+            pid, dump = found
+            sockets[netns] = dump.sockets
+            scan = namespace_scan(
+                netns,
+                group,
+                pid,
+                dump.sockets,
+                counters,
+                skipped=dump.dropped,
+                include_loopback=include_loopback,
+            )
+        if scan is not None:
+            results.append(scan)
+    counters[NAMESPACES] = len(results)
+    return DiagScan(ScanResult(tuple(results), counters), sockets)
+
+
+def _dump_groups(
+    root: str, groups: Mapping[int, PidGroup], counters: dict[str, int]
+) -> dict[int, tuple[int, NamespaceDump]]:
+    """Each namespace's dump, by id, with the pid it was entered through; one
+    that failed for a reason other than its pids ending or moving is left out
+    (and counted under :data:`DIAG_FAILED`)."""
+    untried = {netns: list(group.pids) for netns, group in groups.items() if group.pids}
+    done: dict[int, tuple[int, NamespaceDump]] = {}
+    while untried:
+        tries = [(netns, pids.pop(0)) for netns, pids in untried.items()]
+        dumps = dump_namespaces([f"{root}/{pid}/ns/net" for _, pid in tries], states=_STATES)
+        for (netns, pid), dump in zip(tries, dumps, strict=True):
+            if dump.error is None and dump.netns == netns:
+                done[netns] = (pid, dump)
+                del untried[netns]
+            elif dump.gone or (dump.error is None and dump.netns != netns):
+                bump(counters, PID_VANISHED if dump.gone else PID_MOVED)
+                if not untried[netns]:  # every pid ended or moved: /proc will say so
+                    del untried[netns]
+            else:
+                bump(counters, DIAG_FAILED)
+                log.debug("namespace %d read from /proc: %s", netns, dump.error)
+                del untried[netns]
+    return done
