@@ -129,10 +129,8 @@ class Publisher:
             if not self.connected:
                 log.info("connected to Kafka at %s", self._kafka.bootstrap_servers)
             self.connected = True
-        await asyncio.wait_for(
-            self._producer.send_and_wait(message.topic, message.value, key=message.key),
-            self._send_timeout,
-        )
+        async with asyncio.timeout(self._send_timeout):
+            await self._producer.send_and_wait(message.topic, message.value, key=message.key)
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None

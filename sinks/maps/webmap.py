@@ -254,7 +254,8 @@ async def refresh_identities(live: LiveMap, settings: ServeSettings, stop: async
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 # --- the HTTP side ---------------------------------------------------------------------------
@@ -309,7 +310,8 @@ def build_app(live: LiveMap, token: str | None = None) -> web.Application:
                 await response.write(live.snapshot_frame())
                 while not watcher.lagging:
                     try:
-                        frame = await asyncio.wait_for(watcher.frames.get(), PING_SECONDS)
+                        async with asyncio.timeout(PING_SECONDS):
+                            frame = await watcher.frames.get()
                     except TimeoutError:
                         frame = event_frame("ping", {"now": time.time()})
                     if frame:

@@ -71,7 +71,8 @@ class OcsfKafkaSink(Sink):
                 futures = [
                     await self._producer.send(self.topic, value, key=key) for key, value in sends
                 ]
-                await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.gather(*futures)
         except TimeoutError as exc:
             raise TemporaryError(f"send OCSF events to {self.topic}: timed out") from exc
         except PermanentError as exc:

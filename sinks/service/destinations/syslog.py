@@ -149,12 +149,10 @@ class SyslogSink(Sink):
             await self._disconnect()
             context = self.tls.context() if self.target.transport == "tls" else None
             server_name = (self.tls.server_name or self.target.host) if context else None
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(
                     self.target.host, self.target.port, ssl=context, server_hostname=server_name
-                ),
-                self.timeout,
-            )
+                )
             log.info("connected to syslog at %s", self._where)
 
     def _connection_lost(self) -> bool:
@@ -166,7 +164,8 @@ class SyslogSink(Sink):
         if writer is not None:
             writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
             except (OSError, TimeoutError) as exc:
                 log.debug("closing the syslog connection: %s", exc)
 
@@ -208,7 +207,8 @@ class SyslogSink(Sink):
                 else:
                     assert self._writer is not None
                     self._writer.write(b"".join(octet_frame(m) for m in messages))
-                    await asyncio.wait_for(self._writer.drain(), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        await self._writer.drain()
                     if self._connection_lost():
                         raise ConnectionResetError("the receiver closed the connection")
         except TemporaryError:
