@@ -294,6 +294,12 @@ def _print_plan(layout: Plan) -> None:
 )
 @_kubernetes
 @click.option(
+    "--tcp-info",
+    is_flag=True,
+    help="Run capture with --tcp-info: socket tables through sock_diag, with round-trip "
+    "times; the report lists the edges that counted some.",
+)
+@click.option(
     "--on",
     "on",
     type=click.Choice(["netns", "cluster"]),
@@ -309,6 +315,7 @@ def run_command(
     streams_delay: float,
     as_json: bool,
     kubernetes: bool,
+    tcp_info: bool,
     on: str,
 ) -> None:
     """Run the whole pipeline on a lab and compare its map with the truth.
@@ -323,10 +330,14 @@ def run_command(
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
-    if on == "cluster" and (kubernetes or streams_delay):
-        raise click.UsageError("--kubernetes and --streams-delay are for the netns lab")
+    if on == "cluster" and (kubernetes or streams_delay or tcp_info):
+        raise click.UsageError("--kubernetes, --streams-delay and --tcp-info are for the netns lab")
     options = RunOptions(
-        seconds=seconds, streams_delay=streams_delay, state_dir=state_dir, kubernetes=kubernetes
+        seconds=seconds,
+        streams_delay=streams_delay,
+        state_dir=state_dir,
+        kubernetes=kubernetes,
+        tcp_info=tcp_info,
     )
     try:
         if on == "cluster":

@@ -86,6 +86,8 @@ class RunOptions:
     """Also run the SQLite sink into this file."""
     kubernetes: bool = False
     """Register the lab in an API server of its own and watch that, not the inventory file."""
+    tcp_info: bool = False
+    """Run capture with ``--tcp-info``: socket tables through sock_diag, with round-trip times."""
 
 
 @dataclass(slots=True)
@@ -177,6 +179,7 @@ def start_components(
     components.start("watch", "watch", *watch_args(state, cluster))
     host_network_nodes = {p.node for p in state.pods if p.host_network}
     udp = ["--conntrack-udp"] if has_udp_calls(load_member(state.topology, state.member)) else []
+    tcp_info = ["--tcp-info"] if options.tcp_info else []
     for node in state.nodes:
         scan = [arg for netns in node.pod_netns for arg in ("--scan-netns", netns)]
         if node.name in host_network_nodes:
@@ -198,6 +201,7 @@ def start_components(
             "--metrics-port",
             "0",
             *udp,
+            *tcp_info,
             *scan,
         )
     if options.sqlite is not None:
@@ -292,6 +296,8 @@ class LabRun:
     """Edges announced ``new`` more than once (``client -> server``)."""
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     """Edges expired too early, or not when their calls stopped."""
+    round_trips: tuple[str, ...] = ()
+    """Edges (``client -> server``) whose health counted round-trip times (``--tcp-info``)."""
 
     @property
     def perfect(self) -> bool:
@@ -306,6 +312,7 @@ class LabRun:
             "calls": calls,
             "new_again": list(self.new_again),
             "lifecycle": self.lifecycle.as_json(),
+            "round_trips": list(self.round_trips),
         }
 
     def as_text(self) -> str:
@@ -386,6 +393,15 @@ async def _map_lab(
             expired = {reader.pair(edge_id): t for edge_id, t in reader.expired_at.items()}
             lifecycle = check_lifecycle(read.last, expired, time.time(), LAB_TTL)
             new_again = tuple(sorted(str(reader.pair(edge_id)) for edge_id in reader.new_again))
+            round_trips = tuple(
+                sorted(
+                    str(reader.pair(edge_id))
+                    for edge_id, edge in reader.seen.items()
+                    if edge.health_total is not None
+                    and edge.health_total.rtt is not None
+                    and edge.health_total.rtt.samples > 0
+                )
+            )
             result = LabRun(
                 cluster,
                 comparison,
@@ -394,6 +410,7 @@ async def _map_lab(
                 read.truth.calls,
                 new_again,
                 lifecycle,
+                round_trips,
             )
             if not result.perfect:
                 progress(components.tails())

@@ -164,6 +164,19 @@ def test_udp_calls_are_mapped_with_their_udp_ports_apart_from_tcp_ports(settings
     assert set(expected) <= logged
 
 
+def test_sockets_read_through_sock_diag_make_the_same_map_with_round_trip_times(
+    settings: Settings,
+) -> None:
+    """`--tcp-info`: every agent reads its pods' socket tables through sock_diag, and the
+    connections opened before capture started (which only the tables show) are mapped
+    as exactly, their edges carrying the round-trip times of their client sockets."""
+    skip_without_root()
+    report = lab_run(settings, "long-lived", "--tcp-info")
+    # The worker looked its queue up before capture started: the edge names the address.
+    long_lived = {"app/api -> data/postgres", "app/worker -> ip:198.51.100.80"}
+    assert long_lived <= set(report["round_trips"]), report["round_trips"]
+
+
 def test_a_stream_app_started_late_catches_up_to_the_same_map(settings: Settings) -> None:
     skip_without_root()
     lab_run(settings, "two-clients", "--streams-delay", "20")
