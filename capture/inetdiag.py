@@ -307,44 +307,18 @@ class DumpParser:
                         remote_ip = names[dst] = _address(family, dst)
                     sport, dport = _PORTS.unpack_from(data, offset + 20)
                     layout = _LAYOUTS.get(length)
+                    extra: tuple[int, ...] | None
                     if layout is not None and layout[0].unpack_from(data, offset) == layout[1]:
                         info = layout[2]
-                        if info is None:
-                            sockets.append(
-                                DiagSocket(
-                                    family, state, local_ip, sport, remote_ip, dport, inode, uid
-                                )
-                            )
-                        else:
-                            sockets.append(
-                                DiagSocket(
-                                    family,
-                                    state,
-                                    local_ip,
-                                    sport,
-                                    remote_ip,
-                                    dport,
-                                    inode,
-                                    uid,
-                                    *info.unpack_from(data, offset + layout[3]),
-                                )
-                            )
+                        extra = () if info is None else info.unpack_from(data, offset + layout[3])
                     else:
                         extra = self._walk(data, offset, stop)
-                        if extra is not None:
-                            sockets.append(
-                                DiagSocket(
-                                    family,
-                                    state,
-                                    local_ip,
-                                    sport,
-                                    remote_ip,
-                                    dport,
-                                    inode,
-                                    uid,
-                                    *extra,
-                                )
+                    if extra is not None:
+                        sockets.append(
+                            DiagSocket(
+                                family, state, local_ip, sport, remote_ip, dport, inode, uid, *extra
                             )
+                        )
             elif kind in _SOCKET_MESSAGES:
                 self._drop(DROP_SHORT_MESSAGE)
             elif kind in (NLMSG_DONE, NLMSG_ERROR):

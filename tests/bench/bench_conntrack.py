@@ -210,7 +210,9 @@ def _sh(*args: str, stdin: str | None = None) -> str:
 def native(name: str) -> Path:
     """A load generator of ``native/``, compiled once per version of its source."""
     source = NATIVE / f"{name}.c"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        source.read_bytes() + (NATIVE / "loadclock.h").read_bytes()
+    ).hexdigest()[:16]
     binary = cache_dir() / "bench" / f"{name}-{digest}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)

@@ -31,20 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadclock.h"
+
 #define GRACE 3.0
 #define MAX_OPEN 60000
 #define BATCH 1024
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(2);
-}
 
 static struct sockaddr_in address_of(const char *ip, const char *port) {
     struct sockaddr_in sa;

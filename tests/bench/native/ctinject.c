@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadclock.h"
+
 #define PER_DATAGRAM 64
 #define MESSAGE_MAX 256
 #define ANSWER_AFTER 0.005
@@ -63,17 +65,6 @@ static long failed[3];
 static enum step kinds[1 << 20]; /* the step of each request by its seq, to count failures */
 static uint32_t client, dialled, backend;
 static uint16_t dialled_port, backend_port;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(2);
-}
 
 static void endpoint(const char *text, uint32_t *ip, uint16_t *port) {
     char copy[64];
