@@ -17,7 +17,7 @@ from callmap.wire import ALL_TOPICS, DNS, PENDING, SIGHTINGS, SOCKETS, TopicSpec
 from callmap.wire.topics import changelog_configs, changelog_topic, for_app
 from streams.caps import DEFAULT_BATCH_RECORDS, DEFAULT_MESSAGE_BYTES, Caps
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_MAX_EDGES_PER_CLIENT
-from streams.edgelog import DEFAULT_COMMIT_INTERVAL
+from streams.edgelog import DEFAULT_COMMIT_INTERVAL, DEFAULT_STALL_LIMIT
 from streams.resolvestage import ResolveSettings
 
 
@@ -72,6 +72,13 @@ def streams() -> None:
     help="Seconds the edge transactions stay open: announcements wait up to this long.",
 )
 @click.option(
+    "--stall-limit",
+    type=click.FloatRange(min=1.0),
+    default=DEFAULT_STALL_LIMIT,
+    show_default=True,
+    help="Seconds an edge write or commit may take before /healthz says the worker is stuck.",
+)
+@click.option(
     "--max-edges-per-client",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_EDGES_PER_CLIENT,
@@ -123,6 +130,7 @@ def worker(
     tick_interval: float,
     combine_interval: float,
     commit_interval: float,
+    stall_limit: float,
     max_edges_per_client: int,
     max_message_bytes: int,
     max_batch_records: int,
@@ -157,6 +165,7 @@ def worker(
         session_timeout=session_timeout,
         combine_interval=combine_interval,
         commit_interval=commit_interval,
+        stall_limit=stall_limit,
         caps=Caps(
             message_bytes=max_message_bytes,
             batch_records=max_batch_records,
@@ -178,8 +187,13 @@ def worker(
             "Edges this worker owns (the states of its partitions).",
             lambda: float(len(app.merge.table)),
         ),
+        "edge_log_busy_seconds": (
+            "How long the longest unfinished edge write or commit has taken so far.",
+            app.edge_log.busy_seconds,
+        ),
     }
-    registry = serve_metrics(metrics_port, CountersCollector("streams", app.counters, gauges))
+    collector = CountersCollector("streams", app.counters, gauges)
+    registry = serve_metrics(metrics_port, collector, health=app.health)
     registry.register(NodeLossCollector(app.stats_feed))
     run_worker(app)
 

@@ -21,6 +21,14 @@ committed. Hence:
   notice (a long pause) fails its next commit with ``ProducerFenced`` and
   drops the partition, instead of announcing beside the new owner.
 
+A write or a commit that does not finish (a producer waiting on a broker
+that neither answers nor fails) holds its partition's lock, and so the merge
+agent, and with it the worker's consumption: :meth:`EdgeLog.stalled` says so,
+the worker's ``/healthz`` reports it, and the chart's liveness probe restarts
+the worker, whose partitions go to another (or to it again, fresh). A commit
+slower than :data:`SLOW_COMMIT` is logged and counted
+(``edge_log_slow_commits``).
+
 A new owner recovers a partition's states by reading the changelog partition
 whole, committed records only. Faust's own tables are not used for this: they
 recover without ``read_committed`` and do not end a recovery at a partition
@@ -49,6 +57,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_INTERVAL = 0.2
 """Seconds an edge log transaction stays open: announcements wait up to this long."""
+DEFAULT_STALL_LIMIT = 60.0
+"""Seconds a partition's write or commit may take before the worker counts as stuck."""
+SLOW_COMMIT = 5.0
+"""Seconds beyond which a commit is logged and counted as slow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,8 @@ class _Partition:
     closed: bool = False
     done: list[Callable[[], object]] = field(default_factory=list)
     """What to call once the open transaction is committed (the sightings' acks)."""
+    busy_since: float | None = None
+    """When the write or commit now holding the lock began (monotonic); None: idle."""
 
 
 class EdgeLog:
@@ -202,17 +216,23 @@ class EdgeLog:
         async with part.lock:
             if part.closed:
                 return
-            producer = part.producer
-            if not part.open:
-                await producer.begin_transaction()
-                part.open = True
-            send = producer.send
-            for stored in merged.stored:
-                await send(changelog, stored.value, key=stored.key, partition=stored.partition)
-            for announced in merged.announced:
-                edge_partition = kafka_partition(announced.key, part.edge_partitions)
-                await send(EDGES.name, announced.value, key=announced.key, partition=edge_partition)
-            part.done.append(done)
+            part.busy_since = time.monotonic()
+            try:
+                producer = part.producer
+                if not part.open:
+                    await producer.begin_transaction()
+                    part.open = True
+                send = producer.send
+                for stored in merged.stored:
+                    await send(changelog, stored.value, key=stored.key, partition=stored.partition)
+                for announced in merged.announced:
+                    edge_partition = kafka_partition(announced.key, part.edge_partitions)
+                    await send(
+                        EDGES.name, announced.value, key=announced.key, partition=edge_partition
+                    )
+                part.done.append(done)
+            finally:
+                part.busy_since = None
 
     async def commit(self) -> None:
         """Commit every open transaction, then acknowledge what it holds."""
@@ -224,6 +244,7 @@ class EdgeLog:
         async with part.lock:
             if not part.open or part.closed:
                 return
+            started = part.busy_since = time.monotonic()
             try:
                 await part.producer.commit_transaction()
             except ProducerFenced:
@@ -236,11 +257,40 @@ class EdgeLog:
                 self._merge.keep_only(set(self._owned))
                 await stop_quietly(part.producer, f"fenced producer of partition {partition}")
                 return
+            finally:
+                part.busy_since = None
             part.open = False
             done, part.done = part.done, []
+        took = time.monotonic() - started
+        if took > SLOW_COMMIT:
+            self._counters.events["edge_log_slow_commits"] += 1
+            log.warning("the edge log's commit of partition %d took %.1f s", partition, took)
         self._counters.events["edge_log_transactions"] += 1
         for acknowledge in done:
             acknowledge()
+
+    def busy_seconds(self) -> float:
+        """How long the longest unfinished write or commit has taken so far (0: none)."""
+        now = time.monotonic()
+        started = [p.busy_since for p in self._owned.values() if p.busy_since is not None]
+        return now - min(started) if started else 0.0
+
+    def stalled(self, limit: float) -> str | None:
+        """Why the edge log looks stuck: a write or commit unfinished for over ``limit``
+        seconds (it holds its partition, and the worker's consumption with it)."""
+        now = time.monotonic()
+        stuck = [
+            (now - p.busy_since, partition)
+            for partition, p in self._owned.items()
+            if p.busy_since is not None and now - p.busy_since > limit
+        ]
+        if not stuck:
+            return None
+        seconds, partition = max(stuck)
+        return (
+            f"the edge log's write or commit of partition {partition} "
+            f"has not finished for {seconds:.0f}s"
+        )
 
     async def close(self) -> None:
         """Commit what is open and stop every producer (the worker stops)."""

@@ -97,7 +97,12 @@ from callmap.wire.topics import (
 )
 from streams.caps import Caps, edge_cap_error, over_bytes, over_records
 from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
-from streams.edgelog import DEFAULT_COMMIT_INTERVAL, EdgeLog, EdgeLogSettings
+from streams.edgelog import (
+    DEFAULT_COMMIT_INTERVAL,
+    DEFAULT_STALL_LIMIT,
+    EdgeLog,
+    EdgeLogSettings,
+)
 from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
 from streams.mergestage import Merged, MergeSettings, MergeStage
@@ -196,6 +201,9 @@ class StreamSettings:
     """Where Faust keeps its ``<app id>-data`` directory."""
     commit_interval: float = DEFAULT_COMMIT_INTERVAL
     """Seconds the merge stage's transactions stay open (announcements wait as long)."""
+    stall_limit: float = DEFAULT_STALL_LIMIT
+    """Seconds an edge log write or commit may take before ``/healthz`` says the worker
+    is stuck (the chart's liveness probe then restarts it)."""
     caps: Caps = field(default_factory=Caps)
     """What one message, and one client, may bring in."""
     max_message_bytes: int = MAX_BATCH_BYTES
@@ -311,6 +319,13 @@ class StreamApp:
         app.on_before_shutdown.connect(self._close_edge_log)
         self.lag = 0
         """Messages on this worker's raw and sightings partitions not consumed yet."""
+        self._stall_limit = stream.stall_limit
+
+    def health(self) -> list[str]:
+        """What keeps the worker from working (``/healthz``): an edge log write or
+        commit that has not finished for over ``stall_limit`` seconds."""
+        stalled = self.edge_log.stalled(self._stall_limit)
+        return [] if stalled is None else [stalled]
 
     # --- agents ------------------------------------------------------------------
 
