@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from callmap.counters import StageCounters
 from callmap.wire import FlowHealth, SocketObservation
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
-from capture.diagscan import DiagScan, scan_diag
+from capture.diagscan import DIAG_FAILED, DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
@@ -89,6 +89,7 @@ class SocketScanner:
         self._proc_root = proc_root
         self._clock = clock
         self._only_netns = only_netns
+        self._diag_warned = False
         self.reporter = ConnReporter(refresh_interval)
         self.tcp_health = TcpHealth() if tcp_info else None
         self.last_scan_seconds = 0.0
@@ -137,12 +138,26 @@ class SocketScanner:
             reports = self._decide(result, now)
         else:
             scan = await asyncio.to_thread(scan_diag, self._proc_root, only_netns=self._only_netns)
+            self._warn_diag_failed(scan)
             reports = self._decide(scan.result, now)
             dumps = self._by_addresses(scan, reports)
             self.tcp_health.forget_gone(self.reporter.first_seen)
         self.last_scan_seconds = time.perf_counter() - started
         self.last_scan_done = time.monotonic()
         return self._observations(reports, dumps)
+
+    def _warn_diag_failed(self, scan: DiagScan) -> None:
+        """Say once why sockets come without round-trip times: no namespace could be
+        dumped (no CAP_SYS_ADMIN or CAP_SYS_PTRACE, most likely)."""
+        failed = scan.result.counters.get(DIAG_FAILED, 0)
+        if failed and not scan.sockets and not self._diag_warned:
+            self._diag_warned = True
+            log.warning(
+                "--tcp-info: none of %d namespaces could be entered for sock_diag "
+                "(it takes CAP_SYS_ADMIN and CAP_SYS_PTRACE); their sockets are read "
+                "from /proc, without round-trip times",
+                failed,
+            )
 
     def _by_addresses(
         self, scan: DiagScan, reports: tuple[ConnReport, ...]

@@ -44,6 +44,22 @@ print("ready", flush=True)
 time.sleep(120)
 """
 
+AGENT_WITHOUT_CAPABILITIES = """
+import asyncio, json, logging, sys
+from callmap.counters import Counters
+from capture.sockagent import SocketScanner
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+stage = Counters().stage("sockets")
+scanner = SocketScanner(cluster="test", node="n", counters=stage, tcp_info=True,
+                        only_netns=frozenset({int(sys.argv[1])}))
+first, second = asyncio.run(scanner.scan_once()), asyncio.run(scanner.scan_once())
+print(json.dumps({
+    "reported": len(first),
+    "health": [o.health is not None for o in first],
+    "dropped": dict(stage.dropped),
+}))
+"""
+
 SCAN_WITHOUT_CAPABILITIES = """
 import json, sys
 from capture.diagscan import scan_diag
@@ -196,3 +212,29 @@ def test_without_cap_sys_admin_each_namespace_is_read_from_proc_and_counted(
     assert shown["connections"] == sorted(
         [c.local_ip, c.local_port, c.remote_ip, c.remote_port, c.role] for c in as_root.connections
     )
+
+
+def test_an_agent_without_the_capabilities_says_once_why_it_reads_proc(
+    namespace: tuple[int, int],
+) -> None:
+    """--tcp-info without CAP_SYS_ADMIN: every connection is still reported, without
+    round-trip times, and one warning says why."""
+    _, netns = namespace
+    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c"]
+    done = subprocess.run(
+        [*command, AGENT_WITHOUT_CAPABILITIES, str(netns)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+
+    shown = json.loads(done.stdout)
+    assert shown["reported"] == 2 * (CALLS + 1)
+    assert shown["health"] == [False] * shown["reported"]
+    assert shown["dropped"]["tcp_info_unreadable"] == 1  # the second scan reports nothing new
+    warnings = [line for line in done.stderr.splitlines() if "sock_diag" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "CAP_SYS_ADMIN" in warnings[0]
