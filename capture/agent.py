@@ -67,7 +67,7 @@ class AgentOptions:
     conntrack: bool = False
     """Follow the connection tracking of the capture namespace (needs CAP_NET_ADMIN);
     without the capability the agent runs on without it, and says so."""
-    conntrack_udp: bool = False
+    conntrack_udp: bool = True
     """Follow UDP flows too (DNS lookups left out), as calls with ``transport: udp``."""
     tcp_info: bool = False
     """Give reported client sockets their RTT and retransmits from ``tcp_info``

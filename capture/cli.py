@@ -162,7 +162,7 @@ _live_options = option_group(
         ),
         click.option(
             "--conntrack-udp/--no-conntrack-udp",
-            default=False,
+            default=True,
             show_default=True,
             envvar="CALLMAP_CAPTURE_CONNTRACK_UDP",
             help="With --conntrack, report UDP flows too (their ports become the edges' "

@@ -73,10 +73,10 @@ def check_topology(plan: Plan) -> None:
 
 
 def _refuse_udp(plan: Plan) -> None:
-    """UDP calls and ports are the netns lab's only, for now: on a cluster, callmap's
-    chart has no value that turns on ``--conntrack-udp``, and the development
-    cluster's "internet" answers TCP only. A run would map no UDP at all and
-    call that wrong; it is refused instead."""
+    """UDP calls and ports are the netns lab's only, for now: the development
+    cluster's "internet" answers TCP only, and its workloads' images serve TCP.
+    (Capture follows UDP flows there as everywhere: a UDP flow nobody planned
+    is an unexpected edge.)"""
     for index, call in enumerate(plan.topology.calls):
         if call.protocol == "udp":
             raise LabError(

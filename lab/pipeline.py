@@ -13,8 +13,9 @@ and watches the lab's own API server (``lab up --kubernetes``) with leader
 election, keeping the pod labels the topology uses, so that it publishes the
 same identities as the file would.
 
-A topology with UDP calls has its capture agents follow connection tracking's
-UDP flows too (``--conntrack-udp``, off by default).
+The capture agents follow connection tracking's UDP flows as they do by
+default (``--conntrack-udp``), whether the topology has UDP calls or not: a
+UDP flow nobody planned is an unexpected edge.
 
 Each run stamps its records with a cluster name of its own
 (``<cluster>-<run id>``) and runs a stream app of its own (``--app-id`` of the
@@ -61,12 +62,10 @@ from lab.lifecycle import (
     check_lifecycle,
     expiry_due,
 )
-from lab.multitopology import load_member
 from lab.runtime import pod_life, release, up
 from lab.state import LabState, load_state
 from lab.teardown import down
 from lab.topology import load_topology
-from lab.topologyrecords import Topology
 from lab.truth import ExpectedEdge, Truth, expected_edges
 
 Progress = Callable[[str], None]
@@ -178,7 +177,6 @@ def start_components(
     components = Components(log_dir, env)
     components.start("watch", "watch", *watch_args(state, cluster))
     host_network_nodes = {p.node for p in state.pods if p.host_network}
-    udp = ["--conntrack-udp"] if has_udp_calls(load_member(state.topology, state.member)) else []
     tcp_info = ["--tcp-info"] if options.tcp_info else []
     for node in state.nodes:
         scan = [arg for netns in node.pod_netns for arg in ("--scan-netns", netns)]
@@ -200,7 +198,6 @@ def start_components(
             "10",
             "--metrics-port",
             "0",
-            *udp,
             *tcp_info,
             *scan,
         )
@@ -218,12 +215,6 @@ def start_components(
         )
     progress(f"capture on {len(state.nodes)} node(s), watcher and sink started")
     return components
-
-
-def has_udp_calls(topology: Topology) -> bool:
-    """Whether capture must follow UDP flows (``--conntrack-udp``, off by default) to see
-    the topology's calls."""
-    return any(call.protocol == "udp" for call in topology.calls)
 
 
 def watch_args(state: LabState, cluster: str) -> list[str]:

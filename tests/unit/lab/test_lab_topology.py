@@ -8,7 +8,6 @@ import pytest
 from helpers.labplans import SINGLE_CLUSTER, TOPOLOGY_DIR
 
 from lab.errors import TopologyError
-from lab.pipeline import has_udp_calls
 from lab.topology import load_topology, parse_topology
 from lab.topologyrecords import object_prefix
 
@@ -219,8 +218,3 @@ calls:
         (9102, "tcp", 1.0),
         (9102, "tcp", 1.0),
     ]
-
-
-def test_the_pipeline_follows_udp_flows_only_for_a_topology_with_udp_calls() -> None:
-    assert has_udp_calls(load_topology(TOPOLOGY_DIR / "udp.yaml"))
-    assert not has_udp_calls(load_topology(TOPOLOGY_DIR / "shop.yaml"))
