@@ -213,13 +213,15 @@ def test_a_closed_connection_stays_as_time_wait_without_tcp_info(net: Net) -> No
     client, accepted = net.pairs.pop()
     net.listeners.remove(listener)
     listener.close()
-    port = client.getsockname()[1]
+    # By both ports: another test's client may have the same local port (to another
+    # server: the kernel reuses a local port for a different peer).
+    ports = (client.getsockname()[1], client.getpeername()[1])
     client.close()  # the active closer: TIME_WAIT once the server has closed too
     assert accepted.recv(1) == b""
     accepted.close()
     deadline = time.monotonic() + 5
     while True:
-        waiting = [s for s in _dump(net) if s.local_port == port]
+        waiting = [s for s in _dump(net) if (s.local_port, s.remote_port) == ports]
         if [s.state for s in waiting] == [TcpState.TIME_WAIT] or time.monotonic() > deadline:
             break
         time.sleep(0.05)
