@@ -98,7 +98,7 @@ namespace in :attr:`NamespaceScan.skipped`."""
 WANTED_STATES = frozenset({TcpState.LISTEN, TcpState.ESTABLISHED})
 
 
-def fault(exc: OSError) -> str:
+def _fault(exc: OSError) -> str:
     """The ``PID_*`` counter an error reading a pid's files counts under."""
     if isinstance(exc, (FileNotFoundError, ProcessLookupError)):
         return PID_VANISHED
@@ -149,7 +149,7 @@ def group_pids(root: str, counters: dict[str, int]) -> dict[int, PidGroup]:
             netns = namespace_id(base)
             cgroup = _read(f"{base}/cgroup")
         except OSError as exc:
-            bump(counters, fault(exc))
+            bump(counters, _fault(exc))
             continue
         ns = namespaces.get(netns)
         if ns is None:
@@ -178,7 +178,7 @@ def _read_tables(
             # A pid that setns()'d while we read showed another namespace.
             moved = namespace_id(base) != netns
         except OSError as exc:
-            bump(counters, fault(exc))
+            bump(counters, _fault(exc))
             continue
         if moved:
             bump(counters, PID_MOVED)

@@ -101,6 +101,16 @@ class EdgeReader:
         edge = self.seen[edge_id]
         return ExpectedEdge(endpoint_text(edge.client), endpoint_text(edge.server))
 
+    def with_round_trips(self) -> list[ExpectedEdge]:
+        """The run's edges whose health (since ``new``) counted round-trip times."""
+        return [
+            self.pair(edge_id)
+            for edge_id, edge in self.seen.items()
+            if (health := edge.health_total) is not None
+            and health.rtt is not None
+            and health.rtt.samples > 0
+        ]
+
 
 def _changes(old: Edge | None, new: Edge) -> bool:
     """Whether ``new`` changes the map ``old`` was part of (a refresh alone does not)."""

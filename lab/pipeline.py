@@ -384,15 +384,7 @@ async def _map_lab(
             expired = {reader.pair(edge_id): t for edge_id, t in reader.expired_at.items()}
             lifecycle = check_lifecycle(read.last, expired, time.time(), LAB_TTL)
             new_again = tuple(sorted(str(reader.pair(edge_id)) for edge_id in reader.new_again))
-            round_trips = tuple(
-                sorted(
-                    str(reader.pair(edge_id))
-                    for edge_id, edge in reader.seen.items()
-                    if edge.health_total is not None
-                    and edge.health_total.rtt is not None
-                    and edge.health_total.rtt.samples > 0
-                )
-            )
+            round_trips = tuple(sorted(str(pair) for pair in reader.with_round_trips()))
             result = LabRun(
                 cluster,
                 comparison,

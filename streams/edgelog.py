@@ -269,24 +269,26 @@ class EdgeLog:
         for acknowledge in done:
             acknowledge()
 
+    def _longest_busy(self) -> tuple[float, int]:
+        """(seconds, partition) of the longest unfinished write or commit; (0, -1): none."""
+        now = time.monotonic()
+        busy = [
+            (now - p.busy_since, partition)
+            for partition, p in self._owned.items()
+            if p.busy_since is not None
+        ]
+        return max(busy, default=(0.0, -1))
+
     def busy_seconds(self) -> float:
         """How long the longest unfinished write or commit has taken so far (0: none)."""
-        now = time.monotonic()
-        started = [p.busy_since for p in self._owned.values() if p.busy_since is not None]
-        return now - min(started) if started else 0.0
+        return self._longest_busy()[0]
 
     def stalled(self, limit: float) -> str | None:
         """Why the edge log looks stuck: a write or commit unfinished for over ``limit``
         seconds (it holds its partition, and the worker's consumption with it)."""
-        now = time.monotonic()
-        stuck = [
-            (now - p.busy_since, partition)
-            for partition, p in self._owned.items()
-            if p.busy_since is not None and now - p.busy_since > limit
-        ]
-        if not stuck:
+        seconds, partition = self._longest_busy()
+        if seconds <= limit:
             return None
-        seconds, partition = max(stuck)
         return (
             f"the edge log's write or commit of partition {partition} "
             f"has not finished for {seconds:.0f}s"

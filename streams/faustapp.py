@@ -319,12 +319,11 @@ class StreamApp:
         app.on_before_shutdown.connect(self._close_edge_log)
         self.lag = 0
         """Messages on this worker's raw and sightings partitions not consumed yet."""
-        self._stall_limit = stream.stall_limit
 
     def health(self) -> list[str]:
         """What keeps the worker from working (``/healthz``): an edge log write or
         commit that has not finished for over ``stall_limit`` seconds."""
-        stalled = self.edge_log.stalled(self._stall_limit)
+        stalled = self.edge_log.stalled(self.stream.stall_limit)
         return [] if stalled is None else [stalled]
 
     # --- agents ------------------------------------------------------------------

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,22 @@ def endpoint(text: str, wildcard: str) -> tuple[str, int]:
     return (wildcard if address in ("*", "::") else address), int(port)
 
 
+def without_capabilities(program: str, netns: int) -> tuple[dict[str, Any], str]:
+    """``program``'s JSON line and its standard error, run with ``netns`` as its argument
+    by a root process without any capability (as an agent the chart grants too little)."""
+    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c"]
+    done = subprocess.run(
+        [*command, program, str(netns)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), done.stderr
+
+
 @pytest.fixture(scope="module")
 def namespace() -> Iterator[tuple[int, int]]:
     """(pid, namespace id) of the busy namespace."""
@@ -195,18 +212,7 @@ def test_without_cap_sys_admin_each_namespace_is_read_from_proc_and_counted(
     """Entering a namespace takes CAP_SYS_ADMIN; a scan without it loses no connection."""
     _, netns = namespace
     as_root = scan_diag("/proc", only_netns=frozenset({netns})).result.namespaces[0]
-    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c"]
-    done = subprocess.run(
-        [*command, SCAN_WITHOUT_CAPABILITIES, str(netns)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    assert done.returncode == 0, done.stderr
-
-    shown = json.loads(done.stdout)
+    shown, _ = without_capabilities(SCAN_WITHOUT_CAPABILITIES, netns)
     assert shown["counters"][DIAG_FAILED] == 1
     assert shown["dumped"] == []
     assert shown["connections"] == sorted(
@@ -220,21 +226,10 @@ def test_an_agent_without_the_capabilities_says_once_why_it_reads_proc(
     """--tcp-info without CAP_SYS_ADMIN: every connection is still reported, without
     round-trip times, and one warning says why."""
     _, netns = namespace
-    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c"]
-    done = subprocess.run(
-        [*command, AGENT_WITHOUT_CAPABILITIES, str(netns)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    assert done.returncode == 0, done.stderr
-
-    shown = json.loads(done.stdout)
+    shown, stderr = without_capabilities(AGENT_WITHOUT_CAPABILITIES, netns)
     assert shown["reported"] == 2 * (CALLS + 1)
     assert shown["health"] == [False] * shown["reported"]
     assert shown["dropped"]["tcp_info_unreadable"] == 1  # the second scan reports nothing new
-    warnings = [line for line in done.stderr.splitlines() if "sock_diag" in line]
-    assert len(warnings) == 1, done.stderr
+    warnings = [line for line in stderr.splitlines() if "sock_diag" in line]
+    assert len(warnings) == 1, stderr
     assert "CAP_SYS_ADMIN" in warnings[0]
