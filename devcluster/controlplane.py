@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devcluster.layout import APISERVER_PORT, HOST_ADDRESS, POD_CIDR, SERVICE_CIDR, ClusterLayout
-from devtools.kube import DevKube, build_components, ensure_certificate, render_kubeconfig
+from devtools.kube import DevKube, build_components, render_kubeconfig
+from devtools.kubepki import ensure_certificate
 from devtools.process import PidFile, free_port
 
 CONTROLLERS = ("kube-controller-manager", "kube-scheduler")

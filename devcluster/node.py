@@ -23,7 +23,8 @@ from devcluster import cgroups, configs
 from devcluster.errors import DevClusterError
 from devcluster.layout import INTERNET_ADDRESS, ClusterLayout, NodeLayout
 from devcluster.network import NETNS_DIR
-from devtools.kube import ensure_certificate, render_kubeconfig
+from devtools.kube import render_kubeconfig
+from devtools.kubepki import ensure_certificate
 from devtools.process import PidFile, alive
 
 # The paths a node has of its own, bound from its directory ("tmpfs": a fresh one).

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from callmap.wire import Edge, FlowHealth, RttSamples
-from callmap.wire.records import RTT_BUCKETS_PER_OCTAVE
+from callmap.wire.health import RTT_BUCKETS_PER_OCTAVE
 
 SLOW_MS = 200.0
 """A call is slow when its p99 round-trip time is at least this many milliseconds

@@ -141,7 +141,8 @@ def worker(
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
-    from streams.faustapp import StreamApp, StreamSettings, run_worker  # --help stays light
+    from streams.faustapp import StreamApp, run_worker  # --help stays light
+    from streams.settings import StreamSettings
     from streams.statsfeed import NodeLossCollector
 
     settings = load_settings()

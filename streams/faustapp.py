@@ -58,8 +58,6 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -89,25 +87,22 @@ from callmap.wire import (
     encode_sighting_batches,
 )
 from callmap.wire.topics import (
-    MAX_BATCH_BYTES,
     TopicSpec,
     changelog_topic,
     for_app,
     owner_partition,
 )
-from streams.caps import Caps, edge_cap_error, over_bytes, over_records
-from streams.combine import DEFAULT_COMBINE_INTERVAL, DEFAULT_FORGET_AFTER, Combiner
+from streams.caps import edge_cap_error, over_bytes, over_records
+from streams.combine import DEFAULT_FORGET_AFTER, Combiner
 from streams.edgelog import (
-    DEFAULT_COMMIT_INTERVAL,
-    DEFAULT_STALL_LIMIT,
     EdgeLog,
     EdgeLogSettings,
 )
-from streams.edges import DEFAULT_REFRESH_INTERVAL, DEFAULT_TTL
 from streams.identityfeed import IdentityFeed
 from streams.mergestage import Merged, MergeSettings, MergeStage
 from streams.nodeloss import NodeLoss
-from streams.resolvestage import Identities, ResolveSettings, ResolveStage
+from streams.resolvestage import Identities, ResolveStage
+from streams.settings import StreamSettings
 from streams.statsfeed import StatsFeed
 
 log = logging.getLogger(__name__)
@@ -173,42 +168,6 @@ STREAM_BUFFER = 64
 # the full batch was sent: a cold start's thousands of them went out request
 # by request.
 PRODUCER_BATCH_BYTES = 512 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
-    """How the stream app runs."""
-
-    app_id: str = "callmap-streams"
-    """Consumer group and prefix of Faust's own topics; one per pipeline."""
-    resolve: ResolveSettings = field(default_factory=ResolveSettings)
-    """How events are resolved."""
-    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
-    """An edge seen again is re-announced at most this often (seconds)."""
-    ttl: float = DEFAULT_TTL
-    """An edge unseen for this long is announced ``expired`` (seconds)."""
-    tick_interval: float = 10.0
-    """How often owners check their edges for refresh and expiry (seconds)."""
-    sighting_partitions: int = 12
-    """Partitions of the sightings topic; the changelog has as many."""
-    replication: int = 1
-    """Replicas of the topics Faust creates, as the sightings topic has them."""
-    session_timeout: float = 30.0
-    """Seconds after which a silent worker's partitions go to the others."""
-    combine_interval: float = DEFAULT_COMBINE_INTERVAL
-    """Repeats of a known edge go to its owner at most this often (seconds; 0: at once)."""
-    data_dir: Path = Path(".")
-    """Where Faust keeps its ``<app id>-data`` directory."""
-    commit_interval: float = DEFAULT_COMMIT_INTERVAL
-    """Seconds the merge stage's transactions stay open (announcements wait as long)."""
-    stall_limit: float = DEFAULT_STALL_LIMIT
-    """Seconds an edge log write or commit may take before ``/healthz`` says the worker
-    is stuck (the chart's liveness probe then restarts it)."""
-    caps: Caps = field(default_factory=Caps)
-    """What one message, and one client, may bring in."""
-    max_message_bytes: int = MAX_BATCH_BYTES
-    """Sightings and pending messages are split to stay within this many bytes, under
-    the broker's message limit (Kafka's default ``message.max.bytes`` is about 1 MB)."""
 
 
 def _broker_urls(settings: Settings) -> list[str]:

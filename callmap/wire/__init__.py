@@ -15,6 +15,7 @@ from callmap.wire.codec import (
     local_identity_key,
     message_key,
 )
+from callmap.wire.health import FlowHealth, RttSamples, total_health
 from callmap.wire.records import (
     DROP_KERNEL,
     DROP_OVERFLOW,
@@ -30,12 +31,10 @@ from callmap.wire.records import (
     Edge,
     EdgeSighting,
     Endpoint,
-    FlowHealth,
     NodeIdentity,
     PendingBatch,
     PodIdentity,
     Record,
-    RttSamples,
     ServiceIdentity,
     ServicePort,
     ServiceWorkload,
@@ -44,7 +43,6 @@ from callmap.wire.records import (
     SocketObservation,
     StageStats,
     WorkloadRef,
-    total_health,
 )
 from callmap.wire.topics import (
     ALL_TOPICS,

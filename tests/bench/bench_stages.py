@@ -20,7 +20,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from bench_streams import (
+from rich.console import Console
+from rich.table import Table
+from streamtraffic import (
     BATCH,
     CLIENTS,
     SERVED,
@@ -30,8 +32,6 @@ from bench_streams import (
     steady_answers,
     steady_connections,
 )
-from rich.console import Console
-from rich.table import Table
 
 from callmap.counters import Counters
 from callmap.wire import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from callmap.wire import FlowHealth, RttSamples, SocketObservation, decode_as, total_health
-from callmap.wire.records import rtt_bucket
+from callmap.wire.health import rtt_bucket
 
 
 def test_counts_add_and_bytes_add_where_known() -> None:

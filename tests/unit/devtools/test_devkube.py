@@ -8,16 +8,15 @@ from pathlib import Path
 import yaml
 
 from devtools.kube import (
-    ADMIN_USER,
     DevKube,
     apiserver_command,
     etcd_command,
     kube_ldflags,
     render_build_gomod,
     render_kubeconfig,
-    render_openssl_config,
     staging_replaces,
 )
+from devtools.kubepki import ADMIN_USER, render_openssl_config
 
 # The shape of k8s.io/kubernetes' go.mod: staging modules required as v0.0.0 and
 # replaced by directories; one staged module nothing requires (never published).

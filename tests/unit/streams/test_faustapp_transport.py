@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from callmap.config import load_settings
-from streams.faustapp import FETCH_MAX_WAIT_MS, StreamApp, StreamSettings
+from streams.faustapp import FETCH_MAX_WAIT_MS, StreamApp
+from streams.settings import StreamSettings
 
 
 async def test_the_workers_consumer_never_holds_a_fetch_for_long() -> None:
