@@ -108,7 +108,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 types: $(STAMP)
-	$(VENV)/bin/mypy callmap capture watch streams sinks lab devcluster devtools
+	$(VENV)/bin/mypy callmap capture watch streams sinks lab devcluster devtools aggregate
 
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports
