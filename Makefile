@@ -27,7 +27,7 @@ demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
 test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imports
-	$(PY) -m pytest tests --ignore=tests/faults
+	$(PY) -m pytest tests --ignore=tests/faults --durations=30
 
 # The fault suite: minutes a scenario, so not part of `make test`.
 faults: $(STAMP) kafka-jars
