@@ -7,7 +7,7 @@ the rule, the comments say what went wrong before.
 from __future__ import annotations
 
 import pytest
-from identities import answer, node, pod, service, socket
+from helpers.streamrecords import answer, node, pod, service, socket
 from msgspec.structs import replace as msgspec_replace
 
 from callmap.counters import StageCounters

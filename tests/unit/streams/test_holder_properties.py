@@ -18,9 +18,9 @@ import math
 import random
 from dataclasses import dataclass
 
+from helpers.streamrecords import CLUSTER, pod, socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from identities import CLUSTER, pod, socket
 from msgspec.structs import replace
 
 from callmap.counters import StageCounters

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from identities import node, pod, service
+from helpers.streamrecords import node, pod, service
 
 from callmap.wire import PODS, PodIdentity, decode, encode
 from streams.identity import IdentityStore

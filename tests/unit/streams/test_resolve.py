@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from identities import answer, node, pod, service, socket
+from helpers.streamrecords import answer, node, pod, service, socket
 
 from callmap.counters import StageCounters
 from callmap.wire import Endpoint

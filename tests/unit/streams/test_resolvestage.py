@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from identities import CLUSTER, answer, pod, service, socket
+from helpers.streamrecords import CLUSTER, answer, pod, service, socket
 
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError

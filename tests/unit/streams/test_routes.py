@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from identities import CLUSTER, answer, pod, service, socket
+from helpers.streamrecords import CLUSTER, answer, pod, service, socket
 
 from callmap.counters import StageCounters
 from callmap.wire import DnsAnswer, FlowHealth, RttSamples, SocketObservation

@@ -1,4 +1,4 @@
-"""Builders of identity records for the streams tests."""
+"""Builders of the records the stream stages take: identities, DNS answers, sockets."""
 
 from __future__ import annotations
 
