@@ -76,8 +76,8 @@ V = TypeVar("V")
 class RecentKeys(Generic[K, V]):
     """What was set within the last ``span`` seconds at least, and within ``2 * span``
     at most: two generations of a dict, the older forgotten whole once the newer is
-    ``span`` old. Forgetting costs nothing per key (a flush used to rebuild every
-    dict of sightings, a fifth of the capture's time at 75,000 answers/s)."""
+    ``span`` old. Forgetting costs nothing per key: rebuilding the dicts of sightings
+    at every flush would take a fifth of the capture's time at 75,000 answers/s."""
 
     def __init__(self, span: float) -> None:
         self.span = span
