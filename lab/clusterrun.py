@@ -56,7 +56,7 @@ from lab.clustertruth import ClusterTruth, true_edges
 from lab.compare import Comparison, compare_with_truth
 from lab.edgereader import EdgeReader
 from lab.errors import LabError
-from lab.groupprogress import GroupProgress, begin_at_end, input_topics
+from lab.groupprogress import GroupProgress, input_topics
 from lab.kubeobjects import label_keys
 from lab.pipeline import Progress, RunOptions
 from lab.truth import ExpectedEdge
@@ -128,7 +128,6 @@ async def _map(
     starter: StartPipeline,
 ) -> ClusterRunResult:
     app_id = f"callmap-lab-{run_cluster}"
-    await begin_at_end(settings.kafka, app_id)  # earlier runs' records are not this run's
     async with EdgeReader(settings, run_cluster) as reader:
         request = PipelineRequest(
             cluster=lab.cluster,

@@ -52,30 +52,9 @@ def caught_up(committed: Offsets, ends_then: Offsets) -> bool:
     return all(committed.get(tp, 0) >= end for tp, end in ends_then.items())
 
 
-RAW_TOPICS = (DNS.name, SOCKETS.name)
-"""The capture agents' topics: every run on a broker adds its clusters' records to them."""
-
-
-async def begin_at_end(kafka: KafkaSettings, group: str, topics: Sequence[str] = RAW_TOPICS) -> int:
-    """Commit ``group``'s offsets where ``topics`` end now, before its stream app starts:
-    it begins with what comes next, not with the records of earlier runs on the same
-    broker (other clusters' calls, which it would resolve and announce again, and which
-    its progress would have to work through). The number of records it passes over."""
-    partitions = await topic_partitions(kafka, topics)
-    consumer = make_consumer(kafka, group_id=group)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
-    return sum(ends.values())
-
-
 def input_topics(app_id: str) -> tuple[str, ...]:
     """The topics whose progress tells whether the stream app ``app_id`` keeps up."""
-    return (*RAW_TOPICS, for_app(SIGHTINGS, app_id).name)
+    return (DNS.name, SOCKETS.name, for_app(SIGHTINGS, app_id).name)
 
 
 class GroupProgress:

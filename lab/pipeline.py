@@ -51,7 +51,7 @@ from lab.clusterrecord import read_call_logs
 from lab.clustertruth import ClusterTruth
 from lab.compare import Comparison, compare, compare_with_truth
 from lab.edgereader import EdgeReader
-from lab.groupprogress import GroupProgress, begin_at_end, input_topics
+from lab.groupprogress import GroupProgress, input_topics
 from lab.kubelab import require_binaries
 from lab.kubeobjects import label_keys
 from lab.lifecycle import (
@@ -359,8 +359,6 @@ async def _map_lab(
     progress: Progress,
 ) -> LabRun:
     """Run the components on the held lab, release it, and read the map they make."""
-    app_id = f"callmap-lab-{cluster}"
-    await begin_at_end(settings.kafka, app_id)  # earlier runs' records are not this run's
     async with EdgeReader(settings, cluster) as reader:
         capture_started = time.time()
         components = start_components(state, settings, cluster, options, progress)
@@ -370,11 +368,12 @@ async def _map_lab(
             await asyncio.sleep(3)
             components.check()
             if options.streams_delay <= 0:
-                start_streams(components, app_id, EDGE_REFRESH)
+                start_streams(components, f"callmap-lab-{cluster}", EDGE_REFRESH)
             release(Path(state.state_dir))
             progress(f"lab {state.name} released its calls; cluster {cluster}")
             churn = threading.Thread(target=run_churn, args=(Path(state.state_dir),), daemon=True)
             churn.start()
+            app_id = f"callmap-lab-{cluster}"
             async with GroupProgress(settings.kafka, app_id, input_topics(app_id)) as worker:
                 comparison = await _wait_for_map(
                     truth, reader, components, worker, churn, options, progress, app_id

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from callmap.broker import ensure_topic, make_consumer, start_producer
 from callmap.config import Settings
-from lab.groupprogress import GroupProgress, begin_at_end
+from lab.groupprogress import GroupProgress
 
 pytestmark = pytest.mark.kafka
 
@@ -66,26 +66,3 @@ async def test_topics_not_made_yet_are_not_kept_up_with(settings: Settings) -> N
     topic = f"progress-{uuid.uuid4().hex[:8]}"
     async with GroupProgress(settings.kafka, "nobody", [topic], behind=0.0) as worker:
         assert not await worker.caught_up()
-
-
-async def test_a_group_begun_at_the_end_reads_only_what_comes_after(settings: Settings) -> None:
-    topic, group = f"begin-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
-    await ensure_topic(settings.kafka, topic, 2, 1, {})
-    await produce(settings, topic, 0, 3)  # an earlier run's records
-    await produce(settings, topic, 1, 1)
-    assert await begin_at_end(settings.kafka, group, [topic]) == 4
-    await produce(settings, topic, 1, 2)  # this run's
-    consumer = make_consumer(settings.kafka, topic, group_id=group)  # as the stream app joins
-    await consumer.start()
-    try:
-        read: list[tuple[int, bytes]] = []
-        async with asyncio.timeout(30):
-            while len(read) < 2:
-                for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                    read += [(tp.partition, m.value) for m in messages if m.value is not None]
-        await asyncio.sleep(1.0)
-        for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-            read += [(tp.partition, m.value) for m in messages if m.value is not None]
-    finally:
-        await consumer.stop()
-    assert read == [(1, b"record 0"), (1, b"record 1")]

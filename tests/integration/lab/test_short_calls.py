@@ -34,7 +34,6 @@ from callmap.config import Settings
 from callmap.wire import FlowHealth
 from lab.addressing import plan
 from lab.edgereader import EdgeReader
-from lab.groupprogress import begin_at_end
 from lab.lifecycle import EDGE_REFRESH
 from lab.pipeline import RunOptions, running_lab, start_components, start_streams
 from lab.runtime import release
@@ -127,7 +126,6 @@ async def mapping(settings: Settings, lab: ShortLab, name: str) -> AsyncIterator
     :data:`EDGE_REFRESH` s, the pods released) and a reader of the map they draw."""
     cluster = f"{lab.state.cluster}-{name}"
     await ensure_topics(settings.kafka, settings.topics)
-    await begin_at_end(settings.kafka, f"callmap-lab-{cluster}")
     async with EdgeReader(settings, cluster) as reader:
         components = start_components(lab.state, settings, cluster, RunOptions(), print)
         try:
