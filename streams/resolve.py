@@ -30,12 +30,12 @@ outcome is counted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from callmap.counters import StageCounters
 from callmap.wire import DnsAnswer, Endpoint, PodIdentity, ServiceIdentity, SocketObservation
 from callmap.wire.records import EdgeSource
+from streams.dnsmemory import DnsMemory
 from streams.dnsnames import (
     ApiServerName,
     ClusterName,
@@ -48,8 +48,6 @@ from streams.dnsnames import (
 from streams.identity import Holding, IdentityStore, WorkloadsVersion
 
 APISERVER = Endpoint(type="apiserver")
-DEFAULT_DNS_SLACK = 30.0
-DEFAULT_DNS_RETENTION = 3600.0
 SIDECAR_INBOUND_PORTS = frozenset({15006})
 """Ports a sidecar proxy redirects inbound connections to (Istio's 15006): not the server's port."""
 
@@ -77,78 +75,6 @@ def workload_of(pod: PodIdentity, service: str | None = None) -> Endpoint:
         kind=pod.workload.kind,
         service=service,
     )
-
-
-class DnsMemory:
-    """Which names each client was told an IP belongs to, and until when.
-
-    A client is named by its identity (a pod's UID, a node's name) when it is
-    known, so that an answer asked over IPv4 names the IPv6 address the client
-    then connects from; by its address otherwise. One IP may carry several
-    names (a CDN): each client keeps the names *it* asked for. Answers are
-    kept ``retention`` seconds (by answer time), and forgotten in one pass a
-    quarter retention apart: memory holds at most 1.25 retentions of answers.
-    """
-
-    def __init__(
-        self, slack: float = DEFAULT_DNS_SLACK, retention: float = DEFAULT_DNS_RETENTION
-    ) -> None:
-        self.slack = slack
-        self.retention = retention
-        self._names: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
-        self._next_sweep = -math.inf
-        self.sweeps = 0
-        """Passes that forgot old answers: at most one per quarter retention of answer time."""
-        self.ambiguous = 0
-        """Connections to an IP the client had been given under several names at once."""
-
-    def remember(self, client: str, answer: DnsAnswer, name: str) -> None:
-        """``answer`` told ``client`` that its addresses are the external ``name``."""
-        valid_until = answer.ts + answer.ttl + self.slack
-        for ip in answer.answers:
-            names = self._names.setdefault((client, ip), {})
-            known = names.get(name)
-            if known is None or known[0] <= answer.ts:
-                names[name] = (answer.ts, valid_until)
-        if answer.ts >= self._next_sweep:  # a pass over everything: a quarter retention apart
-            self._forget_before(answer.ts - self.retention)
-            self._next_sweep = answer.ts + self.retention / 4
-
-    def name(self, clients: tuple[str, ...], ip: str, connected_at: float) -> str | None:
-        """The name the first of ``clients`` known was told for ``ip``, if valid then.
-
-        When several names were valid, the one answered last before the
-        connection is the one the client asked for; the ambiguity is counted.
-        """
-        for client in clients:
-            names = self._names.get((client, ip))
-            if names is None:
-                continue
-            valid = [
-                (answered_at, name)
-                for name, (answered_at, valid_until) in names.items()
-                if answered_at - self.slack <= connected_at <= valid_until
-            ]
-            if not valid:
-                continue
-            if len(valid) > 1:
-                self.ambiguous += 1
-                before = [v for v in valid if v[0] <= connected_at]
-                return max(before or valid)[1]
-            return valid[0][1]
-        return None
-
-    def _forget_before(self, horizon: float) -> None:
-        kept: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
-        for key, names in self._names.items():
-            recent = {n: v for n, v in names.items() if v[0] >= horizon}
-            if recent:
-                kept[key] = recent
-        self._names = kept
-        self.sweeps += 1
-
-    def __len__(self) -> int:
-        return sum(len(names) for names in self._names.values())
 
 
 class Resolver:

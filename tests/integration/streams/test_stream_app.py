@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -237,6 +238,39 @@ async def test_a_killed_worker_restarts_without_announcing_known_edges_again(
         second.stop()
     news = Counter(names(e) for e in found if e.event == "new")
     assert news == {("frontend", "cartservice"): 1, ("checkout", "cartservice"): 1}
+
+
+async def test_a_restarted_worker_names_the_external_calls_of_the_backlog_it_reads(
+    settings: Settings, cluster: str, app_id: str, tmp_path: Path
+) -> None:
+    edges = await Reader(settings, EDGES.name).mark()
+    await publish(settings, shop(cluster))
+    args = ("--refresh-interval", "600", "--ttl", "600")
+    first = Worker(settings, app_id, tmp_path, *args)
+    try:
+        first.wait_ready()
+        await publish(settings, [conn(cluster, "10.1.0.10", 40000, "10.1.0.11", 7070, "client")])
+        await edges.read(of_cluster(cluster), until=lambda f: len(f) >= 1, settle=3)
+    finally:
+        first.stop()
+    edges = await Reader(settings, EDGES.name).mark()
+    # While no worker ran, checkout called api.stripe.com, and went on asking for
+    # the name once a second for a minute: the next worker reads answers given
+    # after the call before it resolves the call (or retries it).
+    began = time.time() - 90
+    call = conn(cluster, "10.1.0.12", 40001, "203.0.113.10", 443, "client")
+    await publish(settings, [msgspec.structs.replace(call, ts=began + 1, first_seen=began + 1)])
+    asked = dns(cluster, "api.stripe.com", "10.1.0.12", "203.0.113.10")
+    await publish(settings, [msgspec.structs.replace(asked, ts=began + s) for s in range(61)])
+    second = Worker(settings, app_id, tmp_path, *args)
+    try:
+        second.wait_ready()
+        found = await edges.read(
+            of_cluster(cluster), until=lambda f: len(f) >= 1, settle=8, timeout=90
+        )
+    finally:
+        second.stop()
+    assert [(e.event, names(e)) for e in found] == [("new", ("checkout", "api.stripe.com"))]
 
 
 async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(

@@ -8,7 +8,7 @@ from helpers.streamrecords import answer, node, pod, service, socket
 from callmap.counters import StageCounters
 from callmap.wire import Endpoint
 from streams.identity import IdentityStore
-from streams.resolve import APISERVER, DnsMemory, Late, Resolver
+from streams.resolve import APISERVER, Late, Resolver
 
 FRONTEND = Endpoint(type="workload", namespace="shop", name="frontend", kind="Deployment")
 
@@ -208,12 +208,3 @@ def test_excluded_namespaces_are_dropped_and_counted(resolver: Resolver) -> None
 def test_names_no_cluster_object_can_have_are_counted(resolver: Resolver) -> None:
     assert resolver.dns(answer("weird.cluster.local", "10.1.0.10")) == []
     assert resolver.counters.dropped["unknown_cluster_name"] == 1
-
-
-def test_the_dns_memory_forgets_old_answers_in_passes_not_on_every_answer() -> None:
-    memory = DnsMemory(retention=100.0)
-    for second in range(10_000):
-        answer_at = answer("api.example.com", "10.1.0.10", f"203.0.113.{second % 200}", ts=second)
-        memory.remember(f"client-{second % 50}", answer_at, "api.example.com")
-    assert memory.sweeps <= 10_000 // 25 + 1  # before: one pass per answer after the first 100 s
-    assert len(memory) <= 125  # at most 1.25 retentions of one answer a second
