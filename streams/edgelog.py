@@ -18,8 +18,8 @@ committed. Hence:
 - The next owner of a partition starts a producer with the same transactional
   id before it reads the partition's states. That aborts whatever the previous
   owner left open and fences it: a worker that lost a partition but did not
-  notice (a long pause) fails its next commit with ``ProducerFenced`` and
-  drops the partition, instead of announcing beside the new owner.
+  notice (a long pause) is refused by the broker, and its next write or
+  commit drops the partition, instead of announcing beside the new owner.
 
 A write or a commit that does not finish (a producer waiting on a broker
 that neither answers nor fails) holds its partition's lock, and so the merge
@@ -216,6 +216,9 @@ class EdgeLog:
         async with part.lock:
             if part.closed:
                 return
+            if _fenced_meanwhile(part.producer):
+                await self._drop_fenced(partition, part)
+                return
             part.busy_since = time.monotonic()
             try:
                 producer = part.producer
@@ -246,16 +249,11 @@ class EdgeLog:
                 return
             started = part.busy_since = time.monotonic()
             try:
+                if _fenced_meanwhile(part.producer):
+                    raise ProducerFenced()
                 await part.producer.commit_transaction()
             except ProducerFenced:
-                self._counters.events["edge_log_fenced"] += 1
-                log.warning(
-                    "partition %d of the edges has another owner now: dropping it", partition
-                )
-                part.closed = True
-                self._owned.pop(partition, None)
-                self._merge.keep_only(set(self._owned))
-                await stop_quietly(part.producer, f"fenced producer of partition {partition}")
+                await self._drop_fenced(partition, part)
                 return
             finally:
                 part.busy_since = None
@@ -268,6 +266,15 @@ class EdgeLog:
         self._counters.events["edge_log_transactions"] += 1
         for acknowledge in done:
             acknowledge()
+
+    async def _drop_fenced(self, partition: int, part: _Partition) -> None:
+        """Another worker owns ``partition`` now and has fenced this one's producer."""
+        self._counters.events["edge_log_fenced"] += 1
+        log.warning("partition %d of the edges has another owner now: dropping it", partition)
+        part.closed = True
+        self._owned.pop(partition, None)
+        self._merge.keep_only(set(self._owned))
+        await stop_quietly(part.producer, f"fenced producer of partition {partition}")
 
     def _longest_busy(self) -> tuple[float, int]:
         """(seconds, partition) of the longest unfinished write or commit; (0, -1): none."""
@@ -300,3 +307,17 @@ class EdgeLog:
             await asyncio.shield(self._assigning)
         for partition in sorted(self._owned):
             await self._release(partition)
+
+
+def _fenced_meanwhile(producer: AIOKafkaProducer) -> bool:
+    """Whether ``producer`` learnt in the background that another owner fenced it.
+
+    aiokafka's sender stops on a fenced produce request and leaves the error in
+    the transaction manager only: the next ``send`` then refuses as if no
+    transaction were open, and ``commit_transaction`` fails an assertion,
+    neither of them with ``ProducerFenced``.
+    """
+    sender = producer._sender.sender_task
+    if sender is None or not sender.done() or sender.cancelled():
+        return False
+    return isinstance(sender.exception(), ProducerFenced)
