@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: the one session-wide Kafka broker.
+"""Fixtures shared by every test: a Kafka broker for each test process, and how
+`make test` shares the tests between its processes.
 
 Integration tests never mock Kafka. The broker comes from, in order:
 ``CALLMAP_KAFKA_BOOTSTRAP`` (an external broker you run), testcontainers'
@@ -12,6 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers.kafkakit import broker_settings
@@ -58,6 +60,34 @@ def _kafka_container(port: int):  # type: ignore[no-untyped-def]
     for name, value in settings.items():
         container = container.with_env(name, value)
     return container
+
+
+# `make test` runs the tests in several processes (pytest-xdist), each with a broker
+# of its own. A file's tests stay together in one process, in order (their module
+# fixtures are shared). The tests that use this machine itself (network
+# namespaces, packet capture, connection tracking, the development cluster) run in
+# one process, one after another, as they would alone: two labs or a lab and the
+# cluster at once would share the kernel's tables and the machine's two cores.
+MACHINE_FOLDERS = tuple(
+    f"tests/integration/{name}/" for name in ("callmap", "capture", "cluster", "devcluster", "lab")
+)
+
+
+def scope_of(nodeid: str) -> str:
+    """Which tests run together, in one process: a file's, or all that use the machine."""
+    path = nodeid.split("::", 1)[0]
+    return "machine" if path.startswith(MACHINE_FOLDERS) else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
