@@ -34,10 +34,8 @@ from callmap.wire import (
     PodIdentity,
     Record,
     ServiceIdentity,
-    ServiceWorkload,
     SocketBatch,
     SocketObservation,
-    WorkloadRef,
     decode,
     encode,
     encode_batches,
@@ -45,6 +43,7 @@ from callmap.wire import (
 )
 from callmap.wire.topics import TopicSpec
 from devtools.process import free_port
+from helpers import streamrecords as records
 
 FAST = [
     "--grace",
@@ -63,42 +62,17 @@ FAST = [
 
 
 def pod(cluster: str, name: str, ip: str) -> PodIdentity:
-    return PodIdentity(
-        cluster=cluster,
-        uid=f"{cluster}-{name}",
-        namespace="shop",
-        name=f"{name}-0",
-        ips=(ip,),
-        node="node-a",
-        workload=WorkloadRef(kind="Deployment", name=name),
-        created=0.0,
-    )
+    """The one pod of Deployment ``name`` in namespace ``shop``."""
+    return records.pod(f"{name}-0", ip, uid=f"{cluster}-{name}", workload=name, cluster=cluster)
 
 
 def cart_service(cluster: str) -> ServiceIdentity:
-    return ServiceIdentity(
-        cluster=cluster,
-        namespace="shop",
-        name="cartservice",
-        type="ClusterIP",
-        cluster_ips=("10.96.4.2",),
-        workloads=(ServiceWorkload(namespace="shop", kind="Deployment", name="cartservice"),),
-    )
+    return records.service("cartservice", "10.96.4.2", "cartservice", cluster=cluster)
 
 
 def dns(cluster: str, qname: str, client: str, *ips: str) -> DnsAnswer:
-    return DnsAnswer(
-        cluster=cluster,
-        node="node-a",
-        ts=time.time(),
-        client_ip=client,
-        server_ip="10.96.0.10",
-        transport="udp",
-        qname=qname,
-        qtype="A",
-        answers=ips,
-        ttl=30,
-    )
+    """An answer given now."""
+    return records.answer(qname, client, *ips, ts=time.time(), cluster=cluster)
 
 
 def conn(
@@ -112,21 +86,18 @@ def conn(
     transport: str = "tcp",
     origin: str = "proc",
 ) -> SocketObservation:
-    now = time.time()
-    return SocketObservation(
+    """A connection seen now."""
+    return records.socket(
+        local,
+        lport,
+        remote,
+        rport,
+        role,
+        ts=time.time(),
         origin=origin,
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
         cluster=cluster,
-        node="node-a",
-        ts=now,
-        netns=1,
-        local_ip=local,
-        local_port=lport,
-        remote_ip=remote,
-        remote_port=rport,
-        role=role,
-        first_seen=now,
-    )  # type: ignore[arg-type]
+    )
 
 
 class Worker:

@@ -31,10 +31,11 @@ def pod(
     ips_since: float | None = None,
     subdomain: str | None = None,
     hostname: str | None = None,
+    cluster: str = CLUSTER,
 ) -> PodIdentity:
     """A pod; with ``subdomain``, named ``<hostname or name>.<subdomain>`` as StatefulSets do."""
     return PodIdentity(
-        cluster=CLUSTER,
+        cluster=cluster,
         uid=uid or f"uid-{namespace}-{name}",
         namespace=namespace,
         name=name,
@@ -60,9 +61,10 @@ def service(
     created: float | None = None,
     workloads_since: float | None = None,
     node_port: int | None = None,
+    cluster: str = CLUSTER,
 ) -> ServiceIdentity:
     return ServiceIdentity(
-        cluster=CLUSTER,
+        cluster=cluster,
         namespace=namespace,
         name=name,
         type=type,  # type: ignore[arg-type]
@@ -91,9 +93,10 @@ def answer(
     qtype: str = "A",
     count: int = 1,
     node: str = "node-a",
+    cluster: str = CLUSTER,
 ) -> DnsAnswer:
     return DnsAnswer(
-        cluster=CLUSTER,
+        cluster=cluster,
         node=node,
         ts=ts,
         client_ip=client_ip,
@@ -120,10 +123,11 @@ def socket(
     dialled: tuple[str, int] | None = None,
     origin: str = "proc",
     transport: str = "tcp",
+    cluster: str = CLUSTER,
 ) -> SocketObservation:
     """A socket; ``dialled`` is the address NAT replaced (``remote`` then answered)."""
     return SocketObservation(
-        cluster=CLUSTER,
+        cluster=cluster,
         node="node-a",
         ts=ts,
         netns=1,

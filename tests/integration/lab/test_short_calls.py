@@ -31,7 +31,7 @@ from helpers.labfixtures import python_in, skip_without_root, write_topology
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
-from callmap.wire import FlowHealth
+from callmap.wire import Edge, FlowHealth
 from lab.addressing import plan
 from lab.edgereader import EdgeReader
 from lab.lifecycle import EDGE_REFRESH
@@ -39,6 +39,7 @@ from lab.pipeline import RunOptions, running_lab, start_components, start_stream
 from lab.runtime import release
 from lab.state import LabState, PodState
 from lab.topology import load_topology
+from lab.truth import ExpectedEdge
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -238,11 +239,9 @@ def _calls(netns: str, calls: list[tuple[str, int, bool]]) -> list[str]:
 def _health_totals(reader: EdgeReader) -> dict[str, Counts]:
     """The client's edges' counts since they were new, by server."""
     totals = {}
-    for edge_id, edge in reader.seen.items():
-        pair = reader.pair(edge_id)
-        if pair.client == "shop/client":
-            health = edge.health_total or FlowHealth()
-            totals[pair.server] = (health.opened, health.closed, health.resets, health.failed)
+    for pair, edge in _client_pairs(reader):
+        health = edge.health_total or FlowHealth()
+        totals[pair.server] = (health.opened, health.closed, health.resets, health.failed)
     return totals
 
 
@@ -254,5 +253,12 @@ def _calls_told(reader: EdgeReader) -> int:
 
 
 def _client_edges(reader: EdgeReader) -> set[tuple[str, str]]:
-    pairs = (reader.pair(edge_id) for edge_id in reader.seen)
-    return {(p.client, p.server) for p in pairs if p.client == "shop/client"}
+    return {(pair.client, pair.server) for pair, _ in _client_pairs(reader)}
+
+
+def _client_pairs(reader: EdgeReader) -> Iterator[tuple[ExpectedEdge, Edge]]:
+    """The client's edges read so far, with their (client, server) names."""
+    for edge_id, edge in reader.seen.items():
+        pair = reader.pair(edge_id)
+        if pair.client == "shop/client":
+            yield pair, edge
