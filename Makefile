@@ -26,8 +26,8 @@ help:
 demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
-# Two processes: the tests that use the machine itself in one, one after another;
-# the rest in the other (tests/conftest.py, MACHINE_FOLDERS).
+# Two processes; the tests that use the machine itself run one after another, one
+# kind per process: the netns labs, the development cluster (tests/conftest.py).
 test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imports
 	$(PY) -m pytest tests --ignore=tests/faults -n 2 --durations=30
 

@@ -64,19 +64,27 @@ def _kafka_container(port: int):  # type: ignore[no-untyped-def]
 
 # `make test` runs the tests in several processes (pytest-xdist), each with a broker
 # of its own. A file's tests stay together in one process, in order (their module
-# fixtures are shared). The tests that use this machine itself (network
-# namespaces, packet capture, connection tracking, the development cluster) run in
-# one process, one after another, as they would alone: two labs or a lab and the
-# cluster at once would share the kernel's tables and the machine's two cores.
-MACHINE_FOLDERS = tuple(
-    f"tests/integration/{name}/" for name in ("callmap", "capture", "cluster", "devcluster", "lab")
-)
+# fixtures are shared). The tests that use this machine itself run one after
+# another, one kind per process: the netns labs and packet capture (two labs at
+# once would share their names and each other's timing), and the development
+# cluster (its addresses are fixed). A lab and the cluster are namespaces of
+# their own with address ranges apart, so those two kinds run side by side.
+MACHINE_SCOPES = {
+    "tests/integration/callmap/": "netns",
+    "tests/integration/capture/": "netns",
+    "tests/integration/lab/": "netns",
+    "tests/integration/cluster/": "cluster",
+    "tests/integration/devcluster/": "cluster",
+}
 
 
 def scope_of(nodeid: str) -> str:
-    """Which tests run together, in one process: a file's, or all that use the machine."""
+    """Which tests run together, in one process: a file's, or all of one machine kind."""
     path = nodeid.split("::", 1)[0]
-    return "machine" if path.startswith(MACHINE_FOLDERS) else path
+    for folder, scope in MACHINE_SCOPES.items():
+        if path.startswith(folder):
+            return scope
+    return path
 
 
 @pytest.hookimpl(optionalhook=True)
