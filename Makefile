@@ -26,10 +26,10 @@ help:
 demo: $(STAMP) kafka-jars
 	$(PY) -m callmap demo
 
-# Two processes; the tests that use the machine itself run one after another, one
+# Three processes; the tests that use the machine itself run one after another, one
 # kind per process: the netns labs, the development cluster (tests/conftest.py).
 test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imports
-	$(PY) -m pytest tests --ignore=tests/faults -n 2 --durations=30
+	$(PY) -m pytest tests --ignore=tests/faults -n 3 --durations=30
 
 # The fault suite: minutes a scenario, so not part of `make test`.
 faults: $(STAMP) kafka-jars
