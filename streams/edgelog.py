@@ -247,10 +247,11 @@ class EdgeLog:
         async with part.lock:
             if not part.open or part.closed:
                 return
+            if _fenced_meanwhile(part.producer):
+                await self._drop_fenced(partition, part)
+                return
             started = part.busy_since = time.monotonic()
             try:
-                if _fenced_meanwhile(part.producer):
-                    raise ProducerFenced()
                 await part.producer.commit_transaction()
             except ProducerFenced:
                 await self._drop_fenced(partition, part)
