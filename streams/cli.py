@@ -141,6 +141,7 @@ def worker(
     metrics_port: int,
 ) -> None:
     """Run one worker; start several with the same --app-id to share the work."""
+    from callmap.heap import settle
     from streams.faustapp import StreamApp, run_worker  # --help stays light
     from streams.settings import StreamSettings
     from streams.statsfeed import NodeLossCollector
@@ -196,6 +197,7 @@ def worker(
     collector = CountersCollector("streams", app.counters, gauges)
     registry = serve_metrics(metrics_port, collector, health=app.health)
     registry.register(NodeLossCollector(app.stats_feed))
+    settle()  # set up: what exists now lives as long as the worker
     run_worker(app)
 
 
