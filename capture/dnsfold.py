@@ -11,8 +11,9 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
 - the same response seen on several interfaces of the node (pod veth, bridge,
   uplink, or a packet socket's outgoing copy) is one response: two sightings
   with the same client address and port, transport, message id and question
-  within ``dedup_seconds`` are one (the server address may differ: a DNS
-  service's cluster IP is rewritten to the DNS pod's IP on the way);
+  within ``dedup_seconds`` are one (and may be up to two and a half times
+  that apart; the server address may differ: a DNS service's cluster IP is
+  rewritten to the DNS pod's IP on the way);
 - a response whose destination was rewritten on the node is one response
   too, and its client is the last destination seen: a DNS server pod's
   upstream answer comes in on the uplink addressed to the node (the pod's
@@ -29,16 +30,19 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
   addresses) within one flush window fold into one record whose ``count``
   says how many responses it stands for, whose ``ts`` is the first sighting
   and whose ``ttl`` is the smallest seen;
-- memory is bounded by the responses of one window plus at most twice
-  ``dedup_seconds`` of sightings (they are forgotten a generation at a time,
-  :class:`RecentKeys`, not one by one at every flush). A sighting is
-  remembered by the 64-bit hash of its key, not the key: at 100,000 distinct
-  answers/s the keys and the names they hold took 300 MB, their hashes a
-  third of it. Two different responses whose keys hash alike within
+- memory is bounded by the responses of one window plus what was seen in
+  the last ``dedup_seconds`` to twice that (:class:`RecentKeys`: forgotten a
+  generation at a time, turned by the capture times themselves, so a longer
+  flush window does not hold more), the addresses of DNS servers seen within
+  ``server_memory``, and the TCP flows :mod:`capture.tcpstream` follows. The
+  copies of one response reach the node's interfaces within microseconds to
+  milliseconds (one pass of the kernel's forwarding path, with at most a
+  queue's wait between two copies), so half a second is ample. A sighting is
+  remembered by the 64-bit hash of its key, and the window's answers by the
+  hash of theirs: at 100,000 distinct answers/s the keys and the names they
+  held took 300 MB. Two different responses whose keys hash alike within
   ``dedup_seconds`` would be taken for one; at that rate the odds are about
-  one in a billion per window;
-  the addresses of DNS servers seen within ``server_memory``, and the TCP
-  flows :mod:`capture.tcpstream` follows.
+  one in a billion per window.
 
 No clock and no I/O: the caller passes capture times and decides when to
 flush, so tests replay frames with fake times.
@@ -63,7 +67,7 @@ DROP_FOLDED = "folded"
 DROP_REWRITTEN = "rewritten_destination"
 DROP_TO_DNS_SERVER = "to_dns_server"
 
-DEFAULT_DEDUP_SECONDS = 2.0
+DEFAULT_DEDUP_SECONDS = 0.5
 DEFAULT_SERVER_MEMORY = 600.0
 
 _FoldKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...]]
@@ -76,14 +80,18 @@ V = TypeVar("V")
 class RecentKeys(Generic[K, V]):
     """What was set within the last ``span`` seconds at least, and within ``2 * span``
     at most: two generations of a dict, the older forgotten whole once the newer is
-    ``span`` old. Forgetting costs nothing per key: rebuilding the dicts of sightings
-    at every flush would take a fifth of the capture's time at 75,000 answers/s."""
+    ``span`` old. Time is what the caller says it is (:meth:`turn`, as often as it
+    likes). Forgetting costs nothing per key: rebuilding the dicts at every flush
+    would take a fifth of the capture's time at 75,000 answers/s."""
+
+    __slots__ = ("_new", "_old", "_until", "span")
 
     def __init__(self, span: float) -> None:
         self.span = span
         self._new: dict[K, V] = {}
         self._old: dict[K, V] = {}
-        self._since: float | None = None
+        self._until: float | None = None
+        """When the newer generation is ``span`` old."""
 
     def get(self, key: K) -> V | None:
         found = self._new.get(key)
@@ -95,16 +103,20 @@ class RecentKeys(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
 
-    def expire(self, now: float) -> None:
-        """Start a new generation, forgetting the older one, once the newer is over ``span`` old."""
-        if self._since is None:
-            self._since = now
-        elif now - self._since > self.span:
-            self._old, self._new, self._since = self._new, {}, now
+    def turn(self, now: float) -> None:
+        """The time is ``now``: start a new generation once the newer is over ``span`` old,
+        forgetting the older one (both, once the newer is over twice ``span`` old)."""
+        until = self._until
+        if until is None:
+            self._until = now + self.span
+        elif now > until:
+            self._old = {} if now > until + self.span else self._new
+            self._new, self._until = {}, now + self.span
 
 
 @dataclass(slots=True)
 class _Folded:
+    key: _FoldKey
     ts: float
     ttl: int
     count: int
@@ -132,13 +144,16 @@ class DnsFolder:
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
         # Sightings by the hash of (client address and port, message id,
-        # transport, question): when last seen.
-        self._seen: RecentKeys[int, float] = RecentKeys(dedup_seconds)
-        self._window: dict[_FoldKey, _Folded] = {}
-        self._window_keys: dict[int, _FoldKey] = {}  # the window's keys by their hashes
+        # transport, question).
+        self._seen: RecentKeys[int, bool] = RecentKeys(dedup_seconds)
+        # The window's answers by the hash of their key (_FoldKey).
+        self._window: dict[int, _Folded] = {}
         # Responses by the hash of the parts that no rewriting of their destination
-        # changes: when last seen, and the hash of the key they were folded under.
-        self._destinations: RecentKeys[int, tuple[float, int]] = RecentKeys(dedup_seconds)
+        # changes: the hash of the key they were folded under.
+        self._destinations: RecentKeys[int, int] = RecentKeys(dedup_seconds)
+        self._turn_at = float("-inf")
+        """When the two RecentKeys are next turned: every ``dedup_seconds`` / 4 of capture
+        time, so that their generations are at most that late."""
         self._servers: dict[str, float] = {}
         self.local_addresses: frozenset[str] = frozenset()
         """The capturing namespace's own addresses, loopback left out."""
@@ -203,6 +218,8 @@ class DnsFolder:
     def _add_response(self, segment: Segment, response: DnsResponse, ts: float) -> None:
         fold = self._fold
         fold.seen += 1
+        if ts > self._turn_at:
+            self._turn(ts)
         # The server's address is not part of a sighting: kube-proxy rewrites
         # it between the DNS pod's veth (pod IP) and the client's (service IP).
         sighting = hash(
@@ -215,11 +232,10 @@ class DnsFolder:
                 response.qtype,
             )
         )
-        earlier = self._seen.get(sighting)
-        if earlier is not None and ts - earlier <= self.dedup_seconds:
+        if self._seen.get(sighting):
             fold.dropped[DROP_DUPLICATE] += 1
             return
-        self._seen[sighting] = ts
+        self._seen[sighting] = True
         self._servers[segment.src_ip] = ts
         key = (
             segment.dst_ip,
@@ -243,13 +259,12 @@ class DnsFolder:
             )
         )
         before = self._destinations.get(response_key)
-        self._destinations[response_key] = (ts, key_hash)
-        if before is not None and ts - before[0] <= self.dedup_seconds and before[1] != key_hash:
-            self._retract(before[1])
-        folded = self._window.get(key)
+        self._destinations[response_key] = key_hash
+        if before is not None and before != key_hash:
+            self._retract(before)
+        folded = self._window.get(key_hash)
         if folded is None:
-            self._window[key] = _Folded(ts, response.ttl, 1)
-            self._window_keys[key_hash] = key
+            self._window[key_hash] = _Folded(key, ts, response.ttl, 1)
             return
         fold.dropped[DROP_FOLDED] += 1
         folded.count += 1
@@ -259,34 +274,37 @@ class DnsFolder:
     def _retract(self, key_hash: int) -> None:
         """Take back one response counted under the key of ``key_hash``: it reached a
         later destination."""
-        key = self._window_keys.get(key_hash)
-        folded = None if key is None else self._window.get(key)
-        if key is None or folded is None:
+        folded = self._window.get(key_hash)
+        if folded is None:
             return  # flushed already: the copies straddled a flush
         fold = self._fold
         fold.dropped[DROP_REWRITTEN] += 1
         if folded.count == 1:
-            del self._window[key]
+            del self._window[key_hash]
         else:
             folded.count -= 1
             fold.dropped[DROP_FOLDED] -= 1
 
+    def _turn(self, now: float) -> None:
+        self._seen.turn(now)
+        self._destinations.turn(now)
+        self._turn_at = now + self.dedup_seconds / 4
+
     def flush(self, now: float) -> list[DnsAnswer]:
         """The records of the window that ends now; starts a new window."""
-        window, self._window, self._window_keys = self._window, {}, {}
+        window, self._window = self._window, {}
         self._lost_partial(self._streams.expire(now))
         servers = self._servers
         local = self.local_addresses
         serving: set[str] | dict[str, float] = servers
         if not local.isdisjoint(servers):  # a DNS server in the node's own namespace
             serving = servers.keys() | local
-        to_servers = [key for key in window if key[0] in serving]
-        for key in to_servers:
-            del window[key]
+        to_servers = [key_hash for key_hash, folded in window.items() if folded.key[0] in serving]
+        for key_hash in to_servers:
+            del window[key_hash]
         self._fold.dropped[DROP_TO_DNS_SERVER] += len(to_servers)
         self._fold.emitted += len(window)
-        self._seen.expire(now)
-        self._destinations.expire(now)
+        self._turn(now)  # an idle capture forgets too
         remembered = now - self.server_memory
         self._servers = {ip: ts for ip, ts in servers.items() if ts >= remembered}
         return [
@@ -304,7 +322,6 @@ class DnsFolder:
                 ttl=folded.ttl,
                 count=folded.count,
             )
-            for (client_ip, server_ip, transport, qname, qtype, cnames, answers), folded in sorted(
-                window.items(), key=lambda item: item[1].ts
-            )
+            for folded in sorted(window.values(), key=lambda folded: folded.ts)
+            for client_ip, server_ip, transport, qname, qtype, cnames, answers in (folded.key,)
         ]

@@ -1,11 +1,12 @@
 """How much memory and CPU the DNS folder takes at 100,000 answers/s, without a network.
 
-`capture.dnsfold.DnsFolder` remembers every response it saw for at least
-``dedup_seconds`` (2 s), so that a copy of it on another interface is not
-counted twice. With answers that never repeat (every name new, the worst
-case; the live bench's sender is close to it) that memory is what decides
-the agent's RSS. Here the folder takes 6 s of simulated time at a fixed rate,
-flushed every 0.25 s as the agent flushes, in one process:
+`capture.dnsfold.DnsFolder` holds a flush window of answers, and remembers
+every response it saw for at least ``dedup_seconds`` (0.5 s), so that a copy
+of it on another interface is not counted twice. With answers that never
+repeat (every name new, the worst case) that memory is what decides the
+agent's RSS. Here the folder takes 6 s of simulated time at a fixed rate,
+flushed every second as the agent flushes (``--flush-interval``'s default),
+in one process:
 
 - *distinct*: every answer a new name for a new client (nothing folds);
 - *repeating* (the baseline, same run): the same 5,000 answers over and over,
@@ -33,8 +34,8 @@ from callmap.counters import Counters
 from capture.dnsfold import DnsFolder
 from capture.frames import Segment
 
-WINDOW = 0.25
-"""Seconds between two flushes, as the agent's default."""
+WINDOW = 1.0
+"""Seconds between two flushes, the agent's default."""
 REPEATING = 5_000
 
 

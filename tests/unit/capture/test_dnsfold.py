@@ -142,6 +142,27 @@ def test_a_retransmission_after_the_dedup_window_counts_again() -> None:
     assert record.count == 1
 
 
+def test_copies_a_few_milliseconds_apart_are_one_sighting_in_a_long_window() -> None:
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer()), ts=1.0)
+    f.add_frame(udp_frame(dns_answer()), ts=1.004)  # the copy on the next interface
+    (record,) = f.flush(now=11.0)
+    assert record.count == 1
+    assert counters.stage(FOLD).dropped[DROP_DUPLICATE] == 1
+
+
+def test_the_dedup_memory_follows_capture_time_not_the_flush_window() -> None:
+    # One flush window of ten seconds: the same message id and port answered again
+    # a second and a half later is a new response, folded with the first, not a copy.
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer()), ts=1.0)
+    f.add_frame(udp_frame(dns_answer()), ts=2.5)
+    (record,) = f.flush(now=11.0)
+    assert record.count == 2
+    assert counters.stage(FOLD).dropped.get(DROP_DUPLICATE, 0) == 0
+    assert balanced(counters)
+
+
 def test_error_responses_and_queries_are_counted_not_emitted() -> None:
     f, counters = folder()
     nxdomain = dns_answer("cart.shop.svc.cluster.local.shop.svc.cluster.local", rcode=3, ips=())
@@ -303,23 +324,33 @@ def test_a_sighting_is_remembered_for_its_span_and_forgotten_within_twice_it(
     recent: RecentKeys[str, float] = RecentKeys(span)
     now = 100.0
     while now < set_at:
-        recent.expire(now)
+        recent.turn(now)
         now = round(now + step, 6)
     recent["k"] = set_at
     while now <= set_at + span:
-        recent.expire(now)
+        recent.turn(now)
         assert recent.get("k") == set_at, now
         now = round(now + step, 6)
     while now <= set_at + 2 * span + 2 * step:
-        recent.expire(now)
+        recent.turn(now)
         now = round(now + step, 6)
+    assert recent.get("k") is None and len(recent) == 0
+
+
+def test_a_long_silence_forgets_both_generations() -> None:
+    recent: RecentKeys[str, float] = RecentKeys(span=1.0)
+    recent.turn(0.0)
+    recent["k"] = 0.0
+    recent.turn(0.5)
+    assert recent.get("k") == 0.0
+    recent.turn(5.0)  # the newer generation is over twice the span old
     assert recent.get("k") is None and len(recent) == 0
 
 
 def test_the_newer_value_of_a_key_set_again_wins() -> None:
     recent: RecentKeys[str, float] = RecentKeys(span=1.0)
-    recent.expire(0.0)
+    recent.turn(0.0)
     recent["k"] = 0.5
-    recent.expire(1.0)
+    recent.turn(1.0)
     recent["k"] = 1.5
     assert recent.get("k") == 1.5
