@@ -103,10 +103,11 @@ def test_capture_resources_cover_the_measured_load_and_the_outbox(chart: Rendere
     _, container = capture(chart)
     resources = container["resources"]
     outbox = int(container["args"][container["args"].index("--outbox-mib") + 1]) * MIB
-    # 76 MB peak RSS at 20,000 answers/s; the outbox fills while Kafka is away.
-    assert quantity(resources["limits"]["memory"]) >= 76e6 + outbox
-    # 27 % of a core at 20,000 answers/s; zero loss measured up to 40,000/s.
-    assert quantity(resources["limits"]["cpu"]) >= 2 * 0.27
+    # 127 MB peak RSS at 113,849 answers/s, the highest lossless rate measured (docs/
+    # capture.md); the outbox fills while Kafka is away.
+    assert quantity(resources["limits"]["memory"]) >= 127e6 + outbox
+    # 23 % of a core at 22,500 answers/s: room for four times that.
+    assert quantity(resources["limits"]["cpu"]) >= 4 * 0.23
     assert quantity(resources["requests"]["memory"]) <= quantity(resources["limits"]["memory"])
 
 
