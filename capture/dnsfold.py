@@ -121,6 +121,23 @@ class _Folded:
     ttl: int
     count: int
 
+    def answer(self, cluster: str, node: str) -> DnsAnswer:
+        client_ip, server_ip, transport, qname, qtype, cnames, answers = self.key
+        return DnsAnswer(
+            cluster=cluster,
+            node=node,
+            ts=self.ts,
+            client_ip=client_ip,
+            server_ip=server_ip,
+            transport=transport,  # type: ignore[arg-type]
+            qname=qname,
+            qtype=qtype,  # type: ignore[arg-type]
+            answers=answers,
+            cnames=cnames,
+            ttl=self.ttl,
+            count=self.count,
+        )
+
 
 class DnsFolder:
     """Accumulates one flush window of DNS answers; see the module docstring."""
@@ -307,21 +324,5 @@ class DnsFolder:
         self._turn(now)  # an idle capture forgets too
         remembered = now - self.server_memory
         self._servers = {ip: ts for ip, ts in servers.items() if ts >= remembered}
-        return [
-            DnsAnswer(
-                cluster=self.cluster,
-                node=self.node,
-                ts=folded.ts,
-                client_ip=client_ip,
-                server_ip=server_ip,
-                transport=transport,  # type: ignore[arg-type]
-                qname=qname,
-                qtype=qtype,  # type: ignore[arg-type]
-                answers=answers,
-                cnames=cnames,
-                ttl=folded.ttl,
-                count=folded.count,
-            )
-            for folded in sorted(window.values(), key=lambda folded: folded.ts)
-            for client_ip, server_ip, transport, qname, qtype, cnames, answers in (folded.key,)
-        ]
+        by_time = sorted(window.values(), key=lambda folded: folded.ts)
+        return [folded.answer(self.cluster, self.node) for folded in by_time]

@@ -53,6 +53,14 @@ def worker(settings: Settings, app_id: str) -> tuple[EdgeLog, MergeStage]:
     return EdgeLog(settings.kafka, merge, log_settings, Counters()), merge
 
 
+async def owner(settings: Settings, app_id: str) -> tuple[EdgeLog, MergeStage]:
+    """A worker given partitions 0 and 1, owning 0: taken over from any other worker."""
+    log, merge = worker(settings, app_id)
+    log.assign({0, 1})
+    assert await log.owns(0)
+    return log, merge
+
+
 def sighting(cluster: str, to: str) -> tuple[int, SightingBatch]:
     server = Endpoint(type="workload", namespace="shop", name=to, kind="Deployment")
     eid = edge_id(cluster, CLIENT, server)
@@ -111,23 +119,15 @@ async def test_what_is_committed_is_recovered_and_announced_and_nothing_else(
     assert await first.owns(0) and not await first.owns(1)
     acks: list[str] = []
     committed = server_in(cluster, 0, set())
-    partition, batch = sighting(cluster, committed)
-    await first.write(
-        partition, first_merge.sightings(partition, batch, 1.0), lambda: acks.append("a")
-    )
+    await feed(first, first_merge, cluster, committed, 1.0, lambda: acks.append("a"))
     assert acks == []  # not before the commit
     await first.commit()
     assert acks == ["a"]
     left_open = server_in(cluster, 0, {committed})
-    partition, batch = sighting(cluster, left_open)
-    await first.write(
-        partition, first_merge.sightings(partition, batch, 2.0), lambda: acks.append("b")
-    )
+    await feed(first, first_merge, cluster, left_open, 2.0, lambda: acks.append("b"))
 
     # A second worker takes partition 0 over while the first one still runs.
-    second, second_merge = worker(settings, app_id)
-    second.assign({0, 1})
-    assert await second.owns(0)
+    second, second_merge = await owner(settings, app_id)
     assert len(second_merge.table) == 1  # the committed state, not the open one
     await first.commit()  # fenced: the partition is the second worker's now
     assert acks == ["a"] and not await first.owns(0) and not first_merge.table
@@ -151,9 +151,7 @@ async def test_an_old_owner_fenced_while_it_writes_drops_the_partition_without_a
     first, first_merge = worker(settings, app_id)
     first.assign({0})
     assert await first.owns(0)
-    second, _ = worker(settings, app_id)
-    second.assign({0, 1})
-    assert await second.owns(0)
+    second, _ = await owner(settings, app_id)
     acks: list[str] = []
     late = server_in(cluster, 0, set())
     await feed(first, first_merge, cluster, late, 1.0, lambda: acks.append("late"))
