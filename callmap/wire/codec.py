@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from functools import cache
+from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -84,10 +85,17 @@ def decode_as(record_type: type[R], data: bytes, *, topic: str) -> R:
     except RecursionError:
         raise WireDecodeError(topic, None, "nested too deep") from None
     _check_version(record, topic, "v")
-    if isinstance(record, DnsAnswerBatch | SocketBatch):
+    # A batch's versions in one pass in C (a Python loop took a fifth of decoding a
+    # batch); the record to blame is looked for only when one differs.
+    if isinstance(record, DnsAnswerBatch | SocketBatch) and set(
+        map(_version_of, record.records)
+    ) - {record.version}:
         for index, inner in enumerate(record.records):
             _check_version(inner, topic, f"records[{index}].v")
     return record
+
+
+_version_of = attrgetter("v")
 
 
 def _check_version(record: Record, topic: str, field: str) -> None:
