@@ -50,7 +50,6 @@ flush, so tests replay frames with fake times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from callmap.counters import Counters
@@ -69,8 +68,6 @@ DROP_TO_DNS_SERVER = "to_dns_server"
 
 DEFAULT_DEDUP_SECONDS = 0.5
 DEFAULT_SERVER_MEMORY = 600.0
-
-_FoldKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...]]
 
 
 K = TypeVar("K")
@@ -97,8 +94,15 @@ class RecentKeys(Generic[K, V]):
         found = self._new.get(key)
         return found if found is not None else self._old.get(key)
 
-    def __setitem__(self, key: K, value: V) -> None:
-        self._new[key] = value
+    def put(self, key: K, value: V) -> V | None:
+        """Set ``key`` to ``value`` and give its value before (None if it was not
+        remembered): a look-up and a set in one call, as the folder's hot path needs."""
+        new = self._new
+        before = new.get(key)
+        if before is None:
+            before = self._old.get(key)
+        new[key] = value
+        return before
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
@@ -114,26 +118,38 @@ class RecentKeys(Generic[K, V]):
             self._new, self._until = {}, now + self.span
 
 
-@dataclass(slots=True)
 class _Folded:
-    key: _FoldKey
-    ts: float
-    ttl: int
-    count: int
+    """One answer of the window: its key's fields held flat (no key tuple kept: 48
+    bytes less an answer), when it was first seen, its smallest TTL and how many
+    responses it stands for."""
+
+    __slots__ = ("answers", "client_ip", "cnames", "count", "qname", "qtype", "server_ip",
+                 "transport", "ts", "ttl")  # fmt: skip
+
+    def __init__(self, segment: Segment, response: DnsResponse, ts: float) -> None:
+        self.client_ip = segment.dst_ip
+        self.server_ip = segment.src_ip
+        self.transport = segment.transport
+        self.qname = response.qname
+        self.qtype = response.qtype
+        self.cnames = response.cnames
+        self.answers = response.answers
+        self.ts = ts
+        self.ttl = response.ttl
+        self.count = 1
 
     def answer(self, cluster: str, node: str) -> DnsAnswer:
-        client_ip, server_ip, transport, qname, qtype, cnames, answers = self.key
         return DnsAnswer(
             cluster=cluster,
             node=node,
             ts=self.ts,
-            client_ip=client_ip,
-            server_ip=server_ip,
-            transport=transport,  # type: ignore[arg-type]
-            qname=qname,
-            qtype=qtype,  # type: ignore[arg-type]
-            answers=answers,
-            cnames=cnames,
+            client_ip=self.client_ip,
+            server_ip=self.server_ip,
+            transport=self.transport,
+            qname=self.qname,
+            qtype=self.qtype,  # type: ignore[arg-type]
+            answers=self.answers,
+            cnames=self.cnames,
             ttl=self.ttl,
             count=self.count,
         )
@@ -163,7 +179,8 @@ class DnsFolder:
         # Sightings by the hash of (client address and port, message id,
         # transport, question).
         self._seen: RecentKeys[int, bool] = RecentKeys(dedup_seconds)
-        # The window's answers by the hash of their key (_FoldKey).
+        # The window's answers by the hash of their key: client and server address,
+        # transport, question, CNAMEs and addresses.
         self._window: dict[int, _Folded] = {}
         # Responses by the hash of the parts that no rewriting of their destination
         # changes: the hash of the key they were folded under.
@@ -249,21 +266,21 @@ class DnsFolder:
                 response.qtype,
             )
         )
-        if self._seen.get(sighting):
+        if self._seen.put(sighting, True):
             fold.dropped[DROP_DUPLICATE] += 1
             return
-        self._seen[sighting] = True
         self._servers[segment.src_ip] = ts
-        key = (
-            segment.dst_ip,
-            segment.src_ip,
-            segment.transport,
-            response.qname,
-            response.qtype,
-            response.cnames,
-            response.answers,
+        key_hash = hash(
+            (
+                segment.dst_ip,
+                segment.src_ip,
+                segment.transport,
+                response.qname,
+                response.qtype,
+                response.cnames,
+                response.answers,
+            )
         )
-        key_hash = hash(key)
         response_key = hash(
             (
                 segment.src_ip,
@@ -275,18 +292,19 @@ class DnsFolder:
                 response.qtype,
             )
         )
-        before = self._destinations.get(response_key)
-        self._destinations[response_key] = key_hash
+        before = self._destinations.put(response_key, key_hash)
         if before is not None and before != key_hash:
             self._retract(before)
         folded = self._window.get(key_hash)
         if folded is None:
-            self._window[key_hash] = _Folded(key, ts, response.ttl, 1)
+            self._window[key_hash] = _Folded(segment, response, ts)
             return
         fold.dropped[DROP_FOLDED] += 1
         folded.count += 1
-        folded.ttl = min(folded.ttl, response.ttl)
-        folded.ts = min(folded.ts, ts)
+        if response.ttl < folded.ttl:
+            folded.ttl = response.ttl
+        if ts < folded.ts:
+            folded.ts = ts
 
     def _retract(self, key_hash: int) -> None:
         """Take back one response counted under the key of ``key_hash``: it reached a
@@ -316,7 +334,9 @@ class DnsFolder:
         serving: set[str] | dict[str, float] = servers
         if not local.isdisjoint(servers):  # a DNS server in the node's own namespace
             serving = servers.keys() | local
-        to_servers = [key_hash for key_hash, folded in window.items() if folded.key[0] in serving]
+        to_servers = [
+            key_hash for key_hash, folded in window.items() if folded.client_ip in serving
+        ]
         for key_hash in to_servers:
             del window[key_hash]
         self._fold.dropped[DROP_TO_DNS_SERVER] += len(to_servers)

@@ -92,6 +92,7 @@ _unpack_pointer_rr = struct.Struct("!HHHIH").unpack_from  # the same after a 2-b
 _ntop = socket.inet_ntop
 
 _HEADER_SIZE: Final = 12
+_POINTER_TO_QNAME: Final = 0xC000 | _HEADER_SIZE
 _MAX_NAME_WIRE: Final = 255
 _MAX_LABELS: Final = 127  # one-octet labels fill 255 octets with 127 of them
 # Compressors point from a label run to the rest of a name, so a real name has
@@ -162,8 +163,8 @@ def _parse(data: bytes) -> DnsResponse | str:
     qname, pos = _read_labels(data, _HEADER_SIZE, end)
     if data[pos] != 0 or pos + 5 > end or pos + 1 - _HEADER_SIZE > _MAX_NAME_WIRE:
         raise _Malformed
-    memo = {_HEADER_SIZE: (qname, pos + 1 - _HEADER_SIZE)}
     qtype_code, qclass = _unpack_question_tail(data, pos + 1)
+    question_end = pos + 1
     pos += 5
     if qclass != _CLASS_IN:
         return DROP_UNSUPPORTED_QCLASS
@@ -172,6 +173,41 @@ def _parse(data: bytes) -> DnsResponse | str:
         return DROP_UNSUPPORTED_QTYPE
     qtype, rdata_size, address_text = address_type
 
+    # The usual answer first: every record an address of the type asked for the
+    # question name itself (its owner a pointer to it), class IN. Read in one pass,
+    # without the general loop's bookkeeping; at the first record of any other kind
+    # (a CNAME, another class, an odd pointer or size) the general loop below
+    # reads them all again from the first.
+    plain: list[str] = []
+    lowest = _TTL_NEGATIVE
+    step = 12 + rdata_size
+    at = pos
+    for _ in range(ancount):
+        if at + step > end:
+            break
+        word, rtype, rclass, ttl, rdlength = _unpack_pointer_rr(data, at)
+        if word != _POINTER_TO_QNAME or rtype != qtype_code or rclass != _CLASS_IN:
+            break
+        if rdlength != rdata_size:
+            break
+        if ttl >= _TTL_NEGATIVE:  # RFC 2181 section 8: read as zero
+            ttl = 0
+        if ttl < lowest:
+            lowest = ttl
+        plain.append(address_text(data[at + 12 : at + step]))
+        at += step
+    else:
+        if plain:
+            return DnsResponse(
+                qname or ".",
+                qtype,
+                tuple(dict.fromkeys(plain)) if len(plain) > 1 else (plain[0],),
+                (),
+                lowest,
+                msg_id,
+            )
+
+    memo = {_HEADER_SIZE: (qname, question_end - _HEADER_SIZE)}
     cname_of: dict[str, tuple[str, int]] = {}  # owner -> (target, ttl)
     records: list[tuple[str, str, int]] = []  # (owner, address, ttl) in answer order
     for _ in range(ancount):

@@ -326,7 +326,7 @@ def test_a_sighting_is_remembered_for_its_span_and_forgotten_within_twice_it(
     while now < set_at:
         recent.turn(now)
         now = round(now + step, 6)
-    recent["k"] = set_at
+    recent.put("k", set_at)
     while now <= set_at + span:
         recent.turn(now)
         assert recent.get("k") == set_at, now
@@ -340,17 +340,17 @@ def test_a_sighting_is_remembered_for_its_span_and_forgotten_within_twice_it(
 def test_a_long_silence_forgets_both_generations() -> None:
     recent: RecentKeys[str, float] = RecentKeys(span=1.0)
     recent.turn(0.0)
-    recent["k"] = 0.0
+    recent.put("k", 0.0)
     recent.turn(0.5)
     assert recent.get("k") == 0.0
     recent.turn(5.0)  # the newer generation is over twice the span old
     assert recent.get("k") is None and len(recent) == 0
 
 
-def test_the_newer_value_of_a_key_set_again_wins() -> None:
+def test_the_newer_value_of_a_key_set_again_wins_and_put_gives_the_one_before() -> None:
     recent: RecentKeys[str, float] = RecentKeys(span=1.0)
     recent.turn(0.0)
-    recent["k"] = 0.5
+    assert recent.put("k", 0.5) is None
     recent.turn(1.0)
-    recent["k"] = 1.5
+    assert recent.put("k", 1.5) == 0.5  # from the older generation
     assert recent.get("k") == 1.5

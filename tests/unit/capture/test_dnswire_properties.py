@@ -8,7 +8,7 @@ import re
 import dns.message
 import dns.name
 import dns.rrset
-from helpers.dnsmessages import SERVICE, answer, header, name, question
+from helpers.dnsmessages import SERVICE, answer, header, name, pointer, question, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +124,26 @@ def test_chains_agree_with_dnspython(
     assert result.cnames == tuple(chain)
     assert sorted(result.answers) == sorted(str(r) for r in reference.answer[-1])
     assert result.ttl == min(rrset.ttl for rrset in reference.answer)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), min_size=1, max_size=6
+    ),
+    st.sampled_from([SERVICE, "api.example.com", ""]),
+)
+def test_plain_answers_read_alike_in_one_pass_and_through_the_general_loop(
+    records: list[tuple[int, int]], qname: str
+) -> None:
+    # Address records for the question name itself are read in one pass; a record of
+    # another class at the end (ignored either way) sends them through the general loop.
+    qname_wire = name(qname) if qname else b"\x00"
+    plain = b"".join(
+        record(pointer(12), 1, address.to_bytes(4, "big"), ttl=ttl) for address, ttl in records
+    )
+    other_class = record(pointer(12), 1, bytes(4), rclass=3)
+    one_pass = header(an=len(records)) + question(qname_wire) + plain
+    general = header(an=len(records) + 1) + question(qname_wire) + plain + other_class
+
+    assert parse_response(one_pass) == parse_response(general)
+    assert isinstance(parse_response(one_pass), DnsResponse)
