@@ -4,10 +4,11 @@ Capture must never stall because Kafka does: messages wait here while the
 broker is away, within two bounds the user sets. When the queue would grow
 past its byte budget, the *oldest* messages are dropped (fresh data is worth
 more than stale data); a message older than the age bound is dropped too.
-Dropped records are counted by reason. The message being sent (the one
-:meth:`Outbox.peek` handed out last) is never dropped: its records either
-reach Kafka or stay queued, so each record is counted once, as sent or as
-dropped. Pure: no I/O; time comes in as arguments.
+Dropped records are counted by reason. The messages being sent (handed out
+by :meth:`Outbox.take`, the oldest ones, until :meth:`Outbox.done` or
+:meth:`Outbox.release`) are never dropped: their records either reach Kafka
+or stay queued, so each record is counted once, as sent or as dropped. Pure:
+no I/O; time comes in as arguments.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Outbox:
         self.max_age = max_age
         self._queue: deque[Outgoing] = deque()
         self._bytes = 0
-        self._sending: Outgoing | None = None
+        self._out = 0
+        """How many of the oldest messages are handed out: being sent."""
         self.dropped_messages = 0
         self.dropped_records: Counter[str] = Counter()
         """Records dropped so far, by reason (``DROP_OVERFLOW``, ``DROP_TOO_OLD``)."""
@@ -63,7 +65,7 @@ class Outbox:
         self._queue.append(message)
         self._bytes += message.size
         dropped = 0
-        while self._bytes > self.max_bytes and (old := self._oldest_not_sending()) is not None:
+        while self._bytes > self.max_bytes and (old := self._oldest_waiting()) is not None:
             dropped += self._drop(old, DROP_OVERFLOW)
         return dropped
 
@@ -72,34 +74,34 @@ class Outbox:
         if not self.max_age:
             return 0
         dropped, limit = 0, now - self.max_age
-        while (old := self._oldest_not_sending()) is not None and old.queued_at < limit:
+        while (old := self._oldest_waiting()) is not None and old.queued_at < limit:
             dropped += self._drop(old, DROP_TOO_OLD)
         return dropped
 
-    def peek(self) -> Outgoing | None:
-        """The oldest message, to send now: it is not dropped until :meth:`done`."""
-        self._sending = self._queue[0] if self._queue else None
-        return self._sending
+    def take(self) -> Outgoing | None:
+        """The oldest message not handed out yet, to send now (None: there is none). It
+        is not dropped until :meth:`done` or :meth:`release`."""
+        message = self._oldest_waiting()
+        if message is not None:
+            self._out += 1
+        return message
 
     def done(self, message: Outgoing) -> None:
-        """Forget ``message`` after it was sent."""
-        if self._queue and self._queue[0] is message:
+        """Forget ``message``, the oldest handed out, after it was sent."""
+        if self._out and self._queue[0] is message:
             self._queue.popleft()
             self._bytes -= message.size
-        if self._sending is message:
-            self._sending = None
+            self._out -= 1
 
-    def _oldest_not_sending(self) -> Outgoing | None:
-        for message in self._queue:
-            if message is not self._sending:
-                return message
-        return None
+    def release(self) -> None:
+        """Every message handed out waits again (their sending failed), oldest first."""
+        self._out = 0
+
+    def _oldest_waiting(self) -> Outgoing | None:
+        return self._queue[self._out] if len(self._queue) > self._out else None
 
     def _drop(self, message: Outgoing, reason: str) -> int:
-        if self._queue[0] is message:
-            self._queue.popleft()
-        else:  # the message being sent is first: the oldest other one is second
-            del self._queue[1]
+        del self._queue[self._out]  # the oldest waiting: those before it are being sent
         self._bytes -= message.size
         self.dropped_messages += 1
         self.dropped_records[reason] += message.records

@@ -1,11 +1,16 @@
 """Sends the outbox to Kafka, in order, through outages.
 
-One named task takes the oldest message, sends it with acks from all replicas
-(idempotent producer, lz4), and only then removes it from the outbox. When the
-broker is unreachable the task backs off exponentially and tries again; the
-outbox keeps absorbing new messages meanwhile (dropping its oldest past the
-budget, and those past the age bound). Delivery is at least once: a send that
-timed out may have landed and is sent again.
+One named task hands the oldest messages to the producer (acks from all
+replicas, idempotent, lz4), up to :data:`IN_FLIGHT` at once, and removes each
+from the outbox once acknowledged, oldest first. With one message at a time
+the agent's publishing stalled at a flush's worth of answers that did not fold:
+each message waited for the last one's acknowledgement, and at 100,000
+answers/s the event loop waits for the capture thread to let go of the
+interpreter at every step of a round trip. When the broker is unreachable the
+task backs off exponentially and tries again, from the oldest message not
+acknowledged; the outbox keeps absorbing new messages meanwhile (dropping its
+oldest waiting ones past the budget, and those past the age bound). Delivery
+is at least once: a send that timed out may have landed and is sent again.
 
 The agent's own stats travel on a lane of their own, never dropped: it holds
 the latest stats message, which goes out before any data. A newer one that
@@ -19,6 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +38,10 @@ from callmap.wire import DROP_OVERFLOW, DROP_TOO_OLD
 from capture.outbox import Outbox, Outgoing
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT = 4
+"""Messages handed to the producer before the oldest is acknowledged: up to 3.6 MB
+of batches (``MAX_BATCH_BYTES`` each), all of them still counted in the outbox."""
 
 
 class Publisher:
@@ -56,6 +66,8 @@ class Publisher:
         self._clock = clock
         self._producer: Any = None
         self._stats: Outgoing | None = None
+        self._stats_out: Outgoing | None = None
+        """The stats message being sent, if any."""
         self.connected = False
 
     def submit(self, message: Outgoing) -> None:
@@ -72,45 +84,61 @@ class Publisher:
         self._stats = message
         self._wakeup.set()
 
-    def _next(self) -> Outgoing | None:
-        if self._stats is not None:
+    def _take(self) -> Outgoing | None:
+        """The next message to hand to the producer: the stats first, then the oldest
+        queued message not handed out yet."""
+        if self._stats is not None and self._stats is not self._stats_out:
+            self._stats_out = self._stats
             return self._stats
         expired = self.outbox.expire(self._clock())
         if expired:
             self._counters.drop(DROP_TOO_OLD, expired)
             log.warning("dropped %d records older than %.0f s", expired, self.outbox.max_age)
-        return self.outbox.peek()
+        return self.outbox.take()
 
     def _sent(self, message: Outgoing, stats: bool) -> None:
         if not stats:
             self.outbox.done(message)
             self._counters.emitted += message.records
-        elif self._stats is message:  # not replaced while it was being sent
+            return
+        if self._stats is message:  # not replaced while it was being sent
             self._stats = None
+        if self._stats_out is message:
+            self._stats_out = None
 
     async def run(self) -> None:
         """Send until cancelled."""
         backoff = Backoff(0.5, self._max_backoff)
+        sending: deque[tuple[Outgoing, bool, asyncio.Future[Any]]] = deque()
         try:
             while True:
-                message = self._next()
-                stats = message is not None and message is self._stats
-                if message is None:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
                 try:
-                    await self._send(message)
+                    while len(sending) < IN_FLIGHT and (message := self._take()) is not None:
+                        stats = message is self._stats_out
+                        sending.append((message, stats, await self._hand(message)))
+                    if not sending:
+                        self._wakeup.clear()
+                        await self._wakeup.wait()
+                        continue
+                    message, stats, acknowledged = sending[0]
+                    async with asyncio.timeout(self._send_timeout):
+                        await acknowledged
                 except (KafkaError, TimeoutError, OSError) as exc:
                     self.connected = False
+                    sending.clear()  # sent again, oldest first, once the broker is back
+                    self.outbox.release()
+                    self._stats_out = None
                     pause = backoff.next()
                     log.warning("Kafka send failed (%s); retrying in %.1fs", exc, pause)
                     await self._close_producer()
                     await asyncio.sleep(pause)
                     continue
+                sending.popleft()
                 backoff.reset()
                 self._sent(message, stats)
-        finally:
+        finally:  # what was not acknowledged waits for the next run (the final drain)
+            self.outbox.release()
+            self._stats_out = None
             await self._close_producer()
 
     async def drain(self, timeout: float) -> bool:
@@ -121,7 +149,8 @@ class Publisher:
             await asyncio.sleep(0.05)
         return not len(self.outbox) and self._stats is None
 
-    async def _send(self, message: Outgoing) -> None:
+    async def _hand(self, message: Outgoing) -> asyncio.Future[Any]:
+        """Give ``message`` to the producer; the future is its acknowledgement."""
         if self._producer is None:
             self._producer = await start_producer(
                 self._kafka, self._send_timeout, compression_type="lz4", request_timeout_ms=10_000
@@ -130,7 +159,10 @@ class Publisher:
                 log.info("connected to Kafka at %s", self._kafka.bootstrap_servers)
             self.connected = True
         async with asyncio.timeout(self._send_timeout):
-            await self._producer.send_and_wait(message.topic, message.value, key=message.key)
+            acknowledged: asyncio.Future[Any] = await self._producer.send(
+                message.topic, message.value, key=message.key
+            )
+        return acknowledged
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
