@@ -14,10 +14,16 @@ sent is accounted for (the agent: the sum of ``count`` over the records on
 the topic; the loop: packets read) and the kernel dropped none. The tables
 show each trial, with the receiver's CPU and peak RSS; the summary the
 highest lossless rate of each, side by side, from the same run. Needs root.
+
+The sender replays 50,000 answers (5,000 names, 50,000 addresses), so above
+50,000/s a one-second window folds each about twice. ``--distinct`` sends a
+new name and address with every answer instead: nothing folds, and every
+answer is a record to encode and publish, the agent's worst case.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -50,22 +56,25 @@ SECONDS = 5.0
 SENDER_SHORT = 0.95
 """A trial whose sender offered less than this share of its target ends the rise."""
 SENDER_IP, AGENT_IP = "10.78.0.1", "10.78.0.2"
+TRAFFIC = "repeating"
+"""What the sender replays: ``repeating`` or ``distinct`` (``--distinct``)."""
 
-# Prebuilt responses (distinct qnames and ids), paced in small bursts.
+# Prebuilt responses, paced in small bursts: 50,000 answers repeated (5,000 names,
+# 50,000 addresses), or with "distinct" a new name and address for every answer.
 SENDER = r"""
 import socket, struct, sys, time
-rate, seconds = int(sys.argv[1]), float(sys.argv[2])
+rate, seconds, distinct = int(sys.argv[1]), float(sys.argv[2]), sys.argv[5] == "distinct"
+total = int(rate * seconds)
 def response(i):
-    labels = (b"h%d" % (i % 5000), b"bench", b"example")
+    labels = (b"h%d" % (i if distinct else i % 5000), b"bench", b"example")
     qname = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
     header = struct.pack("!HHHHHH", i & 0xFFFF, 0x8180, 1, 1, 0, 0)
-    address = bytes([10, 79, (i >> 8) & 255, i & 255])
+    address = bytes([10, 79 + (i >> 16), (i >> 8) & 255, i & 255])
     answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + address
     return header + qname + b"\x00\x01\x00\x01" + answer
-packets = [response(i) for i in range(50_000)]
+packets = [response(i) for i in range(total if distinct else 50_000)]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((sys.argv[3], 53))
-total = int(rate * seconds)
 start = time.perf_counter()
 burst = max(1, rate // 1000)
 sent = 0
@@ -175,7 +184,7 @@ class Trial:
 def _send(sender_ns: str, rate: int) -> tuple[int, float]:
     done = subprocess.run(
         ["ip", "netns", "exec", sender_ns, sys.executable, "-c", SENDER,
-         str(rate), str(SECONDS), SENDER_IP, AGENT_IP],
+         str(rate), str(SECONDS), SENDER_IP, AGENT_IP, TRAFFIC],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     count, elapsed = done.stdout.split()
@@ -253,6 +262,15 @@ def table_of(title: str, trials: list[Trial]) -> Table:
 
 
 def main() -> None:
+    global TRAFFIC
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="a new name and address for every answer (nothing folds) instead of "
+        "50,000 answers repeated",
+    )
+    TRAFFIC = "distinct" if parser.parse_args().distinct else "repeating"
     if os.geteuid() != 0:
         print("bench_capture_live: needs root for network namespaces; skipped")
         return
@@ -284,7 +302,7 @@ def main() -> None:
             console.print(
                 table_of("plain AF_PACKET recv loop, same socket", receivers["plain recv loop"])
             )
-            summary = Table(title="highest lossless rate of DNS answers, same run")
+            summary = Table(title=f"highest lossless rate of DNS answers ({TRAFFIC}), same run")
             for column in ("receiver", "answers/s", "CPU % of a core", "peak RSS MB", "limit"):
                 summary.add_column(column, justify="right")
             for name, trials in receivers.items():
