@@ -62,6 +62,7 @@ from typing import Any
 
 import aiokafka
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
@@ -384,15 +385,8 @@ class StreamApp:
             await self.edge_log.write(partition, merged, event.ack)
 
     async def _measure_lag(self) -> None:
-        consumer = self.app.consumer
         ours = {DNS.name, SOCKETS.name, self.pending.name, self.sightings.name}
-        lag = 0
-        for tp in consumer.assignment():
-            if tp.topic in ours:
-                highwater, position = consumer.highwater(tp), await consumer.position(tp)
-                if highwater is not None and position is not None:
-                    lag += max(0, highwater - position)
-        self.lag = lag
+        self.lag = await consumer_lag(self.app.consumer, ours)
 
     def _assigned(self, assigned: set[TP]) -> None:
         self.edge_log.assign({tp.partition for tp in assigned if tp.topic == self.sightings.name})
@@ -460,6 +454,27 @@ class StreamApp:
             reason=reason,
         )
         await self.dlq_topic.send(key=key, value=encode(letter))
+
+
+async def consumer_lag(consumer: Any, topics: set[str]) -> int:
+    """Messages between the consumer's positions and the high-water marks, over its
+    partitions of ``topics``.
+
+    A partition a rebalance takes away between the assignment being read and its
+    position (aiokafka raises IllegalStateError) is left out: the next measure counts
+    the new assignment. Raising instead crashed the worker's timer, and the worker."""
+    lag = 0
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        try:
+            position = await consumer.position(tp)
+        except IllegalStateError:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is not None and position is not None:
+            lag += max(0, highwater - position)
+    return lag
 
 
 def run_worker(app: StreamApp) -> None:

@@ -1,9 +1,13 @@
-"""The worker's Kafka clients, as Faust builds them with callmap's repairs."""
+"""The worker's Kafka clients, as Faust builds them with callmap's repairs, and what it
+reads of them."""
 
 from __future__ import annotations
 
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
+
 from callmap.config import load_settings
-from streams.faustapp import FETCH_MAX_WAIT_MS, StreamApp
+from streams.faustapp import FETCH_MAX_WAIT_MS, StreamApp, consumer_lag
 from streams.settings import StreamSettings
 
 
@@ -34,3 +38,23 @@ async def test_the_workers_producer_is_idempotent_and_waits_for_every_replica() 
         assert producer._sender._acks == -1  # "all"
     finally:
         await producer.stop()
+
+
+class _Rebalanced:
+    """A consumer whose partition 1 was taken away by a rebalance after its assignment
+    was read: aiokafka then refuses its position."""
+
+    def assignment(self) -> set[TP]:
+        return {TP("callmap.dns.v1", 0), TP("callmap.dns.v1", 1), TP("other", 0)}
+
+    def highwater(self, tp: TP) -> int:
+        return 100
+
+    async def position(self, tp: TP) -> int:
+        if tp.partition == 1:
+            raise IllegalStateError(f"Partition {tp} is not assigned")
+        return 40
+
+
+async def test_the_lag_leaves_out_a_partition_a_rebalance_took_away() -> None:
+    assert await consumer_lag(_Rebalanced(), {"callmap.dns.v1"}) == 60
