@@ -204,11 +204,13 @@ async def test_the_server_down_for_a_while_loses_nothing(edges_topic, postgres, 
     sink = PostgresSink(dsn, connect_timeout=2)
     runner = edges_topic.runner(sink, "pg-outage")
     await runner.start()
-    task = asyncio.create_task(runner.run(until_caught_up=True))
     try:
         await asyncio.to_thread(postgres.stop)
         produced = events(20)
         await edges_topic.produce(produced)
+        # Run only now: a runner started on an empty topic is caught up at once, and
+        # could return before the server was even down.
+        task = asyncio.create_task(runner.run(until_caught_up=True))
         while sink.stats.retried < len(produced):
             assert not task.done()
             await asyncio.sleep(0.05)
