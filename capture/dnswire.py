@@ -201,7 +201,7 @@ def _parse(data: bytes) -> DnsResponse | str:
             return DnsResponse(
                 qname or ".",
                 qtype,
-                tuple(dict.fromkeys(plain)) if len(plain) > 1 else (plain[0],),
+                _distinct(plain),
                 (),
                 lowest,
                 msg_id,
@@ -271,11 +271,16 @@ def _parse(data: bytes) -> DnsResponse | str:
     return DnsResponse(
         qname or ".",
         qtype,
-        tuple(dict.fromkeys(answers)) if len(answers) > 1 else (answers[0],),
+        _distinct(answers),
         tuple(chain),
         lowest,
         msg_id,
     )
+
+
+def _distinct(addresses: list[str]) -> tuple[str, ...]:
+    """The addresses without repeats, in answer order (most answers hold one)."""
+    return tuple(dict.fromkeys(addresses)) if len(addresses) > 1 else (addresses[0],)
 
 
 def _read_name(data: bytes, start: int, memo: dict[int, tuple[str, int]]) -> tuple[str, int]:

@@ -126,8 +126,7 @@ class Publisher:
                 except (KafkaError, TimeoutError, OSError) as exc:
                     self.connected = False
                     sending.clear()  # sent again, oldest first, once the broker is back
-                    self.outbox.release()
-                    self._stats_out = None
+                    self._take_back()
                     pause = backoff.next()
                     log.warning("Kafka send failed (%s); retrying in %.1fs", exc, pause)
                     await self._close_producer()
@@ -137,9 +136,13 @@ class Publisher:
                 backoff.reset()
                 self._sent(message, stats)
         finally:  # what was not acknowledged waits for the next run (the final drain)
-            self.outbox.release()
-            self._stats_out = None
+            self._take_back()
             await self._close_producer()
+
+    def _take_back(self) -> None:
+        """Everything handed to the producer and not acknowledged waits to go again."""
+        self.outbox.release()
+        self._stats_out = None
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""
