@@ -241,14 +241,22 @@ class SinkRunner:
                 return
 
     async def caught_up(self) -> bool:
-        """True when every assigned partition has been read to its end and committed."""
+        """True when every assigned partition has been read to its end and committed.
+
+        False when a rebalance takes a partition away while its position is read
+        (aiokafka's IllegalStateError): the next poll looks again, at the new
+        assignment, instead of the error stopping the run."""
         assigned = list(self._consumer.assignment())
         if not assigned or self._pending or self.sink.buffered:
             return False
         with map_kafka_errors("read end offsets"):
             ends = await self._consumer.end_offsets(assigned)
             for partition in assigned:
-                if await self._consumer.position(partition) < ends[partition]:
+                try:
+                    position = await self._consumer.position(partition)
+                except IllegalStateError:
+                    return False
+                if position < ends[partition]:
                     return False
         return True
 
