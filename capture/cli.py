@@ -281,7 +281,10 @@ def sockets(live: AgentOptions, proc_dir: str | None, once: bool, output: str | 
         only_netns=scanned_namespace_ids(live.scan_netns),
         tcp_info=live.tcp_info,
     )
-    _print_records(asyncio.run(scanner.scan_once()))
+    try:
+        _print_records(asyncio.run(scanner.scan_once()))
+    finally:
+        scanner.close()
     _summarise(counters, [])
 
 

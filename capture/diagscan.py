@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from capture.inetdiag import DiagSocket
@@ -45,7 +46,7 @@ from capture.procscan import (
     namespace_scan,
     scan_tables,
 )
-from capture.sockdiag import NamespaceDump, dump_namespaces
+from capture.sockdiag import DiagSockets, NamespaceDump
 
 __all__ = ["DIAG_FAILED", "DiagScan", "scan_diag"]
 
@@ -74,11 +75,17 @@ def scan_diag(
     include_loopback: bool = False,
     byteorder: ByteOrder = sys.byteorder,
     only_netns: frozenset[int] | None = None,
+    kept: DiagSockets | None = None,
 ) -> DiagScan:
     """Scan every network namespace visible under ``proc_root`` once, each
     through ``sock_diag`` where it can be dumped; the arguments are those of
     :func:`capture.procscan.scan_proc`, whose result it gives (``byteorder``
-    is for the namespaces read from /proc)."""
+    is for the namespaces read from /proc).
+
+    ``kept`` holds the sock_diag sockets from one scan to the next (the agent
+    keeps one for its life): a namespace is entered only the first time, and
+    the sockets of namespaces this scan did not find are closed. Without it,
+    the scan opens and closes its own."""
     root = proc_root.rstrip("/") or "/"
     counters: dict[str, int] = {}
     groups = {
@@ -86,12 +93,13 @@ def scan_diag(
         for netns, group in sorted(group_pids(root, counters).items())
         if only_netns is None or netns in only_netns
     }
-    dumps = _dump_groups(root, groups, counters)
+    with DiagSockets() if kept is None else nullcontext(kept) as sockets:
+        dumps = _dump_groups(root, groups, counters, sockets)
     results: list[NamespaceScan] = []
-    sockets: dict[int, list[DiagSocket]] = {}
+    found: dict[int, list[DiagSocket]] = {}
     for netns, group in groups.items():
-        found = dumps.get(netns)
-        if found is None:
+        done = dumps.get(netns)
+        if done is None:
             scan = scan_tables(
                 root,
                 netns,
@@ -101,8 +109,8 @@ def scan_diag(
                 byteorder=byteorder,
             )
         else:
-            pid, dump = found
-            sockets[netns] = dump.sockets
+            pid, dump = done
+            found[netns] = dump.sockets
             scan = namespace_scan(
                 netns,
                 group,
@@ -115,30 +123,49 @@ def scan_diag(
         if scan is not None:
             results.append(scan)
     counters[NAMESPACES] = len(results)
-    return DiagScan(ScanResult(tuple(results), counters), sockets)
+    return DiagScan(ScanResult(tuple(results), counters), found)
 
 
 def _dump_groups(
-    root: str, groups: Mapping[int, PidGroup], counters: dict[str, int]
+    root: str, groups: Mapping[int, PidGroup], counters: dict[str, int], kept: DiagSockets
 ) -> dict[int, tuple[int, NamespaceDump]]:
-    """Each namespace's dump, by id, with the pid it was entered through; one
-    that failed for a reason other than its pids ending or moving is left out
-    (and counted under :data:`DIAG_FAILED`)."""
-    untried = {netns: list(group.pids) for netns, group in groups.items() if group.pids}
-    done: dict[int, tuple[int, NamespaceDump]] = {}
+    """Each namespace's dump, by id, with a pid of it (the one it was entered
+    through, when it was entered now); one that failed for a reason other than
+    its pids ending or moving is left out (and counted under
+    :data:`DIAG_FAILED`)."""
+    kept.keep_only(groups)
+    through = {
+        netns: group.pids[0] for netns, group in groups.items() if group.pids and netns in kept
+    }
+    untried = {
+        netns: list(group.pids)
+        for netns, group in groups.items()
+        if group.pids and netns not in kept
+    }
     while untried:
         tries = [(netns, pids.pop(0)) for netns, pids in untried.items()]
-        dumps = dump_namespaces([f"{root}/{pid}/ns/net" for _, pid in tries], states=_STATES)
-        for (netns, pid), dump in zip(tries, dumps, strict=True):
-            if dump.error is None and dump.netns == netns:
-                done[netns] = (pid, dump)
+        entered = kept.open([f"{root}/{pid}/ns/net" for _, pid in tries])
+        for (netns, pid), entry in zip(tries, entered, strict=True):
+            if entry.netns == netns:
+                through[netns] = pid
                 del untried[netns]
-            elif dump.gone or (dump.error is None and dump.netns != netns):
-                bump(counters, PID_VANISHED if dump.gone else PID_MOVED)
+            elif entry.gone or entry.error is None:
+                bump(counters, PID_VANISHED if entry.gone else PID_MOVED)
                 if not untried[netns]:  # every pid ended or moved: /proc will say so
                     del untried[netns]
             else:
-                bump(counters, DIAG_FAILED)
-                log.debug("namespace %d read from /proc: %s", netns, dump.error)
+                _failed(counters, netns, entry.error)
                 del untried[netns]
+    kept.keep_only(groups)  # a pid that moved may have led to a namespace not scanned
+    done: dict[int, tuple[int, NamespaceDump]] = {}
+    for netns, dump in kept.dump(through, states=_STATES).items():
+        if dump.error is None:
+            done[netns] = (through[netns], dump)
+        else:
+            _failed(counters, netns, dump.error)
     return done
+
+
+def _failed(counters: dict[str, int], netns: int, error: str) -> None:
+    bump(counters, DIAG_FAILED)
+    log.debug("namespace %d read from /proc: %s", netns, error)

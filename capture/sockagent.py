@@ -22,6 +22,7 @@ from capture.diagscan import DIAG_FAILED, DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
+from capture.sockdiag import DiagSockets
 from capture.sockroles import ROLE_CLIENT
 from capture.tcphealth import SocketKey, TcpHealth, by_addresses
 
@@ -92,6 +93,8 @@ class SocketScanner:
         self._diag_warned = False
         self.reporter = ConnReporter(refresh_interval)
         self.tcp_health = TcpHealth() if tcp_info else None
+        self._kept = DiagSockets() if tcp_info else None
+        """sock_diag sockets kept from one scan to the next."""
         self.last_scan_seconds = 0.0
         self.last_scan_done = time.monotonic()
         """When the last scan finished (``time.monotonic``); at first, when the scanner
@@ -137,7 +140,9 @@ class SocketScanner:
             )
             reports = self._decide(result, now)
         else:
-            scan = await asyncio.to_thread(scan_diag, self._proc_root, only_netns=self._only_netns)
+            scan = await asyncio.to_thread(
+                scan_diag, self._proc_root, only_netns=self._only_netns, kept=self._kept
+            )
             self._warn_diag_failed(scan)
             reports = self._decide(scan.result, now)
             dumps = self._by_addresses(scan, reports)
@@ -183,10 +188,19 @@ class SocketScanner:
         return f"no socket scan finished for {quiet:.0f}s (every {interval:g}s expected)"
 
     async def run(self, emit: Callable[[list[SocketObservation]], None], interval: float) -> None:
-        """Scan every ``interval`` seconds until cancelled."""
-        while True:
-            started = asyncio.get_running_loop().time()
-            emit(await self.scan_once())
-            log.debug("socket scan took %.3fs", self.last_scan_seconds)
-            elapsed = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, interval - elapsed))
+        """Scan every ``interval`` seconds until cancelled; then :meth:`close`."""
+        try:
+            while True:
+                started = asyncio.get_running_loop().time()
+                emit(await self.scan_once())
+                log.debug("socket scan took %.3fs", self.last_scan_seconds)
+                elapsed = asyncio.get_running_loop().time() - started
+                await asyncio.sleep(max(0.0, interval - elapsed))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the sock_diag sockets kept between scans (they hold their
+        namespaces); a later scan opens new ones."""
+        if self._kept is not None:
+            self._kept.close()

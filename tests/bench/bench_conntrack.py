@@ -110,7 +110,7 @@ table ip cmlcb {{
 # One receiver: "ready" once subscribed, "go" marks the CPU clock, "stop" (the
 # generator is done) drains until nothing arrived for IDLE s, then one JSON line.
 RECEIVER = r"""
-import errno, json, logging, resource, select, sys, time
+import errno, json, logging, select, sys, time
 from callmap.counters import StageCounters
 from capture.conntrack import ConntrackReader, open_conntrack
 from capture.ctflows import DROP_QUEUE_OVERFLOW, FlowTracker
@@ -195,7 +195,9 @@ def plain():
     return {"events": datagrams, "overflows": overflows, "flows": None, "cpu": cpu, "lag": lag}
 
 found = callmap() if mode == "callmap" else plain()
-found["rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries that over from the process that forked this one.
+status = open("/proc/self/status").read().splitlines()
+found["rss_kib"] = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
 print(json.dumps(found), flush=True)
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ from typing import Any
 
 import pytest
 
+from capture import sockdiag
 from capture.diagscan import DIAG_FAILED, scan_diag
 from capture.procnet import TcpState
 from capture.procscan import PID_VANISHED, namespace_id, scan_proc
+from capture.sockdiag import DiagSockets
 from capture.sockroles import ROLE_CLIENT, ROLE_SERVER
 
 pytestmark = pytest.mark.netns
@@ -233,3 +236,64 @@ def test_an_agent_without_the_capabilities_says_once_why_it_reads_proc(
     warnings = [line for line in stderr.splitlines() if "sock_diag" in line]
     assert len(warnings) == 1, stderr
     assert "CAP_SYS_ADMIN" in warnings[0]
+
+
+def _proc_root_of(pid: int, root: Path, *, enterable: bool) -> None:
+    """``root`` as a proc root of one pid, 101, standing for ``pid``: all of it,
+    or its tables and cgroup without its ``ns`` (as a process that ended between
+    the two reads, and cannot be entered)."""
+    shown = root / "101"
+    if shown.is_symlink():
+        shown.unlink()
+    if enterable:
+        shown.symlink_to(f"/proc/{pid}")
+        return
+    shown.mkdir()
+    (shown / "net").symlink_to(f"/proc/{pid}/net")
+    (shown / "cgroup").write_bytes(Path(f"/proc/{pid}/cgroup").read_bytes())
+
+
+def test_a_namespace_is_entered_once_and_dumped_through_its_kept_socket(
+    namespace: tuple[int, int], tmp_path: Path
+) -> None:
+    pid, netns = namespace
+    _proc_root_of(pid, tmp_path, enterable=True)
+    with DiagSockets() as kept:
+        first = scan_diag(str(tmp_path), kept=kept)
+        _proc_root_of(pid, tmp_path, enterable=False)
+        again = scan_diag(str(tmp_path), kept=kept)
+        assert netns in kept
+    fresh = scan_diag(str(tmp_path))  # its own sockets: it must enter, and cannot
+    assert fresh.result.counters[PID_VANISHED] == 1 and netns not in fresh.sockets
+    assert PID_VANISHED not in again.result.counters
+    assert again.result.namespaces == first.result.namespaces
+    assert {s.local_port for s in again.sockets[netns]} >= {V4_PORT, V6_PORT}
+
+
+def test_the_socket_of_a_namespace_no_longer_found_is_closed(namespace: tuple[int, int]) -> None:
+    """A kept socket holds its namespace alive: it goes with the namespace's pids."""
+    _, netns = namespace
+    fds = len(os.listdir("/proc/self/fd"))
+    with DiagSockets() as kept:
+        scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
+        assert netns in kept and len(os.listdir("/proc/self/fd")) == fds + 1
+        scan_diag("/proc", only_netns=frozenset(), kept=kept)
+        assert len(kept) == 0 and len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_failed_dump_closes_its_socket_and_the_next_scan_opens_another(
+    namespace: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, netns = namespace
+    refused = struct.pack("=IHHII", 16, 99, 0x301, 1, 0)  # a type sock_diag does not know
+    with DiagSockets() as kept:
+        scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
+        monkeypatch.setattr(sockdiag, "dump_request_both_families", lambda **_: refused)
+        monkeypatch.setattr(sockdiag, "dump_request", lambda *_, **__: refused)
+        failed = scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
+        assert failed.result.counters[DIAG_FAILED] == 1 and not failed.sockets
+        assert len(failed.result.namespaces[0].connections) == 2 * (CALLS + 1)  # from /proc
+        assert netns not in kept
+        monkeypatch.undo()
+        again = scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
+        assert DIAG_FAILED not in again.result.counters and netns in again.sockets

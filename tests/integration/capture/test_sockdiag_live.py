@@ -27,7 +27,7 @@ from capture import sockdiag
 from capture.inetdiag import DiagSocket, DumpParser, dump_request
 from capture.procnet import TcpState
 from capture.sniffer import in_netns
-from capture.sockdiag import RECV_BUFFER, dump_here, dump_namespaces
+from capture.sockdiag import RECV_BUFFER, DiagSockets, dump_here, dump_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -282,3 +282,17 @@ def test_an_empty_read_is_an_error_not_a_spin() -> None:
         view = memoryview(bytearray(RECV_BUFFER))
         with pytest.raises(sockdiag.DumpError, match="empty read"):
             sockdiag._read_dump(ours, view, dump_request(socket.AF_INET), DumpParser())
+
+
+def test_two_threads_dump_what_one_dumps(net: Net) -> None:
+    def dumped(threads: int) -> dict[int, list[tuple[object, ...]]]:
+        with DiagSockets(threads=threads) as kept:
+            ids = [e.netns for e in kept.open([net.name, net.empty])]
+            assert None not in ids and len(kept) == 2
+            return {
+                netns: sorted((s.state, s.local_port, s.remote_port, s.inode) for s in d.sockets)
+                for netns, d in kept.dump(i for i in ids if i is not None).items()
+            }
+
+    one, two = dumped(1), dumped(2)
+    assert one == two and sum(map(len, one.values())) > 600
