@@ -220,9 +220,18 @@ def _split(
     for record in records:
         part = _encoder.encode(record)
         if parts and size + len(part) + 1 > budget:
-            yield BatchMessage(head + b",".join(parts) + tail, len(parts))
+            yield _message(head, parts, tail)
             parts, size = [], 0
         parts.append(part)
         size += len(part) + 1
     if parts:
-        yield BatchMessage(head + b",".join(parts) + tail, len(parts))
+        yield _message(head, parts, tail)
+
+
+def _message(head: bytes, parts: list[bytes], tail: bytes) -> BatchMessage:
+    """``parts`` joined by commas between ``head`` and ``tail``, in one allocation
+    of the message's size (``head + b",".join(parts) + tail`` makes three)."""
+    count = len(parts)
+    parts[0] = head + parts[0]
+    parts[-1] += tail
+    return BatchMessage(b",".join(parts), count)
