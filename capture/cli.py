@@ -24,6 +24,7 @@ import click
 
 from callmap.config import load_settings
 from callmap.counters import Counters
+from callmap.heap import release_large_blocks
 from callmap.optiongroups import metrics_port_option, option_group
 from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
@@ -193,6 +194,7 @@ _live_options = option_group(
 
 def _run_agent(options: AgentOptions) -> None:
     """Run the agent until SIGTERM or SIGINT, then let it flush what it holds."""
+    release_large_blocks()
     agent = CaptureAgent(load_settings(), options)
     with contextlib.suppress(KeyboardInterrupt):
         run_until_signalled(agent.run())

@@ -344,5 +344,10 @@ class DnsFolder:
         self._turn(now)  # an idle capture forgets too
         remembered = now - self.server_memory
         self._servers = {ip: ts for ip, ts in servers.items() if ts >= remembered}
-        by_time = sorted(window.values(), key=lambda folded: folded.ts)
-        return [folded.answer(self.cluster, self.node) for folded in by_time]
+        latest_first = sorted(window.values(), key=lambda folded: folded.ts)
+        latest_first.reverse()
+        window.clear()
+        # Each entry let go of as its record is made: the window and its records are
+        # never whole at once (at 100,000 answers/s, megabytes of peak RSS).
+        cluster, node = self.cluster, self.node
+        return [latest_first.pop().answer(cluster, node) for _ in range(len(latest_first))]

@@ -13,8 +13,10 @@ in one process:
   as steady traffic looks (almost everything folds).
 
 It prints, for each, the folder's peak traced memory (``tracemalloc``,
-before a flush, when it is largest) and the CPU per answer (a run of its
-own, without tracing).
+before a flush, when it is largest), the most that a flush and the encoding
+of its records into messages, as the agent does both, added to it, and the
+CPU per answer, flush included (a run of its own, without tracing or
+encoding).
 
 Run: python tests/bench/bench_dnsfold.py [--rate N] [--seconds S]
 """
@@ -25,12 +27,13 @@ import argparse
 import struct
 import time
 import tracemalloc
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 
 from callmap.counters import Counters
+from callmap.wire import DnsAnswerBatch, encode_batches
+from capture.agent import drained
 from capture.dnsfold import DnsFolder
 from capture.frames import Segment
 
@@ -73,8 +76,10 @@ def segments(count: int, distinct: bool) -> list[Segment]:
     ]
 
 
-def feed(frames: list[Segment], rate: int, probe: Callable[[], None]) -> float:
-    """Feed ``frames`` at ``rate`` a second of simulated time; CPU seconds taken."""
+def feed(frames: list[Segment], rate: int, memory: MemoryProbe | None = None) -> float:
+    """Feed ``frames`` at ``rate`` a second of simulated time; CPU seconds taken.
+    With ``memory``, each window's records are also encoded into messages, as the
+    agent does, and the memory is read around each flush."""
     folder = DnsFolder(cluster="bench", node="node-a", counters=Counters())
     per_window = int(rate * WINDOW)
     started = time.process_time()
@@ -82,25 +87,45 @@ def feed(frames: list[Segment], rate: int, probe: Callable[[], None]) -> float:
         now = window * WINDOW
         for offset, segment in enumerate(frames[first : first + per_window]):
             folder.add_segment(segment, now + offset / rate)
-        probe()
-        folder.flush(now + WINDOW)
+        if memory is None:
+            folder.flush(now + WINDOW)
+            continue
+        memory.before_flush()
+        records = drained(folder.flush(now + WINDOW))
+        messages = list(encode_batches(DnsAnswerBatch, cluster="c", node="n", records=records))
+        memory.after_flush()
+        del messages
     return time.process_time() - started
 
 
-def peak_memory(frames: list[Segment], rate: int) -> int:
-    """The folder's largest traced memory, in bytes, before a flush."""
+class MemoryProbe:
+    """Traced memory: the most before a flush, and the most a flush and the encoding
+    of its messages added to what was there before it."""
+
+    def __init__(self) -> None:
+        self.base = tracemalloc.get_traced_memory()[0]
+        self.peak = 0
+        self.flushing = 0
+        self._before = 0
+
+    def before_flush(self) -> None:
+        self._before = tracemalloc.get_traced_memory()[0]
+        self.peak = max(self.peak, self._before - self.base)
+        tracemalloc.reset_peak()
+
+    def after_flush(self) -> None:
+        self.flushing = max(self.flushing, tracemalloc.get_traced_memory()[1] - self._before)
+
+
+def peak_memory(frames: list[Segment], rate: int) -> MemoryProbe:
+    """The folder's memory, traced, over a run."""
     tracemalloc.start()
-    base, peak = tracemalloc.get_traced_memory()[0], 0
-
-    def probe() -> None:
-        nonlocal peak
-        peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
-
     try:
+        probe = MemoryProbe()
         feed(frames, rate, probe)
     finally:
         tracemalloc.stop()
-    return peak
+    return probe
 
 
 def main() -> None:
@@ -110,14 +135,19 @@ def main() -> None:
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     table = Table(title=f"DNS folder at {args.rate:,} answers/s, {args.seconds:g} s simulated")
-    for column in ("answers", "peak traced memory", "CPU per answer", "answers/s of CPU"):
+    columns = ("answers", "peak traced memory", "flush + messages", "CPU per answer", "answers/s")
+    for column in columns:
         table.add_column(column, justify="right")
     for name, distinct in (("distinct", True), ("repeating (baseline)", False)):
         frames = segments(count, distinct)
-        cpu = min(feed(frames, args.rate, lambda: None) for _ in range(2))
+        cpu = min(feed(frames, args.rate) for _ in range(2))
         memory = peak_memory(frames, args.rate)
         table.add_row(
-            name, f"{memory / 1e6:,.0f} MB", f"{cpu / count * 1e6:.2f} µs", f"{count / cpu:,.0f}"
+            name,
+            f"{memory.peak / 1e6:,.0f} MB",
+            f"+{memory.flushing / 1e6:,.1f} MB",
+            f"{cpu / count * 1e6:.2f} µs",
+            f"{count / cpu:,.0f}",
         )
     Console().print(table)
 

@@ -354,3 +354,12 @@ def test_the_newer_value_of_a_key_set_again_wins_and_put_gives_the_one_before() 
     recent.turn(1.0)
     assert recent.put("k", 1.5) == 0.5  # from the older generation
     assert recent.get("k") == 1.5
+
+
+def test_a_windows_records_come_oldest_first_and_ties_in_the_order_they_came() -> None:
+    f, _ = folder()
+    seen = [(3.0, "c"), (1.0, "a"), (2.0, "b1"), (2.0, "b2"), (2.0, "b3")]
+    for n, (ts, name) in enumerate(seen):
+        f.add_frame(udp_frame(dns_answer(f"{name}.shop.svc.cluster.local", msg_id=n)), ts=ts)
+    records = f.flush(now=4.0)
+    assert [r.qname.split(".")[0] for r in records] == ["a", "b1", "b2", "b3", "c"]
