@@ -327,6 +327,12 @@ class DnsFolder:
 
     def flush(self, now: float) -> list[DnsAnswer]:
         """The records of the window that ends now; starts a new window."""
+        return self.close_window(now).records()
+
+    def close_window(self, now: float) -> ClosedWindow:
+        """The window that ends now, its records not made yet; starts a new window.
+        Its records can be made while the folder takes the next window's answers:
+        the capture thread need not wait for them."""
         window, self._window = self._window, {}
         self._lost_partial(self._streams.expire(now))
         servers = self._servers
@@ -344,10 +350,26 @@ class DnsFolder:
         self._turn(now)  # an idle capture forgets too
         remembered = now - self.server_memory
         self._servers = {ip: ts for ip, ts in servers.items() if ts >= remembered}
-        latest_first = sorted(window.values(), key=lambda folded: folded.ts)
+        return ClosedWindow(list(window.values()), self.cluster, self.node)
+
+
+class ClosedWindow:
+    """A flush window that has ended, whose records are made once, by :meth:`records`."""
+
+    __slots__ = ("_cluster", "_entries", "_node")
+
+    def __init__(self, entries: list[_Folded], cluster: str, node: str) -> None:
+        self._entries = entries
+        self._cluster = cluster
+        self._node = node
+
+    def records(self) -> list[DnsAnswer]:
+        """Its records, oldest first (those seen at the same time in the order they
+        came); a second call gives none."""
+        latest_first = sorted(self._entries, key=lambda folded: folded.ts)
+        self._entries = []
         latest_first.reverse()
-        window.clear()
         # Each entry let go of as its record is made: the window and its records are
         # never whole at once (at 100,000 answers/s, megabytes of peak RSS).
-        cluster, node = self.cluster, self.node
+        cluster, node = self._cluster, self._node
         return [latest_first.pop().answer(cluster, node) for _ in range(len(latest_first))]

@@ -271,7 +271,8 @@ class Sniffer(ReaderThread):
                     log.error("%d receive ring blocks with unsound headers", ring.bad_blocks)
                     self._folder.count_frames_lost(DROP_BAD_RING_BLOCK, ring.bad_blocks)
                     ring.bad_blocks = 0
-            return self._folder.flush(now)
+            closed = self._folder.close_window(now)
+        return closed.records()  # made while the capture thread reads on
 
     def _read_until_stopped(self) -> None:
         selector = selectors.DefaultSelector()

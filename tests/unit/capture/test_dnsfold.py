@@ -363,3 +363,19 @@ def test_a_windows_records_come_oldest_first_and_ties_in_the_order_they_came() -
         f.add_frame(udp_frame(dns_answer(f"{name}.shop.svc.cluster.local", msg_id=n)), ts=ts)
     records = f.flush(now=4.0)
     assert [r.qname.split(".")[0] for r in records] == ["a", "b1", "b2", "b3", "c"]
+
+
+def test_a_closed_windows_records_are_made_later_apart_from_the_next_windows() -> None:
+    """The capture thread folds on while the flush makes the closed window's records."""
+    f, counters = folder()
+    f.add_frame(udp_frame(dns_answer("old.shop.svc.cluster.local", msg_id=1)), ts=1.0)
+    closed = f.close_window(now=2.0)
+    f.add_frame(udp_frame(dns_answer("old.shop.svc.cluster.local", msg_id=2)), ts=2.5)
+    f.add_frame(udp_frame(dns_answer("new.shop.svc.cluster.local", msg_id=3)), ts=2.6)
+    assert [(r.qname, r.count) for r in closed.records()] == [("old.shop.svc.cluster.local", 1)]
+    assert closed.records() == []  # made once
+    assert sorted((r.qname, r.count) for r in f.flush(now=3.0)) == [
+        ("new.shop.svc.cluster.local", 1),
+        ("old.shop.svc.cluster.local", 1),
+    ]
+    assert balanced(counters)
