@@ -1,7 +1,7 @@
 """How much memory and CPU the DNS folder takes at 100,000 answers/s, without a network.
 
 `capture.dnsfold.DnsFolder` holds a flush window of answers, and remembers
-every response it saw for at least ``dedup_seconds`` (0.5 s), so that a copy
+every response it saw for at least ``dedup_seconds`` (0.25 s), so that a copy
 of it on another interface is not counted twice. With answers that never
 repeat (every name new, the worst case) that memory is what decides the
 agent's RSS. Here the folder takes 6 s of simulated time at a fixed rate,
