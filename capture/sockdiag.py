@@ -269,9 +269,8 @@ class DiagSockets:
                     except queue.Empty:
                         return
                     dumps[netns] = self._dump_one(netns, view, states)
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # raised in the caller's thread, below
                 failed.append(exc)
-                raise
 
         helpers = [
             threading.Thread(target=drain, name="callmap-sockdiag", daemon=True)

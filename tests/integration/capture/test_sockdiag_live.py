@@ -296,3 +296,16 @@ def test_two_threads_dump_what_one_dumps(net: Net) -> None:
 
     one, two = dumped(1), dumped(2)
     assert one == two and sum(map(len, one.values())) > 600
+
+
+def test_a_bug_in_a_dumping_thread_is_raised_to_the_caller(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the parser")
+
+    with DiagSockets(threads=2) as kept:
+        ids = {e.netns for e in kept.open([net.name, net.empty]) if e.netns is not None}
+        monkeypatch.setattr(sockdiag, "_dump_on", broken)
+        with pytest.raises(RuntimeError, match="a bug in the parser"):
+            kept.dump(ids)
