@@ -16,13 +16,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import ConfigError
+from callmap.lists import drained
 from callmap.metrics import CountersCollector, serve_metrics
 from callmap.wire import (
     DNS,
@@ -195,7 +196,9 @@ class CaptureAgent:
     ) -> None:
         """Queue ``records`` as batch messages; takes the list, and empties it."""
         cluster, node = self.settings.cluster, self.options.node
-        taken = encode_batches(batch_type, cluster=cluster, node=node, records=drained(records))
+        taken = encode_batches(
+            batch_type, cluster=cluster, node=node, records=drained(cast("list[Any]", records))
+        )
         for message in taken:
             self.publisher.submit(Outgoing(topic, self._key, message.value, message.records))
 
@@ -331,12 +334,3 @@ class CaptureAgent:
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-
-
-def drained(records: list[Any]) -> Iterator[Any]:
-    """``records`` in order, each let go of once taken: a flush's records are freed
-    as their messages are made, not after the last one (at 100,000 DNS answers/s
-    a second's records and their messages would otherwise be whole at once)."""
-    records.reverse()
-    while records:
-        yield records.pop()

@@ -133,7 +133,6 @@ def _dump_groups(
     through, when it was entered now); one that failed for a reason other than
     its pids ending or moving is left out (and counted under
     :data:`DIAG_FAILED`)."""
-    kept.keep_only(groups)
     through = {
         netns: group.pids[0] for netns, group in groups.items() if group.pids and netns in kept
     }
@@ -156,7 +155,8 @@ def _dump_groups(
             else:
                 _failed(counters, netns, entry.error)
                 del untried[netns]
-    kept.keep_only(groups)  # a pid that moved may have led to a namespace not scanned
+    # The namespaces gone since the last scan, and any a moved pid led to: not scanned.
+    kept.keep_only(groups)
     done: dict[int, tuple[int, NamespaceDump]] = {}
     for netns, dump in kept.dump(through, states=_STATES).items():
         if dump.error is None:

@@ -56,6 +56,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from callmap.counters import Counters
+from callmap.lists import drained
 from callmap.wire import DnsAnswer
 from capture.dnswire import DROP_TCP_PARTIAL, DnsResponse, parse_response
 from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame
@@ -369,10 +370,9 @@ class ClosedWindow:
     def records(self) -> list[DnsAnswer]:
         """Its records, oldest first (those seen at the same time in the order they
         came); a second call gives none."""
-        latest_first = sorted(self._entries, key=lambda folded: folded.ts)
+        by_time = sorted(self._entries, key=lambda folded: folded.ts)
         self._entries = []
-        latest_first.reverse()
         # Each entry let go of as its record is made: the window and its records are
         # never whole at once (at 100,000 answers/s, megabytes of peak RSS).
         cluster, node = self._cluster, self._node
-        return [latest_first.pop().answer(cluster, node) for _ in range(len(latest_first))]
+        return [folded.answer(cluster, node) for folded in drained(by_time)]

@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from callmap.counters import Counters
+from callmap.lists import drained
 from callmap.wire import DnsAnswerBatch, encode_batches
-from capture.agent import drained
 from capture.dnsfold import DnsFolder
 from capture.frames import Segment
 

@@ -261,13 +261,13 @@ def test_a_namespace_is_entered_once_and_dumped_through_its_kept_socket(
     with DiagSockets() as kept:
         first = scan_diag(str(tmp_path), kept=kept)
         _proc_root_of(pid, tmp_path, enterable=False)
-        again = scan_diag(str(tmp_path), kept=kept)
+        second = scan_diag(str(tmp_path), kept=kept)
         assert netns in kept
     fresh = scan_diag(str(tmp_path))  # its own sockets: it must enter, and cannot
     assert fresh.result.counters[PID_VANISHED] == 1 and netns not in fresh.sockets
-    assert PID_VANISHED not in again.result.counters
-    assert again.result.namespaces == first.result.namespaces
-    assert {s.local_port for s in again.sockets[netns]} >= {V4_PORT, V6_PORT}
+    assert PID_VANISHED not in second.result.counters
+    assert second.result.namespaces == first.result.namespaces
+    assert {s.local_port for s in second.sockets[netns]} >= {V4_PORT, V6_PORT}
 
 
 def test_the_socket_of_a_namespace_no_longer_found_is_closed(namespace: tuple[int, int]) -> None:
@@ -295,5 +295,5 @@ def test_a_failed_dump_closes_its_socket_and_the_next_scan_opens_another(
         assert len(failed.result.namespaces[0].connections) == 2 * (CALLS + 1)  # from /proc
         assert netns not in kept
         monkeypatch.undo()
-        again = scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
-        assert DIAG_FAILED not in again.result.counters and netns in again.sockets
+        reopened = scan_diag("/proc", only_netns=frozenset({netns}), kept=kept)
+        assert DIAG_FAILED not in reopened.result.counters and netns in reopened.sockets

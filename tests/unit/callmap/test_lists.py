@@ -1,8 +1,8 @@
-"""How the capture agent hands a flush's records to its messages."""
+"""Handing a list's items on one at a time."""
 
 from __future__ import annotations
 
-from capture.agent import drained
+from callmap.lists import drained
 
 
 def test_records_are_taken_in_order_and_the_list_is_emptied_as_they_go() -> None:
