@@ -33,7 +33,7 @@ from callmap.counters import StageCounters
 from callmap.wire import SocketObservation
 from capture.conntrack import ConntrackReader, open_conntrack
 from capture.ctflows import FlowTracker
-from helpers.netns import network_namespaces
+from helpers.netns import network_namespaces, wait_for_local_routes
 
 CLIENT = {4: "10.88.1.10", 6: "fd88:1::10"}
 S1 = {4: "10.88.2.10", 6: "fd88:2::10"}
@@ -328,6 +328,8 @@ def ct_network(logs: Path) -> Iterator[CtNet]:
                 ip(f"-n {net.node} addr add {v4}.1/24 dev {outer}")
                 ip(f"-n {net.node} -6 addr add {v6}:1/64 dev {outer} nodad")
                 ip(f"-n {net.node} link set {outer} up")
+                wait_for_local_routes(ns, f"{v4}.10", f"{v6}:10")
+                wait_for_local_routes(net.node, f"{v4}.1", f"{v6}:1")
             ip(f"netns exec {net.node} sysctl -qw net.ipv4.ip_forward=1")
             ip(f"netns exec {net.node} sysctl -qw net.ipv6.conf.all.forwarding=1")
             # Byte counts in DESTROY events; the default on most distributions is off.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers.netns import network_namespaces
+from helpers.netns import network_namespaces, wait_for_local_routes
 
 SERVER_V4, SERVER_V6 = "10.77.0.53", "fd77::53"
 CLIENT_V4, CLIENT_V6 = "10.77.1.10", "fd77:1::10"
@@ -114,6 +114,8 @@ def dns_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsNet]:
                 _ns(net.node, "ip", "addr", "add", f"{net4}.1/24", "dev", outer)
                 _ns(net.node, "ip", "-6", "addr", "add", f"{net6}:1/64", "dev", outer, "nodad")
                 _ns(net.node, "ip", "link", "set", outer, "up")
+                wait_for_local_routes(ns, v4, v6)
+                wait_for_local_routes(net.node, f"{net4}.1", f"{net6}:1")
             _ns(net.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             _ns(net.node, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
             log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"

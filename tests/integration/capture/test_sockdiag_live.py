@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from helpers.netns import network_namespaces
+from helpers.netns import network_namespaces, wait_for_local_routes
 
 from capture import sockdiag
 from capture.inetdiag import DiagSocket, DumpParser, dump_request
@@ -107,6 +107,7 @@ def net() -> Iterator[Net]:
     with network_namespaces(f"{prefix}-a", f"{prefix}-b") as (name, empty):
         _run("ip", "-n", name, "addr", "add", f"{V4}/32", "dev", "lo")
         _run("ip", "-n", name, "addr", "add", f"{V6}/128", "dev", "lo", "nodad")
+        wait_for_local_routes(name, V4, V6)
         made = Net(name, empty)
         try:
             made.open(socket.AF_INET, V4, V4)
