@@ -145,7 +145,9 @@ async def test_an_edge_on_the_topic_arrives_as_a_change(
     await publish(settings, edges)
     env = {"CALLMAP_KAFKA_BOOTSTRAP": kafka_bootstrap}
     with served_map("--cluster", cluster, env=env) as base:
-        stream = asyncio.create_task(asyncio.to_thread(events, f"{base}/api/events", 3, 60))
+        stream = asyncio.create_task(
+            asyncio.to_thread(events, f"{base}/api/events", 3, 60, later_snapshots=False)
+        )
         await watched(base)  # the page has its snapshot; then the topic changes
         newcomer = msgspec.structs.replace(edges[0], edge_id=f"{cluster}-new", event="new")
         await publish(settings, [newcomer], tombstones=[message_key(edges[1])])
