@@ -11,11 +11,15 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# A C compiler for sdists without a wheel; this stage is thrown away. Pinning
-# Debian's gcc to a build number would only make rebuilds fail when it moves.
+# A C compiler for sdists without a wheel and for callmap's own sock_diag loop
+# (capture/_inetdiag.c); Python's headers where the base image has none (a bare
+# Debian one: the official Python images have them). This stage is thrown away.
+# Pinning Debian's gcc to a build number would only make rebuilds fail when it moves.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && if [ ! -e "$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; \
+    then apt-get install -y --no-install-recommends python3-dev; fi \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -31,7 +35,10 @@ COPY aggregate ./aggregate
 COPY sinks ./sinks
 COPY lab ./lab
 # pip compiles every module as it installs it: the read-only image never needs to.
-RUN /opt/callmap/bin/pip install .
+# The C loop is optional for pip (an install without a compiler goes on without
+# it); not for the image. -I: not the source tree here, the installed package.
+RUN /opt/callmap/bin/pip install . \
+ && /opt/callmap/bin/python -I -c "import capture._inetdiag"
 
 FROM ${PYTHON_IMAGE} AS build-init
 # tini as process 1 forwards SIGTERM to callmap and reaps children, which a

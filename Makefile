@@ -10,9 +10,10 @@ VENV ?= $(CACHE)/venv
 PY := $(VENV)/bin/python
 export CALLMAP_CACHE := $(CACHE)
 
-# The environment is reinstalled when pyproject.toml or the checkout's path
-# changes (the project is installed editable, so the path matters).
-ENV_KEY := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
+# The environment is reinstalled when pyproject.toml, the C it builds or the
+# checkout's path changes (the project is installed editable, so the path matters;
+# the editable install builds capture/_inetdiag.c in place).
+ENV_KEY := $(shell (cat pyproject.toml capture/_inetdiag.c; echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
 .PHONY: help demo test faults lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache
@@ -35,7 +36,8 @@ test: $(STAMP) kafka-jars kube-binaries helm-binary cluster-fetch lint types imp
 faults: $(STAMP) kafka-jars
 	$(PY) -m pytest tests/faults
 
-# Tools the project needs from the operating system: Java and Maven for Kafka,
+# Tools the project needs from the operating system: gcc and Python's headers for
+# callmap's one C module (capture/_inetdiag.c), Java and Maven for Kafka,
 # iproute2 and nftables for network namespaces and the lab's service DNAT,
 # dnsmasq as the real DNS server, openssl for test certificates, graphviz for
 # pictures, real PostgreSQL and rsyslog servers for the sink tests, and for the
@@ -45,6 +47,9 @@ faults: $(STAMP) kafka-jars
 # Anything missing comes from Debian's packages.
 system-deps:
 	@missing=""; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	test -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" \
+	  || missing="$$missing python3-dev"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \

@@ -40,7 +40,13 @@ It promises:
   for a node's 100,000 sockets. As in :mod:`capture.ctnetlink`'s fast path,
   the kernel's layout is read straight from the bytes instead, with
   precompiled structs and the attribute layouts already seen checked in one
-  unpack: about 1.5 µs a socket, 37 times less.
+  unpack: about 1.5 µs a socket, 37 times less. That was still 0.15 s of a
+  pass that #19 wants under 0.2 s, so the same loop is also written in C
+  (``capture/_inetdiag.c``, built by ``pip install`` when a C compiler is
+  there, used when built): about 0.75 µs a socket, most of it making the
+  records. The Python loop is the reference: the unit tests run each test on
+  both, and hold them to the same answers on random, cut and mangled dumps.
+  ``CALLMAP_PURE_PYTHON=1`` turns the C loop off (:mod:`capture.sockdiag`).
 
 Layouts: ``include/uapi/linux/netlink.h``, ``sock_diag.h``, ``inet_diag.h``
 and ``tcp.h``. Netlink headers, ``inet_diag_msg`` and ``tcp_info`` are in host
@@ -51,12 +57,25 @@ from __future__ import annotations
 
 import socket
 import struct
+from types import ModuleType
 from typing import Final
 
 import msgspec
 
 from capture.addresses import packed_address
 from capture.procnet import TcpState
+
+
+def _loop_in_c() -> ModuleType | None:
+    """``capture._inetdiag`` when it was built."""
+    try:
+        from capture import _inetdiag
+    except ImportError:  # installed without a C compiler: the Python loop reads dumps
+        return None
+    return _inetdiag
+
+
+_inetdiag = _loop_in_c()
 
 __all__ = [
     "ALL_TCP_STATES",
@@ -69,6 +88,7 @@ __all__ = [
     "DROP_SHORT_MESSAGE",
     "DROP_SHORT_TCP_INFO",
     "DROP_TRUNCATED",
+    "NATIVE",
     "NETLINK_SOCK_DIAG",
     "DiagSocket",
     "DumpParser",
@@ -142,6 +162,9 @@ _INFO_144 = struct.Struct("=68xII24xI16xQQII")
 _INFO_136 = struct.Struct("=68xII24xI16xQQ")
 _INFO_104 = struct.Struct("=68xII24xI")
 _INFO_76 = struct.Struct("=68xII")
+NATIVE: Final = _inetdiag is not None
+"""Whether the message loop in C (``capture/_inetdiag.c``) was built with this
+install; :class:`DumpParser` uses it by default when it was."""
 _STATE_BY_NUMBER = {state.value: state for state in TcpState}
 _STATES: tuple[TcpState | None, ...] = tuple(_STATE_BY_NUMBER.get(n) for n in range(256))
 
@@ -243,13 +266,20 @@ class DumpParser:
     """The answer to one dump request, fed a datagram (or any run of whole
     messages) at a time, in order, until :meth:`feed` says it ended."""
 
-    __slots__ = ("_names4", "_names6", "done", "dropped", "error", "sockets")
+    __slots__ = ("_names4", "_names6", "_native", "done", "dropped", "error", "sockets")
 
     def __init__(
-        self, sockets: list[DiagSocket] | None = None, dropped: dict[str, int] | None = None
+        self,
+        sockets: list[DiagSocket] | None = None,
+        dropped: dict[str, int] | None = None,
+        *,
+        native: bool | None = None,
     ) -> None:
         """``sockets`` and ``dropped``, when given, are added to: several dumps
-        (one a family) can gather into one list."""
+        (one a family) can gather into one list. The messages are read by the
+        loop in C when it was built (:data:`NATIVE`; the same answers, about
+        twice as fast: docs/capture.md), unless ``native`` is False; True
+        demands it."""
         self.sockets: list[DiagSocket] = [] if sockets is None else sockets
         self.dropped: dict[str, int] = {} if dropped is None else dropped
         """Messages skipped (and short tcp_info), by ``DROP_*`` reason."""
@@ -262,12 +292,36 @@ class DumpParser:
         # few local addresses repeat on every line.
         self._names4: dict[bytes, str] = {}
         self._names6: dict[bytes, str] = {}
+        if native and _inetdiag is None:
+            raise RuntimeError("capture/_inetdiag.c was not built with this install")
+        self._native = _inetdiag if native is not False else None
 
     def feed(self, data: _Buffer) -> bool:
         """Read the messages in ``data``; True once the dump has ended (what
         follows the end is not read)."""
         if self.done:
             return True
+        if self._native is None:
+            return self._feed(data)
+        ended: int | None = self._native.feed(
+            data,
+            self.sockets,
+            self.dropped,
+            self._names4,
+            self._names6,
+            _STATES,
+            DiagSocket,
+            _address,
+            DROP_REASONS,
+        )
+        if ended is None:
+            return False
+        self.done = True
+        self.error = ended or None
+        return True
+
+    def _feed(self, data: _Buffer) -> bool:
+        """:meth:`feed` in Python: the reference the loop in C is held to."""
         end = len(data)
         offset = 0
         sockets = self.sockets
@@ -387,9 +441,10 @@ class DumpParser:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
-def parse_dump(data: _Buffer) -> DumpParser:
-    """A parser fed all of ``data`` at once: the sockets, drops and end of a buffer."""
-    parser = DumpParser()
+def parse_dump(data: _Buffer, *, native: bool | None = None) -> DumpParser:
+    """A parser fed all of ``data`` at once: the sockets, drops and end of a
+    buffer (``native`` as for :class:`DumpParser`)."""
+    parser = DumpParser(native=native)
     parser.feed(data)
     return parser
 

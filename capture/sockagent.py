@@ -22,7 +22,7 @@ from capture.diagscan import DIAG_FAILED, DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
-from capture.sockdiag import DiagSockets
+from capture.sockdiag import LOOP_IN_C, DiagSockets
 from capture.sockroles import ROLE_CLIENT
 from capture.tcphealth import SocketKey, TcpHealth, by_addresses
 
@@ -95,6 +95,8 @@ class SocketScanner:
         self.tcp_health = TcpHealth() if tcp_info else None
         self._kept = DiagSockets() if tcp_info else None
         """sock_diag sockets kept from one scan to the next."""
+        if tcp_info:
+            log.info("sock_diag dumps read by the %s loop", "C" if LOOP_IN_C else "Python")
         self.last_scan_seconds = 0.0
         self.last_scan_done = time.monotonic()
         """When the last scan finished (``time.monotonic``); at first, when the scanner

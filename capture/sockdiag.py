@@ -28,6 +28,7 @@ code, and why the answer is parsed here rather than by pyroute2: see
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import threading
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from callmap.errors import CallmapError, ConfigError
 from capture.inetdiag import (
     ALL_TCP_STATES,
+    NATIVE,
     NETLINK_SOCK_DIAG,
     DiagSocket,
     DumpParser,
@@ -48,6 +50,8 @@ from capture.sniffer import enter_netns, netns_path, on_new_thread
 
 __all__ = [
     "DUMP_THREADS",
+    "LOOP_IN_C",
+    "PURE_PYTHON_ENV",
     "RECV_BUFFER",
     "DiagSockets",
     "DumpError",
@@ -64,6 +68,11 @@ never cuts one short."""
 DUMP_TIMEOUT = 5.0
 """Seconds to wait for the next datagram of a dump before giving up on it."""
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
+PURE_PYTHON_ENV = "CALLMAP_PURE_PYTHON"
+"""Set to 1, dumps are read by the Python loop even where the loop in C was
+built (:data:`capture.inetdiag.NATIVE`): to compare them, or to rule it out."""
+LOOP_IN_C = NATIVE and os.environ.get(PURE_PYTHON_ENV) != "1"
+"""Whether this process reads dumps with the loop in C."""
 DUMP_THREADS = 2
 """Threads that dump kept sockets at once (:meth:`DiagSockets.dump`): the
 kernel builds a dump's messages inside ``recv``, without the GIL, so one
@@ -135,13 +144,14 @@ def _dump_on(
     """:func:`dump_here` on the sock_diag socket ``nl``, and whether the kernel
     took the one walk."""
     if one_walk:
-        both = _read_dump(nl, view, dump_request_both_families(seq=1, states=states), DumpParser())
+        request = dump_request_both_families(seq=1, states=states)
+        both = _read_dump(nl, view, request, DumpParser(native=LOOP_IN_C))
         if both.error is None:
             return both.sockets, both.dropped, True
     sockets: list[DiagSocket] = []
     dropped: dict[str, int] = {}
     for seq, family in enumerate(FAMILIES, start=2):
-        parser = DumpParser(sockets, dropped)  # both families into one list
+        parser = DumpParser(sockets, dropped, native=LOOP_IN_C)  # both families into one list
         request = dump_request(family, seq=seq, states=states)
         if _read_dump(nl, view, request, parser).error is not None:
             raise DumpError(

@@ -18,13 +18,15 @@ that its peak RSS is its own), several passes each:
 - ``sock_diag+info, kept``: the same dumps through sockets kept open from one
   pass to the next (:class:`capture.sockdiag.DiagSockets`, as the agent
   keeps them): no namespace entered after the warm-up; with two dumping
-  threads, and with one;
+  threads, with one, and with two reading through the Python loop instead
+  of the one in C (``CALLMAP_PURE_PYTHON=1``; the ``loop`` column says
+  which read each way);
 - ``scan, sock_diag``: :func:`capture.diagscan.scan_diag`, the agent's whole
   scan with ``--tcp-info`` (the /proc scan's walk and classification, each
   namespace's LISTEN and ESTABLISHED sockets and their tcp_info through
   sock_diag): what replaces the /proc scan plus a sock_diag pass; with
   sockets of its own, and with sockets kept (the agent's scans after its
-  first).
+  first), the latter with each loop.
 
 Every way must find the same listeners and connections, by (namespace, state,
 local, remote), or the bench fails. Goal (#19): a pass under 0.2 s.
@@ -61,9 +63,13 @@ WAYS = {
     "sockdiag": "sock_diag+info",
     "sockdiag-kept": "sock_diag+info, kept",
     "sockdiag-kept-1": "  the same, 1 thread",
+    "sockdiag-kept-py": "  the same, Python loop",
     "diag-scan": "scan, sock_diag",
     "diag-scan-kept": "scan, kept sockets",
+    "diag-scan-kept-py": "  the same, Python loop",
 }
+PURE_PYTHON = "-py"
+"""Ways whose name ends so run with the C loop turned off (CALLMAP_PURE_PYTHON=1)."""
 Key = tuple[int, str, str, int, str, int]
 """(namespace id, state, local address, local port, remote address, remote port)."""
 
@@ -222,6 +228,8 @@ PASSES: dict[str, Callable[[Sequence[str]], Pass]] = {
     "sockdiag-kept-1": lambda names: _sockdiag(names, kept_threads=1),
     "diag-scan": _diag_scan,
     "diag-scan-kept": lambda names: _diag_scan(names, kept=True),
+    "sockdiag-kept-py": lambda names: _sockdiag(names, kept_threads=2),
+    "diag-scan-kept-py": lambda names: _diag_scan(names, kept=True),
 }
 
 
@@ -237,7 +245,13 @@ def worker(way: str, names_file: str, runs: int) -> None:
         times.append(time.perf_counter() - started)
     sockets, keys = summary()
     peak_kb = _peak_rss_kib()
-    json.dump({"times": times, "sockets": sockets, "peak_kb": peak_kb, "keys": keys}, sys.stdout)
+    from capture.sockdiag import LOOP_IN_C
+
+    loop = "C" if LOOP_IN_C else "Python"
+    json.dump(
+        {"times": times, "sockets": sockets, "peak_kb": peak_kb, "keys": keys, "loop": loop},
+        sys.stdout,
+    )
 
 
 def _peak_rss_kib() -> int:
@@ -266,6 +280,7 @@ def _measure(way: str, names_file: str, runs: int) -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "CALLMAP_PURE_PYTHON": "1" if way.endswith(PURE_PYTHON) else "0"},
     )
     if done.returncode != 0:
         raise SystemExit(f"{way} failed:\n{done.stderr}")
@@ -319,8 +334,7 @@ def main() -> None:
             os.unlink(names_file)
 
     diag = {tuple(k) for k in results["sockdiag"]["keys"]}
-    for way in ("proc-scan", "proc-tables", "sockdiag-kept", "sockdiag-kept-1", "diag-scan",
-                "diag-scan-kept"):  # fmt: skip
+    for way in set(WAYS) - {"imports", "sockdiag"}:
         proc = {tuple(k) for k in results[way]["keys"]}
         if proc != diag:
             raise SystemExit(
@@ -339,7 +353,8 @@ def main() -> None:
         caption=f"each way in a fresh process; the same {len(diag):,} listeners and "
         "connections found by every way",
     )
-    for column in ("way", "min s", "median s", "max s", "sockets", "sockets/s", "peak RSS", "goal"):
+    columns = ("way", "loop", "min s", "median s", "max s", "sockets", "sockets/s", "peak RSS")
+    for column in (*columns, "goal"):
         table.add_column(column, justify="left" if column == "way" else "right")
     for way, label in WAYS.items():
         result = results[way]
@@ -348,11 +363,13 @@ def main() -> None:
         if way.startswith(("sockdiag", "diag-scan")):
             met = statistics.median(times) < GOAL_SECONDS
             goal = f"< {GOAL_SECONDS} s: " + ("[green]met[/]" if met else "[red]missed[/]")
+        loop = result["loop"] if way.startswith(("sockdiag", "diag-scan")) else ""
         if way == "imports":
-            table.add_row(label, "", "", "", "", "", f"{result['peak_kb'] / 1024:.0f} MB", "")
+            table.add_row(label, "", "", "", "", "", "", f"{result['peak_kb'] / 1024:.0f} MB", "")
             continue
         table.add_row(
             label,
+            loop,
             f"{min(times):.3f}",
             f"{statistics.median(times):.3f}",
             f"{max(times):.3f}",

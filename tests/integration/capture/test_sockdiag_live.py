@@ -24,7 +24,7 @@ import pytest
 from helpers.netns import network_namespaces, wait_for_local_routes
 
 from capture import sockdiag
-from capture.inetdiag import DiagSocket, DumpParser, dump_request
+from capture.inetdiag import DiagSocket, DumpParser, dump_request, dump_request_both_families
 from capture.procnet import TcpState
 from capture.sniffer import in_netns
 from capture.sockdiag import RECV_BUFFER, DiagSockets, dump_here, dump_namespaces
@@ -170,6 +170,30 @@ def test_one_walk_for_both_families_finds_what_one_a_family_finds(net: Net) -> N
     assert both_dropped == apart_dropped == {}
     assert sorted(map(key, both)) == sorted(map(key, apart))
     assert {s.family for s in both} == {socket.AF_INET, socket.AF_INET6}
+
+
+def test_the_loop_in_c_reads_the_kernels_dump_as_the_python_loop_does(net: Net) -> None:
+    """This kernel's own datagrams (both families, tcp_info, the attributes it
+    adds unasked), read by each loop of :class:`capture.inetdiag.DumpParser`."""
+
+    def datagrams() -> list[bytes]:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, sockdiag.NETLINK_SOCK_DIAG) as nl:
+            nl.settimeout(5)
+            nl.send(dump_request_both_families())
+            got, ended = [], DumpParser(native=False)
+            while not got or not ended.feed(got[-1]):
+                got.append(nl.recv(RECV_BUFFER))
+            return got
+
+    dump = in_netns(net.name, datagrams)
+    read = []
+    for native in (False, True):
+        parser = DumpParser(native=native)
+        assert [parser.feed(datagram) for datagram in dump][-1] is True
+        read.append((parser.sockets, parser.dropped, parser.error))
+    assert read[0] == read[1]
+    assert len(read[1][0]) >= len(net.listeners) + 2 * len(net.pairs)
+    assert {s.rtt_us is not None for s in read[1][0] if s.state in LIVE} == {True}
 
 
 def test_the_dump_agrees_with_ss(net: Net) -> None:
