@@ -11,20 +11,20 @@
  * compiler gets the Python loop.
  *
  * What it is given (all from capture/inetdiag.py, so nothing is defined twice):
- *   feed(data, sockets, dropped, names4, names6, states, make, address, reasons)
+ *   feed(data, sockets, dropped, names4, names6, states, make, reasons)
  * data     any buffer of whole or partial netlink messages;
  * sockets  the list DiagSockets are appended to;
  * dropped  the dict of drop counts, by reason;
  * names4/6 canonical text of raw 16-byte address fields, by family (added to);
  * states   the 256-tuple of TcpState (or None) by state number;
  * make     DiagSocket, called with its fields in order;
- * address  address(family, raw) -> canonical text, for names not seen yet;
  * reasons  the drop reasons, as a tuple in the order of the DROP_* indices below.
  * It returns None while the dump goes on, or the errno it ended with (0 when it
  * ended well). Layouts: see capture/inetdiag.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -69,6 +69,25 @@ static int drop(PyObject *dropped, PyObject *reasons, int reason)
     return failed;
 }
 
+static const unsigned char V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/* The canonical text of an address field, as capture.addresses.packed_address
+ * gives it (inet_ntop, as Python's socket.inet_ntop; IPv4-mapped as IPv4). */
+static PyObject *address_text(int family, const unsigned char *raw)
+{
+    char text[INET6_ADDRSTRLEN];
+    const char *made;
+    if (family == FAMILY_INET)
+        made = inet_ntop(AF_INET, raw, text, sizeof text);
+    else if (memcmp(raw, V4_MAPPED, sizeof V4_MAPPED) == 0)
+        made = inet_ntop(AF_INET, raw + sizeof V4_MAPPED, text, sizeof text);
+    else
+        made = inet_ntop(AF_INET6, raw, text, sizeof text);
+    if (made == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyUnicode_FromString(text);
+}
+
 /* The last raw address read and its text: in one namespace the same local
  * address is on nearly every socket. */
 typedef struct {
@@ -78,9 +97,8 @@ typedef struct {
 } LastName;
 
 /* New reference to the canonical text of `raw`, from `last`, then `names`,
- * then `address` (remembered in both). */
-static PyObject *name_of(LastName *last, PyObject *names, PyObject *address, int family,
-                         const unsigned char *raw)
+ * then made (and remembered in both). */
+static PyObject *name_of(LastName *last, PyObject *names, int family, const unsigned char *raw)
 {
     if (last->text != NULL && last->family == family && memcmp(last->raw, raw, 16) == 0) {
         Py_INCREF(last->text);
@@ -93,7 +111,7 @@ static PyObject *name_of(LastName *last, PyObject *names, PyObject *address, int
     if (text != NULL) {
         Py_INCREF(text);
     } else if (!PyErr_Occurred()) {
-        text = PyObject_CallFunction(address, "iO", family, key);
+        text = address_text(family, raw);
         if (text != NULL && PyDict_SetItem(names, key, text) < 0)
             Py_CLEAR(text);
     }
@@ -148,7 +166,7 @@ static int read_socket(const unsigned char *data, Py_ssize_t offset, Py_ssize_t 
                        PyObject **given, LastName *local, LastName *remote)
 {
     PyObject *sockets = given[1], *dropped = given[2], *states = given[5];
-    PyObject *make = given[6], *address = given[7], *reasons = given[8];
+    PyObject *make = given[6], *reasons = given[7];
     const unsigned char *msg = data + offset;
     int family = msg[16];
     PyObject *state = PyTuple_GET_ITEM(states, msg[17]);
@@ -161,10 +179,10 @@ static int read_socket(const unsigned char *data, Py_ssize_t offset, Py_ssize_t 
     PyObject *fields[MAX_FIELDS] = {NULL};
     int count = 0, result = -1;
     fields[1] = Py_NewRef(state);
-    fields[2] = name_of(local, names, address, family, msg + 24);
+    fields[2] = name_of(local, names, family, msg + 24);
     if (fields[2] == NULL)
         goto done;
-    fields[4] = name_of(remote, names, address, family, msg + 40);
+    fields[4] = name_of(remote, names, family, msg + 40);
     if (fields[4] == NULL)
         goto done;
     Py_ssize_t info = 0;
@@ -231,17 +249,17 @@ static int read_end(const unsigned char *data, Py_ssize_t offset, Py_ssize_t sto
 static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "feed takes 9 arguments");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "feed takes 8 arguments");
         return NULL;
     }
     if (!PyList_Check(args[1]) || !PyDict_Check(args[2]) || !PyDict_Check(args[3]) ||
         !PyDict_Check(args[4]) || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 256 ||
-        !PyTuple_Check(args[8]) || PyTuple_GET_SIZE(args[8]) != REASON_COUNT) {
+        !PyTuple_Check(args[7]) || PyTuple_GET_SIZE(args[7]) != REASON_COUNT) {
         PyErr_SetString(PyExc_TypeError, "feed: arguments of the wrong kind");
         return NULL;
     }
-    PyObject *dropped = args[2], *reasons = args[8];
+    PyObject *dropped = args[2], *reasons = args[7];
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -298,7 +316,7 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
-     "feed(data, sockets, dropped, names4, names6, states, make, address, reasons)\n"
+     "feed(data, sockets, dropped, names4, names6, states, make, reasons)\n"
      "--\n\n"
      "DumpParser.feed's message loop: None while the dump goes on, else its errno (0: ended well)."},
     {NULL, NULL, 0, NULL},

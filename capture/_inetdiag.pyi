@@ -11,6 +11,5 @@ def feed(
     names6: dict[bytes, str],
     states: tuple[object | None, ...],
     make: Callable[..., Any],
-    address: Callable[[int, bytes], str],
     reasons: tuple[str, ...],
 ) -> int | None: ...

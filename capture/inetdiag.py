@@ -311,7 +311,6 @@ class DumpParser:
             self._names6,
             _STATES,
             DiagSocket,
-            _address,
             DROP_REASONS,
         )
         if ended is None:
