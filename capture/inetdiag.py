@@ -43,7 +43,7 @@ It promises:
   unpack: about 1.5 µs a socket, 37 times less. That was still 0.15 s of a
   pass that #19 wants under 0.2 s, so the same loop is also written in C
   (``capture/_inetdiag.c``, built by ``pip install`` when a C compiler is
-  there, used when built): about 0.75 µs a socket, most of it making the
+  there, used when built): about 0.5 µs a socket, most of it making the
   records. The Python loop is the reference: the unit tests run each test on
   both, and hold them to the same answers on random, cut and mangled dumps.
   ``CALLMAP_PURE_PYTHON=1`` turns the C loop off (:mod:`capture.sockdiag`).
@@ -277,8 +277,8 @@ class DumpParser:
     ) -> None:
         """``sockets`` and ``dropped``, when given, are added to: several dumps
         (one a family) can gather into one list. The messages are read by the
-        loop in C when it was built (:data:`NATIVE`; the same answers, about
-        twice as fast: docs/capture.md), unless ``native`` is False; True
+        loop in C when it was built (:data:`NATIVE`; the same answers, three to
+        four times faster: docs/capture.md), unless ``native`` is False; True
         demands it."""
         self.sockets: list[DiagSocket] = [] if sockets is None else sockets
         self.dropped: dict[str, int] = {} if dropped is None else dropped
