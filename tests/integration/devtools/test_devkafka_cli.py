@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -31,9 +33,14 @@ def _callmap(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports nobody listens on."""
+    """The first of ``count`` consecutive loopback ports nobody listens on, below the
+    kernel's ephemeral range where it has one: the kernel hands ports there to no
+    other test's sockets (``free_port``'s are ephemeral), so none is taken between
+    this check and the brokers binding them (in CI a broker once lost its
+    controller port so: ``BindException``)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        first = free_port()
+        first = random.randrange(10_000, low - count) if low - count > 10_000 else free_port()
         probes = [socket.socket() for _ in range(count)]
         try:
             for offset, probe in enumerate(probes):
