@@ -6,8 +6,9 @@
  * "Socket tables"). This file does exactly what the Python loop in
  * capture/inetdiag.py does, message for message, and builds the same
  * DiagSocket records; the Python loop stays the reference, and
- * tests/unit/capture/test_inetdiag_native.py holds the two to the same answers
- * on real dumps and on broken ones. It is optional: an install without a C
+ * tests/unit/capture/test_inetdiag.py holds the two to the same answers on
+ * broken and random dumps (tests/integration/capture/test_sockdiag_live.py on
+ * this kernel's own). It is optional: an install without a C
  * compiler gets the Python loop.
  *
  * What it is given (all from capture/inetdiag.py, so nothing is defined twice):
@@ -160,17 +161,23 @@ static int walk(const unsigned char *data, Py_ssize_t offset, Py_ssize_t stop,
     return 0;
 }
 
+/* What feed is given after the data (borrowed references), by name. */
+typedef struct {
+    PyObject *sockets, *dropped, *names4, *names6, *states, *make, *reasons;
+} Given;
+
 /* One socket message at `offset` (at least DIAG_MSG_END long, ending at
  * `stop`) appended to `sockets`, or counted; -1 on a Python error. */
 static int read_socket(const unsigned char *data, Py_ssize_t offset, Py_ssize_t stop,
-                       PyObject **given, LastName *local, LastName *remote)
+                       const Given *given, LastName *local, LastName *remote)
 {
-    PyObject *sockets = given[1], *dropped = given[2], *states = given[5];
-    PyObject *make = given[6], *reasons = given[7];
+    PyObject *dropped = given->dropped, *reasons = given->reasons;
     const unsigned char *msg = data + offset;
     int family = msg[16];
-    PyObject *state = PyTuple_GET_ITEM(states, msg[17]);
-    PyObject *names = family == FAMILY_INET ? given[3] : family == FAMILY_INET6 ? given[4] : NULL;
+    PyObject *state = PyTuple_GET_ITEM(given->states, msg[17]);
+    PyObject *names = family == FAMILY_INET    ? given->names4
+                      : family == FAMILY_INET6 ? given->names6
+                                               : NULL;
     if (state == Py_None)
         return drop(dropped, reasons, BAD_STATE);
     if (names == NULL)
@@ -216,10 +223,10 @@ static int read_socket(const unsigned char *data, Py_ssize_t offset, Py_ssize_t 
     for (int i = 0; i < count; i++)
         if (fields[i] == NULL)
             goto done;
-    PyObject *made = PyObject_Vectorcall(make, fields, count, NULL);
+    PyObject *made = PyObject_Vectorcall(given->make, fields, count, NULL);
     if (made == NULL)
         goto done;
-    result = PyList_Append(sockets, made);
+    result = PyList_Append(given->sockets, made);
     Py_DECREF(made);
 done:
     for (int i = 0; i < MAX_FIELDS; i++)
@@ -259,14 +266,14 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "feed: arguments of the wrong kind");
         return NULL;
     }
-    PyObject *dropped = args[2], *reasons = args[7];
+    const Given given = {args[1], args[2], args[3], args[4], args[5], args[6], args[7]};
+    PyObject *dropped = given.dropped, *reasons = given.reasons;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *data = view.buf;
     Py_ssize_t end = view.len, offset = 0;
     LastName local = {0}, remote = {0};
-    PyObject *result = NULL;
     long long error = 0;
     int ended = 0, failed = 0;
     while (offset < end && !failed) {
@@ -287,7 +294,7 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         int socket_message = kind == SOCK_DIAG_BY_FAMILY || kind == TCPDIAG_GETSOCK;
         if (socket_message && length >= DIAG_MSG_END) {
-            failed = read_socket(data, offset, stop, (PyObject **)args, &local, &remote) < 0;
+            failed = read_socket(data, offset, stop, &given, &local, &remote) < 0;
         } else if (socket_message) {
             failed = drop(dropped, reasons, SHORT_MESSAGE) < 0;
         } else if (kind == NLMSG_DONE || kind == NLMSG_ERROR) {
@@ -307,11 +314,7 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyBuffer_Release(&view);
     if (failed)
         return NULL;
-    if (ended)
-        result = PyLong_FromLongLong(error);
-    else
-        result = Py_NewRef(Py_None);
-    return result;
+    return ended ? PyLong_FromLongLong(error) : Py_NewRef(Py_None);
 }
 
 static PyMethodDef methods[] = {

@@ -65,18 +65,6 @@ import msgspec
 from capture.addresses import packed_address
 from capture.procnet import TcpState
 
-
-def _loop_in_c() -> ModuleType | None:
-    """``capture._inetdiag`` when it was built."""
-    try:
-        from capture import _inetdiag
-    except ImportError:  # installed without a C compiler: the Python loop reads dumps
-        return None
-    return _inetdiag
-
-
-_inetdiag = _loop_in_c()
-
 __all__ = [
     "ALL_TCP_STATES",
     "DROP_BAD_ATTRIBUTE",
@@ -162,6 +150,18 @@ _INFO_144 = struct.Struct("=68xII24xI16xQQII")
 _INFO_136 = struct.Struct("=68xII24xI16xQQ")
 _INFO_104 = struct.Struct("=68xII24xI")
 _INFO_76 = struct.Struct("=68xII")
+
+
+def _loop_in_c() -> ModuleType | None:
+    """``capture._inetdiag`` when it was built."""
+    try:
+        from capture import _inetdiag
+    except ImportError:  # installed without a C compiler: the Python loop reads dumps
+        return None
+    return _inetdiag
+
+
+_inetdiag = _loop_in_c()
 NATIVE: Final = _inetdiag is not None
 """Whether the message loop in C (``capture/_inetdiag.c``) was built with this
 install; :class:`DumpParser` uses it by default when it was."""
@@ -273,13 +273,13 @@ class DumpParser:
         sockets: list[DiagSocket] | None = None,
         dropped: dict[str, int] | None = None,
         *,
-        native: bool | None = None,
+        native: bool = NATIVE,
     ) -> None:
         """``sockets`` and ``dropped``, when given, are added to: several dumps
         (one a family) can gather into one list. The messages are read by the
-        loop in C when it was built (:data:`NATIVE`; the same answers, three to
-        four times faster: docs/capture.md), unless ``native`` is False; True
-        demands it."""
+        loop in C when ``native`` (by default when it was built: :data:`NATIVE`;
+        the same answers, three to four times faster: docs/capture.md), by the
+        Python loop otherwise."""
         self.sockets: list[DiagSocket] = [] if sockets is None else sockets
         self.dropped: dict[str, int] = {} if dropped is None else dropped
         """Messages skipped (and short tcp_info), by ``DROP_*`` reason."""
@@ -294,7 +294,7 @@ class DumpParser:
         self._names6: dict[bytes, str] = {}
         if native and _inetdiag is None:
             raise RuntimeError("capture/_inetdiag.c was not built with this install")
-        self._native = _inetdiag if native is not False else None
+        self._native = _inetdiag if native else None
 
     def feed(self, data: _Buffer) -> bool:
         """Read the messages in ``data``; True once the dump has ended (what
@@ -440,7 +440,7 @@ class DumpParser:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
-def parse_dump(data: _Buffer, *, native: bool | None = None) -> DumpParser:
+def parse_dump(data: _Buffer, *, native: bool = NATIVE) -> DumpParser:
     """A parser fed all of ``data`` at once: the sockets, drops and end of a
     buffer (``native`` as for :class:`DumpParser`)."""
     parser = DumpParser(native=native)

@@ -69,7 +69,8 @@ WAYS = {
     "diag-scan-kept-py": "  the same, Python loop",
 }
 PURE_PYTHON = "-py"
-"""Ways whose name ends so run with the C loop turned off (CALLMAP_PURE_PYTHON=1)."""
+"""A way whose name ends so is the way without it, with the C loop turned off
+(CALLMAP_PURE_PYTHON=1)."""
 Key = tuple[int, str, str, int, str, int]
 """(namespace id, state, local address, local port, remote address, remote port)."""
 
@@ -228,15 +229,13 @@ PASSES: dict[str, Callable[[Sequence[str]], Pass]] = {
     "sockdiag-kept-1": lambda names: _sockdiag(names, kept_threads=1),
     "diag-scan": _diag_scan,
     "diag-scan-kept": lambda names: _diag_scan(names, kept=True),
-    "sockdiag-kept-py": lambda names: _sockdiag(names, kept_threads=2),
-    "diag-scan-kept-py": lambda names: _diag_scan(names, kept=True),
 }
 
 
 def worker(way: str, names_file: str, runs: int) -> None:
     """Run one way ``runs`` times (after one untimed warm-up); print JSON."""
     names = Path(names_file).read_text().split()
-    run = PASSES[way](names)
+    run = PASSES[way.removesuffix(PURE_PYTHON)](names)
     run()
     times = []
     for _ in range(runs):
@@ -300,7 +299,7 @@ def main() -> None:
         metavar="BUCKETS",
         help="give each namespace a TCP hash table of its own (tcp_child_ehash_entries)",
     )
-    parser.add_argument("--worker", choices=sorted(PASSES), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=sorted(WAYS), help=argparse.SUPPRESS)
     parser.add_argument("--names-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

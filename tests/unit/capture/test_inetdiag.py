@@ -72,11 +72,14 @@ CUT_INFO = attribute(INET_DIAG_INFO, INFO)[:-8]  # its length says 8 bytes more 
 TOO_SHORT_ATTRIBUTE = struct.pack("=HH", 2, 2)  # a length less than its own header
 
 
+NOT_BUILT = "capture/_inetdiag.c was not built: `pip install -e .` needs gcc"
+
+
 @pytest.fixture(params=[False, True], ids=["python-loop", "c-loop"])
 def native(request: pytest.FixtureRequest) -> bool:
     """Which loop reads the messages: the Python one, or the one in C."""
     if request.param and not NATIVE:
-        pytest.fail("capture/_inetdiag.c was not built: `pip install -e .` needs gcc")
+        pytest.fail(NOT_BUILT)
     return bool(request.param)
 
 
@@ -417,7 +420,7 @@ def test_the_loop_in_c_reads_every_dump_as_the_python_loop_does(
     """Any dump, bytes changed, fed in pieces cut anywhere: the same sockets,
     counts and end, whichever loop reads it."""
     if not NATIVE:
-        pytest.fail("capture/_inetdiag.c was not built: `pip install -e .` needs gcc")
+        pytest.fail(NOT_BUILT)
     data = bytearray(b"".join(messages) + end + socket_message(*CALL))  # the last: after the end
     for position, value in mutations:
         data[position % len(data)] = value
