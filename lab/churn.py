@@ -5,8 +5,8 @@ yet, each ``at`` seconds after the calls were released (``lab up`` without
 ``--hold``, or ``lab go``); it takes a clock and a sleep so tests need not
 wait. One step (:func:`apply_step`):
 
-1. stops the victim pod's caller and deletes its namespace (its veth and
-   routes go with it), and marks it ``deleted`` in the state;
+1. stops the victim pod's caller, deletes its veth (and with it the node's
+   routes to it) and its namespace, and marks it ``deleted`` in the state;
 2. in a lab with an API server (``--kubernetes``): deletes the victim's Pod,
    creates the replacement Pod (a new uid, the victim's addresses) and its
    controllers if new, and updates the EndpointSlices that change, before
@@ -90,7 +90,7 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
         raise LabError(f"churn[{index}]: pod {step.victim.key} is not running")
     if victim.pid is not None:
         stop([victim.pid])
-    subprocess.run(["ip", "netns", "del", victim.netns], capture_output=True, check=False)
+    _remove_network(lab, step.victim, victim.netns)
     shutil.rmtree(ETC_NETNS / victim.netns, ignore_errors=True)
     victim.deleted = now
     state.processes = [p for p in state.processes if p.pid != victim.pid]
@@ -118,6 +118,23 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
     state.nodes = node_states(lab, state.pods)
     state.churn_done = index + 1
     save_state(state)
+
+
+def _remove_network(lab: Lab, pod: PodPlan, netns: str) -> None:
+    """Delete ``pod``'s veth at its node, then its namespace (either may be gone already).
+
+    The veth goes first because deleting it takes both ends and the node's
+    routes to the pod at once, while deleting only the namespace leaves them
+    until the kernel's cleanup of that namespace, which runs later on a work
+    queue (seconds when other namespaces come and go): the replacement's
+    route to the same address would meet "File exists".
+    """
+    if pod.veth is not None:
+        node = lab.plan.node(pod.node).netns
+        subprocess.run(
+            ["ip", "-n", node, "link", "del", pod.veth], capture_output=True, check=False
+        )
+    subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
 
 
 def announce_pending(lab: Lab, state: LabState, pod: PodPlan, now: float) -> None:
