@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -141,10 +142,56 @@ def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port() -> int:
-    """A loopback port that was free a moment ago."""
+    """A loopback port that was free a moment ago, for a server started on it later."""
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports free a moment ago (TCP and UDP).
+
+    Picked at random below the kernel's ephemeral range, where it hands out
+    no port by itself: a port there stays free until the server that asked
+    binds it. The ephemeral port that binding to port 0 gives can be handed
+    to any other socket's ``connect`` in between, and in CI brokers met that
+    (``BindException``). Ports handed out once are not handed out again by
+    this process. Without such a range (or one starting too low) it falls
+    back to asking the kernel.
+    """
+    low = _ephemeral_start()
+    while True:
+        below = low - count > _LOWEST
+        first = random.randrange(_LOWEST, low - count) if below else _kernel_port()
+        ports = range(first, first + count)
+        if _handed_out.isdisjoint(ports) and all(_bindable(port) for port in ports):
+            _handed_out.update(ports)
+            return first
+
+
+_LOWEST = 10_000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _kernel_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def run_go(

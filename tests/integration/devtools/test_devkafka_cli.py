@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from devtools.kafka import DevBroker
 from devtools.kafkacluster import DevKafkaCluster
-from devtools.process import free_port
+from devtools.process import free_ports
 
 pytestmark = pytest.mark.kafka
 
@@ -32,30 +29,9 @@ def _callmap(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports nobody listens on, below the
-    kernel's ephemeral range where it has one: the kernel hands ports there to no
-    other test's sockets (``free_port``'s are ephemeral), so none is taken between
-    this check and the brokers binding them (in CI a broker once lost its
-    controller port so: ``BindException``)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    while True:
-        first = random.randrange(10_000, low - count) if low - count > 10_000 else free_port()
-        probes = [socket.socket() for _ in range(count)]
-        try:
-            for offset, probe in enumerate(probes):
-                probe.bind(("127.0.0.1", first + offset))
-            return first
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-
-
 @pytest.mark.parametrize("brokers", [1, 3])
 def test_start_status_stop(brokers: int) -> None:
-    name, port = f"test-{uuid.uuid4().hex[:8]}", _free_ports(2 * brokers)
+    name, port = f"test-{uuid.uuid4().hex[:8]}", free_ports(2 * brokers)
     common = ["--name", name, "--port", str(port), "--brokers", str(brokers)]
     bootstrap = ",".join(f"127.0.0.1:{port + n}" for n in range(brokers))
     try:
