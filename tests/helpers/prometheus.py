@@ -52,13 +52,16 @@ def running_prometheus(targets: list[str], directory: Path) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
+        # It listens before it is ready (its storage opened) and answers queries
+        # 503 Service Unavailable until then: wait for /-/ready.
         deadline = time.monotonic() + 60
-        while not accepts_connections(port):
+        while not _ready(base):
             assert process.poll() is None, (directory / "prometheus.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "prometheus never listened"
+            assert time.monotonic() < deadline, "prometheus never became ready"
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
         process.terminate()
         try:
@@ -67,6 +70,14 @@ def running_prometheus(targets: list[str], directory: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # not listening yet (URLError), or 503 while it starts (HTTPError)
+        return False
 
 
 def started_exporter(kafka_bootstrap: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
