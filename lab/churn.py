@@ -31,7 +31,6 @@ truth already knows it.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 from lab.addressing import ChurnStep, PodPlan
 from lab.errors import LabError
 from lab.kubelab import LabCluster
-from lab.netbuild import pod_commands, run_commands
+from lab.netbuild import pod_commands, remove_pod_network, run_commands
 from lab.processes import ETC_NETNS, stop
 from lab.runtime import Lab, node_states, reload_dns
 from lab.state import LabState, PodState, ProcessState, load_state, save_state
@@ -90,7 +89,7 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
         raise LabError(f"churn[{index}]: pod {step.victim.key} is not running")
     if victim.pid is not None:
         stop([victim.pid])
-    _remove_network(lab, step.victim, victim.netns)
+    remove_pod_network(lab.plan, step.victim)
     shutil.rmtree(ETC_NETNS / victim.netns, ignore_errors=True)
     victim.deleted = now
     state.processes = [p for p in state.processes if p.pid != victim.pid]
@@ -118,23 +117,6 @@ def apply_step(lab: Lab, state: LabState, index: int, now: float) -> None:
     state.nodes = node_states(lab, state.pods)
     state.churn_done = index + 1
     save_state(state)
-
-
-def _remove_network(lab: Lab, pod: PodPlan, netns: str) -> None:
-    """Delete ``pod``'s veth at its node, then its namespace (either may be gone already).
-
-    The veth goes first because deleting it takes both ends and the node's
-    routes to the pod at once, while deleting only the namespace leaves them
-    until the kernel's cleanup of that namespace, which runs later on a work
-    queue (seconds when other namespaces come and go): the replacement's
-    route to the same address would meet "File exists".
-    """
-    if pod.veth is not None:
-        node = lab.plan.node(pod.node).netns
-        subprocess.run(
-            ["ip", "-n", node, "link", "del", pod.veth], capture_output=True, check=False
-        )
-    subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
 
 
 def announce_pending(lab: Lab, state: LabState, pod: PodPlan, now: float) -> None:

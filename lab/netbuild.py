@@ -4,7 +4,8 @@ The builders are pure (plan in, argv lists and nftables text out), so what
 the lab will do can be read and tested without root. :func:`run_commands` is
 the thin runner: it batches consecutive ``ip -n NS ...`` commands of one
 namespace into a single ``ip -batch`` and turns a failure into a
-:class:`~lab.errors.LabError` naming the command and its error.
+:class:`~lab.errors.LabError` naming the command and its error;
+:func:`remove_pod_network` takes one pod's network away again (churn).
 
 Shape (no bridge anywhere, so DNAT on a node sees both directions)::
 
@@ -226,6 +227,22 @@ def _version(ip: str) -> int:
 
 
 # --- the thin runner ---------------------------------------------------------------
+
+
+def remove_pod_network(plan: Plan, pod: PodPlan) -> None:
+    """Delete ``pod``'s veth at its node, then its namespace (either may be gone already).
+
+    The veth goes first because deleting it takes both ends and the node's
+    routes to the pod at once, while deleting only the namespace leaves them
+    until the kernel's cleanup of that namespace, which runs later on a work
+    queue (seconds when other namespaces come and go): a new pod's route to
+    the same address would meet "File exists".
+    """
+    if pod.host_network or pod.veth is None:
+        return
+    node = plan.node(pod.node).netns
+    subprocess.run(_ip(node, "link", "del", pod.veth), capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "del", pod.netns], capture_output=True, check=False)
 
 
 def run_commands(commands: Sequence[Command]) -> None:
