@@ -123,10 +123,20 @@ def classify(sockets: Iterable[TableSocket], *, include_loopback: bool = False) 
     ``include_loopback`` keeps loopback connections (they are dropped by
     default); it exists for looking at a single host's own traffic, such as a
     test on ``127.0.0.1``.
+
+    A scan runs this over every socket of the node, so the loop is spelled for
+    speed: the listeners are looked up by port first (most connections are a
+    client's, on a port nothing listens on), and a loopback check is made once
+    per distinct address (a namespace's sockets share a few).
     """
     table = sockets if isinstance(sockets, (list, tuple)) else list(sockets)
     listeners = listening_endpoints(table)
+    listening: dict[int, set[str]] = {}  # port -> the addresses listening on it
+    for ip, port in listeners:
+        listening.setdefault(port, set()).add(ip)
+    loopbacks: dict[str, bool] = {}  # address -> whether it is a loopback one
     connections: list[Connection] = []
+    add = connections.append
     not_established = 0
     loopback = 0
     for s in table:
@@ -134,21 +144,28 @@ def classify(sockets: Iterable[TableSocket], *, include_loopback: bool = False) 
             not_established += 1
             continue
         local_ip = s.local_ip
-        if not include_loopback and (is_loopback(local_ip) or is_loopback(s.remote_ip)):
-            loopback += 1
-            continue
+        remote_ip = s.remote_ip
+        if not include_loopback:
+            local_lo = loopbacks.get(local_ip)
+            if local_lo is None:
+                local_lo = loopbacks[local_ip] = is_loopback(local_ip)
+            remote_lo = loopbacks.get(remote_ip)
+            if remote_lo is None:
+                remote_lo = loopbacks[remote_ip] = is_loopback(remote_ip)
+            if local_lo or remote_lo:
+                loopback += 1
+                continue
         port = s.local_port
+        ips = listening.get(port)
         # A ":" marks IPv6 text; a v4 wildcard cannot accept a v6 connection.
-        serving = (
-            (local_ip, port) in listeners
-            or (_V6_WILDCARD, port) in listeners
-            or (":" not in local_ip and (_V4_WILDCARD, port) in listeners)
+        serving = ips is not None and (
+            local_ip in ips or _V6_WILDCARD in ips or (_V4_WILDCARD in ips and ":" not in local_ip)
         )
-        connections.append(
+        add(
             Connection(
                 local_ip,
                 port,
-                s.remote_ip,
+                remote_ip,
                 s.remote_port,
                 ROLE_SERVER if serving else ROLE_CLIENT,
                 s.inode,
