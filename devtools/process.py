@@ -9,14 +9,17 @@ programs built once into the cache.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -153,22 +156,71 @@ def free_ports(count: int) -> int:
     no port by itself: a port there stays free until the server that asked
     binds it. The ephemeral port that binding to port 0 gives can be handed
     to any other socket's ``connect`` in between, and in CI brokers met that
-    (``BindException``). Ports handed out once are not handed out again by
-    this process. Without such a range (or one starting too low) it falls
-    back to asking the kernel.
+    (``BindException``). Without such a range (or one starting too low) it
+    falls back to asking the kernel.
+
+    A port handed out is claimed (:func:`claim`) for :data:`PORT_CLAIM_SECONDS`:
+    no other process that picks ports here (another test worker, say, between
+    this pick and the bind of the server it is for) hands it out meanwhile,
+    nor does this one.
     """
+    now = time.monotonic()
+    while _port_claims and now - _port_claims[0][0] > PORT_CLAIM_SECONDS:
+        unclaim(_port_claims.popleft()[1])
     low = _ephemeral_start()
     while True:
         below = low - count > _LOWEST
         first = random.randrange(_LOWEST, low - count) if below else _kernel_port()
         ports = range(first, first + count)
-        if _handed_out.isdisjoint(ports) and all(_bindable(port) for port in ports):
-            _handed_out.update(ports)
+        claimed = list(itertools.takewhile(claim, (f"port-{port}" for port in ports)))
+        if len(claimed) == count and all(map(_bindable, ports)):
+            _port_claims.extend((time.monotonic(), name) for name in claimed)
             return first
+        for name in claimed:
+            unclaim(name)
 
 
 _LOWEST = 10_000
-_handed_out: set[int] = set()
+PORT_CLAIM_SECONDS = 300.0
+"""How long a port handed out stays claimed: long enough for the slowest server
+to bind it, and no descriptor is held for the life of a long test run."""
+_port_claims: collections.deque[tuple[float, str]] = collections.deque()
+CLAIMS = Path(tempfile.gettempdir()) / "callmap-claims"
+"""Where names are claimed across processes, one locked file each."""
+_claims: dict[str, int] = {}
+"""This process's claims: name -> the descriptor of its locked file (-1: unchecked)."""
+
+
+def claim(name: str) -> bool:
+    """Claim ``name`` (a port, a subnet: something that processes running side
+    by side, like test workers, pick at random and must not share) for this
+    process, until it ends or :func:`unclaim` is called; False if another
+    process holds it, or this one does. Where the claims cannot be written
+    (another user's directory), every name is claimed unchecked."""
+    if name in _claims:
+        return False
+    try:
+        if not CLAIMS.is_dir():
+            CLAIMS.mkdir(exist_ok=True)
+            CLAIMS.chmod(0o1777)  # shared by every user's runs, like /tmp
+        fd = os.open(CLAIMS / name, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        _claims[name] = -1
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _claims[name] = fd
+    return True
+
+
+def unclaim(name: str) -> None:
+    """Give up this process's claim of ``name``."""
+    fd = _claims.pop(name, -1)
+    if fd >= 0:
+        os.close(fd)
 
 
 def _ephemeral_start() -> int:

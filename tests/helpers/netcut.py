@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from devtools.process import claim, unclaim
+
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
@@ -36,10 +38,13 @@ class Link:
 
 @contextmanager
 def linked_namespace() -> Iterator[Link]:
-    """A new namespace and a /30 between it and the host (10.78.N.0/30), removed at the end."""
+    """A new namespace and a /30 between it and the host (10.78.N.0/30), removed at the end.
+
+    N is claimed (:func:`devtools.process.claim`), so that test workers side
+    by side never route the same subnet to two links."""
     tag = uuid.uuid4().hex[:6]
     namespace, host_end, inside = f"callmap-cut-{tag}", f"cmc{tag}h", f"cmc{tag}n"
-    subnet = f"10.78.{random.randrange(256)}"
+    subnet = f"10.78.{_claimed_subnet()}"
     _ip("netns", "add", namespace)
     try:
         _ip("link", "add", host_end, "type", "veth", "peer", "name", inside)
@@ -53,3 +58,11 @@ def linked_namespace() -> Iterator[Link]:
     finally:
         subprocess.run(["ip", "link", "del", host_end], capture_output=True)
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        unclaim(f"netcut-{subnet}")
+
+
+def _claimed_subnet() -> int:
+    for n in random.sample(range(256), 256):
+        if claim(f"netcut-10.78.{n}"):
+            return n
+    raise RuntimeError("every 10.78.N.0/30 is taken by other test processes")

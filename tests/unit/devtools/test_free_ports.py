@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,10 +60,47 @@ def listener() -> Iterator[int]:
 
 
 def test_a_port_in_use_is_skipped(listener: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    process._handed_out.discard(listener)  # as if another process had taken it
+    process.unclaim(f"port-{listener}")  # as if another process had bound it, and ended
     picks = iter([listener, listener - 1, listener + 50])
     monkeypatch.setattr(random, "randrange", lambda *_: next(picks))
     assert free_ports(2) == listener + 50  # the block below it overlaps it too
+
+
+def test_a_port_another_process_holds_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from devtools.process import free_port;"
+            " print(free_port(), flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdin is not None
+    held = int(other.stdout.readline())  # picked, not bound yet: only its claim says so
+    spare = free_port()
+    process.unclaim(f"port-{spare}")
+    picks = [held, spare]
+    monkeypatch.setattr(random, "randrange", lambda *_: picks.pop(0))
+    assert free_port() == spare
+    other.stdin.close()  # the other process ends, and its claims with it
+    other.wait(10)
+    picks = [held]
+    assert free_port() == held
+
+
+def test_a_ports_claim_lapses_once_its_server_has_had_time_to_bind_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(process, "PORT_CLAIM_SECONDS", 0.01)
+    port = free_port()
+    assert not process.claim(f"port-{port}")
+    time.sleep(0.02)
+    free_port()
+    assert process.claim(f"port-{port}")  # anyone's again
+    process.unclaim(f"port-{port}")
 
 
 def test_without_an_ephemeral_range_the_kernel_picks(monkeypatch: pytest.MonkeyPatch) -> None:
