@@ -38,7 +38,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -138,13 +138,24 @@ class LiveMap:
             self.apply(change)
 
     def set_identities(self, pods: list[PodIdentity], services: list[ServiceIdentity]) -> None:
-        """New identities; when the labels they give changed, every page gets a new
-        snapshot (labels are on the nodes it already has)."""
-        before = _label_signature(self.pods)
+        """New identities; when they change the labels of a workload on the map, every
+        page gets a new snapshot (labels are on the nodes it already has). Labels of
+        workloads the map does not show (another cluster's, say) change nothing."""
+        before = self._shown_labels()
         self.pods, self.services = pods, services
         self.labels = LabelBook.from_pods(pods)
-        if _label_signature(pods) != before and self.ready.is_set():
+        if self.ready.is_set() and self._watchers and self._shown_labels() != before:
             self._send(self.snapshot_frame())
+
+    def _shown_labels(self) -> dict[str, Mapping[str, str] | None]:
+        """The labels each workload node of the map shows, by node id."""
+        shown: dict[str, Mapping[str, str] | None] = {}
+        for edge in self.edges.values():
+            for endpoint in (edge.client, edge.server):
+                node = placed(edge, endpoint)
+                if node.type == "workload":
+                    shown[node_id(node)] = self.labels.known(node)
+        return shown
 
     def snapshot(self) -> dict[str, object]:
         """The whole map now, as the page's first event carries it."""
@@ -183,19 +194,6 @@ class LiveMap:
             return None
         name = f"{endpoint.namespace}/{endpoint.name}"
         return questions.policy(mine, name, kind, self.pods, self.services)
-
-
-def _label_signature(pods: list[PodIdentity]) -> set[tuple[object, ...]]:
-    return {
-        (
-            p.cluster,
-            p.namespace,
-            p.workload.name,
-            p.deleted is None,
-            tuple(sorted(p.labels.items())),
-        )
-        for p in pods
-    }
 
 
 # --- where the map comes from ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from sinks.maps.formats.webgraph import (
     node_id,
     snapshot,
 )
-from sinks.maps.webmap import MAX_BACKLOG, LiveMap
+from sinks.maps.webmap import MAX_BACKLOG, LiveMap, Watcher
 
 WEB, API = workload("web"), workload("api", service="api-svc")
 STRIPE = Endpoint(type="external", dns_name="api.stripe.com", ip="203.0.113.9")
@@ -168,6 +168,46 @@ async def test_the_live_map_keeps_expired_edges_and_what_the_filters_select() ->
     )
     live.apply(MapChange("web->api", moved))
     assert sorted(live.edges) == ["web->cache"]
+
+
+def labelled(name: str, labels: dict[str, str], cluster: str = "prod") -> PodIdentity:
+    return PodIdentity(
+        cluster=cluster,
+        uid=f"{cluster}-{name}",
+        namespace="shop",
+        name=f"{name}-1",
+        workload=WorkloadRef(kind="Deployment", name=name),
+        labels=labels,
+    )
+
+
+def sent(watcher: Watcher) -> list[str]:
+    return [
+        name
+        for name, _ in frames(
+            b"".join(watcher.frames.get_nowait() for _ in range(watcher.frames.qsize()))
+        )
+    ]
+
+
+async def test_pages_get_a_new_snapshot_when_a_workload_on_the_map_is_relabelled() -> None:
+    live = LiveMap(MapFilter(), "kafka")
+    live.replace_all([TO_API])
+    live.ready.set()
+    page = live.watch()
+    web = labelled("web", {"tier": "front"})
+    live.set_identities([web], [])
+    assert sent(page) == ["snapshot"]
+    ((_, whole),) = frames(live.snapshot_frame())
+    assert whole["edges"][0]["client"]["labels"] == {"tier": "front"}  # type: ignore[index]
+
+    # the same labels again, a workload off the map, the same name in another cluster
+    live.set_identities([web, labelled("batch", {"tier": "jobs"})], [])
+    live.set_identities([web, labelled("web", {"tier": "other"}, cluster="staging")], [])
+    assert sent(page) == []
+
+    live.set_identities([labelled("web", {"tier": "edge"})], [])
+    assert sent(page) == ["snapshot"]
 
 
 async def test_a_watcher_that_falls_too_far_behind_is_ended_not_buffered() -> None:
