@@ -9,6 +9,7 @@ topics created without a factor, get three replicas and ``min.insync.replicas``
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,5 +89,11 @@ class DevKafkaCluster:
         )
 
     def stop(self) -> bool:
-        """Stop the brokers this machine's callmap started; False if none was running."""
-        return any([broker.stop() for broker in self.brokers])
+        """Stop the brokers this machine's callmap started; False if none was running.
+
+        All at once: each broker is a controller of the quorum too, and one
+        stopped after the others waits for a majority that has gone, until
+        it is killed (measured: 31 s one after another, 5 s at once, for a
+        cluster with every broker up or with one already down)."""
+        with ThreadPoolExecutor(len(self.brokers), thread_name_prefix="kafka-stop") as pool:
+            return any(list(pool.map(DevBroker.stop, self.brokers)))
