@@ -99,9 +99,13 @@ def secure_broker(directory: Path, app_id: str) -> Iterator[SecureBroker]:
     broker = DevBroker(directory / "kafka", port=port, secure=listeners)
     broker.start()
     try:
-        for component in COMPONENTS:
-            acls = component_acls(component, app_id=app_id, aliases=MIRRORED)
-            grant(broker, f"User:{component}", acls)
+        grant(
+            broker,
+            {
+                f"User:{component}": component_acls(component, app_id=app_id, aliases=MIRRORED)
+                for component in COMPONENTS
+            },
+        )
         yield SecureBroker(broker, listeners, certificates, passwords)
     finally:
         broker.stop()
