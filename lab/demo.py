@@ -6,7 +6,9 @@ node, the watcher (on the lab's inventory file, or with ``--kubernetes`` on a
 Kubernetes API server of the lab's own), a stream worker and the SQLite sink, shows
 progress while the map fills, prints ``callmap list`` once the map is
 complete, writes ``map.svg``, compares the map with the truth, and tears
-everything down. Needs root (network namespaces).
+the lab and the pipeline down. The development broker it started stays up
+for the next run (``callmap dev kafka stop`` stops it). Needs root (network
+namespaces).
 """
 
 from __future__ import annotations
