@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: a Kafka broker for each test process, and how
-`make test` shares the tests between its processes.
+"""Fixtures shared by every test: a Kafka broker for each test process, how
+`make test` shares the tests between its processes, and scapy kept off the
+host's network.
 
 Integration tests never mock Kafka. The broker comes from, in order:
 ``CALLMAP_KAFKA_BOOTSTRAP`` (an external broker you run), testcontainers'
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,22 @@ from devtools.process import free_port
 
 # The image the compose file uses too; kept at the same version as the jars.
 KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
+
+
+@pytest.fixture(autouse=True)
+def _no_neighbour_lookups() -> None:
+    """Frames that tests build with scapy never ask the host's network for a MAC.
+
+    An ``Ether()`` without ``dst`` makes scapy resolve the destination as the
+    frame is built: an ARP request or an IPv6 neighbour solicitation on the
+    host's own interface, then up to a second's wait for an answer that never
+    comes (it made one property test of frames take 24 s). Tests send nothing
+    outside loopback and their own namespaces, so scapy's resolvers are
+    emptied, once its layers are loaded: such frames go to the broadcast
+    address instead, which no decoder under test reads."""
+    config = sys.modules.get("scapy.config")
+    if config is not None:
+        config.conf.neighbor.resolvers.clear()
 
 
 def _docker_engine_answers() -> bool:
