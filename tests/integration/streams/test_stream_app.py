@@ -279,7 +279,10 @@ async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
     edges = await Reader(settings, EDGES.name).mark()
     identities = [pod(cluster, f"client{n}", f"10.2.0.{n}") for n in range(1, 21)]
     await publish(settings, [*identities, pod(cluster, "cartservice", "10.1.0.11")])
-    first = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+    # No edge may expire between the two rounds of calls, however long the rebalance
+    # takes: an edge seen again after its TTL is rightly new again.
+    args = ("--refresh-interval", "600", "--ttl", "600")
+    first = Worker(settings, app_id, tmp_path, *args)
     second = None
     try:
         first.wait_ready()
@@ -288,7 +291,7 @@ async def test_two_workers_share_the_partitions_and_each_edge_is_new_once(
             for n in range(1, 11)
         ]
         await publish(settings, calls)
-        second = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+        second = Worker(settings, app_id, tmp_path, *args)
         second.wait_ready()
         await asyncio.sleep(3)  # the rebalance hands partitions over
         more = [
