@@ -141,10 +141,11 @@ class LiveMap:
         """New identities; when they change the labels of a workload on the map, every
         page gets a new snapshot (labels are on the nodes it already has). Labels of
         workloads the map does not show (another cluster's, say) change nothing."""
-        before = self._shown_labels()
+        watched = self.ready.is_set() and bool(self._watchers)
+        before = self._shown_labels() if watched else None
         self.pods, self.services = pods, services
         self.labels = LabelBook.from_pods(pods)
-        if self.ready.is_set() and self._watchers and self._shown_labels() != before:
+        if watched and self._shown_labels() != before:
             self._send(self.snapshot_frame())
 
     def _shown_labels(self) -> dict[str, Mapping[str, str] | None]:

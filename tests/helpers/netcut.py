@@ -44,7 +44,7 @@ def linked_namespace() -> Iterator[Link]:
     by side never route the same subnet to two links."""
     tag = uuid.uuid4().hex[:6]
     namespace, host_end, inside = f"callmap-cut-{tag}", f"cmc{tag}h", f"cmc{tag}n"
-    subnet = f"10.78.{_claimed_subnet()}"
+    subnet = _claimed_subnet()
     _ip("netns", "add", namespace)
     try:
         _ip("link", "add", host_end, "type", "veth", "peer", "name", inside)
@@ -61,8 +61,9 @@ def linked_namespace() -> Iterator[Link]:
         unclaim(f"netcut-{subnet}")
 
 
-def _claimed_subnet() -> int:
+def _claimed_subnet() -> str:
+    """``10.78.N``, claimed as ``netcut-10.78.N`` until :func:`unclaim`."""
     for n in random.sample(range(256), 256):
         if claim(f"netcut-10.78.{n}"):
-            return n
+            return f"10.78.{n}"
     raise RuntimeError("every 10.78.N.0/30 is taken by other test processes")
