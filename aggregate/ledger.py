@@ -189,6 +189,15 @@ class Ledger:
         out.extend(self.refresh_due(now))
         return out
 
+    def announced(self, pairs: list[Pair]) -> bool:
+        """True if a global edge of ``pairs`` was announced already (in a replay: one
+        restored from the global topic)."""
+        for client, server in pairs:
+            edge = self.edges.get(global_edge_id(client, server))
+            if edge is not None and edge.announced:
+                return True
+        return False
+
     # --- source edges -------------------------------------------------------------
 
     def contribute(

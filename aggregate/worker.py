@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from aggregate.clusterset import ClusterSet
-from aggregate.globalize import Globalizer
+from aggregate.globalize import Globalizer, Pair
 from aggregate.identities import Identities
 from aggregate.ledger import Ledger, LedgerSettings, source_key
 from aggregate.sources import SourceTopic, source_topic
@@ -344,7 +344,7 @@ class AggregateWorker:
         pairs = self.globalizer.pairs(cluster, edge) if mine else []
         pairs = [pair for pair in pairs if pair[0].cluster and self._owns(pair[0].cluster)]
         unresolved = mine and self.globalizer.unresolved(pairs)
-        if unresolved and not final and self._waits(key, cluster, edge, now):
+        if unresolved and not final and self._waits(key, cluster, edge, pairs, now):
             return
         self._waiting.drop(key)
         self._publish(self.ledger.contribute(key, edge, pairs, now, cluster))
@@ -354,10 +354,15 @@ class AggregateWorker:
             self._unresolved.pop(key, None)
         self.counters.stage("source_edges").emitted += 1
 
-    def _waits(self, key: str, cluster: str, edge: Edge, now: float) -> bool:
-        """Hold a new edge the hub cannot name yet; a replay never holds (it settles
-        what is known at its end) and an edge announced already is named in place."""
-        if self.ledger.replaying or key in self.ledger.by_source:
+    def _waits(self, key: str, cluster: str, edge: Edge, pairs: list[Pair], now: float) -> bool:
+        """Hold a new edge the hub cannot name yet. One announced already is named in
+        place: it contributes now, or (in a replay) its global edge was restored as
+        announced, and holding it would make the replay's settling expire that edge.
+
+        A replay holds the others as the live stream does: the identities loaded at
+        start are only what had reached the hub, and a mirror may still be copying
+        the rest."""
+        if key in self.ledger.by_source or (self.ledger.replaying and self.ledger.announced(pairs)):
             return False
         first = key not in self._waiting
         held = self._waiting.wait(key, cluster, edge, now)

@@ -58,6 +58,10 @@ SOURCE_EDGES = [
     edge("east", FRONTEND, EXAMPLE, edge_id="e3"),
 ]
 
+GRACE = 10.0
+"""How long the workers hold an edge they cannot name: north's call to an address nobody
+north holds waits this long at each worker's start before it is announced unnamed."""
+
 TRUTH = {
     ("east/shop/frontend", "west/shop/api"),  # e1, w1 and e2 (west)
     ("east/shop/frontend", "north/shop/api"),  # e2 (north)
@@ -82,7 +86,7 @@ async def topics(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def worker(topics: Settings) -> AsyncIterator[Running]:
-    running = Running(topics)
+    running = Running(topics, grace=GRACE)
     try:
         yield running
     finally:
@@ -101,12 +105,12 @@ async def test_cross_cluster_calls_are_named_on_both_sides(
 
 
 async def test_a_restart_announces_nothing_new_twice_and_catches_up(topics: Settings) -> None:
-    first = Running(topics)
+    first = Running(topics, grace=GRACE)
     await first.ready()
     await first.end()
     late = edge("west", Endpoint(type="ip", ip="10.0.0.5"), workload("cart"), edge_id="w2")
     await publish(topics, [(EDGES.name, late)])
-    second = Running(topics)
+    second = Running(topics, grace=GRACE)
     try:
         await second.ready()
         truth = TRUTH | {("east/shop/frontend", "west/shop/cart")}
@@ -120,7 +124,7 @@ async def test_a_restart_announces_nothing_new_twice_and_catches_up(topics: Sett
 async def test_workers_share_the_clusters_and_a_source_expiry_expires_globally(
     topics: Settings,
 ) -> None:
-    one, two = Running(topics), Running(topics)
+    one, two = Running(topics, grace=GRACE), Running(topics, grace=GRACE)
     try:
         await one.ready()
         await two.ready()

@@ -139,6 +139,20 @@ def test_an_edge_that_came_and_went_within_a_replay_is_never_announced(ledger: L
     assert ledger.settle(1000.0) == [] and ledger.edges == {}
 
 
+def test_announced_means_restored_or_announced_not_contributed_in_a_replay(
+    ledger: Ledger,
+) -> None:
+    (announced,) = ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
+    other = (FRONTEND, workload("cart", "east"))
+    assert ledger.announced([PAIR]) and ledger.announced([other, PAIR])
+    assert not ledger.announced([other]) and not ledger.announced([])
+    restarted = Ledger(ledger.settings, Counters())
+    restarted.replaying = True
+    restarted.restore(announced, announced_at=1000.0)
+    restarted.contribute("east/e2", source(edge_id="e2"), [other], now=2000.0)
+    assert restarted.announced([PAIR]) and not restarted.announced([other])
+
+
 def test_an_expired_edge_read_back_is_not_restored(ledger: Ledger) -> None:
     (announced,) = ledger.contribute("east/e1", source(), [PAIR], now=1000.0)
     (expired,) = ledger.withdraw("east/e1")
