@@ -1,13 +1,15 @@
 """A scanned client socket's RTT and retransmits (``--tcp-info``), on this machine's kernel.
 
-Two network namespaces joined by a veth pair; the link out of the client's is
-shaped by a token bucket with a small queue, so a bulk send overflows it and
-TCP retransmits. A client process in one namespace and a server process in
+Two network namespaces joined by a veth pair; the server's namespace drops
+every twentieth packet the client sends it (an nftables rule), so every bulk
+send loses segments and TCP retransmits them. (A token bucket with a small
+queue lost packets too, but not always on the second burst: TCP had learnt
+the link's rate from the first.) A client process in one namespace and a server process in
 the other hold a connection; the client sends a burst when told, and the
 server acknowledges once it has every byte, so the connection is idle when
 scanned. The truth is what ``ss -tin`` (iproute2's own reading of the
 kernel) shows for that socket at the same moment: its ``rtt`` and the total
-of its ``retrans``. Needs root, ``ip netns`` and ``tc``; skipped otherwise.
+of its ``retrans``. Needs root, ``ip netns`` and ``nft``; skipped otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ from capture.sockagent import SocketScanner
 pytestmark = pytest.mark.netns
 
 CLIENT_IP, SERVER_IP, PORT = "10.79.0.1", "10.79.0.2", 7411
-BURST = 400_000  # bytes a send: far more than the shaped link queues
+BURST = 400_000  # bytes a send: about 280 segments, 14 of them dropped
+
+DROPS = f"""
+table inet cmdrop {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    tcp dport {PORT} numgen inc mod 20 == 10 drop
+  }}
+}}
+"""
 
 SERVER = f"""
 import socket, struct
@@ -62,8 +73,8 @@ for line in sys.stdin:
 
 
 def _skip_reason() -> str | None:
-    if sys.platform != "linux" or shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs Linux with ip and tc"
+    if sys.platform != "linux" or shutil.which("ip") is None or shutil.which("nft") is None:
+        return "needs Linux with ip and nft"
     if shutil.which("ss") is None:
         return "needs ss (iproute2)"
     return None
@@ -114,12 +125,14 @@ def pair() -> Iterator[Pair]:
             f"ip link add cmtc-{tag} netns {client_ns} type veth peer cmts-{tag} netns {server_ns}",
             f"ip -n {client_ns} addr add {CLIENT_IP}/24 dev cmtc-{tag}",
             f"ip -n {server_ns} addr add {SERVER_IP}/24 dev cmts-{tag}",
-            f"ip -n {client_ns} link set cmtc-{tag} up",
+            # One segment a packet: the drops count segments, not 64 kB GSO batches.
+            f"ip -n {client_ns} link set cmtc-{tag} gso_max_segs 1 up",
             f"ip -n {server_ns} link set cmts-{tag} up",
-            # 8 Mbit/s with a 20 kB queue: a burst overflows it, and TCP retransmits.
-            f"tc -n {client_ns} qdisc add dev cmtc-{tag} root tbf rate 8mbit burst 10kb limit 20kb",
         ):
             subprocess.run(command.split(), check=True, capture_output=True)
+        subprocess.run(
+            ["ip", "netns", "exec", server_ns, "nft", "-f", "-"], input=DROPS, text=True, check=True
+        )
         server = subprocess.Popen(
             ["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER],
             stdout=subprocess.PIPE,
@@ -168,7 +181,7 @@ def test_a_client_socket_reports_the_rtt_and_retransmits_the_kernel_shows(pair: 
     assert call.role == "client" and call.health is not None and call.health.rtt is not None
     assert call.health.rtt.samples == 1
     assert call.health.rtt.sum_us == pytest.approx(rtt_us, abs=1)  # ss rounds to 1 µs
-    assert retransmits > 0, "the shaped link dropped nothing: the test proves nothing"
+    assert retransmits > 0, "nothing was dropped: the test proves nothing"
     assert call.health.retransmits == retransmits  # its first report: all of them
 
     pair.send(BURST)  # more losses: a later report tells only the new ones
