@@ -1,6 +1,6 @@
 """Fixtures shared by every test: a Kafka broker for each test process, how
-`make test` shares the tests between its processes, and scapy kept off the
-host's network.
+`make test` shares the tests between its processes, scapy kept off the
+host's network, and hypothesis imported whole before any test runs.
 
 Integration tests never mock Kafka. The broker comes from, in order:
 ``CALLMAP_KAFKA_BOOTSTRAP`` (an external broker you run), testcontainers'
@@ -10,7 +10,9 @@ callmap's own ``devkafka`` module starts from Maven Central jars.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,27 @@ from devtools.process import free_port
 
 # The image the compose file uses too; kept at the same version as the jars.
 KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Import, before any test runs, what hypothesis would import in the middle of one.
+
+    pytest rewrites the asserts of plugin packages (hypothesis is one) as they are
+    imported, through ``ast.parse``, and with ``PYTHONDONTWRITEBYTECODE`` set (as
+    on this machine) it does so in every run. Python 3.11 before 3.11.8 keeps the
+    AST builder's recursion depth in state that threads share (CPython
+    gh-106905): building an AST in one thread while another does (a lazy
+    import's rewrite; a traceback, which 3.11 parses for its error markers) can
+    fail with ``SystemError: AST constructor recursion depth mismatch``. A
+    clean-clone run failed so on 2026-12-07, a unit test importing the
+    strategy behind ``st.randoms()`` in a process whose earlier tests had left
+    threads behind. Here, once the tests are collected, nothing else runs yet.
+    (Not while conftest loads: some of these modules read hypothesis's storage
+    as they load, which it warns about during a plugin's initialisation.)"""
+    for name in ("hypothesis.strategies._internal", "hypothesis.internal.conjecture"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            importlib.import_module(module.name)
 
 
 @pytest.fixture(autouse=True)
