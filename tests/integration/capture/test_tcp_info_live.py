@@ -4,12 +4,13 @@ Two network namespaces joined by a veth pair; the server's namespace drops
 every twentieth packet the client sends it (an nftables rule), so every bulk
 send loses segments and TCP retransmits them. (A token bucket with a small
 queue lost packets too, but not always on the second burst: TCP had learnt
-the link's rate from the first.) A client process in one namespace and a server process in
-the other hold a connection; the client sends a burst when told, and the
-server acknowledges once it has every byte, so the connection is idle when
-scanned. The truth is what ``ss -tin`` (iproute2's own reading of the
-kernel) shows for that socket at the same moment: its ``rtt`` and the total
-of its ``retrans``. Needs root, ``ip netns`` and ``nft``; skipped otherwise.
+the link's rate from the first.) A client process in one namespace and a
+server process in the other hold a connection; the client sends a burst when
+told, and the server acknowledges once it has every byte, so the connection
+is idle when scanned. The truth is what ``ss -tin`` (iproute2's own reading
+of the kernel) shows for that socket at the same moment: its ``rtt`` and the
+total of its ``retrans``. Needs root, ``ip netns`` and ``nft``; skipped
+otherwise.
 """
 
 from __future__ import annotations
