@@ -6,7 +6,8 @@
   ``--kubernetes``: also register it in a Kubernetes API server of its own);
 - ``lab go NAME`` releases held calls; ``lab churn NAME`` runs the churn;
 - ``lab status NAME``: pods and how their calls fare;
-- ``lab down NAME`` (or ``--all``): remove everything, also after a crash;
+- ``lab down NAME`` (or ``--all``): remove everything, also after a crash
+  (a multi-cluster topology's file: every cluster's lab);
 - ``lab truth TOPOLOGY``: the expected edges; ``lab plan TOPOLOGY``: addresses;
 - ``lab run TOPOLOGY``: the whole pipeline on it, compared with the truth
   (``--on cluster``: on the development cluster, with a truth of its own).
@@ -54,6 +55,13 @@ def _name(value: str) -> str:
     if value.endswith((".yaml", ".yml")) or Path(value).is_file():
         return load_topology(value).name
     return value
+
+
+def _names(value: str) -> list[str]:
+    """The labs a NAME argument means: one, or each cluster's of a multi-cluster file."""
+    if Path(value).is_file() and is_multi(read_document(value)):
+        return [member.name for member in load_multi(value).members.values()]
+    return [_name(value)]
 
 
 def _fail(exc: LabError) -> None:
@@ -153,9 +161,11 @@ def down(name: str | None, state_dir: Path | None, every: bool) -> None:
 
     if every == (name is not None):
         raise click.UsageError("give a lab NAME or --all")
-    names = leftover_labs() if every else [_name(name or "")]
+    names = leftover_labs() if every else _names(name or "")
+    if every or len(names) > 1:
+        state_dir = None  # each lab's own
     for lab_name in names:
-        click.echo(str(tear_down(lab_name, None if every else state_dir)))
+        click.echo(str(tear_down(lab_name, state_dir)))
     if every and not names:
         click.echo("no labs on this machine")
 

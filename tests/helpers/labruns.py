@@ -52,9 +52,9 @@ def _perfect(run: _Run) -> bool:
 def _lab_run(settings: Settings, topology: str, *extra: str, timeout: float) -> _Run:
     try:
         return _lab_run_once(settings, topology, *extra, timeout=timeout)
-    finally:  # whatever happened, leave no lab behind for the next test
+    finally:  # whatever happened, leave no lab of this run behind for the next test
         subprocess.run(
-            [sys.executable, "-m", "callmap", "lab", "down", "--all"],
+            [sys.executable, "-m", "callmap", "lab", "down", str(TOPOLOGIES / f"{topology}.yaml")],
             capture_output=True,
             timeout=120,
             check=False,

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 import uuid
 
@@ -44,6 +46,29 @@ def _answers(batches: list) -> list[DnsAnswer]:  # type: ignore[type-arg]
     return [record for batch in batches for record in batch.records]
 
 
+async def _capturing(agent: subprocess.Popen[bytes], timeout: float = 60.0) -> list[bytes]:
+    """Until the agent logs that it runs, its packet sockets open (a loaded machine
+    can take seconds to start it): answers sent earlier would not be seen. Its
+    output is read on to its end, into the list returned."""
+    lines: list[bytes] = []
+    running = threading.Event()
+
+    def read() -> None:
+        assert agent.stdout is not None
+        for line in agent.stdout:  # ends when the agent does
+            lines.append(line)
+            if b"capture running on node" in line:
+                running.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not running.is_set():
+        output = b"".join(lines).decode(errors="replace")
+        assert agent.poll() is None and time.monotonic() < deadline, output
+        await asyncio.sleep(0.1)
+    return lines
+
+
 def _metrics(port: int, path: str = "/metrics") -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
         return answer.read().decode()
@@ -65,6 +90,7 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
         "CALLMAP_CLUSTER": "test",
+        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
     }
     metrics_port = free_port()
     # On the client-side veth (scapy's per-interface socket) each response passes once.
@@ -79,8 +105,8 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
         stderr=subprocess.STDOUT,
     )
     try:
-        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
-        assert agent.poll() is None, agent.stdout.read().decode()  # type: ignore[union-attr]
+        output = await _capturing(agent)
+        assert agent.poll() is None, b"".join(output).decode(errors="replace")
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", QUERIES)
         assert asked.stdout.split() == ["NOERROR"] * 4 + ["NXDOMAIN"], asked.stderr
 
@@ -154,6 +180,7 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
         "CALLMAP_CLUSTER": "test",
+        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
     }
     address = ("ip", "addr", "add", f"{NODE_LOCAL_CACHE}/32", "dev", "lo")
     assert dns_net.in_ns(dns_net.node, *address).returncode == 0
@@ -174,8 +201,8 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
         stderr=subprocess.STDOUT,
     )
     try:
-        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
-        assert agent.poll() is None, agent.stdout.read().decode()  # type: ignore[union-attr]
+        output = await _capturing(agent)
+        assert agent.poll() is None, b"".join(output).decode(errors="replace")
         assert cache.poll() is None, "the node-local cache did not start"
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", CACHE_QUERIES)
         assert asked.stdout.split() == ["NOERROR"] * 2, asked.stderr
@@ -226,6 +253,7 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
         **os.environ,
         "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
         "CALLMAP_CLUSTER": "test",
+        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
     }
     hosts = tmp_path / "big.hosts"
     hosts.write_text("".join(f"{ip} {BIG_NAME}\n" for ip in BIG_ADDRESSES))
@@ -245,10 +273,16 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
     )  # fmt: skip
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "0.5", "--metrics-port", "0"]
-    agent = subprocess.Popen([sys.executable, "-m", "callmap", *command], env=env)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "callmap", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        await asyncio.sleep(2.0)  # the agent opens its socket before we ask
-        assert agent.poll() is None and server.poll() is None
+        output = await _capturing(agent)
+        assert server.poll() is None, "the big server did not start"
+        assert agent.poll() is None, b"".join(output).decode(errors="replace")
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", BIG_QUERY)
         assert asked.stdout.split() == ["NOERROR", str(len(BIG_ADDRESSES))], asked.stderr
         batches = await collect(

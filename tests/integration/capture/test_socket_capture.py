@@ -75,7 +75,9 @@ def test_both_ends_of_a_connection_are_found_with_their_roles_and_namespaces(
     records = [
         msgspec.json.decode(line, type=SocketObservation) for line in scan.stdout.splitlines()
     ]
-    ours = [r for r in records if 7070 in (r.local_port, r.remote_port)]
+    # The scan covers every namespace of the machine, a lab's pods (port 7070 too) included.
+    mine = {dns_net.netns_id(dns_net.server), dns_net.netns_id(dns_net.client)}
+    ours = [r for r in records if r.netns in mine and 7070 in (r.local_port, r.remote_port)]
     by_role = {r.role: r for r in ours}
     assert len(ours) == 2, ours
     server_side, client_side = by_role["server"], by_role["client"]

@@ -49,6 +49,29 @@ def test_down_needs_a_name_or_all() -> None:
     assert result.exit_code == 2 and "give a lab NAME or --all" in result.output
 
 
+def test_down_of_a_multi_cluster_file_removes_each_clusters_lab(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab import teardown
+    from lab.multitopology import load_multi
+
+    removed: list[tuple[str, object]] = []
+    monkeypatch.setattr(teardown, "down", lambda name, state_dir: removed.append((name, state_dir)))
+    clusters = TOPOLOGY_DIR / "clusters.yaml"
+    result = CliRunner().invoke(lab, ["down", str(clusters), "--state-dir", "/nowhere"])
+    assert result.exit_code == 0, result.output
+    members = [t.name for t in load_multi(clusters).members.values()]
+    assert len(members) == 3 and removed == [(name, None) for name in members]
+
+
+def test_down_of_a_topology_file_removes_its_lab_only(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lab import teardown
+
+    removed: list[tuple[str, object]] = []
+    monkeypatch.setattr(teardown, "down", lambda name, state_dir: removed.append((name, state_dir)))
+    result = CliRunner().invoke(lab, ["down", str(TOPOLOGY_DIR / "shop.yaml")])
+    assert result.exit_code == 0, result.output
+    assert removed == [("shop", None)]
+
+
 def test_up_refuses_hold_with_foreground() -> None:
     result = CliRunner().invoke(
         lab, ["up", "--hold", "--foreground", str(TOPOLOGY_DIR / "shop.yaml")]
