@@ -114,6 +114,22 @@ class Components:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
 
+    async def logged(self, prefix: str, text: str, timeout: float = 60.0) -> None:
+        """Until every component whose name starts with ``prefix`` has logged ``text``
+        (a loaded machine can take seconds to start one)."""
+        deadline = time.monotonic() + timeout
+        waiting = [name for name in self.processes if name.startswith(prefix)]
+        while waiting:
+            self.check()
+            waiting = [
+                name
+                for name in waiting
+                if text not in (self.log_dir / f"{name}.log").read_text(errors="replace")
+            ]
+            if waiting and time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(waiting)} did not log {text!r} in {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+
     def tails(self, lines: int = 15) -> str:
         """The last lines of every component's log, for a post-mortem."""
         parts = []

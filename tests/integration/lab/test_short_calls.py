@@ -130,8 +130,8 @@ async def mapping(settings: Settings, lab: ShortLab, name: str) -> AsyncIterator
     async with EdgeReader(settings, cluster) as reader:
         components = start_components(lab.state, settings, cluster, RunOptions(), print)
         try:
-            await asyncio.sleep(3)  # capture open
-            components.check()
+            # Capture follows connection tracking once it runs: a call before would be lost.
+            await components.logged("capture-", "capture running on node")
             start_streams(components, f"callmap-lab-{cluster}", EDGE_REFRESH)
             release(Path(lab.state.state_dir))
             yield reader
