@@ -11,11 +11,13 @@ callmap's own ``devkafka`` module starts from Maven Central jars.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +135,22 @@ def scope_of(nodeid: str) -> str:
         if path.startswith(folder):
             return scope
     return path
+
+
+TIMELINE = os.environ.get("CALLMAP_TEST_TIMELINE")
+"""A file to append each test's process, scope, start and duration to (read it with
+``python tests/helpers/timeline.py FILE``): where a run's time goes."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    started = time.time()
+    yield
+    if TIMELINE:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        line = [worker, scope_of(item.nodeid), item.nodeid, started, time.time() - started]
+        with open(TIMELINE, "a") as timeline:
+            timeline.write(json.dumps(line) + "\n")
 
 
 @pytest.hookimpl(optionalhook=True)

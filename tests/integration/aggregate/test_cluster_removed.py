@@ -19,7 +19,7 @@ from helpers.kafkakit import own_broker
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
-from callmap.wire import ALL_TOPICS, EDGES
+from callmap.wire import ALL_TOPICS, EDGES, Edge
 
 pytestmark = pytest.mark.kafka
 
@@ -66,7 +66,7 @@ async def test_a_silent_cluster_expires_on_its_ttl_and_touches_no_other(settings
         messages = await global_topic(settings)
     finally:
         await running.end()
-    by_client = {}
+    by_client: dict[str, list[Edge]] = {}
     for message in messages:
         by_client.setdefault(named(message.client), []).append(message)
     gone = by_client["gone/shop/web"]
