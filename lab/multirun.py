@@ -54,7 +54,14 @@ from lab.lifecycle import LAB_REFRESH, LAB_TTL, check_lifecycle, expiry_due
 from lab.multilab import running_clusters
 from lab.multitopology import MirrorStop, MultiTopology, load_multi
 from lab.multitruth import GlobalCalls, global_calls, global_truth
-from lab.pipeline import Components, LabRun, RunOptions, start_components, start_streams
+from lab.pipeline import (
+    CAPTURE_RUNNING,
+    Components,
+    LabRun,
+    RunOptions,
+    start_components,
+    start_streams,
+)
 from lab.runtime import pod_life, release
 from lab.state import LabState, load_state
 from lab.truth import Truth
@@ -191,7 +198,10 @@ class _Run:
             capture_started = time.time()
             try:
                 self._start(progress)
-                await asyncio.sleep(3)  # capture sockets open, a first scan done
+                for name, components in self.components.items():
+                    if name != HUB:  # capture sockets open, then a first scan done
+                        await components.logged("capture-", CAPTURE_RUNNING)
+                await asyncio.sleep(1)
                 self._check()
                 for name, components in self.components.items():
                     if name != HUB:

@@ -71,6 +71,11 @@ from lab.truth import ExpectedEdge, Truth, expected_edges
 Progress = Callable[[str], None]
 
 
+CAPTURE_RUNNING = "capture running on node"
+"""What a capture agent logs once its sources are open (capture/agent.py): a call
+made before it may go unseen, so a run releases its calls only after it."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     seconds: float = 180.0
@@ -381,7 +386,8 @@ async def _map_lab(
         progress(f"component logs in {components.log_dir}")
         try:
             # Capture sockets open, and a first scan sees the before_capture calls.
-            await asyncio.sleep(3)
+            await components.logged("capture-", CAPTURE_RUNNING)
+            await asyncio.sleep(1)
             components.check()
             if options.streams_delay <= 0:
                 start_streams(components, f"callmap-lab-{cluster}", EDGE_REFRESH)

@@ -35,7 +35,13 @@ from callmap.wire import Edge, FlowHealth
 from lab.addressing import plan
 from lab.edgereader import EdgeReader
 from lab.lifecycle import EDGE_REFRESH
-from lab.pipeline import RunOptions, running_lab, start_components, start_streams
+from lab.pipeline import (
+    CAPTURE_RUNNING,
+    RunOptions,
+    running_lab,
+    start_components,
+    start_streams,
+)
 from lab.runtime import release
 from lab.state import LabState, PodState
 from lab.topology import load_topology
@@ -131,7 +137,7 @@ async def mapping(settings: Settings, lab: ShortLab, name: str) -> AsyncIterator
         components = start_components(lab.state, settings, cluster, RunOptions(), print)
         try:
             # Capture follows connection tracking once it runs: a call before would be lost.
-            await components.logged("capture-", "capture running on node")
+            await components.logged("capture-", CAPTURE_RUNNING)
             start_streams(components, f"callmap-lab-{cluster}", EDGE_REFRESH)
             release(Path(lab.state.state_dir))
             yield reader
