@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 PUBLISH = "publish"
 LOCAL_ADDRESSES_INTERVAL = 30.0
 """Seconds between readings of the capture namespace's addresses (a node gains some)."""
+RUNNING = "capture running on node"
+"""How the log line starts that says every source is open (packet sockets, the
+connection tracking subscription): what is sent from then on is seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +252,7 @@ class CaptureAgent:
                 options.flush_interval,
                 lambda: self.publish_sockets(conntrack.flush(self._clock())),
             )
-        log.info("capture running on node %s: %s", options.node, ", ".join(tasks))
+        log.info("%s %s: %s", RUNNING, options.node, ", ".join(tasks))
         try:
             async with asyncio.TaskGroup() as group:
                 for name, coroutine in tasks.items():

@@ -30,7 +30,7 @@ import click
 
 from lab.addressing import Plan, plan
 from lab.errors import LabError
-from lab.multitopology import is_multi, load_multi, read_document
+from lab.multitopology import is_multi, load_multi, parse_multi, read_document
 from lab.multitruth import global_truth
 from lab.state import default_state_dir, load_state
 from lab.topology import load_topology
@@ -59,8 +59,8 @@ def _name(value: str) -> str:
 
 def _names(value: str) -> list[str]:
     """The labs a NAME argument means: one, or each cluster's of a multi-cluster file."""
-    if Path(value).is_file() and is_multi(read_document(value)):
-        return [member.name for member in load_multi(value).members.values()]
+    if Path(value).is_file() and is_multi(document := read_document(value)):
+        return [member.name for member in parse_multi(document, value).members.values()]
     return [_name(value)]
 
 

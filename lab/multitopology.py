@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from lab.addressing import CLUSTERSET_DOMAIN, Plan, plan
 from lab.errors import TopologyError
@@ -87,7 +87,7 @@ class MultiTopology:
         return {name: plan(topology) for name, topology in self.members.items()}
 
 
-def is_multi(document: object) -> bool:
+def is_multi(document: object) -> TypeGuard[Mapping[str, Any]]:
     """Whether a loaded topology document declares several clusters."""
     return isinstance(document, Mapping) and "clusters" in document
 

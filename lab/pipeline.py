@@ -72,7 +72,8 @@ Progress = Callable[[str], None]
 
 
 CAPTURE_RUNNING = "capture running on node"
-"""What a capture agent logs once its sources are open (capture/agent.py): a call
+"""What a capture agent logs once its sources are open (``capture.agent.RUNNING``,
+written again here: the lab runs the services, it does not import them): a call
 made before it may go unseen, so a run releases its calls only after it."""
 
 

@@ -20,6 +20,7 @@ from helpers.nodetopics import collect, end_offsets
 from callmap.broker import ensure_topics
 from callmap.config import Settings
 from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats
+from capture.agent import RUNNING
 from devtools.process import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns]
@@ -57,14 +58,14 @@ async def _capturing(agent: subprocess.Popen[bytes], timeout: float = 60.0) -> l
         assert agent.stdout is not None
         for line in agent.stdout:  # ends when the agent does
             lines.append(line)
-            if b"capture running on node" in line:
+            if RUNNING.encode() in line:
                 running.set()
 
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + timeout
     while not running.is_set():
-        output = b"".join(lines).decode(errors="replace")
-        assert agent.poll() is None and time.monotonic() < deadline, output
+        if agent.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(b"".join(lines).decode(errors="replace"))
         await asyncio.sleep(0.1)
     return lines
 

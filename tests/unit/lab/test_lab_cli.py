@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from helpers.labplans import TOPOLOGY_DIR
 
@@ -49,12 +50,21 @@ def test_down_needs_a_name_or_all() -> None:
     assert result.exit_code == 2 and "give a lab NAME or --all" in result.output
 
 
-def test_down_of_a_multi_cluster_file_removes_each_clusters_lab(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def removed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """What `lab down` asks the teardown to remove: (lab name, state dir)."""
     from lab import teardown
+
+    asked: list[tuple[str, object]] = []
+    monkeypatch.setattr(teardown, "down", lambda name, state_dir: asked.append((name, state_dir)))
+    return asked
+
+
+def test_down_of_a_multi_cluster_file_removes_each_clusters_lab(
+    removed: list[tuple[str, object]],
+) -> None:
     from lab.multitopology import load_multi
 
-    removed: list[tuple[str, object]] = []
-    monkeypatch.setattr(teardown, "down", lambda name, state_dir: removed.append((name, state_dir)))
     clusters = TOPOLOGY_DIR / "clusters.yaml"
     result = CliRunner().invoke(lab, ["down", str(clusters), "--state-dir", "/nowhere"])
     assert result.exit_code == 0, result.output
@@ -62,11 +72,7 @@ def test_down_of_a_multi_cluster_file_removes_each_clusters_lab(monkeypatch) -> 
     assert len(members) == 3 and removed == [(name, None) for name in members]
 
 
-def test_down_of_a_topology_file_removes_its_lab_only(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from lab import teardown
-
-    removed: list[tuple[str, object]] = []
-    monkeypatch.setattr(teardown, "down", lambda name, state_dir: removed.append((name, state_dir)))
+def test_down_of_a_topology_file_removes_its_lab_only(removed: list[tuple[str, object]]) -> None:
     result = CliRunner().invoke(lab, ["down", str(TOPOLOGY_DIR / "shop.yaml")])
     assert result.exit_code == 0, result.output
     assert removed == [("shop", None)]
