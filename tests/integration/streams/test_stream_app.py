@@ -71,7 +71,8 @@ async def test_events_and_identities_become_deduplicated_edges(
     edges = await Reader(settings, EDGES.name).mark()
     letters = await Reader(settings, DLQ.name).mark()
     await publish(settings, shop(cluster))
-    worker = Worker(settings, app_id, tmp_path, "--refresh-interval", "600")
+    # Nothing may be refreshed or expire while it is read, however slow the machine.
+    worker = Worker(settings, app_id, tmp_path, "--refresh-interval", "600", "--ttl", "600")
     try:
         worker.wait_ready()
         await publish(
