@@ -189,7 +189,7 @@ async def test_edges_refresh_while_seen_and_expire_when_not(
 ) -> None:
     edges = await Reader(settings, EDGES.name).mark()
     await publish(settings, shop(cluster))
-    worker = Worker(settings, app_id, tmp_path)
+    worker = Worker(settings, app_id, tmp_path, "--ttl", "8")
     try:
         worker.wait_ready()
         for _ in range(3):  # seen for about 6 seconds: refresh every 3
