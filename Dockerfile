@@ -11,9 +11,10 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# A C compiler for sdists without a wheel and for callmap's own sock_diag loop
-# (capture/_inetdiag.c); Python's headers where the base image has none (a bare
-# Debian one: the official Python images have them). This stage is thrown away.
+# A C compiler for sdists without a wheel and for callmap's own C: the sock_diag
+# loop (capture/_inetdiag.c) and the usual DNS response (capture/_dnsfast.c);
+# Python's headers where the base image has none (a bare Debian one: the
+# official Python images have them). This stage is thrown away.
 # Pinning Debian's gcc to a build number would only make rebuilds fail when it moves.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -35,10 +36,11 @@ COPY aggregate ./aggregate
 COPY sinks ./sinks
 COPY lab ./lab
 # pip compiles every module as it installs it: the read-only image never needs to.
-# The C loop is optional for pip (an install without a compiler goes on without
-# it); not for the image. -I: not the source tree here, the installed package.
+# The C modules are optional for pip (an install without a compiler goes on
+# without them); not for the image. -I: not the source tree here, the
+# installed package.
 RUN /opt/callmap/bin/pip install . \
- && /opt/callmap/bin/python -I -c "import capture._inetdiag"
+ && /opt/callmap/bin/python -I -c "import capture._inetdiag, capture._dnsfast"
 
 FROM ${PYTHON_IMAGE} AS build-init
 # tini as process 1 forwards SIGTERM to callmap and reaps children, which a

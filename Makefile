@@ -18,8 +18,8 @@ unexport PYTHONDONTWRITEBYTECODE
 
 # The environment is reinstalled when pyproject.toml, the C it builds or the
 # checkout's path changes (the project is installed editable, so the path matters;
-# the editable install builds capture/_inetdiag.c in place).
-ENV_KEY := $(shell (cat pyproject.toml capture/_inetdiag.c; echo $(CURDIR)) | sha1sum | cut -c1-12)
+# the editable install builds capture/_inetdiag.c and capture/_dnsfast.c in place).
+ENV_KEY := $(shell (cat pyproject.toml capture/_inetdiag.c capture/_dnsfast.c; echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
 .PHONY: help demo test faults lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache

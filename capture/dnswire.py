@@ -31,6 +31,12 @@ of names and addresses, `capture.texts`, invisible in results). It promises:
   `dns.name.from_text` reads the text back to the same name.
 * Addresses are written exactly as ``str(ipaddress.ip_address(...))`` would.
 
+The usual response (one question, and every answer an address of the asked
+type for the question name itself, whose labels need no escapes) is read in C
+when ``capture/_dnsfast.c`` was built (`NATIVE_PARSE`); the C code only ever
+makes that one kind of `DnsResponse` and hands everything else to the Python
+parser, the reference, which the tests hold it to: the results are identical.
+
 Authority and additional sections are not read: they cannot change which
 addresses answered the question (so extended RCODEs in EDNS OPT records go
 unseen; such responses have no answers and end as `DROP_NO_ADDRESS`). DNS over
@@ -42,6 +48,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -128,9 +135,34 @@ class _Malformed(Exception):
     """The bytes break a wire-format rule; never escapes this module."""
 
 
-def parse_response(data: bytes | bytearray | memoryview) -> DnsResponse | str:
-    """Decode one DNS message; return what it answered or a `DROP_*` reason."""
+def _parser_in_c() -> Callable[[bytes], DnsResponse | None] | None:
+    """``capture._dnsfast.parse``, told the type it makes, when it was built."""
+    try:
+        from capture import _dnsfast
+    except ImportError:  # installed without a C compiler: Python reads every response
+        return None
+    _dnsfast.set_response_type(DnsResponse)
+    return _dnsfast.parse
+
+
+_fast = _parser_in_c()
+NATIVE_PARSE: Final = _fast is not None
+"""Whether the usual response is read in C (``capture/_dnsfast.c`` was built with
+this install); `parse_response` tries it first by default when it was."""
+
+
+def parse_response(
+    data: bytes | bytearray | memoryview, *, native: bool = NATIVE_PARSE
+) -> DnsResponse | str:
+    """Decode one DNS message; return what it answered or a `DROP_*` reason.
+
+    With ``native`` (the default when it was built), the C path reads the usual
+    response first; ``native=False`` reads every message in Python only."""
     wire = data if isinstance(data, bytes) else bytes(data)
+    if native and _fast is not None:
+        found = _fast(wire)
+        if found is not None:
+            return found
     try:
         return _parse(wire)
     except _Malformed:

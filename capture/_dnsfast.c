@@ -1,0 +1,225 @@
+/*
+ * capture._dnsfast: the usual DNS response, read in C for capture.dnswire.
+ *
+ * Why: parse_response is the largest single cost per DNS answer the capture
+ * agent takes (about 6 us in Python; tests/bench/bench_dnswire.py), and nearly
+ * every answer is the plain one: one IN A or AAAA question, and every answer
+ * an address of the asked type for the question name itself (its owner a
+ * pointer to it). parse(data) reads that case and only that case, and makes
+ * the same DnsResponse as the plain path of capture.dnswire._parse. For
+ * anything else it returns None and the Python parser, the reference, decides:
+ * every drop reason, every broken message, CNAME chains, names with escaped
+ * bytes or labels of 42 octets and more, the root name, and IPv6 addresses
+ * that glibc writes with a dotted tail (Python writes those as ipaddress does).
+ * tests/unit/capture/test_dnswire_fast.py holds the two to the same results on
+ * generated, mutated and random messages. It is optional: an install without a
+ * C compiler parses everything in Python.
+ *
+ * What it is given (from capture/dnswire.py, so nothing is defined twice):
+ *   set_response_type(DnsResponse)  once, at import: the type parse makes;
+ *   parse(data)                     data is bytes; a DnsResponse, or None.
+ * Layout: RFC 1035 section 4.1; all fields in network byte order.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HEADER 12
+#define POINTER_TO_QNAME (0xC000 | HEADER)
+#define MAX_NAME_WIRE 255 /* octets, labels and zero byte: so at most 127 labels */
+#define SHORT_LABEL 0x2A  /* capture.dnswire._SHORT_LABEL: longer labels go to Python */
+#define TYPE_A 1
+#define TYPE_AAAA 28
+#define CLASS_IN 1
+#define TTL_NEGATIVE 0x80000000u
+#define MAX_ANSWERS 64 /* more go to Python, whose deduplication is not quadratic */
+
+static PyObject *response_type;      /* capture.dnswire.DnsResponse; NULL until given */
+static PyObject *text_a, *text_aaaa; /* "A" and "AAAA", interned */
+
+static unsigned u16_at(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+
+static uint32_t u32_at(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* A label's byte as the name's text holds it (ASCII upper case lowered), or 0
+ * when it is none of capture.dnswire._SAFE_BYTES, which Python escapes. */
+static char name_char(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '*' || c == '-')
+        return (char)c;
+    if (c >= 'A' && c <= 'Z')
+        return (char)(c - 'A' + 'a');
+    return 0;
+}
+
+/* The offset of the zero byte that ends the question name, when it is one or
+ * more short labels of plain bytes, all inside the data; else -1. */
+static Py_ssize_t question_name_end(const unsigned char *data, Py_ssize_t end)
+{
+    Py_ssize_t at = HEADER;
+    while (at < end && data[at] != 0) {
+        unsigned length = data[at];
+        if (length >= SHORT_LABEL || at + 1 + length > end)
+            return -1;
+        for (unsigned i = 1; i <= length; i++)
+            if (name_char(data[at + i]) == 0)
+                return -1;
+        at += 1 + length;
+    }
+    if (at >= end || at == HEADER || at + 1 - HEADER > MAX_NAME_WIRE)
+        return -1;
+    return at;
+}
+
+/* The text of the question name that ends at `zero`: labels joined by dots. */
+static PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
+{
+    PyObject *text = PyUnicode_New(zero - HEADER - 1, 127);
+    if (text == NULL)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t written = 0;
+    for (Py_ssize_t at = HEADER; at < zero; at += 1 + data[at]) {
+        if (written > 0)
+            out[written++] = '.';
+        for (unsigned i = 1; i <= data[at]; i++)
+            out[written++] = (Py_UCS1)name_char(data[at + i]);
+    }
+    return text;
+}
+
+/* The addresses' texts, in order, or None when one has a dotted tail. */
+static PyObject *address_texts(const unsigned char *const *rdata, int count, int size)
+{
+    PyObject *texts = PyTuple_New(count);
+    if (texts == NULL)
+        return NULL;
+    for (int i = 0; i < count; i++) {
+        char text[INET6_ADDRSTRLEN];
+        if (inet_ntop(size == 4 ? AF_INET : AF_INET6, rdata[i], text, sizeof text) == NULL) {
+            Py_DECREF(texts);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (size == 16 && strchr(text, '.') != NULL) { /* IPv4-mapped or -compatible */
+            Py_DECREF(texts);
+            Py_RETURN_NONE;
+        }
+        PyObject *item = PyUnicode_FromString(text);
+        if (item == NULL) {
+            Py_DECREF(texts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(texts, i, item);
+    }
+    return texts;
+}
+
+static PyObject *parse(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (response_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "parse: set_response_type was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "parse takes bytes");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t end = PyBytes_GET_SIZE(arg);
+    if (end < HEADER)
+        Py_RETURN_NONE;
+    unsigned msg_id = u16_at(data), flags = u16_at(data + 2);
+    unsigned qdcount = u16_at(data + 4), ancount = u16_at(data + 6);
+    /* QR set; opcode QUERY, TC and RCODE all zero. */
+    if ((flags & 0xFA0F) != 0x8000 || qdcount != 1 || ancount == 0 || ancount > MAX_ANSWERS)
+        Py_RETURN_NONE;
+    Py_ssize_t zero = question_name_end(data, end);
+    if (zero < 0 || zero + 5 > end)
+        Py_RETURN_NONE;
+    unsigned qtype = u16_at(data + zero + 1);
+    int size = qtype == TYPE_A ? 4 : qtype == TYPE_AAAA ? 16 : 0;
+    if (size == 0 || u16_at(data + zero + 3) != CLASS_IN)
+        Py_RETURN_NONE;
+
+    /* Every answer: owner a pointer to the question name, its type, IN, its size. */
+    const unsigned char *distinct[MAX_ANSWERS]; /* rdata of each new address, in order */
+    int count = 0;
+    uint32_t lowest = TTL_NEGATIVE;
+    Py_ssize_t at = zero + 5;
+    for (unsigned n = 0; n < ancount; n++, at += 12 + size) {
+        if (at + 12 + size > end)
+            Py_RETURN_NONE;
+        const unsigned char *rr = data + at;
+        if (u16_at(rr) != POINTER_TO_QNAME || u16_at(rr + 2) != qtype ||
+            u16_at(rr + 4) != CLASS_IN || u16_at(rr + 10) != (unsigned)size)
+            Py_RETURN_NONE;
+        uint32_t ttl = u32_at(rr + 6);
+        if (ttl >= TTL_NEGATIVE) /* RFC 2181 section 8: read as zero */
+            ttl = 0;
+        if (ttl < lowest)
+            lowest = ttl;
+        int seen = 0;
+        for (int i = 0; i < count && !seen; i++)
+            seen = memcmp(distinct[i], rr + 12, (size_t)size) == 0;
+        if (!seen)
+            distinct[count++] = rr + 12;
+    }
+
+    PyObject *answers = address_texts(distinct, count, size);
+    if (answers == NULL || answers == Py_None)
+        return answers;
+    /* DnsResponse(qname, qtype, answers, cnames, ttl, msg_id) */
+    PyObject *fields[6] = {NULL, Py_NewRef(size == 4 ? text_a : text_aaaa), answers};
+    PyObject *made = NULL;
+    if ((fields[0] = question_name(data, zero)) != NULL && (fields[3] = PyTuple_New(0)) != NULL &&
+        (fields[4] = PyLong_FromUnsignedLong(lowest)) != NULL &&
+        (fields[5] = PyLong_FromUnsignedLong(msg_id)) != NULL)
+        made = PyObject_Vectorcall(response_type, fields, 6, NULL);
+    for (int i = 0; i < 6; i++)
+        Py_XDECREF(fields[i]);
+    return made;
+}
+
+static PyObject *set_response_type(PyObject *module, PyObject *cls)
+{
+    (void)module;
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "set_response_type takes a type");
+        return NULL;
+    }
+    Py_XSETREF(response_type, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"parse", parse, METH_O,
+     "parse(data, /)\n"
+     "--\n\n"
+     "The DnsResponse of a plain DNS response (see capture/_dnsfast.c), or None: Python decides."},
+    {"set_response_type", set_response_type, METH_O,
+     "set_response_type(cls, /)\n"
+     "--\n\n"
+     "The type parse makes: capture.dnswire.DnsResponse."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_dnsfast",
+    "capture.dnswire's usual case in C (see capture/_dnsfast.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__dnsfast(void)
+{
+    if (text_a == NULL && (text_a = PyUnicode_InternFromString("A")) == NULL)
+        return NULL;
+    if (text_aaaa == NULL && (text_aaaa = PyUnicode_InternFromString("AAAA")) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

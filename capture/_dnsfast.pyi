@@ -1,0 +1,6 @@
+"""Types of capture/_dnsfast.c, the usual DNS response read in C for capture.dnswire."""
+
+from capture.dnswire import DnsResponse
+
+def set_response_type(cls: type[DnsResponse], /) -> None: ...
+def parse(data: bytes, /) -> DnsResponse | None: ...
