@@ -10,7 +10,10 @@ in one process:
 
 - *distinct*: every answer a new name for a new client (nothing folds);
 - *repeating* (the baseline, same run): the same 5,000 answers over and over,
-  as steady traffic looks (almost everything folds).
+  as steady traffic looks (almost everything folds);
+
+each also with every response parsed in Python only (`parse_response(...,
+native=False)`), next to the default that reads the usual response in C.
 
 It prints, for each, the folder's peak traced memory (``tracemalloc``,
 before a flush, when it is largest), the most that a flush and the encoding
@@ -24,6 +27,7 @@ Run: python tests/bench/bench_dnsfold.py [--rate N] [--seconds S]
 from __future__ import annotations
 
 import argparse
+import functools
 import struct
 import time
 import tracemalloc
@@ -34,6 +38,7 @@ from rich.table import Table
 from callmap.counters import Counters
 from callmap.lists import drained
 from callmap.wire import DnsAnswerBatch, encode_batches
+from capture import dnsfold, dnswire
 from capture.dnsfold import DnsFolder
 from capture.frames import Segment
 
@@ -138,8 +143,16 @@ def main() -> None:
     columns = ("answers", "peak traced memory", "flush + messages", "CPU per answer", "answers/s")
     for column in columns:
         table.add_column(column, justify="right")
-    for name, distinct in (("distinct", True), ("repeating (baseline)", False)):
+    runs = (
+        ("distinct", True, True),
+        ("distinct, parsed in Python only", True, False),
+        ("repeating (baseline)", False, True),
+        ("repeating, parsed in Python only", False, False),
+    )
+    for name, distinct, native in runs:
         frames = segments(count, distinct)
+        # the folder parses with this for the run (its module name, imported from dnswire)
+        dnsfold.parse_response = functools.partial(dnswire.parse_response, native=native)  # type: ignore[attr-defined]
         cpu = min(feed(frames, args.rate) for _ in range(2))
         memory = peak_memory(frames, args.rate)
         table.add_row(
