@@ -57,3 +57,19 @@ QNAME_AT = 12  # the question name always starts right after the header
 def framed(message: bytes) -> bytes:
     """``message`` as DNS over TCP sends it: after its two-byte length."""
     return struct.pack("!H", len(message)) + message
+
+
+def realistic_messages() -> list[bytes]:
+    """A service's A and AAAA answers, and an external name behind a CNAME chain."""
+    return [
+        answer(SERVICE, "A", (SERVICE + ".", 30, "A", "10.96.0.12")),
+        answer(SERVICE, "AAAA", (SERVICE + ".", 30, "AAAA", "fd00::12")),
+        answer(
+            "api.example.com",
+            "A",
+            ("api.example.com.", 300, "CNAME", "api.cdn.example.net."),
+            ("api.cdn.example.net.", 60, "CNAME", "edge.cdn.example.net."),
+            ("edge.cdn.example.net.", 20, "A", "192.0.2.1"),
+            ("edge.cdn.example.net.", 20, "A", "192.0.2.2"),
+        ),
+    ]

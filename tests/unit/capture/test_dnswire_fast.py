@@ -17,12 +17,12 @@ from helpers.dnsmessages import (
     QNAME_AT,
     SERVICE,
     a,
-    answer,
     header,
     name,
     pointer,
     question,
     raw_name,
+    realistic_messages,
     record,
 )
 from hypothesis import HealthCheck, given, settings
@@ -202,20 +202,11 @@ def edited(wire: bytes, changes: list[tuple[str, int, int]]) -> bytes:
     return bytes(data)
 
 
-realistic = [
-    answer(SERVICE, "A", (SERVICE + ".", 30, "A", "10.96.0.12")),
-    answer(SERVICE, "AAAA", (SERVICE + ".", 30, "AAAA", "fd00::12")),
-    answer(
-        "api.example.com",
-        "A",
-        ("api.example.com.", 300, "CNAME", "edge.cdn.example.net."),
-        ("edge.cdn.example.net.", 20, "A", "192.0.2.1"),
-    ),
-]
-
-
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(plain_responses().map(lambda case: case[0]), st.sampled_from(realistic)), edits)
+@given(
+    st.one_of(plain_responses().map(lambda case: case[0]), st.sampled_from(realistic_messages())),
+    edits,
+)
 def test_mutated_responses_are_read_alike_or_handed_back(
     wire: bytes, changes: list[tuple[str, int, int]]
 ) -> None:

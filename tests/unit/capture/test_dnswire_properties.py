@@ -8,7 +8,16 @@ import re
 import dns.message
 import dns.name
 import dns.rrset
-from helpers.dnsmessages import SERVICE, answer, header, name, pointer, question, record
+from helpers.dnsmessages import (
+    SERVICE,
+    answer,
+    header,
+    name,
+    pointer,
+    question,
+    realistic_messages,
+    record,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,21 +38,6 @@ label_bytes = st.one_of(
     st.lists(st.sampled_from(b"abcXYZ019-_*"), min_size=1, max_size=63).map(bytes),
 )
 hostile_names = st.lists(label_bytes, min_size=1, max_size=3)
-
-
-def realistic_messages() -> list[bytes]:
-    return [
-        answer(SERVICE, "A", (SERVICE + ".", 30, "A", "10.96.0.12")),
-        answer(SERVICE, "AAAA", (SERVICE + ".", 30, "AAAA", "fd00::12")),
-        answer(
-            "api.example.com",
-            "A",
-            ("api.example.com.", 300, "CNAME", "api.cdn.example.net."),
-            ("api.cdn.example.net.", 60, "CNAME", "edge.cdn.example.net."),
-            ("edge.cdn.example.net.", 20, "A", "192.0.2.1"),
-            ("edge.cdn.example.net.", 20, "A", "192.0.2.2"),
-        ),
-    ]
 
 
 def is_result(value: object) -> bool:
