@@ -39,6 +39,7 @@ from callmap.wire import (
 )
 from capture.dnsfold import DnsFolder
 from capture.localaddrs import read_local_addresses
+from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
 from capture.privileges import drop_to
 from capture.publisher import Publisher
@@ -126,7 +127,9 @@ class CaptureAgent:
         self.boot_id = uuid.uuid4().hex
         """This process's id on its CaptureStats: a new one means the counters began again."""
         self._stats_seq = 0
-        self.folder = DnsFolder(cluster=settings.cluster, node=options.node, counters=self.counters)
+        self.folder = DnsFolder(
+            cluster=settings.cluster, node=options.node, counters=self.counters, native=PARSE_IN_C
+        )
         self.sniffer: Sniffer | None = None
         """The DNS capture thread, once :meth:`run` opened it."""
         self.conntrack: ConntrackReader | None = None
@@ -226,6 +229,7 @@ class CaptureAgent:
             sniffer = self.sniffer = Sniffer(
                 open_sockets(options.interfaces, options.netns), self.folder, ring=options.ring
             )
+            log.info("DNS responses read by the %s parser", "C" if PARSE_IN_C else "Python")
         if options.conntrack:  # before privileges go: subscribing needs CAP_NET_ADMIN
             self.conntrack = self._open_conntrack()
         if options.drop_to is not None:

@@ -30,6 +30,7 @@ from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
 from capture.dnsfold import DnsFolder
+from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE
 from capture.privileges import parse_user
 from capture.sniffer import scanned_namespace_ids
@@ -227,7 +228,9 @@ def dns(live: AgentOptions, pcap: Path | None, output: str | None) -> None:
         return
     settings = load_settings()
     counters = Counters()
-    folder = DnsFolder(cluster=settings.cluster, node=live.node, counters=counters)
+    folder = DnsFolder(
+        cluster=settings.cluster, node=live.node, counters=counters, native=PARSE_IN_C
+    )
     with pcap.open("rb") as handle:
         problems = _replay(handle, folder, live.flush_interval)
     _summarise(counters, problems)

@@ -53,12 +53,13 @@ flush, so tests replay frames with fake times.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Generic, TypeVar
 
 from callmap.counters import Counters
 from callmap.lists import drained
 from callmap.wire import DnsAnswer
-from capture.dnswire import DROP_TCP_PARTIAL, DnsResponse, parse_response
+from capture.dnswire import DROP_TCP_PARTIAL, NATIVE_PARSE, DnsResponse, parse_response
 from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame
 from capture.tcpstream import DUPLICATE, TcpStreams
 
@@ -69,6 +70,8 @@ DROP_DUPLICATE = "duplicate_sighting"
 DROP_FOLDED = "folded"
 DROP_REWRITTEN = "rewritten_destination"
 DROP_TO_DNS_SERVER = "to_dns_server"
+
+_read_in_python = partial(parse_response, native=False)
 
 DEFAULT_DEDUP_SECONDS = 0.25
 DEFAULT_SERVER_MEMORY = 600.0
@@ -170,7 +173,10 @@ class DnsFolder:
         counters: Counters,
         dedup_seconds: float = DEFAULT_DEDUP_SECONDS,
         server_memory: float = DEFAULT_SERVER_MEMORY,
+        native: bool = NATIVE_PARSE,
     ) -> None:
+        """``native``: read the usual response in C (the default where it was built),
+        else every response in Python (:func:`capture.dnswire.parse_response`)."""
         self.cluster = cluster
         self.node = node
         self.dedup_seconds = dedup_seconds
@@ -178,6 +184,7 @@ class DnsFolder:
         self._frames = counters.stage(FRAMES)
         self._tcp = counters.stage(TCP)
         self._parse = counters.stage(PARSE)
+        self._read = parse_response if native else _read_in_python
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
         # Sightings by the hash of (client address and port, message id,
@@ -225,7 +232,7 @@ class DnsFolder:
         parse = self._parse
         if segment.transport == "udp":
             parse.seen += 1
-            outcome = parse_response(segment.payload)
+            outcome = self._read(segment.payload)
             if isinstance(outcome, str):
                 parse.dropped[outcome] += 1
             else:
@@ -241,7 +248,7 @@ class DnsFolder:
         self._lost_partial(taken.lost)
         for message in taken.messages:
             parse.seen += 1
-            outcome = parse_response(message)
+            outcome = self._read(message)
             if isinstance(outcome, str):
                 parse.dropped[outcome] += 1
             else:

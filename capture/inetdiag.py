@@ -46,7 +46,7 @@ It promises:
   there, used when built): about 0.5 µs a socket, most of it making the
   records. The Python loop is the reference: the unit tests run each test on
   both, and hold them to the same answers on random, cut and mangled dumps.
-  ``CALLMAP_PURE_PYTHON=1`` turns the C loop off (:mod:`capture.sockdiag`).
+  ``CALLMAP_PURE_PYTHON=1`` turns the C loop off (:mod:`capture.native`).
 
 Layouts: ``include/uapi/linux/netlink.h``, ``sock_diag.h``, ``inet_diag.h``
 and ``tcp.h``. Netlink headers, ``inet_diag_msg`` and ``tcp_info`` are in host

@@ -20,9 +20,10 @@ from callmap.wire import FlowHealth, SocketObservation
 from capture.connreport import DEFAULT_REFRESH_INTERVAL, ConnReport, ConnReporter
 from capture.diagscan import DIAG_FAILED, DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
+from capture.native import LOOP_IN_C
 from capture.procparse import ScanResult
 from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
-from capture.sockdiag import LOOP_IN_C, DiagSockets
+from capture.sockdiag import DiagSockets
 from capture.sockroles import ROLE_CLIENT
 from capture.tcphealth import SocketKey, TcpHealth, by_addresses
 

@@ -28,7 +28,6 @@ code, and why the answer is parsed here rather than by pyroute2: see
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
 import threading
@@ -38,20 +37,18 @@ from dataclasses import dataclass, field, replace
 from callmap.errors import CallmapError, ConfigError
 from capture.inetdiag import (
     ALL_TCP_STATES,
-    NATIVE,
     NETLINK_SOCK_DIAG,
     DiagSocket,
     DumpParser,
     dump_request,
     dump_request_both_families,
 )
+from capture.native import LOOP_IN_C
 from capture.procscan import namespace_id
 from capture.sniffer import enter_netns, netns_path, on_new_thread
 
 __all__ = [
     "DUMP_THREADS",
-    "LOOP_IN_C",
-    "PURE_PYTHON_ENV",
     "RECV_BUFFER",
     "DiagSockets",
     "DumpError",
@@ -68,11 +65,6 @@ never cuts one short."""
 DUMP_TIMEOUT = 5.0
 """Seconds to wait for the next datagram of a dump before giving up on it."""
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
-PURE_PYTHON_ENV = "CALLMAP_PURE_PYTHON"
-"""Set to 1, dumps are read by the Python loop even where the loop in C was
-built (:data:`capture.inetdiag.NATIVE`): to compare them, or to rule it out."""
-LOOP_IN_C = NATIVE and os.environ.get(PURE_PYTHON_ENV) != "1"
-"""Whether this process reads dumps with the loop in C."""
 DUMP_THREADS = 2
 """Threads that dump kept sockets at once (:meth:`DiagSockets.dump`): the
 kernel builds a dump's messages inside ``recv``, without the GIL, so one

@@ -12,7 +12,7 @@ in one process:
 - *repeating* (the baseline, same run): the same 5,000 answers over and over,
   as steady traffic looks (almost everything folds);
 
-each also with every response parsed in Python only (`parse_response(...,
+each also with every response parsed in Python only (`DnsFolder(...,
 native=False)`), next to the default that reads the usual response in C.
 
 It prints, for each, the folder's peak traced memory (``tracemalloc``,
@@ -27,7 +27,6 @@ Run: python tests/bench/bench_dnsfold.py [--rate N] [--seconds S]
 from __future__ import annotations
 
 import argparse
-import functools
 import struct
 import time
 import tracemalloc
@@ -38,7 +37,6 @@ from rich.table import Table
 from callmap.counters import Counters
 from callmap.lists import drained
 from callmap.wire import DnsAnswerBatch, encode_batches
-from capture import dnsfold, dnswire
 from capture.dnsfold import DnsFolder
 from capture.frames import Segment
 
@@ -81,11 +79,13 @@ def segments(count: int, distinct: bool) -> list[Segment]:
     ]
 
 
-def feed(frames: list[Segment], rate: int, memory: MemoryProbe | None = None) -> float:
+def feed(
+    frames: list[Segment], rate: int, memory: MemoryProbe | None = None, *, native: bool = True
+) -> float:
     """Feed ``frames`` at ``rate`` a second of simulated time; CPU seconds taken.
     With ``memory``, each window's records are also encoded into messages, as the
     agent does, and the memory is read around each flush."""
-    folder = DnsFolder(cluster="bench", node="node-a", counters=Counters())
+    folder = DnsFolder(cluster="bench", node="node-a", counters=Counters(), native=native)
     per_window = int(rate * WINDOW)
     started = time.process_time()
     for window, first in enumerate(range(0, len(frames), per_window)):
@@ -122,12 +122,12 @@ class MemoryProbe:
         self.flushing = max(self.flushing, tracemalloc.get_traced_memory()[1] - self._before)
 
 
-def peak_memory(frames: list[Segment], rate: int) -> MemoryProbe:
+def peak_memory(frames: list[Segment], rate: int, native: bool) -> MemoryProbe:
     """The folder's memory, traced, over a run."""
     tracemalloc.start()
     try:
         probe = MemoryProbe()
-        feed(frames, rate, probe)
+        feed(frames, rate, probe, native=native)
     finally:
         tracemalloc.stop()
     return probe
@@ -151,10 +151,8 @@ def main() -> None:
     )
     for name, distinct, native in runs:
         frames = segments(count, distinct)
-        # the folder parses with this for the run (its module name, imported from dnswire)
-        dnsfold.parse_response = functools.partial(dnswire.parse_response, native=native)  # type: ignore[attr-defined]
-        cpu = min(feed(frames, args.rate) for _ in range(2))
-        memory = peak_memory(frames, args.rate)
+        cpu = min(feed(frames, args.rate, native=native) for _ in range(2))
+        memory = peak_memory(frames, args.rate, native)
         table.add_row(
             name,
             f"{memory.peak / 1e6:,.0f} MB",

@@ -244,7 +244,7 @@ def worker(way: str, names_file: str, runs: int) -> None:
         times.append(time.perf_counter() - started)
     sockets, keys = summary()
     peak_kb = _peak_rss_kib()
-    from capture.sockdiag import LOOP_IN_C
+    from capture.native import LOOP_IN_C
 
     loop = "C" if LOOP_IN_C else "Python"
     json.dump(

@@ -379,3 +379,25 @@ def test_a_closed_windows_records_are_made_later_apart_from_the_next_windows() -
         ("old.shop.svc.cluster.local", 1),
     ]
     assert balanced(counters)
+
+
+def test_a_folder_told_to_parse_in_python_makes_the_same_records() -> None:
+    frames = [
+        udp_frame(dns_answer()),
+        udp_frame(dns_answer(msg_id=8)),  # the same answer again: folded
+        udp_frame(dns_answer("Api.Shop.svc.cluster.local", msg_id=9, ips=("10.96.0.7",) * 2)),
+        udp_frame(dns_answer("stripe.com", msg_id=10, cname="edge.cdn.net")),
+        udp_frame(dns_answer("gone.shop", msg_id=11, rcode=3)),
+        tcp_frame(
+            dns_answer("big.shop.svc.cluster.local", msg_id=12, ips=("10.0.0.1", "10.0.0.2"))
+        ),
+    ]
+    made = []
+    for native in (True, False):
+        counters = Counters()
+        f = DnsFolder(cluster="c", node="node-a", counters=counters, native=native)
+        for n, frame in enumerate(frames):
+            f.add_frame(frame, ts=1.0 + n / 100)
+        made.append((f.flush(now=2.0), counters.totals()))
+    assert made[0] == made[1]
+    assert len(made[0][0]) == 4  # the plain ones read in C where it was built, the rest in Python

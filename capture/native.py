@@ -1,0 +1,18 @@
+"""Which of callmap's two pieces in C this process uses: each one that was built,
+unless ``CALLMAP_PURE_PYTHON=1`` turns both off (to compare them with the Python
+they stand in for, or to rule them out). The Python is the reference in both."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from capture.dnswire import NATIVE_PARSE
+from capture.inetdiag import NATIVE
+
+PURE_PYTHON_ENV: Final = "CALLMAP_PURE_PYTHON"
+_PURE_PYTHON = os.environ.get(PURE_PYTHON_ENV) == "1"
+LOOP_IN_C: Final = NATIVE and not _PURE_PYTHON
+"""Whether sock_diag dumps are read by the loop in C (``capture/_inetdiag.c``)."""
+PARSE_IN_C: Final = NATIVE_PARSE and not _PURE_PYTHON
+"""Whether the usual DNS response is read in C (``capture/_dnsfast.c``)."""
