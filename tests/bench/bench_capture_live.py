@@ -6,7 +6,9 @@ peer namespace at a fixed rate; in the peer namespace the real agent
 starts) reading its socket through its receive ring (the default), the agent
 reading it a ``recv`` a frame (``--no-ring``), or a plain AF_PACKET recv loop
 (the agent's own socket, with its BPF filter and buffer, that only counts)
-receives them. Measure, do not target:
+receives them; the agent reading its ring is also run with every DNS response
+parsed in Python (``CALLMAP_PURE_PYTHON=1``), next to the default that reads
+the usual response in C. Measure, do not target:
 for each receiver the offered rate rises by half until the first loss (or
 until the sender cannot offer more), then is bisected between the last
 lossless rate and the first lossy one. A rate is lossless when every answer
@@ -43,6 +45,7 @@ from rich.table import Table
 from callmap.broker import ensure_topics, make_consumer
 from callmap.config import Settings, load_settings
 from callmap.wire import DNS, STATS, decode
+from capture.native import PURE_PYTHON_ENV
 from devtools.kafka import DevBroker
 from devtools.process import free_port
 
@@ -192,12 +195,19 @@ def _send(sender_ns: str, rate: int) -> tuple[int, float]:
 
 
 def agent_trial(
-    settings: Settings, bootstrap: str, namespaces: tuple[str, str], reading: str, rate: int
+    settings: Settings,
+    bootstrap: str,
+    namespaces: tuple[str, str],
+    reading: str,
+    rate: int,
+    pure_python: bool = False,
 ) -> Trial:
-    """One trial of the agent, reading its socket with ``reading`` (``--ring`` or not)."""
+    """One trial of the agent, reading its socket with ``reading`` (``--ring`` or not);
+    with ``pure_python``, parsing every DNS response in Python (``CALLMAP_PURE_PYTHON``)."""
     sender_ns, agent_ns = namespaces
     node = f"bench-{rate}-{uuid.uuid4().hex[:4]}"
     env = {**os.environ, "CALLMAP_KAFKA_BOOTSTRAP": bootstrap}
+    env[PURE_PYTHON_ENV] = "1" if pure_python else "0"
     agent = subprocess.Popen(
         [sys.executable, "-m", "callmap", "--log-level", "WARNING", "capture", "dns",
          "--netns", agent_ns, "--node", node, "--metrics-port", "0", "--stats-interval", "1",
@@ -288,11 +298,13 @@ def main() -> None:
             )
             asyncio.run(ensure_topics(settings.kafka, settings.topics))
             receivers: dict[str, list[Trial]] = {}
-            for name, reading in (("callmap agent, ring", "--ring"),
-                                  ("callmap agent, recv", "--no-ring")):  # fmt: skip
+            for name, reading, pure in (("callmap agent, ring", "--ring", False),
+                                        ("callmap agent, recv", "--no-ring", False),
+                                        ("callmap agent, ring, DNS parsed in Python only",
+                                         "--ring", True)):  # fmt: skip
                 receivers[name] = search(
-                    lambda rate, reading=reading: agent_trial(  # type: ignore[misc]
-                        settings, broker.bootstrap, namespaces, reading, rate
+                    lambda rate, reading=reading, pure=pure: agent_trial(  # type: ignore[misc]
+                        settings, broker.bootstrap, namespaces, reading, rate, pure
                     )
                 )
                 console.print(table_of(f"{name}, {SECONDS:.0f} s per rate", receivers[name]))
