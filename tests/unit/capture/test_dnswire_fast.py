@@ -13,6 +13,7 @@ import socket
 import struct
 
 import pytest
+from helpers.dnscorpus import build_corpus
 from helpers.dnsmessages import (
     QNAME_AT,
     SERVICE,
@@ -330,8 +331,6 @@ def test_the_c_path_takes_bytes_only_and_parse_response_gives_it_bytes() -> None
 
 
 def test_the_benchmark_corpus_reads_the_same_with_and_without_the_c_path() -> None:
-    from bench.bench_dnswire import build_corpus
-
     for wire in build_corpus(400):
         slow = in_python(wire)
         assert isinstance(slow, DnsResponse)
