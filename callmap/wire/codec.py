@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from functools import cache
+from itertools import islice
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
@@ -207,31 +208,62 @@ def encode_pending_batches(
     yield from _split(envelope, b'"sockets":[]', pending.sockets, max_bytes)
 
 
+_FIRST_CHUNK = 64
+"""Records in a message's first chunk, before their sizes are known."""
+
+
 def _split(
     envelope: bytes, empty_list: bytes, records: Iterable[Any], max_bytes: int
 ) -> Iterator[BatchMessage]:
     """Messages of ``envelope`` whose ``empty_list`` field holds the records, each
-    message within ``max_bytes`` (a single larger record goes out alone)."""
+    message within ``max_bytes`` (a single larger record goes out alone).
+
+    The records are encoded a chunk at a time, each chunk as one JSON list in
+    one call: a list's elements are the records' own encodings joined by commas,
+    so a message is its head, the chunks' insides and its tail. A record then
+    costs its encoding and nothing else: 100,000 distinct DNS answers took 57 ms
+    against 90 ms a record at a time, and encoding them as one list 66 ms
+    (2026-12-07). A chunk holds about a sixteenth of a message, by the sizes
+    seen so far; one that does not fit the room left is halved until its parts
+    do, down to single records, so the messages are as full as one record at a
+    time made them. The records are taken from ``records`` a chunk at a time,
+    so an iterator that lets go of them (``callmap.lists.drained``) keeps only
+    a chunk alive.
+    """
     at = envelope.rindex(empty_list) + len(empty_list) - 1  # just before its "]"
     head, tail = envelope[:at], envelope[at:]
     budget = max_bytes - len(head) - len(tail)
-    parts: list[bytes] = []
-    size = 0
-    for record in records:
-        part = _encoder.encode(record)
-        if parts and size + len(part) + 1 > budget:
-            yield _message(head, parts, tail)
-            parts, size = [], 0
-        parts.append(part)
-        size += len(part) + 1
+    parts: list[bytes | memoryview] = []  # the message so far: insides, commas between
+    size = count = 0  # its bytes between head and tail, and its records
+    chunk = _FIRST_CHUNK
+    source = iter(records)
+    waiting: list[list[Any]] = []  # halves of a chunk still to place, next last
+    while True:
+        taken = waiting.pop() if waiting else list(islice(source, chunk))
+        if not taken:
+            break
+        body = _encoder.encode(taken)
+        inside = len(body) - 2
+        too_large = (size + 1 if size else 0) + inside > budget
+        if too_large and len(taken) > 1:  # its first half may fit
+            half = len(taken) // 2
+            waiting += (taken[half:], taken[:half])
+            continue
+        if too_large and size:  # one record, and no room left for it here
+            yield _message(head, parts, tail, count)
+            parts, size, count = [], 0, 0
+        if parts:
+            parts.append(b",")
+            size += 1
+        parts.append(memoryview(body)[1:-1])
+        size += inside
+        count += len(taken)
+        chunk = max(1, budget // 16 * len(taken) // max(inside, 1))
     if parts:
-        yield _message(head, parts, tail)
+        yield _message(head, parts, tail, count)
 
 
-def _message(head: bytes, parts: list[bytes], tail: bytes) -> BatchMessage:
-    """``parts`` joined by commas between ``head`` and ``tail``, in one allocation
-    of the message's size (``head + b",".join(parts) + tail`` makes three)."""
-    count = len(parts)
-    parts[0] = head + parts[0]
-    parts[-1] += tail
-    return BatchMessage(b",".join(parts), count)
+def _message(head: bytes, parts: list[bytes | memoryview], tail: bytes, count: int) -> BatchMessage:
+    """``parts`` between ``head`` and ``tail``, joined in one allocation of the
+    message's size."""
+    return BatchMessage(b"".join((head, *parts, tail)), count)

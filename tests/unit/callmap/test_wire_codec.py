@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callmap.errors import WireDecodeError
 from callmap.wire import (
@@ -193,6 +195,35 @@ def test_one_batch_is_byte_identical_to_encoding_the_batch_record() -> None:
     (message,) = encode_batches(DnsAnswerBatch, cluster="c", node="n", records=answers)
     assert message.records == 5
     assert message.value == encode(DnsAnswerBatch(cluster="c", node="n", records=answers))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=1, max_value=400), max_size=300),
+    max_bytes=st.integers(min_value=60, max_value=30_000),
+)
+def test_each_message_is_full_the_next_record_would_not_have_fitted(
+    lengths: list[int], max_bytes: int
+) -> None:
+    answers = [
+        msgspec.structs.replace(_answer(i), qname="a" * length + ".example.org")
+        for i, length in enumerate(lengths)
+    ]
+    messages = list(
+        encode_batches(
+            DnsAnswerBatch, cluster="c", node="n", records=iter(answers), max_bytes=max_bytes
+        )
+    )
+    decoded = [decode(DNS, message.value) for message in messages]
+    assert [r for b in decoded for r in b.records] == answers  # type: ignore[attr-defined]
+    assert [len(b.records) for b in decoded] == [m.records for m in messages]  # type: ignore[attr-defined]
+    for message in messages:
+        assert len(message.value) <= max_bytes or message.records == 1
+    first = 0
+    for message in messages[:-1]:
+        first += message.records
+        # One more record, the first of the next message, after a comma:
+        assert len(message.value) + 1 + len(encode(answers[first])) > max_bytes
 
 
 def test_a_record_larger_than_the_cap_still_goes_out_alone() -> None:
