@@ -10,7 +10,10 @@ service makes, not to what it imported. Garbage cycles are still collected,
 a little later.
 
 Measured with ``tests/bench/bench_streams.py`` (docs/streams.md): a stream
-worker's CPU for 10,000 new edges fell by about a fifth.
+worker's CPU for 10,000 new edges fell by about a fifth. The capture agent
+settles too: its DNS folder holds a window of answers (up to 100,000 objects
+a second), and folding distinct answers took 5.8 µs an answer settled against
+6.8 µs (docs/capture.md).
 
 :func:`release_large_blocks` keeps glibc's malloc from holding on to the
 memory of large blocks once they are freed (see there).

@@ -24,7 +24,7 @@ import click
 
 from callmap.config import load_settings
 from callmap.counters import Counters
-from callmap.heap import release_large_blocks
+from callmap.heap import release_large_blocks, settle
 from callmap.optiongroups import metrics_port_option, option_group
 from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
@@ -197,6 +197,7 @@ def _run_agent(options: AgentOptions) -> None:
     """Run the agent until SIGTERM or SIGINT, then let it flush what it holds."""
     release_large_blocks()
     agent = CaptureAgent(load_settings(), options)
+    settle()  # set up: what exists now lives as long as the agent
     with contextlib.suppress(KeyboardInterrupt):
         run_until_signalled(agent.run())
 
