@@ -15,10 +15,24 @@
  * generated, mutated and random messages. It is optional: an install without a
  * C compiler parses everything in Python.
  *
- * What it is given (from capture/dnswire.py, so nothing is defined twice):
+ * read_frame(frame) does the same one layer down, for the DNS capture's usual
+ * frame: an untagged Ethernet frame of IPv4 without options, unfragmented and
+ * whole, carrying a UDP datagram from port 53 whose payload is the usual
+ * response. It makes the Segment capture.frames.decode_frame makes (its
+ * addresses from the same memo of texts) and the response, in one call instead
+ * of four Python functions and a copy of the frame; any other frame is None,
+ * and Python decides. tests/unit/capture/test_frames_fast.py holds it to the
+ * Python decoders.
+ *
+ * What it is given (from capture/dnswire.py and capture/frames.py, so nothing
+ * is defined twice):
  *   set_response_type(DnsResponse)  once, at import: the type parse makes;
- *   parse(data)                     data is bytes; a DnsResponse, or None.
- * Layout: RFC 1035 section 4.1; all fields in network byte order.
+ *   parse(data)                     data is bytes; a DnsResponse, or None;
+ *   set_frame_types(Segment, texts, limit)  once, at import: the type
+ *                                   read_frame makes, and the IPv4 texts' memo
+ *                                   (capture.texts.Texts.shared);
+ *   read_frame(frame)               any buffer; (Segment, DnsResponse), or None.
+ * Layout: RFC 1035 section 4.1, RFC 791, RFC 768; all in network byte order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -119,19 +133,10 @@ static PyObject *address_texts(const unsigned char *const *rdata, int count, int
     return texts;
 }
 
-static PyObject *parse(PyObject *module, PyObject *arg)
+/* The DnsResponse of the `end` bytes at `data` when they are the usual
+ * response, else None (new references), or NULL on a Python error. */
+static PyObject *parse_plain(const unsigned char *data, Py_ssize_t end)
 {
-    (void)module;
-    if (response_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "parse: set_response_type was not called");
-        return NULL;
-    }
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "parse takes bytes");
-        return NULL;
-    }
-    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
-    Py_ssize_t end = PyBytes_GET_SIZE(arg);
     if (end < HEADER)
         Py_RETURN_NONE;
     unsigned msg_id = u16_at(data), flags = u16_at(data + 2);
@@ -186,6 +191,122 @@ static PyObject *parse(PyObject *module, PyObject *arg)
     return made;
 }
 
+static PyObject *parse(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (response_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "parse: set_response_type was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "parse takes bytes");
+        return NULL;
+    }
+    return parse_plain((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg));
+}
+
+/* ---- the usual frame: Ethernet, IPv4, UDP from port 53, the usual response ---- */
+
+#define ETHER_IPV4_UDP 42 /* 14 + 20 + 8: capture.frames._ETHER_IPV4_UDP_SIZE */
+#define ETHERTYPE_IPV4 0x0800
+#define PROTO_UDP 17
+#define DNS_PORT 53
+
+static PyObject *segment_type;      /* capture.frames.Segment; NULL until given */
+static PyObject *ipv4_texts;        /* the dict of capture.frames' Texts of IPv4 addresses */
+static Py_ssize_t ipv4_texts_limit; /* and its limit: past it, the memo starts again */
+static PyObject *text_udp;          /* "udp", interned */
+
+/* New reference to the text of the IPv4 address at `raw`, from the memo it
+ * shares with capture.texts.Texts.text (the same keys and the same rule). */
+static PyObject *ipv4_text(const unsigned char *raw)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, 4);
+    if (key == NULL)
+        return NULL;
+    PyObject *text = PyDict_GetItemWithError(ipv4_texts, key);
+    if (text != NULL) {
+        Py_INCREF(text);
+    } else if (!PyErr_Occurred()) {
+        char made[INET_ADDRSTRLEN];
+        if (PyDict_GET_SIZE(ipv4_texts) >= ipv4_texts_limit)
+            PyDict_Clear(ipv4_texts);
+        if (inet_ntop(AF_INET, raw, made, sizeof made) == NULL)
+            PyErr_SetFromErrno(PyExc_OSError);
+        else if ((text = PyUnicode_FromString(made)) != NULL &&
+                 PyDict_SetItem(ipv4_texts, key, text) < 0)
+            Py_CLEAR(text);
+    }
+    Py_DECREF(key);
+    return text;
+}
+
+/* The (Segment, DnsResponse) of a frame that is the usual case all through, as
+ * capture.frames._plain_udp_over_ipv4 and then parse make them; else None. */
+static PyObject *plain_frame(const unsigned char *data, Py_ssize_t size)
+{
+    if (size < ETHER_IPV4_UDP)
+        Py_RETURN_NONE;
+    Py_ssize_t total = u16_at(data + 16), length = u16_at(data + 38);
+    Py_ssize_t packet_end = 14 + total;
+    if (u16_at(data + 12) != ETHERTYPE_IPV4 || data[14] != 0x45 || data[23] != PROTO_UDP ||
+        (u16_at(data + 20) & 0x3FFF) != 0 || total < 28 || packet_end > size || length < 8 ||
+        34 + length > packet_end || u16_at(data + 34) != DNS_PORT)
+        Py_RETURN_NONE;
+    PyObject *response = parse_plain(data + ETHER_IPV4_UDP, length - 8);
+    if (response == NULL || response == Py_None)
+        return response;
+    /* Segment(src_ip, dst_ip, src_port, dst_port, transport, payload) */
+    PyObject *fields[6] = {NULL, NULL, NULL, NULL, Py_NewRef(text_udp), NULL};
+    PyObject *made = NULL;
+    if ((fields[0] = ipv4_text(data + 26)) != NULL && (fields[1] = ipv4_text(data + 30)) != NULL &&
+        (fields[2] = PyLong_FromLong(DNS_PORT)) != NULL &&
+        (fields[3] = PyLong_FromLong((long)u16_at(data + 36))) != NULL &&
+        (fields[5] = PyBytes_FromStringAndSize((const char *)data + ETHER_IPV4_UDP,
+                                               length - 8)) != NULL) {
+        PyObject *segment = PyObject_Vectorcall(segment_type, fields, 6, NULL);
+        if (segment != NULL)
+            made = PyTuple_Pack(2, segment, response);
+        Py_XDECREF(segment);
+    }
+    for (int i = 0; i < 6; i++)
+        Py_XDECREF(fields[i]);
+    Py_DECREF(response);
+    return made;
+}
+
+static PyObject *read_frame(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (response_type == NULL || segment_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read_frame: set_frame_types was not called");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *found = plain_frame(view.buf, view.len);
+    PyBuffer_Release(&view);
+    return found;
+}
+
+static PyObject *set_frame_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyDict_Check(args[1]) ||
+        !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_frame_types takes a type, a dict and an int");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    Py_XSETREF(segment_type, Py_NewRef(args[0]));
+    Py_XSETREF(ipv4_texts, Py_NewRef(args[1]));
+    ipv4_texts_limit = limit;
+    Py_RETURN_NONE;
+}
+
 static PyObject *set_response_type(PyObject *module, PyObject *cls)
 {
     (void)module;
@@ -206,6 +327,14 @@ static PyMethodDef methods[] = {
      "set_response_type(cls, /)\n"
      "--\n\n"
      "The type parse makes: capture.dnswire.DnsResponse."},
+    {"read_frame", read_frame, METH_O,
+     "read_frame(frame, /)\n"
+     "--\n\n"
+     "(Segment, DnsResponse) of the usual frame (see capture/_dnsfast.c), or None: Python decides."},
+    {"set_frame_types", (PyCFunction)(void (*)(void))set_frame_types, METH_FASTCALL,
+     "set_frame_types(segment, texts, limit, /)\n"
+     "--\n\n"
+     "What read_frame makes and shares: capture.frames.Segment, and the IPv4 texts' memo."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -220,6 +349,8 @@ PyMODINIT_FUNC PyInit__dnsfast(void)
     if (text_a == NULL && (text_a = PyUnicode_InternFromString("A")) == NULL)
         return NULL;
     if (text_aaaa == NULL && (text_aaaa = PyUnicode_InternFromString("AAAA")) == NULL)
+        return NULL;
+    if (text_udp == NULL && (text_udp = PyUnicode_InternFromString("udp")) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -60,7 +60,7 @@ from callmap.counters import Counters
 from callmap.lists import drained
 from callmap.wire import DnsAnswer
 from capture.dnswire import DROP_TCP_PARTIAL, NATIVE_PARSE, DnsResponse, parse_response
-from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame
+from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame, read_plain_dns
 from capture.tcpstream import DUPLICATE, TcpStreams
 
 FRAMES, TCP, PARSE, FOLD = "dns.frames", "dns.tcp", "dns.parse", "dns.fold"
@@ -175,8 +175,10 @@ class DnsFolder:
         server_memory: float = DEFAULT_SERVER_MEMORY,
         native: bool = NATIVE_PARSE,
     ) -> None:
-        """``native``: read the usual response in C (the default where it was built),
-        else every response in Python (:func:`capture.dnswire.parse_response`)."""
+        """``native``: read the usual frame and response in C (the default where it was
+        built; :data:`capture.frames.read_plain_dns`), else every frame and response
+        in Python (:func:`capture.frames.decode_frame`,
+        :func:`capture.dnswire.parse_response`)."""
         self.cluster = cluster
         self.node = node
         self.dedup_seconds = dedup_seconds
@@ -185,6 +187,7 @@ class DnsFolder:
         self._tcp = counters.stage(TCP)
         self._parse = counters.stage(PARSE)
         self._read = parse_response if native else _read_in_python
+        self._read_plain = read_plain_dns if native else None
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
         # Sightings by the hash of (client address and port, message id,
@@ -214,6 +217,15 @@ class DnsFolder:
         """Take one captured frame."""
         frames = self._frames
         frames.seen += 1
+        if self._read_plain is not None and linktype == LINKTYPE_ETHERNET:
+            plain = self._read_plain(frame)  # the usual frame, in C: counted as below
+            if plain is not None:
+                frames.emitted += 1
+                parse = self._parse
+                parse.seen += 1
+                parse.emitted += 1
+                self._add_response(plain[0], plain[1], ts)
+                return
         segment = decode_frame(frame, linktype)
         if isinstance(segment, str):
             frames.dropped[segment] += 1

@@ -22,6 +22,13 @@ checksums of outgoing packets unfilled in captures). It promises:
 * UDP payloads end where the UDP length says; TCP payloads start after the
   data offset (options skipped) and end with the IP packet.
 * Addresses are written exactly as ``str(ipaddress.ip_address(...))`` would.
+
+`read_plain_dns` is the DNS capture's usual frame in one C call (built with
+``capture/_dnsfast.c``): an untagged Ethernet frame of IPv4 without options,
+unfragmented, carrying a whole UDP datagram from port 53 whose payload is the
+usual DNS response (see `capture.dnswire`). It gives the `Segment` that
+`decode_frame` gives and the response `capture.dnswire.parse_response` gives,
+or None for any other frame, which the Python decides.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from collections.abc import Callable
 from typing import Final, Literal
 
 import msgspec
 
+from capture.dnswire import NATIVE_PARSE, DnsResponse
 from capture.texts import Texts
 
 LINKTYPE_ETHERNET: Final = 1
@@ -294,5 +303,25 @@ def _ipv6_text(packed: bytes) -> str:
     return text
 
 
-_ipv4_text = Texts(_ipv4_text_of).text
+_ipv4_texts = Texts(_ipv4_text_of)
+_ipv4_text = _ipv4_texts.text
 _ipv6_text_once = Texts(_ipv6_text).text
+
+
+PlainDnsReader = Callable[[bytes | memoryview], tuple[Segment, DnsResponse] | None]
+"""Reads a frame: its segment and response when both are the usual case, else None."""
+
+
+def _frame_reader_in_c() -> PlainDnsReader | None:
+    """``capture._dnsfast.read_frame``, told what it makes and shares, when it was built."""
+    if not NATIVE_PARSE:
+        return None
+    from capture import _dnsfast
+
+    _dnsfast.set_frame_types(Segment, *_ipv4_texts.shared())
+    return _dnsfast.read_frame
+
+
+read_plain_dns: Final[PlainDnsReader | None] = _frame_reader_in_c()
+"""The usual frame read in C, or None where ``capture/_dnsfast.c`` was not built;
+see the module docstring."""

@@ -34,5 +34,10 @@ class Texts:
             found = texts[raw] = self._decode(raw)
         return found
 
+    def shared(self) -> tuple[dict[bytes, str], int]:
+        """The memo and its limit, for a reader in C that fills it by the same rule
+        (``capture/_dnsfast.c``): one string per byte string for both."""
+        return self._texts, self._limit
+
     def __len__(self) -> int:
         return len(self._texts)
