@@ -313,6 +313,15 @@ def test_anything_but_the_plain_case_is_left_to_python(
     assert parse_response(wire) == in_python(wire) == python_reads
 
 
+def test_every_octet_of_an_ipv4_address_is_written_as_python_writes_it() -> None:
+    for octet in range(256):
+        for at in range(4):
+            packed = bytes(octet if n == at else n * 50 for n in range(4))
+            found = in_c(plain_message([b"db"], TYPE_A, [(packed, 30)]))
+            assert found is not None
+            assert found.answers == (str(ipaddress.IPv4Address(packed)),)
+
+
 def test_a_name_of_255_octets_is_read_in_c() -> None:
     wire = header(an=1) + question(raw_name(*[b"x" * 41] * 6, b"y")) + A_RECORD
 
