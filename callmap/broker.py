@@ -8,12 +8,14 @@ those that will not (authentication, authorisation, bad requests).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import cramjam
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -220,10 +222,52 @@ async def topic_partitions(kafka: KafkaSettings, names: Iterable[str]) -> list[T
 
 
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer with callmap's delivery defaults: idempotent, acks from all replicas."""
+    """A producer with callmap's delivery defaults: idempotent, acks from all replicas.
+    With ``compression_type="lz4"`` its batches are compressed in LZ4's fast mode
+    (:func:`compress_lz4_fast`)."""
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     options.update(overrides)
+    if options.get("compression_type") == "lz4":
+        _use_fast_lz4()
     return AIOKafkaProducer(**{**kafka.client_kwargs(), **options})
+
+
+def compress_lz4_fast(payload: bytes | bytearray | memoryview, level: int = 0) -> bytes:
+    """A Kafka LZ4 frame (independent blocks, no content checksum) in LZ4's fast mode,
+    whatever ``level`` aiokafka asks for.
+
+    Kafka's Java producer compresses LZ4 in the fast mode unless a level is set
+    (``compression.lz4.level``), and librdkafka does too; aiokafka 0.11 to 0.14 ask
+    cramjam for LZ4HC at level 9 and take no setting (aio-libs/aiokafka#1028, still
+    open). On the capture agent's batches of DNS answers that is seven times the CPU
+    for batches a tenth smaller (677 kB of JSON: 8.7 ms and 88 kB against 1.2 ms and
+    97 kB)."""
+    del level  # aiokafka's; the fast mode has none worth choosing
+    compressor = cramjam.lz4.Compressor(level=0, content_checksum=False, block_linked=False)
+    compressor.compress(payload)
+    return bytes(compressor.finish())
+
+
+_LZ4_USERS = (
+    "aiokafka.codec",
+    "aiokafka.record.default_records",
+    "aiokafka.record.legacy_records",
+    "aiokafka.record._crecords.default_records",
+    "aiokafka.record._crecords.legacy_records",
+)
+"""The modules that took aiokafka's ``lz4_encode`` by name when they were imported."""
+
+
+def _use_fast_lz4() -> None:
+    """Give every aiokafka module that compresses batches :func:`compress_lz4_fast`
+    (the record builders look their ``lz4_encode`` up at each batch)."""
+    for name in _LZ4_USERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an aiokafka installed without its compiled records
+            continue
+        if getattr(module, "lz4_encode", None) is not compress_lz4_fast:
+            module.lz4_encode = compress_lz4_fast  # type: ignore[attr-defined]
 
 
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
