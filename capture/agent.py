@@ -37,7 +37,7 @@ from callmap.wire import (
     encode,
     encode_batches,
 )
-from capture.dnsfold import DnsFolder
+from capture.dnsfold import DEFAULT_MAX_WINDOW, DnsFolder
 from capture.localaddrs import read_local_addresses
 from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish"
+WINDOW_FULL = "dns_window_full"
+"""The event counted for each DNS window flushed early because it was full."""
 LOCAL_ADDRESSES_INTERVAL = 30.0
 """Seconds between readings of the capture namespace's addresses (a node gains some)."""
 RUNNING = "capture running on node"
@@ -89,6 +91,8 @@ class AgentOptions:
     """Scan only these network namespaces (names or paths); empty means all."""
     flush_interval: float = 1.0
     """Seconds per DNS flush window."""
+    max_window_answers: int = DEFAULT_MAX_WINDOW
+    """Distinct answers after which a DNS window is flushed before its time."""
     scan_interval: float = DEFAULT_SCAN_INTERVAL
     """Seconds between socket scans."""
     refresh_interval: float = 300.0
@@ -128,7 +132,11 @@ class CaptureAgent:
         """This process's id on its CaptureStats: a new one means the counters began again."""
         self._stats_seq = 0
         self.folder = DnsFolder(
-            cluster=settings.cluster, node=options.node, counters=self.counters, native=PARSE_IN_C
+            cluster=settings.cluster,
+            node=options.node,
+            counters=self.counters,
+            max_window=options.max_window_answers,
+            native=PARSE_IN_C,
         )
         self.sniffer: Sniffer | None = None
         """The DNS capture thread, once :meth:`run` opened it."""
@@ -226,8 +234,12 @@ class CaptureAgent:
         options = self.options
         sniffer = None
         if options.dns:  # first: a capture that cannot start fails before anything else runs
+            loop = asyncio.get_running_loop()
             sniffer = self.sniffer = Sniffer(
-                open_sockets(options.interfaces, options.netns), self.folder, ring=options.ring
+                open_sockets(options.interfaces, options.netns),
+                self.folder,
+                ring=options.ring,
+                on_full=lambda: loop.call_soon_threadsafe(self._flush_full_window),
             )
             log.info("DNS responses read by the %s parser", "C" if PARSE_IN_C else "Python")
         if options.conntrack:  # before privileges go: subscribing needs CAP_NET_ADMIN
@@ -270,6 +282,12 @@ class CaptureAgent:
                 self.publish_sockets(self.conntrack.flush(self._clock()))
             self._publish_stats()  # the last counts, drops included, before leaving
             await self._drain_remaining()
+
+    def _flush_full_window(self) -> None:
+        """Publish a DNS window that filled before its time (the capture thread asked)."""
+        if self.sniffer is not None:
+            self.counters.events[WINDOW_FULL] += 1
+            self.publish_dns(self.sniffer.flush(self._clock()))
 
     def health(self) -> list[str]:
         """What keeps this agent from capturing (the liveness probe fails on any)."""

@@ -29,7 +29,7 @@ from callmap.optiongroups import metrics_port_option, option_group
 from callmap.signals import run_until_signalled
 from callmap.wire import Record, encode
 from capture.agent import AgentOptions, CaptureAgent
-from capture.dnsfold import DnsFolder
+from capture.dnsfold import DEFAULT_MAX_WINDOW, DnsFolder
 from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE
 from capture.privileges import parse_user
@@ -45,6 +45,7 @@ def _agent_options(
     scan_netns: tuple[str, ...],
     proc_root: str,
     flush_interval: float,
+    max_window_answers: int,
     scan_interval: float,
     refresh_interval: float,
     stats_interval: float,
@@ -72,6 +73,7 @@ def _agent_options(
         proc_root=proc_root,
         scan_netns=scan_netns,
         flush_interval=flush_interval,
+        max_window_answers=max_window_answers,
         scan_interval=scan_interval,
         refresh_interval=refresh_interval,
         stats_interval=stats_interval,
@@ -117,6 +119,13 @@ _live_options = option_group(
         ),
         click.option(
             "--flush-interval", default=1.0, show_default=True, help="Seconds per DNS flush window."
+        ),
+        click.option(
+            "--max-window-answers",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_WINDOW,
+            show_default=True,
+            help="Flush a DNS window early once it holds this many distinct answers.",
         ),
         click.option(
             "--scan-interval", default=10.0, show_default=True, help="Seconds between socket scans."
@@ -230,7 +239,11 @@ def dns(live: AgentOptions, pcap: Path | None, output: str | None) -> None:
     settings = load_settings()
     counters = Counters()
     folder = DnsFolder(
-        cluster=settings.cluster, node=live.node, counters=counters, native=PARSE_IN_C
+        cluster=settings.cluster,
+        node=live.node,
+        counters=counters,
+        max_window=live.max_window_answers,
+        native=PARSE_IN_C,
     )
     with pcap.open("rb") as handle:
         problems = _replay(handle, folder, live.flush_interval)
@@ -254,6 +267,8 @@ def _replay(handle: BinaryIO, folder: DnsFolder, window: float) -> list[str]:
             _print_records(folder.flush(ts))
             window_end = ts + window
         folder.add_frame(frame, ts, linktype)
+        if folder.full:  # as the live agent does, before the window's time
+            _print_records(folder.flush(ts))
     _print_records(folder.flush(window_end or 0.0))
     problems = [f"{reason}: {count}" for reason, count in sorted(reader.problems.items())]
     if reader.error is not None:

@@ -30,6 +30,11 @@ capture time) go in, ``DnsAnswer`` records come out at each flush. It promises:
   addresses) within one flush window fold into one record whose ``count``
   says how many responses it stands for, whose ``ts`` is the first sighting
   and whose ``ttl`` is the smallest seen;
+- a window holds at most ``max_window`` answers before it asks to be closed
+  (:attr:`DnsFolder.full`; the caller flushes it then, not at its time): a
+  node under a flood of answers that never fold keeps a bounded window, and
+  its flushes stay small enough not to stall the capture thread (the way
+  flow exporters bound their caches: a timeout or a count, whichever first);
 - memory is bounded by the responses of one window plus what was seen in
   the last ``dedup_seconds`` to twice that (:class:`RecentKeys`: forgotten a
   generation at a time, turned by the capture times themselves, so a longer
@@ -75,6 +80,9 @@ _read_in_python = partial(parse_response, native=False)
 
 DEFAULT_DEDUP_SECONDS = 0.25
 DEFAULT_SERVER_MEMORY = 600.0
+DEFAULT_MAX_WINDOW = 25_000
+"""Answers a window holds before it asks to be flushed: about a quarter of a second at
+100,000 distinct answers/s, about 11 MB of window and 6 MB of JSON."""
 
 
 K = TypeVar("K")
@@ -173,9 +181,11 @@ class DnsFolder:
         counters: Counters,
         dedup_seconds: float = DEFAULT_DEDUP_SECONDS,
         server_memory: float = DEFAULT_SERVER_MEMORY,
+        max_window: int = DEFAULT_MAX_WINDOW,
         native: bool = NATIVE_PARSE,
     ) -> None:
-        """``native``: read the usual frame and response in C (the default where it was
+        """``max_window``: the answers after which the window is :attr:`full`.
+        ``native``: read the usual frame and response in C (the default where it was
         built; :data:`capture.frames.read_plain_dns`), else every frame and response
         in Python (:func:`capture.frames.decode_frame`,
         :func:`capture.dnswire.parse_response`)."""
@@ -183,6 +193,7 @@ class DnsFolder:
         self.node = node
         self.dedup_seconds = dedup_seconds
         self.server_memory = server_memory
+        self.max_window = max_window
         self._frames = counters.stage(FRAMES)
         self._tcp = counters.stage(TCP)
         self._parse = counters.stage(PARSE)
@@ -205,6 +216,11 @@ class DnsFolder:
         self._servers: dict[str, float] = {}
         self.local_addresses: frozenset[str] = frozenset()
         """The capturing namespace's own addresses, loopback left out."""
+
+    @property
+    def full(self) -> bool:
+        """The window holds ``max_window`` answers: flush it now, not at its time."""
+        return len(self._window) >= self.max_window
 
     def count_frames_lost(self, reason: str, count: int) -> None:
         """Frames that never reached this folder (e.g. dropped by the kernel)."""

@@ -7,7 +7,9 @@ interface (scapy is asked not to compile a filter: callmap attaches its own
 precompiled program, so neither libpcap nor tcpdump is needed).
 
 Frames are read by one named thread, never on the event loop, and handed to a
-:class:`~capture.dnsfold.DnsFolder` under a lock that ``flush`` shares. Each
+:class:`~capture.dnsfold.DnsFolder` under a lock that ``flush`` shares; once the
+folder's window is full the thread says so (``on_full``), and the agent flushes it
+before its time. Each
 socket is read through a memory-mapped receive ring (:class:`RxRing`,
 ``TPACKET_V3``: the kernel hands over blocks of frames with their capture
 times, one wakeup a block), or, with ``ring=False`` or where the kernel refuses
@@ -243,12 +245,21 @@ class Sniffer(ReaderThread):
     """Reads frames from packet sockets into a folder, on a thread of its own."""
 
     def __init__(
-        self, sockets: list[socket.socket], folder: DnsFolder, *, ring: bool = True
+        self,
+        sockets: list[socket.socket],
+        folder: DnsFolder,
+        *,
+        ring: bool = True,
+        on_full: Callable[[], object] | None = None,
     ) -> None:
-        """``ring``: read through a receive ring where the kernel gives one."""
+        """``ring``: read through a receive ring where the kernel gives one.
+        ``on_full``: called on this thread, once, when the folder's window is
+        :attr:`~capture.dnsfold.DnsFolder.full`; again only after the next flush."""
         super().__init__("callmap-sniffer", "capture", sockets)
         self._folder = folder
         self._rings = {sock: open_ring(sock) for sock in sockets} if ring else {}
+        self._on_full = on_full
+        self._told_full = False
 
     def stop(self) -> None:
         super().stop()
@@ -272,6 +283,7 @@ class Sniffer(ReaderThread):
                     self._folder.count_frames_lost(DROP_BAD_RING_BLOCK, ring.bad_blocks)
                     ring.bad_blocks = 0
             closed = self._folder.close_window(now)
+            self._told_full = False
         return closed.records()  # made while the capture thread reads on
 
     def _read_until_stopped(self) -> None:
@@ -293,6 +305,7 @@ class Sniffer(ReaderThread):
                         with lock:  # one lock hold a block, not a frame
                             if not ring.drain(add_frame, 1):
                                 break
+                        self._tell_if_full()
                 for key, _ in events:
                     ready: socket.socket = key.data
                     if self._rings.get(ready) is not None:
@@ -311,11 +324,21 @@ class Sniffer(ReaderThread):
                                 self._socket_error(selector, ready, exc)
                                 break
                             add_frame(view[:size], clock())
+                    self._tell_if_full()
         finally:
             selector.close()
         if not self._stop.is_set():
             self._failure = "no capture socket left"
             log.error("packet capture stopped: no capture socket left")
+
+    def _tell_if_full(self) -> None:
+        if self._on_full is None:
+            return
+        with self._lock:
+            tell = self._folder.full and not self._told_full
+            self._told_full = self._told_full or tell
+        if tell:
+            self._on_full()
 
     def _socket_error(
         self, selector: selectors.BaseSelector, sock: socket.socket, exc: OSError

@@ -157,6 +157,53 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     assert health == "ok\n"  # what the liveness probe asks
 
 
+async def test_a_full_window_is_published_before_its_time(
+    dns_net: DnsNet, settings: Settings
+) -> None:
+    """Answers that never fold (a flood of new names) do not wait for the window's end,
+    holding memory: the window is published once it holds --max-window-answers."""
+    await ensure_topics(settings.kafka, settings.topics)
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    dns_start = await end_offsets(settings, DNS.name)
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
+    }
+    metrics_port = free_port()
+    command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
+    command += ["--flush-interval", "600", "--max-window-answers", "2"]
+    command += ["--metrics-port", str(metrics_port)]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "callmap", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output = await _capturing(agent)
+        asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", QUERIES)
+        assert asked.stdout.split() == ["NOERROR"] * 4 + ["NXDOMAIN"], asked.stderr
+        early = await collect(
+            settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 2
+        )
+        metrics = await asyncio.to_thread(_metrics, metrics_port)
+    finally:
+        agent.send_signal(signal.SIGINT)  # the last window is flushed on the way out
+        agent.wait(timeout=20)
+    assert len(_answers(early)) >= 2, b"".join(output).decode(errors="replace")
+    assert 'callmap_capture_events_total{event="dns_window_full"}' in metrics
+    every = await collect(
+        settings, DNS.name, dns_start, node, until=lambda found: len(_answers(found)) >= 4
+    )
+    assert sorted((a.qname, a.qtype, a.count) for a in _answers(every)) == [
+        ("api.stripe.com", "A", 1),
+        ("cartservice.shop.svc.cluster.local", "A", 1),
+        ("mongodb.data.svc.cluster.local", "A", 1),
+        ("mongodb.data.svc.cluster.local", "AAAA", 1),
+    ]
+
+
 NODE_LOCAL_CACHE = "169.254.20.10"
 NODE_TOWARDS_SERVER = "10.77.0.1"  # the node's address on the server's link: its lookups' source
 

@@ -71,6 +71,21 @@ def test_a_pcap_file_prints_one_folded_answer_per_line(tmp_path: Path) -> None:
     assert b"not_from_port_53=1" in result.stderr
 
 
+def test_a_full_window_is_flushed_before_its_time(tmp_path: Path) -> None:
+    pcap = tmp_path / "dns.pcap"
+    cooked = [f for f in _capture() if isinstance(f, CookedLinux)]
+    wrpcap(str(pcap), cooked)  # cart, cart again 0.2 s later, a query
+    result = _run(
+        "capture", "dns", "--pcap", str(pcap), "--output", "jsonl", "--node", "n1",
+        "--max-window-answers", "1",
+    )  # fmt: skip
+    # The window is full at the first answer: the second is a window of its own.
+    assert [(a.qname, a.count) for a in _answers(result.stdout)] == [
+        ("cartservice.shop.svc.cluster.local", 1),
+        ("cartservice.shop.svc.cluster.local", 1),
+    ]
+
+
 def test_a_pcapng_file_with_vlan_tagged_ethernet_frames(tmp_path: Path) -> None:
     pcapng = tmp_path / "dns.pcapng"
     writer = PcapNgWriter(str(pcapng))  # scapy writes one interface: Ethernet frames only

@@ -125,6 +125,17 @@ def test_identical_answers_to_different_queries_fold_with_a_count() -> None:
     assert counters.stage(FOLD).dropped[DROP_FOLDED] == 2
 
 
+def test_a_window_is_full_at_its_most_distinct_answers_not_at_its_most_responses() -> None:
+    f = DnsFolder(cluster="c", node="node-a", counters=Counters(), max_window=2)
+    f.add_frame(udp_frame(dns_answer(msg_id=1)), ts=1.0)
+    f.add_frame(udp_frame(dns_answer(msg_id=2), dport=40002), ts=1.1)  # folds: still one
+    assert not f.full
+    f.add_frame(udp_frame(dns_answer(msg_id=3, ips=("10.96.4.3",)), dport=40003), ts=1.2)
+    assert f.full
+    assert [r.count for r in f.flush(now=1.3)] == [2, 1]
+    assert not f.full  # the next window starts empty
+
+
 def test_different_answers_stay_apart_and_each_window_starts_empty() -> None:
     f, _ = folder()
     f.add_frame(udp_frame(dns_answer(ips=("10.96.4.2",))), ts=1.0)
