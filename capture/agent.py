@@ -25,6 +25,7 @@ from callmap.counters import Counters
 from callmap.errors import ConfigError
 from callmap.lists import drained
 from callmap.metrics import CountersCollector, serve_metrics
+from callmap.readiness import CAPTURE_RUNNING
 from callmap.wire import (
     DNS,
     SOCKETS,
@@ -56,9 +57,8 @@ WINDOW_FULL = "dns_window_full"
 """The event counted for each DNS window flushed early because it was full."""
 LOCAL_ADDRESSES_INTERVAL = 30.0
 """Seconds between readings of the capture namespace's addresses (a node gains some)."""
-RUNNING = "capture running on node"
-"""How the log line starts that says every source is open (packet sockets, the
-connection tracking subscription): what is sent from then on is seen."""
+RUNNING = CAPTURE_RUNNING
+"""How the log line starts that says every source is open (:mod:`callmap.readiness`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from typing import Any
 from callmap.broker import ensure_topics
 from callmap.config import Settings, load_settings
 from callmap.paths import cache_dir
+from callmap.readiness import CAPTURE_RUNNING
 from callmap.wire import ALL_TOPICS, GLOBAL_EDGES
 from callmap.wire.topics import HUB_TOPICS
 from devtools.kafka import DevBroker
@@ -55,7 +56,6 @@ from lab.multilab import running_clusters
 from lab.multitopology import MirrorStop, MultiTopology, load_multi
 from lab.multitruth import GlobalCalls, global_calls, global_truth
 from lab.pipeline import (
-    CAPTURE_RUNNING,
     Components,
     LabRun,
     RunOptions,

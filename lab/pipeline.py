@@ -43,6 +43,7 @@ from typing import Any
 from callmap.broker import ensure_topics
 from callmap.config import Settings, load_settings
 from callmap.paths import cache_dir
+from callmap.readiness import CAPTURE_RUNNING
 from devtools.kafka import DevBroker
 from lab.addressing import Plan, plan
 from lab.calltruth import lab_call_truth, last_calls
@@ -69,12 +70,6 @@ from lab.topology import load_topology
 from lab.truth import ExpectedEdge, Truth, expected_edges
 
 Progress = Callable[[str], None]
-
-
-CAPTURE_RUNNING = "capture running on node"
-"""What a capture agent logs once its sources are open (``capture.agent.RUNNING``,
-written again here: the lab runs the services, it does not import them): a call
-made before it may go unseen, so a run releases its calls only after it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,12 @@ from helpers.labfixtures import python_in, skip_without_root, write_topology
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
+from callmap.readiness import CAPTURE_RUNNING
 from callmap.wire import Edge, FlowHealth
 from lab.addressing import plan
 from lab.edgereader import EdgeReader
 from lab.lifecycle import EDGE_REFRESH
 from lab.pipeline import (
-    CAPTURE_RUNNING,
     RunOptions,
     running_lab,
     start_components,
