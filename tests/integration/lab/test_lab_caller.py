@@ -145,6 +145,20 @@ def test_a_udp_call_is_one_datagram_answered_and_logged_like_a_tcp_call(tmp_path
         assert caller.wait(timeout=10) == 0
 
 
+def _wait_until_udp_bound(port: int, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until an IPv4 UDP socket of this namespace is bound to ``port`` (read from the
+    kernel's table): a datagram sent earlier finds no socket and is dropped."""
+    wanted = f":{port:04X}"
+    deadline = time.monotonic() + timeout
+    while not any(
+        line.split()[1].endswith(wanted)
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]
+    ):
+        assert server.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, f"nothing bound UDP port {port}"
+        time.sleep(0.05)
+
+
 def test_a_datagram_is_answered_from_the_address_it_was_sent_to(tmp_path: Path) -> None:
     """A namespace with many addresses (the lab's internet) answers each from the one
     asked; a connected client socket drops an answer from any other."""
@@ -153,10 +167,10 @@ def test_a_datagram_is_answered_from_the_address_it_was_sent_to(tmp_path: Path) 
     env = {**os.environ, "LAB_SPEC": json.dumps(spec)}
     server = subprocess.Popen([sys.executable, "-m", "lab.caller", "--env", "LAB_SPEC"], env=env)
     try:
-        time.sleep(1.0)
+        _wait_until_udp_bound(port, server)  # a loaded machine takes seconds to start it
         for address in ("127.0.0.1", "127.0.0.2"):  # loopback holds all of 127/8
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-                client.settimeout(3)
+                client.settimeout(10)
                 client.sendto(b"ping t/c\n", (address, port))
                 answer, sender = client.recvfrom(512)
             assert (answer, sender) == (b"pong internet\n", (address, port))
