@@ -8,6 +8,7 @@ those that will not (authentication, authorisation, bad requests).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -258,16 +259,16 @@ _LZ4_USERS = (
 """The modules that took aiokafka's ``lz4_encode`` by name when they were imported."""
 
 
+@functools.cache
 def _use_fast_lz4() -> None:
     """Give every aiokafka module that compresses batches :func:`compress_lz4_fast`
-    (the record builders look their ``lz4_encode`` up at each batch)."""
+    (the record builders look their ``lz4_encode`` up at each batch); once a process."""
     for name in _LZ4_USERS:
         try:
             module = importlib.import_module(name)
         except ImportError:  # an aiokafka installed without its compiled records
             continue
-        if getattr(module, "lz4_encode", None) is not compress_lz4_fast:
-            module.lz4_encode = compress_lz4_fast  # type: ignore[attr-defined]
+        module.lz4_encode = compress_lz4_fast  # type: ignore[attr-defined]
 
 
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:

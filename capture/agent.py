@@ -57,8 +57,6 @@ WINDOW_FULL = "dns_window_full"
 """The event counted for each DNS window flushed early because it was full."""
 LOCAL_ADDRESSES_INTERVAL = 30.0
 """Seconds between readings of the capture namespace's addresses (a node gains some)."""
-RUNNING = CAPTURE_RUNNING
-"""How the log line starts that says every source is open (:mod:`callmap.readiness`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +266,7 @@ class CaptureAgent:
                 options.flush_interval,
                 lambda: self.publish_sockets(conntrack.flush(self._clock())),
             )
-        log.info("%s %s: %s", RUNNING, options.node, ", ".join(tasks))
+        log.info("%s %s: %s", CAPTURE_RUNNING, options.node, ", ".join(tasks))
         try:
             async with asyncio.TaskGroup() as group:
                 for name, coroutine in tasks.items():

@@ -258,7 +258,7 @@ class Sniffer(ReaderThread):
         super().__init__("callmap-sniffer", "capture", sockets)
         self._folder = folder
         self._rings = {sock: open_ring(sock) for sock in sockets} if ring else {}
-        self._on_full = on_full
+        self._on_full: Callable[[], object] = on_full or _nothing
         self._told_full = False
 
     def stop(self) -> None:
@@ -305,7 +305,9 @@ class Sniffer(ReaderThread):
                         with lock:  # one lock hold a block, not a frame
                             if not ring.drain(add_frame, 1):
                                 break
-                        self._tell_if_full()
+                            tell = self._first_full()
+                        if tell:
+                            self._on_full()
                 for key, _ in events:
                     ready: socket.socket = key.data
                     if self._rings.get(ready) is not None:
@@ -324,21 +326,22 @@ class Sniffer(ReaderThread):
                                 self._socket_error(selector, ready, exc)
                                 break
                             add_frame(view[:size], clock())
-                    self._tell_if_full()
+                        tell = self._first_full()
+                    if tell:
+                        self._on_full()
         finally:
             selector.close()
         if not self._stop.is_set():
             self._failure = "no capture socket left"
             log.error("packet capture stopped: no capture socket left")
 
-    def _tell_if_full(self) -> None:
-        if self._on_full is None:
-            return
-        with self._lock:
-            tell = self._folder.full and not self._told_full
-            self._told_full = self._told_full or tell
-        if tell:
-            self._on_full()
+    def _first_full(self) -> bool:
+        """Whether the folder's window is full and ``on_full`` was not called for it
+        yet (then it is called now, outside ``_lock``, which the caller holds)."""
+        if self._told_full or not self._folder.full:
+            return False
+        self._told_full = True
+        return True
 
     def _socket_error(
         self, selector: selectors.BaseSelector, sock: socket.socket, exc: OSError
@@ -350,6 +353,10 @@ class Sniffer(ReaderThread):
             return
         log.error("packet socket failed, no longer reading it: %s", exc)
         selector.unregister(sock)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _kernel_drops(sock: socket.socket) -> int:

@@ -19,8 +19,8 @@ from helpers.nodetopics import collect, end_offsets
 
 from callmap.broker import ensure_topics
 from callmap.config import Settings
+from callmap.readiness import CAPTURE_RUNNING
 from callmap.wire import DNS, STATS, CaptureStats, DnsAnswer, StageStats
-from capture.agent import RUNNING
 from devtools.process import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.netns]
@@ -47,6 +47,23 @@ def _answers(batches: list) -> list[DnsAnswer]:  # type: ignore[type-arg]
     return [record for batch in batches for record in batch.records]
 
 
+def _start_agent(settings: Settings, command: list[str]) -> subprocess.Popen[bytes]:
+    """``callmap <command>`` against the test broker, as cluster ``test``, logging the
+    line :func:`_capturing` waits for; its output piped."""
+    env = {
+        **os.environ,
+        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
+        "CALLMAP_CLUSTER": "test",
+        "CALLMAP_LOG_LEVEL": "INFO",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "callmap", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 async def _capturing(agent: subprocess.Popen[bytes], timeout: float = 60.0) -> list[bytes]:
     """Until the agent logs that it runs, its packet sockets open (a loaded machine
     can take seconds to start it): answers sent earlier would not be seen. Its
@@ -58,7 +75,7 @@ async def _capturing(agent: subprocess.Popen[bytes], timeout: float = 60.0) -> l
         assert agent.stdout is not None
         for line in agent.stdout:  # ends when the agent does
             lines.append(line)
-            if RUNNING.encode() in line:
+            if CAPTURE_RUNNING.encode() in line:
                 running.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -87,24 +104,13 @@ async def test_answers_from_a_real_dns_server_arrive_once_each(
     node = f"node-{uuid.uuid4().hex[:6]}"
     dns_start = await end_offsets(settings, DNS.name)
     stats_start = await end_offsets(settings, STATS.name)
-    env = {
-        **os.environ,
-        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "CALLMAP_CLUSTER": "test",
-        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
-    }
     metrics_port = free_port()
     # On the client-side veth (scapy's per-interface socket) each response passes once.
     only = ["--interface", f"{dns_net.prefix}cli1"] if interface else []
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "0.5", "--stats-interval", "1"]
     command += ["--metrics-port", str(metrics_port), reading, *only]
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "callmap", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    agent = _start_agent(settings, command)
     try:
         output = await _capturing(agent)
         assert agent.poll() is None, b"".join(output).decode(errors="replace")
@@ -165,21 +171,11 @@ async def test_a_full_window_is_published_before_its_time(
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
     dns_start = await end_offsets(settings, DNS.name)
-    env = {
-        **os.environ,
-        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
-    }
     metrics_port = free_port()
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "600", "--max-window-answers", "2"]
     command += ["--metrics-port", str(metrics_port)]
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "callmap", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    agent = _start_agent(settings, command)
     try:
         output = await _capturing(agent)
         asked = dns_net.in_ns(dns_net.client, sys.executable, "-c", QUERIES)
@@ -224,12 +220,6 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
     node = f"node-{uuid.uuid4().hex[:6]}"
     dns_start = await end_offsets(settings, DNS.name)
     stats_start = await end_offsets(settings, STATS.name)
-    env = {
-        **os.environ,
-        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "CALLMAP_CLUSTER": "test",
-        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
-    }
     address = ("ip", "addr", "add", f"{NODE_LOCAL_CACHE}/32", "dev", "lo")
     assert dns_net.in_ns(dns_net.node, *address).returncode == 0
     cache = subprocess.Popen(
@@ -242,12 +232,7 @@ async def test_a_node_local_caches_upstream_lookups_are_not_the_nodes_calls(
     )  # fmt: skip
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "0.5", "--stats-interval", "1"]
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "callmap", *command, "--metrics-port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    agent = _start_agent(settings, [*command, "--metrics-port", "0"])
     try:
         output = await _capturing(agent)
         assert agent.poll() is None, b"".join(output).decode(errors="replace")
@@ -297,12 +282,6 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
     await ensure_topics(settings.kafka, settings.topics)
     node = f"node-{uuid.uuid4().hex[:6]}"
     dns_start = await end_offsets(settings, DNS.name)
-    env = {
-        **os.environ,
-        "CALLMAP_KAFKA_BOOTSTRAP": settings.kafka.bootstrap_servers,
-        "CALLMAP_CLUSTER": "test",
-        "CALLMAP_LOG_LEVEL": "INFO",  # the line _capturing waits for
-    }
     hosts = tmp_path / "big.hosts"
     hosts.write_text("".join(f"{ip} {BIG_NAME}\n" for ip in BIG_ADDRESSES))
     interface = f"{dns_net.prefix}srv0"
@@ -321,12 +300,7 @@ async def test_a_tcp_answer_longer_than_one_segment_arrives_whole(
     )  # fmt: skip
     command = ["capture", "dns", "--netns", dns_net.node, "--node", node]
     command += ["--flush-interval", "0.5", "--metrics-port", "0"]
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "callmap", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    agent = _start_agent(settings, command)
     try:
         output = await _capturing(agent)
         assert server.poll() is None, "the big server did not start"
