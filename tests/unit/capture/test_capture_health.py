@@ -15,6 +15,8 @@ from capture.sockagent import SocketScanner
 class _BrokenFolder:
     """A folder with a bug: the first frame kills the thread that hands it over."""
 
+    full = False
+
     def add_frame(self, frame: memoryview, ts: float) -> None:
         raise RuntimeError("a bug in the parser")
 
@@ -48,6 +50,8 @@ def test_a_capture_thread_that_keeps_reading_is_healthy() -> None:
     frames: list[bytes] = []
 
     class Folder:
+        full = False  # the sniffer asks after each burst whether to call on_full
+
         def add_frame(self, frame: memoryview, ts: float) -> None:
             frames.append(bytes(frame))
 
