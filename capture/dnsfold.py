@@ -65,7 +65,14 @@ from callmap.counters import Counters
 from callmap.lists import drained
 from callmap.wire import DnsAnswer
 from capture.dnswire import DROP_TCP_PARTIAL, NATIVE_PARSE, DnsResponse, parse_response
-from capture.frames import LINKTYPE_ETHERNET, Segment, decode_frame, read_plain_dns
+from capture.frames import (
+    LINKTYPE_ETHERNET,
+    Segment,
+    decode_frame,
+    read_plain_block,
+    read_plain_dns,
+)
+from capture.packetring import read_block
 from capture.tcpstream import DUPLICATE, TcpStreams
 
 FRAMES, TCP, PARSE, FOLD = "dns.frames", "dns.tcp", "dns.parse", "dns.fold"
@@ -199,6 +206,7 @@ class DnsFolder:
         self._parse = counters.stage(PARSE)
         self._read = parse_response if native else _read_in_python
         self._read_plain = read_plain_dns if native else None
+        self._read_plain_block = read_plain_block if native else None
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
         # Sightings by the hash of (client address and port, message id,
@@ -231,17 +239,40 @@ class DnsFolder:
         self, frame: bytes | memoryview, ts: float, linktype: int = LINKTYPE_ETHERNET
     ) -> None:
         """Take one captured frame."""
-        frames = self._frames
-        frames.seen += 1
         if self._read_plain is not None and linktype == LINKTYPE_ETHERNET:
-            plain = self._read_plain(frame)  # the usual frame, in C: counted as below
+            plain = self._read_plain(frame)  # the usual frame, in C
             if plain is not None:
-                frames.emitted += 1
-                parse = self._parse
-                parse.seen += 1
-                parse.emitted += 1
+                self._count_usual(1)
                 self._add_response(plain[0], plain[1], ts)
                 return
+        self._add_unusual(frame, ts, linktype)
+
+    def take_block(self, ring: memoryview, start: int, size: int) -> tuple[int, bool]:
+        """Take every frame of the receive ring block at ``start`` (``size`` bytes) as
+        :meth:`add_frame` would, and give what :func:`capture.packetring.read_block`
+        gives: the usual frames are read in C with the block's walk, where built."""
+        if self._read_plain_block is None:
+            return read_block(ring, start, size, self.add_frame)
+        frames, sound, usual = self._read_plain_block(
+            ring, start, size, self._add_response, self._add_unusual
+        )
+        self._count_usual(usual)
+        return frames, sound
+
+    def _count_usual(self, count: int) -> None:
+        """Frames read in C: each one a frame taken and a response parsed."""
+        frames, parse = self._frames, self._parse
+        frames.seen += count
+        frames.emitted += count
+        parse.seen += count
+        parse.emitted += count
+
+    def _add_unusual(
+        self, frame: bytes | memoryview, ts: float, linktype: int = LINKTYPE_ETHERNET
+    ) -> None:
+        """Take a frame that is not the usual one (or any frame, without C), in Python."""
+        frames = self._frames
+        frames.seen += 1
         segment = decode_frame(frame, linktype)
         if isinstance(segment, str):
             frames.dropped[segment] += 1

@@ -28,7 +28,11 @@ checksums of outgoing packets unfilled in captures). It promises:
 unfragmented, carrying a whole UDP datagram from port 53 whose payload is the
 usual DNS response (see `capture.dnswire`). It gives the `Segment` that
 `decode_frame` gives and the response `capture.dnswire.parse_response` gives,
-or None for any other frame, which the Python decides.
+or None for any other frame, which the Python decides. `read_plain_block` does
+the same for every frame of a receive ring's block at once (the walk of
+`capture.packetring.read_block` in C, with each usual frame read in the same
+call), so the capture thread pays no Python per usual frame until its folder
+takes the answer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Final, Literal
 import msgspec
 
 from capture.dnswire import NATIVE_PARSE, DnsResponse
+from capture.packetring import FrameSink
 from capture.texts import Texts
 
 LINKTYPE_ETHERNET: Final = 1
@@ -312,16 +317,27 @@ PlainDnsReader = Callable[[bytes | memoryview], tuple[Segment, DnsResponse] | No
 """Reads a frame: its segment and response when both are the usual case, else None."""
 
 
-def _frame_reader_in_c() -> PlainDnsReader | None:
-    """``capture._dnsfast.read_frame``, told what it makes and shares, when it was built."""
+PlainSink = Callable[[Segment, DnsResponse, float], None]
+"""Takes the segment and response of one usual frame and its capture time."""
+PlainBlockReader = Callable[[memoryview, int, int, PlainSink, FrameSink], tuple[int, bool, int]]
+"""``(ring, start, size, plain, other)`` -> ``(frames, sound, usual)``: the frames and
+soundness `capture.packetring.read_block` would give, and how many were usual."""
+
+
+def _readers_in_c() -> tuple[PlainDnsReader, PlainBlockReader] | tuple[None, None]:
+    """``capture._dnsfast``'s frame and block readers, told what they make and share,
+    when it was built."""
     if not NATIVE_PARSE:
-        return None
+        return None, None
     from capture import _dnsfast
 
     _dnsfast.set_frame_types(Segment, *_ipv4_texts.shared())
-    return _dnsfast.read_frame
+    return _dnsfast.read_frame, _dnsfast.read_block
 
 
-read_plain_dns: Final[PlainDnsReader | None] = _frame_reader_in_c()
+_READERS_IN_C = _readers_in_c()
+read_plain_dns: Final[PlainDnsReader | None] = _READERS_IN_C[0]
 """The usual frame read in C, or None where ``capture/_dnsfast.c`` was not built;
 see the module docstring."""
+read_plain_block: Final[PlainBlockReader | None] = _READERS_IN_C[1]
+"""A receive ring block's usual frames read in C, or None where it was not built."""

@@ -56,6 +56,9 @@ block retire timeout (ms), private area size, feature word."""
 
 FrameSink = Callable[[memoryview, float], None]
 """Takes one frame (a view into the ring) and its capture time (epoch seconds)."""
+BlockTaker = Callable[[memoryview, int, int], tuple[int, bool]]
+"""Takes the ready block at ``start`` (``size`` bytes) and gives what :func:`read_block`
+gives: its frames and whether its headers were sound."""
 
 
 def ring_request(block_size: int, blocks: int, retire_ms: int, frame_size: int = 2048) -> bytes:

@@ -42,9 +42,8 @@ from capture.packetring import (
     PACKET_RX_RING,
     PACKET_VERSION,
     TPACKET_V3,
-    FrameSink,
+    BlockTaker,
     block_ready,
-    read_block,
     release_block,
     ring_request,
 )
@@ -209,15 +208,15 @@ class RxRing:
         self.bad_blocks = 0
         """Blocks whose headers pointed outside them (never seen from a kernel)."""
 
-    def drain(self, sink: FrameSink, most: int) -> int:
-        """Hand the frames of up to ``most`` ready blocks to ``sink``, giving each
-        block back once read; how many blocks were read."""
+    def drain(self, take: BlockTaker, most: int) -> int:
+        """Hand up to ``most`` ready blocks to ``take``, giving each block back once
+        read; how many blocks were read."""
         view = self._view
         for done in range(most):
             start = self._next * self.block_size
             if not block_ready(view, start):
                 return done
-            _frames, sound = read_block(view, start, self.block_size, sink)
+            _frames, sound = take(view, start, self.block_size)
             release_block(view, start)
             if not sound:
                 self.bad_blocks += 1
@@ -291,7 +290,8 @@ class Sniffer(ReaderThread):
         for sock in self._sockets:
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ, data=sock)
-        add_frame, lock, clock = self._folder.add_frame, self._lock, time.time
+        add_frame, take_block = self._folder.add_frame, self._folder.take_block
+        lock, clock = self._lock, time.time
         buffer = bytearray(SNAP_LENGTH)  # one buffer: a fresh 256 KiB per frame would be slow
         view = memoryview(buffer)
         rings = [ring for ring in self._rings.values() if ring is not None]
@@ -303,7 +303,7 @@ class Sniffer(ReaderThread):
                 for ring in rings:
                     while True:
                         with lock:  # one lock hold a block, not a frame
-                            if not ring.drain(add_frame, 1):
+                            if not ring.drain(take_block, 1):
                                 break
                             tell = self._first_full()
                         if tell:

@@ -12,10 +12,17 @@ from capture.sniffer import Sniffer
 from capture.sockagent import SocketScanner
 
 
-class _BrokenFolder:
-    """A folder with a bug: the first frame kills the thread that hands it over."""
+class _FolderWithoutRing:
+    """What the sniffer asks of a folder, for sockets that have no receive ring."""
 
-    full = False
+    full = False  # the sniffer asks after each burst whether to call on_full
+
+    def take_block(self, ring: memoryview, start: int, size: int) -> tuple[int, bool]:
+        raise AssertionError("a socket pair has no receive ring")
+
+
+class _BrokenFolder(_FolderWithoutRing):
+    """A folder with a bug: the first frame kills the thread that hands it over."""
 
     def add_frame(self, frame: memoryview, ts: float) -> None:
         raise RuntimeError("a bug in the parser")
@@ -49,9 +56,7 @@ def test_a_capture_thread_that_keeps_reading_is_healthy() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     frames: list[bytes] = []
 
-    class Folder:
-        full = False  # the sniffer asks after each burst whether to call on_full
-
+    class Folder(_FolderWithoutRing):
         def add_frame(self, frame: memoryview, ts: float) -> None:
             frames.append(bytes(frame))
 
