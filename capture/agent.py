@@ -44,6 +44,7 @@ from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
 from capture.privileges import drop_to
 from capture.publisher import Publisher
+from capture.readerthread import share_interpreter
 from capture.sniffer import Sniffer, open_sockets, scanned_namespace_ids
 from capture.sockagent import DEFAULT_SCAN_INTERVAL, SocketScanner
 
@@ -240,6 +241,8 @@ class CaptureAgent:
                 on_full=lambda: loop.call_soon_threadsafe(self._flush_full_window),
             )
             log.info("DNS responses read by the %s parser", "C" if PARSE_IN_C else "Python")
+            if sniffer.ringed():
+                share_interpreter()  # a ring's reader lets go of it only when forced to
         if options.conntrack:  # before privileges go: subscribing needs CAP_NET_ADMIN
             self.conntrack = self._open_conntrack()
         if options.drop_to is not None:

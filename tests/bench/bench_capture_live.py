@@ -13,9 +13,14 @@ for each receiver the offered rate rises by half until the first loss (or
 until the sender cannot offer more), then is bisected between the last
 lossless rate and the first lossy one. A rate is lossless when every answer
 sent is accounted for (the agent: the sum of ``count`` over the records on
-the topic; the loop: packets read) and the kernel dropped none. The tables
-show each trial, with the receiver's CPU and peak RSS; the summary the
-highest lossless rate of each, side by side, from the same run. Needs root.
+the topic; the loop: packets read), the kernel dropped none, and the agent
+kept up: no message reached Kafka more than ``MAX_DELAY`` after the newest
+answer in it was captured (an agent whose publishing falls behind holds its
+backlog in its outbox, and loses it once the outbox is full: a trial of
+seconds would miss that loss, but not the delay growing). The tables show
+each trial, with the receiver's CPU, peak RSS and worst delay; the summary
+the highest lossless rate of each, side by side, from the same run. Needs
+root.
 
 The sender replays 50,000 answers (5,000 names, 50,000 addresses), so above
 50,000/s a one-second window folds each about twice. ``--distinct`` sends a
@@ -57,6 +62,9 @@ RISE = 1.5
 BISECTIONS = 3
 SECONDS = 5.0
 SENDER_SHORT = 0.95
+MAX_DELAY = 2.0
+"""Seconds from the newest answer of a message to its Kafka timestamp (the send) that
+still count as keeping up: a flush window (1 s) and then some."""
 """A trial whose sender offered less than this share of its target ends the rise."""
 SENDER_IP, AGENT_IP = "10.78.0.1", "10.78.0.2"
 TRAFFIC = "repeating"
@@ -147,11 +155,13 @@ def _cpu_and_peak_rss(pid: int) -> tuple[float, float]:
     return cpu, peak_kib / 1024
 
 
-async def _counted(settings: Settings, node: str) -> tuple[int, int]:
-    """(sum of counts on the DNS topic, kernel drops in the stats) for ``node``."""
+async def _counted(settings: Settings, node: str) -> tuple[int, int, float]:
+    """(sum of counts on the DNS topic, kernel drops in the stats, the worst delay of a
+    DNS message: its Kafka timestamp after its newest answer's capture) for ``node``."""
     consumer = make_consumer(settings.kafka)
     await consumer.start()
     total = drops = 0
+    delay = 0.0
     try:
         partitions = [TopicPartition(DNS.name, 0), TopicPartition(STATS.name, 0)]
         consumer.assign(partitions)
@@ -162,14 +172,17 @@ async def _counted(settings: Settings, node: str) -> tuple[int, int]:
                     if message.key != node.encode():
                         continue
                     if tp.topic == DNS.name:
-                        total += sum(r.count for r in decode(DNS, message.value).records)  # type: ignore[attr-defined]
+                        records = decode(DNS, message.value).records  # type: ignore[attr-defined]
+                        total += sum(r.count for r in records)
+                        newest = max(r.ts for r in records)
+                        delay = max(delay, message.timestamp / 1000 - newest)
                     else:
                         stages = decode(STATS, message.value).stages  # type: ignore[attr-defined]
                         frames = stages.get("dns.frames")
                         drops += frames.dropped.get("kernel_drop", 0) if frames else 0
     finally:
         await consumer.stop()
-    return total, drops
+    return total, drops, delay
 
 
 # The plain loop: the agent's own capture socket (BPF filter, 16 MiB buffer), read and
@@ -204,6 +217,8 @@ class Trial:
     cpu: float
     """Share of one core the receiver used while the sender ran."""
     rss_mb: float
+    delay: float = 0.0
+    """The worst delay of a message to Kafka (the agent's; 0 for the plain loop)."""
 
     @property
     def offered(self) -> float:
@@ -211,7 +226,7 @@ class Trial:
 
     @property
     def lossless(self) -> bool:
-        return self.accounted == self.sent and self.drops == 0
+        return self.accounted == self.sent and self.drops == 0 and self.delay <= MAX_DELAY
 
 
 def _send(sender_ns: str, rate: int) -> tuple[int, float]:
@@ -253,8 +268,9 @@ def agent_trial(
     finally:
         agent.terminate()
         agent.wait(timeout=30)
-    accounted, drops = asyncio.run(_counted(settings, node))
-    return Trial(rate, sent, elapsed, accounted, drops, (cpu_after - cpu_before) / elapsed, rss)
+    accounted, drops, delay = asyncio.run(_counted(settings, node))
+    cpu = (cpu_after - cpu_before) / elapsed
+    return Trial(rate, sent, elapsed, accounted, drops, cpu, rss, delay)
 
 
 def plain_trial(namespaces: tuple[str, str], device: str, rate: int) -> Trial:
@@ -291,12 +307,13 @@ def search(trial: Callable[[int], Trial]) -> list[Trial]:
 def table_of(title: str, trials: list[Trial]) -> Table:
     table = Table(title=title)
     for column in ("target/s", "offered/s", "sent", "accounted", "lost", "kernel drops",
-                   "CPU % of a core", "peak RSS MB"):  # fmt: skip
+                   "CPU % of a core", "peak RSS MB", "worst delay s"):  # fmt: skip
         table.add_column(column, justify="right")
     for t in trials:
         table.add_row(
             f"{t.target:,}", f"{t.offered:,.0f}", f"{t.sent:,}", f"{t.accounted:,}",
             f"{t.sent - t.accounted:,}", f"{t.drops:,}", f"{100 * t.cpu:.0f}", f"{t.rss_mb:.0f}",
+            f"{t.delay:.1f}",
         )  # fmt: skip
     return table
 
