@@ -29,8 +29,8 @@
  * reads each frame as read_frame does in the same pass: the capture thread
  * then runs no Python per usual frame until its folder takes the answer (the
  * block's walk in Python was about a tenth of the agent's time at 70,000
- * distinct answers/s). tests/unit/capture/test_frames_fast.py holds it to
- * read_block with read_frame.
+ * distinct answers/s). tests/unit/capture/test_ringblock_fast.py holds it to
+ * capture.packetring.read_block with read_frame.
  *
  * What it is given (from capture/dnswire.py and capture/frames.py, so nothing
  * is defined twice):

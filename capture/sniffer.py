@@ -337,7 +337,7 @@ class Sniffer(ReaderThread):
 
     def _first_full(self) -> bool:
         """Whether the folder's window is full and ``on_full`` was not called for it
-        yet (then it is called now, outside ``_lock``, which the caller holds)."""
+        yet; the caller holds ``_lock``, and calls ``on_full`` once it has let go."""
         if self._told_full or not self._folder.full:
             return False
         self._told_full = True
@@ -356,7 +356,7 @@ class Sniffer(ReaderThread):
 
 
 def _nothing() -> None:
-    pass
+    """``on_full`` when nobody is to be told."""
 
 
 def _kernel_drops(sock: socket.socket) -> int:

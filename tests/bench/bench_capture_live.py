@@ -62,10 +62,10 @@ RISE = 1.5
 BISECTIONS = 3
 SECONDS = 5.0
 SENDER_SHORT = 0.95
+"""A trial whose sender offered less than this share of its target ends the rise."""
 MAX_DELAY = 2.0
 """Seconds from the newest answer of a message to its Kafka timestamp (the send) that
 still count as keeping up: a flush window (1 s) and then some."""
-"""A trial whose sender offered less than this share of its target ends the rise."""
 SENDER_IP, AGENT_IP = "10.78.0.1", "10.78.0.2"
 TRAFFIC = "repeating"
 """What the sender replays: ``repeating`` or ``distinct`` (``--distinct``)."""

@@ -41,7 +41,8 @@ def frame(payload: bytes, *, sport: int = 53, client: str = "10.1.0.7") -> bytes
 
 
 def mixed_frames() -> list[tuple[bytes, int, int]]:
-    """Usual and unusual frames, alternating, with distinct capture times."""
+    """Twelve responses over IPv4 to twelve clients, and among them three frames that
+    are never the usual one (another source port, IPv6, not IP); distinct capture times."""
     frames = []
     for i in range(12):
         message = MESSAGES[i % len(MESSAGES)]
