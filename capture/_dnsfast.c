@@ -24,6 +24,10 @@
  * and Python decides. tests/unit/capture/test_frames_fast.py holds it to the
  * Python decoders.
  *
+ * Three files, one module: this one reads the usual response and frame and
+ * makes the module; _dnsfast_ring.c walks a receive ring's block;
+ * _dnsfast_fold.c folds a block's usual frames; _dnsfast.h is what they share.
+ *
  * read_block(...) walks a whole block of a TPACKET_V3 receive ring as
  * capture.packetring.read_block does (the same checks, in the same order), and
  * reads each frame as read_frame does in the same pass: the capture thread
@@ -31,6 +35,18 @@
  * block's walk in Python was about a tenth of the agent's time at 70,000
  * distinct answers/s). tests/unit/capture/test_ringblock_fast.py holds it to
  * capture.packetring.read_block with read_frame.
+ *
+ * fold_block(...) is that walk with each usual frame's response folded here
+ * too, into the DnsFolder's own dicts, step for step as
+ * capture.dnsfold.DnsFolder._add_response folds it: the sighting, the
+ * server's address, the rewritten destination, the window's entry. The keys
+ * are CPython's hash() of the same tuples (written out in _dnsfast_fold.c),
+ * so the folder's Python, which still takes every other frame, finds what was
+ * put here and the other way round. Python runs for a usual frame only when it
+ * makes a new entry (capture.dnsfold._Folded), turns the folder's memory or
+ * takes back a rewritten response; the folder's state is read again after any
+ * Python ran.
+ * tests/unit/capture/test_fold_fast.py holds it to the folder in Python.
  *
  * What it is given (from capture/dnswire.py and capture/frames.py, so nothing
  * is defined twice):
@@ -44,34 +60,17 @@
  *                                   usual frame to plain(segment, response, ts),
  *                                   every other to other(ring[a:b], ts);
  *                                   (frames, sound, usual frames).
+ *   set_fold_type(_Folded)          once, at import: the entry fold_block makes;
+ *   fold_block(ring, start, size, folder, other)  each usual frame folded into
+ *                                   folder, every other to other(ring[a:b], ts);
+ *                                   (frames, sound, usual, duplicates, folded).
  * Layout: RFC 1035 section 4.1, RFC 791, RFC 768, all in network byte order;
  * linux/if_packet.h (the ring's headers), in the machine's.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <arpa/inet.h>
-#include <stdint.h>
-#include <string.h>
+#include "_dnsfast.h"
 
-#define HEADER 12
-#define POINTER_TO_QNAME (0xC000 | HEADER)
-#define MAX_NAME_WIRE 255 /* octets, labels and zero byte: so at most 127 labels */
-#define SHORT_LABEL 0x2A  /* capture.dnswire._SHORT_LABEL: longer labels go to Python */
-#define TYPE_A 1
-#define TYPE_AAAA 28
-#define CLASS_IN 1
-#define TTL_NEGATIVE 0x80000000u
-#define MAX_ANSWERS 64 /* more go to Python, whose deduplication is not quadratic */
-
-static PyObject *response_type;      /* capture.dnswire.DnsResponse; NULL until given */
-static PyObject *text_a, *text_aaaa; /* "A" and "AAAA", interned */
-
-static unsigned u16_at(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
-
-static uint32_t u32_at(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
+PyObject *response_type;      /* capture.dnswire.DnsResponse; NULL until given */
+PyObject *text_a, *text_aaaa; /* "A" and "AAAA", interned */
 
 /* A label's byte as the name's text holds it (ASCII upper case lowered), or 0
  * when it is none of capture.dnswire._SAFE_BYTES, which Python escapes. */
@@ -103,13 +102,10 @@ static Py_ssize_t question_name_end(const unsigned char *data, Py_ssize_t end)
     return at;
 }
 
-/* The text of the question name that ends at `zero`: labels joined by dots. */
-static PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
+/* The text of the question name that ends at `zero` (labels joined by dots)
+ * written to `out` (at least MAX_NAME_WIRE bytes); its length. */
+Py_ssize_t name_text(const unsigned char *data, Py_ssize_t zero, Py_UCS1 *out)
 {
-    PyObject *text = PyUnicode_New(zero - HEADER - 1, 127);
-    if (text == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t written = 0;
     for (Py_ssize_t at = HEADER; at < zero; at += 1 + data[at]) {
         if (written > 0)
@@ -117,6 +113,15 @@ static PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
         for (unsigned i = 1; i <= data[at]; i++)
             out[written++] = (Py_UCS1)name_char(data[at + i]);
     }
+    return written;
+}
+
+/* The text of the question name that ends at `zero`, as a str. */
+PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
+{
+    PyObject *text = PyUnicode_New(zero - HEADER - 1, 127);
+    if (text != NULL)
+        name_text(data, zero, PyUnicode_1BYTE_DATA(text));
     return text;
 }
 
@@ -146,52 +151,23 @@ static PyObject *ascii_text(const char *text)
     return made;
 }
 
-/* The addresses' texts, in order, or None when one has a dotted tail. */
-static PyObject *address_texts(const unsigned char *const *rdata, int count, int size)
-{
-    PyObject *texts = PyTuple_New(count);
-    if (texts == NULL)
-        return NULL;
-    for (int i = 0; i < count; i++) {
-        char text[INET6_ADDRSTRLEN];
-        if (size == 4)
-            ipv4_dotted(rdata[i], text);
-        else if (inet_ntop(AF_INET6, rdata[i], text, sizeof text) == NULL) {
-            Py_DECREF(texts);
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (size == 16 && strchr(text, '.') != NULL) { /* IPv4-mapped or -compatible */
-            Py_DECREF(texts);
-            Py_RETURN_NONE;
-        }
-        PyObject *item = ascii_text(text);
-        if (item == NULL) {
-            Py_DECREF(texts);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(texts, i, item);
-    }
-    return texts;
-}
-
-/* The DnsResponse of the `end` bytes at `data` when they are the usual
- * response, else None (new references), or NULL on a Python error. */
-static PyObject *parse_plain(const unsigned char *data, Py_ssize_t end)
+/* 1 when the `end` bytes at `data` are the usual response, its values then in
+ * *plain; 0 when they are not; -1 on a Python error. */
+int read_plain(const unsigned char *data, Py_ssize_t end, Plain *plain)
 {
     if (end < HEADER)
-        Py_RETURN_NONE;
-    unsigned msg_id = u16_at(data), flags = u16_at(data + 2);
-    unsigned qdcount = u16_at(data + 4), ancount = u16_at(data + 6);
+        return 0;
+    unsigned flags = u16_at(data + 2), qdcount = u16_at(data + 4), ancount = u16_at(data + 6);
     /* QR set; opcode QUERY, TC and RCODE all zero. */
     if ((flags & 0xFA0F) != 0x8000 || qdcount != 1 || ancount == 0 || ancount > MAX_ANSWERS)
-        Py_RETURN_NONE;
+        return 0;
     Py_ssize_t zero = question_name_end(data, end);
     if (zero < 0 || zero + 5 > end)
-        Py_RETURN_NONE;
+        return 0;
     unsigned qtype = u16_at(data + zero + 1);
     int size = qtype == TYPE_A ? 4 : qtype == TYPE_AAAA ? 16 : 0;
     if (size == 0 || u16_at(data + zero + 3) != CLASS_IN)
-        Py_RETURN_NONE;
+        return 0;
 
     /* Every answer: owner a pointer to the question name, its type, IN, its size. */
     const unsigned char *distinct[MAX_ANSWERS]; /* rdata of each new address, in order */
@@ -200,11 +176,11 @@ static PyObject *parse_plain(const unsigned char *data, Py_ssize_t end)
     Py_ssize_t at = zero + 5;
     for (unsigned n = 0; n < ancount; n++, at += 12 + size) {
         if (at + 12 + size > end)
-            Py_RETURN_NONE;
+            return 0;
         const unsigned char *rr = data + at;
         if (u16_at(rr) != POINTER_TO_QNAME || u16_at(rr + 2) != qtype ||
             u16_at(rr + 4) != CLASS_IN || u16_at(rr + 10) != (unsigned)size)
-            Py_RETURN_NONE;
+            return 0;
         uint32_t ttl = u32_at(rr + 6);
         if (ttl >= TTL_NEGATIVE) /* RFC 2181 section 8: read as zero */
             ttl = 0;
@@ -216,20 +192,73 @@ static PyObject *parse_plain(const unsigned char *data, Py_ssize_t end)
         if (!seen)
             distinct[count++] = rr + 12;
     }
+    for (int i = 0; i < count; i++) {
+        char *text = plain->texts[i];
+        if (size == 4)
+            ipv4_dotted(distinct[i], text);
+        else if (inet_ntop(AF_INET6, distinct[i], text, INET6_ADDRSTRLEN) == NULL) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (size == 16 && strchr(text, '.') != NULL) /* IPv4-mapped or -compatible */
+            return 0;
+    }
+    plain->msg_id = u16_at(data);
+    plain->zero = zero;
+    plain->size = size;
+    plain->ttl = lowest;
+    plain->count = count;
+    return 1;
+}
 
-    PyObject *answers = address_texts(distinct, count, size);
-    if (answers == NULL || answers == Py_None)
-        return answers;
+/* The addresses' texts, in order, as a tuple of str. */
+PyObject *address_texts(const Plain *plain)
+{
+    PyObject *texts = PyTuple_New(plain->count);
+    if (texts == NULL)
+        return NULL;
+    for (int i = 0; i < plain->count; i++) {
+        PyObject *item = ascii_text(plain->texts[i]);
+        if (item == NULL) {
+            Py_DECREF(texts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(texts, i, item);
+    }
+    return texts;
+}
+
+/* "A" or "AAAA": the question's type as DnsResponse holds it (borrowed). */
+PyObject *qtype_text(const Plain *plain) { return plain->size == 4 ? text_a : text_aaaa; }
+
+/* The DnsResponse of the usual response at `data` read into *plain. */
+static PyObject *plain_response(const unsigned char *data, const Plain *plain)
+{
     /* DnsResponse(qname, qtype, answers, cnames, ttl, msg_id) */
-    PyObject *fields[6] = {NULL, Py_NewRef(size == 4 ? text_a : text_aaaa), answers};
+    PyObject *fields[6] = {NULL, Py_NewRef(qtype_text(plain)), NULL};
     PyObject *made = NULL;
-    if ((fields[0] = question_name(data, zero)) != NULL && (fields[3] = PyTuple_New(0)) != NULL &&
-        (fields[4] = PyLong_FromUnsignedLong(lowest)) != NULL &&
-        (fields[5] = PyLong_FromUnsignedLong(msg_id)) != NULL)
+    if ((fields[2] = address_texts(plain)) != NULL &&
+        (fields[0] = question_name(data, plain->zero)) != NULL &&
+        (fields[3] = PyTuple_New(0)) != NULL &&
+        (fields[4] = PyLong_FromUnsignedLong(plain->ttl)) != NULL &&
+        (fields[5] = PyLong_FromUnsignedLong(plain->msg_id)) != NULL)
         made = PyObject_Vectorcall(response_type, fields, 6, NULL);
     for (int i = 0; i < 6; i++)
         Py_XDECREF(fields[i]);
     return made;
+}
+
+/* The DnsResponse of the `end` bytes at `data` when they are the usual
+ * response, else None (new references), or NULL on a Python error. */
+static PyObject *parse_plain(const unsigned char *data, Py_ssize_t end)
+{
+    Plain plain;
+    int usual = read_plain(data, end, &plain);
+    if (usual < 0)
+        return NULL;
+    if (usual == 0)
+        Py_RETURN_NONE;
+    return plain_response(data, &plain);
 }
 
 static PyObject *parse(PyObject *module, PyObject *arg)
@@ -248,19 +277,14 @@ static PyObject *parse(PyObject *module, PyObject *arg)
 
 /* ---- the usual frame: Ethernet, IPv4, UDP from port 53, the usual response ---- */
 
-#define ETHER_IPV4_UDP 42 /* 14 + 20 + 8: capture.frames._ETHER_IPV4_UDP_SIZE */
-#define ETHERTYPE_IPV4 0x0800
-#define PROTO_UDP 17
-#define DNS_PORT 53
-
-static PyObject *segment_type;      /* capture.frames.Segment; NULL until given */
+PyObject *segment_type;      /* capture.frames.Segment; NULL until given */
 static PyObject *ipv4_texts;        /* the dict of capture.frames' Texts of IPv4 addresses */
 static Py_ssize_t ipv4_texts_limit; /* and its limit: past it, the memo starts again */
-static PyObject *text_udp;          /* "udp", interned */
+PyObject *text_udp;          /* "udp", interned */
 
 /* New reference to the text of the IPv4 address at `raw`, from the memo it
  * shares with capture.texts.Texts.text (the same keys and the same rule). */
-static PyObject *ipv4_text(const unsigned char *raw)
+PyObject *ipv4_text(const unsigned char *raw)
 {
     PyObject *key = PyBytes_FromStringAndSize((const char *)raw, 4);
     if (key == NULL)
@@ -281,22 +305,33 @@ static PyObject *ipv4_text(const unsigned char *raw)
     return text;
 }
 
-/* Reads a frame that is the usual case all through, as
- * capture.frames._plain_udp_over_ipv4 and then parse make it: 1 with new
- * references to its Segment and DnsResponse in *segment and *response, 0 when
- * it is not the usual frame, -1 on a Python error. */
-static int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **segment,
-                       PyObject **response)
+/* The length of the DNS message in a frame whose layers are the usual ones
+ * (the message at data + ETHER_IPV4_UDP), as capture.frames._plain_udp_over_ipv4
+ * reads them; -1 when they are not. */
+Py_ssize_t usual_payload(const unsigned char *data, Py_ssize_t size)
 {
     if (size < ETHER_IPV4_UDP)
-        return 0;
+        return -1;
     Py_ssize_t total = u16_at(data + 16), length = u16_at(data + 38);
     Py_ssize_t packet_end = 14 + total;
     if (u16_at(data + 12) != ETHERTYPE_IPV4 || data[14] != 0x45 || data[23] != PROTO_UDP ||
         (u16_at(data + 20) & 0x3FFF) != 0 || total < 28 || packet_end > size || length < 8 ||
         34 + length > packet_end || u16_at(data + 34) != DNS_PORT)
+        return -1;
+    return length - 8;
+}
+
+/* Reads a frame that is the usual case all through, as
+ * capture.frames._plain_udp_over_ipv4 and then parse make it: 1 with new
+ * references to its Segment and DnsResponse in *segment and *response, 0 when
+ * it is not the usual frame, -1 on a Python error. */
+int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **segment,
+                       PyObject **response)
+{
+    Py_ssize_t length = usual_payload(data, size);
+    if (length < 0)
         return 0;
-    PyObject *parsed = parse_plain(data + ETHER_IPV4_UDP, length - 8);
+    PyObject *parsed = parse_plain(data + ETHER_IPV4_UDP, length);
     if (parsed == NULL)
         return -1;
     if (parsed == Py_None) {
@@ -309,8 +344,8 @@ static int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **se
     if ((fields[0] = ipv4_text(data + 26)) != NULL && (fields[1] = ipv4_text(data + 30)) != NULL &&
         (fields[2] = PyLong_FromLong(DNS_PORT)) != NULL &&
         (fields[3] = PyLong_FromLong((long)u16_at(data + 36))) != NULL &&
-        (fields[5] = PyBytes_FromStringAndSize((const char *)data + ETHER_IPV4_UDP,
-                                               length - 8)) != NULL)
+        (fields[5] = PyBytes_FromStringAndSize((const char *)data + ETHER_IPV4_UDP, length)) !=
+            NULL)
         made = PyObject_Vectorcall(segment_type, fields, 6, NULL);
     for (int i = 0; i < 6; i++)
         Py_XDECREF(fields[i]);
@@ -323,7 +358,7 @@ static int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **se
     return 1;
 }
 
-static int frame_types_given(const char *caller)
+int frame_types_given(const char *caller)
 {
     if (response_type != NULL && segment_type != NULL)
         return 1;
@@ -350,109 +385,6 @@ static PyObject *read_frame(PyObject *module, PyObject *arg)
         Py_DECREF(response);
     }
     return found;
-}
-
-/* ---- a block of a TPACKET_V3 receive ring: capture.packetring.read_block ---- */
-
-#define BLOCK_HEADER_SIZE 48 /* struct tpacket_block_desc with its tpacket_hdr_v1 */
-#define FRAME_HEADER_SIZE 48 /* struct tpacket3_hdr, padding included */
-#define STATUS_AT 8          /* block_status; then num_pkts, offset_to_first_pkt */
-
-static uint32_t native_u32(const unsigned char *p)
-{
-    uint32_t value;
-    memcpy(&value, p, sizeof value);
-    return value;
-}
-
-/* Hands one frame to plain(segment, response, ts) when it is the usual frame,
- * else a view of it (ring[start:end]) to other(frame, ts); 1 if it was the
- * usual frame, 0 if not, -1 on a Python error (the sinks' included). */
-static int hand_frame(PyObject *ring, const unsigned char *base, Py_ssize_t start,
-                      Py_ssize_t end, double ts, PyObject *plain, PyObject *other)
-{
-    PyObject *args[3] = {NULL, NULL, PyFloat_FromDouble(ts)};
-    if (args[2] == NULL)
-        return -1;
-    int usual = plain_parts(base + start, end - start, &args[0], &args[1]);
-    PyObject *sink = plain;
-    if (usual == 0) {
-        sink = other;
-        args[1] = args[2];
-        args[2] = NULL;
-        args[0] = PySequence_GetSlice(ring, start, end);
-        if (args[0] == NULL)
-            usual = -1;
-    }
-    if (usual >= 0) {
-        PyObject *done = PyObject_Vectorcall(sink, args, usual ? 3 : 2, NULL);
-        if (done == NULL)
-            usual = -1;
-        Py_XDECREF(done);
-    }
-    for (int i = 0; i < 3; i++)
-        Py_XDECREF(args[i]);
-    return usual;
-}
-
-/* read_block(ring, start, size, plain, other) -> (frames, sound, usual): as
- * capture.packetring.read_block, the same checks in the same order, with
- * the usual frames read here. */
-static PyObject *read_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "read_block takes ring, start, size, plain, other");
-        return NULL;
-    }
-    if (!frame_types_given("read_block"))
-        return NULL;
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), size = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || size == -1) && PyErr_Occurred())
-        return NULL;
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const unsigned char *base = view.buf;
-    Py_ssize_t end = start + size, taken = 0, usual = 0;
-    int sound = 0, failed = 0;
-    if (start >= 0 && size >= BLOCK_HEADER_SIZE && end <= view.len) {
-        uint32_t count = native_u32(base + start + STATUS_AT + 4);
-        Py_ssize_t pos = start + (Py_ssize_t)native_u32(base + start + STATUS_AT + 8);
-        sound = 1;
-        for (; taken < (Py_ssize_t)count; taken++) {
-            if (pos < start + BLOCK_HEADER_SIZE || pos + FRAME_HEADER_SIZE > end) {
-                sound = 0;
-                break;
-            }
-            const unsigned char *header = base + pos;
-            uint32_t following = native_u32(header), captured = native_u32(header + 12);
-            uint16_t mac;
-            memcpy(&mac, header + 24, sizeof mac);
-            Py_ssize_t frame_start = pos + mac, frame_end = frame_start + captured;
-            if (mac < FRAME_HEADER_SIZE || frame_end > end) {
-                sound = 0;
-                break;
-            }
-            double ts = (double)native_u32(header + 4) + (double)native_u32(header + 8) * 1e-9;
-            int handed = hand_frame(args[0], base, frame_start, frame_end, ts, args[3], args[4]);
-            if (handed < 0) {
-                failed = 1;
-                break;
-            }
-            usual += handed;
-            if (following == 0) {
-                taken++;
-                sound = taken == (Py_ssize_t)count;
-                break;
-            }
-            pos += following;
-        }
-    }
-    PyBuffer_Release(&view);
-    if (failed)
-        return NULL;
-    return Py_BuildValue("(nOn)", taken, sound ? Py_True : Py_False, usual);
 }
 
 static PyObject *set_frame_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -501,6 +433,15 @@ static PyMethodDef methods[] = {
      "--\n\n"
      "capture.packetring.read_block with the usual frames read here: each one to\n"
      "plain(segment, response, ts), every other to other(frame, ts); (frames, sound, usual)."},
+    {"fold_block", (PyCFunction)(void (*)(void))fold_block, METH_FASTCALL,
+     "fold_block(ring, start, size, folder, other, /)\n"
+     "--\n\n"
+     "read_block's walk with each usual frame's response folded into the DnsFolder here,\n"
+     "every other frame to other(frame, ts); (frames, sound, usual, duplicates, folded)."},
+    {"set_fold_type", set_fold_type, METH_O,
+     "set_fold_type(cls, /)\n"
+     "--\n\n"
+     "The window entry fold_block makes: capture.dnsfold._Folded."},
     {"set_frame_types", (PyCFunction)(void (*)(void))set_frame_types, METH_FASTCALL,
      "set_frame_types(segment, texts, limit, /)\n"
      "--\n\n"
@@ -521,6 +462,8 @@ PyMODINIT_FUNC PyInit__dnsfast(void)
     if (text_aaaa == NULL && (text_aaaa = PyUnicode_InternFromString("AAAA")) == NULL)
         return NULL;
     if (text_udp == NULL && (text_udp = PyUnicode_InternFromString("udp")) == NULL)
+        return NULL;
+    if (fold_init() < 0)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -58,8 +58,11 @@ flush, so tests replay frames with fake times.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Generic, TypeVar
+
+import msgspec
 
 from callmap.counters import Counters
 from callmap.lists import drained
@@ -68,8 +71,8 @@ from capture.dnswire import DROP_TCP_PARTIAL, NATIVE_PARSE, DnsResponse, parse_r
 from capture.frames import (
     LINKTYPE_ETHERNET,
     Segment,
+    Transport,
     decode_frame,
-    read_plain_block,
     read_plain_dns,
 )
 from capture.packetring import read_block
@@ -140,25 +143,23 @@ class RecentKeys(Generic[K, V]):
             self._new, self._until = {}, now + self.span
 
 
-class _Folded:
+class _Folded(msgspec.Struct, gc=False):
     """One answer of the window: its key's fields held flat (no key tuple kept: 48
     bytes less an answer), when it was first seen, its smallest TTL and how many
-    responses it stands for."""
+    responses it stands for. A msgspec Struct, as the C fold makes one for every
+    new answer: built several times faster than a class with ``__init__``, and
+    outside the garbage collector (it holds no container that could point back)."""
 
-    __slots__ = ("answers", "client_ip", "cnames", "count", "qname", "qtype", "server_ip",
-                 "transport", "ts", "ttl")  # fmt: skip
-
-    def __init__(self, segment: Segment, response: DnsResponse, ts: float) -> None:
-        self.client_ip = segment.dst_ip
-        self.server_ip = segment.src_ip
-        self.transport = segment.transport
-        self.qname = response.qname
-        self.qtype = response.qtype
-        self.cnames = response.cnames
-        self.answers = response.answers
-        self.ts = ts
-        self.ttl = response.ttl
-        self.count = 1
+    client_ip: str
+    server_ip: str
+    transport: Transport
+    qname: str
+    qtype: str
+    cnames: tuple[str, ...]
+    answers: tuple[str, ...]
+    ts: float
+    ttl: int
+    count: int = 1
 
     def answer(self, cluster: str, node: str) -> DnsAnswer:
         return DnsAnswer(
@@ -175,6 +176,29 @@ class _Folded:
             ttl=self.ttl,
             count=self.count,
         )
+
+
+BlockFolder = Callable[
+    [memoryview, int, int, "DnsFolder", Callable[[memoryview, float], None]],
+    tuple[int, bool, int, int, int],
+]
+"""``(ring, start, size, folder, other)`` -> ``(frames, sound, usual, duplicates,
+folded)``: ``capture/_dnsfast_fold.c``'s ``fold_block``."""
+
+
+def _folding_in_c() -> BlockFolder | None:
+    """``capture._dnsfast.fold_block``, told the window entry it makes, when it was
+    built (importing :mod:`capture.frames` told it the segment type and the memo of
+    address texts it shares)."""
+    if not NATIVE_PARSE:
+        return None
+    from capture import _dnsfast
+
+    _dnsfast.set_fold_type(_Folded)
+    return _dnsfast.fold_block
+
+
+_FOLD_BLOCK = _folding_in_c()
 
 
 class DnsFolder:
@@ -206,9 +230,11 @@ class DnsFolder:
         self._parse = counters.stage(PARSE)
         self._read = parse_response if native else _read_in_python
         self._read_plain = read_plain_dns if native else None
-        self._read_plain_block = read_plain_block if native else None
+        self._fold_block = _FOLD_BLOCK if native else None
         self._streams = TcpStreams()
         self._fold = counters.stage(FOLD)
+        # capture/_dnsfast_fold.c reads and writes what follows by name (and
+        # RecentKeys' _new and _old): renaming one means renaming it there.
         # Sightings by the hash of (client address and port, message id,
         # transport, question).
         self._seen: RecentKeys[int, bool] = RecentKeys(dedup_seconds)
@@ -250,13 +276,24 @@ class DnsFolder:
     def take_block(self, ring: memoryview, start: int, size: int) -> tuple[int, bool]:
         """Take every frame of the receive ring block at ``start`` (``size`` bytes) as
         :meth:`add_frame` would, and give what :func:`capture.packetring.read_block`
-        gives: the usual frames are read in C with the block's walk, where built."""
-        if self._read_plain_block is None:
+        gives. Where C was built, the block is walked there and each usual frame's
+        response folded there, step for step as :meth:`_add_response` folds it, into
+        this folder's own dicts and with the same keys: no Python runs for a usual
+        frame unless it makes a new entry of the window (``_Folded``), turns the
+        RecentKeys or retracts a rewritten response; any other frame goes to
+        :meth:`_add_unusual`."""
+        if self._fold_block is None:
             return read_block(ring, start, size, self.add_frame)
-        frames, sound, usual = self._read_plain_block(
-            ring, start, size, self._add_response, self._add_unusual
+        frames, sound, usual, duplicates, folded = self._fold_block(
+            ring, start, size, self, self._add_unusual
         )
         self._count_usual(usual)
+        fold = self._fold
+        fold.seen += usual
+        if duplicates:
+            fold.dropped[DROP_DUPLICATE] += duplicates
+        if folded:
+            fold.dropped[DROP_FOLDED] += folded
         return frames, sound
 
     def _count_usual(self, count: int) -> None:
@@ -340,17 +377,17 @@ class DnsFolder:
             fold.dropped[DROP_DUPLICATE] += 1
             return
         self._servers[segment.src_ip] = ts
-        key_hash = hash(
-            (
-                segment.dst_ip,
-                segment.src_ip,
-                segment.transport,
-                response.qname,
-                response.qtype,
-                response.cnames,
-                response.answers,
-            )
+        # The window entry's own fields, in its order: the key of the answer.
+        key = (
+            segment.dst_ip,
+            segment.src_ip,
+            segment.transport,
+            response.qname,
+            response.qtype,
+            response.cnames,
+            response.answers,
         )
+        key_hash = hash(key)
         response_key = hash(
             (
                 segment.src_ip,
@@ -367,7 +404,7 @@ class DnsFolder:
             self._retract(before)
         folded = self._window.get(key_hash)
         if folded is None:
-            self._window[key_hash] = _Folded(segment, response, ts)
+            self._window[key_hash] = _Folded(*key, ts, response.ttl)
             return
         fold.dropped[DROP_FOLDED] += 1
         folded.count += 1

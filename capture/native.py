@@ -2,7 +2,7 @@
 unless ``CALLMAP_PURE_PYTHON=1`` turns both off (to compare them with the Python
 they stand in for, or to rule them out). The Python is the reference in both:
 ``capture/_inetdiag.c`` reads sock_diag dumps, ``capture/_dnsfast.c`` the usual
-DNS frame and response."""
+DNS frame and response (and, from a receive ring, folds it)."""
 
 from __future__ import annotations
 

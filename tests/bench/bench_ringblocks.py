@@ -1,14 +1,16 @@
-"""How much CPU the DNS folder takes per answer from receive ring blocks: the
-block walked in C (`DnsFolder.take_block`, `capture/_dnsfast.c`'s `read_block`)
-against the same blocks walked in Python (`capture.packetring.read_block`
-handing each frame to `DnsFolder.add_frame`, the frame still read in C), in
-one process, alternating rounds.
+"""How much CPU the DNS folder takes per answer from receive ring blocks, three
+ways, in one process, alternating rounds: each block walked in Python
+(`capture.packetring.read_block` handing each frame to `DnsFolder.add_frame`,
+the frame still read in C), the baseline; walked and read in C and folded in
+Python (`capture.frames.read_plain_block` handing each usual frame to
+`DnsFolder._add_response`); walked, read and folded in C
+(`DnsFolder.take_block`, `capture/_dnsfast.c`'s `fold_block`), the agent's way.
 
 The blocks are what the kernel writes (``tests/helpers/ringblocks.py``): 512
 KiB each, as the agent's ring asks, full of usual frames carrying distinct
 answers (every name new, nothing folds), the window closed whenever it is
 full (``--max-window-answers``' default) as the agent does. The CPU of
-closing windows is left out: both ways share it.
+closing windows is left out: every way shares it.
 
 Run: python tests/bench/bench_ringblocks.py [--answers N] [--rounds R]
 """
@@ -64,14 +66,27 @@ def blocks(answers: int) -> list[memoryview]:
     return made
 
 
-def fold(ring_blocks: list[memoryview], answers: int, in_c: bool) -> float:
+WAYS = {
+    "walked in Python, read in C (baseline)": "python",
+    "walked and read in C, folded in Python": "walk",
+    "walked, read and folded in C": "fold",
+}
+"""The ways a block is taken: `capture.packetring.read_block` handing each frame to
+`DnsFolder.add_frame`; `capture.frames.read_plain_block` handing each usual frame's
+segment and response to `DnsFolder._add_response`; `DnsFolder.take_block`."""
+
+
+def fold(ring_blocks: list[memoryview], answers: int, way: str) -> float:
     """CPU µs an answer, windows' closing left out."""
+    assert read_plain_block is not None
     folder = DnsFolder(cluster="bench", node="node-a", counters=Counters())
     closing = 0.0
     started = time.process_time()
     for view in ring_blocks:
-        if in_c:
+        if way == "fold":
             folder.take_block(view, 0, RING_BLOCK_SIZE)
+        elif way == "walk":
+            read_plain_block(view, 0, RING_BLOCK_SIZE, folder._add_response, folder._add_unusual)
         else:
             read_block(view, 0, RING_BLOCK_SIZE, folder.add_frame)
         if folder.full:
@@ -91,18 +106,18 @@ def main() -> None:
         return
     ring_blocks = blocks(args.answers)
     settle()
-    taken: dict[bool, list[float]] = {False: [], True: []}
+    taken: dict[str, list[float]] = {way: [] for way in WAYS.values()}
     for _ in range(args.rounds):
-        for in_c in (False, True):
-            taken[in_c].append(fold(ring_blocks, args.answers, in_c))
+        for way in WAYS.values():
+            taken[way].append(fold(ring_blocks, args.answers, way))
     table = Table(
         title=f"DNS folder from ring blocks: {args.answers:,} distinct answers, "
         f"windows of {DEFAULT_MAX_WINDOW:,}, {args.rounds} alternating rounds"
     )
-    for column in ("block walked", "µs an answer: median", "range"):
+    for column in ("block", "µs an answer: median", "range"):
         table.add_column(column, justify="right")
-    for in_c, label in ((False, "in Python (baseline)"), (True, "in C")):
-        spent = taken[in_c]
+    for label, way in WAYS.items():
+        spent = taken[way]
         median, lowest, highest = statistics.median(spent), min(spent), max(spent)
         table.add_row(label, f"{median:.2f}", f"{lowest:.2f}-{highest:.2f}")
     Console().print(table)

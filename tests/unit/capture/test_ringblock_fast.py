@@ -1,4 +1,4 @@
-"""capture/_dnsfast.c walks a receive ring block as capture.packetring.read_block does.
+"""capture/_dnsfast_ring.c walks a receive ring block as capture.packetring.read_block does.
 
 ``read_plain_block`` hands each usual frame's segment and response to one sink
 and every other frame to another, in the block's order, with the same capture
