@@ -64,6 +64,8 @@
  *   fold_block(ring, start, size, folder, other)  each usual frame folded into
  *                                   folder, every other to other(ring[a:b], ts);
  *                                   (frames, sound, usual, duplicates, folded).
+ *   python_hashes(text, items)      (hash(text), hash(items)) as fold_block
+ *                                   makes them: checked against hash() at import.
  * Layout: RFC 1035 section 4.1, RFC 791, RFC 768, all in network byte order;
  * linux/if_packet.h (the ring's headers), in the machine's.
  */
@@ -438,6 +440,10 @@ static PyMethodDef methods[] = {
      "--\n\n"
      "read_block's walk with each usual frame's response folded into the DnsFolder here,\n"
      "every other frame to other(frame, ts); (frames, sound, usual, duplicates, folded)."},
+    {"python_hashes", (PyCFunction)(void (*)(void))python_hashes, METH_FASTCALL,
+     "python_hashes(text, items, /)\n"
+     "--\n\n"
+     "(hash of an ASCII str, hash of a tuple) as fold_block makes them, to compare with hash()."},
     {"set_fold_type", set_fold_type, METH_O,
      "set_fold_type(cls, /)\n"
      "--\n\n"

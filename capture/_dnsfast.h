@@ -77,5 +77,6 @@ PyObject *read_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int fold_init(void);
 PyObject *fold_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *set_fold_type(PyObject *module, PyObject *cls);
+PyObject *python_hashes(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

@@ -32,6 +32,28 @@ static Py_hash_t tuple_hash(const Py_hash_t *lanes, Py_ssize_t count)
     return (Py_hash_t)acc;
 }
 
+/* python_hashes(text, items) -> (hash of text, hash of items) as this file makes
+ * them: text an ASCII str, its bytes hashed; items a tuple, its items' hashes
+ * mixed. capture.dnsfold compares them with hash() at import and folds in
+ * Python should a CPython ever hash otherwise. */
+PyObject *python_hashes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyUnicode_IS_ASCII(args[0]) ||
+        !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) > MAX_ANSWERS) {
+        PyErr_SetString(PyExc_TypeError,
+                        "python_hashes takes an ASCII str and a tuple of at most 64 items");
+        return NULL;
+    }
+    Py_hash_t lanes[MAX_ANSWERS];
+    Py_ssize_t count = PyTuple_GET_SIZE(args[1]);
+    for (Py_ssize_t i = 0; i < count; i++)
+        if ((lanes[i] = PyObject_Hash(PyTuple_GET_ITEM(args[1], i))) == -1)
+            return NULL;
+    Py_hash_t text = _Py_HashBytes(PyUnicode_1BYTE_DATA(args[0]), PyUnicode_GET_LENGTH(args[0]));
+    return Py_BuildValue("(nn)", text, tuple_hash(lanes, count));
+}
+
 static PyObject *folded_type; /* capture.dnsfold._Folded; NULL until given */
 static PyObject *empty_tuple;
 static PyObject *name_seen, *name_destinations, *name_window, *name_servers, *name_turn_at,

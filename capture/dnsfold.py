@@ -58,6 +58,7 @@ flush, so tests replay frames with fake times.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Generic, TypeVar
@@ -85,6 +86,8 @@ DROP_DUPLICATE = "duplicate_sighting"
 DROP_FOLDED = "folded"
 DROP_REWRITTEN = "rewritten_destination"
 DROP_TO_DNS_SERVER = "to_dns_server"
+
+log = logging.getLogger(__name__)
 
 _read_in_python = partial(parse_response, native=False)
 
@@ -186,14 +189,31 @@ BlockFolder = Callable[
 folded)``: ``capture/_dnsfast_fold.c``'s ``fold_block``."""
 
 
+_HASH_SAMPLES = (
+    ("web.shop.svc.cluster.local", ("10.1.0.7", 40000, 4660, "udp", "api.example.com", "A")),
+    ("fd00::12", ("10.96.0.10", "10.1.0.7", "udp", "x", "AAAA", (), ("192.0.2.1", "fd00::1"))),
+)
+"""Keys as the folder makes them, to hold the C fold's hashes to ``hash()``."""
+
+
 def _folding_in_c() -> BlockFolder | None:
     """``capture._dnsfast.fold_block``, told the window entry it makes, when it was
     built (importing :mod:`capture.frames` told it the segment type and the memo of
-    address texts it shares)."""
+    address texts it shares) and it hashes keys as this Python does: its keys must be
+    the ones :meth:`DnsFolder._add_response` makes, and it writes CPython's str and
+    tuple hashes out itself. A Python that hashed otherwise gets the fold in Python,
+    and a warning."""
     if not NATIVE_PARSE:
         return None
     from capture import _dnsfast
 
+    for text, items in _HASH_SAMPLES:
+        if _dnsfast.python_hashes(text, items) != (hash(text), hash(items)):
+            log.warning(
+                "this Python hashes strings or tuples otherwise than capture/_dnsfast_fold.c: "
+                "DNS answers are folded in Python (more CPU an answer)"
+            )
+            return None
     _dnsfast.set_fold_type(_Folded)
     return _dnsfast.fold_block
 

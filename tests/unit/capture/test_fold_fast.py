@@ -25,7 +25,7 @@ from scapy.layers.inet import IP, UDP, IPOption_EOL, IPOption_NOP
 from scapy.layers.l2 import Dot1Q, Ether
 
 from callmap.counters import Counters
-from capture.dnsfold import DROP_DUPLICATE, DROP_FOLDED, DROP_REWRITTEN, DnsFolder
+from capture.dnsfold import _FOLD_BLOCK, DROP_DUPLICATE, DROP_FOLDED, DROP_REWRITTEN, DnsFolder
 from capture.frames import read_plain_dns
 
 NOT_BUILT = "capture/_dnsfast.c was not built: `pip install -e .` needs gcc"
@@ -197,3 +197,29 @@ def test_the_counters_of_a_block_folded_in_c_add_up() -> None:
     stage = in_c._fold
     assert stage.seen == stage.emitted + sum(stage.dropped.values()) == 6
     assert (stage.emitted, stage.dropped[DROP_DUPLICATE], stage.dropped[DROP_FOLDED]) == (1, 4, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(st.characters(max_codepoint=127), max_size=80),
+    items=st.lists(
+        st.text(max_size=20) | st.integers(0, 2**64) | st.tuples(st.text(max_size=9)), max_size=9
+    ),
+)
+def test_the_c_fold_hashes_strings_and_tuples_as_python_does(text: str, items: list[Any]) -> None:
+    from capture import _dnsfast
+
+    assert _dnsfast.python_hashes(text, tuple(items)) == (hash(text), hash(tuple(items)))
+    assert _FOLD_BLOCK is not None  # this Python's own check at import passed
+
+
+def test_a_python_that_hashed_otherwise_would_fold_in_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from capture import _dnsfast, dnsfold
+
+    monkeypatch.setattr(_dnsfast, "python_hashes", lambda text, items: (hash(text), 0))
+    assert dnsfold._folding_in_c() is None
+    assert "folded in Python" in caplog.text
+    monkeypatch.undo()
+    assert dnsfold._folding_in_c() is _dnsfast.fold_block
