@@ -119,7 +119,7 @@ Py_ssize_t name_text(const unsigned char *data, Py_ssize_t zero, Py_UCS1 *out)
 }
 
 /* The text of the question name that ends at `zero`, as a str. */
-PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
+static PyObject *question_name(const unsigned char *data, Py_ssize_t zero)
 {
     PyObject *text = PyUnicode_New(zero - HEADER - 1, 127);
     if (text != NULL)
@@ -279,10 +279,10 @@ static PyObject *parse(PyObject *module, PyObject *arg)
 
 /* ---- the usual frame: Ethernet, IPv4, UDP from port 53, the usual response ---- */
 
-PyObject *segment_type;      /* capture.frames.Segment; NULL until given */
+PyObject *segment_type;             /* capture.frames.Segment; NULL until given */
 static PyObject *ipv4_texts;        /* the dict of capture.frames' Texts of IPv4 addresses */
 static Py_ssize_t ipv4_texts_limit; /* and its limit: past it, the memo starts again */
-PyObject *text_udp;          /* "udp", interned */
+PyObject *text_udp;                 /* "udp", interned */
 
 /* New reference to the text of the IPv4 address at `raw`, from the memo it
  * shares with capture.texts.Texts.text (the same keys and the same rule). */
@@ -328,7 +328,7 @@ Py_ssize_t usual_payload(const unsigned char *data, Py_ssize_t size)
  * references to its Segment and DnsResponse in *segment and *response, 0 when
  * it is not the usual frame, -1 on a Python error. */
 int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **segment,
-                       PyObject **response)
+                PyObject **response)
 {
     Py_ssize_t length = usual_payload(data, size);
     if (length < 0)
@@ -406,15 +406,20 @@ static PyObject *set_frame_types(PyObject *module, PyObject *const *args, Py_ssi
     Py_RETURN_NONE;
 }
 
+PyObject *keep_type(PyObject **slot, PyObject *cls, const char *caller)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "%s takes a type", caller);
+        return NULL;
+    }
+    Py_XSETREF(*slot, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 static PyObject *set_response_type(PyObject *module, PyObject *cls)
 {
     (void)module;
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "set_response_type takes a type");
-        return NULL;
-    }
-    Py_XSETREF(response_type, Py_NewRef(cls));
-    Py_RETURN_NONE;
+    return keep_type(&response_type, cls, "set_response_type");
 }
 
 static PyMethodDef methods[] = {

@@ -52,7 +52,6 @@ typedef struct {
 /* _dnsfast.c: the usual response and frame. */
 int read_plain(const unsigned char *data, Py_ssize_t end, Plain *plain);
 Py_ssize_t name_text(const unsigned char *data, Py_ssize_t zero, Py_UCS1 *out);
-PyObject *question_name(const unsigned char *data, Py_ssize_t zero);
 PyObject *address_texts(const Plain *plain);
 PyObject *qtype_text(const Plain *plain);
 Py_ssize_t usual_payload(const unsigned char *data, Py_ssize_t size);
@@ -60,6 +59,8 @@ int plain_parts(const unsigned char *data, Py_ssize_t size, PyObject **segment,
                 PyObject **response);
 PyObject *ipv4_text(const unsigned char *raw);
 int frame_types_given(const char *caller);
+/* *slot = cls (a type), for set_..._type(cls) of `caller`; None, or NULL on an error. */
+PyObject *keep_type(PyObject **slot, PyObject *cls, const char *caller);
 
 /* _dnsfast_ring.c: a receive ring block's walk. */
 /* What takes each frame of a block: 1 if it was the usual frame, 0 if not, -1

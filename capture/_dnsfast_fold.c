@@ -146,54 +146,50 @@ static int fold_call(Fold *fold, PyObject *method, PyObject *arg)
     return fold_take_state(fold);
 }
 
+/* entry.name, a number, in *value; -1 on a Python error. */
+static int number_at(PyObject *entry, PyObject *name, double *value)
+{
+    PyObject *held = PyObject_GetAttr(entry, name);
+    if (held == NULL)
+        return -1;
+    *value = PyFloat_AsDouble(held);
+    Py_DECREF(held);
+    return *value == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* entry.name = made, a new reference it takes (NULL: the error of making it). */
+static int set_made(PyObject *entry, PyObject *name, PyObject *made)
+{
+    if (made == NULL)
+        return -1;
+    int result = PyObject_SetAttr(entry, name, made);
+    Py_DECREF(made);
+    return result;
+}
+
 /* One more response for the window's entry: count, smallest TTL, first time. */
 static int fold_again(PyObject *entry, const Plain *plain, PyObject *when, double ts)
 {
-    PyObject *count = PyObject_GetAttr(entry, name_count);
-    if (count == NULL)
+    double count, ttl, first;
+    if (number_at(entry, name_count, &count) < 0 || number_at(entry, name_ttl, &ttl) < 0 ||
+        number_at(entry, name_ts, &first) < 0 ||
+        set_made(entry, name_count, PyLong_FromDouble(count + 1)) < 0)
         return -1;
-    long n = PyLong_AsLong(count);
-    Py_DECREF(count);
-    if (n == -1 && PyErr_Occurred())
+    if (plain->ttl < ttl && set_made(entry, name_ttl, PyLong_FromUnsignedLong(plain->ttl)) < 0)
         return -1;
-    if ((count = PyLong_FromLong(n + 1)) == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(entry, name_count, count) < 0;
-    Py_DECREF(count);
-    PyObject *ttl = failed ? NULL : PyObject_GetAttr(entry, name_ttl);
-    if (ttl == NULL)
-        return -1;
-    unsigned long held = PyLong_AsUnsignedLong(ttl);
-    Py_DECREF(ttl);
-    if (held == (unsigned long)-1 && PyErr_Occurred())
-        return -1;
-    if (plain->ttl < held) {
-        if ((ttl = PyLong_FromUnsignedLong(plain->ttl)) == NULL)
-            return -1;
-        failed = PyObject_SetAttr(entry, name_ttl, ttl) < 0;
-        Py_DECREF(ttl);
-        if (failed)
-            return -1;
-    }
-    PyObject *first = PyObject_GetAttr(entry, name_ts);
-    if (first == NULL)
-        return -1;
-    double at = PyFloat_AsDouble(first);
-    Py_DECREF(first);
-    if (at == -1.0 && PyErr_Occurred())
-        return -1;
-    return ts < at ? PyObject_SetAttr(entry, name_ts, when) : 0;
+    return ts < first ? PyObject_SetAttr(entry, name_ts, when) : 0;
 }
 
 /* A new entry of the window: _Folded(client_ip, server_ip, transport, qname,
- * qtype, cnames, answers, ts, ttl). */
-static PyObject *new_entry(const unsigned char *dns, const Plain *plain, PyObject *client,
-                           PyObject *server, PyObject *when)
+ * qtype, cnames, answers, ts, ttl); the question name's text already written
+ * to `qname` (`length` bytes). */
+static PyObject *new_entry(const Py_UCS1 *qname, Py_ssize_t length, const Plain *plain,
+                           PyObject *client, PyObject *server, PyObject *when)
 {
     PyObject *fields[9] = {client, server, text_udp, NULL, qtype_text(plain), empty_tuple,
                            NULL, when, NULL};
     PyObject *made = NULL;
-    if ((fields[3] = question_name(dns, plain->zero)) != NULL &&
+    if ((fields[3] = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, qname, length)) != NULL &&
         (fields[6] = address_texts(plain)) != NULL &&
         (fields[8] = PyLong_FromUnsignedLong(plain->ttl)) != NULL)
         made = PyObject_Vectorcall(folded_type, fields, 9, NULL);
@@ -219,9 +215,10 @@ static int fold_response(Fold *fold, const unsigned char *frame, const Plain *pl
     if ((client = ipv4_text(frame + 30)) == NULL || (server = ipv4_text(frame + 26)) == NULL)
         goto done;
     Py_UCS1 qname[MAX_NAME_WIRE];
+    Py_ssize_t qname_length = name_text(dns, plain->zero, qname);
     Py_hash_t h_client = PyObject_Hash(client), h_server = PyObject_Hash(server);
     Py_hash_t h_udp = PyObject_Hash(text_udp), h_qtype = PyObject_Hash(qtype_text(plain));
-    Py_hash_t h_qname = _Py_HashBytes(qname, name_text(dns, plain->zero, qname));
+    Py_hash_t h_qname = _Py_HashBytes(qname, qname_length);
     if (h_client == -1 || h_server == -1 || h_udp == -1 || h_qtype == -1)
         goto done;
     Py_hash_t msg_id = plain->msg_id, client_port = u16_at(frame + 36);
@@ -258,7 +255,7 @@ static int fold_response(Fold *fold, const unsigned char *frame, const Plain *pl
     if (entry == NULL) {
         if (PyErr_Occurred())
             goto done;
-        PyObject *made = new_entry(dns, plain, client, server, when);
+        PyObject *made = new_entry(qname, qname_length, plain, client, server, when);
         if (made == NULL)
             goto done;
         result = PyDict_SetItem(fold->window, key, made);
@@ -333,12 +330,7 @@ PyObject *fold_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 PyObject *set_fold_type(PyObject *module, PyObject *cls)
 {
     (void)module;
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "set_fold_type takes a type");
-        return NULL;
-    }
-    Py_XSETREF(folded_type, Py_NewRef(cls));
-    Py_RETURN_NONE;
+    return keep_type(&folded_type, cls, "set_fold_type");
 }
 
 /* What fold_block names and shares, made once, at the module's import: -1 on an error. */

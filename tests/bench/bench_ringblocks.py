@@ -4,7 +4,7 @@ ways, in one process, alternating rounds: each block walked in Python
 the frame still read in C), the baseline; walked and read in C and folded in
 Python (`capture.frames.read_plain_block` handing each usual frame to
 `DnsFolder._add_response`); walked, read and folded in C
-(`DnsFolder.take_block`, `capture/_dnsfast.c`'s `fold_block`), the agent's way.
+(`DnsFolder.take_block`, `capture/_dnsfast_fold.c`'s `fold_block`), the agent's way.
 
 The blocks are what the kernel writes (``tests/helpers/ringblocks.py``): 512
 KiB each, as the agent's ring asks, full of usual frames carrying distinct
@@ -23,6 +23,7 @@ import statistics
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -66,29 +67,38 @@ def blocks(answers: int) -> list[memoryview]:
     return made
 
 
-WAYS = {
-    "walked in Python, read in C (baseline)": "python",
-    "walked and read in C, folded in Python": "walk",
-    "walked, read and folded in C": "fold",
-}
-"""The ways a block is taken: `capture.packetring.read_block` handing each frame to
-`DnsFolder.add_frame`; `capture.frames.read_plain_block` handing each usual frame's
-segment and response to `DnsFolder._add_response`; `DnsFolder.take_block`."""
+Take = Callable[[DnsFolder, memoryview], None]
+"""One way to take a ring block into a folder."""
 
 
-def fold(ring_blocks: list[memoryview], answers: int, way: str) -> float:
-    """CPU µs an answer, windows' closing left out."""
+def walked_in_python(folder: DnsFolder, view: memoryview) -> None:
+    read_block(view, 0, RING_BLOCK_SIZE, folder.add_frame)
+
+
+def walked_in_c(folder: DnsFolder, view: memoryview) -> None:
     assert read_plain_block is not None
+    read_plain_block(view, 0, RING_BLOCK_SIZE, folder._add_response, folder._add_unusual)
+
+
+def folded_in_c(folder: DnsFolder, view: memoryview) -> None:
+    folder.take_block(view, 0, RING_BLOCK_SIZE)
+
+
+WAYS: dict[str, Take] = {
+    "walked in Python, read in C (baseline)": walked_in_python,
+    "walked and read in C, folded in Python": walked_in_c,
+    "walked, read and folded in C": folded_in_c,
+}
+"""The ways a block is taken, by their rows' labels."""
+
+
+def fold(ring_blocks: list[memoryview], answers: int, take: Take) -> float:
+    """CPU µs an answer, windows' closing left out."""
     folder = DnsFolder(cluster="bench", node="node-a", counters=Counters())
     closing = 0.0
     started = time.process_time()
     for view in ring_blocks:
-        if way == "fold":
-            folder.take_block(view, 0, RING_BLOCK_SIZE)
-        elif way == "walk":
-            read_plain_block(view, 0, RING_BLOCK_SIZE, folder._add_response, folder._add_unusual)
-        else:
-            read_block(view, 0, RING_BLOCK_SIZE, folder.add_frame)
+        take(folder, view)
         if folder.full:
             before = time.process_time()
             folder.close_window(2e9)
@@ -106,18 +116,17 @@ def main() -> None:
         return
     ring_blocks = blocks(args.answers)
     settle()
-    taken: dict[str, list[float]] = {way: [] for way in WAYS.values()}
+    taken: dict[str, list[float]] = {label: [] for label in WAYS}
     for _ in range(args.rounds):
-        for way in WAYS.values():
-            taken[way].append(fold(ring_blocks, args.answers, way))
+        for label, take in WAYS.items():
+            taken[label].append(fold(ring_blocks, args.answers, take))
     table = Table(
         title=f"DNS folder from ring blocks: {args.answers:,} distinct answers, "
         f"windows of {DEFAULT_MAX_WINDOW:,}, {args.rounds} alternating rounds"
     )
     for column in ("block", "µs an answer: median", "range"):
         table.add_column(column, justify="right")
-    for label, way in WAYS.items():
-        spent = taken[way]
+    for label, spent in taken.items():
         median, lowest, highest = statistics.median(spent), min(spent), max(spent)
         table.add_row(label, f"{median:.2f}", f"{lowest:.2f}-{highest:.2f}")
     Console().print(table)
