@@ -43,7 +43,7 @@
  * are CPython's hash() of the same tuples (written out in _dnsfast_fold.c),
  * so the folder's Python, which still takes every other frame, finds what was
  * put here and the other way round. Python runs for a usual frame only when it
- * makes a new entry (capture.dnsfold._Folded), turns the folder's memory or
+ * makes a new entry (capture.dnsfold.FoldedAnswer), turns the folder's memory or
  * takes back a rewritten response; the folder's state is read again after any
  * Python ran.
  * tests/unit/capture/test_fold_fast.py holds it to the folder in Python.
@@ -60,7 +60,7 @@
  *                                   usual frame to plain(segment, response, ts),
  *                                   every other to other(ring[a:b], ts);
  *                                   (frames, sound, usual frames).
- *   set_fold_type(_Folded)          once, at import: the entry fold_block makes;
+ *   set_fold_type(FoldedAnswer)     once, at import: the entry fold_block makes;
  *   fold_block(ring, start, size, folder, other)  each usual frame folded into
  *                                   folder, every other to other(ring[a:b], ts);
  *                                   (frames, sound, usual, duplicates, folded).
@@ -452,7 +452,7 @@ static PyMethodDef methods[] = {
     {"set_fold_type", set_fold_type, METH_O,
      "set_fold_type(cls, /)\n"
      "--\n\n"
-     "The window entry fold_block makes: capture.dnsfold._Folded."},
+     "The window entry fold_block makes: capture.dnsfold.FoldedAnswer."},
     {"set_frame_types", (PyCFunction)(void (*)(void))set_frame_types, METH_FASTCALL,
      "set_frame_types(segment, texts, limit, /)\n"
      "--\n\n"

@@ -1,7 +1,7 @@
 """Types of capture/_dnsfast.c, the usual DNS response (and frame) read in C for
 capture.dnswire and capture.frames."""
 
-from capture.dnsfold import DnsFolder, _Folded
+from capture.dnsfold import DnsFolder, FoldedAnswer
 from capture.dnswire import DnsResponse
 from capture.frames import PlainSink, Segment
 from capture.packetring import FrameSink
@@ -13,7 +13,7 @@ def read_frame(frame: bytes | memoryview, /) -> tuple[Segment, DnsResponse] | No
 def read_block(
     ring: memoryview, start: int, size: int, plain: PlainSink, other: FrameSink, /
 ) -> tuple[int, bool, int]: ...
-def set_fold_type(cls: type[_Folded], /) -> None: ...
+def set_fold_type(cls: type[FoldedAnswer], /) -> None: ...
 def fold_block(
     ring: memoryview, start: int, size: int, folder: DnsFolder, other: FrameSink, /
 ) -> tuple[int, bool, int, int, int]: ...

@@ -54,16 +54,17 @@ PyObject *python_hashes(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return Py_BuildValue("(nn)", text, tuple_hash(lanes, count));
 }
 
-static PyObject *folded_type; /* capture.dnsfold._Folded; NULL until given */
-static PyObject *empty_tuple;
+static PyObject *folded_type; /* capture.dnsfold.FoldedAnswer; NULL until given */
+static PyObject *empty_tuple, *one;
 static PyObject *name_seen, *name_destinations, *name_window, *name_servers, *name_turn_at,
-    *name_turn, *name_retract, *name_new, *name_old, *name_count, *name_ttl, *name_ts;
+    *name_head, *name_turn, *name_retract, *name_new, *name_old, *name_count, *name_ttl, *name_ts;
 
 /* A folder's state as fold_block reads it, taken again after any Python runs. */
 typedef struct {
     PyObject *folder, *other;                         /* borrowed */
     PyObject *seen_new, *seen_old, *dest_new, *dest_old; /* RecentKeys' dicts */
     PyObject *window, *servers;
+    PyObject *head; /* (v, cluster, node): every new entry's first fields */
     double turn_at;
     Py_ssize_t duplicates, folded;
 } Fold;
@@ -76,6 +77,7 @@ static void fold_let_go(Fold *fold)
     Py_CLEAR(fold->dest_old);
     Py_CLEAR(fold->window);
     Py_CLEAR(fold->servers);
+    Py_CLEAR(fold->head);
 }
 
 /* owner.name as a new reference, which must be a dict; NULL on an error. */
@@ -102,7 +104,12 @@ static int fold_take_state(Fold *fold)
                  (fold->dest_new = dict_at(destinations, name_new)) == NULL ||
                  (fold->dest_old = dict_at(destinations, name_old)) == NULL ||
                  (fold->window = dict_at(fold->folder, name_window)) == NULL ||
-                 (fold->servers = dict_at(fold->folder, name_servers)) == NULL;
+                 (fold->servers = dict_at(fold->folder, name_servers)) == NULL ||
+                 (fold->head = PyObject_GetAttr(fold->folder, name_head)) == NULL;
+    if (!failed && (!PyTuple_CheckExact(fold->head) || PyTuple_GET_SIZE(fold->head) != 3)) {
+        PyErr_SetString(PyExc_TypeError, "fold_block: _head is not a 3-tuple");
+        failed = 1;
+    }
     if (!failed) {
         fold->turn_at = PyFloat_AsDouble(turn_at);
         failed = fold->turn_at == -1.0 && PyErr_Occurred();
@@ -180,22 +187,25 @@ static int fold_again(PyObject *entry, const Plain *plain, PyObject *when, doubl
     return ts < first ? PyObject_SetAttr(entry, name_ts, when) : 0;
 }
 
-/* A new entry of the window: _Folded(client_ip, server_ip, transport, qname,
- * qtype, cnames, answers, ts, ttl); the question name's text already written
- * to `qname` (`length` bytes). */
-static PyObject *new_entry(const Py_UCS1 *qname, Py_ssize_t length, const Plain *plain,
-                           PyObject *client, PyObject *server, PyObject *when)
+/* A new entry of the window: FoldedAnswer(*head, ts, client_ip, server_ip,
+ * transport, qname, qtype, answers, cnames, ttl, 1); the question name's text
+ * already written to `qname` (`length` bytes). */
+static PyObject *new_entry(const Fold *fold, const Py_UCS1 *qname, Py_ssize_t length,
+                           const Plain *plain, PyObject *client, PyObject *server,
+                           PyObject *when)
 {
-    PyObject *fields[9] = {client, server, text_udp, NULL, qtype_text(plain), empty_tuple,
-                           NULL, when, NULL};
+    PyObject *head = fold->head;
+    PyObject *fields[13] = {PyTuple_GET_ITEM(head, 0), PyTuple_GET_ITEM(head, 1),
+                            PyTuple_GET_ITEM(head, 2), when, client, server, text_udp, NULL,
+                            qtype_text(plain), NULL, empty_tuple, NULL, one};
     PyObject *made = NULL;
-    if ((fields[3] = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, qname, length)) != NULL &&
-        (fields[6] = address_texts(plain)) != NULL &&
-        (fields[8] = PyLong_FromUnsignedLong(plain->ttl)) != NULL)
-        made = PyObject_Vectorcall(folded_type, fields, 9, NULL);
-    Py_XDECREF(fields[3]);
-    Py_XDECREF(fields[6]);
-    Py_XDECREF(fields[8]);
+    if ((fields[7] = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, qname, length)) != NULL &&
+        (fields[9] = address_texts(plain)) != NULL &&
+        (fields[11] = PyLong_FromUnsignedLong(plain->ttl)) != NULL)
+        made = PyObject_Vectorcall(folded_type, fields, 13, NULL);
+    Py_XDECREF(fields[7]);
+    Py_XDECREF(fields[9]);
+    Py_XDECREF(fields[11]);
     return made;
 }
 
@@ -237,9 +247,9 @@ static int fold_response(Fold *fold, const unsigned char *frame, const Plain *pl
     Py_hash_t of_answers[MAX_ANSWERS];
     for (int i = 0; i < plain->count; i++)
         of_answers[i] = _Py_HashBytes(plain->texts[i], (Py_ssize_t)strlen(plain->texts[i]));
-    /* (dst_ip, src_ip, transport, qname, qtype, cnames, answers) */
-    Py_hash_t of_key[7] = {h_client, h_server, h_udp, h_qname, h_qtype, tuple_hash(NULL, 0),
-                           tuple_hash(of_answers, plain->count)};
+    /* (dst_ip, src_ip, transport, qname, qtype, answers, cnames) */
+    Py_hash_t of_key[7] = {h_client, h_server, h_udp, h_qname, h_qtype,
+                           tuple_hash(of_answers, plain->count), tuple_hash(NULL, 0)};
     /* (src_ip, src_port, dst_port, msg_id, transport, qname, qtype) */
     Py_hash_t of_response[7] = {h_server, DNS_PORT, client_port, msg_id, h_udp, h_qname, h_qtype};
     if ((key = PyLong_FromSsize_t(tuple_hash(of_key, 7))) == NULL ||
@@ -255,7 +265,7 @@ static int fold_response(Fold *fold, const unsigned char *frame, const Plain *pl
     if (entry == NULL) {
         if (PyErr_Occurred())
             goto done;
-        PyObject *made = new_entry(qname, qname_length, plain, client, server, when);
+        PyObject *made = new_entry(fold, qname, qname_length, plain, client, server, when);
         if (made == NULL)
             goto done;
         result = PyDict_SetItem(fold->window, key, made);
@@ -338,13 +348,16 @@ int fold_init(void)
 {
     if (empty_tuple == NULL && (empty_tuple = PyTuple_New(0)) == NULL)
         return -1;
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+        return -1;
     struct {
         PyObject **name;
         const char *text;
     } names[] = {
         {&name_seen, "_seen"},       {&name_destinations, "_destinations"},
         {&name_window, "_window"},   {&name_servers, "_servers"},
-        {&name_turn_at, "_turn_at"}, {&name_turn, "_turn"},
+        {&name_turn_at, "_turn_at"}, {&name_head, "_head"},
+        {&name_turn, "_turn"},
         {&name_retract, "_retract"}, {&name_new, "_new"},
         {&name_old, "_old"},         {&name_count, "count"},
         {&name_ttl, "ttl"},          {&name_ts, "ts"},

@@ -31,14 +31,13 @@ from callmap.wire import (
     SOCKETS,
     STATS,
     CaptureStats,
-    DnsAnswer,
     DnsAnswerBatch,
     SocketBatch,
     SocketObservation,
     encode,
     encode_batches,
 )
-from capture.dnsfold import DEFAULT_MAX_WINDOW, DnsFolder
+from capture.dnsfold import DEFAULT_MAX_WINDOW, DnsFolder, FoldedAnswer
 from capture.localaddrs import read_local_addresses
 from capture.native import PARSE_IN_C
 from capture.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox, Outgoing
@@ -189,8 +188,8 @@ class CaptureAgent:
             },
         )
 
-    def publish_dns(self, records: list[DnsAnswer]) -> None:
-        self._submit(DNS.name, DnsAnswerBatch, records)
+    def publish_dns(self, answers: list[FoldedAnswer]) -> None:
+        self._submit(DNS.name, DnsAnswerBatch, answers)
 
     def publish_sockets(self, records: list[SocketObservation]) -> None:
         self._submit(SOCKETS.name, SocketBatch, records)
@@ -205,9 +204,10 @@ class CaptureAgent:
         self,
         topic: str,
         batch_type: type[DnsAnswerBatch] | type[SocketBatch],
-        records: list[DnsAnswer] | list[SocketObservation],
+        records: list[FoldedAnswer] | list[SocketObservation],
     ) -> None:
-        """Queue ``records`` as batch messages; takes the list, and empties it."""
+        """Queue ``records`` (each a wire record, or encoding as one) as batch messages;
+        takes the list, and empties it."""
         cluster, node = self.settings.cluster, self.options.node
         taken = encode_batches(
             batch_type, cluster=cluster, node=node, records=drained(cast("list[Any]", records))
@@ -277,7 +277,7 @@ class CaptureAgent:
         finally:
             if sniffer is not None:
                 sniffer.stop()
-                self.publish_dns(self.folder.flush(self._clock()))
+                self.publish_dns(self.folder.close_window(self._clock()).answers())
             if self.conntrack is not None:
                 self.conntrack.stop()
                 self.publish_sockets(self.conntrack.flush(self._clock()))

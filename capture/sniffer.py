@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from callmap.errors import ConfigError
-from callmap.wire import DROP_KERNEL, DnsAnswer
+from callmap.wire import DROP_KERNEL
 from capture.bpf import SNAP_LENGTH, attach_filter
-from capture.dnsfold import DnsFolder
+from capture.dnsfold import DnsFolder, FoldedAnswer
 from capture.packetring import (
     PACKET_RX_RING,
     PACKET_VERSION,
@@ -270,8 +270,9 @@ class Sniffer(ReaderThread):
         """How many of the sockets are read through a receive ring."""
         return sum(ring is not None for ring in self._rings.values())
 
-    def flush(self, now: float) -> list[DnsAnswer]:
-        """The window's records; also takes the kernel's drop count since the last flush."""
+    def flush(self, now: float) -> list[FoldedAnswer]:
+        """The window's answers, each encoding as its wire record; also takes the kernel's
+        drop count since the last flush."""
         with self._lock:
             drops = sum(_kernel_drops(sock) for sock in self._sockets)
             if drops:
@@ -283,7 +284,7 @@ class Sniffer(ReaderThread):
                     ring.bad_blocks = 0
             closed = self._folder.close_window(now)
             self._told_full = False
-        return closed.records()  # made while the capture thread reads on
+        return closed.answers()  # sorted while the capture thread reads on
 
     def _read_until_stopped(self) -> None:
         selector = selectors.DefaultSelector()

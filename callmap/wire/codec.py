@@ -176,10 +176,12 @@ def encode_batches(
     *,
     cluster: str,
     node: str,
-    records: Iterable[DnsAnswer] | Iterable[SocketObservation],
+    records: Iterable[msgspec.Struct],
     max_bytes: int = MAX_BATCH_BYTES,
 ) -> Iterator[BatchMessage]:
-    """Encode one node's records as batch messages of at most ``max_bytes`` each.
+    """Encode one node's records as batch messages of at most ``max_bytes`` each: the
+    batch type's records, or structs that encode as they do (the capture agent's
+    window of DNS answers, :class:`capture.dnsfold.FoldedAnswer`).
 
     Each record is encoded once; batches are assembled from those bytes, so
     splitting costs no second encoding. A single record larger than

@@ -83,8 +83,9 @@ def feed(
     frames: list[Segment], rate: int, memory: MemoryProbe | None = None, *, native: bool = True
 ) -> float:
     """Feed ``frames`` at ``rate`` a second of simulated time; CPU seconds taken.
-    With ``memory``, each window's records are also encoded into messages, as the
-    agent does, and the memory is read around each flush."""
+    Each window is closed and its answers sorted, as the agent flushes; with
+    ``memory`` they are also encoded into messages, as the agent does, and the
+    memory is read around each flush."""
     folder = DnsFolder(cluster="bench", node="node-a", counters=Counters(), native=native)
     per_window = int(rate * WINDOW)
     started = time.process_time()
@@ -93,11 +94,11 @@ def feed(
         for offset, segment in enumerate(frames[first : first + per_window]):
             folder.add_segment(segment, now + offset / rate)
         if memory is None:
-            folder.flush(now + WINDOW)
+            folder.close_window(now + WINDOW).answers()
             continue
         memory.before_flush()
-        records = drained(folder.flush(now + WINDOW))
-        messages = list(encode_batches(DnsAnswerBatch, cluster="c", node="n", records=records))
+        answers = drained(folder.close_window(now + WINDOW).answers())
+        messages = list(encode_batches(DnsAnswerBatch, cluster="c", node="n", records=answers))
         memory.after_flush()
         del messages
     return time.process_time() - started

@@ -119,7 +119,7 @@ def test_a_rewritten_destination_takes_back_its_count_whichever_side_read_it() -
             (frame(message, SERVERS[1], CLIENTS[0], 5353, then), T0, 5000),
         ]])  # fmt: skip
         assert fold_counts(in_c) == {"seen": 2, DROP_REWRITTEN: 1}
-        assert [entry[0] for entry in window(in_c).values()] == [CLIENTS[0]]
+        assert [entry.client_ip for entry in in_c._window.values()] == [CLIENTS[0]]
 
 
 def test_identical_answers_fold_into_one_entry_with_the_smallest_ttl_and_first_time() -> None:
@@ -129,8 +129,9 @@ def test_identical_answers_fold_into_one_entry_with_the_smallest_ttl_and_first_t
         for msg_id, ttl, seconds in ((1, 30, 9), (2, 10, 5), (3, 20, 7))
     ]  # fmt: skip
     in_c = take_alike([frames])
-    [entry] = window(in_c).values()
-    assert entry[-3:] == (T0 + 5, 10, 3)  # ts, ttl, count: the earliest capture, not the first
+    [entry] = in_c._window.values()
+    # the earliest capture, not the first; the smallest TTL; every response
+    assert (entry.ts, entry.ttl, entry.count) == (T0 + 5, 10, 3)
     assert fold_counts(in_c) == {"seen": 3, DROP_FOLDED: 2}
 
 
