@@ -41,6 +41,7 @@ from capture.procscan import (
     PID_VANISHED,
     WANTED_STATES,
     PidGroup,
+    PodsOfPids,
     bump,
     group_pids,
     namespace_scan,
@@ -76,6 +77,7 @@ def scan_diag(
     byteorder: ByteOrder = sys.byteorder,
     only_netns: frozenset[int] | None = None,
     kept: DiagSockets | None = None,
+    pods: PodsOfPids | None = None,
 ) -> DiagScan:
     """Scan every network namespace visible under ``proc_root`` once, each
     through ``sock_diag`` where it can be dumped; the arguments are those of
@@ -85,12 +87,13 @@ def scan_diag(
     ``kept`` holds the sock_diag sockets from one scan to the next (the agent
     keeps one for its life): a namespace is entered only the first time, and
     the sockets of namespaces this scan did not find are closed. Without it,
-    the scan opens and closes its own."""
+    the scan opens and closes its own. ``pods`` holds the pids' pods from one
+    scan to the next, as for :func:`capture.procscan.scan_proc`."""
     root = proc_root.rstrip("/") or "/"
     counters: dict[str, int] = {}
     groups = {
         netns: group
-        for netns, group in sorted(group_pids(root, counters).items())
+        for netns, group in sorted(group_pids(root, counters, pods).items())
         if only_netns is None or netns in only_netns
     }
     with DiagSockets() if kept is None else nullcontext(kept) as sockets:

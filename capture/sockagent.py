@@ -22,7 +22,7 @@ from capture.diagscan import DIAG_FAILED, DiagScan, scan_diag
 from capture.inetdiag import DiagSocket
 from capture.native import LOOP_IN_C
 from capture.procparse import ScanResult
-from capture.procscan import DEFAULT_PROC_ROOT, scan_proc
+from capture.procscan import DEFAULT_PROC_ROOT, PodsOfPids, scan_proc
 from capture.sockdiag import DiagSockets
 from capture.sockroles import ROLE_CLIENT
 from capture.tcphealth import SocketKey, TcpHealth, by_addresses
@@ -96,6 +96,8 @@ class SocketScanner:
         self.tcp_health = TcpHealth() if tcp_info else None
         self._kept = DiagSockets() if tcp_info else None
         """sock_diag sockets kept from one scan to the next."""
+        self._pods = PodsOfPids()
+        """The pids' pods, kept from one scan to the next."""
         if tcp_info:
             log.info("sock_diag dumps read by the %s loop", "C" if LOOP_IN_C else "Python")
         self.last_scan_seconds = 0.0
@@ -139,12 +141,16 @@ class SocketScanner:
         dumps: dict[int, dict[SocketKey, DiagSocket]] = {}
         if self.tcp_health is None:
             result = await asyncio.to_thread(
-                scan_proc, self._proc_root, only_netns=self._only_netns
+                scan_proc, self._proc_root, only_netns=self._only_netns, pods=self._pods
             )
             reports = self._decide(result, now)
         else:
             scan = await asyncio.to_thread(
-                scan_diag, self._proc_root, only_netns=self._only_netns, kept=self._kept
+                scan_diag,
+                self._proc_root,
+                only_netns=self._only_netns,
+                kept=self._kept,
+                pods=self._pods,
             )
             self._warn_diag_failed(scan)
             reports = self._decide(scan.result, now)

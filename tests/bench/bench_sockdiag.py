@@ -7,8 +7,9 @@ that its peak RSS is its own), several passes each:
 
 - ``/proc scan``: :func:`capture.procscan.scan_proc` over the real ``/proc``,
   as the agent runs it today (walk every pid, read each namespace's
-  ``net/tcp`` and ``tcp6``, parse, classify), limited to the farm's
-  namespaces, loopback kept;
+  ``net/tcp`` and ``tcp6``, parse, classify; the pids' pods kept from one
+  pass to the next, so each ``cgroup`` file is read once), limited to the
+  farm's namespaces, loopback kept;
 - ``/proc tables``: the same tables read from one thread that enters each
   namespace in turn, and parsed; no walk, no classification: the /proc side
   of a like-for-like comparison;
@@ -25,8 +26,8 @@ that its peak RSS is its own), several passes each:
   scan with ``--tcp-info`` (the /proc scan's walk and classification, each
   namespace's LISTEN and ESTABLISHED sockets and their tcp_info through
   sock_diag): what replaces the /proc scan plus a sock_diag pass; with
-  sockets of its own, and with sockets kept (the agent's scans after its
-  first), the latter with each loop.
+  sockets of its own, and with sockets and the pids' pods kept (the agent's
+  scans after its first), the latter with each loop.
 
 Every way must find the same listeners and connections, by (namespace, state,
 local, remote), or the bench fails. Goal (#19): a pass under 0.2 s.
@@ -84,13 +85,14 @@ Pass = Callable[[], Summary]
 
 
 def _proc_scan(names: Sequence[str]) -> Pass:
-    from capture.procscan import scan_proc
+    from capture.procscan import PodsOfPids, scan_proc
     from capture.sniffer import scanned_namespace_ids
 
     ids = scanned_namespace_ids(names)  # the agent's --scan-netns, resolved once
+    pods = PodsOfPids()  # kept from pass to pass, as the agent keeps it
 
     def run() -> Summary:
-        result = scan_proc("/proc", include_loopback=True, only_netns=ids)
+        result = scan_proc("/proc", include_loopback=True, only_netns=ids, pods=pods)
         return lambda: _scan_summary(result)
 
     return run
@@ -98,14 +100,18 @@ def _proc_scan(names: Sequence[str]) -> Pass:
 
 def _diag_scan(names: Sequence[str], *, kept: bool = False) -> Pass:
     from capture.diagscan import scan_diag
+    from capture.procscan import PodsOfPids
     from capture.sniffer import scanned_namespace_ids
     from capture.sockdiag import DiagSockets
 
     ids = scanned_namespace_ids(names)
     sockets = DiagSockets() if kept else None  # closed when the process ends
+    pods = PodsOfPids() if kept else None
 
     def run() -> Summary:
-        scan = scan_diag("/proc", include_loopback=True, only_netns=ids, kept=sockets)
+        scan = scan_diag(
+            "/proc", include_loopback=True, only_netns=ids, kept=sockets, pods=pods
+        )
 
         def summary() -> tuple[int, list[Key]]:
             assert len(scan.sockets) == len(scan.result.namespaces), scan.result.counters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from capture.procscan import (
     POD_AMBIGUOUS,
     TABLE_MISSING,
     TABLES_READ,
+    PodsOfPids,
     scan_proc,
 )
 from capture.sockroles import DROP_LOOPBACK, DROP_NOT_ESTABLISHED, ROLE_CLIENT, ROLE_SERVER
@@ -339,3 +341,87 @@ def test_a_trailing_slash_on_the_root_is_fine(tmp_path: Path) -> None:
     add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[])
 
     assert scan_proc(f"{tmp_path}{os.sep}").counters[NAMESPACES] == 1
+
+
+# --- the pids' pods, kept from one scan to the next --------------------------------
+
+
+def cgroup_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ``cgroup`` files procscan reads from now on, in order."""
+    reads: list[str] = []
+    real_read = procscan._read
+
+    def read(path: str) -> bytes:
+        if path.endswith("/cgroup"):
+            reads.append(path.rsplit("/", 2)[-2])
+        return real_read(path)
+
+    monkeypatch.setattr(procscan, "_read", read)
+    return reads
+
+
+def pod_of_each_scan(proc: Path, pods: PodsOfPids) -> list[tuple[str | None, tuple[int, ...]]]:
+    return [(ns.pod_uid, ns.pids) for ns in scan_proc(str(proc), pods=pods).namespaces]
+
+
+def test_a_known_process_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    add_pid(tmp_path, 11, POD_NS, cgroup=pod_cgroup(UID))
+    reads, pods = cgroup_reads(monkeypatch), PodsOfPids()
+
+    assert pod_of_each_scan(tmp_path, pods) == [(UID, (10, 11))]
+    add_pid(tmp_path, 12, POD_NS, cgroup=pod_cgroup(UID))
+    assert pod_of_each_scan(tmp_path, pods) == [(UID, (10, 11, 12))]
+
+    assert reads == ["10", "11", "12"]  # the new process only, the second time
+
+
+def test_a_pid_taken_by_another_process_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    add_pid(tmp_path, 11, POD_NS, cgroup=pod_cgroup(UID))
+    reads, pods = cgroup_reads(monkeypatch), PodsOfPids()
+    assert pod_of_each_scan(tmp_path, pods) == [(UID, (10, 11))]
+
+    # Pid 11 ends, and another pod's process entering the namespace gets its number:
+    # a new directory, with a new inode (made before the old one goes, so that the
+    # file system cannot hand the old one back).
+    new = tmp_path / ".next" / "11"
+    (new / "net").mkdir(parents=True)
+    (new / "cgroup").write_text(pod_cgroup(OTHER_UID))
+    for table in ("tcp", "tcp6"):
+        os.link(tmp_path / ".namespaces" / POD_NS / table, new / "net" / table)
+    shutil.rmtree(tmp_path / "11")
+    new.rename(tmp_path / "11")
+
+    assert pod_of_each_scan(tmp_path, pods) == [(None, (10, 11))]  # the pids disagree now
+    assert reads == ["10", "11", "11"]
+
+
+def test_a_process_that_entered_another_namespace_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_pid(tmp_path, 10, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    add_pid(tmp_path, 20, OTHER_POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(OTHER_UID))
+    reads, pods = cgroup_reads(monkeypatch), PodsOfPids()
+    assert sorted(pod_of_each_scan(tmp_path, pods)) == [(UID, (10,)), (OTHER_UID, (20,))]
+
+    for table in ("tcp", "tcp6"):  # pid 20 setns()'d into pid 10's namespace
+        (tmp_path / "20" / "net" / table).unlink()
+        os.link(tmp_path / ".namespaces" / POD_NS / table, tmp_path / "20" / "net" / table)
+
+    assert pod_of_each_scan(tmp_path, pods) == [(None, (10, 20))]  # read again: another pod
+    assert reads == ["10", "20", "20"]
+
+
+def test_processes_that_ended_are_forgotten(tmp_path: Path) -> None:
+    for pid in (10, 11, 12):
+        add_pid(tmp_path, pid, POD_NS, tcp=[], tcp6=[], cgroup=pod_cgroup(UID))
+    pods = PodsOfPids()
+    scan_proc(str(tmp_path), pods=pods)
+    shutil.rmtree(tmp_path / "11")
+    shutil.rmtree(tmp_path / "12")
+
+    assert pod_of_each_scan(tmp_path, pods) == [(UID, (10,))]
+    assert len(pods) == 1
