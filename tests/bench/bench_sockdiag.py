@@ -110,9 +110,7 @@ def _diag_scan(names: Sequence[str], *, kept: bool = False) -> Pass:
     pods = PodsOfPids() if kept else None
 
     def run() -> Summary:
-        scan = scan_diag(
-            "/proc", include_loopback=True, only_netns=ids, kept=sockets, pods=pods
-        )
+        scan = scan_diag("/proc", include_loopback=True, only_netns=ids, kept=sockets, pods=pods)
 
         def summary() -> tuple[int, list[Key]]:
             assert len(scan.sockets) == len(scan.result.namespaces), scan.result.counters
