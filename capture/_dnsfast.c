@@ -43,9 +43,9 @@
  * are CPython's hash() of the same tuples (written out in _dnsfast_fold.c),
  * so the folder's Python, which still takes every other frame, finds what was
  * put here and the other way round. Python runs for a usual frame only when it
- * makes a new entry (capture.dnsfold.FoldedAnswer), turns the folder's memory or
- * takes back a rewritten response; the folder's state is read again after any
- * Python ran.
+ * turns the folder's memory or takes back a rewritten response (a new entry,
+ * a capture.dnsfold.FoldedAnswer, is made here); the folder's state is read
+ * again after any Python ran.
  * tests/unit/capture/test_fold_fast.py holds it to the folder in Python.
  *
  * What it is given (from capture/dnswire.py and capture/frames.py, so nothing

@@ -152,8 +152,8 @@ class FoldedAnswer(msgspec.Struct, gc=False):
 
     Its fields are :class:`~callmap.wire.DnsAnswer`'s, in their order, so it
     encodes byte for byte as the wire record does: the agent publishes the
-    window's answers as they are, with no record made for each (a third of a
-    microsecond an answer, about 4 % of a core at 100,000 distinct answers/s).
+    window's answers as they are, with no record made for each (closing,
+    sorting and encoding 100,000 distinct answers: 45 ms instead of 68 ms).
     Mutable while its window is open, as the fold counts into it. A msgspec
     Struct: the C fold makes one for every new answer, several times faster than
     a class with ``__init__``, and outside the garbage collector (it holds no
@@ -313,9 +313,9 @@ class DnsFolder:
         gives. Where C was built, the block is walked there and each usual frame's
         response folded there, step for step as :meth:`_add_response` folds it, into
         this folder's own dicts and with the same keys: no Python runs for a usual
-        frame unless it makes a new entry of the window (``FoldedAnswer``), turns the
-        RecentKeys or retracts a rewritten response; any other frame goes to
-        :meth:`_add_unusual`."""
+        frame unless it turns the RecentKeys or retracts a rewritten response (a new
+        entry of the window, a ``FoldedAnswer``, is made there); any other frame goes
+        to :meth:`_add_unusual`."""
         if self._fold_block is None:
             return read_block(ring, start, size, self.add_frame)
         frames, sound, usual, duplicates, folded = self._fold_block(
