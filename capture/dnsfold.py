@@ -439,19 +439,7 @@ class DnsFolder:
         folded = self._window.get(key_hash)
         if folded is None:
             self._window[key_hash] = FoldedAnswer(
-                SCHEMA_VERSION,
-                self.cluster,
-                self.node,
-                ts,
-                segment.dst_ip,
-                segment.src_ip,
-                segment.transport,
-                response.qname,
-                response.qtype,
-                response.answers,
-                response.cnames,
-                response.ttl,
-                1,
+                SCHEMA_VERSION, self.cluster, self.node, ts, *key, response.ttl, 1
             )
             return
         fold.dropped[DROP_FOLDED] += 1
