@@ -134,9 +134,11 @@ unit: $(STAMP) helm-binary
 integration: $(STAMP) kafka-jars kube-binaries helm-binary
 	$(PY) -m pytest tests/integration
 
+# The tables are printed 160 columns wide (rich reads COLUMNS), so that piped to a
+# file their figures are not cut short.
 bench: $(STAMP) kafka-jars cluster-fetch
 	@set -e; for script in tests/bench/bench_*.py; do \
-	  echo "== $$script"; $(PY) $$script; \
+	  echo "== $$script"; COLUMNS=$${COLUMNS:-160} $(PY) $$script; \
 	done
 
 schemas: $(STAMP)
