@@ -39,6 +39,7 @@ from pyroute2.netlink.nfnetlink import (
 )
 
 from callmap.errors import ConfigError
+from callmap.logthrottle import LogThrottle
 from callmap.wire import SocketObservation
 from capture.ctflows import DROP_QUEUE_OVERFLOW, FlowTracker
 from capture.procscan import namespace_id
@@ -129,8 +130,7 @@ class ConntrackReader(ReaderThread):
         self._sock = source.sock
         self._tracker = tracker
         self._clock = clock
-        self._overflows = 0  # since the last warning
-        self._warned = -_WARN_EVERY
+        self._overflows = LogThrottle(_WARN_EVERY)
 
     def flush(self, now: float) -> list[SocketObservation]:
         """The tracker's records of the window that ends now."""
@@ -168,15 +168,13 @@ class ConntrackReader(ReaderThread):
     def _overflowed(self) -> None:
         """The kernel dropped events it had for us: count it, say so (not too often)."""
         self._tracker.count_lost(DROP_QUEUE_OVERFLOW)
-        self._overflows += 1
-        now = time.monotonic()
-        if now - self._warned < _WARN_EVERY:
+        due = self._overflows.add()
+        if due is None:
             return
         log.warning(
             "conntrack events were lost: the kernel's event queue for callmap overflowed"
             " %d time(s) since the last warning (receive buffer %d bytes); connections"
             " opened and closed meanwhile are missing",
-            self._overflows,
+            due.occurrences,
             self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
         )
-        self._overflows, self._warned = 0, now

@@ -34,6 +34,7 @@ from callmap.backoff import Backoff
 from callmap.broker import start_producer, stop_quietly
 from callmap.config import KafkaSettings
 from callmap.counters import StageCounters
+from callmap.logthrottle import Due, LogThrottle
 from callmap.wire import DROP_OVERFLOW, DROP_TOO_OLD
 from capture.outbox import Outbox, Outgoing
 
@@ -45,42 +46,6 @@ of batches (``MAX_BATCH_BYTES`` each), all of them still counted in the outbox."
 DROP_LOG_INTERVAL = 10.0
 """Seconds between two log lines about records dropped for one reason. Under a
 sustained overload every message would drop some; the counters have each."""
-
-
-class DropLog:
-    """Log lines about dropped records: the first drop at once, then at most one
-    line an interval, saying how many were dropped since the line before."""
-
-    __slots__ = ("_clock", "_interval", "_logged_at", "_what", "dropped")
-
-    def __init__(
-        self, what: str, clock: Callable[[], float], interval: float = DROP_LOG_INTERVAL
-    ) -> None:
-        """``what``: the line's start, e.g. ``"outbox full: dropped"``."""
-        self._what = what
-        self._clock = clock
-        self._interval = interval
-        self._logged_at: float | None = None
-        self.dropped = 0
-        """Records dropped and not logged yet."""
-
-    def add(self, count: int) -> None:
-        self.dropped += count
-        now = self._clock()
-        if self._logged_at is None:
-            log.warning(
-                "%s %d records (further drops logged at most every %.0f s)",
-                self._what,
-                count,
-                self._interval,
-            )
-        elif not 0 <= now - self._logged_at < self._interval:  # a clock stepped back too
-            log.warning(
-                "%s %d records in the last %.0f s", self._what, self.dropped, now - self._logged_at
-            )
-        else:
-            return
-        self._logged_at, self.dropped = now, 0
 
 
 class Publisher:
@@ -108,8 +73,8 @@ class Publisher:
         self._stats_out: Outgoing | None = None
         """The stats message being sent, if any."""
         self.connected = False
-        self._overflowed = DropLog("outbox full: dropped the oldest", clock)
-        self._expired = DropLog(f"past the outbox's {outbox.max_age:.0f} s: dropped", clock)
+        self._overflowed = LogThrottle(DROP_LOG_INTERVAL, clock)
+        self._expired = LogThrottle(DROP_LOG_INTERVAL, clock)
 
     def submit(self, message: Outgoing) -> None:
         """Queue a message (never blocks); count records dropped to make room."""
@@ -117,7 +82,7 @@ class Publisher:
         dropped = self.outbox.put(dataclasses.replace(message, queued_at=self._clock()))
         if dropped:
             self._counters.drop(DROP_OVERFLOW, dropped)
-            self._overflowed.add(dropped)
+            _say_dropped("outbox full: dropped the oldest", self._overflowed.add(dropped))
         self._wakeup.set()
 
     def submit_stats(self, message: Outgoing) -> None:
@@ -134,7 +99,8 @@ class Publisher:
         expired = self.outbox.expire(self._clock())
         if expired:
             self._counters.drop(DROP_TOO_OLD, expired)
-            self._expired.add(expired)
+            what = f"past the outbox's {self.outbox.max_age:.0f} s: dropped"
+            _say_dropped(what, self._expired.add(expired))
         return self.outbox.take()
 
     def _sent(self, message: Outgoing, stats: bool) -> None:
@@ -211,3 +177,18 @@ class Publisher:
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
         await stop_quietly(producer, "the producer")
+
+
+def _say_dropped(what: str, due: Due | None) -> None:
+    """The log line about dropped records, when one is due."""
+    if due is None:
+        return
+    if due.since is None:
+        log.warning(
+            "%s %d records (further drops logged at most every %.0f s)",
+            what,
+            due.occurrences,
+            DROP_LOG_INTERVAL,
+        )
+    else:
+        log.warning("%s %d records in the last %.0f s", what, due.occurrences, due.since)
