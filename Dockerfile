@@ -12,7 +12,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 # A C compiler for sdists without a wheel and for callmap's own C: the sock_diag
-# loop (capture/_inetdiag.c) and the usual DNS response (capture/_dnsfast.c);
+# loop (capture/_inetdiag.c), the usual DNS response (capture/_dnsfast.c) and a
+# raw batch's repeats (streams/_repeats.c);
 # Python's headers where the base image has none (a bare Debian one: the
 # official Python images have them). This stage is thrown away.
 # Pinning Debian's gcc to a build number would only make rebuilds fail when it moves.
@@ -40,7 +41,7 @@ COPY lab ./lab
 # without them); not for the image. -I: not the source tree here, the
 # installed package.
 RUN /opt/callmap/bin/pip install . \
- && /opt/callmap/bin/python -I -c "import capture._inetdiag, capture._dnsfast"
+ && /opt/callmap/bin/python -I -c "import capture._inetdiag, capture._dnsfast, streams._repeats"
 
 FROM ${PYTHON_IMAGE} AS build-init
 # tini as process 1 forwards SIGTERM to callmap and reaps children, which a

@@ -18,8 +18,8 @@ unexport PYTHONDONTWRITEBYTECODE
 
 # The environment is reinstalled when pyproject.toml, the C it builds or the
 # checkout's path changes (the project is installed editable, so the path matters;
-# the editable install builds capture/_inetdiag.c and capture/_dnsfast.c in place).
-ENV_KEY := $(shell (cat pyproject.toml capture/_inetdiag.c capture/_dnsfast.c; echo $(CURDIR)) | sha1sum | cut -c1-12)
+# the editable install builds capture's and streams' C in place).
+ENV_KEY := $(shell (cat pyproject.toml $(sort $(wildcard capture/*.c capture/*.h streams/*.c)); echo $(CURDIR)) | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(ENV_KEY)
 
 .PHONY: help demo test faults lint types imports unit integration bench schemas system-deps kafka-jars kube-binaries helm-binary cluster-fetch manifests clean-cache
@@ -43,7 +43,7 @@ faults: $(STAMP) kafka-jars
 	$(PY) -m pytest tests/faults
 
 # Tools the project needs from the operating system: gcc and Python's headers for
-# callmap's one C module (capture/_inetdiag.c), Java and Maven for Kafka,
+# callmap's C modules (capture/*.c, streams/_repeats.c), Java and Maven for Kafka,
 # iproute2 and nftables for network namespaces and the lab's service DNAT,
 # dnsmasq as the real DNS server, openssl for test certificates, graphviz for
 # pictures, real PostgreSQL and rsyslog servers for the sink tests, and for the

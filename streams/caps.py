@@ -10,10 +10,12 @@ memory without bound.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from callmap.wire import DnsAnswerBatch, EdgeSighting, PendingBatch, Record, SocketBatch
 from streams.combine import DEFAULT_MAX_EDGES_PER_CLIENT
 
+R = TypeVar("R", bound=Record)
 DEFAULT_MESSAGE_BYTES = 2 * 1024 * 1024
 DEFAULT_BATCH_RECORDS = 50_000
 
@@ -29,6 +31,10 @@ class Caps:
     """Records in one raw or pending batch."""
     edges_per_client: int = DEFAULT_MAX_EDGES_PER_CLIENT
     """Servers one client may reach within the edge TTL (0: no cap)."""
+
+
+class Oversized(Exception):
+    """A message over a cap: it goes to the dead-letter topic as ``oversized``."""
 
 
 def over_bytes(size: int, caps: Caps) -> str | None:
@@ -49,6 +55,14 @@ def over_records(record: Record, caps: Caps) -> str | None:
     if count > caps.batch_records:
         return f"{count:,} records, over the cap of {caps.batch_records:,}"
     return None
+
+
+def within_caps(record: R, caps: Caps) -> R:
+    """``record``, unless it is a batch over the record cap (:class:`Oversized`)."""
+    problem = over_records(record, caps)
+    if problem is not None:
+        raise Oversized(problem)
+    return record
 
 
 def edge_cap_error(sighting: EdgeSighting, cap: int) -> str:

@@ -58,7 +58,8 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import aiokafka
 import faust
@@ -76,12 +77,10 @@ from callmap.wire import (
     SIGHTINGS,
     SOCKETS,
     DeadLetter,
-    DnsAnswerBatch,
     EdgeSighting,
     PendingBatch,
     Record,
     SightingBatch,
-    SocketBatch,
     decode,
     encode,
     encode_pending_batches,
@@ -93,7 +92,7 @@ from callmap.wire.topics import (
     for_app,
     owner_partition,
 )
-from streams.caps import edge_cap_error, over_bytes, over_records
+from streams.caps import Oversized, edge_cap_error, over_bytes, within_caps
 from streams.combine import DEFAULT_FORGET_AFTER, Combiner
 from streams.edgelog import (
     EdgeLog,
@@ -107,6 +106,7 @@ from streams.settings import StreamSettings
 from streams.statsfeed import StatsFeed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FETCH_MAX_WAIT_MS = 100
 
@@ -211,7 +211,13 @@ class StreamApp:
             max_edges_per_client=stream.caps.edges_per_client,
             edge_ttl=stream.ttl,
         )
-        self.resolve = ResolveStage(self.identities, stream.resolve, self.counters, combiner)
+        self.resolve = ResolveStage(
+            self.identities,
+            stream.resolve,
+            self.counters,
+            combiner,
+            max_records=stream.caps.batch_records,
+        )
         self.feed = IdentityFeed(settings.kafka, self.identities, self.dead_letter)
         self.stats_feed = StatsFeed(settings.kafka, NodeLoss(), self.dead_letter)
         self.app = App(
@@ -299,11 +305,10 @@ class StreamApp:
             message = event.message
             spec = DNS if message.topic == DNS.name else SOCKETS
             self.counters.stage(f"in.{spec.name}").seen += 1
-            batch = await self._decode(spec, message)
-            if batch is None:
-                continue
-            assert isinstance(batch, DnsAnswerBatch | SocketBatch)
-            await self._send_results(*self.resolve.batch(batch, self.clock(), final=False))
+            resolve = partial(self.resolve.message, spec, now=self.clock())
+            results = await self._take(message, resolve)
+            if results is not None:
+                await self._send_results(*results)
 
     async def _retry(self, stream: Any) -> None:
         async for event in stream.events():
@@ -399,20 +404,24 @@ class StreamApp:
             await self.sightings_topic.send(key=b"tick", value=b"", partition=partition)
 
     async def _decode(self, spec: TopicSpec, message: Any) -> Record | None:
-        """The message's record, or None after sending it to the dead-letter topic:
-        undecodable, or over the byte or record cap."""
+        """The message's record, or None after sending it to the dead-letter topic."""
+        caps = self.stream.caps
+        return await self._take(message, lambda value: within_caps(decode(spec, value), caps))
+
+    async def _take(self, message: Any, take: Callable[[bytes], T]) -> T | None:
+        """What ``take`` makes of the message's value, or None after sending the message
+        to the dead-letter topic: over the byte cap, undecodable, or over the record cap
+        (``take`` raises :class:`~streams.caps.Oversized`)."""
         value: bytes = message.value or b""
+        problem: str | WireDecodeError | None = over_bytes(len(value), self.stream.caps)
         reason = "oversized"
-        problem = over_bytes(len(value), self.stream.caps)
         if problem is None:
             try:
-                record = decode(spec, value)
+                return take(value)
             except WireDecodeError as error:
-                problem, reason = str(error), "undecodable"
-            else:
-                problem = over_records(record, self.stream.caps)
-                if problem is None:
-                    return record
+                problem, reason = error, "undecodable"
+            except Oversized as error:
+                problem = str(error)
         await self.dead_letter(
             message.topic,
             problem,

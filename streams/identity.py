@@ -99,6 +99,9 @@ class IdentityStore:
     by_ip: dict[str, list[Holding]] = field(default_factory=dict)
     """Every IP's holdings. Read it; only the ``put_*`` methods change it."""
     by_node_port: dict[int, str] = field(default_factory=dict)
+    changes: set[str] | None = None
+    """The IPs whose holdings changed and the pods updated since its reader last emptied
+    it; None (the default): not kept."""
     """The service (``namespace/name``) that owns each node port."""
     _names: dict[PodName, Uids] = field(default_factory=dict)
     _hostnames: dict[HostName, Uids] = field(default_factory=dict)
@@ -108,6 +111,8 @@ class IdentityStore:
 
     def put_pod(self, uid: str, pod: PodIdentity | None) -> None:
         self.pods_version += 1
+        if self.changes is not None:
+            self.changes.add(uid)
         old = self.pods.pop(uid, None)
         if old is not None:
             self._release(old.ips, "pod", uid)
@@ -160,10 +165,14 @@ class IdentityStore:
         self._hold(node.ips, Holding(-math.inf, end, "node", name))
 
     def _hold(self, ips: tuple[str, ...], holding: Holding) -> None:
+        if self.changes is not None:
+            self.changes.update(ips)
         for ip in ips:
             self.by_ip.setdefault(ip, []).append(holding)
 
     def _release(self, ips: tuple[str, ...], kind: HolderKind, key: str) -> None:
+        if self.changes is not None:
+            self.changes.update(ips)
         for ip in ips:
             holdings = [h for h in self.by_ip.get(ip, ()) if not (h.kind == kind and h.key == key)]
             if holdings:

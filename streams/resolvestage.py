@@ -1,11 +1,13 @@
 """The stream app's work on one message, without Faust or Kafka.
 
 :class:`Identities` applies identity-topic messages to one time-versioned
-store per cluster. :class:`ResolveStage` turns one raw batch into the edge
+store per cluster. :class:`ResolveStage` turns one raw message into the edge
 sightings that must go out now (:mod:`streams.combine` holds back repeats,
-:mod:`streams.routes` remembers resolutions) and the events that must wait
-for identities (a ``PendingBatch`` due after the grace period). The Faust
-agents in :mod:`streams.faustapp` only move bytes between topics and these classes.
+:mod:`streams.routes` remembers resolutions, :mod:`streams.repeats` knows
+records seen before by their bytes, without decoding them) and the events
+that must wait for identities (a ``PendingBatch`` due after the grace
+period). The Faust agents in :mod:`streams.faustapp` only move bytes between
+topics and these classes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from callmap.counters import Counters
 from callmap.wire import (
+    DNS,
     NODES,
     PODS,
     SERVICES,
@@ -29,9 +32,11 @@ from callmap.wire import (
     SocketObservation,
     decode,
 )
-from callmap.wire.topics import split_identity_key
+from callmap.wire.topics import TopicSpec, split_identity_key
+from streams.caps import DEFAULT_BATCH_RECORDS, Caps, within_caps
 from streams.combine import Combiner
 from streams.identity import DEFAULT_CLOCK_SKEW, DEFAULT_DELETION_GRACE, IdentityStore
+from streams.repeats import Applied, Heads, Scan, head_of
 from streams.resolve import Resolver
 from streams.routes import Routes
 
@@ -123,12 +128,75 @@ class ResolveStage:
         settings: ResolveSettings,
         counters: Counters,
         combiner: Combiner | None = None,
+        *,
+        max_records: int = DEFAULT_BATCH_RECORDS,
+        repeats: bool = True,
     ) -> None:
+        """``max_records``: the record cap of one raw message (:meth:`message`);
+        ``repeats``: know repeated records by their bytes (:mod:`streams.repeats`)."""
         self._identities = identities
         self._settings = settings
         self._counters = counters
         self.combiner = combiner if combiner is not None else Combiner()
+        self._max_records = max_records
+        self._repeats = repeats
+        self._heads = Heads()
         self._routes: dict[str, Routes] = {}
+
+    def message(
+        self, spec: TopicSpec, value: bytes, now: float
+    ) -> tuple[list[EdgeSighting], PendingBatch | None]:
+        """:meth:`batch` for a raw message (``spec`` DNS or SOCKETS) as it came off its topic.
+
+        A message whose records are all known by their bytes
+        (:mod:`streams.repeats`) is not decoded: its sightings are counted
+        straight into the combiner. Raises
+        :class:`~callmap.errors.WireDecodeError` when the message does not
+        decode, :class:`~streams.caps.Oversized` when it holds more records than
+        the cap.
+        """
+        layout = head_of(value)
+        routes: Routes | None = None
+        found: Applied | Scan | None = None
+        if layout is not None and (cluster := self._heads.cluster(layout[0])) is not None:
+            routes = self._routes_of(cluster)
+            routes.begin()
+            found = self._scan(routes, spec, value, layout, now)
+            if isinstance(found, Applied):
+                return self._applied(found)
+        batch = within_caps(decode(spec, value), Caps(batch_records=self._max_records))
+        assert isinstance(batch, DnsAnswerBatch | SocketBatch)
+        if routes is None:
+            routes = self._routes_of(batch.cluster)
+            routes.begin()
+            if layout is not None:
+                self._heads.learn(layout[0], batch.cluster)
+                found = self._scan(routes, spec, value, layout, now)
+                if isinstance(found, Applied):
+                    return self._applied(found)
+        scan = found if isinstance(found, Scan) and len(found.hits) == len(batch.records) else None
+        return self._resolve(routes, batch, now, final=False, scan=scan)
+
+    def _scan(
+        self,
+        routes: Routes,
+        spec: TopicSpec,
+        value: bytes,
+        layout: tuple[bytes, int, int],
+        now: float,
+    ) -> Applied | Scan | None:
+        """What the routes' repeats of ``spec``'s records find in the message."""
+        repeats = routes.dns_repeats if spec.name == DNS.name else routes.socket_repeats
+        if repeats is None:
+            return None
+        _, start, end = layout
+        seen = self.combiner.seen_each
+        return repeats.scan(value, start, end, seen, now, self._max_records)
+
+    def _applied(self, applied: Applied) -> tuple[list[EdgeSighting], PendingBatch | None]:
+        self._counters.stage("sightings").seen += applied.sightings
+        self._counters.events["resolved"] += applied.records
+        return self.combiner.urgent(), None
 
     def batch(
         self, batch: DnsAnswerBatch | SocketBatch | PendingBatch, now: float, *, final: bool
@@ -140,6 +208,17 @@ class ResolveStage:
         """
         routes = self._routes_of(batch.cluster)
         routes.begin()
+        return self._resolve(routes, batch, now, final=final)
+
+    def _resolve(
+        self,
+        routes: Routes,
+        batch: DnsAnswerBatch | SocketBatch | PendingBatch,
+        now: float,
+        *,
+        final: bool,
+        scan: Scan | None = None,
+    ) -> tuple[list[EdgeSighting], PendingBatch | None]:
         dns: Sequence[DnsAnswer] = ()
         sockets: Sequence[SocketObservation] = ()
         if isinstance(batch, PendingBatch):
@@ -152,8 +231,10 @@ class ResolveStage:
         late_sockets: list[SocketObservation] = []
         resolver = self._identities.resolver(batch.cluster)
         fallbacks, ambiguous = resolver.fallbacks, resolver.memory.ambiguous
-        sightings = routes.answers(dns, now, final, late_dns)
-        sightings += routes.connections(sockets, now, final, late_sockets)
+        dns_scan = scan if isinstance(batch, DnsAnswerBatch) else None
+        socket_scan = scan if isinstance(batch, SocketBatch) else None
+        sightings = routes.answers(dns, now, final, late_dns, dns_scan)
+        sightings += routes.connections(sockets, now, final, late_sockets, socket_scan)
         self._counters.stage("sightings").seen += sightings
         events = self._counters.events
         late = len(late_dns) + len(late_sockets)
@@ -187,5 +268,7 @@ class ResolveStage:
         routes = self._routes.get(cluster)
         if routes is None:
             resolver = self._identities.resolver(cluster)
-            routes = self._routes[cluster] = Routes(cluster, resolver, self.combiner)
+            routes = self._routes[cluster] = Routes(
+                cluster, resolver, self.combiner, repeats=self._repeats
+            )
         return routes

@@ -29,6 +29,7 @@ doubled since the last pruning, so a week of churn keeps memory flat.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -37,6 +38,7 @@ from callmap.wire.records import EdgeSource
 from streams.combine import Combiner, Slot
 from streams.dnsnames import HeadlessPodName, PodIpName, classify
 from streams.identity import Holding, IdentityStore, WorkloadsVersion
+from streams.repeats import AVAILABLE, Miss, Repeats, Scan
 from streams.resolve import Late, Resolver, Sight
 
 DEFAULT_MAX_ROUTES = 100_000
@@ -111,7 +113,10 @@ class Routes:
         resolver: Resolver,
         combiner: Combiner,
         max_routes: int = DEFAULT_MAX_ROUTES,
+        *,
+        repeats: bool = True,
     ) -> None:
+        """``repeats``: keep the records known by their bytes (when the C table is built)."""
         self._cluster = cluster
         self._resolver = resolver
         self._store = resolver.store
@@ -122,15 +127,35 @@ class Routes:
         self._services_version = self._store.services_version
         self._pruned_at = MIN_PRUNE
         """Routes after the last pruning (at least :data:`MIN_PRUNE`): prune again at twice."""
+        self.dns_repeats: Repeats | None = None
+        """The DNS answers known by their bytes (:mod:`streams.repeats`); None: not kept."""
+        self.socket_repeats: Repeats | None = None
+        if repeats and AVAILABLE:
+            self.dns_repeats = Repeats(max_routes, counted=True)
+            self.socket_repeats = Repeats(max_routes, counted=False)
+            self._store.changes = set()
 
     def begin(self) -> None:
-        """Start a batch: forget the routes by name if a service changed since the last."""
+        """Start a batch: forget the routes by name if a service changed since the last,
+        and the repeats that depended on identities updated since."""
         if self._store.services_version != self._services_version:
             self._dns.clear()
             self._services_version = self._store.services_version
+            if self.dns_repeats is not None:
+                self.dns_repeats.clear()
+        changes = self._store.changes
+        if changes and self.dns_repeats is not None and self.socket_repeats is not None:
+            self.dns_repeats.forget(changes)
+            self.socket_repeats.forget(changes)
+            changes.clear()
 
     def answers(
-        self, answers: Sequence[DnsAnswer], now: float, final: bool, late: list[DnsAnswer]
+        self,
+        answers: Sequence[DnsAnswer],
+        now: float,
+        final: bool,
+        late: list[DnsAnswer],
+        scan: Scan | None = None,
     ) -> int:
         """Sight every answer's edges in the combiner; how many sightings that made.
 
@@ -138,11 +163,18 @@ class Routes:
         This is the stream's hot loop: the common case (an IP with one holder,
         a plain route) is spelled out inline, and everything else takes the
         general path (:meth:`dns`); the combiner does the same for repeats
-        (:meth:`Combiner.seen_each`).
+        (:meth:`Combiner.seen_each`). ``scan``: what :attr:`dns_repeats` found
+        in the answers' message; its hits are sighted as they are, and its
+        misses are learnt where the inline path applies.
         """
         by_ip, by_name, seen = self._store.by_ip, self._dns, self._combiner.seen_each
+        hits = scan.hits if scan is not None else None
         sightings = 0
-        for answer in answers:
+        for index, answer in enumerate(answers):
+            if hits is not None and (hit := hits[index]) is not None:
+                (slots, port, source), ts, count = hit
+                sightings += seen(slots, ts, port, source, now, count)
+                continue
             ts, route = answer.ts, None
             holdings = by_ip.get(answer.client_ip)
             if holdings is not None and len(holdings) == 1:
@@ -159,7 +191,32 @@ class Routes:
                 self._resolver.counters.drop(DROP_OTHER_NODE, answer.count)
                 continue
             sightings += seen(route.slots, ts, None, _DNS, now, answer.count)
+        if scan is not None and self.dns_repeats is not None:
+            self._learn_answers(answers, scan.misses, self.dns_repeats)
         return sightings
+
+    def _learn_answers(
+        self, answers: Sequence[DnsAnswer], misses: Sequence[Miss], repeats: Repeats
+    ) -> None:
+        """Learn the missed answers the inline path of :meth:`answers` takes."""
+        by_ip, by_name = self._store.by_ip, self._dns
+        for miss in misses:
+            answer = answers[miss.index]
+            if miss.key is None or miss.ts != answer.ts or miss.count != answer.count:
+                continue
+            holdings = by_ip.get(answer.client_ip)
+            if holdings is None or len(holdings) != 1:
+                continue
+            holding = holdings[0]
+            if not holding.start <= answer.ts < holding.end:
+                continue
+            route = by_name.get((holding, answer.qname))
+            if route is None or not route.plain:
+                continue
+            if route.client_node is not None and route.client_node != answer.node:
+                continue
+            value = (route.slots, None, _DNS)
+            repeats.learn(miss.key, value, holding.start, holding.end, (answer.client_ip,))
 
     def connections(
         self,
@@ -167,17 +224,23 @@ class Routes:
         now: float,
         final: bool,
         late: list[SocketObservation],
+        scan: Scan | None = None,
     ) -> int:
         """Sight every observation's edges in the combiner; how many sightings that made.
 
         The other hot loop, like :meth:`answers`: inline for a local pod that
         capture named by UID, a remote IP with one holder and a plain route;
-        :meth:`socket` for everything else.
+        :meth:`socket` for everything else. ``scan`` as for :meth:`answers`.
         """
         pods, by_ip, by_socket = self._store.pods, self._store.by_ip, self._sockets
         seen, sightings = self._combiner.seen_each, 0
         sidecar = self._resolver.sidecar_inbound_ports
-        for obs in observations:
+        hits = scan.hits if scan is not None else None
+        for index, obs in enumerate(observations):
+            if hits is not None and (hit := hits[index]) is not None:
+                (slots, port, source), ts, count = hit
+                sightings += seen(slots, ts, port, source, now, count)
+                continue
             route = None
             local = pods.get(obs.pod_uid) if obs.pod_uid is not None else None
             holdings = by_ip.get(obs.remote_ip)
@@ -207,7 +270,44 @@ class Routes:
                 sightings += seen(route.slots, obs.ts, port, _SERVER_SIDE, now)
             else:
                 sightings += seen(route.slots, obs.ts, obs.remote_port, _CLIENT_SIDE, now)
+        if scan is not None and self.socket_repeats is not None:
+            self._learn_connections(observations, scan.misses, self.socket_repeats)
         return sightings
+
+    def _learn_connections(
+        self, observations: Sequence[SocketObservation], misses: Sequence[Miss], repeats: Repeats
+    ) -> None:
+        """Learn the missed observations the inline path of :meth:`connections` takes (TCP,
+        no health); ``first_seen`` is part of their keys."""
+        pods, by_ip, by_socket = self._store.pods, self._store.by_ip, self._sockets
+        sidecar = self._resolver.sidecar_inbound_ports
+        for miss in misses:
+            obs = observations[miss.index]
+            if miss.key is None or miss.ts != obs.ts or miss.count != 1:
+                continue
+            if (
+                obs.pod_uid is None
+                or obs.dialled_ip is not None
+                or obs.health is not None
+                or obs.transport != "tcp"
+            ):
+                continue
+            local = pods.get(obs.pod_uid)
+            holdings = by_ip.get(obs.remote_ip)
+            if local is None or holdings is None or len(holdings) != 1:
+                continue
+            remote = holdings[0]
+            if not remote.start <= obs.first_seen < remote.end or remote.kind == "node":
+                continue
+            route = by_socket.get((id(local), id(remote), _SIDE[obs.role]))
+            if route is None or not route.plain:
+                continue
+            if obs.role == "server":
+                port = None if obs.local_port in sidecar else obs.local_port
+                value = (route.slots, port, _SERVER_SIDE)
+            else:
+                value = (route.slots, obs.remote_port, _CLIENT_SIDE)
+            repeats.learn(miss.key, value, -math.inf, math.inf, (obs.remote_ip, obs.pod_uid))
 
     def _health(self, route: Route, node: str, health: FlowHealth, now: float) -> None:
         """Add a conntrack observation's health to its edges, counted on its client's node."""
@@ -331,6 +431,7 @@ class Routes:
             if all(_current(pin, current, pods) for pin in r.pins)
         }
         self._pruned_at = max(MIN_PRUNE, len(self))
+        # The repeats of the routes pruned went when their identities changed (begin).
 
     def _route(self, sights: list[Sight], dropped_before: Counter[str]) -> Route:
         dropped = self._resolver.counters.dropped

@@ -96,9 +96,7 @@ class Worker:
 
     def run(self, spec: TopicSpec, values: list[bytes], now: float) -> None:
         for value in values:
-            batch = decode(spec, value)
-            assert isinstance(batch, DnsAnswerBatch | SocketBatch)
-            sightings, _ = self.resolve.batch(batch, now, final=False)
+            sightings, _ = self.resolve.message(spec, value, now)
             sightings += self.resolve.due(now)
             by_partition: dict[int, list] = {}  # type: ignore[type-arg]
             for sighting in sightings:
