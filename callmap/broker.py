@@ -229,7 +229,7 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     options.update(overrides)
     if options.get("compression_type") == "lz4":
-        _use_fast_lz4()
+        use_fast_lz4()
     return AIOKafkaProducer(**{**kafka.client_kwargs(), **options})
 
 
@@ -260,9 +260,10 @@ _LZ4_USERS = (
 
 
 @functools.cache
-def _use_fast_lz4() -> None:
+def use_fast_lz4() -> None:
     """Give every aiokafka module that compresses batches :func:`compress_lz4_fast`
-    (the record builders look their ``lz4_encode`` up at each batch); once a process."""
+    (the record builders look their ``lz4_encode`` up at each batch). Producers that
+    callmap does not make itself (Faust's) need it called before they compress."""
     for name in _LZ4_USERS:
         try:
             module = importlib.import_module(name)

@@ -164,6 +164,7 @@ class EdgeLog:
             transactional_id=f"{self._settings.app_id}-merge-{partition}",
             transaction_timeout_ms=int(self._settings.transaction_timeout * 1000),
             max_batch_size=self._settings.batch_bytes,
+            compression_type="lz4",
         )
         try:
             await producer.start()

@@ -67,6 +67,7 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from callmap.broker import use_fast_lz4
 from callmap.config import Settings
 from callmap.counters import Counters
 from callmap.errors import WireDecodeError
@@ -204,6 +205,7 @@ class StreamApp:
         self.stream = stream
         self.clock = clock
         self.counters = Counters()
+        use_fast_lz4()  # Faust's producer compresses with aiokafka's LZ4 (below)
         self.identities = Identities(stream.resolve, self.counters)
         combiner = Combiner(
             stream.combine_interval,
@@ -240,6 +242,9 @@ class StreamApp:
             # by gigabytes. 64 keep the agents busy.
             stream_buffer_maxsize=STREAM_BUFFER,
             producer_max_batch_size=PRODUCER_BATCH_BYTES,
+            # Sightings and pending events in LZ4: uncompressed, their writes to the
+            # broker's socket took a tenth of a cold start (docs/streams.md).
+            producer_compression_type="lz4",
             broker_session_timeout=stream.session_timeout,
             broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
         )
