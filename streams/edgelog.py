@@ -5,9 +5,10 @@ Each sightings partition this worker owns has a transactional producer of its
 own, with the transactional id ``<app id>-merge-<partition>``. What the merge
 stage asks to write for a partition (states to the changelog, announcements to
 the edges topic) goes into that producer's open transaction, which is
-committed every commit interval. Only then are the consumed sightings
-acknowledged, so the offsets Faust commits never pass work that is not
-committed. Hence:
+committed every commit interval (the records wait in batches of their own,
+handed to the producer at the commit: a record costs an append, not a send).
+Only then are the consumed sightings acknowledged, so the offsets Faust
+commits never pass work that is not committed. Hence:
 
 - A worker killed at any moment leaves an open transaction, which is aborted:
   readers with ``isolation.level=read_committed`` (every callmap reader) never
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from callmap.broker import make_consumer, make_producer, read_to_end, stop_quietly
 from callmap.config import KafkaSettings
@@ -86,6 +88,9 @@ class _Partition:
     closed: bool = False
     done: list[Callable[[], object]] = field(default_factory=list)
     """What to call once the open transaction is committed (the sightings' acks)."""
+    batches: dict[tuple[str, int], BatchBuilder] = field(default_factory=dict)
+    """The open transaction's records not handed to the producer yet, by topic and
+    partition."""
     busy_since: float | None = None
     """When the write or commit now holding the lock began (monotonic); None: idle."""
 
@@ -222,18 +227,14 @@ class EdgeLog:
                 return
             part.busy_since = time.monotonic()
             try:
-                producer = part.producer
                 if not part.open:
-                    await producer.begin_transaction()
+                    await part.producer.begin_transaction()
                     part.open = True
-                send = producer.send
                 for stored in merged.stored:
-                    await send(changelog, stored.value, key=stored.key, partition=stored.partition)
+                    await _add(part, changelog, stored.partition, stored.key, stored.value)
                 for announced in merged.announced:
                     edge_partition = kafka_partition(announced.key, part.edge_partitions)
-                    await send(
-                        EDGES.name, announced.value, key=announced.key, partition=edge_partition
-                    )
+                    await _add(part, EDGES.name, edge_partition, announced.key, announced.value)
                 part.done.append(done)
             finally:
                 part.busy_since = None
@@ -253,6 +254,9 @@ class EdgeLog:
                 return
             started = part.busy_since = time.monotonic()
             try:
+                for (topic, into), batch in part.batches.items():
+                    await part.producer.send_batch(batch, topic, partition=into)
+                part.batches.clear()
                 await part.producer.commit_transaction()
             except ProducerFenced:
                 await self._drop_fenced(partition, part)
@@ -309,6 +313,26 @@ class EdgeLog:
             await asyncio.shield(self._assigning)
         for partition in sorted(self._owned):
             await self._release(partition)
+
+
+async def _add(
+    part: _Partition, topic: str, partition: int, key: bytes, value: bytes | None
+) -> None:
+    """Add a record to the open transaction's batch of ``topic``'s ``partition``.
+
+    The batches go to the producer when the transaction is committed (or when
+    one is full): a record costs an append, not a ``send`` with its own future,
+    and each partition a produce request per transaction, not one every
+    linger."""
+    batch = part.batches.get((topic, partition))
+    if batch is None:
+        batch = part.batches[(topic, partition)] = part.producer.create_batch()
+    if batch.append(timestamp=None, key=key, value=value) is not None:
+        return
+    await part.producer.send_batch(batch, topic, partition=partition)
+    batch = part.batches[(topic, partition)] = part.producer.create_batch()
+    if batch.append(timestamp=None, key=key, value=value) is None:
+        raise ValueError(f"a record of {len(value or b'')} bytes is larger than a batch")
 
 
 def _fenced_meanwhile(producer: AIOKafkaProducer) -> bool:
