@@ -267,8 +267,9 @@ static const char *skip_value(const char *p, const char *end)
 }
 
 typedef struct {
-    Entry *entry;  /* NULL: a miss */
-    PyObject *key; /* a miss's key (owned), or NULL */
+    PyObject *value; /* what a known record sights (owned: the table may change while
+                        the combiner runs); NULL: a miss */
+    PyObject *key;   /* a miss's key (owned), or NULL */
     double ts;
     long long count;
     int read;      /* ts and count were read */
@@ -348,7 +349,7 @@ static const char *scan_record(Table *t, const char *rec, const char *end, int c
     uint64_t hash = hash_bytes((const unsigned char *)t->buf, at);
     Entry *e = find(t, t->buf, at, hash);
     if (e->key != NULL && e->key != TOMBSTONE && e->lo <= found->ts && found->ts < e->hi) {
-        found->entry = e;
+        found->value = Py_NewRef(e->value);
         return p;
     }
     found->key = PyBytes_FromStringAndSize(t->buf, at);
@@ -360,7 +361,7 @@ static PyObject *hit_tuple(const Found *f)
     PyObject *ts = PyFloat_FromDouble(f->ts), *count = PyLong_FromLongLong(f->count);
     PyObject *hit = NULL;
     if (ts != NULL && count != NULL)
-        hit = PyTuple_Pack(3, f->entry->value, ts, count);
+        hit = PyTuple_Pack(3, f->value, ts, count);
     Py_XDECREF(ts);
     Py_XDECREF(count);
     return hit;
@@ -380,7 +381,7 @@ static long long apply(const Found *found, Py_ssize_t records, PyObject *seen, P
 {
     long long sightings = 0;
     for (Py_ssize_t i = 0; i < records; i++) {
-        PyObject *value = found[i].entry->value; /* (slots, port, source) */
+        PyObject *value = found[i].value; /* (slots, port, source) */
         PyObject *ts = PyFloat_FromDouble(found[i].ts);
         PyObject *count = PyLong_FromLongLong(found[i].count);
         if (ts == NULL || count == NULL) {
@@ -412,7 +413,7 @@ static PyObject *found_lists(Found *found, Py_ssize_t records)
         goto done;
     for (Py_ssize_t i = 0; i < records; i++) {
         PyObject *item;
-        if (found[i].entry != NULL) {
+        if (found[i].value != NULL) {
             item = hit_tuple(&found[i]);
         } else {
             PyObject *miss = miss_tuple(i, &found[i]);
@@ -464,12 +465,13 @@ static PyObject *table_scan(Table *t, PyObject *args)
         const char *next = scan_record(t, p, stop, counted, f);
         if (next == NULL) {
             Py_CLEAR(f->key);
+            Py_CLEAR(f->value);
             if (PyErr_Occurred())
                 goto done;
             goto refuse;
         }
         records++;
-        misses += f->entry == NULL;
+        misses += f->value == NULL;
         if (next < stop && (*next != ',' || next + 1 >= stop))
             goto refuse;
         p = next < stop ? next + 1 : next;
@@ -485,8 +487,10 @@ static PyObject *table_scan(Table *t, PyObject *args)
 refuse:
     result = Py_NewRef(Py_None);
 done:
-    for (Py_ssize_t i = 0; i < records; i++)
+    for (Py_ssize_t i = 0; i < records; i++) {
         Py_XDECREF(found[i].key);
+        Py_XDECREF(found[i].value);
+    }
     PyMem_Free(found);
     PyBuffer_Release(&view);
     return result;
