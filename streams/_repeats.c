@@ -12,14 +12,20 @@
  * such records in the message's bytes, and streams/repeats.py (which says what
  * may be learnt, and when it is forgotten) decides everything else.
  *
- * RepeatTable.scan(data, start, end, counted) reads the records between
- * data[start] and data[end] (the inside of a batch's "records" array, as
- * callmap's encoder writes it: objects separated by commas, no blanks) and
- * returns (hits, misses):
- *   hits    a list with one item per record: (value, ts, count) when the
- *           record's key was learnt and `lo <= ts < hi`, else None;
- *   misses  a list of (index, key, ts, count) for the other records: key is
- *           None when the record cannot be keyed (a backslash, a duplicate or
+ * RepeatTable.scan(data, start, end, counted, seen, now, limit) reads the
+ * records between data[start] and data[end] (the inside of a batch's
+ * "records" array, as callmap's encoder writes it: objects separated by
+ * commas, no blanks), each with a small tokenizer (keys and values skipped,
+ * strings to their unescaped quote, nesting counted). When every record's key
+ * is learnt, `lo <= ts < hi` holds for each, and there are at most `limit`,
+ * it calls seen(slots, ts, port, source, now, count) for each record in
+ * order (the combiner's seen_each; value is (slots, port, source)) and
+ * returns (records, sightings). Otherwise it calls nothing and returns
+ * (hits, misses):
+ *   hits    a list with one item per record: (value, ts, count) for a known
+ *           one, else None;
+ *   misses  a list of (index, key, ts, count) for the others: key is None
+ *           when the record cannot be keyed (a backslash, a repeated or
  *           missing `ts` or `count`, a value that is not a plain JSON number);
  *           ts and count are what this file read (None when it could not).
  * It returns None when the region is not a list of objects as the encoder
@@ -29,11 +35,13 @@
  * the same but for those values, which this file reads itself (strictly as
  * JSON numbers; `count` absent, or not `counted`, is 1).
  *
- * Why the split is safe: inside a JSON string a quote is always escaped, so
- * the bytes `},{"` and `,"ts":` never occur in one; a record with a nested
- * object before another record (`},{`) cannot be one of callmap's (no field is a
- * list of objects), so its key was never learnt and it misses. Only records
- * that decoded in full and matched what this file read are learnt.
+ * Why reading the bytes is safe: a key is learnt only from a record that
+ * decoded in full and whose two values read here equal the decoded ones, and
+ * has no backslash. A record this tokenizer reads wrongly (it only counts
+ * nesting) has bytes no learnt record has, so it misses, and its message is
+ * decoded in full. When every record is known, the message is a valid batch:
+ * a head seen in a message that decoded (streams/repeats.py checks it), then
+ * records that are learnt records with other numbers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
