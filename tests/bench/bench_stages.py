@@ -2,8 +2,10 @@
 
 The same records as ``bench_streams.py`` (2,000 clients calling 5 services
 each, window after window), as the messages capture publishes, go through
-what a worker does to them: decode, the resolve stage, the sightings encoded
-to their owners' partitions and decoded again, and the merge stage. Baseline
+what a worker does to them: the resolve stage (it decodes the messages whose
+records it does not know by their bytes, :mod:`streams.repeats`), the
+sightings encoded to their owners' partitions and decoded again, and the
+merge stage. Baseline
 in the same run: decoding the same messages alone, which is all the plain
 aiokafka loop of ``bench_streams.py`` does besides fetching. The share of that
 baseline is the ceiling a worker could reach if Faust and Kafka cost nothing;
